@@ -1,0 +1,32 @@
+import 'reflect-metadata';
+
+export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode } from './errors';
+export type { WireError } from './errors';
+export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
+export type { NameKind } from './names';
+export { newInstanceId } from './ids';
+export {
+  endpointAddress,
+  queueSubject,
+  queueGroup,
+  mailboxSubject,
+  namespaceEventSubject,
+  componentEventSubject,
+} from './subjects';
+export type { EndpointAddress } from './subjects';
+export { MsgpackCodec } from './codec/msgpack';
+export { DEFAULT_DECODE_LIMITS } from './codec/codec';
+export type { Codec, DecodeLimits } from './codec/codec';
+export { TransportStatus } from './transport/transport';
+export type {
+  Transport,
+  Headers,
+  PublishOptions,
+  SubscribeOptions,
+  RequestOptions,
+  TransportMessage,
+  MessageHandler,
+  TransportSubscription,
+} from './transport/transport';
+export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
+export type { NatsTransportOptions } from './transport/nats/nats-transport';

@@ -1,0 +1,94 @@
+import { TroupeError } from './errors';
+import { validateInstanceId, validateName } from './names';
+
+/**
+ * Every subject Troupe uses is built here and nowhere else, from names that
+ * have been validated. Everything of a namespace lives under `{ns}.>` so one
+ * NATS permission per namespace isolates tenants.
+ */
+
+/** An endpoint's address: the three validated names. */
+export interface EndpointAddress {
+  readonly namespace: string;
+  readonly component: string;
+  readonly endpoint: string;
+}
+
+/**
+ * Validates the three names of an endpoint address.
+ *
+ * @example
+ * endpointAddress('llama_8b', 'decode', 'generate');
+ */
+export function endpointAddress(namespace: string, component: string, endpoint: string): EndpointAddress {
+  return {
+    namespace: validateName('namespace', namespace),
+    component: validateName('component', component),
+    endpoint: validateName('endpoint', endpoint),
+  };
+}
+
+/**
+ * `{ns}.{comp}.{ep}`: the subject every instance of an endpoint listens on in
+ * the queue group of the same name (load balancing by the NATS server).
+ *
+ * @example
+ * queueSubject(endpointAddress('llama_8b', 'decode', 'generate')); // 'llama_8b.decode.generate'
+ */
+export function queueSubject(a: EndpointAddress): string {
+  return `${a.namespace}.${a.component}.${a.endpoint}`;
+}
+
+/** The queue group name of an endpoint (the same string as its subject). */
+export function queueGroup(a: EndpointAddress): string {
+  return queueSubject(a);
+}
+
+/**
+ * `{ns}.{comp}.{ep}.{instance_id}`: one instance's mailbox for direct and
+ * client-routed requests, and for stream control (credit, cancel).
+ *
+ * @example
+ * mailboxSubject(addr, '9f3c0a7e12b4d8e1'); // 'llama_8b.decode.generate.9f3c0a7e12b4d8e1'
+ */
+export function mailboxSubject(a: EndpointAddress, instanceId: string): string {
+  return `${queueSubject(a)}.${validateInstanceId(instanceId)}`;
+}
+
+/** Same as {@link mailboxSubject} for an id the runtime made itself (no re-validation on the hot path). */
+export function ownMailboxSubject(a: EndpointAddress, instanceId: string): string {
+  return `${queueSubject(a)}.${instanceId}`;
+}
+
+/**
+ * `{prefix}.{token}`: the root of one runtime's reply inbox; replies go to
+ * `{root}.{n}` and one wildcard subscription `{root}.*` receives them all.
+ * The prefix is configurable because a tenant allowed `_INBOX.>` reads every
+ * reply.
+ */
+export function inboxRoot(prefix: string, token: string): string {
+  return `${prefix}.${token}`;
+}
+
+/** The wildcard that matches every reply subject under an inbox root. */
+export function inboxWildcard(root: string): string {
+  return `${root}.*`;
+}
+
+/** Validates an inbox prefix: one or more dot-separated tokens, no wildcards. */
+export function validateInboxPrefix(prefix: string): string {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
+    throw new TroupeError('BAD_REQUEST', `invalid inbox prefix ${JSON.stringify(prefix)}: dot-separated tokens of letters, digits, "_" and "-"`);
+  }
+  return prefix;
+}
+
+/** `{ns}._ev.{event}`: a namespace-scoped event. */
+export function namespaceEventSubject(namespace: string, event: string): string {
+  return `${validateName('namespace', namespace)}._ev.${validateName('event', event)}`;
+}
+
+/** `{ns}.{comp}._ev.{event}`: a component-scoped event. */
+export function componentEventSubject(namespace: string, component: string, event: string): string {
+  return `${validateName('namespace', namespace)}.${validateName('component', component)}._ev.${validateName('event', event)}`;
+}

@@ -1,0 +1,97 @@
+import type { Observable } from 'rxjs';
+
+/**
+ * The narrow seam between Troupe and a message bus. The core never constructs
+ * a transport and never imports `nats`; it receives one of these. Two
+ * implementations: NATS (`transport/nats`) and the in-process memory network
+ * (`transport/memory`), both held to one conformance suite.
+ */
+export interface Transport {
+  /** Largest message (headers + body) the bus accepts, in bytes. */
+  readonly maxPayload: number;
+  /** Current connection state. */
+  readonly status: TransportStatus;
+  /** Connection state changes, for logging and for failing work fast. */
+  readonly status$: Observable<TransportStatus>;
+  /** A human-readable name of where this transport is connected (for logs and errors). */
+  readonly describe: string;
+
+  /**
+   * Publishes one message. Throws a TroupeError at once — `PAYLOAD_TOO_LARGE`
+   * past {@link maxPayload}, `UNAVAILABLE` while disconnected or closed —
+   * never reports a publish as sent when it was dropped.
+   */
+  publish(subject: string, data: Uint8Array, options?: PublishOptions): void;
+
+  /**
+   * Subscribes `handler` to `subject` (wildcards `*` and `>` allowed), in
+   * queue group `queue` when given (each message to exactly one member).
+   * Delivery is asynchronous: a handler never runs inside a publisher's call.
+   */
+  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): TransportSubscription;
+
+  /**
+   * Request/reply with one answer: resolves with the reply, rejects with a
+   * TroupeError `NO_INSTANCES` at once when nothing listens, `TIMEOUT` after
+   * `timeoutMs`. Used for probes; the hot paths use a muxed inbox.
+   */
+  request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportMessage>;
+
+  /** Resolves when everything published so far has reached the bus. */
+  flush(): Promise<void>;
+
+  /** Drains subscriptions and closes; resolves when closed. Never rejects. */
+  close(): Promise<void>;
+}
+
+/** Connection state of a transport. */
+export const TransportStatus = {
+  CONNECTED: 'connected',
+  RECONNECTING: 'reconnecting',
+  CLOSED: 'closed',
+} as const;
+export type TransportStatus = (typeof TransportStatus)[keyof typeof TransportStatus];
+
+/** Headers as plain string pairs (NATS headers; the memory network copies them). */
+export type Headers = Readonly<Record<string, string>>;
+
+/** Options of {@link Transport.publish}. */
+export interface PublishOptions {
+  reply?: string;
+  headers?: Headers;
+}
+
+/** Options of {@link Transport.subscribe}. */
+export interface SubscribeOptions {
+  queue?: string;
+}
+
+/** Options of {@link Transport.request}. */
+export interface RequestOptions {
+  timeoutMs: number;
+  headers?: Headers;
+}
+
+/** One received message. Header lookup is lazy so the hot path pays only for what it reads. */
+export interface TransportMessage {
+  readonly subject: string;
+  readonly reply: string | undefined;
+  readonly data: Uint8Array;
+  /** One header's value, or undefined. */
+  header(name: string): string | undefined;
+  /** True for the bus's "no responders" status reply (NATS 503). */
+  readonly noResponders: boolean;
+}
+
+/** Called for each delivered message; must not throw (a throw is logged and dropped). */
+export type MessageHandler = (msg: TransportMessage) => void;
+
+/** A live subscription. */
+export interface TransportSubscription {
+  /** Stops delivery at once; messages not yet delivered are dropped. */
+  unsubscribe(): void;
+  /** Stops interest, delivers what already arrived, then resolves. */
+  drain(): Promise<void>;
+  /** Whether the subscription is closed. */
+  readonly closed: boolean;
+}
