@@ -14,6 +14,31 @@ export {
   componentEventSubject,
 } from './subjects';
 export type { EndpointAddress } from './subjects';
+export {
+  component,
+  endpoint,
+  componentMeta,
+  injectConfig,
+  injectLogger,
+  injectInstance,
+  injectClient,
+  CONFIG,
+  LOGGER,
+  INSTANCE,
+} from './decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './decorators';
+export { Runtime, NamespaceRef, ComponentRef, EndpointRef } from './runtime';
+export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
+export type { PlaneSettings } from './plane';
+export { EndpointClient } from './client';
+export type { CallOptions, StreamOptions, TypedClient, TypedClientOptions, ClientMethod } from './client';
+export type { Context, ParentContext } from './context';
+export type { OnStart, OnStop } from './instance';
+export { Mailbox } from './mailbox';
+export { consoleLogger, LogLevel } from './logger';
+export type { Logger } from './logger';
+export { PROTOCOL_VERSION } from './protocol';
+export { inject } from 'tsyringe';
 export { MsgpackCodec } from './codec/msgpack';
 export { DEFAULT_DECODE_LIMITS } from './codec/codec';
 export type { Codec, DecodeLimits } from './codec/codec';

@@ -1,0 +1,37 @@
+import type { Logger } from './logger';
+
+/**
+ * What every handler receives beside its request. Pass it as `parent` in the
+ * options of calls the handler makes so cancellation and the remaining
+ * deadline travel downstream.
+ *
+ * @example
+ * \@endpoint() async *generate(req: Req, ctx: Context) {
+ *   const kv = await this.prefill.prefill(req, { parent: ctx });
+ *   while (!ctx.signal.aborted) yield next(kv);
+ * }
+ */
+export interface Context {
+  /** The request id (propagated to nested calls for logs). */
+  readonly requestId: string;
+  /** When the caller stops waiting, in epoch milliseconds (this host's clock). */
+  readonly deadline: number;
+  /** Aborted when the caller cancels, unsubscribes, or the deadline passes, or the instance stops past its grace period. */
+  readonly signal: AbortSignal;
+  /** The instance handling the request. */
+  readonly instanceId: string;
+  readonly namespace: string;
+  readonly component: string;
+  readonly endpoint: string;
+  /** A logger labelled with the request and the instance. */
+  readonly logger: Logger;
+  /** Milliseconds left until the deadline (never negative). */
+  remainingMs(): number;
+}
+
+/** The part of a {@link Context} that nested calls inherit. */
+export interface ParentContext {
+  readonly requestId: string;
+  readonly deadline: number;
+  readonly signal: AbortSignal;
+}

@@ -1,0 +1,36 @@
+import type { Codec } from './codec/codec';
+import type { ReplyInbox } from './inbox';
+import type { Logger } from './logger';
+import type { Transport } from './transport/transport';
+
+/** Resolved runtime settings that clients and instances read. */
+export interface PlaneSettings {
+  /** Default deadline of a unary call, ms. */
+  readonly requestTimeoutMs: number;
+  /** Default deadline of a whole stream, ms. */
+  readonly streamTimeoutMs: number;
+  /** Default stream credit window, items. */
+  readonly streamWindow: number;
+  /** How long `stop()` / `close()` wait for in-flight work, ms. */
+  readonly gracePeriodMs: number;
+  /** Send remote stacks with errors (development only). */
+  readonly dev: boolean;
+  /** Default instance concurrency (1 = classic actor). */
+  readonly concurrency: number;
+  /** Default mailbox capacity (waiting messages per instance). */
+  readonly mailboxCapacity: number;
+}
+
+/**
+ * The request plane of one runtime: what clients and instances share (the
+ * transport, the codec, the muxed reply inbox, the settings). Internal.
+ */
+export interface RequestPlane {
+  readonly transport: Transport;
+  readonly codec: Codec;
+  readonly inbox: ReplyInbox;
+  readonly settings: PlaneSettings;
+  readonly logger: Logger;
+  /** A fresh request id. */
+  nextRequestId(): string;
+}

@@ -1,0 +1,54 @@
+/**
+ * Wire protocol constants: header names and frame kinds. Protocol metadata
+ * travels in NATS headers so generic NATS tools can read it; bodies are
+ * msgpack. Version 1.
+ */
+export const PROTOCOL_VERSION = '1';
+
+/** Header names (case as sent; NATS header lookup in nats.js is case-sensitive by default). */
+export const H = {
+  /** Request id, propagated for logs and traces. */
+  ID: 'Troupe-Id',
+  /** Remaining time budget in ms at the moment of sending (relative: robust to clock skew). */
+  TIMEOUT: 'Troupe-Timeout',
+  /** `s` when the caller wants a stream; absent for unary. */
+  MODE: 'Troupe-Mode',
+  /** Stream credit window granted with the request (items). */
+  WINDOW: 'Troupe-Window',
+  /** Protocol version of the request. */
+  PROTO: 'Troupe-Proto',
+  /** Error code on an error reply (body: `{ message, data? }`). */
+  ERROR: 'Troupe-Error',
+  /** Frame kind of a stream frame (see {@link Frame}). */
+  FRAME: 'Troupe-Frame',
+  /** Sequence number of the first item of a data frame; item count on an end frame. */
+  SEQ: 'Troupe-Seq',
+  /** The instance that accepted a stream (on its first frame). */
+  INSTANCE: 'Troupe-Instance',
+  /** A control message to a running stream (see {@link Ctl}). */
+  CTL: 'Troupe-Ctl',
+  /** The stream a control message is for: the caller's reply subject. */
+  STREAM: 'Troupe-Stream',
+  /** Credit granted by a control message (items). */
+  CREDIT: 'Troupe-Credit',
+} as const;
+
+/** Stream frame kinds. */
+export const Frame = {
+  START: 's',
+  DATA: 'd',
+  END: 'e',
+  ERROR: 'x',
+  HEARTBEAT: 'h',
+} as const;
+export type Frame = (typeof Frame)[keyof typeof Frame];
+
+/** Control message kinds (caller to worker, on the instance mailbox). */
+export const Ctl = {
+  CREDIT: 'credit',
+  CANCEL: 'cancel',
+} as const;
+export type Ctl = (typeof Ctl)[keyof typeof Ctl];
+
+/** Request mode value for streams. */
+export const MODE_STREAM = 's';

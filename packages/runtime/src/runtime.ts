@@ -1,0 +1,396 @@
+import 'reflect-metadata';
+import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { EndpointClient, typedClient, type TypedClient, type TypedClientOptions } from './client';
+import { MsgpackCodec } from './codec/msgpack';
+import type { Codec } from './codec/codec';
+import {
+  type Class,
+  CONFIG,
+  clientDependencies,
+  componentMeta,
+  INSTANCE,
+  type InstanceInfo,
+  LOGGER,
+} from './decorators';
+import { TroupeError, toTroupeError } from './errors';
+import { newInstanceId, newToken } from './ids';
+import { ReplyInbox } from './inbox';
+import { ActorInstance } from './instance';
+import { consoleLogger, type Logger } from './logger';
+import { validateName } from './names';
+import type { PlaneSettings, RequestPlane } from './plane';
+import { endpointAddress, validateInboxPrefix } from './subjects';
+import { NatsTransport, type NatsTransportOptions } from './transport/nats/nats-transport';
+import { TransportStatus, type Transport } from './transport/transport';
+
+/** Options of {@link Runtime.connect}. */
+export interface RuntimeOptions extends Partial<PlaneSettings> {
+  /** NATS server URL(s); default `NATS_URL`, else `nats://127.0.0.1:4222`. */
+  servers?: string | string[];
+  /** Extra nats.js connection options (auth, TLS, ...), passed through. */
+  nats?: Omit<NatsTransportOptions, 'servers'>;
+  /** Use this transport instead of connecting (tests, the embedded runtime). */
+  transport?: Transport;
+  /** Reply inbox prefix (default `_INBOX`); give each tenant its own, since `_INBOX.>` reads every reply. */
+  inboxPrefix?: string;
+  /** The body codec (default msgpack with decode limits). */
+  codec?: Codec;
+  /** Logger (default: JSON lines on stderr at `TROUPE_LOG` level, else warn). */
+  logger?: Logger;
+  /** Connection name shown by the NATS server. */
+  name?: string;
+}
+
+/** Options of {@link Runtime.spawn}. */
+export interface SpawnOptions<Config = unknown> {
+  /** The pipeline the instances join. */
+  namespace: string;
+  /** How many instances (default 1). */
+  replicas?: number;
+  /** Injected into the constructor with `@injectConfig()`. */
+  config?: Config;
+  /** Static properties of the instances (published with discovery). */
+  properties?: Record<string, unknown>;
+  /** Messages one instance handles at once (default: the runtime's, 1). */
+  concurrency?: number;
+  /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
+  mailboxCapacity?: number;
+}
+
+/**
+ * The running instances of one `spawn`.
+ *
+ * @example
+ * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2 });
+ * console.log(h.instanceIds); await h.stop();
+ */
+export interface SpawnHandle<C = unknown> {
+  readonly namespace: string;
+  readonly component: string;
+  /** One 16-hex-char id per replica. */
+  readonly instanceIds: readonly string[];
+  /** The actor object of one instance (for tests and introspection). */
+  instance(instanceId: string): C;
+  /** Stops every instance of this spawn: leave, finish in-flight work (bounded by the grace period), stop hooks. */
+  stop(): Promise<void>;
+}
+
+const DEFAULTS: PlaneSettings = {
+  requestTimeoutMs: 30_000,
+  streamTimeoutMs: 300_000,
+  streamWindow: 512,
+  gracePeriodMs: 10_000,
+  dev: false,
+  concurrency: 1,
+  mailboxCapacity: 1024,
+};
+
+/**
+ * The per-process object: connection, reply inbox, DI container, `spawn`,
+ * clients and graceful shutdown.
+ *
+ * @example
+ * const runtime = await Runtime.connect({ servers: 'nats://127.0.0.1:4222' });
+ * await runtime.spawn(Echo, { namespace: 'demo', replicas: 2 });
+ * const echo = runtime.namespace('demo').client(Echo);
+ * await echo.say('hi');
+ * await runtime.close();
+ */
+export class Runtime {
+  /** This runtime's id (random; later also its discovery lease). */
+  readonly id: string = newInstanceId();
+  readonly logger: Logger;
+  private readonly plane: RequestPlane;
+  private readonly spawns = new Set<SpawnRecord>();
+  private readonly container: DependencyContainer;
+  private closing: Promise<void> | undefined;
+  private requestSeq = 0;
+  private readonly requestPrefix = newToken();
+
+  private constructor(
+    private readonly transport: Transport,
+    options: RuntimeOptions,
+  ) {
+    this.logger = options.logger ?? consoleLogger();
+    const settings = resolveSettings(options);
+    const inbox = new ReplyInbox(transport, validateInboxPrefix(options.inboxPrefix ?? '_INBOX'));
+    this.plane = {
+      transport,
+      codec: options.codec ?? new MsgpackCodec(),
+      inbox,
+      settings,
+      logger: this.logger,
+      nextRequestId: () => `${this.requestPrefix}-${(++this.requestSeq).toString(36)}`,
+    };
+    this.container = rootContainer.createChildContainer();
+    this.container.registerInstance(Runtime as unknown as Class<Runtime>, this);
+  }
+
+  /**
+   * Connects to NATS and returns a runtime. An unreachable server is a
+   * TroupeError `UNAVAILABLE` naming the URL.
+   *
+   * @example
+   * const runtime = await Runtime.connect({ servers: process.env.NATS_URL });
+   */
+  static async connect(options: RuntimeOptions = {}): Promise<Runtime> {
+    resolveSettings(options); // refuse bad settings before connecting
+    if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
+    const transport =
+      options.transport ??
+      (await NatsTransport.connect({
+        ...options.nats,
+        servers: options.servers ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
+        name: options.name ?? options.nats?.name ?? 'troupe',
+      }));
+    const rt = new Runtime(transport, options);
+    await transport.flush();
+    return rt;
+  }
+
+  /** The transport this runtime runs on. */
+  get bus(): Transport {
+    return this.transport;
+  }
+
+  /** Resolved settings (defaults applied). */
+  get settings(): PlaneSettings {
+    return this.plane.settings;
+  }
+
+  /**
+   * A namespace (pipeline) handle: clients of its components and endpoints.
+   *
+   * @example
+   * runtime.namespace('llama_8b').component('decode').endpoint('generate').client();
+   */
+  namespace(name: string): NamespaceRef {
+    return new NamespaceRef(this.plane, validateName('namespace', name));
+  }
+
+  /**
+   * Starts `replicas` instances of a component class in `namespace`. Each
+   * instance is constructed through the DI container (config, runtime,
+   * logger, clients), runs `onStart`, then listens on its mailbox and in the
+   * queue group of each endpoint. A start hook that throws fails the spawn
+   * with that error (instances already started are stopped).
+   *
+   * @example
+   * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2, config: { model: 'x' } });
+   */
+  async spawn<C>(target: Class<C>, options: SpawnOptions): Promise<SpawnHandle<C>> {
+    if (this.closing) throw new TroupeError('UNAVAILABLE', 'runtime is closing; cannot spawn');
+    const meta = componentMeta(target);
+    if (options === null || typeof options !== 'object') {
+      throw new TroupeError('BAD_REQUEST', 'spawn needs options: { namespace, replicas? }');
+    }
+    const namespace = validateName('namespace', options.namespace);
+    for (const ep of meta.endpoints.values()) endpointAddress(namespace, meta.name, ep.name);
+    const replicas = options.replicas ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 1) {
+      throw new TroupeError('BAD_REQUEST', `replicas must be an integer >= 1, got ${String(replicas)}`);
+    }
+    const concurrency = options.concurrency ?? this.plane.settings.concurrency;
+    const mailboxCapacity = options.mailboxCapacity ?? this.plane.settings.mailboxCapacity;
+    checkPositiveInt('concurrency', concurrency, 1);
+    checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
+    for (const dep of clientDependencies(target)) componentMeta(dep.target);
+
+    const record: SpawnRecord = { instances: [] };
+    this.spawns.add(record);
+    try {
+      for (let i = 0; i < replicas; i++) {
+        const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
+        const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
+        const actor = this.construct(target, info, logger, options.config);
+        const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
+        await instance.start();
+        record.instances.push(instance);
+      }
+    } catch (err) {
+      await Promise.all(record.instances.map((i) => i.stop(this.plane.settings.gracePeriodMs)));
+      this.spawns.delete(record);
+      throw err;
+    }
+    const byId = new Map(record.instances.map((i) => [i.info.instanceId, i]));
+    let stopping: Promise<void> | undefined;
+    return {
+      namespace,
+      component: meta.name,
+      instanceIds: record.instances.map((i) => i.info.instanceId),
+      instance: (id: string) => {
+        const inst = byId.get(id);
+        if (!inst) throw new TroupeError('NOT_FOUND', `no instance ${id} in this spawn of ${meta.name}`);
+        return inst.actor as C;
+      },
+      stop: () =>
+        (stopping ??= Promise.all(record.instances.map((i) => i.stop(this.plane.settings.gracePeriodMs))).then(() => {
+          this.spawns.delete(record);
+        })),
+    };
+  }
+
+  private construct(target: Class, info: InstanceInfo, logger: Logger, config: unknown): unknown {
+    const child = this.container.createChildContainer();
+    child.registerInstance(CONFIG, config);
+    child.registerInstance(LOGGER, logger);
+    child.registerInstance(INSTANCE, info);
+    for (const dep of clientDependencies(target)) {
+      child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
+    }
+    try {
+      return child.resolve(target);
+    } catch (err) {
+      throw new TroupeError(
+        'BAD_REQUEST',
+        `cannot construct ${target.name}: ${(err as Error).message}. Constructor parameters need a class type or an explicit token (@injectConfig(), @injectLogger(), @injectInstance(), @injectClient(Other), @inject(token)); code run by esbuild/tsx has no decorator metadata, so use explicit tokens there`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * Stops every instance (in-flight work finishes within the grace period),
+   * then drains the connection. Never rejects; calling it twice returns the
+   * same promise.
+   *
+   * @example
+   * process.on('SIGTERM', () => void runtime.close().then(() => process.exit(0)));
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const grace = this.plane.settings.gracePeriodMs;
+      await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => i.stop(grace).catch(() => undefined))));
+      this.spawns.clear();
+      this.plane.inbox.stop();
+      await this.transport.close();
+    })().catch((err: unknown) => {
+      this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });
+    });
+    return this.closing;
+  }
+
+  /**
+   * Closes the runtime on SIGTERM and SIGINT (deregister, finish in-flight
+   * work, drain), then exits. Returns a function that removes the handlers.
+   *
+   * @example
+   * runtime.closeOnSignals();
+   */
+  closeOnSignals(signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): () => void {
+    const handler = (sig: NodeJS.Signals): void => {
+      this.logger.info('closing on signal', { signal: sig });
+      void this.close().then(() => process.exit(0));
+    };
+    for (const s of signals) process.once(s, handler);
+    return () => {
+      for (const s of signals) process.off(s, handler);
+    };
+  }
+
+  /** Whether the connection is up. */
+  get connected(): boolean {
+    return this.transport.status === TransportStatus.CONNECTED;
+  }
+
+  /** Replies awaited right now (unary calls and streams); 0 when idle. */
+  get pendingReplies(): number {
+    return this.plane.inbox.pending;
+  }
+}
+
+interface SpawnRecord {
+  instances: ActorInstance[];
+}
+
+function checkPositiveInt(name: string, v: unknown, min: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    throw new TroupeError('BAD_REQUEST', `${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+}
+
+function resolveSettings(options: RuntimeOptions): PlaneSettings {
+  const s: PlaneSettings = {
+    requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    streamTimeoutMs: options.streamTimeoutMs ?? DEFAULTS.streamTimeoutMs,
+    streamWindow: options.streamWindow ?? DEFAULTS.streamWindow,
+    gracePeriodMs: options.gracePeriodMs ?? DEFAULTS.gracePeriodMs,
+    dev: options.dev ?? DEFAULTS.dev,
+    concurrency: options.concurrency ?? DEFAULTS.concurrency,
+    mailboxCapacity: options.mailboxCapacity ?? DEFAULTS.mailboxCapacity,
+  };
+  checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
+  checkPositiveInt('streamTimeoutMs', s.streamTimeoutMs, 1);
+  checkPositiveInt('streamWindow', s.streamWindow, 1);
+  checkPositiveInt('gracePeriodMs', s.gracePeriodMs, 0);
+  checkPositiveInt('concurrency', s.concurrency, 1);
+  checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
+  return s;
+}
+
+/**
+ * A namespace (pipeline): clients of its components.
+ *
+ * @example
+ * const ns = runtime.namespace('llama_8b');
+ * const decode = ns.client(Decode);
+ */
+export class NamespaceRef {
+  constructor(
+    private readonly plane: RequestPlane,
+    readonly name: string,
+  ) {}
+
+  /** A component of this namespace by name. */
+  component(name: string): ComponentRef {
+    return new ComponentRef(this.plane, this.name, validateName('component', name));
+  }
+
+  /**
+   * A typed client of a component class: one method per endpoint, checked
+   * against the endpoint's signature.
+   *
+   * @example
+   * await runtime.namespace('demo').client(Echo).say('hi');
+   */
+  client<C>(target: Class<C>, options?: TypedClientOptions): TypedClient<C> {
+    return typedClient(this.plane, this.name, target, options);
+  }
+}
+
+/**
+ * A component of a namespace: its endpoints.
+ *
+ * @example
+ * runtime.namespace('llama_8b').component('decode').endpoint('generate');
+ */
+export class ComponentRef {
+  constructor(
+    private readonly plane: RequestPlane,
+    readonly namespace: string,
+    readonly name: string,
+  ) {}
+
+  /** An endpoint of this component by name. */
+  endpoint(name: string): EndpointRef {
+    return new EndpointRef(this.plane, endpointAddress(this.namespace, this.name, name));
+  }
+}
+
+/**
+ * An endpoint `ns.comp.ep`: make clients of it.
+ *
+ * @example
+ * const c = runtime.namespace('demo').component('echo').endpoint('say').client<string, string>();
+ */
+export class EndpointRef {
+  constructor(
+    private readonly plane: RequestPlane,
+    readonly address: ReturnType<typeof endpointAddress>,
+  ) {}
+
+  /** A client of this endpoint (queue-group routed; `.direct(id)` for one instance). */
+  client<Req = unknown, Res = unknown>(): EndpointClient<Req, Res> {
+    return new EndpointClient<Req, Res>(this.plane, this.address);
+  }
+}
