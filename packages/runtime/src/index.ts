@@ -55,3 +55,5 @@ export type {
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';
+export { MemoryNetwork, MemoryTransport, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-transport';
+export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-transport';

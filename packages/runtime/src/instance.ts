@@ -352,6 +352,16 @@ export class ActorInstance {
         }
       }
       if (!stream.ctx.aborted) flush();
+    } catch (err) {
+      // Items produced before the failure still reach the caller, then the error frame.
+      if (!stream.ctx.aborted) {
+        try {
+          flush();
+        } catch {
+          // the error frame that follows says what went wrong
+        }
+      }
+      throw err;
     } finally {
       if (!finished) void Promise.resolve(it.return?.()).catch(() => undefined);
     }

@@ -1,0 +1,35 @@
+/**
+ * Waits until `predicate` is true, polling every few ms; throws after
+ * `timeoutMs` with a message saying what did not happen. Every wait in the
+ * tests is bounded this way, never a bare sleep.
+ *
+ * @example
+ * await waitFor(() => received.length === 100, 2000, '100 messages to arrive');
+ */
+export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/**
+ * Resolves with `p`'s value, or throws after `timeoutMs` naming `what`.
+ *
+ * @example
+ * const reply = await within(client.call(x), 1000, 'the reply');
+ */
+export async function within<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
