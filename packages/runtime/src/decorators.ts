@@ -72,6 +72,7 @@ export function component(name: string): ClassDecorator {
  */
 export function endpoint(nameOrOptions?: string | EndpointOptions): MethodDecorator {
   const opts: EndpointOptions = typeof nameOrOptions === 'string' ? { name: nameOrOptions } : (nameOrOptions ?? {});
+  if (opts.name !== undefined) validateName('endpoint', opts.name);
   return (target, propertyKey, descriptor) => {
     if (typeof propertyKey !== 'string') {
       throw new TroupeError('BAD_REQUEST', `@endpoint needs a string-named method, got ${String(propertyKey)}`);

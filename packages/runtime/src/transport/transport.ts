@@ -19,7 +19,11 @@ export interface Transport {
   /**
    * Publishes one message. Throws a TroupeError at once — `PAYLOAD_TOO_LARGE`
    * past {@link maxPayload}, `UNAVAILABLE` while disconnected or closed —
-   * never reports a publish as sent when it was dropped.
+   * never reports a publish as sent when it was dropped. `data` becomes the
+   * transport's: the caller must not modify it afterwards (nats.js keeps a
+   * reference until the socket write; copying every message would cost the
+   * hot path). Subjects with wildcard tokens, empty tokens or whitespace are
+   * refused with `BAD_REQUEST`.
    */
   publish(subject: string, data: Uint8Array, options?: PublishOptions): void;
 
