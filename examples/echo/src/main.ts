@@ -3,7 +3,8 @@
  * endpoint (`info`) and a streaming one (`generate`), two replicas, and a
  * client that calls both through the queue group and one instance directly.
  *
- * Runs against NATS at NATS_URL (default nats://127.0.0.1:4222).
+ * Runs on the embedded runtime (in-process, no server) by default, and on
+ * NATS when NATS_URL is set: the same code, chosen by configuration alone.
  */
 import 'reflect-metadata';
 import { lastValueFrom, toArray } from 'rxjs';
@@ -41,7 +42,8 @@ export class Generator implements OnStart {
 }
 
 export async function main(): Promise<void> {
-  const runtime = await Runtime.connect({ servers: process.env.NATS_URL });
+  // No servers and no NATS_URL: embedded. NATS_URL=nats://127.0.0.1:4222: NATS.
+  const runtime = await Runtime.connect();
   try {
     const handle = await runtime.spawn(Generator, {
       namespace: 'demo',

@@ -21,12 +21,18 @@ import { validateName } from './names';
 import type { PlaneSettings, RequestPlane } from './plane';
 import { endpointAddress, validateInboxPrefix } from './subjects';
 import { NatsTransport, type NatsTransportOptions } from './transport/nats/nats-transport';
+import { MemoryNetwork } from './transport/memory/memory-transport';
 import { TransportStatus, type Transport } from './transport/transport';
 
 /** Options of {@link Runtime.connect}. */
 export interface RuntimeOptions extends Partial<PlaneSettings> {
-  /** NATS server URL(s); default `NATS_URL`, else `nats://127.0.0.1:4222`. */
+  /**
+   * NATS server URL(s); default `NATS_URL`. With neither, the runtime is
+   * embedded: an in-process memory network, no server at all.
+   */
   servers?: string | string[];
+  /** For an embedded runtime: the memory network to join (default: a new one). */
+  network?: MemoryNetwork;
   /** Extra nats.js connection options (auth, TLS, ...), passed through. */
   nats?: Omit<NatsTransportOptions, 'servers'>;
   /** Use this transport instead of connecting (tests, the embedded runtime). */
@@ -110,6 +116,8 @@ export class Runtime {
   private constructor(
     private readonly transport: Transport,
     options: RuntimeOptions,
+    /** The memory network of an embedded runtime; undefined on NATS. */
+    readonly network: MemoryNetwork | undefined,
   ) {
     this.logger = options.logger ?? consoleLogger();
     const settings = resolveSettings(options);
@@ -136,16 +144,36 @@ export class Runtime {
   static async connect(options: RuntimeOptions = {}): Promise<Runtime> {
     resolveSettings(options); // refuse bad settings before connecting
     if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
+    const servers = options.servers ?? (process.env.NATS_URL || undefined);
+    if (!options.transport && servers === undefined) return Runtime.embedded(options);
     const transport =
       options.transport ??
       (await NatsTransport.connect({
         ...options.nats,
-        servers: options.servers ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222',
+        servers: servers as string | string[],
         name: options.name ?? options.nats?.name ?? 'troupe',
       }));
-    const rt = new Runtime(transport, options);
+    const rt = new Runtime(transport, options, undefined);
     await transport.flush();
     return rt;
+  }
+
+  /**
+   * An embedded runtime: the whole component graph in this process on an
+   * in-process memory network with NATS semantics (queue groups, no
+   * responders, payload limit), no server at all. Same API; switch to NATS
+   * by giving `servers` (or `NATS_URL`) to {@link connect}. Pass `network`
+   * to join another embedded runtime's network.
+   *
+   * @example
+   * const a = await Runtime.embedded();
+   * const b = await Runtime.embedded({ network: a.network });
+   */
+  static async embedded(options: Omit<RuntimeOptions, 'servers' | 'transport' | 'nats'> = {}): Promise<Runtime> {
+    resolveSettings(options);
+    if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
+    const network = options.network ?? new MemoryNetwork({ name: options.name });
+    return new Runtime(network.connect(options.name), options, network);
   }
 
   /** The transport this runtime runs on. */
