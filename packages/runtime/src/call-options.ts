@@ -1,0 +1,71 @@
+import type { ParentContext } from './context';
+import { fromWire, TroupeError } from './errors';
+import type { RequestPlane } from './plane';
+import { H } from './protocol';
+import type { TransportMessage } from './transport/transport';
+
+/** Options of a unary call. */
+export interface CallOptions {
+  /** Deadline in ms from now (default: the runtime's `requestTimeoutMs`, or `streamTimeoutMs` for streams). */
+  timeout?: number;
+  /** Aborting it cancels the call (and the remote handler). */
+  signal?: AbortSignal;
+  /** The handler context this call is made on behalf of: its cancellation and remaining deadline apply. */
+  parent?: ParentContext;
+}
+
+/** Options of a stream call. */
+export interface StreamOptions extends CallOptions {
+  /** Credit window: how many items the worker may send ahead of the consumer (default: runtime `streamWindow`). */
+  window?: number;
+}
+
+export const MAX_WINDOW = 65_536;
+
+export function remainingBudget(options: CallOptions | undefined, fallback: number): number {
+  let budget = options?.timeout ?? fallback;
+  if (!(budget > 0) && budget !== 0) budget = fallback; // NaN and negatives fall back
+  const parent = options?.parent;
+  if (parent) budget = Math.min(budget, parent.deadline - Date.now());
+  return Math.floor(budget);
+}
+
+export function precheck(options: CallOptions | undefined, budget: number, subject: string): TroupeError | undefined {
+  if (options?.timeout !== undefined && (typeof options.timeout !== 'number' || Number.isNaN(options.timeout) || options.timeout <= 0)) {
+    return new TroupeError('BAD_REQUEST', `timeout must be a positive number of ms, got ${String(options.timeout)}`);
+  }
+  if (options?.signal?.aborted || options?.parent?.signal.aborted) {
+    return new TroupeError('CANCELLED', `call to ${subject} cancelled before it was sent`);
+  }
+  if (budget <= 0) return new TroupeError('TIMEOUT', `deadline already passed before calling ${subject}`);
+  return undefined;
+}
+
+/** Listens to the caller's and the parent's abort signals; returns the remover. */
+export function onAbort(options: CallOptions | undefined, fn: () => void): (() => void) | undefined {
+  const a = options?.signal;
+  const b = options?.parent?.signal;
+  if (!a && !b) return undefined;
+  a?.addEventListener('abort', fn, { once: true });
+  b?.addEventListener('abort', fn, { once: true });
+  return () => {
+    a?.removeEventListener('abort', fn);
+    b?.removeEventListener('abort', fn);
+  };
+}
+
+export function requestHeaders(plane: RequestPlane, budget: number, options: CallOptions | undefined): Record<string, string> {
+  return {
+    [H.ID]: options?.parent?.requestId ?? plane.nextRequestId(),
+    [H.TIMEOUT]: String(budget),
+  };
+}
+
+export function decodeError(plane: RequestPlane, msg: TransportMessage): TroupeError {
+  try {
+    return fromWire(plane.codec.decode(msg.data));
+  } catch {
+    return fromWire({ code: msg.header(H.ERROR), message: 'remote error with a malformed body' });
+  }
+}
+
