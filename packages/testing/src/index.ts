@@ -7,3 +7,5 @@ export type { RuntimeFactory, RuntimePair } from './runtime-suite';
 export { waitFor, within } from './wait';
 export { transportSuite, TRANSPORT_CASES } from './transport-suite';
 export type { TransportFactory, TransportPair, TransportCase } from './transport-suite';
+export { WorkerProcess, serveWorker } from './worker-process';
+export type { WorkerReady, WorkerMessage, WorkerProcessOptions } from './worker-process';
