@@ -1,4 +1,5 @@
 import type { ParentContext } from './context';
+import type { RouterSpec } from './routers';
 import { fromWire, TroupeError } from './errors';
 import type { RequestPlane } from './plane';
 import { H } from './protocol';
@@ -12,6 +13,18 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** The handler context this call is made on behalf of: its cancellation and remaining deadline apply. */
   parent?: ParentContext;
+  /** The router for this call (default: the client's). */
+  router?: RouterSpec;
+  /** Retry an idempotent call on NO_INSTANCES / INSTANCE_LOST / OVERLOADED, to another instance (default: the client's). */
+  retry?: RetryOptions | false;
+}
+
+/** Retries of idempotent unary calls: to another instance, with exponential backoff, within the call's deadline. */
+export interface RetryOptions {
+  /** Retries after the first attempt. */
+  attempts: number;
+  /** First backoff, ms (doubles per retry; default 10). */
+  backoffMs?: number;
 }
 
 /** Options of a stream call. */

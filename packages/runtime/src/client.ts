@@ -1,38 +1,58 @@
-import { Observable } from 'rxjs';
-import { type CallOptions, decodeError, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import { map, Observable } from 'rxjs';
+import { type CallOptions, decodeError, onAbort, precheck, remainingBudget, requestHeaders, type RetryOptions, type StreamOptions } from './call-options';
 import { CallerStream } from './caller-stream';
 import { type Class, componentMeta } from './decorators';
-import { TroupeError, toTroupeError } from './errors';
+import type { EndpointView, InFlight } from './discovery';
+import { ErrorCode, TroupeError, toTroupeError } from './errors';
 import type { ReplyHandler } from './inbox';
 import { validateInstanceId } from './names';
 import type { RequestPlane } from './plane';
 import { H } from './protocol';
-import { endpointAddress, type EndpointAddress, mailboxSubject, queueSubject } from './subjects';
+import type { InstanceRecord } from './registry';
+import { resolveRouter, type Router, type RouterSpec } from './routers';
+import { endpointAddress, type EndpointAddress, mailboxSubject, ownMailboxSubject, queueSubject } from './subjects';
 import type { TransportMessage } from './transport/transport';
 
-export type { CallOptions, StreamOptions } from './call-options';
+export type { CallOptions, RetryOptions, StreamOptions } from './call-options';
+
+/** Options of a client (see `EndpointRef.client`). */
+export interface ClientOptions {
+  /** How requests pick an instance (default: the runtime's `router`). */
+  router?: RouterSpec;
+  /** Retries of idempotent unary calls (default: none). */
+  retry?: RetryOptions;
+  /** Only instances whose record passes this filter (see {@link EndpointClient.where}). */
+  filter?: (instance: InstanceRecord) => boolean;
+}
 
 /**
  * A client of one endpoint: `call` for unary requests, `stream` for
- * streaming ones. Until discovery lands, requests go to the endpoint's queue
- * group (the NATS server balances) or, through {@link direct}, to one
- * instance's mailbox.
+ * streaming ones. A client-side router picks an instance from discovery
+ * (default round-robin) and sends to its mailbox; `queue` leaves balancing to
+ * the NATS queue group; {@link direct} pins one instance.
  *
  * @example
  * const gen = runtime.namespace('llama_8b').component('decode').endpoint('generate').client();
  * gen.stream({ prompt: 'hi' }).subscribe((token) => process.stdout.write(token));
  */
 export class EndpointClient<Req = unknown, Res = unknown> {
-  /** The subject requests are published to. */
+  /** The subject requests are published to when no client-side router picks an instance. */
   readonly subject: string;
+  private readonly router: Router | 'queue';
+  private viewCache: EndpointView | undefined;
 
   constructor(
     private readonly plane: RequestPlane,
     readonly address: EndpointAddress,
     /** The instance this client is pinned to, if any. */
     readonly instanceId?: string,
+    private readonly options: ClientOptions = {},
   ) {
     this.subject = instanceId === undefined ? queueSubject(address) : mailboxSubject(address, instanceId);
+    this.router = resolveRouter(options.router ?? plane.settings.router);
+    if (this.router !== 'queue' && !plane.discovery) {
+      throw new TroupeError('BAD_REQUEST', `router ${this.router.name} needs discovery, which this runtime has turned off; use router 'queue' or enable discovery`);
+    }
   }
 
   /**
@@ -43,14 +63,89 @@ export class EndpointClient<Req = unknown, Res = unknown> {
    * await gen.direct(handle.instanceIds[0]).call({ prompt: 'hi' });
    */
   direct(instanceId: string): EndpointClient<Req, Res> {
-    return new EndpointClient<Req, Res>(this.plane, this.address, validateInstanceId(instanceId));
+    return new EndpointClient<Req, Res>(this.plane, this.address, validateInstanceId(instanceId), { ...this.options, router: 'queue' });
+  }
+
+  /**
+   * A client that routes only to instances whose properties pass `predicate`.
+   *
+   * @example
+   * const llama = client.where((p) => p.model === 'llama3-8b');
+   */
+  where(predicate: (properties: Readonly<Record<string, unknown>>, instance: InstanceRecord) => boolean): EndpointClient<Req, Res> {
+    const prev = this.options.filter;
+    const filter = (r: InstanceRecord): boolean => (!prev || prev(r)) && predicate(r.properties, r);
+    return new EndpointClient<Req, Res>(this.plane, this.address, this.instanceId, { ...this.options, filter });
+  }
+
+  /** The shared discovery view of this endpoint. */
+  private view(): EndpointView {
+    if (!this.plane.discovery) throw new TroupeError('UNAVAILABLE', 'discovery is turned off in this runtime');
+    this.viewCache ??= this.plane.discovery.view(this.address);
+    return this.viewCache;
+  }
+
+  /**
+   * The instances serving this endpoint now (registered, lease alive,
+   * matching this client's filter), once the first list is known.
+   *
+   * @example
+   * for (const i of await client.instances()) console.log(i.instanceId, i.properties);
+   */
+  async instances(): Promise<InstanceRecord[]> {
+    const v = this.view();
+    await v.ready;
+    return this.filtered(v.instances);
+  }
+
+  /**
+   * The instance list as it changes (one watch per endpoint per process,
+   * shared by every client of it).
+   *
+   * @example
+   * client.instances$.subscribe((xs) => console.log(xs.length, 'instances'));
+   */
+  get instances$(): Observable<InstanceRecord[]> {
+    return this.view().list$.pipe(map((xs) => this.filtered(xs)));
+  }
+
+  /**
+   * Resolves when at least `n` instances are listed; `TIMEOUT` after `timeout` ms (default 10 s).
+   *
+   * @example
+   * await client.waitForInstances(2, { timeout: 5000 });
+   */
+  waitForInstances(n: number, options: { timeout?: number } = {}): Promise<InstanceRecord[]> {
+    const timeout = options.timeout ?? 10_000;
+    return new Promise((resolve, reject) => {
+      let last = 0;
+      const timer = setTimeout(() => {
+        sub.unsubscribe();
+        reject(new TroupeError('TIMEOUT', `${last} of ${n} instances of ${queueSubject(this.address)} listed after ${timeout} ms`));
+      }, timeout);
+      const sub = this.instances$.subscribe((xs) => {
+        last = xs.length;
+        if (xs.length >= n && this.view().synced) {
+          clearTimeout(timer);
+          queueMicrotask(() => sub.unsubscribe());
+          resolve(xs);
+        }
+      });
+    });
+  }
+
+  private filtered(xs: readonly InstanceRecord[]): InstanceRecord[] {
+    const f = this.options.filter;
+    return f ? xs.filter(f) : [...xs];
   }
 
   /**
    * Sends one request and resolves with the one reply. Rejects with a
    * TroupeError: `NO_INSTANCES` at once when nothing listens, `TIMEOUT` at
    * the deadline, `CANCELLED` on abort, `PAYLOAD_TOO_LARGE` at once for an
-   * oversized request, or whatever the handler threw (normalised).
+   * oversized request, or whatever the handler threw (normalised). A request
+   * an instance never received ("no responders", or refused while it stops)
+   * goes to another instance at once.
    *
    * @example
    * const metrics = await client.call(undefined, { timeout: 500 });
@@ -59,15 +154,62 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const budget = remainingBudget(options, this.plane.settings.requestTimeoutMs);
     const refusal = precheck(options, budget, this.subject);
     if (refusal) return Promise.reject(refusal);
+    let router: Router | 'queue';
+    try {
+      router = options?.router === undefined ? this.router : this.instanceId === undefined ? resolveRouter(options.router) : 'queue';
+    } catch (err) {
+      return Promise.reject(err);
+    }
     let data: Uint8Array;
     try {
       data = this.plane.codec.encode(request);
     } catch (err) {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
-    return new Promise<Res>((resolve, reject) => {
-      new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options);
-    });
+    if (router === 'queue' || this.instanceId !== undefined) return unary<Res>(this.plane, this.subject, data, budget, options);
+    return this.callRouted(router, request, data, budget, options);
+  }
+
+  private async callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined): Promise<Res> {
+    const view = this.view();
+    const deadline = Date.now() + budget;
+    if (!view.synced) await untilReady(view, budget, this.subject);
+    const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
+    const tried = new Set<string>();
+    let retries = 0;
+    let lastErr: TroupeError | undefined;
+    for (;;) {
+      let candidates = view.candidates(this.options.filter, tried);
+      if (candidates.length === 0 && retry && retries > 0) candidates = view.candidates(this.options.filter);
+      const id = candidates.length > 0 ? router.pick(candidates, request, view) : undefined;
+      if (id === undefined) {
+        throw lastErr ?? new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered${this.options.filter ? ' matching the filter' : ''}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw lastErr ?? new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${budget} ms`);
+      try {
+        const value = await unary<Res>(this.plane, ownMailboxSubject(this.address, id), data, left, options, view, id);
+        view.succeeded(id);
+        return value;
+      } catch (e) {
+        const err = e as TroupeError;
+        lastErr = err;
+        tried.add(id);
+        if (err.code === ErrorCode.NO_INSTANCES || isRefusal(err)) {
+          view.inhibit(id); // never delivered: another instance is always safe
+          continue;
+        }
+        if (err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.INSTANCE_LOST) view.inhibit(id);
+        const retryable = err.code === ErrorCode.INSTANCE_LOST || err.code === ErrorCode.OVERLOADED;
+        if (retry && retryable && retries < retry.attempts) {
+          const pause = Math.min((retry.backoffMs ?? 10) * 2 ** retries, Math.max(0, deadline - Date.now() - 1));
+          retries++;
+          if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+          continue;
+        }
+        throw err;
+      }
+    }
   }
 
   /**
@@ -82,14 +224,72 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   stream(request: Req, options?: StreamOptions): Observable<Res> {
     return new Observable<Res>((subscriber) => {
       const s = new CallerStream<Res>(this.plane, this.address, subscriber);
-      s.start(this.subject, request, options);
+      let router: Router | 'queue';
+      try {
+        router = this.instanceId !== undefined ? 'queue' : options?.router === undefined ? this.router : resolveRouter(options.router);
+      } catch (err) {
+        subscriber.error(err);
+        return undefined;
+      }
+      if (router === 'queue') {
+        s.start(this.subject, request, options);
+        return () => s.teardown();
+      }
+      const view = this.view();
+      const go = (): void => {
+        if (subscriber.closed) return;
+        const candidates = view.candidates(this.options.filter);
+        const id = candidates.length > 0 ? (router as Router).pick(candidates, request, view) : undefined;
+        if (id === undefined) subscriber.error(new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered`));
+        else s.start(ownMailboxSubject(this.address, id), request, options);
+      };
+      if (view.synced) go();
+      else view.ready.then(go, (err: unknown) => subscriber.error(toTroupeError(err, 'UNAVAILABLE')));
       return () => s.teardown();
     });
   }
 }
 
+/** Refused without running (an instance that is stopping): safe to send elsewhere. */
+function isRefusal(err: TroupeError): boolean {
+  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
+}
+
+async function untilReady(view: EndpointView, budget: number, subject: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      view.ready,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `discovery of ${subject} did not complete within ${budget} ms`)), budget);
+      }),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+/** Sends one unary request; tracks it against `id` in `view` when given. */
+function unary<Res>(
+  plane: RequestPlane,
+  subject: string,
+  data: Uint8Array,
+  budget: number,
+  options: CallOptions | undefined,
+  view?: EndpointView,
+  id?: string,
+): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const call = new UnaryCall<Res>(plane, resolve, reject);
+    if (view && id !== undefined) call.untrack = view.track(id, call);
+    call.send(subject, data, budget, options);
+  });
+}
+
 /** One unary call in flight: a reply handler on the muxed inbox. */
-class UnaryCall<Res> implements ReplyHandler {
+class UnaryCall<Res> implements ReplyHandler, InFlight {
+  /** Set by discovery-routed calls: stops counting this call against its instance. */
+  untrack: (() => void) | undefined;
   private key = '';
   private timer: NodeJS.Timeout | undefined;
   private unlisten: (() => void) | undefined;
@@ -151,7 +351,14 @@ class UnaryCall<Res> implements ReplyHandler {
     this.reject(err);
   }
 
+  /** The instance was lost (its lease expired): fail now instead of at the deadline. */
+  lose(err: TroupeError): void {
+    this.fail(err);
+  }
+
   private cleanup(): void {
+    this.untrack?.();
+    this.untrack = undefined;
     this.plane.inbox.close(this.key);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -189,8 +396,8 @@ export type TypedClient<C> = {
   readonly [K in keyof C as K extends Lifecycle ? never : C[K] extends AnyFn ? K : never]: ClientMethod<C[K]>;
 };
 
-/** Options of a typed client. */
-export interface TypedClientOptions {
+/** Options of a typed client: a client's options, or one instance. */
+export interface TypedClientOptions extends ClientOptions {
   /** Pin every call to one instance (its mailbox). */
   instance?: string;
 }
@@ -200,8 +407,9 @@ export function typedClient<C>(plane: RequestPlane, namespace: string, target: C
   const meta = componentMeta(target);
   const out: Record<string, unknown> = {};
   for (const ep of meta.endpoints.values()) {
-    let client = new EndpointClient(plane, endpointAddress(namespace, meta.name, ep.name));
-    if (options.instance !== undefined) client = client.direct(options.instance);
+    const { instance, ...clientOptions } = options;
+    let client = new EndpointClient(plane, endpointAddress(namespace, meta.name, ep.name), undefined, instance === undefined ? clientOptions : { ...clientOptions, router: 'queue' });
+    if (instance !== undefined) client = client.direct(instance);
     out[ep.method] = ep.stream
       ? (req: unknown, o?: StreamOptions) => client.stream(req, o)
       : (req: unknown, o?: CallOptions) => client.call(req, o);

@@ -27,6 +27,12 @@ export interface Context {
   readonly logger: Logger;
   /** Milliseconds left until the deadline (never negative). */
   remainingMs(): number;
+  /**
+   * Sets a dynamic property of the instance (e.g. `active_slots`): published
+   * in the registry with the process heartbeat (throttled), visible in
+   * `instances()` and to routers.
+   */
+  setProperty(key: string, value: unknown): void;
 }
 
 /** The part of a {@link Context} that nested calls inherit. */

@@ -6,7 +6,7 @@ import type { Logger } from './logger';
 import { Mailbox } from './mailbox';
 import type { RequestPlane } from './plane';
 import { Ctl, Frame, H, MODE_STREAM } from './protocol';
-import { endpointAddress, ownMailboxSubject, queueGroup, queueSubject } from './subjects';
+import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from './subjects';
 import type { Headers, TransportMessage, TransportSubscription } from './transport/transport';
 import { RequestContext } from './request-context';
 import { HEADER_ROOM, isAsyncIterable, pump, toAsyncIterable, WorkerStream } from './worker-stream';
@@ -62,6 +62,19 @@ export class ActorInstance {
   ) {
     this.info = info;
     this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
+  }
+
+  /** Where dynamic property changes go (the registry); set by the runtime. */
+  propertySink: ((key: string, value: unknown) => void) | undefined;
+
+  /** The addresses of this instance's endpoints. */
+  get addresses(): EndpointAddress[] {
+    return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
+  }
+
+  /** Sets a dynamic property (published with the process heartbeat, throttled). */
+  setProperty(key: string, value: unknown): void {
+    this.propertySink?.(key, value);
   }
 
   /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
@@ -131,7 +144,8 @@ export class ActorInstance {
     if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
-      if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`));
+      // `refused`: never ran, so the caller's router sends it elsewhere.
+      if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
       return;
     }
     const accepted = this.mailbox.offer(() => this.handle(ep, handler, msg));

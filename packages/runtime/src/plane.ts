@@ -1,4 +1,6 @@
 import type { Codec } from './codec/codec';
+import type { Discovery } from './discovery';
+import type { RouterSpec } from './routers';
 import type { ReplyInbox } from './inbox';
 import type { Logger } from './logger';
 import type { Transport } from './transport/transport';
@@ -19,6 +21,8 @@ export interface PlaneSettings {
   readonly concurrency: number;
   /** Default mailbox capacity (waiting messages per instance). */
   readonly mailboxCapacity: number;
+  /** Default router of clients. */
+  readonly router: RouterSpec;
 }
 
 /**
@@ -31,6 +35,8 @@ export interface RequestPlane {
   readonly inbox: ReplyInbox;
   readonly settings: PlaneSettings;
   readonly logger: Logger;
+  /** The discovery watches; undefined when discovery is off. */
+  readonly discovery: Discovery | undefined;
   /** A fresh request id. */
   nextRequestId(): string;
 }

@@ -7,6 +7,7 @@ import type { Logger } from './logger';
 export interface ContextOwner {
   readonly info: InstanceInfo;
   readonly logger: Logger;
+  setProperty(key: string, value: unknown): void;
 }
 
 /**
@@ -53,6 +54,10 @@ export class RequestContext implements Context {
   }
   get reason(): TroupeError {
     return this.abortReason ?? new TroupeError('INTERNAL', 'not aborted');
+  }
+
+  setProperty(key: string, value: unknown): void {
+    this.owner.setProperty(key, value);
   }
 
   remainingMs(): number {

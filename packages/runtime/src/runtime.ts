@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { EndpointClient, typedClient, type TypedClient, type TypedClientOptions } from './client';
+import { type ClientOptions, EndpointClient, typedClient, type TypedClient, type TypedClientOptions } from './client';
 import { MsgpackCodec } from './codec/msgpack';
 import type { Codec } from './codec/codec';
 import {
@@ -20,6 +20,9 @@ import { consoleLogger, type Logger } from './logger';
 import { validateName } from './names';
 import type { PlaneSettings, RequestPlane } from './plane';
 import { endpointAddress, validateInboxPrefix } from './subjects';
+import { Discovery } from './discovery';
+import { type DiscoverySettings, Registry } from './registry';
+import { resolveRouter } from './routers';
 import { NatsTransport, type NatsTransportOptions } from './transport/nats/nats-transport';
 import { MemoryNetwork } from './transport/memory/memory-transport';
 import { TransportStatus, type Transport } from './transport/transport';
@@ -45,6 +48,11 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
   logger?: Logger;
   /** Connection name shown by the NATS server. */
   name?: string;
+  /**
+   * Discovery (registry + watches) timing, or `false` to turn it off (then
+   * clients can only use the `queue` router and nothing needs JetStream).
+   */
+  discovery?: false | Partial<DiscoverySettings & { inhibitMs: number }>;
 }
 
 /** Options of {@link Runtime.spawn}. */
@@ -81,7 +89,15 @@ export interface SpawnHandle<C = unknown> {
   stop(): Promise<void>;
 }
 
+const DISCOVERY_DEFAULTS: DiscoverySettings & { inhibitMs: number } = {
+  heartbeatMs: 1_000,
+  leaseTtlMs: 3_000,
+  propertyThrottleMs: 100,
+  inhibitMs: 5_000,
+};
+
 const DEFAULTS: PlaneSettings = {
+  router: 'round-robin',
   requestTimeoutMs: 30_000,
   streamTimeoutMs: 300_000,
   streamWindow: 512,
@@ -113,6 +129,9 @@ export class Runtime {
   private requestSeq = 0;
   private readonly requestPrefix = newToken();
 
+  /** The process side of discovery (lease, records); undefined when discovery is off. */
+  private readonly registry: Registry | undefined;
+
   private constructor(
     private readonly transport: Transport,
     options: RuntimeOptions,
@@ -122,12 +141,24 @@ export class Runtime {
     this.logger = options.logger ?? consoleLogger();
     const settings = resolveSettings(options);
     const inbox = new ReplyInbox(transport, validateInboxPrefix(options.inboxPrefix ?? '_INBOX'));
+    const codec = options.codec ?? new MsgpackCodec();
+    let discovery: Discovery | undefined;
+    if (options.discovery !== false) {
+      const d = { ...DISCOVERY_DEFAULTS, ...options.discovery };
+      for (const k of ['heartbeatMs', 'leaseTtlMs', 'propertyThrottleMs', 'inhibitMs'] as const) checkPositiveInt(`discovery.${k}`, d[k], 1);
+      if (d.leaseTtlMs <= d.heartbeatMs) {
+        throw new TroupeError('BAD_REQUEST', `discovery.leaseTtlMs (${d.leaseTtlMs}) must exceed heartbeatMs (${d.heartbeatMs})`);
+      }
+      this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger);
+      discovery = new Discovery(transport.persistence, codec, d, this.logger, transport.status$);
+    }
     this.plane = {
       transport,
-      codec: options.codec ?? new MsgpackCodec(),
+      codec,
       inbox,
       settings,
       logger: this.logger,
+      discovery,
       nextRequestId: () => `${this.requestPrefix}-${(++this.requestSeq).toString(36)}`,
     };
     this.container = rootContainer.createChildContainer();
@@ -155,6 +186,7 @@ export class Runtime {
       }));
     const rt = new Runtime(transport, options, undefined);
     await transport.flush();
+    await rt.openDiscovery();
     return rt;
   }
 
@@ -173,7 +205,26 @@ export class Runtime {
     resolveSettings(options);
     if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
     const network = options.network ?? new MemoryNetwork({ name: options.name });
-    return new Runtime(network.connect(options.name), options, network);
+    const rt = new Runtime(network.connect(options.name), options, network);
+    await rt.openDiscovery();
+    return rt;
+  }
+
+  /** Opens the registry buckets now, so a server without JetStream fails at connect with the fix named. */
+  private async openDiscovery(): Promise<void> {
+    if (!this.registry) return;
+    try {
+      await this.registry.open();
+    } catch (err) {
+      await this.transport.close();
+      const e = toTroupeError(err, 'UNAVAILABLE');
+      throw new TroupeError(e.code, `${e.message}. Or connect with { discovery: false } to run without a registry (queue-group routing only)`, { cause: err });
+    }
+  }
+
+  /** Registry writes this process made (records and lease heartbeats). */
+  get registryWrites(): number {
+    return this.registry?.writes ?? 0;
   }
 
   /** The transport this runtime runs on. */
@@ -232,11 +283,14 @@ export class Runtime {
         const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
         const actor = this.construct(target, info, logger, options.config);
         const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
+        instance.propertySink = this.registry ? (k, v) => this.registry?.setDynamic(info.instanceId, k, v) : undefined;
         await instance.start();
         record.instances.push(instance);
+        // Registered only once it serves: routable means served.
+        await this.registry?.register(instance.addresses, info.instanceId, { ...options.properties });
       }
     } catch (err) {
-      await Promise.all(record.instances.map((i) => i.stop(this.plane.settings.gracePeriodMs)));
+      await Promise.all(record.instances.map((i) => this.stopInstance(i)));
       this.spawns.delete(record);
       throw err;
     }
@@ -252,10 +306,16 @@ export class Runtime {
         return inst.actor as C;
       },
       stop: () =>
-        (stopping ??= Promise.all(record.instances.map((i) => i.stop(this.plane.settings.gracePeriodMs))).then(() => {
+        (stopping ??= Promise.all(record.instances.map((i) => this.stopInstance(i))).then(() => {
           this.spawns.delete(record);
         })),
     };
+  }
+
+  /** Graceful stop of one instance: leave the registry first, then stop serving. */
+  private async stopInstance(i: ActorInstance): Promise<void> {
+    await this.registry?.deregister(i.addresses, i.info.instanceId);
+    await i.stop(this.plane.settings.gracePeriodMs);
   }
 
   private construct(target: Class, info: InstanceInfo, logger: Logger, config: unknown): unknown {
@@ -287,9 +347,10 @@ export class Runtime {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const grace = this.plane.settings.gracePeriodMs;
-      await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => i.stop(grace).catch(() => undefined))));
+      await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
       this.spawns.clear();
+      await this.registry?.close();
+      this.plane.discovery?.close();
       this.plane.inbox.stop();
       await this.transport.close();
     })().catch((err: unknown) => {
@@ -346,7 +407,9 @@ function resolveSettings(options: RuntimeOptions): PlaneSettings {
     dev: options.dev ?? DEFAULTS.dev,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
     mailboxCapacity: options.mailboxCapacity ?? DEFAULTS.mailboxCapacity,
+    router: options.router ?? (options.discovery === false ? 'queue' : DEFAULTS.router),
   };
+  resolveRouter(s.router);
   checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
   checkPositiveInt('streamTimeoutMs', s.streamTimeoutMs, 1);
   checkPositiveInt('streamWindow', s.streamWindow, 1);
@@ -417,8 +480,12 @@ export class EndpointRef {
     readonly address: ReturnType<typeof endpointAddress>,
   ) {}
 
-  /** A client of this endpoint (queue-group routed; `.direct(id)` for one instance). */
-  client<Req = unknown, Res = unknown>(): EndpointClient<Req, Res> {
-    return new EndpointClient<Req, Res>(this.plane, this.address);
+  /**
+   * A client of this endpoint: routed by the runtime's default router (or
+   * `options.router`), `.direct(id)` for one instance, `.where(...)` to filter
+   * by properties.
+   */
+  client<Req = unknown, Res = unknown>(options?: ClientOptions): EndpointClient<Req, Res> {
+    return new EndpointClient<Req, Res>(this.plane, this.address, undefined, options);
   }
 }

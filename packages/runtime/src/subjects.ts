@@ -83,6 +83,19 @@ export function validateInboxPrefix(prefix: string): string {
   return prefix;
 }
 
+/**
+ * `{ns}.{comp}.{ep}.{instance_id}`: the registry key of one endpoint of one
+ * instance (the same tokens as its mailbox subject).
+ */
+export function registryKey(a: EndpointAddress, instanceId: string): string {
+  return `${queueSubject(a)}.${instanceId}`;
+}
+
+/** `{ns}.{comp}.{ep}.*`: every registry key of one endpoint. */
+export function registryFilter(a: EndpointAddress): string {
+  return `${queueSubject(a)}.*`;
+}
+
 /** `{ns}._ev.{event}`: a namespace-scoped event. */
 export function namespaceEventSubject(namespace: string, event: string): string {
   return `${validateName('namespace', namespace)}._ev.${validateName('event', event)}`;

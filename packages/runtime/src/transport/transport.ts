@@ -46,6 +46,57 @@ export interface Transport {
 
   /** Drains subscriptions and closes; resolves when closed. Never rejects. */
   close(): Promise<void>;
+
+  /**
+   * Storage services of the bus (JetStream on NATS; in-process on the memory
+   * network): key-value buckets for discovery, durable logs for events.
+   */
+  readonly persistence: Persistence;
+}
+
+/** Storage services of a bus. */
+export interface Persistence {
+  /**
+   * Opens (creating if needed) a key-value bucket. Entries older than
+   * `ttlMs` expire (bucket-wide max age: nats-server 2.9 has no per-key TTL,
+   * and expiry leaves no delete marker, so watchers must age entries
+   * themselves). A bus without storage (NATS without JetStream) rejects with
+   * `UNAVAILABLE` naming the fix.
+   */
+  kv(bucket: string, options: KvOptions): Promise<KvBucket>;
+}
+
+/** Options of {@link Persistence.kv}. */
+export interface KvOptions {
+  /** Max age of an entry, ms; 0 keeps entries until deleted. */
+  ttlMs: number;
+}
+
+/** One key-value bucket. Keys are dot-separated tokens. */
+export interface KvBucket {
+  /** Writes `value` under `key`; resolves with the new revision. */
+  put(key: string, value: Uint8Array): Promise<number>;
+  /** The current value of `key`, or undefined. */
+  get(key: string): Promise<KvEntry | undefined>;
+  /** Deletes `key` (watchers see a delete). */
+  delete(key: string): Promise<void>;
+  /** Deletes every key (watchers see deletes or nothing; they must tolerate both). */
+  purge(): Promise<void>;
+  /**
+   * Watches keys matching `filter` (NATS wildcards `*`/`>`): first every
+   * current entry, then `onSynced`, then changes as they happen. Stop with
+   * the returned function.
+   */
+  watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void>;
+}
+
+/** One entry as seen by `get` or `watch`. */
+export interface KvEntry {
+  readonly key: string;
+  /** Empty for deletes. */
+  readonly value: Uint8Array;
+  readonly revision: number;
+  readonly operation: 'PUT' | 'DEL';
 }
 
 /** Connection state of a transport. */

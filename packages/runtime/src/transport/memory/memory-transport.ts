@@ -4,6 +4,7 @@ import { TroupeError } from '../../errors';
 import type {
   Headers,
   MessageHandler,
+  Persistence,
   PublishOptions,
   RequestOptions,
   SubscribeOptions,
@@ -12,6 +13,7 @@ import type {
   TransportSubscription,
 } from '../transport';
 import { TransportStatus } from '../transport';
+import { MemoryPersistence } from './memory-kv';
 
 /**
  * NATS's default `max_payload` (1 MiB), the memory network's default too; the
@@ -128,6 +130,7 @@ export class MemoryNetwork {
  */
 export class MemoryTransport implements Transport {
   readonly describe: string;
+  readonly persistence: Persistence;
   private readonly statusSubject = new BehaviorSubject<TransportStatus>(TransportStatus.CONNECTED);
   readonly status$: Observable<TransportStatus> = this.statusSubject.asObservable();
   /** @internal Subscriptions of this connection still receiving (for close()). */
@@ -143,6 +146,7 @@ export class MemoryTransport implements Transport {
     private readonly bus: MemoryBus,
     name: string,
   ) {
+    this.persistence = bus.persistence;
     this.describe = `memory network ${name}`;
     bus.openConnections++;
   }
@@ -371,6 +375,9 @@ export class MemoryBus {
   private enqueued = 0;
   private delivered = 0;
   private flushWaiters: { target: number; resolve: () => void }[] = [];
+
+  /** Key-value buckets (and later logs) of this network. */
+  readonly persistence = new MemoryPersistence();
 
   constructor(readonly maxPayload: number) {}
 

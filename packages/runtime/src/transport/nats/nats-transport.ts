@@ -19,7 +19,8 @@ import type {
   TransportMessage,
   TransportSubscription,
 } from '../transport';
-import { TransportStatus } from '../transport';
+import { TransportStatus, type Persistence } from '../transport';
+import { NatsPersistence } from './nats-kv';
 
 /** Options for {@link NatsTransport.connect}; anything of nats.js's `ConnectionOptions` passes through. */
 export interface NatsTransportOptions extends Partial<ConnectionOptions> {
@@ -54,9 +55,11 @@ export class NatsTransport implements Transport {
   private readonly statusSubject = new BehaviorSubject<TransportStatus>(TransportStatus.CONNECTED);
   readonly status$: Observable<TransportStatus> = this.statusSubject.asObservable();
   readonly describe: string;
+  readonly persistence: Persistence;
 
   private constructor(readonly nc: NatsConnection) {
     this.describe = `nats ${nc.getServer()}`;
+    this.persistence = new NatsPersistence(nc);
     void this.watchStatus();
     void nc.closed().then(() => this.statusSubject.next(TransportStatus.CLOSED));
   }

@@ -1,0 +1,360 @@
+import { BehaviorSubject, type Observable, type Subscription } from 'rxjs';
+import type { Codec } from './codec/codec';
+import { TroupeError, toTroupeError } from './errors';
+import type { Logger } from './logger';
+import {
+  type DiscoverySettings,
+  type InstanceRecord,
+  LEASES_BUCKET,
+  type LeaseValue,
+  markerKey,
+  RECORDS_BUCKET,
+} from './registry';
+import type { RouterContext } from './routers';
+import { type EndpointAddress, queueSubject, registryFilter } from './subjects';
+import { type KvBucket, type KvEntry, type Persistence, TransportStatus } from './transport/transport';
+
+/** Something in flight to one instance that can be failed when the instance is lost. */
+export interface InFlight {
+  lose(err: TroupeError): void;
+}
+
+interface LeaseState {
+  value: LeaseValue;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * The watching side of discovery, one per runtime: one watch of all leases,
+ * and one watch per endpoint shared by every client of it in this process.
+ * KV discovery is a cache rebuilt from heartbeats, never the truth for
+ * in-flight work: an instance is listed while its record exists and its
+ * process lease was refreshed within the TTL (expired KV entries vanish
+ * without a delete marker on nats-server 2.9, so liveness is timed here).
+ */
+export class Discovery {
+  private records: KvBucket | undefined;
+  private leasesBucket: KvBucket | undefined;
+  private readonly leases = new Map<string, LeaseState>();
+  private readonly views = new Map<string, EndpointView>();
+  private leasesReady: Promise<void> | undefined;
+  private stopLeases: (() => void) | undefined;
+  private statusSub: Subscription | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly persistence: Persistence,
+    readonly codec: Codec,
+    readonly settings: DiscoverySettings & { inhibitMs: number },
+    private readonly logger: Logger,
+    status$: Observable<TransportStatus>,
+  ) {
+    let wasDown = false;
+    this.statusSub = status$.subscribe((s) => {
+      if (s === TransportStatus.RECONNECTING) wasDown = true;
+      else if (s === TransportStatus.CONNECTED && wasDown) {
+        wasDown = false;
+        void this.rewatch();
+      }
+    });
+  }
+
+  /** The shared view of one endpoint (created, and its watch started, on first use). */
+  view(address: EndpointAddress): EndpointView {
+    const key = queueSubject(address);
+    let v = this.views.get(key);
+    if (!v) {
+      v = new EndpointView(this, address);
+      this.views.set(key, v);
+      void v.start();
+    }
+    return v;
+  }
+
+  /** @internal */
+  async buckets(): Promise<{ records: KvBucket }> {
+    this.leasesReady ??= this.watchLeases();
+    await this.leasesReady;
+    return { records: this.records as KvBucket };
+  }
+
+  private async watchLeases(): Promise<void> {
+    this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0 });
+    this.leasesBucket = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs });
+    await new Promise<void>((resolve, reject) => {
+      this.leasesBucket!.watch('>', (e) => this.onLease(e), resolve).then((stop) => (this.stopLeases = stop), reject);
+    });
+  }
+
+  private onLease(e: KvEntry): void {
+    const old = this.leases.get(e.key);
+    if (e.operation === 'DEL') {
+      if (old) this.dropLease(e.key);
+      return;
+    }
+    let value: LeaseValue;
+    try {
+      value = this.codec.decode(e.value) as LeaseValue;
+    } catch {
+      return;
+    }
+    if (!value || typeof value !== 'object' || typeof value.lease !== 'string') return;
+    if (old) clearTimeout(old.timer);
+    const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
+    const timer = setTimeout(() => this.dropLease(e.key), ttl);
+    timer.unref();
+    this.leases.set(e.key, { value, timer });
+    for (const v of this.views.values()) v.leaseChanged(e.key, !old);
+  }
+
+  private dropLease(lease: string): void {
+    const state = this.leases.get(lease);
+    if (!state) return;
+    clearTimeout(state.timer);
+    this.leases.delete(lease);
+    for (const v of this.views.values()) v.leaseChanged(lease, true);
+    // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
+    const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
+    t.unref();
+  }
+
+  private async sweep(lease: string): Promise<void> {
+    if (this.closed || this.leases.has(lease) || !this.records) return;
+    try {
+      for (const v of this.views.values()) {
+        for (const key of v.keysOfLease(lease)) await this.records.delete(key);
+      }
+      await this.records.delete(markerKey(lease));
+    } catch (err) {
+      this.logger.debug('registry sweep failed', { lease, error: toTroupeError(err).message });
+    }
+  }
+
+  /** @internal */
+  leaseOf(lease: string): LeaseValue | undefined {
+    return this.leases.get(lease)?.value;
+  }
+
+  private async rewatch(): Promise<void> {
+    if (this.closed) return;
+    try {
+      this.stopLeases?.();
+      this.leasesReady = this.watchLeases();
+      await this.leasesReady;
+      for (const v of this.views.values()) await v.restart();
+    } catch (err) {
+      this.logger.warn('discovery watch could not be re-opened after a reconnect', { error: toTroupeError(err).message });
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.statusSub?.unsubscribe();
+    this.stopLeases?.();
+    for (const l of this.leases.values()) clearTimeout(l.timer);
+    this.leases.clear();
+    for (const v of this.views.values()) v.close();
+    this.views.clear();
+  }
+}
+
+/**
+ * One endpoint as this process sees it: the routable instances, their
+ * in-flight counts, and which are inhibited (answered "no responders", timed
+ * out or were lost) for a while, independent of the registry.
+ */
+export class EndpointView implements RouterContext {
+  private readonly records = new Map<string, InstanceRecord>();
+  private readonly keys = new Map<string, string>();
+  private listed: InstanceRecord[] = [];
+  private readonly subject: BehaviorSubject<InstanceRecord[]>;
+  private readonly inhibited = new Map<string, { until: number; strikes: number }>();
+  private readonly inflightCount = new Map<string, number>();
+  private readonly inflightSets = new Map<string, Set<InFlight>>();
+  private counter = 0;
+  private stopWatch: (() => void) | undefined;
+  private readyPromise: Promise<void> | undefined;
+  private resolveReady: (() => void) | undefined;
+  private rejectReady: ((e: unknown) => void) | undefined;
+  synced = false;
+  private syncing: Set<string> | undefined;
+
+  constructor(
+    private readonly discovery: Discovery,
+    readonly address: EndpointAddress,
+  ) {
+    this.subject = new BehaviorSubject<InstanceRecord[]>([]);
+    this.readyPromise = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.readyPromise.catch(() => undefined);
+  }
+
+  /** Resolves once the first full list is known. */
+  get ready(): Promise<void> {
+    return this.readyPromise as Promise<void>;
+  }
+
+  /** The list as it changes. */
+  get list$(): Observable<InstanceRecord[]> {
+    return this.subject.asObservable();
+  }
+
+  /** The routable instances now (registered, lease alive). */
+  get instances(): readonly InstanceRecord[] {
+    return this.listed;
+  }
+
+  /** @internal */
+  async start(): Promise<void> {
+    try {
+      const { records } = await this.discovery.buckets();
+      await new Promise<void>((resolve, reject) => {
+        records.watch(registryFilter(this.address), (e) => this.onRecord(e), resolve).then((stop) => (this.stopWatch = stop), reject);
+      });
+      this.synced = true;
+      this.recompute();
+      this.resolveReady?.();
+    } catch (err) {
+      this.rejectReady?.(toTroupeError(err, 'UNAVAILABLE'));
+    }
+  }
+
+  /** @internal Re-opens the watch after a reconnect; entries not replayed are dropped after the sync. */
+  async restart(): Promise<void> {
+    this.stopWatch?.();
+    const { records } = await this.discovery.buckets();
+    this.syncing = new Set();
+    await new Promise<void>((resolve, reject) => {
+      records.watch(registryFilter(this.address), (e) => this.onRecord(e), resolve).then((stop) => (this.stopWatch = stop), reject);
+    });
+    const seen = this.syncing;
+    this.syncing = undefined;
+    for (const id of [...this.records.keys()]) if (!seen.has(id)) this.records.delete(id);
+    this.recompute();
+  }
+
+  private onRecord(e: KvEntry): void {
+    const id = e.key.slice(e.key.lastIndexOf('.') + 1);
+    if (e.operation === 'DEL') {
+      // Graceful deregistration: in-flight work still finishes, so nothing is failed here.
+      if (this.records.delete(id)) {
+        this.keys.delete(id);
+        this.recompute();
+      }
+      return;
+    }
+    let r: InstanceRecord;
+    try {
+      r = this.discovery.codec.decode(e.value) as InstanceRecord;
+    } catch {
+      return;
+    }
+    if (!r || typeof r !== 'object' || r.instanceId !== id || typeof r.lease !== 'string') return;
+    this.syncing?.add(id);
+    this.records.set(id, r);
+    this.keys.set(id, e.key);
+    this.recompute();
+  }
+
+  /** @internal */
+  leaseChanged(_lease: string, membership: boolean): void {
+    // A lease's dynamic properties or liveness changed: recompute (cheap; lists are small).
+    if (membership || this.listed.length > 0) this.recompute();
+  }
+
+  /** @internal Registry keys of this endpoint's records under `lease` (for the janitor). */
+  keysOfLease(lease: string): string[] {
+    const out: string[] = [];
+    for (const [id, r] of this.records) if (r.lease === lease) out.push(this.keys.get(id) as string);
+    return out;
+  }
+
+  private recompute(): void {
+    if (!this.synced) return;
+    const before = new Set(this.listed.map((r) => r.instanceId));
+    const next: InstanceRecord[] = [];
+    for (const r of this.records.values()) {
+      const lease = this.discovery.leaseOf(r.lease);
+      if (!lease) continue;
+      const dyn = lease.dyn?.[r.instanceId];
+      next.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
+    }
+    next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+    this.listed = next;
+    const now = new Set(next.map((r) => r.instanceId));
+    // Instances whose lease died (or whose record vanished with their process): fail what is in flight to them.
+    for (const id of before) {
+      if (!now.has(id) && !this.records.has(id)) continue; // graceful deregistration
+      if (!now.has(id)) this.loseAll(id, new TroupeError('INSTANCE_LOST', `instance ${id} of ${queueSubject(this.address)} lost its lease`));
+    }
+    this.subject.next(next);
+  }
+
+  private loseAll(id: string, err: TroupeError): void {
+    const set = this.inflightSets.get(id);
+    if (!set) return;
+    this.inflightSets.delete(id);
+    for (const f of set) f.lose(err);
+  }
+
+  /** Routable instances minus inhibited ones (all of them when every one is inhibited). */
+  candidates(filter?: (r: InstanceRecord) => boolean, exclude?: ReadonlySet<string>): InstanceRecord[] {
+    const now = Date.now();
+    const all = this.listed.filter((r) => (!filter || filter(r)) && !exclude?.has(r.instanceId));
+    const ok = all.filter((r) => {
+      const inh = this.inhibited.get(r.instanceId);
+      return !inh || inh.until <= now;
+    });
+    return ok.length > 0 ? ok : all;
+  }
+
+  /** Skips `id` for a while: doubling for repeat offenders, reset by a success. */
+  inhibit(id: string): void {
+    const prev = this.inhibited.get(id);
+    const strikes = Math.min((prev?.strikes ?? 0) + 1, 5);
+    this.inhibited.set(id, { until: Date.now() + this.discovery.settings.inhibitMs * 2 ** (strikes - 1), strikes });
+  }
+
+  /** A success clears inhibition. */
+  succeeded(id: string): void {
+    if (this.inhibited.size > 0) this.inhibited.delete(id);
+  }
+
+  /** Whether `id` is inhibited now. */
+  isInhibited(id: string): boolean {
+    const inh = this.inhibited.get(id);
+    return inh !== undefined && inh.until > Date.now();
+  }
+
+  inflight(instanceId: string): number {
+    return this.inflightCount.get(instanceId) ?? 0;
+  }
+
+  next(): number {
+    return this.counter++;
+  }
+
+  /** Tracks work in flight to `id` (for least-loaded and for failing it fast if the instance is lost). */
+  track(id: string, f: InFlight): () => void {
+    this.inflightCount.set(id, (this.inflightCount.get(id) ?? 0) + 1);
+    let set = this.inflightSets.get(id);
+    if (!set) {
+      set = new Set();
+      this.inflightSets.set(id, set);
+    }
+    set.add(f);
+    return () => {
+      const n = (this.inflightCount.get(id) ?? 1) - 1;
+      if (n <= 0) this.inflightCount.delete(id);
+      else this.inflightCount.set(id, n);
+      this.inflightSets.get(id)?.delete(f);
+    };
+  }
+
+  close(): void {
+    this.stopWatch?.();
+    this.subject.complete();
+  }
+}

@@ -1,0 +1,117 @@
+import { TroupeError } from '../../errors';
+import type { KvBucket, KvEntry, KvOptions, Persistence } from '../transport';
+import { subjectMatches } from './memory-transport';
+
+interface Stored {
+  value: Uint8Array;
+  revision: number;
+  at: number;
+}
+
+interface Watcher {
+  filter: string;
+  handler: (e: KvEntry) => void;
+}
+
+/**
+ * One in-process key-value bucket with the behaviour of a JetStream KV bucket
+ * on nats-server 2.9: bucket-wide max age, expiry without a delete marker,
+ * watch = current entries, then "synced", then changes (asynchronously).
+ */
+class MemoryBucket implements KvBucket {
+  private readonly entries = new Map<string, Stored>();
+  private readonly watchers = new Set<Watcher>();
+  private revision = 0;
+
+  constructor(private ttlMs: number) {}
+
+  setTtl(ttlMs: number): void {
+    this.ttlMs = ttlMs;
+  }
+
+  private live(key: string, now = Date.now()): Stored | undefined {
+    const e = this.entries.get(key);
+    if (e && this.ttlMs > 0 && now - e.at > this.ttlMs) {
+      this.entries.delete(key); // expired: no delete marker, like JetStream
+      return undefined;
+    }
+    return e;
+  }
+
+  async put(key: string, value: Uint8Array): Promise<number> {
+    checkKey(key);
+    const revision = ++this.revision;
+    const copy = value.slice();
+    this.entries.set(key, { value: copy, revision, at: Date.now() });
+    this.notify({ key, value: copy, revision, operation: 'PUT' });
+    return revision;
+  }
+
+  async get(key: string): Promise<KvEntry | undefined> {
+    const e = this.live(key);
+    return e ? { key, value: e.value, revision: e.revision, operation: 'PUT' } : undefined;
+  }
+
+  async delete(key: string): Promise<void> {
+    checkKey(key);
+    this.entries.delete(key);
+    this.notify({ key, value: new Uint8Array(0), revision: ++this.revision, operation: 'DEL' });
+  }
+
+  async purge(): Promise<void> {
+    for (const key of [...this.entries.keys()]) await this.delete(key);
+  }
+
+  async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
+    const w: Watcher = { filter, handler };
+    const now = Date.now();
+    const initial: KvEntry[] = [];
+    for (const key of [...this.entries.keys()]) {
+      const e = this.live(key, now);
+      if (e && subjectMatches(filter, key)) initial.push({ key, value: e.value, revision: e.revision, operation: 'PUT' });
+    }
+    this.watchers.add(w);
+    setImmediate(() => {
+      if (!this.watchers.has(w)) return;
+      for (const e of initial) handler(e);
+      onSynced?.();
+    });
+    return () => {
+      this.watchers.delete(w);
+    };
+  }
+
+  private notify(entry: KvEntry): void {
+    for (const w of this.watchers) {
+      if (!subjectMatches(w.filter, entry.key)) continue;
+      // Asynchronous like a JetStream push consumer: never inside put().
+      setImmediate(() => {
+        if (this.watchers.has(w)) w.handler(entry);
+      });
+    }
+  }
+}
+
+function checkKey(key: string): void {
+  if (!/^[A-Za-z0-9_=/-]+(\.[A-Za-z0-9_=/-]+)*$/.test(key)) {
+    throw new TroupeError('BAD_REQUEST', `invalid key ${JSON.stringify(key)}: dot-separated tokens of letters, digits, "_", "-", "/" and "="`);
+  }
+}
+
+/**
+ * The memory network's storage: buckets live as long as the network, shared
+ * by all its connections, and nothing is global.
+ */
+export class MemoryPersistence implements Persistence {
+  private readonly buckets = new Map<string, MemoryBucket>();
+
+  async kv(bucket: string, options: KvOptions): Promise<KvBucket> {
+    if (!/^[A-Za-z0-9_-]+$/.test(bucket)) throw new TroupeError('BAD_REQUEST', `invalid bucket name ${JSON.stringify(bucket)}`);
+    let b = this.buckets.get(bucket);
+    if (!b) {
+      b = new MemoryBucket(options.ttlMs);
+      this.buckets.set(bucket, b);
+    }
+    return b;
+  }
+}

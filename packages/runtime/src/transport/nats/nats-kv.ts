@@ -1,0 +1,74 @@
+import type { KV, KvEntry as NatsKvEntry, NatsConnection } from 'nats';
+import { TroupeError } from '../../errors';
+import type { KvBucket, KvEntry, KvOptions, Persistence } from '../transport';
+
+/**
+ * JetStream storage behind the {@link Persistence} seam: KV buckets through
+ * nats.js's `views.kv`. A server without JetStream gets an error that names
+ * the fix instead of a silent empty registry.
+ */
+export class NatsPersistence implements Persistence {
+  constructor(private readonly nc: NatsConnection) {}
+
+  async kv(bucket: string, options: KvOptions): Promise<KvBucket> {
+    if (this.nc.info && this.nc.info.jetstream !== true) {
+      throw new TroupeError(
+        'UNAVAILABLE',
+        `the NATS server at ${this.nc.getServer()} has no JetStream: Troupe's registry is a JetStream KV bucket. Start nats-server with -js (or "jetstream {}" in its config), or use the embedded runtime`,
+      );
+    }
+    try {
+      const js = this.nc.jetstream();
+      const kv = await js.views.kv(bucket, { ttl: options.ttlMs > 0 ? options.ttlMs : 0, history: 1 });
+      return new NatsBucket(kv);
+    } catch (err) {
+      throw new TroupeError('UNAVAILABLE', `cannot open the JetStream KV bucket ${bucket}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+class NatsBucket implements KvBucket {
+  constructor(private readonly kv: KV) {}
+
+  async put(key: string, value: Uint8Array): Promise<number> {
+    try {
+      return await this.kv.put(key, value);
+    } catch (err) {
+      throw new TroupeError('UNAVAILABLE', `KV put ${key} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async get(key: string): Promise<KvEntry | undefined> {
+    const e = await this.kv.get(key);
+    return e && e.operation === 'PUT' ? toEntry(e) : undefined;
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.kv.delete(key);
+    } catch (err) {
+      throw new TroupeError('UNAVAILABLE', `KV delete ${key} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async purge(): Promise<void> {
+    const keys = await this.kv.keys();
+    for await (const k of keys) await this.kv.purge(k);
+  }
+
+  async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
+    const iter = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
+    void (async () => {
+      try {
+        for await (const e of iter) handler(toEntry(e));
+      } catch {
+        // the watch ends with the connection; the registry re-opens it
+      }
+    })();
+    return () => iter.stop();
+  }
+}
+
+function toEntry(e: NatsKvEntry): KvEntry {
+  return { key: e.key, value: e.value, revision: e.revision, operation: e.operation === 'PUT' ? 'PUT' : 'DEL' };
+}
