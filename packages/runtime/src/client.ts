@@ -1,17 +1,15 @@
 import { map, Observable } from 'rxjs';
-import { type CallOptions, decodeError, onAbort, precheck, remainingBudget, requestHeaders, type RetryOptions, type StreamOptions } from './call-options';
+import { type CallOptions, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
 import { CallerStream } from './caller-stream';
 import { type Class, componentMeta } from './decorators';
-import type { EndpointView, InFlight } from './discovery';
-import { ErrorCode, TroupeError, toTroupeError } from './errors';
-import type { ReplyHandler } from './inbox';
+import type { EndpointView } from './discovery';
+import { TroupeError, toTroupeError } from './errors';
 import { validateInstanceId } from './names';
 import type { RequestPlane } from './plane';
-import { H } from './protocol';
 import type { InstanceRecord } from './registry';
 import { resolveRouter, type Router, type RouterSpec } from './routers';
 import { endpointAddress, type EndpointAddress, mailboxSubject, ownMailboxSubject, queueSubject } from './subjects';
-import type { TransportMessage } from './transport/transport';
+import { type Route, UnaryCall } from './unary-call';
 
 export type { CallOptions, RetryOptions, StreamOptions } from './call-options';
 
@@ -166,50 +164,26 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     } catch (err) {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
-    if (router === 'queue' || this.instanceId !== undefined) return unary<Res>(this.plane, this.subject, data, budget, options);
+    if (router === 'queue' || this.instanceId !== undefined) {
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options));
+    }
     return this.callRouted(router, request, data, budget, options);
   }
 
-  private async callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined): Promise<Res> {
+  private callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined): Promise<Res> {
     const view = this.view();
-    const deadline = Date.now() + budget;
-    if (!view.synced) await untilReady(view, budget, this.subject);
     const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
-    const tried = new Set<string>();
-    let retries = 0;
-    let lastErr: TroupeError | undefined;
-    for (;;) {
-      let candidates = view.candidates(this.options.filter, tried);
-      if (candidates.length === 0 && retry && retries > 0) candidates = view.candidates(this.options.filter);
-      const id = candidates.length > 0 ? router.pick(candidates, request, view) : undefined;
-      if (id === undefined) {
-        throw lastErr ?? new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered${this.options.filter ? ' matching the filter' : ''}`);
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw lastErr ?? new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${budget} ms`);
-      try {
-        const value = await unary<Res>(this.plane, ownMailboxSubject(this.address, id), data, left, options, view, id);
-        view.succeeded(id);
-        return value;
-      } catch (e) {
-        const err = e as TroupeError;
-        lastErr = err;
-        tried.add(id);
-        if (err.code === ErrorCode.NO_INSTANCES || isRefusal(err)) {
-          view.inhibit(id); // never delivered: another instance is always safe
-          continue;
-        }
-        if (err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.INSTANCE_LOST) view.inhibit(id);
-        const retryable = err.code === ErrorCode.INSTANCE_LOST || err.code === ErrorCode.OVERLOADED;
-        if (retry && retryable && retries < retry.attempts) {
-          const pause = Math.min((retry.backoffMs ?? 10) * 2 ** retries, Math.max(0, deadline - Date.now() - 1));
-          retries++;
-          if (pause > 0) await new Promise((r) => setTimeout(r, pause));
-          continue;
-        }
-        throw err;
-      }
+    const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
+    if (view.synced) {
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget, options));
     }
+    const started = Date.now();
+    return untilReady(view, budget, this.subject).then(
+      () =>
+        new Promise<Res>((resolve, reject) =>
+          new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget - (Date.now() - started), options),
+        ),
+    );
   }
 
   /**
@@ -250,11 +224,6 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   }
 }
 
-/** Refused without running (an instance that is stopping): safe to send elsewhere. */
-function isRefusal(err: TroupeError): boolean {
-  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
-}
-
 async function untilReady(view: EndpointView, budget: number, subject: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -266,104 +235,6 @@ async function untilReady(view: EndpointView, budget: number, subject: string): 
     ]);
   } finally {
     if (timer) clearTimeout(timer);
-  }
-}
-
-/** Sends one unary request; tracks it against `id` in `view` when given. */
-function unary<Res>(
-  plane: RequestPlane,
-  subject: string,
-  data: Uint8Array,
-  budget: number,
-  options: CallOptions | undefined,
-  view?: EndpointView,
-  id?: string,
-): Promise<Res> {
-  return new Promise<Res>((resolve, reject) => {
-    const call = new UnaryCall<Res>(plane, resolve, reject);
-    if (view && id !== undefined) call.untrack = view.track(id, call);
-    call.send(subject, data, budget, options);
-  });
-}
-
-/** One unary call in flight: a reply handler on the muxed inbox. */
-class UnaryCall<Res> implements ReplyHandler, InFlight {
-  /** Set by discovery-routed calls: stops counting this call against its instance. */
-  untrack: (() => void) | undefined;
-  private key = '';
-  private timer: NodeJS.Timeout | undefined;
-  private unlisten: (() => void) | undefined;
-  private subject = '';
-  private budget = 0;
-
-  constructor(
-    private readonly plane: RequestPlane,
-    private readonly resolve: (v: Res) => void,
-    private readonly reject: (e: TroupeError) => void,
-  ) {}
-
-  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined): void {
-    this.subject = subject;
-    this.budget = budget;
-    const [key, reply] = this.plane.inbox.open(this);
-    this.key = key;
-    try {
-      this.plane.transport.publish(subject, data, { reply, headers: requestHeaders(this.plane, budget, options) });
-    } catch (err) {
-      this.fail(toTroupeError(err, 'UNAVAILABLE'));
-      return;
-    }
-    this.timer = setTimeout(this.onTimeout, budget);
-    this.unlisten = onAbort(options, this.onCancel);
-  }
-
-  onReply(msg: TransportMessage): void {
-    if (msg.noResponders) {
-      this.fail(new TroupeError('NO_INSTANCES', `no instance is serving ${this.subject}`));
-      return;
-    }
-    if (msg.header(H.ERROR) !== undefined) {
-      this.fail(decodeError(this.plane, msg));
-      return;
-    }
-    let value: unknown;
-    try {
-      value = this.plane.codec.decode(msg.data);
-    } catch (err) {
-      this.fail(new TroupeError('INTERNAL', `malformed reply from ${this.subject}: ${(err as Error).message}`, { cause: err }));
-      return;
-    }
-    this.cleanup();
-    this.resolve(value as Res);
-  }
-
-  private readonly onTimeout = (): void => {
-    this.timer = undefined;
-    this.fail(new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${this.budget} ms`));
-  };
-
-  private readonly onCancel = (): void => {
-    this.fail(new TroupeError('CANCELLED', `call to ${this.subject} cancelled`));
-  };
-
-  private fail(err: TroupeError): void {
-    this.cleanup();
-    this.reject(err);
-  }
-
-  /** The instance was lost (its lease expired): fail now instead of at the deadline. */
-  lose(err: TroupeError): void {
-    this.fail(err);
-  }
-
-  private cleanup(): void {
-    this.untrack?.();
-    this.untrack = undefined;
-    this.plane.inbox.close(this.key);
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.unlisten?.();
-    this.unlisten = undefined;
   }
 }
 

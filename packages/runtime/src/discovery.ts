@@ -168,9 +168,11 @@ export class EndpointView implements RouterContext {
   private readonly keys = new Map<string, string>();
   private listed: InstanceRecord[] = [];
   private readonly subject: BehaviorSubject<InstanceRecord[]>;
-  private readonly inhibited = new Map<string, { until: number; strikes: number }>();
+  private readonly inhibited = new Map<string, number>();
+  private readonly strikes = new Map<string, number>();
   private readonly inflightCount = new Map<string, number>();
   private readonly inflightSets = new Map<string, Set<InFlight>>();
+  private readonly mailboxes = new Map<string, string>();
   private counter = 0;
   private stopWatch: (() => void) | undefined;
   private readyPromise: Promise<void> | undefined;
@@ -299,33 +301,54 @@ export class EndpointView implements RouterContext {
     for (const f of set) f.lose(err);
   }
 
+  /** The mailbox subject of one listed instance (cached: no string building per request). */
+  mailbox(id: string): string {
+    let s = this.mailboxes.get(id);
+    if (s === undefined) {
+      s = `${queueSubject(this.address)}.${id}`;
+      this.mailboxes.set(id, s);
+    }
+    return s;
+  }
+
   /** Routable instances minus inhibited ones (all of them when every one is inhibited). */
-  candidates(filter?: (r: InstanceRecord) => boolean, exclude?: ReadonlySet<string>): InstanceRecord[] {
+  candidates(filter?: (r: InstanceRecord) => boolean, exclude?: ReadonlySet<string>): readonly InstanceRecord[] {
+    // Hot path: nothing to filter out, hand the routers the list itself.
+    if (!filter && (!exclude || exclude.size === 0) && this.inhibited.size === 0) return this.listed;
     const now = Date.now();
+    this.pruneInhibited(now);
     const all = this.listed.filter((r) => (!filter || filter(r)) && !exclude?.has(r.instanceId));
     const ok = all.filter((r) => {
-      const inh = this.inhibited.get(r.instanceId);
-      return !inh || inh.until <= now;
+      const until = this.inhibited.get(r.instanceId);
+      return until === undefined || until <= now;
     });
     return ok.length > 0 ? ok : all;
   }
 
   /** Skips `id` for a while: doubling for repeat offenders, reset by a success. */
   inhibit(id: string): void {
-    const prev = this.inhibited.get(id);
-    const strikes = Math.min((prev?.strikes ?? 0) + 1, 5);
-    this.inhibited.set(id, { until: Date.now() + this.discovery.settings.inhibitMs * 2 ** (strikes - 1), strikes });
+    const strikes = Math.min((this.strikes.get(id) ?? 0) + 1, 5);
+    this.strikes.set(id, strikes);
+    this.inhibited.set(id, Date.now() + this.discovery.settings.inhibitMs * 2 ** (strikes - 1));
   }
 
-  /** A success clears inhibition. */
+  /** A success clears inhibition and past strikes. */
   succeeded(id: string): void {
-    if (this.inhibited.size > 0) this.inhibited.delete(id);
+    if (this.strikes.size > 0) {
+      this.strikes.delete(id);
+      this.inhibited.delete(id);
+    }
+  }
+
+  /** Drops expired inhibitions so the hot path sees an empty map again. */
+  private pruneInhibited(now: number): void {
+    for (const [id, until] of this.inhibited) if (until <= now) this.inhibited.delete(id);
   }
 
   /** Whether `id` is inhibited now. */
   isInhibited(id: string): boolean {
-    const inh = this.inhibited.get(id);
-    return inh !== undefined && inh.until > Date.now();
+    const until = this.inhibited.get(id);
+    return until !== undefined && until > Date.now();
   }
 
   inflight(instanceId: string): number {
