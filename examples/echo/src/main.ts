@@ -1,7 +1,7 @@
 /**
  * The main job: a tiny token pipeline. A `generator` component with a unary
  * endpoint (`info`) and a streaming one (`generate`), two replicas, and a
- * client that calls both through the queue group and one instance directly.
+ * client that calls both (round-robin over discovery) and one instance directly.
  *
  * Runs on the embedded runtime (in-process, no server) by default, and on
  * NATS when NATS_URL is set: the same code, chosen by configuration alone.
@@ -58,7 +58,7 @@ export async function main(): Promise<void> {
 
     const seen = new Set<string>();
     for (let i = 0; i < 20; i++) seen.add((await gen.info(undefined)).instance);
-    console.log(`unary   -> 20 calls answered by ${seen.size} instance(s) via the queue group`);
+    console.log(`unary   -> 20 calls answered by ${seen.size} instance(s) (round-robin over discovery)`);
 
     const first = handle.instanceIds[0] as string;
     const direct = runtime.namespace('demo').client(Generator, { instance: first });
