@@ -28,9 +28,34 @@ export interface RetryOptions {
 }
 
 /** Options of a stream call. */
-export interface StreamOptions extends CallOptions {
+export interface StreamOptions<Req = unknown, Res = unknown> extends CallOptions {
   /** Credit window: how many items the worker may send ahead of the consumer (default: runtime `streamWindow`). */
   window?: number;
+  /** Re-issue the stream to another instance when its instance is lost (default: off; INSTANCE_LOST reaches the consumer). */
+  migrate?: MigrateOptions<Req, Res>;
+}
+
+/**
+ * Stream migration: when the instance serving a stream is lost (killed,
+ * frozen, its frames lost), the client asks `resume` for a request that
+ * continues where the consumer is, and sends it through the client's router
+ * to another instance. The consumer sees one gap-free, duplicate-free stream.
+ * The items delivered so far are kept while the stream runs (for `resume`).
+ *
+ * @example
+ * client.stream({ prompt, max: 100 }, {
+ *   migrate: { attempts: 2, resume: (req, got) => ({ ...req, prompt: req.prompt + got.join(''), max: req.max - got.length }) },
+ * });
+ */
+export interface MigrateOptions<Req = unknown, Res = unknown> {
+  /** Re-issues at most (default 1). */
+  attempts?: number;
+  /**
+   * The request for the next instance, from the original request and every
+   * item delivered so far (across attempts); `undefined` gives up (the
+   * consumer gets the INSTANCE_LOST). Nothing already delivered is delivered again.
+   */
+  resume(request: Req, received: readonly Res[]): Req | undefined;
 }
 
 export const MAX_WINDOW = 65_536;

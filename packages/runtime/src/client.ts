@@ -1,6 +1,6 @@
 import { map, Observable } from 'rxjs';
 import { type CallOptions, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
-import { CallerStream } from './caller-stream';
+import { CallerStream, type StreamRoute, type StreamSink, type StreamTarget } from './caller-stream';
 import { type Class, componentMeta } from './decorators';
 import type { EndpointView } from './discovery';
 import { TroupeError, toTroupeError } from './errors';
@@ -10,6 +10,7 @@ import type { InstanceRecord } from './registry';
 import { resolveRouter, type Router, type RouterSpec } from './routers';
 import { endpointAddress, type EndpointAddress, mailboxSubject, ownMailboxSubject, queueSubject } from './subjects';
 import { type Route, UnaryCall } from './unary-call';
+import { type StreamObservable, StreamIterator, streamObservable } from './stream-iterator';
 
 export type { CallOptions, RetryOptions, StreamOptions } from './call-options';
 
@@ -190,37 +191,65 @@ export class EndpointClient<Req = unknown, Res = unknown> {
    * A cold Observable of the endpoint's items: subscribing sends the
    * request; unsubscribing cancels the remote handler. Items carry sequence
    * numbers and arrive in order; the worker never runs more than the credit
-   * window ahead of the consumer. Errors are TroupeErrors.
+   * window ahead of the consumer; a worker that dies or freezes becomes
+   * `INSTANCE_LOST` (with `data.delivered`) within the runtime's
+   * `streamIdleMs`, or migrates with `options.migrate`. Errors are
+   * TroupeErrors. The Observable is also an AsyncIterable that pulls (see
+   * {@link iterate}).
    *
    * @example
    * client.stream({ prompt }).pipe(take(10)).subscribe(console.log);
    */
-  stream(request: Req, options?: StreamOptions): Observable<Res> {
-    return new Observable<Res>((subscriber) => {
-      const s = new CallerStream<Res>(this.plane, this.address, subscriber);
-      let router: Router | 'queue';
-      try {
-        router = this.instanceId !== undefined ? 'queue' : options?.router === undefined ? this.router : resolveRouter(options.router);
-      } catch (err) {
-        subscriber.error(err);
-        return undefined;
-      }
-      if (router === 'queue') {
-        s.start(this.subject, request, options);
-        return () => s.teardown();
-      }
-      const view = this.view();
-      const go = (): void => {
-        if (subscriber.closed) return;
-        const candidates = view.candidates(this.options.filter);
-        const id = candidates.length > 0 ? (router as Router).pick(candidates, request, view) : undefined;
-        if (id === undefined) subscriber.error(new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered`));
-        else s.start(ownMailboxSubject(this.address, id), request, options);
-      };
-      if (view.synced) go();
-      else view.ready.then(go, (err: unknown) => subscriber.error(toTroupeError(err, 'UNAVAILABLE')));
-      return () => s.teardown();
-    });
+  stream(request: Req, options?: StreamOptions<Req, Res>): StreamObservable<Res> {
+    return streamObservable<Res>((sink) => this.openStream(sink, request, options));
+  }
+
+  /**
+   * Pull-based consumption: the request goes out on the first `next()`, and
+   * credit is granted as the consumer takes items, so a slow *async* consumer
+   * pauses the producer (an Observable pushes: its credit follows delivery).
+   * Leaving the loop early cancels the remote handler.
+   *
+   * @example
+   * for await (const token of client.iterate({ prompt })) await socket.write(token);
+   */
+  iterate(request: Req, options?: StreamOptions<Req, Res>): AsyncIterable<Res> {
+    return { [Symbol.asyncIterator]: () => new StreamIterator<Res>((sink) => this.openStream(sink, request, options)) };
+  }
+
+  /** Starts one stream into `sink`, routed like `call`; re-sends and migrations go through the same router. */
+  private openStream(sink: StreamSink<Res>, request: Req, options: StreamOptions<Req, Res> | undefined): CallerStream<Req, Res> {
+    const s = new CallerStream<Req, Res>(this.plane, this.address, sink);
+    let router: Router | 'queue';
+    try {
+      router = this.instanceId !== undefined ? 'queue' : options?.router === undefined ? this.router : resolveRouter(options.router);
+    } catch (err) {
+      sink.error(err);
+      return s;
+    }
+    if (router === 'queue') {
+      // The queue group re-routes by itself (a killed member leaves it at once); a pinned client has nowhere else to go.
+      const target: StreamTarget = { subject: this.subject };
+      s.start(target, request, options, this.instanceId === undefined ? () => target : undefined);
+      return s;
+    }
+    const view = this.view();
+    const picker = router;
+    const route: StreamRoute = (failed) => {
+      if (failed !== undefined) view.inhibit(failed);
+      const candidates = view.candidates(this.options.filter, failed === undefined ? undefined : new Set([failed]));
+      const id = candidates.length > 0 ? picker.pick(candidates, request, view) : undefined;
+      return id === undefined ? undefined : { subject: ownMailboxSubject(this.address, id), instanceId: id, track: (f) => view.track(id, f) };
+    };
+    const go = (): void => {
+      if (sink.closed) return;
+      const target = route(undefined);
+      if (!target) sink.error(new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered`));
+      else s.start(target, request, options, route);
+    };
+    if (view.synced) go();
+    else view.ready.then(go, (err: unknown) => sink.error(toTroupeError(err, 'UNAVAILABLE')));
+    return s;
   }
 }
 
@@ -248,7 +277,7 @@ type ItemOf<R> = R extends AsyncIterable<infer T> ? T : R extends Observable<inf
 export type ClientMethod<F> = F extends AnyFn
   ? [ItemOf<ReturnType<F>>] extends [never]
     ? (request: RequestOf<F>, options?: CallOptions) => Promise<Awaited<ReturnType<F>>>
-    : (request: RequestOf<F>, options?: StreamOptions) => Observable<ItemOf<ReturnType<F>>>
+    : (request: RequestOf<F>, options?: StreamOptions<RequestOf<F>, ItemOf<ReturnType<F>>>) => StreamObservable<ItemOf<ReturnType<F>>>
   : never;
 
 type Lifecycle = 'onStart' | 'onStop';

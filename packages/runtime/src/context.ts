@@ -1,3 +1,4 @@
+import type { EventToken, PublishEventOptions } from './events';
 import type { Logger } from './logger';
 
 /**
@@ -27,6 +28,13 @@ export interface Context {
   readonly logger: Logger;
   /** Milliseconds left until the deadline (never negative). */
   remainingMs(): number;
+  /**
+   * Publishes an event from this instance, to its component
+   * (`{ns}.{comp}._ev.{event}`) or with `{ scope: 'namespace' }` to its
+   * namespace. Fails at once with `PAYLOAD_TOO_LARGE` or `UNAVAILABLE`.
+   */
+  publish<T>(event: EventToken<T>, data: NoInfer<T>, options?: PublishEventOptions): void;
+  publish(event: string, data: unknown, options?: PublishEventOptions): void;
   /**
    * Sets a dynamic property of the instance (e.g. `active_slots`): published
    * in the registry with the process heartbeat (throttled), visible in

@@ -3,6 +3,7 @@ import { Observable } from 'rxjs';
 import { inject, injectable } from 'tsyringe';
 import { TroupeError } from './errors';
 import { validateName } from './names';
+import { eventHandlers } from './event-handlers';
 
 /** What `@endpoint` records about one method. */
 export interface EndpointMeta {
@@ -123,8 +124,8 @@ export function componentMeta(target: unknown): ComponentMeta {
   if (!meta) {
     throw new TroupeError('BAD_REQUEST', `${name} is not a component: decorate the class with @component('name')`);
   }
-  if (meta.endpoints.size === 0) {
-    throw new TroupeError('BAD_REQUEST', `component ${meta.name} (${name}) has no endpoints: decorate methods with @endpoint()`);
+  if (meta.endpoints.size === 0 && eventHandlers(target as object).length === 0) {
+    throw new TroupeError('BAD_REQUEST', `component ${meta.name} (${name}) has no endpoints: decorate methods with @endpoint() (or @on() for event handlers)`);
   }
   return meta;
 }
@@ -137,6 +138,8 @@ export const CONFIG = Symbol.for('troupe:config');
 export const LOGGER = Symbol.for('troupe:logger');
 /** tsyringe token of the instance's {@link InstanceInfo} (its id, namespace, component). */
 export const INSTANCE = Symbol.for('troupe:instance');
+/** tsyringe token of the instance's `EventPublisher`. */
+export const PUBLISHER = Symbol.for('troupe:publisher');
 
 /**
  * Injects the `config` given to `runtime.spawn`.
@@ -167,6 +170,17 @@ export function injectLogger(): ParameterDecorator {
  */
 export function injectInstance(): ParameterDecorator {
   return inject(INSTANCE) as ParameterDecorator;
+}
+
+/**
+ * Injects the instance's `EventPublisher` (the one `ctx.publish` uses), for
+ * publishing outside handlers: timers, background loops, `onStart`.
+ *
+ * @example
+ * constructor(\@injectPublisher() private events: EventPublisher) {}
+ */
+export function injectPublisher(): ParameterDecorator {
+  return inject(PUBLISHER) as ParameterDecorator;
 }
 
 /** One client dependency declared with {@link injectClient}. */

@@ -79,8 +79,8 @@ export class Discovery {
   }
 
   private async watchLeases(): Promise<void> {
-    this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0 });
-    this.leasesBucket = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs });
+    this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
+    this.leasesBucket = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
     await new Promise<void>((resolve, reject) => {
       this.leasesBucket!.watch('>', (e) => this.onLease(e), resolve).then((stop) => (this.stopLeases = stop), reject);
     });
@@ -327,9 +327,13 @@ export class EndpointView implements RouterContext {
 
   /** Skips `id` for a while: doubling for repeat offenders, reset by a success. */
   inhibit(id: string): void {
+    const now = Date.now();
+    // Requests sent before the inhibition began fail one after another (a frozen
+    // instance times out every one in flight): one offence, not a strike each.
+    if ((this.inhibited.get(id) ?? 0) > now) return;
     const strikes = Math.min((this.strikes.get(id) ?? 0) + 1, 5);
     this.strikes.set(id, strikes);
-    this.inhibited.set(id, Date.now() + this.discovery.settings.inhibitMs * 2 ** (strikes - 1));
+    this.inhibited.set(id, now + this.discovery.settings.inhibitMs * 2 ** (strikes - 1));
   }
 
   /** A success clears inhibition and past strikes. */

@@ -12,8 +12,13 @@ export {
   mailboxSubject,
   namespaceEventSubject,
   componentEventSubject,
+  namespaceEventWildcard,
+  componentEventWildcard,
+  anyComponentEventWildcard,
+  eventLogName,
+  parseEventSubject,
 } from './subjects';
-export type { EndpointAddress } from './subjects';
+export type { EndpointAddress, EventSubjectParts } from './subjects';
 export {
   component,
   endpoint,
@@ -22,9 +27,11 @@ export {
   injectLogger,
   injectInstance,
   injectClient,
+  injectPublisher,
   CONFIG,
   LOGGER,
   INSTANCE,
+  PUBLISHER,
 } from './decorators';
 export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './decorators';
 export { Runtime, NamespaceRef, ComponentRef, EndpointRef } from './runtime';
@@ -32,11 +39,19 @@ export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
 export type { PlaneSettings } from './plane';
 export { EndpointClient } from './client';
 export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './client';
+export type { MigrateOptions } from './call-options';
+export type { StreamObservable } from './stream-iterator';
+export type { RuntimeStats } from './stats';
 export { Routers, resolveRouter } from './routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './routers';
 export type { InstanceRecord, DiscoverySettings } from './registry';
 export type { Context, ParentContext } from './context';
 export type { OnStart, OnStop } from './instance';
+export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events';
+export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events';
+export type { EventsOptions } from './event-subscription';
+export { on } from './event-handlers';
+export type { OnOptions } from './event-handlers';
 export { Mailbox } from './mailbox';
 export { consoleLogger, LogLevel } from './logger';
 export type { Logger } from './logger';
@@ -55,6 +70,11 @@ export type {
   TransportMessage,
   MessageHandler,
   TransportSubscription,
+  LogOptions,
+  MessageLog,
+  LogConsumeOptions,
+  LogMessage,
+  LogConsumer,
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';

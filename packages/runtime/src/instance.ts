@@ -5,11 +5,13 @@ import { TroupeError, toTroupeError, type WireError } from './errors';
 import type { Logger } from './logger';
 import { Mailbox } from './mailbox';
 import type { RequestPlane } from './plane';
-import { Ctl, Frame, H, MODE_STREAM } from './protocol';
+import { Frame, H, MODE_STREAM } from './protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from './subjects';
 import type { Headers, TransportMessage, TransportSubscription } from './transport/transport';
 import { RequestContext } from './request-context';
-import { HEADER_ROOM, isAsyncIterable, pump, toAsyncIterable, WorkerStream } from './worker-stream';
+import { type EventHandlers, startEventHandlers } from './event-handlers';
+import { type EventPublisher, instancePublisher } from './events';
+import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
 export interface OnStart {
@@ -62,7 +64,13 @@ export class ActorInstance {
   ) {
     this.info = info;
     this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
+    this.publisher = instancePublisher(plane, info);
   }
+
+  /** Publishes this instance's events (`ctx.publish`, `@injectPublisher()`). */
+  readonly publisher: EventPublisher;
+  /** The subscriptions of the class's `@on` handlers while the instance runs. */
+  private eventHandlers: EventHandlers | undefined;
 
   /** Where dynamic property changes go (the registry); set by the runtime. */
   propertySink: ((key: string, value: unknown) => void) | undefined;
@@ -93,9 +101,19 @@ export class ActorInstance {
         this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
         this.mailboxSubs.push(t.subscribe(ownMailboxSubject(addr, this.info.instanceId), onMsg));
       }
+      // `@on` handlers subscribe before the instance counts as started, and run in its mailbox.
+      this.eventHandlers = await startEventHandlers({
+        plane: this.plane,
+        actor: this.actor,
+        info: this.info,
+        logger: this.logger,
+        mailbox: this.mailbox,
+        refused: () => this.refusal !== undefined,
+      });
       await t.flush();
     } catch (err) {
       for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
+      await this.eventHandlers?.stop();
       throw err;
     }
     this.state = State.Serving;
@@ -112,6 +130,7 @@ export class ActorInstance {
     this.state = State.Stopping;
     // Messages the server already delivered to the queue subscription are still handled.
     await Promise.all(this.subs.map((s) => s.drain()));
+    await this.eventHandlers?.stop();
     const finished = await withTimeout(this.mailbox.idle(), graceMs);
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
@@ -148,7 +167,15 @@ export class ActorInstance {
       if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
       return;
     }
-    const accepted = this.mailbox.offer(() => this.handle(ep, handler, msg));
+    const job = (): void | Promise<void> => this.handle(ep, handler, msg);
+    // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
+    const box = this.mailbox;
+    const stream =
+      reply && msg.header(H.MODE) === MODE_STREAM && (box.running < box.concurrency || box.queued < box.capacity)
+        ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
+        : undefined;
+    const accepted = box.offer(stream ? stream.guard(job) : job);
+    if (!accepted) stream?.forget();
     if (!accepted && reply) {
       this.sendError(
         reply,
@@ -160,14 +187,7 @@ export class ActorInstance {
   }
 
   private onControl(kind: string, msg: TransportMessage): void {
-    const stream = this.streams.get(msg.header(H.STREAM) ?? '');
-    if (!stream) return; // finished already: a late credit or cancel is harmless
-    if (kind === Ctl.CREDIT) {
-      const n = Number(msg.header(H.CREDIT));
-      if (Number.isInteger(n) && n > 0) stream.grant(n);
-    } else if (kind === Ctl.CANCEL) {
-      stream.ctx.abort(new TroupeError('CANCELLED', 'the caller cancelled the stream'));
-    }
+    streamControl(this.plane, this.streams, kind, msg);
   }
 
   private handle(ep: EndpointMeta, handler: Handler, msg: TransportMessage): void | Promise<void> {
@@ -268,28 +288,25 @@ export class ActorInstance {
   }
 
   private async serveStream(handler: Handler, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage): Promise<void> {
-    const settings = this.plane.settings;
-    const asked = Number(msg.header(H.WINDOW));
-    const window = Number.isInteger(asked) && asked > 0 ? asked : settings.streamWindow;
-    const stream = new WorkerStream(ctx, window);
-    this.streams.set(reply, stream);
+    const stream = this.streams.get(reply) ?? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply);
+    stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
     this.active.add(ctx);
     ctx.armDeadline();
     try {
-      this.sendFrame(reply, { [H.FRAME]: Frame.START, [H.INSTANCE]: this.info.instanceId });
+      if (ctx.aborted) throw ctx.reason;
       let result = handler.call(this.actor, request, ctx);
       if (isPromiseLike(result)) result = await result;
-      const sent = await pump(this.plane, toAsyncIterable(result, stream), stream, reply);
+      const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
         if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
       } else {
-        this.sendFrame(reply, { [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
+        stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : toTroupeError(err);
       if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
     } finally {
-      this.streams.delete(reply);
+      stream.forget();
       this.active.delete(ctx);
       ctx.dispose();
     }

@@ -4,7 +4,7 @@ import { TroupeError } from './errors';
 export const NAME_RULE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /** What a name names, for error messages. */
-export type NameKind = 'namespace' | 'component' | 'endpoint' | 'event' | 'group';
+export type NameKind = 'namespace' | 'component' | 'endpoint' | 'event' | 'group' | 'durable';
 
 /**
  * Throws `BAD_REQUEST` unless `name` is a valid Troupe name. NATS clients

@@ -31,6 +31,14 @@ export const H = {
   STREAM: 'Troupe-Stream',
   /** Credit granted by a control message (items). */
   CREDIT: 'Troupe-Credit',
+  /** On a stream request: how often (ms) the worker must show it is alive while the stream is open. */
+  HEARTBEAT: 'Troupe-Heartbeat',
+  /** Who published an event: an instance id, or a runtime id for runtime-level publishes. */
+  PUBLISHER: 'Troupe-Publisher',
+  /** The publisher's sequence number of an event, per event subject, from 1 (gaps are detectable). */
+  EVENT_SEQ: 'Troupe-Event-Seq',
+  /** When an event was published, epoch ms on the publisher's clock. */
+  TIME: 'Troupe-Time',
 } as const;
 
 /** Stream frame kinds. */
@@ -47,6 +55,10 @@ export type Frame = (typeof Frame)[keyof typeof Frame];
 export const Ctl = {
   CREDIT: 'credit',
   CANCEL: 'cancel',
+  /** "Are these streams alive?": body = the streams' reply subjects; the answer lists the unknown ones. */
+  PROBE: 'probe',
+  /** The caller's answer to a heartbeat naming streams it no longer has (body = their keys). */
+  GONE: 'gone',
 } as const;
 export type Ctl = (typeof Ctl)[keyof typeof Ctl];
 

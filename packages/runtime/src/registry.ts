@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Codec } from './codec/codec';
-import { toTroupeError } from './errors';
+import { TroupeError, toTroupeError } from './errors';
 import type { Logger } from './logger';
 import { PROTOCOL_VERSION } from './protocol';
 import { type EndpointAddress, registryKey } from './subjects';
@@ -55,6 +55,8 @@ export interface DiscoverySettings {
   leaseTtlMs: number;
   /** At most one lease write per this period for dynamic property changes, ms. */
   propertyThrottleMs: number;
+  /** Copies of the registry buckets in a JetStream cluster (1, 3 or 5; default 1: lost with the node that holds them). */
+  replicas?: number;
 }
 
 /**
@@ -92,8 +94,8 @@ export class Registry {
   /** Opens both buckets (fails with the bus's clear error when it has no storage). */
   open(): Promise<void> {
     this.opening ??= (async () => {
-      this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0 });
-      this.leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs });
+      this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
+      this.leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
     })();
     return this.opening;
   }
@@ -177,15 +179,29 @@ export class Registry {
   /** One heartbeat: write the lease, and register again if the marker vanished. */
   heartbeat(): Promise<void> {
     this.beating ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
       try {
-        await this.writeLease();
-        if (this.mine.size > 0 && this.records) {
-          const marker = await this.records.get(markerKey(this.lease));
-          if (!marker) await this.repair();
-        }
+        const beat = (async () => {
+          await this.writeLease();
+          if (this.mine.size > 0 && this.records) {
+            const marker = await this.records.get(markerKey(this.lease));
+            if (!marker) await this.repair();
+          }
+        })();
+        beat.catch(() => undefined);
+        // A KV request sent while the connection is down is dropped by nats.js and waits for
+        // the JetStream timeout (5 s, past the lease TTL): stop waiting after one period so the
+        // next heartbeat writes the lease as soon as the bus is back.
+        await Promise.race([
+          beat,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `no answer within the ${this.settings.heartbeatMs} ms heartbeat period`)), this.settings.heartbeatMs);
+          }),
+        ]);
       } catch (err) {
         this.logger.warn('registry heartbeat failed; retrying next period', { error: toTroupeError(err).message });
       } finally {
+        if (timer) clearTimeout(timer);
         this.beating = undefined;
       }
     })();

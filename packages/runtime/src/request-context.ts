@@ -1,5 +1,6 @@
 import type { Context } from './context';
 import type { InstanceInfo } from './decorators';
+import type { EventPublisher, EventRef, PublishEventOptions } from './events';
 import { TroupeError } from './errors';
 import type { Logger } from './logger';
 
@@ -7,6 +8,7 @@ import type { Logger } from './logger';
 export interface ContextOwner {
   readonly info: InstanceInfo;
   readonly logger: Logger;
+  readonly publisher: EventPublisher;
   setProperty(key: string, value: unknown): void;
 }
 
@@ -58,6 +60,10 @@ export class RequestContext implements Context {
 
   setProperty(key: string, value: unknown): void {
     this.owner.setProperty(key, value);
+  }
+
+  publish(event: EventRef<unknown>, data: unknown, options?: PublishEventOptions): void {
+    this.owner.publisher.publish(event as string, data, options);
   }
 
   remainingMs(): number {

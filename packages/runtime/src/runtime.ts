@@ -11,6 +11,7 @@ import {
   INSTANCE,
   type InstanceInfo,
   LOGGER,
+  PUBLISHER,
 } from './decorators';
 import { TroupeError, toTroupeError } from './errors';
 import { newInstanceId, newToken } from './ids';
@@ -19,9 +20,13 @@ import { ActorInstance } from './instance';
 import { consoleLogger, type Logger } from './logger';
 import { validateName } from './names';
 import type { PlaneSettings, RequestPlane } from './plane';
+import { type RuntimeStats, statsOf } from './stats';
 import { endpointAddress, validateInboxPrefix } from './subjects';
 import { Discovery } from './discovery';
 import { type DiscoverySettings, Registry } from './registry';
+import type { Observable } from 'rxjs';
+import { attachEvents, type EventEnvelope, type EventLogOptions, type EventRef, type EventToken, instancePublisher, openEventLog, publishEvent } from './events';
+import { closeEventStreams, eventStream, eventTarget, type EventsOptions } from './event-subscription';
 import { resolveRouter } from './routers';
 import { NatsTransport, type NatsTransportOptions } from './transport/nats/nats-transport';
 import { MemoryNetwork } from './transport/memory/memory-transport';
@@ -101,6 +106,8 @@ const DEFAULTS: PlaneSettings = {
   requestTimeoutMs: 30_000,
   streamTimeoutMs: 300_000,
   streamWindow: 512,
+  streamHeartbeatMs: 100,
+  streamIdleMs: 1_500,
   gracePeriodMs: 10_000,
   dev: false,
   concurrency: 1,
@@ -146,6 +153,9 @@ export class Runtime {
     if (options.discovery !== false) {
       const d = { ...DISCOVERY_DEFAULTS, ...options.discovery };
       for (const k of ['heartbeatMs', 'leaseTtlMs', 'propertyThrottleMs', 'inhibitMs'] as const) checkPositiveInt(`discovery.${k}`, d[k], 1);
+      if (d.replicas !== undefined && ![1, 3, 5].includes(d.replicas)) {
+        throw new TroupeError('BAD_REQUEST', `discovery.replicas must be 1, 3 or 5, got ${String(d.replicas)}`);
+      }
       if (d.leaseTtlMs <= d.heartbeatMs) {
         throw new TroupeError('BAD_REQUEST', `discovery.leaseTtlMs (${d.leaseTtlMs}) must exceed heartbeatMs (${d.heartbeatMs})`);
       }
@@ -163,6 +173,7 @@ export class Runtime {
     };
     this.container = rootContainer.createChildContainer();
     this.container.registerInstance(Runtime as unknown as Class<Runtime>, this);
+    attachEvents(this.plane, this.id); // runtime-level events carry the runtime id
   }
 
   /**
@@ -323,6 +334,7 @@ export class Runtime {
     child.registerInstance(CONFIG, config);
     child.registerInstance(LOGGER, logger);
     child.registerInstance(INSTANCE, info);
+    child.registerInstance(PUBLISHER, instancePublisher(this.plane, info));
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
     }
@@ -351,6 +363,7 @@ export class Runtime {
       this.spawns.clear();
       await this.registry?.close();
       this.plane.discovery?.close();
+      await closeEventStreams(this.plane); // durable consumers give back what they hold before the drain
       this.plane.inbox.stop();
       await this.transport.close();
     })().catch((err: unknown) => {
@@ -386,6 +399,18 @@ export class Runtime {
   get pendingReplies(): number {
     return this.plane.inbox.pending;
   }
+
+  /**
+   * A snapshot of this runtime's stream counters: streams lost and
+   * migrated, liveness probes and heartbeats sent, handlers aborted because
+   * their caller was gone.
+   *
+   * @example
+   * if (runtime.stats().streamsMigrated > 0) console.log('a worker was lost; streams moved');
+   */
+  stats(): RuntimeStats {
+    return { ...statsOf(this.plane) };
+  }
 }
 
 interface SpawnRecord {
@@ -403,6 +428,8 @@ function resolveSettings(options: RuntimeOptions): PlaneSettings {
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
     streamTimeoutMs: options.streamTimeoutMs ?? DEFAULTS.streamTimeoutMs,
     streamWindow: options.streamWindow ?? DEFAULTS.streamWindow,
+    streamHeartbeatMs: options.streamHeartbeatMs ?? DEFAULTS.streamHeartbeatMs,
+    streamIdleMs: options.streamIdleMs ?? DEFAULTS.streamIdleMs,
     gracePeriodMs: options.gracePeriodMs ?? DEFAULTS.gracePeriodMs,
     dev: options.dev ?? DEFAULTS.dev,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
@@ -413,6 +440,12 @@ function resolveSettings(options: RuntimeOptions): PlaneSettings {
   checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
   checkPositiveInt('streamTimeoutMs', s.streamTimeoutMs, 1);
   checkPositiveInt('streamWindow', s.streamWindow, 1);
+  checkPositiveInt('streamHeartbeatMs', s.streamHeartbeatMs, 10);
+  checkPositiveInt('streamIdleMs', s.streamIdleMs, 1);
+  if (s.streamIdleMs < 3 * s.streamHeartbeatMs) {
+    // Silence is judged against heartbeats: a bound under ~3 intervals reports live workers as lost.
+    throw new TroupeError('BAD_REQUEST', `streamIdleMs (${s.streamIdleMs}) must be at least 3 × streamHeartbeatMs (${s.streamHeartbeatMs})`);
+  }
   checkPositiveInt('gracePeriodMs', s.gracePeriodMs, 0);
   checkPositiveInt('concurrency', s.concurrency, 1);
   checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
@@ -447,6 +480,56 @@ export class NamespaceRef {
   client<C>(target: Class<C>, options?: TypedClientOptions): TypedClient<C> {
     return typedClient(this.plane, this.name, target, options);
   }
+
+  /**
+   * A cold Observable of events: `events('x')` is the namespace-scoped event
+   * x; `events()` (or `'*'`) every event of the namespace, its own and every
+   * component's. Broadcast by default; `{ group }` balanced; `{ durable,
+   * start }` from the namespace's event log (see `EventsOptions`).
+   *
+   * @example
+   * runtime.namespace('llama_8b').events(LoadMetrics).subscribe((e) => console.log(e.publisher, e.data));
+   */
+  events<T = unknown>(event?: EventRef<T>, options?: EventsOptions): Observable<EventEnvelope<T>> {
+    return eventStream<T>(this.plane, eventTarget(this.name, undefined, event), options);
+  }
+
+  /**
+   * Publishes a namespace-scoped event from outside any actor (publisher id:
+   * the runtime id). Fails at once with `PAYLOAD_TOO_LARGE` or `UNAVAILABLE`.
+   *
+   * @example
+   * runtime.namespace('llama_8b').publish('config_changed', { version: 2 });
+   */
+  publish<T>(event: EventToken<T>, data: NoInfer<T>): void;
+  publish(event: string, data: unknown): void;
+  publish(event: EventRef<unknown>, data: unknown): void {
+    publishEvent(this.plane, this.name, undefined, event, data);
+  }
+
+  /**
+   * Makes this namespace's events durable from now on: creates (or updates
+   * the limits of) the JetStream stream `TROUPE_EV_{ns}` that stores every
+   * event of the namespace, both scopes. A durable subscription creates it
+   * too, with the defaults (24 h, 256 MiB).
+   *
+   * @example
+   * await runtime.namespace('llama_8b').persistEvents({ maxAgeMs: 3_600_000 });
+   */
+  async persistEvents(options: EventLogOptions = {}): Promise<void> {
+    await openEventLog(this.plane, this.name, options);
+  }
+
+  /**
+   * Deletes this namespace's event log with its stored events and durable
+   * positions; events are no longer stored until it is created again.
+   *
+   * @example
+   * await runtime.namespace('llama_8b').deleteEventLog();
+   */
+  async deleteEventLog(): Promise<void> {
+    await (await openEventLog(this.plane, this.name, undefined)).destroy();
+  }
 }
 
 /**
@@ -465,6 +548,30 @@ export class ComponentRef {
   /** An endpoint of this component by name. */
   endpoint(name: string): EndpointRef {
     return new EndpointRef(this.plane, endpointAddress(this.namespace, this.name, name));
+  }
+
+  /**
+   * A cold Observable of this component's events: `events('x')` one name,
+   * `events()` (or `'*'`) all of them. Options as `NamespaceRef.events`.
+   *
+   * @example
+   * runtime.namespace('llama_8b').component('backend').events(KvEvents, { group: 'indexers' }).subscribe(apply);
+   */
+  events<T = unknown>(event?: EventRef<T>, options?: EventsOptions): Observable<EventEnvelope<T>> {
+    return eventStream<T>(this.plane, eventTarget(this.namespace, this.name, event), options);
+  }
+
+  /**
+   * Publishes a component-scoped event from outside any actor (publisher id:
+   * the runtime id).
+   *
+   * @example
+   * runtime.namespace('llama_8b').component('backend').publish(KvEvents, { stored: [], removed: [1] });
+   */
+  publish<T>(event: EventToken<T>, data: NoInfer<T>): void;
+  publish(event: string, data: unknown): void;
+  publish(event: EventRef<unknown>, data: unknown): void {
+    publishEvent(this.plane, this.namespace, this.name, event, data);
   }
 }
 

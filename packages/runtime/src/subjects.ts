@@ -105,3 +105,58 @@ export function namespaceEventSubject(namespace: string, event: string): string 
 export function componentEventSubject(namespace: string, component: string, event: string): string {
   return `${validateName('namespace', namespace)}.${validateName('component', component)}._ev.${validateName('event', event)}`;
 }
+
+/** `{ns}._ev.*`: every namespace-scoped event of a namespace. */
+export function namespaceEventWildcard(namespace: string): string {
+  return `${validateName('namespace', namespace)}._ev.*`;
+}
+
+/** `{ns}.{comp}._ev.*`: every event of one component. */
+export function componentEventWildcard(namespace: string, component: string): string {
+  return `${validateName('namespace', namespace)}.${validateName('component', component)}._ev.*`;
+}
+
+/** `{ns}.*._ev.*`: every component-scoped event of a namespace, whatever the component. */
+export function anyComponentEventWildcard(namespace: string): string {
+  return `${validateName('namespace', namespace)}.*._ev.*`;
+}
+
+/**
+ * The JetStream stream (durable log) that stores a namespace's events once
+ * they are made durable: `TROUPE_EV_{ns}`, capturing both event scopes.
+ * Stream names may not contain `.`, `*`, `>` or whitespace; namespace names
+ * never do.
+ *
+ * @example
+ * eventLogName('llama_8b'); // 'TROUPE_EV_llama_8b'
+ */
+export function eventLogName(namespace: string): string {
+  return `TROUPE_EV_${validateName('namespace', namespace)}`;
+}
+
+/** The subjects a namespace's event log captures: `{ns}._ev.*` and `{ns}.*._ev.*`. */
+export function eventLogSubjects(namespace: string): string[] {
+  return [namespaceEventWildcard(namespace), anyComponentEventWildcard(namespace)];
+}
+
+/** Where an event subject says an event was published. */
+export interface EventSubjectParts {
+  readonly namespace: string;
+  /** Undefined for a namespace-scoped event. */
+  readonly component: string | undefined;
+  readonly event: string;
+}
+
+/**
+ * Splits `{ns}._ev.{event}` or `{ns}.{comp}._ev.{event}`; undefined for
+ * anything else.
+ *
+ * @example
+ * parseEventSubject('llama_8b.backend._ev.kv_events'); // { namespace: 'llama_8b', component: 'backend', event: 'kv_events' }
+ */
+export function parseEventSubject(subject: string): EventSubjectParts | undefined {
+  const t = subject.split('.');
+  if (t.length === 3 && t[1] === '_ev') return { namespace: t[0] as string, component: undefined, event: t[2] as string };
+  if (t.length === 4 && t[2] === '_ev') return { namespace: t[0] as string, component: t[1] as string, event: t[3] as string };
+  return undefined;
+}

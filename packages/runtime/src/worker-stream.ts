@@ -1,8 +1,12 @@
 import { isObservable, type Observable } from 'rxjs';
 import { TroupeError, toTroupeError } from './errors';
+import { heartbeatsOf } from './heartbeats';
+import { packTokens, replyKeyOf, unpackTokens } from './inbox';
+import type { Job } from './mailbox';
 import type { RequestPlane } from './plane';
-import { Frame, H } from './protocol';
+import { Ctl, Frame, H } from './protocol';
 import type { RequestContext } from './request-context';
+import type { Headers, TransportMessage } from './transport/transport';
 
 /** Items per data frame at most; frames also stay under max_payload. */
 const MAX_BATCH_ITEMS = 1024;
@@ -12,6 +16,10 @@ const MAX_BATCH_BYTES = 256 * 1024;
 export const HEADER_ROOM = 512;
 
 const NIL = new Uint8Array([0xc0]);
+const EMPTY = new Uint8Array(0);
+/** Bounds on the heartbeat interval a caller may ask for. */
+const MIN_HEARTBEAT_MS = 10;
+const MAX_HEARTBEAT_MS = 60_000;
 
 /** Concatenates msgpack-encoded items into one msgpack array. */
 function packArray(items: Uint8Array[], bytes: number): Uint8Array {
@@ -35,17 +43,56 @@ function packArray(items: Uint8Array[], bytes: number): Uint8Array {
   return out;
 }
 
-/** Worker-side state of one stream: credit and its waiter. */
+/**
+ * Worker-side state of one stream, from the moment the instance accepts the
+ * request (before it waits in the mailbox) until its last frame: credit and
+ * its waiter, the request context once the handler runs, and its place in
+ * the instance's stream table and in the heartbeats to its caller.
+ */
 export class WorkerStream {
   credit: number;
+  /** The caller's inbox key: the last token of the reply subject. */
+  readonly key: string;
+  private ctx: RequestContext | undefined;
+  /** Why the stream was aborted before its handler ran (cancelled, or the caller left, while queued). */
+  private early: TroupeError | undefined;
   private wake: (() => void) | undefined;
+  private forgotten = false;
 
   constructor(
-    readonly ctx: RequestContext,
+    private readonly plane: RequestPlane,
+    private readonly table: Map<string, WorkerStream>,
+    /** The caller's reply subject: where frames go, and the stream's id in control messages. */
+    readonly reply: string,
     window: number,
+    /** How often the caller wants proof of life, ms. */
+    readonly heartbeatMs: number,
   ) {
     this.credit = window;
+    this.key = replyKeyOf(reply);
+  }
+
+  get aborted(): boolean {
+    return this.ctx ? this.ctx.aborted : this.early !== undefined;
+  }
+
+  /** Binds the request context once the handler is about to run; an earlier abort applies at once. */
+  attach(ctx: RequestContext): void {
+    this.ctx = ctx;
     ctx.onAbort(() => this.release());
+    if (this.early) ctx.abort(this.early);
+  }
+
+  /** Runs `fn` when the stream is aborted (its context must be attached). */
+  onAbort(fn: () => void): void {
+    this.ctx?.onAbort(fn);
+  }
+
+  /** Aborts the handler (or, while queued, makes it abort as soon as it starts). */
+  abort(reason: TroupeError): void {
+    if (this.ctx) this.ctx.abort(reason);
+    else this.early ??= reason;
+    this.release();
   }
 
   grant(n: number): void {
@@ -54,10 +101,40 @@ export class WorkerStream {
   }
 
   waitForCredit(): Promise<void> {
-    if (this.credit > 0 || this.ctx.aborted) return Promise.resolve();
+    if (this.credit > 0 || this.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       this.wake = resolve;
     });
+  }
+
+  /** Publishes one frame to the caller; throws what the transport throws. */
+  send(headers: Headers, data: Uint8Array = EMPTY): void {
+    this.plane.transport.publish(this.reply, data, { headers });
+  }
+
+  /** Removes the stream from the table and the heartbeats; later control messages and probes find nothing. */
+  forget(): void {
+    if (this.forgotten) return;
+    this.forgotten = true;
+    if (this.table.get(this.reply) === this) this.table.delete(this.reply);
+    heartbeatsOf(this.plane).remove(this);
+    this.release();
+  }
+
+  /** Wraps the mailbox job of this stream so the stream is forgotten whichever way the job ends. */
+  guard(job: Job): Job {
+    return () => {
+      let r: void | Promise<void>;
+      try {
+        r = job();
+      } catch (err) {
+        this.forget();
+        throw err;
+      }
+      if (r && typeof (r as Promise<void>).then === 'function') return (r as Promise<void>).finally(() => this.forget());
+      this.forget();
+      return r;
+    };
   }
 
   private release(): void {
@@ -68,12 +145,64 @@ export class WorkerStream {
 }
 
 /**
+ * Accepts a stream request as it arrives, before it waits in the mailbox:
+ * registers it (so credit, cancel and probes find it), sends the start frame
+ * naming this instance (so the caller can cancel and probe it even while it
+ * waits), and adds it to the heartbeats toward its caller.
+ */
+export function acceptStream(plane: RequestPlane, table: Map<string, WorkerStream>, instanceId: string, msg: TransportMessage, reply: string): WorkerStream {
+  const settings = plane.settings;
+  const asked = Number(msg.header(H.WINDOW));
+  const window = Number.isInteger(asked) && asked > 0 ? asked : settings.streamWindow;
+  const hb = Number(msg.header(H.HEARTBEAT));
+  const heartbeatMs = Number.isFinite(hb) && hb >= MIN_HEARTBEAT_MS ? Math.min(hb, MAX_HEARTBEAT_MS) : settings.streamHeartbeatMs;
+  const stream = new WorkerStream(plane, table, reply, window, heartbeatMs);
+  table.set(reply, stream);
+  try {
+    stream.send({ [H.FRAME]: Frame.START, [H.INSTANCE]: instanceId });
+  } catch (err) {
+    // Not connected: the caller hears nothing and reports the stream lost; the handler's first frame fails too.
+    plane.logger.warn('stream start frame not sent', { error: (err as Error).message });
+  }
+  heartbeatsOf(plane).add(stream);
+  return stream;
+}
+
+/**
+ * A control message on an instance mailbox (handled outside the mailbox
+ * queue, so a busy instance still answers): credit, cancel, or a liveness
+ * probe. Unknown kinds are ignored (a newer caller).
+ */
+export function streamControl(plane: RequestPlane, table: Map<string, WorkerStream>, kind: string, msg: TransportMessage): void {
+  if (kind === Ctl.PROBE) return answerProbe(plane, table, msg);
+  const stream = table.get(msg.header(H.STREAM) ?? '');
+  if (!stream) return; // finished already: a late credit or cancel is harmless
+  if (kind === Ctl.CREDIT) {
+    const n = Number(msg.header(H.CREDIT));
+    if (Number.isInteger(n) && n > 0) stream.grant(n);
+  } else if (kind === Ctl.CANCEL) {
+    stream.abort(new TroupeError('CANCELLED', 'the caller cancelled the stream'));
+  }
+}
+
+/** Answers a probe with the streams (of those named) this instance does not know; an empty answer means "all alive". */
+function answerProbe(plane: RequestPlane, table: Map<string, WorkerStream>, msg: TransportMessage): void {
+  if (!msg.reply) return;
+  const unknown = unpackTokens(msg.data).filter((reply) => !table.has(reply));
+  try {
+    plane.transport.publish(msg.reply, packTokens(unknown), { headers: { [H.FRAME]: Frame.HEARTBEAT } });
+  } catch {
+    // the caller probes again, or gives up at its idle bound
+  }
+}
+
+/**
  * Moves items from the handler's iterable to the caller: never more than
  * the credit window ahead, the first item of a tick at once (no added
  * latency to the first token), the rest of the tick coalesced into one
  * frame. Returns the number of items sent.
  */
-export async function pump(plane: RequestPlane, iterable: AsyncIterable<unknown>, stream: WorkerStream, reply: string): Promise<number> {
+export async function pump(plane: RequestPlane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
   const codec = plane.codec;
   const maxBytes = Math.min(MAX_BATCH_BYTES, plane.transport.maxPayload - HEADER_ROOM);
   let batch: Uint8Array[] = [];
@@ -87,15 +216,15 @@ export async function pump(plane: RequestPlane, iterable: AsyncIterable<unknown>
     sent += batch.length;
     batch = [];
     batchBytes = 0;
-    plane.transport.publish(reply, frame, { headers: { [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) } });
+    stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
   };
   const closeTick = (): void => {
     tickOpen = false;
-    if (!stream.ctx.aborted) {
+    if (!stream.aborted) {
       try {
         flush();
       } catch (err) {
-        stream.ctx.abort(toTroupeError(err));
+        stream.abort(toTroupeError(err));
       }
     }
   };
@@ -103,13 +232,14 @@ export async function pump(plane: RequestPlane, iterable: AsyncIterable<unknown>
   let finished = false;
   try {
     for (;;) {
+      if (stream.aborted) break;
       if (stream.credit <= 0) {
         flush();
         await stream.waitForCredit();
-        if (stream.ctx.aborted) break;
+        if (stream.aborted) break;
       }
       const r = await it.next();
-      if (stream.ctx.aborted) break;
+      if (stream.aborted) break;
       if (r.done) {
         finished = true;
         break;
@@ -132,10 +262,10 @@ export async function pump(plane: RequestPlane, iterable: AsyncIterable<unknown>
         flush();
       }
     }
-    if (!stream.ctx.aborted) flush();
+    if (!stream.aborted) flush();
   } catch (err) {
     // Items produced before the failure still reach the caller, then the error frame.
-    if (!stream.ctx.aborted) {
+    if (!stream.aborted) {
       try {
         flush();
       } catch {
@@ -193,7 +323,7 @@ function observableToIterable(source: Observable<unknown>, stream: WorkerStream)
           poke();
         },
       });
-      stream.ctx.onAbort(() => {
+      stream.onAbort(() => {
         sub.unsubscribe();
         done = true;
         poke();

@@ -16,6 +16,7 @@ import {
   TroupeError,
   type TypedClient,
 } from '@troupe/runtime';
+import { addStreamCases } from './stream-cases';
 import { waitFor, within } from './wait';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
@@ -488,6 +489,8 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     await waitFor(() => w.aborts.length > 0, 1_000, 'the worker to see the cancel');
     await expectError(caller.namespace(ns).client(Worker).echo(1, { signal: AbortSignal.abort() }), 'CANCELLED', 'pre-aborted call');
   });
+
+  addStreamCases(s, open);
 
   s.run();
 }

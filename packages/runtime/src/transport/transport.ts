@@ -1,4 +1,5 @@
 import type { Observable } from 'rxjs';
+import type { TroupeError } from '../errors';
 
 /**
  * The narrow seam between Troupe and a message bus. The core never constructs
@@ -64,12 +65,94 @@ export interface Persistence {
    * `UNAVAILABLE` naming the fix.
    */
   kv(bucket: string, options: KvOptions): Promise<KvBucket>;
+
+  /**
+   * Opens (creating if needed) a durable log: a JetStream stream on NATS,
+   * an in-process log on the memory network. From the moment it exists it
+   * stores every message published to `subjects` (plain publishes: the
+   * publisher needs no change). `update` applies `subjects` and the limits
+   * to a log that already exists; without it an existing log is used as it
+   * is. A bus without storage rejects with `UNAVAILABLE` naming the fix.
+   */
+  log(name: string, options: LogOptions): Promise<MessageLog>;
+}
+
+/** Options of {@link Persistence.log}. */
+export interface LogOptions {
+  /** Subjects stored (wildcards allowed); must not overlap another log's. */
+  subjects: readonly string[];
+  /** Messages older than this are discarded, ms (default: kept until `maxBytes`). */
+  maxAgeMs?: number;
+  /** The oldest messages are discarded past this size, bytes (default: unlimited). */
+  maxBytes?: number;
+  /** Apply subjects and limits to an existing log (default false: use it as it is). */
+  update?: boolean;
+}
+
+/** A durable log of messages, read by consumers. */
+export interface MessageLog {
+  readonly name: string;
+  /**
+   * Starts delivering stored and new messages to `handler`, in log order,
+   * once the consumer exists on the bus. A durable consumer keeps its
+   * position across `stop()` (and processes): the next consumer of that
+   * name resumes after the last acked message, and consumers sharing the
+   * name share the messages (each to one of them). Unacked messages go back
+   * to the log on `stop()`. A durable name that exists with another filter
+   * rejects with `BAD_REQUEST`.
+   */
+  consume(options: LogConsumeOptions, handler: (msg: LogMessage) => void): Promise<LogConsumer>;
+  /** Deletes the log, its messages and its consumers. */
+  destroy(): Promise<void>;
+}
+
+/** Options of {@link MessageLog.consume}. */
+export interface LogConsumeOptions {
+  /** One subject filter (wildcards allowed) inside the log's subjects; undefined: the whole log. */
+  filter: string | undefined;
+  /** Durable name: the position survives; undefined: an ephemeral consumer (no acks needed). */
+  durable: string | undefined;
+  /** Where a new consumer starts: everything stored, only what comes next, or the first message at or after a time. An existing durable resumes and ignores it. */
+  start: 'all' | 'new' | Date;
+  /** Most messages delivered and not yet acked (durable consumers); default 256. */
+  maxInFlight?: number;
+  /** Called once if delivery ends by itself (the log or the consumer was deleted). */
+  onError?: (err: TroupeError) => void;
+}
+
+/** One message read from a {@link MessageLog}. */
+export interface LogMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  header(name: string): string | undefined;
+  /** Position in the log, from 1, increasing. */
+  readonly seq: number;
+  /** When the log stored it, epoch ms. */
+  readonly timestamp: number;
+  /** Delivered before and not acked then. */
+  readonly redelivered: boolean;
+  /** Done with it: a durable consumer never gets it again. A no-op for ephemeral consumers. */
+  ack(): void;
+  /** Give it back: redelivered (to this consumer or another of its name) after `delayMs`. */
+  nak(delayMs?: number): void;
+}
+
+/** A running log consumer. */
+export interface LogConsumer {
+  /** Stops delivery; messages delivered and not acked go back to the log. Never rejects. */
+  stop(): Promise<void>;
 }
 
 /** Options of {@link Persistence.kv}. */
 export interface KvOptions {
   /** Max age of an entry, ms; 0 keeps entries until deleted. */
   ttlMs: number;
+  /**
+   * Copies of the bucket in a JetStream cluster (1, 3 or 5; default 1). With 1 the bucket
+   * lives on one node and is lost with it. Applies when the bucket is created; an
+   * existing bucket keeps its own.
+   */
+  replicas?: number;
 }
 
 /** One key-value bucket. Keys are dot-separated tokens. */

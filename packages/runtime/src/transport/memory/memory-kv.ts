@@ -1,5 +1,6 @@
 import { TroupeError } from '../../errors';
-import type { KvBucket, KvEntry, KvOptions, Persistence } from '../transport';
+import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
+import { MemoryLogs } from './memory-log';
 import { subjectMatches } from './memory-transport';
 
 interface Stored {
@@ -104,6 +105,12 @@ function checkKey(key: string): void {
  */
 export class MemoryPersistence implements Persistence {
   private readonly buckets = new Map<string, MemoryBucket>();
+  /** Durable logs (events); the bus hands them every publish while one exists. */
+  readonly logs = new MemoryLogs();
+
+  log(name: string, options: LogOptions): Promise<MessageLog> {
+    return this.logs.open(name, options);
+  }
 
   async kv(bucket: string, options: KvOptions): Promise<KvBucket> {
     if (!/^[A-Za-z0-9_-]+$/.test(bucket)) throw new TroupeError('BAD_REQUEST', `invalid bucket name ${JSON.stringify(bucket)}`);

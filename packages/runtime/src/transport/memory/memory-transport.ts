@@ -47,7 +47,7 @@ export interface MemoryNetworkOptions {
 export interface MemoryNetworkStats {
   /** Connections not yet closed. */
   connections: number;
-  /** Subscriptions still receiving (draining ones included). */
+  /** Subscriptions still receiving (draining ones and durable-log consumers included). */
   subscriptions: number;
   /** Deliveries queued and not yet made. */
   queued: number;
@@ -221,12 +221,14 @@ export class MemoryTransport implements Transport {
       });
     }
     if (reply !== undefined) bus.checkReply(reply);
+    const logs = bus.persistence.logs;
+    if (logs.capturing) logs.capture(subject, data, copied);
     if (route.empty) {
       if (reply !== undefined) bus.noResponders(this, reply);
       return;
     }
-    // Copy: the sender may reuse its buffer as soon as publish returns.
-    bus.fanOut(route, new MemoryMessage(subject, reply, data.length === 0 ? EMPTY : new Uint8Array(data), copied));
+    // No copy: the bytes become the transport's at publish (Transport.publish), as on NATS.
+    bus.fanOut(route, new MemoryMessage(subject, reply, data.length === 0 ? EMPTY : data, copied));
   }
 
   flush(): Promise<void> {
@@ -379,7 +381,12 @@ export class MemoryBus {
   /** Key-value buckets (and later logs) of this network. */
   readonly persistence = new MemoryPersistence();
 
-  constructor(readonly maxPayload: number) {}
+  constructor(readonly maxPayload: number) {
+    // A log consumer is a subscription on NATS (its pull inbox): count it so leak tests see it.
+    this.persistence.logs.onConsumers = (delta) => {
+      this.subscriptionCount += delta;
+    };
+  }
 
   get queued(): number {
     return this.queue.size;

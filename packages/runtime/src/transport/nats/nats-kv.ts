@@ -1,6 +1,7 @@
 import type { KV, KvEntry as NatsKvEntry, NatsConnection } from 'nats';
 import { TroupeError } from '../../errors';
-import type { KvBucket, KvEntry, KvOptions, Persistence } from '../transport';
+import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
+import { openNatsLog } from './nats-log';
 
 /**
  * JetStream storage behind the {@link Persistence} seam: KV buckets through
@@ -9,6 +10,10 @@ import type { KvBucket, KvEntry, KvOptions, Persistence } from '../transport';
  */
 export class NatsPersistence implements Persistence {
   constructor(private readonly nc: NatsConnection) {}
+
+  log(name: string, options: LogOptions): Promise<MessageLog> {
+    return openNatsLog(this.nc, name, options);
+  }
 
   async kv(bucket: string, options: KvOptions): Promise<KvBucket> {
     if (this.nc.info && this.nc.info.jetstream !== true) {
@@ -19,7 +24,7 @@ export class NatsPersistence implements Persistence {
     }
     try {
       const js = this.nc.jetstream();
-      const kv = await js.views.kv(bucket, { ttl: options.ttlMs > 0 ? options.ttlMs : 0, history: 1 });
+      const kv = await js.views.kv(bucket, { ttl: options.ttlMs > 0 ? options.ttlMs : 0, history: 1, replicas: options.replicas ?? 1 });
       return new NatsBucket(kv);
     } catch (err) {
       throw new TroupeError('UNAVAILABLE', `cannot open the JetStream KV bucket ${bucket}: ${(err as Error).message}`, { cause: err });
@@ -52,8 +57,10 @@ class NatsBucket implements KvBucket {
   }
 
   async purge(): Promise<void> {
-    const keys = await this.kv.keys();
-    for await (const k of keys) await this.kv.purge(k);
+    // List first: purging while nats.js's keys() iterator runs ends it after the first key.
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys()) keys.push(k);
+    for (const k of keys) await this.kv.purge(k);
   }
 
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
