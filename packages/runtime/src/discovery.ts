@@ -22,7 +22,12 @@ export interface InFlight {
 interface LeaseState {
   value: LeaseValue;
   timer: NodeJS.Timeout;
+  /** KV revision of `value`: tells a silent watch from a silent process. */
+  revision: number;
 }
+
+/** What a mailbox probe found. */
+export type ProbeResult = 'alive' | 'gone' | 'silent';
 
 /**
  * The watching side of discovery, one per runtime: one watch of all leases,
@@ -39,6 +44,9 @@ export class Discovery {
   private readonly views = new Map<string, EndpointView>();
   private leasesReady: Promise<void> | undefined;
   private stopLeases: (() => void) | undefined;
+  private rewatching: Promise<void> | undefined;
+  /** When the lease watch last delivered anything (any lease). */
+  private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
 
@@ -48,6 +56,8 @@ export class Discovery {
     readonly settings: DiscoverySettings & { inhibitMs: number },
     private readonly logger: Logger,
     status$: Observable<TransportStatus>,
+    /** Asks an instance mailbox whether anyone is there (answered outside the mailbox queue). */
+    readonly probe: (mailbox: string, timeoutMs: number) => Promise<ProbeResult>,
   ) {
     let wasDown = false;
     this.statusSub = status$.subscribe((s) => {
@@ -87,6 +97,7 @@ export class Discovery {
   }
 
   private onLease(e: KvEntry): void {
+    this.lastLeaseEvent = Date.now();
     const old = this.leases.get(e.key);
     if (e.operation === 'DEL') {
       if (old) this.dropLease(e.key);
@@ -101,10 +112,44 @@ export class Discovery {
     if (!value || typeof value !== 'object' || typeof value.lease !== 'string') return;
     if (old) clearTimeout(old.timer);
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
-    const timer = setTimeout(() => this.dropLease(e.key), ttl);
+    const timer = setTimeout(() => this.expire(e.key), ttl);
     timer.unref();
-    this.leases.set(e.key, { value, timer });
+    this.leases.set(e.key, { value, timer, revision: e.revision });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
+  }
+
+  /**
+   * A lease not refreshed within its TTL. Before declaring the process dead, ask the
+   * bucket: a watch whose JetStream consumer died (its cluster node was lost) goes
+   * silent, and nats.js re-creates it only after two missed 5 s idle heartbeats —
+   * meanwhile every lease would lapse and the janitor would delete live records.
+   */
+  private expire(lease: string): void {
+    const state = this.leases.get(lease);
+    const bucket = this.leasesBucket;
+    if (!state || !bucket || this.closed) return this.dropLease(lease);
+    let timer: NodeJS.Timeout | undefined;
+    const newer = Promise.race([
+      bucket.get(lease),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), this.settings.heartbeatMs);
+      }),
+    ]);
+    void newer
+      .catch(() => undefined)
+      .then((e) => {
+        if (timer) clearTimeout(timer);
+        if (this.leases.get(lease) !== state) return; // refreshed or dropped meanwhile
+        if (e && e.operation === 'PUT' && e.revision > state.revision) {
+          // Other leases still flowing: this write merely raced the timer. Else the watch is dead.
+          const silent = Date.now() - this.lastLeaseEvent > this.settings.heartbeatMs;
+          this.onLease(e);
+          if (silent) {
+            if (!this.rewatching) this.logger.warn('discovery watch is silent while leases are refreshed; re-opening it', { lease });
+            void this.rewatch();
+          }
+        } else this.dropLease(lease);
+      });
   }
 
   private dropLease(lease: string): void {
@@ -135,16 +180,20 @@ export class Discovery {
     return this.leases.get(lease)?.value;
   }
 
-  private async rewatch(): Promise<void> {
-    if (this.closed) return;
-    try {
-      this.stopLeases?.();
-      this.leasesReady = this.watchLeases();
-      await this.leasesReady;
-      for (const v of this.views.values()) await v.restart();
-    } catch (err) {
-      this.logger.warn('discovery watch could not be re-opened after a reconnect', { error: toTroupeError(err).message });
-    }
+  private rewatch(): Promise<void> {
+    // One at a time: a reconnect and silent leases can ask for it together.
+    this.rewatching ??= (async () => {
+      if (this.closed) return;
+      try {
+        this.stopLeases?.();
+        this.leasesReady = this.watchLeases();
+        await this.leasesReady;
+        for (const v of this.views.values()) await v.restart();
+      } catch (err) {
+        this.logger.warn('discovery watch could not be re-opened', { error: toTroupeError(err).message });
+      }
+    })().finally(() => (this.rewatching = undefined));
+    return this.rewatching;
   }
 
   close(): void {
@@ -286,12 +335,22 @@ export class EndpointView implements RouterContext {
     next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
     this.listed = next;
     const now = new Set(next.map((r) => r.instanceId));
-    // Instances whose lease died (or whose record vanished with their process): fail what is in flight to them.
+    // Instances whose lease died: ask their mailbox before failing what is in flight to them
+    // (a lease can lapse while the instance lives: a blip, a busy watcher).
     for (const id of before) {
-      if (!now.has(id) && !this.records.has(id)) continue; // graceful deregistration
-      if (!now.has(id)) this.loseAll(id, new TroupeError('INSTANCE_LOST', `instance ${id} of ${queueSubject(this.address)} lost its lease`));
+      if (now.has(id) || !this.records.has(id)) continue; // still listed, or gracefully deregistered
+      if (this.inflightSets.get(id)?.size) void this.checkLost(id);
     }
     this.subject.next(next);
+  }
+
+  private async checkLost(id: string): Promise<void> {
+    const timeout = Math.max(200, this.discovery.settings.heartbeatMs);
+    const found = await this.discovery.probe(this.mailbox(id), timeout);
+    if (found === 'alive') return;
+    this.inhibit(id);
+    const why = found === 'gone' ? 'its mailbox has no responders' : `its mailbox did not answer a probe in ${timeout} ms`;
+    this.loseAll(id, new TroupeError('INSTANCE_LOST', `instance ${id} of ${queueSubject(this.address)} lost its lease and ${why}`));
   }
 
   private loseAll(id: string, err: TroupeError): void {

@@ -22,7 +22,8 @@ import { validateName } from './names';
 import type { PlaneSettings, RequestPlane } from './plane';
 import { type RuntimeStats, statsOf } from './stats';
 import { endpointAddress, validateInboxPrefix } from './subjects';
-import { Discovery } from './discovery';
+import { Discovery, type ProbeResult } from './discovery';
+import { Ctl, H } from './protocol';
 import { type DiscoverySettings, Registry } from './registry';
 import type { Observable } from 'rxjs';
 import { attachEvents, type EventEnvelope, type EventLogOptions, type EventRef, type EventToken, instancePublisher, openEventLog, publishEvent } from './events';
@@ -160,7 +161,12 @@ export class Runtime {
         throw new TroupeError('BAD_REQUEST', `discovery.leaseTtlMs (${d.leaseTtlMs}) must exceed heartbeatMs (${d.heartbeatMs})`);
       }
       this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger);
-      discovery = new Discovery(transport.persistence, codec, d, this.logger, transport.status$);
+      discovery = new Discovery(transport.persistence, codec, d, this.logger, transport.status$, (mailbox, timeoutMs) =>
+        transport.request(mailbox, new Uint8Array(0), { timeoutMs, headers: { [H.CTL]: Ctl.PROBE } }).then(
+          (): ProbeResult => 'alive',
+          (err: unknown): ProbeResult => ((err as TroupeError).code === 'NO_INSTANCES' ? 'gone' : 'silent'),
+        ),
+      );
     }
     this.plane = {
       transport,
