@@ -176,13 +176,14 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
       if (this.cancelOnStart && msg.header(H.FRAME) === Frame.START) this.cancelAfterStart(msg);
       return;
     }
-    this.heard();
     if (msg.noResponders) {
+      // The request (or a credit, which carries this stream's reply subject) found no subscriber.
       if (this.instanceId !== undefined) {
         return this.lost(new TroupeError('INSTANCE_LOST', `instance ${this.instanceId} is gone: its mailbox has no responders`));
       }
       return this.unreachable(new TroupeError('NO_INSTANCES', `no instance is serving ${this.subject}`));
     }
+    this.heard();
     if (msg.header(H.ERROR) !== undefined) {
       const err = decodeError(this.plane, msg);
       if (this.instanceId === undefined && isRefusal(err)) return this.unreachable(err);

@@ -11,7 +11,12 @@ import {
 } from '@troupe/runtime';
 import type { Observable } from 'rxjs';
 
-/** How a {@link SeverableTransport} is cut off. */
+/**
+ * How a {@link SeverableTransport} is cut off.
+ *
+ * @example
+ * if (cut.severed === Severed.FROZEN) cut.kill(); // from SIGSTOP-like to kill -9-like
+ */
 export const Severed = {
   /** Working. */
   NO: 'no',
