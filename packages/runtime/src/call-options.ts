@@ -29,6 +29,8 @@ export interface RetryOptions {
 
 /** Options of a stream call. */
 export interface StreamOptions<Req = unknown, Res = unknown> extends CallOptions {
+  /** Byte window: encoded item bytes the worker may send ahead of the consumer (default: runtime `streamWindowBytes`). */
+  windowBytes?: number;
   /** Credit window: how many items the worker may send ahead of the consumer (default: runtime `streamWindow`). */
   window?: number;
   /** Re-issue the stream to another instance when its instance is lost (default: off; INSTANCE_LOST reaches the consumer). */

@@ -59,6 +59,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
   private deadline = 0;
   private budget = 0;
   private window = 0;
+  private windowBytes = 0;
   private route: StreamRoute | undefined;
   private migrate: MigrateOptions<Req, Res> | undefined;
   private maxMigrations = 0;
@@ -87,6 +88,10 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
   /** Next expected sequence number = items received in this attempt. */
   private received = 0;
   private consumedSinceGrant = 0;
+  /** Encoded bytes consumed since the last grant (frame bytes; per item on average in pull mode). */
+  private bytesSinceGrant = 0;
+  /** Frame bytes received, for the per-item average in pull mode. */
+  private receivedBytes = 0;
   /** Pull mode: items of earlier attempts still unconsumed (their consumption grants no credit to this attempt). */
   private stale = 0;
   private untrack: (() => void) | undefined;
@@ -121,6 +126,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.request = request;
     this.options = options;
     this.window = window;
+    const wb = options?.windowBytes ?? settings.streamWindowBytes;
+    this.windowBytes = Number.isInteger(wb) && wb >= 1024 ? wb : settings.streamWindowBytes;
     this.route = route;
     this.deadline = Date.now() + this.budget;
     if (migrate) {
@@ -152,6 +159,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     const headers = requestHeaders(this.plane, Math.max(1, this.deadline - Date.now()), this.options);
     headers[H.MODE] = MODE_STREAM;
     headers[H.WINDOW] = String(this.window);
+    headers[H.WINDOW_BYTES] = String(this.windowBytes);
     headers[H.PROTO] = PROTOCOL_VERSION;
     headers[H.HEARTBEAT] = String(this.plane.settings.streamHeartbeatMs);
     try {
@@ -251,8 +259,10 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     }
     // After delivery: time a synchronous consumer spent on these items is not the worker's silence.
     this.heard();
+    this.receivedBytes += msg.data.length;
     if (!this.sink.pull) {
       this.consumedSinceGrant += items.length;
+      this.bytesSinceGrant += msg.data.length;
       this.grant();
     }
   }
@@ -267,14 +277,20 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     }
     if (this.done || n === 0) return;
     this.consumedSinceGrant += n;
+    if (this.received > 0) this.bytesSinceGrant += (this.receivedBytes / this.received) * n;
     this.grant();
   }
 
-  /** Grants in halves of the window: one control message per window/2 items consumed. */
+  /**
+   * Grants in halves of the window: one control message per window/2 items
+   * (or windowBytes/2 bytes, for large items) consumed.
+   */
   private grant(): void {
-    if (this.consumedSinceGrant * 2 < this.window || !this.ctlSubject) return;
+    if (!this.ctlSubject || this.consumedSinceGrant === 0) return;
+    if (this.consumedSinceGrant * 2 < this.window && this.bytesSinceGrant * 2 < this.windowBytes) return;
     const n = this.consumedSinceGrant;
     this.consumedSinceGrant = 0;
+    this.bytesSinceGrant = 0;
     this.sendCtl(Ctl.CREDIT, n);
   }
 
@@ -422,7 +438,9 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.cancelOnStart = false;
     if (this.sink.pull) this.stale = this.delivered - this.consumedTotal;
     this.received = 0;
+    this.receivedBytes = 0;
     this.consumedSinceGrant = 0;
+    this.bytesSinceGrant = 0;
     this.instanceId = undefined;
     this.ctlSubject = undefined;
     this.picked = undefined;

@@ -126,30 +126,37 @@ export class Discovery {
    */
   private expire(lease: string): void {
     const state = this.leases.get(lease);
-    const bucket = this.leasesBucket;
-    if (!state || !bucket || this.closed) return this.dropLease(lease);
-    let timer: NodeJS.Timeout | undefined;
-    const newer = Promise.race([
-      bucket.get(lease),
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), this.settings.heartbeatMs);
-      }),
-    ]);
-    void newer
+    if (!state || this.closed) return this.dropLease(lease);
+    void this.readLease(lease)
       .catch(() => undefined)
       .then((e) => {
-        if (timer) clearTimeout(timer);
         if (this.leases.get(lease) !== state) return; // refreshed or dropped meanwhile
-        if (e && e.operation === 'PUT' && e.revision > state.revision) {
-          // Other leases still flowing: this write merely raced the timer. Else the watch is dead.
-          const silent = Date.now() - this.lastLeaseEvent > this.settings.heartbeatMs;
-          this.onLease(e);
-          if (silent) {
-            if (!this.rewatching) this.logger.warn('discovery watch is silent while leases are refreshed; re-opening it', { lease });
-            void this.rewatch();
-          }
-        } else this.dropLease(lease);
+        if (e && e.revision > state.revision) this.missed(e);
+        else this.dropLease(lease);
       });
+  }
+
+  /** The lease as the bucket has it (undefined: gone); rejects when the bucket does not answer within a heartbeat period. */
+  private readLease(lease: string): Promise<KvEntry | undefined> {
+    const bucket = this.leasesBucket;
+    if (!bucket) return Promise.resolve(undefined);
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      bucket.get(lease),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `lease ${lease} not read within ${this.settings.heartbeatMs} ms`)), this.settings.heartbeatMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */
+  private missed(e: KvEntry): void {
+    // Other leases still flowing: this write merely raced the timer. Else the watch is dead.
+    const silent = Date.now() - this.lastLeaseEvent > this.settings.heartbeatMs;
+    this.onLease(e);
+    if (!silent) return;
+    if (!this.rewatching) this.logger.warn('discovery watch is silent while leases are refreshed; re-opening it', { lease: e.key });
+    void this.rewatch();
   }
 
   private dropLease(lease: string): void {
@@ -163,8 +170,17 @@ export class Discovery {
     t.unref();
   }
 
-  private async sweep(lease: string): Promise<void> {
+  private async sweep(lease: string, again = false): Promise<void> {
     if (this.closed || this.leases.has(lease) || !this.records) return;
+    if (again && !this.knows(lease)) return;
+    let alive: KvEntry | undefined;
+    try {
+      alive = await this.readLease(lease);
+    } catch {
+      return this.sweepAgain(lease); // the bucket does not answer (a JetStream election, an outage)
+    }
+    // Alive after all: our watch missed its heartbeats. Never delete a live process's records.
+    if (alive) return this.missed(alive);
     try {
       for (const v of this.views.values()) {
         for (const key of v.keysOfLease(lease)) await this.records.delete(key);
@@ -173,6 +189,21 @@ export class Discovery {
     } catch (err) {
       this.logger.debug('registry sweep failed', { lease, error: toTroupeError(err).message });
     }
+    this.sweepAgain(lease);
+  }
+
+  /**
+   * Looks again one TTL later while records of `lease` are still known here: the deletes
+   * did not reach our watch (it died), or the process comes back while our lease watch
+   * is dead — the only way to notice that watch when every lease went quiet.
+   */
+  private sweepAgain(lease: string): void {
+    if (!this.closed && this.knows(lease)) setTimeout(() => void this.sweep(lease, true), this.settings.leaseTtlMs).unref();
+  }
+
+  private knows(lease: string): boolean {
+    for (const v of this.views.values()) if (v.keysOfLease(lease).length > 0) return true;
+    return false;
   }
 
   /** @internal */

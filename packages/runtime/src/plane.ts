@@ -13,6 +13,8 @@ export interface PlaneSettings {
   readonly streamTimeoutMs: number;
   /** Default stream credit window, items. */
   readonly streamWindow: number;
+  /** Default stream byte window (encoded item bytes in flight), bytes. */
+  readonly streamWindowBytes: number;
   /** How often a worker shows an open stream's caller that it is alive (the caller asks for this interval), ms. */
   readonly streamHeartbeatMs: number;
   /** A stream whose worker was silent this long (no frame, heartbeat or probe answer) fails with INSTANCE_LOST, ms. */

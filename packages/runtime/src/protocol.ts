@@ -15,6 +15,8 @@ export const H = {
   MODE: 'Troupe-Mode',
   /** Stream credit window granted with the request (items). */
   WINDOW: 'Troupe-Window',
+  /** Stream byte window: encoded item bytes the worker may have sent ahead of the consumer. */
+  WINDOW_BYTES: 'Troupe-Window-Bytes',
   /** Protocol version of the request. */
   PROTO: 'Troupe-Proto',
   /** Error code on an error reply (body: `{ message, data? }`). */

@@ -106,7 +106,10 @@ const DEFAULTS: PlaneSettings = {
   router: 'round-robin',
   requestTimeoutMs: 30_000,
   streamTimeoutMs: 300_000,
-  streamWindow: 512,
+  // Measured on loopback, 1M x 32-byte items: 512 -> 0.6 M items/s, 1024 -> 0.82 M, 2048 -> 1.1 M
+  // (throughput ~ window / credit round trip); the byte window bounds memory for large items.
+  streamWindow: 2048,
+  streamWindowBytes: 1024 * 1024,
   streamHeartbeatMs: 100,
   streamIdleMs: 1_500,
   gracePeriodMs: 10_000,
@@ -434,6 +437,7 @@ function resolveSettings(options: RuntimeOptions): PlaneSettings {
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
     streamTimeoutMs: options.streamTimeoutMs ?? DEFAULTS.streamTimeoutMs,
     streamWindow: options.streamWindow ?? DEFAULTS.streamWindow,
+    streamWindowBytes: options.streamWindowBytes ?? DEFAULTS.streamWindowBytes,
     streamHeartbeatMs: options.streamHeartbeatMs ?? DEFAULTS.streamHeartbeatMs,
     streamIdleMs: options.streamIdleMs ?? DEFAULTS.streamIdleMs,
     gracePeriodMs: options.gracePeriodMs ?? DEFAULTS.gracePeriodMs,
@@ -446,6 +450,7 @@ function resolveSettings(options: RuntimeOptions): PlaneSettings {
   checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
   checkPositiveInt('streamTimeoutMs', s.streamTimeoutMs, 1);
   checkPositiveInt('streamWindow', s.streamWindow, 1);
+  checkPositiveInt('streamWindowBytes', s.streamWindowBytes, 1024)
   checkPositiveInt('streamHeartbeatMs', s.streamHeartbeatMs, 10);
   checkPositiveInt('streamIdleMs', s.streamIdleMs, 1);
   if (s.streamIdleMs < 3 * s.streamHeartbeatMs) {

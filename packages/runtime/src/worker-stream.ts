@@ -95,13 +95,45 @@ export class WorkerStream {
     this.release();
   }
 
+  /** Encoded bytes sent and not yet consumed (granted back) by the caller. */
+  bytesInFlight = 0;
+  /** Sizes of sent items not yet granted back, oldest first (a ring of numbers). */
+  private sizes: number[] = [];
+  private sizesHead = 0;
+  private windowBytes = Infinity;
+
+  /** Bounds encoded bytes in flight as well as items (the caller's `Troupe-Window-Bytes`). */
+  limitBytes(windowBytes: number): void {
+    this.windowBytes = windowBytes;
+  }
+
+  /** Whether the worker may send another item now. */
+  get open(): boolean {
+    return this.credit > 0 && this.bytesInFlight < this.windowBytes;
+  }
+
+  /** Records an item sent (its encoded size). */
+  sentItem(bytes: number): void {
+    this.credit--;
+    this.bytesInFlight += bytes;
+    this.sizes.push(bytes);
+  }
+
   grant(n: number): void {
     this.credit += n;
+    // The caller consumed the n oldest items in flight: their bytes are free again.
+    const end = Math.min(this.sizesHead + n, this.sizes.length);
+    for (let i = this.sizesHead; i < end; i++) this.bytesInFlight -= this.sizes[i] as number;
+    this.sizesHead = end;
+    if (this.sizesHead > 4096 && this.sizesHead * 2 > this.sizes.length) {
+      this.sizes = this.sizes.slice(this.sizesHead);
+      this.sizesHead = 0;
+    }
     this.release();
   }
 
   waitForCredit(): Promise<void> {
-    if (this.credit > 0 || this.aborted) return Promise.resolve();
+    if (this.open || this.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       this.wake = resolve;
     });
@@ -157,6 +189,8 @@ export function acceptStream(plane: RequestPlane, table: Map<string, WorkerStrea
   const hb = Number(msg.header(H.HEARTBEAT));
   const heartbeatMs = Number.isFinite(hb) && hb >= MIN_HEARTBEAT_MS ? Math.min(hb, MAX_HEARTBEAT_MS) : settings.streamHeartbeatMs;
   const stream = new WorkerStream(plane, table, reply, window, heartbeatMs);
+  const askedBytes = Number(msg.header(H.WINDOW_BYTES));
+  if (Number.isInteger(askedBytes) && askedBytes >= 1024) stream.limitBytes(askedBytes);
   table.set(reply, stream);
   try {
     stream.send({ [H.FRAME]: Frame.START, [H.INSTANCE]: instanceId });
@@ -233,11 +267,12 @@ export async function pump(plane: RequestPlane, iterable: AsyncIterable<unknown>
   try {
     for (;;) {
       if (stream.aborted) break;
-      if (stream.credit <= 0) {
+      while (!stream.open) {
         flush();
         await stream.waitForCredit();
         if (stream.aborted) break;
       }
+      if (stream.aborted) break;
       const r = await it.next();
       if (stream.aborted) break;
       if (r.done) {
@@ -253,7 +288,7 @@ export async function pump(plane: RequestPlane, iterable: AsyncIterable<unknown>
       if (batchBytes + bytes.length > maxBytes) flush();
       batch.push(bytes);
       batchBytes += bytes.length;
-      stream.credit--;
+      stream.sentItem(bytes.length);
       if (!tickOpen) {
         flush();
         tickOpen = true;

@@ -82,6 +82,15 @@ class Source implements AbortLog {
     }
   }
 
+  /** `n` items of `size` bytes each. */
+  @endpoint() async *blobs(req: { n: number; size: number }, ctx: Context): AsyncGenerator<Uint8Array> {
+    recordAborts(this, ctx);
+    for (let i = 0; i < req.n; i++) {
+      this.produced++;
+      yield new Uint8Array(req.size).fill(i & 0xff);
+    }
+  }
+
   @endpoint() async *quietThenOne(req: { quietMs: number }, ctx: Context): AsyncGenerator<string> {
     yield 'first';
     await sleep(req.quietMs, ctx.signal);
@@ -203,6 +212,26 @@ export function addStreamCases<C extends object>(s: Test<C>, open: (ctx: C, opti
     assert.is(consumed, 60);
     assert.ok(worstLead <= window + 1, `typed client: the worker led by ${worstLead}`);
     assert.is(caller.pendingReplies, 0, 'nothing left behind');
+  });
+
+  s('stream - the byte window bounds large items in flight, and never stalls a stream', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const h = await worker.spawn(Source, { namespace: ns });
+    const w = h.instance(h.instanceIds[0] as string);
+    const size = 64 * 1024;
+    const windowBytes = 256 * 1024; // 4 items, while the item window allows 2048
+    let consumed = 0;
+    let worstLead = 0;
+    for await (const b of caller.namespace(ns).client(Source).blobs({ n: 40, size }, { windowBytes })) {
+      assert.is(b.length, size);
+      assert.is(b[0], consumed & 0xff, 'in order');
+      consumed++;
+      await sleep(2);
+      worstLead = Math.max(worstLead, w.produced - consumed);
+    }
+    assert.is(consumed, 40, 'every large item arrived: no stall when the byte window binds first');
+    assert.ok(worstLead <= windowBytes / size + 1, `the worker led by ${worstLead} items of ${size} bytes with a ${windowBytes}-byte window`);
   });
 
   s('stream - leaving a for-await loop early cancels the remote handler', async (ctx) => {

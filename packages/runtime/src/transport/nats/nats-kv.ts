@@ -25,15 +25,21 @@ export class NatsPersistence implements Persistence {
     try {
       const js = this.nc.jetstream();
       const kv = await js.views.kv(bucket, { ttl: options.ttlMs > 0 ? options.ttlMs : 0, history: 1, replicas: options.replicas ?? 1 });
-      return new NatsBucket(kv);
+      return new NatsBucket(kv, this.nc);
     } catch (err) {
       throw new TroupeError('UNAVAILABLE', `cannot open the JetStream KV bucket ${bucket}: ${(err as Error).message}`, { cause: err });
     }
   }
 }
 
+/** Pause between attempts to resume a watch that nats.js ended. */
+const WATCH_RETRY_MS = 250;
+
 class NatsBucket implements KvBucket {
-  constructor(private readonly kv: KV) {}
+  constructor(
+    private readonly kv: KV,
+    private readonly nc: NatsConnection,
+  ) {}
 
   async put(key: string, value: Uint8Array): Promise<number> {
     try {
@@ -64,15 +70,40 @@ class NatsBucket implements KvBucket {
   }
 
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
-    const iter = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
+    let iter = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
+    let stopped = false;
+    let last = 0;
     void (async () => {
-      try {
-        for await (const e of iter) handler(toEntry(e));
-      } catch {
-        // the watch ends with the connection; the registry re-opens it
+      for (;;) {
+        try {
+          for await (const e of iter) {
+            last = e.revision;
+            handler(toEntry(e));
+          }
+        } catch {
+          // ended with an error: resumed below like a plain end
+        }
+        // nats.js ends a watch whose ordered consumer it could not re-create (the stream had
+        // no leader: a JetStream election after a cluster node died). Resume after the last
+        // revision seen until stopped or the connection is closed.
+        for (;;) {
+          if (stopped || this.nc.isClosed()) return;
+          await new Promise((r) => setTimeout(r, WATCH_RETRY_MS));
+          if (stopped || this.nc.isClosed()) return;
+          try {
+            iter = await this.kv.watch({ key: filter, resumeFromRevision: last + 1 });
+          } catch {
+            continue;
+          }
+          if (stopped) return iter.stop();
+          break;
+        }
       }
     })();
-    return () => iter.stop();
+    return () => {
+      stopped = true;
+      iter.stop();
+    };
   }
 }
 

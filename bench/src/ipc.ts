@@ -1,0 +1,58 @@
+/**
+ * The orchestrator <-> child protocol. A child gets its job as JSON in
+ * argv[2] and answers over the fork IPC channel; it exits on `stop` and when
+ * the channel closes (the orchestrator died), so no child outlives a run.
+ */
+import type { DriverKind, Measure, MeasureResult, WorkerKind } from './plan';
+
+export interface WorkerJob {
+  worker: Exclude<WorkerKind, 'none'>;
+  url: string;
+}
+
+export interface CallerJob {
+  driver: DriverKind;
+  /** Empty for embedded drivers. */
+  url: string;
+  measures: Measure[];
+}
+
+export type ToParent =
+  | { type: 'ready' }
+  | { type: 'result'; results: MeasureResult[] }
+  | { type: 'error'; message: string };
+
+export type ToChild = { type: 'stop' };
+
+export function readJob<T>(): T {
+  const raw = process.argv[2];
+  if (!raw || typeof process.send !== 'function') {
+    console.error('this is a bench child process: the orchestrator (bench/dist/run.js) forks it with a job');
+    process.exit(2);
+  }
+  return JSON.parse(raw) as T;
+}
+
+/** Sends to the orchestrator; resolves once the message is handed to the channel. */
+export function send(msg: ToParent): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.connected || !process.send) return resolve();
+    process.send(msg, undefined, {}, () => resolve());
+  });
+}
+
+/** Calls `fn(0)` on a stop request and `fn(1)` when the orchestrator is gone. */
+export function onStop(fn: (code: number) => void): void {
+  process.on('message', (m: ToChild) => {
+    if (m?.type === 'stop') fn(0);
+  });
+  process.on('disconnect', () => fn(1));
+}
+
+export function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = err.cause instanceof Error ? `\ncaused by: ${err.cause.stack ?? err.cause.message}` : '';
+    return `${err.stack ?? err.message}${cause}`;
+  }
+  return String(err);
+}

@@ -1,0 +1,37 @@
+/**
+ * The seam every system under test implements: a worker side (run in its
+ * own process, serving the echo and stream endpoints) and a driver (run in
+ * the caller process, making the calls). Embedded systems have no worker
+ * process; their driver hosts both sides in-process.
+ */
+import type { Item } from '../payload';
+
+/** A running worker: closing it releases its connection. */
+export interface Worker {
+  close(): Promise<void>;
+}
+
+/** Starts the worker side of a system, connected to `url`. */
+export type StartWorker = (url: string) => Promise<Worker>;
+
+/**
+ * The caller side of a system. A method is absent when the system has no
+ * such call; the harness only asks for what the case plan pairs it with.
+ */
+export interface Driver {
+  /** One echo call of PAYLOAD; resolves with the decoded reply. */
+  unary?(): Promise<unknown>;
+  /** One stream of `n` items; `onItem` sees each, the promise resolves at the end marker. */
+  stream?(n: number, onItem: (item: Item) => void): Promise<void>;
+  /** One call answered by a single item: resolves, once the call is over, with µs from call to that item. */
+  firstItem?(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Connects a driver; `url` is empty for embedded systems. */
+export type ConnectDriver = (url: string) => Promise<Driver>;
+
+/** Microseconds since `t0` (a `process.hrtime.bigint()` reading). */
+export function usSince(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1000;
+}
