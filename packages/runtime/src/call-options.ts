@@ -3,7 +3,7 @@ import type { RouterSpec } from './routers';
 import { fromWire, TroupeError } from './errors';
 import type { RequestPlane } from './plane';
 import { H } from './protocol';
-import type { TransportMessage } from './transport/transport';
+import type { Headers, TransportMessage } from './transport/transport';
 
 /** Options of a unary call. */
 export interface CallOptions {
@@ -99,6 +99,26 @@ export function requestHeaders(plane: RequestPlane, budget: number, options: Cal
     [H.ID]: options?.parent?.requestId ?? plane.nextRequestId(),
     [H.TIMEOUT]: String(budget),
   };
+}
+
+const cachedUnaryHeaders = new Map<number, Headers>();
+
+/**
+ * Headers of a unary request: the remaining budget, and the request id only
+ * when a parent context gives one (otherwise the worker names the request by
+ * its unique reply subject). Records for a budget are cached and frozen, so
+ * the NATS transport encodes each one once.
+ */
+export function unaryHeaders(budget: number, options: CallOptions | undefined): Headers {
+  const parent = options?.parent;
+  if (parent) return { [H.ID]: parent.requestId, [H.TIMEOUT]: String(budget) };
+  let h = cachedUnaryHeaders.get(budget);
+  if (!h) {
+    if (cachedUnaryHeaders.size >= 512) cachedUnaryHeaders.clear();
+    h = Object.freeze({ [H.TIMEOUT]: String(budget) });
+    cachedUnaryHeaders.set(budget, h);
+  }
+  return h;
 }
 
 export function decodeError(plane: RequestPlane, msg: TransportMessage): TroupeError {

@@ -181,7 +181,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
   onReply(msg: TransportMessage): void {
     if (this.done) {
       // Unsubscribed before the start frame: now we know whom to cancel.
-      if (this.cancelOnStart && msg.header(H.FRAME) === Frame.START) this.cancelAfterStart(msg);
+      if (this.cancelOnStart && msg.header(H.INSTANCE) !== undefined) this.cancelAfterStart(msg);
       return;
     }
     if (msg.noResponders) {
@@ -198,6 +198,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
       return this.finish(err);
     }
     const frame = msg.header(H.FRAME);
+    // The first frame names the instance: a start frame, or the first data (or end) frame.
+    if (this.instanceId === undefined && frame !== Frame.START && msg.header(H.INSTANCE) !== undefined) {
+      this.onStart(msg);
+      if (this.done) return;
+    }
     switch (frame) {
       case Frame.START:
         return this.onStart(msg);

@@ -210,7 +210,8 @@ export class ActorInstance {
       if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started`));
       return;
     }
-    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? '', Date.now() + budget);
+    // Without a propagated id the unique reply subject names the request.
+    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', Date.now() + budget);
     if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
     return this.serveUnary(handler, request, ctx, reply);
   }

@@ -1,4 +1,5 @@
-import { type CallOptions, decodeError, onAbort, requestHeaders, type RetryOptions } from './call-options';
+import { type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
+import { DeadlineWheel, type Expirable } from './deadline-wheel';
 import type { EndpointView, InFlight } from './discovery';
 import { ErrorCode, TroupeError, toTroupeError } from './errors';
 import type { ReplyHandler } from './inbox';
@@ -21,20 +22,23 @@ export interface Route {
 
 /**
  * One unary call in flight: a reply handler on the muxed inbox, one promise,
- * one deadline timer. A routed call picks an instance through its router and
+ * one slot in the runtime's deadline wheel. A routed call picks an instance through its router and
  * re-picks in place — without a new promise — when the request was never
  * delivered ("no responders" from a mailbox, refused by a stopping
  * instance), and on retryable failures when retries are on.
  */
-export class UnaryCall<Res> implements ReplyHandler, InFlight {
+export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private key = '';
-  private timer: NodeJS.Timeout | undefined;
   private unlisten: (() => void) | undefined;
   private untrack: (() => void) | undefined;
   private subject = '';
   private budget = 0;
   private deadline = 0;
   private done = false;
+  private wheel: DeadlineWheel | undefined;
+  get settled(): boolean {
+    return this.done;
+  }
   private data: Uint8Array = EMPTY;
   private options: CallOptions | undefined;
   private route: Route | undefined;
@@ -67,7 +71,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight {
     this.budget = budget;
     this.options = options;
     this.deadline = Date.now() + budget;
-    this.timer = setTimeout(this.onTimeout, budget);
+    this.wheel = wheelOf(this.plane);
+    this.wheel.add(this, this.deadline);
     this.unlisten = onAbort(options, this.onCancel);
   }
 
@@ -90,7 +95,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight {
     const [key, reply] = this.plane.inbox.open(this);
     this.key = key;
     try {
-      this.plane.transport.publish(subject, this.data, { reply, headers: requestHeaders(this.plane, Math.max(1, budget), this.options) });
+      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.options) });
     } catch (err) {
       this.finish(toTroupeError(err, 'UNAVAILABLE'));
     }
@@ -123,11 +128,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight {
     this.fail(err);
   }
 
-  private readonly onTimeout = (): void => {
-    this.timer = undefined;
+  /** The deadline passed (called by the runtime's deadline wheel). */
+  expire(): void {
     if (this.id !== undefined) this.route?.view.inhibit(this.id);
     this.finish(new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${this.budget} ms`));
-  };
+  }
 
   private readonly onCancel = (): void => {
     this.finish(new TroupeError('CANCELLED', `call to ${this.subject} cancelled`));
@@ -180,14 +185,24 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight {
 
   private cleanup(): void {
     this.release();
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.wheel?.settle();
     this.unlisten?.();
     this.unlisten = undefined;
   }
 }
 
 const EMPTY = new Uint8Array(0);
+
+const wheels = new WeakMap<RequestPlane, DeadlineWheel>();
+/** The deadline wheel of a runtime (one per request plane). */
+function wheelOf(plane: RequestPlane): DeadlineWheel {
+  let w = wheels.get(plane);
+  if (!w) {
+    w = new DeadlineWheel();
+    wheels.set(plane, w);
+  }
+  return w;
+}
 
 /** Refused without running (an instance that is stopping): safe to send elsewhere. */
 export function isRefusal(err: TroupeError): boolean {

@@ -141,7 +141,33 @@ export class WorkerStream {
 
   /** Publishes one frame to the caller; throws what the transport throws. */
   send(headers: Headers, data: Uint8Array = EMPTY): void {
+    if (this.instanceId !== undefined) {
+      // The first frame names the instance: a first item ready in the same tick carries it (no separate start frame).
+      headers = { ...headers, [H.INSTANCE]: this.instanceId };
+      this.instanceId = undefined;
+    }
     this.plane.transport.publish(this.reply, data, { headers });
+  }
+
+  /** The instance id still to announce on the first frame. */
+  private instanceId: string | undefined;
+
+  /**
+   * Announces the accepting instance: on the first frame if one leaves in
+   * this tick, else (the handler waits in the mailbox or has not produced
+   * yet) with a start frame at the end of the tick.
+   */
+  announce(instanceId: string): void {
+    this.instanceId = instanceId;
+    setImmediate(() => {
+      if (this.instanceId === undefined || this.forgotten) return;
+      try {
+        this.send({ [H.FRAME]: Frame.START });
+      } catch (err) {
+        // Not connected: the caller hears nothing and reports the stream lost; the handler's first frame fails too.
+        this.plane.logger.warn('stream start frame not sent', { error: (err as Error).message });
+      }
+    });
   }
 
   /** Removes the stream from the table and the heartbeats; later control messages and probes find nothing. */
@@ -192,12 +218,7 @@ export function acceptStream(plane: RequestPlane, table: Map<string, WorkerStrea
   const askedBytes = Number(msg.header(H.WINDOW_BYTES));
   if (Number.isInteger(askedBytes) && askedBytes >= 1024) stream.limitBytes(askedBytes);
   table.set(reply, stream);
-  try {
-    stream.send({ [H.FRAME]: Frame.START, [H.INSTANCE]: instanceId });
-  } catch (err) {
-    // Not connected: the caller hears nothing and reports the stream lost; the handler's first frame fails too.
-    plane.logger.warn('stream start frame not sent', { error: (err as Error).message });
-  }
+  stream.announce(instanceId);
   heartbeatsOf(plane).add(stream);
   return stream;
 }

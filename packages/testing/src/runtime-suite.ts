@@ -17,6 +17,7 @@ import {
   type TypedClient,
 } from '@troupe/runtime';
 import { addStreamCases } from './stream-cases';
+import { addRoutingCases } from './routing-cases';
 import { waitFor, within } from './wait';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
@@ -491,6 +492,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
   });
 
   addStreamCases(s, open);
+  addRoutingCases(s, open);
 
   s.run();
 }

@@ -102,7 +102,7 @@ export class NatsTransport implements Transport {
     }
     checkSubject(subject);
     if (options?.reply !== undefined) checkSubject(options.reply);
-    const hdrs = options?.headers ? new EncodedHeaders(options.headers) : undefined;
+    const hdrs = options?.headers ? encodeHeaders(options.headers) : undefined;
     try {
       // The transport takes ownership of `data`: nats.js keeps a reference until the socket write.
       this.nc.publish(subject, data, hdrs || options?.reply ? { reply: options?.reply, headers: hdrs as unknown as MsgHdrs | undefined } : undefined);
@@ -192,6 +192,18 @@ function checkSubject(subject: string): void {
 
 const HEADER_NAME = /^[!#-'*+\-.0-9A-Z^-z|~]+$/;
 const CRLF = /[\r\n]/;
+
+/** Encodings of frozen header records (callers reuse them for identical metadata). */
+const encodedCache = new WeakMap<Headers, EncodedHeaders>();
+
+function encodeHeaders(h: Headers): EncodedHeaders {
+  let e = encodedCache.get(h);
+  if (!e) {
+    e = new EncodedHeaders(h);
+    if (Object.isFrozen(h)) encodedCache.set(h, e);
+  }
+  return e;
+}
 
 function toNatsHeaders(h: Headers): MsgHdrs {
   const out = natsHeaders();

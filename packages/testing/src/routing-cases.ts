@@ -1,0 +1,161 @@
+import type { Test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  component,
+  type Context,
+  endpoint,
+  injectInstance,
+  type InstanceInfo,
+  type InstanceRecord,
+  Routers,
+  type Runtime,
+  type RuntimeOptions,
+  TroupeError,
+} from '@troupe/runtime';
+import { waitFor, within } from './wait';
+
+/**
+ * Routing cases of the runtime conformance suite: client-side routers over
+ * discovery, filters on static properties, dynamic properties, retries.
+ * In-process on every transport; the fault tests (test/fault/discovery-*)
+ * repeat the timing-sensitive ones with real processes.
+ */
+
+interface Pair {
+  worker: Runtime;
+  caller: Runtime;
+}
+
+let nsCounter = 0;
+const freshNamespace = (): string => `rt${process.pid}x${Date.now().toString(36)}x${(nsCounter++).toString(36)}`;
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+
+@component('routed')
+class Routed {
+  constructor(@injectInstance() readonly me: InstanceInfo) {}
+
+  /** Answers with the serving instance's id, after `ms`. */
+  @endpoint() async who(req: { ms?: number } | undefined, ctx: Context): Promise<string> {
+    if (req?.ms) await sleep(req.ms, ctx.signal);
+    return this.me.instanceId;
+  }
+
+  /** Publishes `load` as a dynamic property of the instance. */
+  @endpoint() setLoad(value: number, ctx: Context): string {
+    ctx.setProperty('load', value);
+    return this.me.instanceId;
+  }
+}
+
+async function expectCode(p: Promise<unknown>, code: string, what: string): Promise<void> {
+  try {
+    await within(p, 10_000, what);
+  } catch (err) {
+    assert.instance(err, TroupeError, `${what}: expected a TroupeError, got ${String(err)}`);
+    assert.is((err as TroupeError).code, code, `${what}: ${(err as Error).message}`);
+    return;
+  }
+  assert.unreachable(`${what}: expected ${code}, but it succeeded`);
+}
+
+/** Adds the routing cases to a runtime suite. */
+export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, options?: RuntimeOptions) => Promise<Pair>): void {
+  s('routing - least-loaded prefers the idle instance when the other is made slow', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const h = await worker.spawn(Routed, { namespace: ns, replicas: 2, concurrency: 4 });
+    const [slow, idle] = h.instanceIds as [string, string];
+    const client = caller.namespace(ns).component('routed').endpoint('who').client<{ ms?: number }, string>({ router: 'least-loaded' });
+    await client.waitForInstances(2, { timeout: 5_000 });
+    // Three long requests on one instance, through the same endpoint view so they count as its load.
+    const busy = Array.from({ length: 3 }, () => client.call({ ms: 800 }, { router: Routers.direct(slow) }));
+    const picks: string[] = [];
+    for (let i = 0; i < 20; i++) picks.push(await client.call({}));
+    assert.equal([...new Set(picks)], [idle], `least-loaded sent ${picks.filter((p) => p === slow).length} of 20 requests to the busy instance`);
+    assert.equal(await Promise.all(busy), [slow, slow, slow]);
+    // Idle again: both get picks.
+    const after = await Promise.all(Array.from({ length: 40 }, () => client.call({ ms: 5 })));
+    assert.is(new Set(after).size, 2, 'with equal load both instances serve');
+  });
+
+  s('routing - where() routes only to instances whose static property matches', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const a = await worker.spawn(Routed, { namespace: ns, properties: { model: 'llama' } });
+    const b = await worker.spawn(Routed, { namespace: ns, replicas: 2, properties: { model: 'mistral' } });
+    const all = caller.namespace(ns).component('routed').endpoint('who').client<{ ms?: number }, string>();
+    await all.waitForInstances(3, { timeout: 5_000 });
+    const mistral = all.where((p) => p.model === 'mistral');
+    assert.equal((await mistral.instances()).map((x) => x.instanceId).sort(), [...b.instanceIds].sort());
+    assert.ok((await mistral.instances()).every((x) => x.properties['model'] === 'mistral'));
+    const served = new Set(await Promise.all(Array.from({ length: 20 }, () => mistral.call({}))));
+    assert.equal([...served].sort(), [...b.instanceIds].sort(), 'both mistral instances served, the llama one never');
+    assert.is(await all.where((p) => p.model === 'llama').call({}), a.instanceIds[0]);
+    await expectCode(all.where((p) => p.model === 'gpt').call({}), 'NO_INSTANCES', 'a filter nothing matches');
+  });
+
+  s('routing - a dynamic property set by ctx.setProperty becomes visible in instances()', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const h = await worker.spawn(Routed, { namespace: ns, replicas: 2, properties: { model: 'llama' } });
+    const [one, other] = h.instanceIds as [string, string];
+    const setLoad = caller.namespace(ns).component('routed').endpoint('setLoad').client<number, string>();
+    await setLoad.waitForInstances(2, { timeout: 5_000 });
+    let latest: readonly InstanceRecord[] = [];
+    const sub = setLoad.instances$.subscribe((xs) => (latest = xs));
+    try {
+      const loadOf = (id: string): unknown => latest.find((x) => x.instanceId === id)?.properties['load'];
+      assert.is(await setLoad.direct(one).call(7), one);
+      await waitFor(() => loadOf(one) === 7, 3_000, 'load 7 to show in the instance list');
+      assert.is(await setLoad.direct(one).call(8), one);
+      await waitFor(() => loadOf(one) === 8, 3_000, 'load 8 to replace 7');
+      assert.is(loadOf(other), undefined, 'the other instance has no load property');
+      const listed = (await setLoad.instances()).find((x) => x.instanceId === one);
+      assert.equal(listed?.properties, { model: 'llama', load: 8 }, 'static and dynamic properties together');
+      // Routers see it too: least-loaded by `load` avoids the loaded instance.
+      const who = caller.namespace(ns).component('routed').endpoint('who').client<{ ms?: number }, string>({ router: Routers.leastLoaded('load') });
+      await who.waitForInstances(2, { timeout: 5_000 });
+      let whoList: readonly InstanceRecord[] = [];
+      const whoSub = who.instances$.subscribe((xs) => (whoList = xs));
+      await waitFor(() => whoList.find((x) => x.instanceId === one)?.properties['load'] === 8, 3_000, 'the who endpoint to list load 8');
+      whoSub.unsubscribe();
+      const picks: string[] = [];
+      for (let i = 0; i < 10; i++) picks.push(await who.call({}));
+      assert.equal([...new Set(picks)], [other], 'least-loaded by property picks the unloaded instance');
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+
+  s('routing - retry re-routes an OVERLOADED request to another instance', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    // One instance that refuses everything while it runs one request, one roomy instance.
+    const full = await worker.spawn(Routed, { namespace: ns, concurrency: 1, mailboxCapacity: 0 });
+    const roomy = await worker.spawn(Routed, { namespace: ns });
+    const fullId = full.instanceIds[0] as string;
+    const client = caller.namespace(ns).component('routed').endpoint('who').client<{ ms?: number }, string>();
+    await client.waitForInstances(2, { timeout: 5_000 });
+    const occupying = client.direct(fullId).call({ ms: 1_000 });
+    await sleep(50);
+    // A router that always tries the full instance first.
+    const preferFull = (xs: readonly InstanceRecord[]): string | undefined => (xs.find((x) => x.instanceId === fullId) ?? xs[0])?.instanceId;
+    await expectCode(client.call({}, { router: preferFull }), 'OVERLOADED', 'without retries the refusal reaches the caller');
+    const answered = await within(client.call({}, { router: preferFull, retry: { attempts: 1, backoffMs: 1 } }), 5_000, 'the retried call');
+    assert.is(answered, roomy.instanceIds[0], 'the retry went to the other instance');
+    assert.is(await occupying, fullId);
+  });
+}
