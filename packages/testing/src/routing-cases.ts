@@ -12,7 +12,7 @@ import {
   type RuntimeOptions,
   TroupeError,
 } from '@troupe/runtime';
-import { waitFor, within } from './wait';
+import { sleep, waitFor, within } from './wait';
 
 /**
  * Routing cases of the runtime conformance suite: client-side routers over
@@ -29,19 +29,6 @@ interface Pair {
 let nsCounter = 0;
 const freshNamespace = (): string => `rt${process.pid}x${Date.now().toString(36)}x${(nsCounter++).toString(36)}`;
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 
 @component('routed')
 class Routed {

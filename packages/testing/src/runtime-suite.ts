@@ -18,7 +18,7 @@ import {
 } from '@troupe/runtime';
 import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
-import { waitFor, within } from './wait';
+import { sleep, waitFor, within } from './wait';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
 export interface RuntimePair {
@@ -33,18 +33,6 @@ export interface RuntimeFactory {
   open(options?: RuntimeOptions): Promise<RuntimePair>;
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 
 let nsCounter = 0;
 const freshNamespace = (): string => `t${process.pid}x${Date.now().toString(36)}x${(nsCounter++).toString(36)}`;

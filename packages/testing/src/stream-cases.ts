@@ -13,7 +13,7 @@ import {
   type TypedClient,
 } from '@troupe/runtime';
 import { SeverableTransport } from './severable-transport';
-import { waitFor, within } from './wait';
+import { sleep, waitFor, within } from './wait';
 
 /**
  * Stream cases of the runtime conformance suite: coalescing latency, pull
@@ -26,19 +26,6 @@ import { waitFor, within } from './wait';
 /** Fast liveness so the cases stay short: heartbeat 50 ms, a killed worker found in ~75 ms, a frozen one in 400 ms. */
 export const FAST_LIVENESS = { streamHeartbeatMs: 50, streamIdleMs: 400 } as const;
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal?.reason);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 
 /** What every stream handler here records about its aborts. */
 interface AbortLog {

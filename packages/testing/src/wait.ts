@@ -33,3 +33,25 @@ export async function within<T>(p: Promise<T>, timeoutMs: number, what: string):
     if (timer) clearTimeout(timer);
   }
 }
+
+/**
+ * Resolves after `ms`, or rejects with the signal's reason when it aborts
+ * first (handlers in tests use it to honour `ctx.signal`).
+ *
+ * @example
+ * await sleep(10, ctx.signal);
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
