@@ -28,6 +28,8 @@ function connectorOf(kind: DriverKind): ConnectDriver {
       return (require('./systems/raw') as typeof import('./systems/raw')).connectMux;
     case 'raw_request':
       return (require('./systems/raw') as typeof import('./systems/raw')).connectRequest;
+    case 'raw_pubsub':
+      return (require('./systems/raw') as typeof import('./systems/raw')).connectPubsub;
     case 'moleculer':
       return (require('./systems/moleculer') as typeof import('./systems/moleculer')).connect;
     case 'moleculer_local':

@@ -4,11 +4,11 @@
  * throughput with N calls in flight over a fixed window, and one stream
  * counted item by item for loss and duplicates.
  */
-import type { LatencyResult, Measure, MeasureResult, StreamResult, ThroughputResult } from './plan';
+import type { DiscoveryResult, EventDelivery, EventLatencyResult, EventRateResult, LatencyResult, Measure, MeasureResult, StreamResult, ThroughputResult } from './plan';
 import { percentile, sortNumbers } from './stats';
-import type { Driver } from './systems/system';
+import type { Driver, EventChannel } from './systems/system';
 import { delay, within } from './time';
-import type { Item } from './payload';
+import { type EventPayload, type Item, type PublishReport, type PublishSpec, wallMs } from './payload';
 
 /** Calls still in flight when the window closes must settle within this. */
 const SETTLE_MS = 15_000;
@@ -27,6 +27,12 @@ export async function measure(driver: Driver, m: Measure, label: string): Promis
       return throughput(need(driver.unary, label, 'unary calls'), m);
     case 'stream':
       return stream(need(driver.stream, label, 'streams'), m, label);
+    case 'event_latency':
+      return eventLatency(need(driver.events, label, 'events'), m, label);
+    case 'event_rate':
+      return eventRate(need(driver.events, label, 'events'), m, label);
+    case 'discovery':
+      return discovery(need(driver.spawnVisible, label, 'spawns'), m, label);
   }
 }
 
@@ -38,7 +44,11 @@ export async function probe(driver: Driver, m: Measure, opts: { label: string; t
       ? need(driver.firstItem, label, 'single-item calls')
       : m.kind === 'stream'
         ? () => need(driver.stream, label, 'streams')(1, () => undefined)
-        : need(driver.unary, label, 'unary calls');
+        : m.kind === 'event_latency' || m.kind === 'event_rate'
+          ? () => probeEvents(need(driver.events, label, 'events'))
+          : m.kind === 'discovery'
+            ? () => need(driver.spawnVisible, label, 'spawns')()
+            : need(driver.unary, label, 'unary calls');
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -172,4 +182,171 @@ async function stream(
   };
   if (error !== undefined) result.error = error;
   return result;
+}
+
+// ---- events and discovery ---------------------------------------------------
+
+/** After the publisher reports a run done, its tail must arrive within this (a quiet subscriber is done sooner). */
+const EVENT_TAIL_MS = 5_000;
+/** No event for this long after the run is published: the rest is lost. */
+const EVENT_QUIET_MS = 500;
+/** Run ids: 0 is the probe's; each measurement's runs count up from here, so a straggler of another run is never counted. */
+let nextRun = 1;
+
+type Subscribe = NonNullable<Driver['events']>;
+
+/** One event the whole way: the worker answers and the subscription delivers. */
+async function probeEvents(subscribe: Subscribe): Promise<void> {
+  let got = false;
+  const ch = await subscribe((e) => {
+    if (e.run === 0) got = true;
+  });
+  try {
+    await ch.publish({ run: 0, mode: 'paced', n: 1, intervalMs: 0 });
+    await waitFor(() => got, 2_000);
+    if (!got) throw new Error('the probe event did not arrive');
+  } finally {
+    ch.close();
+  }
+}
+
+/** Counts one run's events by index: arrivals, duplicates, reported gaps, first and last arrival. */
+class RunTally {
+  readonly seen: Uint8Array;
+  received = 0;
+  duplicated = 0;
+  gaps = 0;
+  gapMissed = 0;
+  firstAt = 0;
+  lastAt = 0;
+  constructor(
+    readonly run: number,
+    capacity: number,
+  ) {
+    this.seen = new Uint8Array(capacity);
+  }
+
+  /** False for an event of another run. */
+  take(e: EventPayload, gap: number, now: number): boolean {
+    if (e.run !== this.run) return false;
+    if (gap > 0) {
+      this.gaps++;
+      this.gapMissed += gap;
+    }
+    if (e.i < this.seen.length) {
+      if (this.seen[e.i] === 1) {
+        this.duplicated++;
+        return true;
+      }
+      this.seen[e.i] = 1;
+    }
+    if (this.received === 0) this.firstAt = now;
+    this.lastAt = now;
+    this.received++;
+    return true;
+  }
+
+  delivery(sent: number): EventDelivery {
+    return { sent, received: this.received, lost: Math.max(0, sent - this.received), gaps: this.gaps, gap_missed: this.gapMissed, duplicated: this.duplicated };
+  }
+}
+
+/** Has the worker publish `spec`, then waits for its tail: every event, or a quiet spell. */
+async function publishAndDrain(ch: EventChannel, spec: PublishSpec, tally: () => RunTally | undefined, label: string): Promise<PublishReport> {
+  const report = await ch.publish(spec);
+  const t = tally();
+  if (t === undefined) {
+    await delay(50); // unmeasured run: let its tail pass
+    return report;
+  }
+  let last = t.received;
+  let quietSince = performance.now();
+  const deadline = quietSince + EVENT_TAIL_MS;
+  while (t.received < report.sent && performance.now() < deadline) {
+    await delay(5);
+    if (t.received !== last) {
+      last = t.received;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince >= EVENT_QUIET_MS) break;
+  }
+  if (t.received === 0) throw new Error(`${label}: none of the ${report.sent} events of run ${spec.run} arrived`);
+  return report;
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!cond() && performance.now() < deadline) await delay(5);
+}
+
+/**
+ * Paced events: the publisher stamps each with the host's wall clock at
+ * µs precision ({@link wallMs}); the subscriber reads the same clock first
+ * thing in its callback.
+ */
+async function eventLatency(subscribe: Subscribe, m: Extract<Measure, { kind: 'event_latency' }>, label: string): Promise<EventLatencyResult> {
+  const { count, warmup, intervalMs } = m;
+  const warmRun = nextRun++;
+  const run = nextRun++;
+  const tally = new RunTally(run, count);
+  const samples = new Float64Array(count).fill(Number.NaN);
+  const ch = await subscribe((e, gap) => {
+    const now = wallMs();
+    if (tally.take(e, gap, now) && e.i < count && Number.isNaN(samples[e.i] as number)) samples[e.i] = (now - e.t) * 1000;
+  });
+  let report: PublishReport;
+  try {
+    if (warmup > 0) await publishAndDrain(ch, { run: warmRun, mode: 'paced', n: warmup, intervalMs }, () => undefined, label);
+    report = await publishAndDrain(ch, { run, mode: 'paced', n: count, intervalMs }, () => tally, label);
+  } finally {
+    ch.close();
+  }
+  const got = sortNumbers(Array.from(samples).filter((x) => !Number.isNaN(x)));
+  const mean = got.reduce((a, b) => a + b, 0) / got.length;
+  return { kind: 'event_latency', p50_us: percentile(got, 50), p99_us: percentile(got, 99), mean_us: mean, ...tally.delivery(report.sent) };
+}
+
+/** The publisher floods for a warm-up run, then for the measured window; the rate is what the subscriber received over its first-to-last arrival. */
+async function eventRate(subscribe: Subscribe, m: Extract<Measure, { kind: 'event_rate' }>, label: string): Promise<EventRateResult> {
+  const { warmupMs, durationMs, flushEvery } = m;
+  const warmRun = nextRun++;
+  const run = nextRun++;
+  // Sized for 2 M events/s over the window; an index beyond is counted, not checked for duplicates.
+  const tally = new RunTally(run, Math.ceil((durationMs / 1000) * 2_000_000));
+  const ch = await subscribe((e, gap) => {
+    tally.take(e, gap, performance.now());
+  });
+  let report: PublishReport;
+  try {
+    if (warmupMs > 0) await publishAndDrain(ch, { run: warmRun, mode: 'flood', durationMs: warmupMs, flushEvery }, () => undefined, label);
+    await delay(200); // the warm-up's backlog drains before the window opens
+    report = await publishAndDrain(ch, { run, mode: 'flood', durationMs, flushEvery }, () => tally, label);
+  } finally {
+    ch.close();
+  }
+  const span = (tally.lastAt - tally.firstAt) / 1000;
+  return {
+    kind: 'event_rate',
+    events_per_s: span > 0 ? tally.received / span : Number.NaN,
+    published_per_s: report.sent / (report.ms / 1000),
+    ...tally.delivery(report.sent),
+  };
+}
+
+/** Sequential spawns: each listed, then stopped and gone before the next. */
+async function discovery(spawnVisible: () => Promise<number>, m: Extract<Measure, { kind: 'discovery' }>, label: string): Promise<DiscoveryResult> {
+  const { count, warmup } = m;
+  const samples: number[] = [];
+  const loop = async (): Promise<void> => {
+    for (let i = 0; i < warmup; i++) await spawnVisible();
+    for (let i = 0; i < count; i++) samples.push(await spawnVisible());
+  };
+  await within(loop(), 60_000 + (count + warmup) * 25_000, `${label}: ${warmup} + ${count} spawns to be listed`);
+  const sorted = sortNumbers(samples);
+  return {
+    kind: 'discovery',
+    p50_ms: percentile(sorted, 50),
+    p99_ms: percentile(sorted, 99),
+    max_ms: sorted[sorted.length - 1] as number,
+    samples_ms: samples.map((x) => Math.round(x * 1000) / 1000),
+  };
 }

@@ -55,4 +55,58 @@ export const NAMES = {
   rawQueue: 'bench-raw',
   moleculerService: 'bench',
   nestEcho: 'bench.nest.echo',
+  /** Troupe's control component of the event and discovery cases (publishes the events, spawns probes). */
+  troupeControl: 'bench_ctl',
+  /** The component spawned and stopped by the discovery case. */
+  troupeProbe: 'bench_probe',
+  /** The event name of the event cases (Troupe: `bench.bench_ctl._ev.tick`). */
+  event: 'tick',
+  rawEvent: 'bench.raw.ev.tick',
+  rawEventControl: 'bench.raw.ev.run',
 } as const;
+
+/**
+ * One broadcast event of the event cases (100 bytes of msgpack): the run it
+ * belongs to, its index in the run and `t`, when it was published, in ms on
+ * the host's wall clock with µs precision ({@link wallMs}), read by the
+ * subscriber process against the same clock.
+ */
+export interface EventPayload {
+  run: number;
+  i: number;
+  t: number;
+  user: string;
+  op: string;
+  tags: string[];
+  note: string;
+}
+
+export function makeEvent(run: number, i: number): EventPayload {
+  return { run, i, t: wallMs(), user: 'ada@example.com', op: 'tick', tags: ['alpha', 'beta'], note: 'brown fox jumps over dog' };
+}
+
+/**
+ * Epoch ms with µs precision, comparable across processes of this host:
+ * `performance.timeOrigin` is the wall clock at process start, `now()` the
+ * monotonic time since.
+ */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** What the publisher of an event run does: `paced` (n events, one per interval) or `flood` (as fast as it can for a window, flushing every `flushEvery`). */
+export type PublishSpec =
+  | { run: number; mode: 'paced'; n: number; intervalMs: number }
+  | { run: number; mode: 'flood'; durationMs: number; flushEvery: number };
+
+/** The publisher's account of a run: events sent and how long it took, ms. */
+export interface PublishReport {
+  sent: number;
+  ms: number;
+}
+
+/** Troupe's discovery case: the instance a spawn made and when the spawn resolved ({@link wallMs} of the worker). */
+export interface SpawnReport {
+  id: string;
+  resolvedAt: number;
+}

@@ -23,6 +23,15 @@ export interface Settings {
   /** Time-to-first-item: calls measured, after `firstWarmup` unmeasured ones. */
   firstCount: number;
   firstWarmup: number;
+  /** Event latency: paced events measured, after `eventWarmup` unmeasured ones, one every `eventIntervalMs`. */
+  eventCount: number;
+  eventWarmup: number;
+  eventIntervalMs: number;
+  /** Event throughput: the publisher awaits a flush every this many events (window and warm-up: `durationMs`, `warmupMs`). */
+  eventFlushEvery: number;
+  /** Discovery: spawns measured, after `discoveryWarmup` unmeasured ones. */
+  discoverySpawns: number;
+  discoveryWarmup: number;
 }
 
 export const FULL: Settings = {
@@ -36,6 +45,12 @@ export const FULL: Settings = {
   streamWarmupItems: 100_000,
   firstCount: 2_000,
   firstWarmup: 200,
+  eventCount: 5_000,
+  eventWarmup: 500,
+  eventIntervalMs: 1,
+  eventFlushEvery: 1_000,
+  discoverySpawns: 20,
+  discoveryWarmup: 1,
 };
 
 export const QUICK: Settings = {
@@ -49,6 +64,12 @@ export const QUICK: Settings = {
   streamWarmupItems: 20_000,
   firstCount: 300,
   firstWarmup: 50,
+  eventCount: 1_000,
+  eventWarmup: 100,
+  eventIntervalMs: 1,
+  eventFlushEvery: 1_000,
+  discoverySpawns: 10,
+  discoveryWarmup: 1,
 };
 
 /** One measurement a caller process makes; the results below answer them in order. */
@@ -56,7 +77,10 @@ export type Measure =
   | { kind: 'latency'; count: number; warmup: number }
   | { kind: 'throughput'; concurrency: number; warmupMs: number; durationMs: number }
   | { kind: 'stream'; items: number; warmupItems: number }
-  | { kind: 'first_item'; count: number; warmup: number };
+  | { kind: 'first_item'; count: number; warmup: number }
+  | { kind: 'event_latency'; count: number; warmup: number; intervalMs: number }
+  | { kind: 'event_rate'; warmupMs: number; durationMs: number; flushEvery: number }
+  | { kind: 'discovery'; count: number; warmup: number };
 
 export interface LatencyResult {
   kind: 'latency';
@@ -79,7 +103,41 @@ export interface StreamResult {
   duplicated: number;
   error?: string;
 }
-export type MeasureResult = LatencyResult | ThroughputResult | StreamResult;
+/** Event delivery of one measured run: what the publisher sent, what arrived, and the gaps the system reported. */
+export interface EventDelivery {
+  sent: number;
+  received: number;
+  /** `sent - received` (events the subscriber never got). */
+  lost: number;
+  /** Events that arrived with a gap reported before them (Troupe's per-publisher `seq`; raw has no detection: 0). */
+  gaps: number;
+  /** The events those gaps say were missed. */
+  gap_missed: number;
+  duplicated: number;
+}
+export interface EventLatencyResult extends EventDelivery {
+  kind: 'event_latency';
+  /** Publish (publisher's clock) to delivery (subscriber's clock), the same host wall clock. */
+  p50_us: number;
+  p99_us: number;
+  mean_us: number;
+}
+export interface EventRateResult extends EventDelivery {
+  kind: 'event_rate';
+  /** Received events over first-to-last receive. */
+  events_per_s: number;
+  /** Sent events over the publisher's window. */
+  published_per_s: number;
+}
+export interface DiscoveryResult {
+  kind: 'discovery';
+  /** Spawn resolved (worker's clock) to listed by instances$ (client's clock), ms. */
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  samples_ms: number[];
+}
+export type MeasureResult = LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult;
 
 /** Worker processes; `none` for embedded systems (the driver hosts both sides). */
 export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'none';
@@ -90,6 +148,7 @@ export type DriverKind =
   | 'troupe_rr'
   | 'raw_mux'
   | 'raw_request'
+  | 'raw_pubsub'
   | 'moleculer'
   | 'nestjs'
   | 'troupe_embedded'
@@ -112,6 +171,8 @@ export const RUNNERS = {
   raw_mux: { worker: 'raw', driver: 'raw_mux' },
   /** nats.js `nc.request()` with default options (async traces on: what users write). */
   raw_request: { worker: 'raw', driver: 'raw_request' },
+  /** Hand-written nats.js pub/sub of the msgpack event payload: one plain subscription, plain publishes. */
+  raw_pubsub: { worker: 'raw', driver: 'raw_pubsub' },
   /** Moleculer ServiceBroker, NATS transporter, default JSON serializer and balancer. */
   moleculer: { worker: 'moleculer', driver: 'moleculer' },
   /** NestJS microservice, NATS transport, `@MessagePattern` echo, ClientProxy caller. */
@@ -147,12 +208,24 @@ export const SCENARIOS = {
   stream: { workers: 1, measures: { items: stream } },
   first_item: { workers: 1, measures: { first: (s) => ({ kind: 'first_item', count: s.firstCount, warmup: s.firstWarmup }) } },
   embedded: { workers: 0, measures: { unary: throughput(256), stream } },
+  events: {
+    workers: 1,
+    measures: {
+      latency: (s) => ({ kind: 'event_latency', count: s.eventCount, warmup: s.eventWarmup, intervalMs: s.eventIntervalMs }),
+      rate: (s) => ({ kind: 'event_rate', warmupMs: s.warmupMs, durationMs: s.durationMs, flushEvery: s.eventFlushEvery }),
+    },
+  },
+  discovery: { workers: 1, measures: { visible: (s) => ({ kind: 'discovery', count: s.discoverySpawns, warmup: s.discoveryWarmup }) } },
 } as const satisfies Record<string, Scenario>;
 export type ScenarioKey = keyof typeof SCENARIOS;
 
-/** A goal the lead set: `troupe / vs` at least `min` (throughput) or at most `max` (latency). */
+/**
+ * A goal the lead set: `troupe / vs` at least `min` (throughput) or at most
+ * `max` (latency); without `vs`, the bound is on the Troupe figure itself,
+ * in the case's unit.
+ */
 export interface Goal {
-  vs: string;
+  vs?: string;
   min?: number;
   max?: number;
 }
@@ -161,20 +234,22 @@ export interface Goal {
 export interface CaseDef {
   key: string;
   title: string;
-  unit: 'µs' | 'req/s' | 'items/s';
+  unit: 'µs' | 'ms' | 'req/s' | 'items/s' | 'events/s';
   better: 'lower' | 'higher';
   scenario: ScenarioKey;
   measure: string;
-  field: 'p50_us' | 'p99_us' | 'rps' | 'items_per_s';
+  field: 'p50_us' | 'p99_us' | 'p50_ms' | 'p99_ms' | 'rps' | 'items_per_s' | 'events_per_s';
   /** Reported system name -> the runner that produces it. */
   systems: Readonly<Record<string, RunnerKey>>;
   /** The Troupe system of this case (numerator of every ratio). */
   troupe: string;
   /** Other Troupe systems of the case; the goals are checked for them too. */
   variants?: readonly string[];
-  /** The raw anchor (denominator of `ratio_vs_raw`). */
-  anchor: string;
+  /** The raw anchor (denominator of `ratio_vs_raw`); none: no ratio, the figure stands alone. */
+  anchor?: string;
   goals: readonly Goal[];
+  /** A reference figure from elsewhere, printed beside the case (never checked as a goal). */
+  note?: string;
 }
 
 /**
@@ -198,6 +273,12 @@ const SEQ_SYSTEMS = {
   moleculer: 'moleculer',
   nestjs: 'nestjs',
 } as const satisfies Record<string, RunnerKey>;
+
+/** Systems of the event cases: Troupe's namespace/component events and plain nats.js pub/sub. */
+const EVENT_SYSTEMS = { troupe: 'troupe', raw: 'raw_pubsub' } as const satisfies Record<string, RunnerKey>;
+
+/** Printed beside `event_p50_us`: a figure reported elsewhere, not a goal of this project. */
+const DYNAMO_NOTE = 'reference, not a goal: Dynamo reports p50 ≈ 40–47 µs for its NATS event plane on one host';
 
 export const CASES: readonly CaseDef[] = [
   {
@@ -322,21 +403,77 @@ export const CASES: readonly CaseDef[] = [
     anchor: 'moleculer_local',
     goals: [{ vs: 'moleculer_local', min: 0.5 }],
   },
+  {
+    key: 'event_p50_us',
+    title: 'broadcast event, publish to delivery, p50 (paced)',
+    unit: 'µs',
+    better: 'lower',
+    scenario: 'events',
+    measure: 'latency',
+    field: 'p50_us',
+    systems: EVENT_SYSTEMS,
+    troupe: 'troupe',
+    anchor: 'raw',
+    goals: [],
+    note: DYNAMO_NOTE,
+  },
+  {
+    key: 'event_p99_us',
+    title: 'broadcast event, publish to delivery, p99 (paced)',
+    unit: 'µs',
+    better: 'lower',
+    scenario: 'events',
+    measure: 'latency',
+    field: 'p99_us',
+    systems: EVENT_SYSTEMS,
+    troupe: 'troupe',
+    anchor: 'raw',
+    goals: [],
+  },
+  {
+    key: 'events_per_s',
+    title: 'broadcast events, publisher as fast as it can (flush every N), subscriber counting',
+    unit: 'events/s',
+    better: 'higher',
+    scenario: 'events',
+    measure: 'rate',
+    field: 'events_per_s',
+    systems: EVENT_SYSTEMS,
+    troupe: 'troupe',
+    anchor: 'raw',
+    goals: [],
+  },
+  {
+    key: 'discovery_visible_p50_ms',
+    title: 'spawn resolved to listed by a watching client, p50',
+    unit: 'ms',
+    better: 'lower',
+    scenario: 'discovery',
+    measure: 'visible',
+    field: 'p50_ms',
+    systems: { troupe: 'troupe' },
+    troupe: 'troupe',
+    goals: [],
+  },
+  {
+    key: 'discovery_visible_p99_ms',
+    title: 'spawn resolved to listed by a watching client, p99',
+    unit: 'ms',
+    better: 'lower',
+    scenario: 'discovery',
+    measure: 'visible',
+    field: 'p99_ms',
+    systems: { troupe: 'troupe' },
+    troupe: 'troupe',
+    goals: [{ max: 100 }],
+  },
 ];
 
 /** Systems the issue names that cannot be measured yet; reported, never faked. */
 export const PENDING_SYSTEMS: ReadonlyArray<{ system: string; cases: readonly string[]; why: string }> = [];
 
-/**
- * Cases of the issue not measured here. Events (e2c9be0) and discovery
- * (4136089) landed while this harness was being written; their cases are
- * still to be added.
- */
-export const PENDING_CASES: ReadonlyArray<{ key: string; why: string }> = [
-  { key: 'event_p50_us', why: 'events landed in e2c9be0 after the harness was specified; the case is not written yet' },
-  { key: 'events_per_s', why: 'events landed in e2c9be0 after the harness was specified; the case is not written yet' },
-  { key: 'discovery_visible_p99_ms', why: 'discovery landed in 4136089 after the harness was specified; the case is not written yet' },
-];
+/** Cases of the issue not measured here (none: every case of the issue has a measurement). */
+export const PENDING_CASES: ReadonlyArray<{ key: string; why: string }> = [];
 
 /** Runners a scenario needs, in case order (deduplicated). */
 export function runnersOf(scenario: ScenarioKey, cases: readonly CaseDef[]): RunnerKey[] {

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type CaseDef, type Goal, PENDING_CASES, PENDING_SYSTEMS, type Settings } from './plan';
+import { type CaseDef, type EventDelivery, type Goal, PENDING_CASES, PENDING_SYSTEMS, type Settings } from './plan';
 import { median } from './stats';
 
 /** What the rounds produced, per case and reported system. */
@@ -18,6 +18,10 @@ export interface Collected {
   integrity: Record<string, Record<string, { lost: number; duplicated: number; errors: string[] }>>;
   /** Throughput cases: case -> system -> failed calls summed over rounds (under the 1% that fails a run). */
   callErrors: Record<string, Record<string, number>>;
+  /** Event cases: case -> system -> sent, received, lost, gaps summed over rounds (events are at most once: reported, never a failure). */
+  events: Record<string, Record<string, EventDelivery>>;
+  /** Discovery cases: case -> system -> every spawn's ms, all rounds. */
+  discovery: Record<string, Record<string, number[]>>;
   /** CPU (in cores) that processes outside the benchmark used during each run; empty without /proc. */
   foreignCpu: Array<{ round: number; scenario: string; system: string; cores: number }>;
 }
@@ -30,11 +34,13 @@ export interface RunInfo {
   cases: readonly CaseDef[];
 }
 
+/** A goal checked: `ratio` = troupe / `vs`, or, without `vs`, the Troupe figure itself in the case's unit. */
 export interface GoalOutcome {
   case: string;
   troupe: string;
-  vs: string;
+  vs?: string;
   ratio: number;
+  unit?: string;
   min?: number;
   max?: number;
   met: boolean;
@@ -58,7 +64,10 @@ export interface Results {
       unit: string;
       better: string;
       troupe: string;
-      anchor: string;
+      /** Absent when the case has no anchor (no ratio). */
+      anchor?: string;
+      /** A reference figure from elsewhere (not a goal). */
+      note?: string;
       /** `troupe / system` for every other system. */
       ratios: Record<string, number>;
       /** The same for the case's other Troupe systems. */
@@ -68,6 +77,12 @@ export interface Results {
   goals: GoalOutcome[];
   stream_integrity: Collected['integrity'];
   call_errors: Collected['callErrors'];
+  /** Event cases: sent, received, lost and gap-reported events, summed over rounds. */
+  event_delivery: Collected['events'];
+  /** Discovery cases: every measured spawn, ms from spawn resolved to listed. */
+  discovery_samples_ms: Collected['discovery'];
+  /** Reference figures printed beside cases (not goals). */
+  notes: Array<{ case: string; note: string }>;
   /** Per run: cores' worth of CPU used by other processes on the machine (contamination). */
   foreign_cpu: Collected['foreignCpu'];
   samples: Collected['samples'];
@@ -87,15 +102,24 @@ export function buildResults(run: RunInfo, data: Collected, repoRoot: string): R
       if (Number.isFinite(v)) values[system] = round(v);
     }
     const ratios = ratiosOf(values, c.troupe);
-    const vsRaw = ratios[c.anchor];
+    const vsRaw = c.anchor === undefined ? undefined : ratios[c.anchor];
     cases[c.key] = vsRaw === undefined ? values : { ...values, ratio_vs_raw: vsRaw };
     const variants: Record<string, Record<string, number>> = {};
     for (const v of c.variants ?? []) if (values[v] !== undefined) variants[v] = ratiosOf(values, v);
-    caseInfo[c.key] = { title: c.title, unit: c.unit, better: c.better, troupe: c.troupe, anchor: c.anchor, ratios, variant_ratios: variants };
+    caseInfo[c.key] = {
+      title: c.title,
+      unit: c.unit,
+      better: c.better,
+      troupe: c.troupe,
+      ...(c.anchor === undefined ? {} : { anchor: c.anchor }),
+      ...(c.note === undefined ? {} : { note: c.note }),
+      ratios,
+      variant_ratios: variants,
+    };
     for (const [troupe, r] of [[c.troupe, ratios] as const, ...Object.entries(variants)]) {
       for (const g of c.goals) {
-        const ratio = r[g.vs];
-        if (ratio !== undefined) goals.push(goalOutcome(c.key, troupe, g, ratio));
+        const ratio = g.vs === undefined ? values[troupe] : r[g.vs];
+        if (ratio !== undefined) goals.push(goalOutcome(c.key, troupe, g, ratio, c.unit));
       }
     }
   }
@@ -113,6 +137,9 @@ export function buildResults(run: RunInfo, data: Collected, repoRoot: string): R
     goals,
     stream_integrity: data.integrity,
     call_errors: data.callErrors,
+    event_delivery: data.events,
+    discovery_samples_ms: data.discovery,
+    notes: run.cases.filter((c) => c.note !== undefined && data.samples[c.key]).map((c) => ({ case: c.key, note: c.note as string })),
     foreign_cpu: data.foreignCpu,
     samples: data.samples,
     pending: { systems: PENDING_SYSTEMS, cases: PENDING_CASES },
@@ -129,9 +156,9 @@ function ratiosOf(values: Record<string, number>, troupe: string): Record<string
   return out;
 }
 
-function goalOutcome(key: string, troupe: string, g: Goal, ratio: number): GoalOutcome {
+function goalOutcome(key: string, troupe: string, g: Goal, ratio: number, unit: string): GoalOutcome {
   const met = (g.min === undefined || ratio >= g.min) && (g.max === undefined || ratio <= g.max);
-  const out: GoalOutcome = { case: key, troupe, vs: g.vs, ratio, met };
+  const out: GoalOutcome = g.vs === undefined ? { case: key, troupe, ratio, unit, met } : { case: key, troupe, vs: g.vs, ratio, met };
   if (g.min !== undefined) out.min = g.min;
   if (g.max !== undefined) out.max = g.max;
   return out;
@@ -214,7 +241,7 @@ const COLUMNS: ReadonlyArray<{ title: string; systems: readonly string[] }> = [
   { title: 'troupe_rr', systems: ['troupe_rr'] },
   { title: 'raw_mux', systems: ['raw_mux'] },
   { title: 'raw_request', systems: ['raw_request'] },
-  { title: 'raw (1 msg/item)', systems: ['raw'] },
+  { title: 'raw (1 msg/item or event)', systems: ['raw'] },
   { title: 'Moleculer', systems: ['moleculer', 'moleculer_local'] },
   { title: 'NestJS', systems: ['nestjs'] },
 ];
@@ -228,7 +255,7 @@ export function table(r: Results): string {
     const cells = COLUMNS.map((col) => {
       const system = col.systems.find((s) => values[s] !== undefined);
       if (system === undefined) return '';
-      const v = fmt(values[system] as number);
+      const v = fmtIn(values[system] as number, info.unit);
       return system === col.systems[0] || col.systems.length === 1 ? v : `${v} (${system})`;
     });
     const ratio = values['ratio_vs_raw'];
@@ -238,7 +265,7 @@ export function table(r: Results): string {
       info.unit,
       info.better === 'lower' ? 'lower' : 'higher',
       ...cells,
-      ratio === undefined ? '' : `${ratio.toFixed(2)}× ${info.anchor}`,
+      ratio === undefined || info.anchor === undefined ? '' : `${ratio.toFixed(2)}× ${info.anchor}`,
       goals.map((g) => goalText(g, info.troupe)).join('; '),
     ]);
   }
@@ -246,12 +273,29 @@ export function table(r: Results): string {
 }
 
 function goalText(g: GoalOutcome, primary: string): string {
+  const who = g.troupe === primary ? '' : `${g.troupe} `;
+  if (g.vs === undefined) {
+    const bound = g.min !== undefined ? `≥ ${g.min} ${g.unit ?? ''}` : `≤ ${g.max} ${g.unit ?? ''}`;
+    return `${g.met ? '✅' : '❌'} ${who}${bound.trim()} (${fmtIn(g.ratio, g.unit ?? '')} ${g.unit ?? ''})`.trim();
+  }
   const bound = g.min !== undefined ? `≥ ${g.min}× ${g.vs}` : `≤ ${g.max}× ${g.vs}`;
-  return `${g.met ? '✅' : '❌'} ${g.troupe === primary ? '' : `${g.troupe} `}${bound} (${g.ratio.toFixed(3)}×)`;
+  return `${g.met ? '✅' : '❌'} ${who}${bound} (${g.ratio.toFixed(3)}×)`;
+}
+
+/** One goal on one line, for the console and the Goals list. */
+export function goalLine(g: GoalOutcome): string {
+  const bound = g.min !== undefined ? `≥ ${g.min}` : `≤ ${g.max}`;
+  if (g.vs === undefined) return `\`${g.case}\` ${g.troupe} = ${fmtIn(g.ratio, g.unit ?? '')} ${g.unit ?? ''} (goal ${bound} ${g.unit ?? ''})`;
+  return `\`${g.case}\` ${g.troupe} ÷ ${g.vs} = ${g.ratio.toFixed(3)}× (goal ${bound}×)`;
 }
 
 function fmt(v: number): string {
   return Math.round(v).toLocaleString('en-US');
+}
+
+/** Milliseconds keep one decimal (discovery is tens of ms); everything else is rounded. */
+function fmtIn(v: number, unit: string): string {
+  return unit === 'ms' ? v.toFixed(1) : fmt(v);
 }
 
 export function markdown(r: Results): string {
@@ -265,7 +309,7 @@ export function markdown(r: Results): string {
       'Compare the ratios measured in one run, not absolute figures across machines.',
     '',
   );
-  out.push('**Latency cases (µs) — lower is better; rate cases (req/s, items/s) — higher is better.**', '');
+  out.push('**Latency cases (µs, ms) — lower is better; rate cases (req/s, items/s, events/s) — higher is better.**', '');
   out.push(table(r), '');
   out.push(
     '`Troupe ÷ anchor` is `ratio_vs_raw` in results.json: the Troupe system of the case (`troupe`, `troupe_queue` or `troupe_embedded`) ' +
@@ -273,8 +317,16 @@ export function markdown(r: Results): string {
     '',
   );
   out.push('## Goals', '');
-  for (const g of r.goals) out.push(`- ${g.met ? '✅ met' : '❌ not met'}: \`${g.case}\` ${g.troupe} ÷ ${g.vs} = ${g.ratio.toFixed(3)}× (goal ${g.min !== undefined ? `≥ ${g.min}` : `≤ ${g.max}`}×)`);
+  for (const g of r.goals) out.push(`- ${g.met ? '✅ met' : '❌ not met'}: ${goalLine(g)}`);
   out.push('');
+  if (r.notes.length > 0) {
+    out.push('References (not goals):', '');
+    for (const n of r.notes) out.push(`- \`${n.case}\`: ${n.note}.`);
+    out.push('');
+  }
+  // Where Troupe falls short and what the profiles show: kept by hand in bench/ANALYSIS.md, carried into every report.
+  const analysis = path.join(__dirname, '..', 'ANALYSIS.md');
+  if (fs.existsSync(analysis)) out.push(fs.readFileSync(analysis, 'utf8').trim(), '');
   out.push('## Stream integrity', '', 'Items lost and duplicated, summed over all rounds (must be 0 for Troupe).', '');
   out.push('| Case | System | Lost | Duplicated | Errors |', '|---|---|--:|--:|---|');
   for (const [key, per] of Object.entries(r.stream_integrity)) {
@@ -285,10 +337,30 @@ export function markdown(r: Results): string {
   out.push('');
   const failed = Object.entries(r.call_errors).flatMap(([key, per]) => Object.entries(per).filter(([, n]) => n > 0).map(([sys, n]) => `\`${key}\` ${sys}: ${n}`));
   if (failed.length > 0) out.push(`Failed calls (under the 1% that fails a run), summed over rounds: ${failed.join('; ')}.`, '');
-  out.push('## Not yet measured', '');
+  if (Object.keys(r.event_delivery).length > 0) {
+    out.push('## Event delivery', '');
+    out.push(
+      'Events are at most once (core NATS): loss is reported, not a failure. Summed over the measured runs of all rounds. ' +
+        '`Gaps` are events that arrived with a gap reported before them (Troupe: per-publisher `seq`; raw has no detection), `missed` what those gaps count.',
+      '',
+    );
+    out.push('| Case | System | Sent | Received | Lost | Gaps | Missed (by gaps) | Duplicated |', '|---|---|--:|--:|--:|--:|--:|--:|');
+    for (const [key, per] of Object.entries(r.event_delivery)) {
+      for (const [system, v] of Object.entries(per)) {
+        out.push(`| \`${key}\` | ${system} | ${fmt(v.sent)} | ${fmt(v.received)} | ${fmt(v.lost)} | ${fmt(v.gaps)} | ${fmt(v.gap_missed)} | ${fmt(v.duplicated)} |`);
+      }
+    }
+    out.push('');
+  }
+  for (const [key, per] of Object.entries(r.discovery_samples_ms)) {
+    for (const [system, v] of Object.entries(per)) {
+      out.push(`\`${key}\` ${system}, every spawn (ms, all rounds): ${v.map((x) => x.toFixed(1)).join(', ')}.`, '');
+    }
+  }
+  if (r.pending.systems.length + r.pending.cases.length > 0) out.push('## Not yet measured', '');
   for (const p of r.pending.systems) out.push(`- \`${p.system}\` in ${p.cases.map((c) => `\`${c}\``).join(', ')}: not yet measured (feature pending: ${p.why}).`);
   for (const p of r.pending.cases) out.push(`- \`${p.key}\`: not yet measured (${p.why}).`);
-  out.push('');
+  if (r.pending.systems.length + r.pending.cases.length > 0) out.push('');
   out.push('## How each system is called', '');
   out.push(
     '- **troupe**: the typed client of a `@component` with `@endpoint() echo(req) { return req; }` and an async-generator `items` endpoint, with the runtime\'s default router (client-side round-robin over instances discovered in the JetStream KV registry, sent to the instance\'s mailbox); msgpack bodies; Troupe\'s NATS connection sets `noAsyncTraces: true`. **troupe_queue**: the same client with `router: \'queue\'` (the NATS queue group balances; no discovery on the path). **troupe_rr**: `router: \'round-robin\'` explicitly.',
@@ -299,7 +371,9 @@ export function markdown(r: Results): string {
     '- **nestjs**: a NestJS microservice on the NATS transport (`@MessagePattern` echo, default JSON serializer), called with `ClientProxy.send`; NestJS 12 uses nats.js v3 (`@nats-io/transport-node`).',
     '- **troupe_embedded**: one runtime on the in-process `MemoryNetwork` (no server) hosting the component and calling it; bodies are still msgpack-encoded.',
     `- The unary request is the same ~100-byte object everywhere (100 bytes as msgpack, 123 as JSON for Moleculer and NestJS); stream items are ~32 bytes of msgpack.`,
-    `- Throughput: ${s.durationMs} ms window after ${s.warmupMs} ms of warm-up, closed loop with N calls in flight. Latency: ${s.seqCount} sequential calls after ${s.seqWarmup} unmeasured. Streams: one stream of ${s.streamItems.toLocaleString('en-US')} items after a ${s.streamWarmupItems.toLocaleString('en-US')}-item warm-up stream. First item: ${s.firstCount} sequential single-item calls after ${s.firstWarmup} unmeasured.`,
+    '- **Events** (`event_p50_us`, `event_p99_us`, `events_per_s`): the worker process publishes, the caller process subscribes; the caller asks for each run over the system itself (Troupe: a `bench_ctl` endpoint; raw: `nc.request()`), untimed. **troupe**: `ctx.publish(\'tick\', e)` in that endpoint (component scope, with the publisher, `seq` and time headers), received with `runtime.namespace(\'bench\').component(\'bench_ctl\').events(\'tick\')` (gap detection on). **raw**: `nc.publish` of the msgpack payload (no headers) and one plain `nc.subscribe` decoding it. The event is 100 bytes of msgpack carrying its publish time, the host wall clock at µs precision (`performance.timeOrigin + performance.now()`), which the subscriber reads against the same clock on arrival.',
+    '- **Discovery** (`discovery_visible_*_ms`, Troupe only, no anchor): the caller process watches `instances$` of a probe component\'s endpoint; per iteration it asks the worker (over a `bench_ctl` endpoint) to `runtime.spawn()` one instance, which answers with the wall-clock time the spawn resolved; the figure is the time the caller\'s watch first listed it minus that (negative: listed before the spawn resolved). The worker then stops it and the caller waits until it leaves the list.',
+    `- Throughput: ${s.durationMs} ms window after ${s.warmupMs} ms of warm-up, closed loop with N calls in flight. Latency: ${s.seqCount} sequential calls after ${s.seqWarmup} unmeasured. Streams: one stream of ${s.streamItems.toLocaleString('en-US')} items after a ${s.streamWarmupItems.toLocaleString('en-US')}-item warm-up stream. First item: ${s.firstCount} sequential single-item calls after ${s.firstWarmup} unmeasured. Event latency: ${s.eventCount} events after ${s.eventWarmup} unmeasured, one every ${s.eventIntervalMs} ms (a timer between publishes). Event throughput: the publisher publishes as fast as it can for ${s.durationMs} ms after a ${s.warmupMs} ms warm-up run, awaiting a flush every ${s.eventFlushEvery} events; the rate is events received over first-to-last arrival. Discovery: ${s.discoverySpawns} spawns after ${s.discoveryWarmup} unmeasured.`,
     '',
   );
   out.push('## Machine and versions', '');
@@ -311,7 +385,8 @@ export function markdown(r: Results): string {
   out.push('## Per-round values', '');
   out.push('| Case | System | Rounds |', '|---|---|---|');
   for (const [key, per] of Object.entries(r.samples)) {
-    for (const [system, v] of Object.entries(per)) out.push(`| \`${key}\` | ${system} | ${v.map(fmt).join(', ')} |`);
+    const unit = r.case_info[key]?.unit ?? '';
+    for (const [system, v] of Object.entries(per)) out.push(`| \`${key}\` | ${system} | ${v.map((x) => fmtIn(x, unit)).join(', ')} |`);
   }
   out.push('');
   return out.join('\n');

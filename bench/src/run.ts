@@ -35,7 +35,7 @@ import {
 import { cpuMark, foreignCores } from './cpu';
 import { Child, killAllChildren, liveChildren } from './procs';
 import { profileMarkdown, summarizeProfile } from './profile';
-import { buildResults, type Collected, markdown, table, writeAtomic } from './report';
+import { buildResults, type Collected, goalLine, markdown, table, writeAtomic } from './report';
 
 const BENCH_DIR = path.resolve(__dirname, '..');
 const REPO_ROOT = path.resolve(BENCH_DIR, '..');
@@ -145,7 +145,8 @@ async function main(): Promise<number> {
     writeAtomic(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
     writeAtomic(mdFile, markdown(results));
     console.log(`\n${table(results)}\n`);
-    for (const g of results.goals) if (!g.met) console.log(`goal not met: ${g.case} ${g.troupe} ÷ ${g.vs} = ${g.ratio.toFixed(3)}×`);
+    for (const g of results.goals) if (!g.met) console.log(`goal not met: ${goalLine(g).replace(/`/g, "")}`);
+    for (const n of results.notes) console.log(`note: ${n.case}: ${n.note}`);
     console.log(`\nbench: wrote ${path.relative(REPO_ROOT, jsonFile)} and ${path.relative(REPO_ROOT, mdFile)} in ${results.elapsed_s} s`);
     return integrityFailures(data, cases);
   } finally {
@@ -168,7 +169,7 @@ function integrityFailures(data: Collected, cases: readonly CaseDef[]): number {
 }
 
 async function runRounds(server: NatsServer, s: Settings, cases: readonly CaseDef[]): Promise<Collected> {
-  const data: Collected = { samples: {}, integrity: {}, callErrors: {}, foreignCpu: [] };
+  const data: Collected = { samples: {}, integrity: {}, callErrors: {}, events: {}, discovery: {}, foreignCpu: [] };
   const scenarios = (Object.keys(SCENARIOS) as ScenarioKey[]).filter((k) => cases.some((c) => c.scenario === k));
   for (let round = 0; round < s.rounds; round++) {
     for (const scenario of scenarios) {
@@ -246,6 +247,9 @@ function callerBound(job: CallerJob): number {
   for (const m of job.measures) {
     if (m.kind === 'throughput') ms += m.warmupMs + m.durationMs + 20_000;
     else if (m.kind === 'latency' || m.kind === 'first_item') ms += 30_000 + (m.count + m.warmup) * 20;
+    else if (m.kind === 'event_latency') ms += 40_000 + (m.count + m.warmup) * (m.intervalMs + 20);
+    else if (m.kind === 'event_rate') ms += 40_000 + (m.warmupMs + m.durationMs) * 3;
+    else if (m.kind === 'discovery') ms += 60_000 + (m.count + m.warmup) * 25_000;
     else ms += 40_000 + ((m.items + m.warmupItems) / 5_000) * 1000;
   }
   return ms;
@@ -271,6 +275,18 @@ function record(data: Collected, cases: readonly CaseDef[], run: { scenario: Sce
         const errors = (data.callErrors[c.key] ??= {});
         errors[system] = (errors[system] ?? 0) + result.errors;
       }
+      // Delivery counts and discovery samples belong to the measurement, not the case: kept under its first case (p50 and p99 share one run).
+      const firstOfMeasure = cases.find((x) => x.scenario === c.scenario && x.measure === c.measure) === c;
+      if (firstOfMeasure && (result.kind === 'event_latency' || result.kind === 'event_rate')) {
+        const v = ((data.events[c.key] ??= {})[system] ??= { sent: 0, received: 0, lost: 0, gaps: 0, gap_missed: 0, duplicated: 0 });
+        v.sent += result.sent;
+        v.received += result.received;
+        v.lost += result.lost;
+        v.gaps += result.gaps;
+        v.gap_missed += result.gap_missed;
+        v.duplicated += result.duplicated;
+      }
+      if (firstOfMeasure && result.kind === 'discovery') ((data.discovery[c.key] ??= {})[system] ??= []).push(...result.samples_ms);
     }
   }
 }
@@ -292,6 +308,12 @@ function describe(names: string[], results: MeasureResult[]): string {
           return `${n} ${Math.round(r.rps).toLocaleString('en-US')} req/s${r.errors ? ` (${r.errors} errors)` : ''}`;
         case 'stream':
           return `${n} ${Math.round(r.items_per_s).toLocaleString('en-US')} items/s lost ${r.lost} dup ${r.duplicated}${r.error ? ` error: ${r.error}` : ''}`;
+        case 'event_latency':
+          return `${n} p50 ${Math.round(r.p50_us)} µs p99 ${Math.round(r.p99_us)} µs (${r.received}/${r.sent} events, ${r.gaps} gaps)`;
+        case 'event_rate':
+          return `${n} ${Math.round(r.events_per_s).toLocaleString('en-US')} events/s received, ${Math.round(r.published_per_s).toLocaleString('en-US')}/s published (lost ${r.lost} of ${r.sent}, ${r.gaps} gaps reporting ${r.gap_missed})`;
+        case 'discovery':
+          return `${n} p50 ${r.p50_ms.toFixed(1)} ms p99 ${r.p99_ms.toFixed(1)} ms max ${r.max_ms.toFixed(1)} ms over ${r.samples_ms.length} spawns`;
       }
     })
     .join(' · ');

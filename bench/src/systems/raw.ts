@@ -9,8 +9,9 @@
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { connect as natsConnect, createInbox, type Msg, type NatsConnection } from 'nats';
-import { type Item, makeItem, NAMES, PAYLOAD, type StreamRequest } from '../payload';
-import { type ConnectDriver, type Driver, type StartWorker, usSince } from './system';
+import { type EventPayload, type Item, makeItem, NAMES, PAYLOAD, type PublishReport, type PublishSpec, type StreamRequest } from '../payload';
+import { publishRun } from '../publish';
+import { type ConnectDriver, type Driver, publishBound, type StartWorker, usSince } from './system';
 
 const EMPTY = new Uint8Array(0);
 /** A raw stream with no message for this long has lost its tail (e.g. a slow-consumer cut). */
@@ -44,8 +45,40 @@ export const startWorker: StartWorker = async (url) => {
       if (!err) m.respond(encoder.encode(makeItem(0)));
     },
   });
+  // Event cases: a run of plain publishes of the msgpack payload (no header), `nc.flush()` as the flow control.
+  nc.subscribe(NAMES.rawEventControl, {
+    callback: (err, m) => {
+      if (err) return;
+      const spec = decoder.decode(m.data) as PublishSpec;
+      void publishRun(spec, (e) => nc.publish(NAMES.rawEvent, encoder.encode(e)), () => nc.flush()).then(
+        (report) => m.respond(encoder.encode(report)),
+        (e: unknown) => console.error(`raw event run failed: ${(e as Error)?.message ?? String(e)}`),
+      );
+    },
+  });
   await nc.flush(); // the server has the interest before we report ready
   return { close: () => closeNats(nc) };
+};
+
+/** The raw event anchor: one plain subscription decoding each msgpack event; runs asked of the worker with `nc.request()`. */
+export const connectPubsub: ConnectDriver = async (url) => {
+  const nc = await natsConnect({ servers: url, name: `bench-raw-pubsub-${process.pid}` });
+  return {
+    events: async (onEvent) => {
+      const sub = nc.subscribe(NAMES.rawEvent, {
+        callback: (err, m) => {
+          if (!err) onEvent(decoder.decode(m.data) as EventPayload, 0);
+        },
+      });
+      await nc.flush(); // the server has the interest
+      return {
+        publish: async (spec) =>
+          decoder.decode((await nc.request(NAMES.rawEventControl, encoder.encode(spec), { timeout: publishBound(spec) })).data) as PublishReport,
+        close: () => sub.unsubscribe(),
+      };
+    },
+    close: () => closeNats(nc),
+  };
 };
 
 export const connectMux: ConnectDriver = async (url) => {

@@ -4,7 +4,7 @@
  * the caller process, making the calls). Embedded systems have no worker
  * process; their driver hosts both sides in-process.
  */
-import type { Item } from '../payload';
+import type { EventPayload, Item, PublishReport, PublishSpec } from '../payload';
 
 /** A running worker: closing it releases its connection. */
 export interface Worker {
@@ -25,7 +25,32 @@ export interface Driver {
   stream?(n: number, onItem: (item: Item) => void): Promise<void>;
   /** One call answered by a single item: resolves, once the call is over, with µs from call to that item. */
   firstItem?(): Promise<number>;
+  /**
+   * Subscribes to the worker's broadcast events (resolves once the
+   * subscription is live); `onEvent` gets each event's payload and the gap
+   * the system reported before it (0 when it has no gap detection).
+   */
+  events?(onEvent: (e: EventPayload, gap: number) => void): Promise<EventChannel>;
+  /**
+   * Has the worker spawn one instance, waits until this process's watch of
+   * the instance list shows it, and returns ms from the spawn resolving (on
+   * the worker) to the listing (here); then stops it and waits until it is
+   * gone from the list.
+   */
+  spawnVisible?(): Promise<number>;
   close(): Promise<void>;
+}
+
+/** A live event subscription: ask the worker for a run of events; `close` unsubscribes. */
+export interface EventChannel {
+  /** Resolves once the worker has published (and flushed) the whole run. */
+  publish(spec: PublishSpec): Promise<PublishReport>;
+  close(): void;
+}
+
+/** Bound on the worker publishing a run: the run's own length plus slack. */
+export function publishBound(spec: PublishSpec): number {
+  return 30_000 + (spec.mode === 'paced' ? spec.n * (spec.intervalMs + 5) : spec.durationMs * 2);
 }
 
 /** Connects a driver; `url` is empty for embedded systems. */

@@ -7,9 +7,24 @@
  * `Runtime.embedded()` (the in-process MemoryNetwork).
  */
 import 'reflect-metadata';
-import { component, endpoint, type RouterSpec, Runtime } from '@troupe/runtime';
-import { type Item, makeItem, NAMES, PAYLOAD, type Payload, type StreamRequest } from '../payload';
-import { type ConnectDriver, type Driver, type StartWorker, usSince } from './system';
+import { component, type Context, endpoint, type InstanceRecord, type RouterSpec, Runtime, type SpawnHandle } from '@troupe/runtime';
+import type { Observable } from 'rxjs';
+import { publishRun } from '../publish';
+import {
+  type EventPayload,
+  type Item,
+  makeItem,
+  NAMES,
+  PAYLOAD,
+  type Payload,
+  type PublishReport,
+  type PublishSpec,
+  type SpawnReport,
+  type StreamRequest,
+  wallMs,
+} from '../payload';
+import { delay } from '../time';
+import { type ConnectDriver, type Driver, type EventChannel, publishBound, type StartWorker, usSince } from './system';
 
 @component(NAMES.troupeComponent)
 export class Bench {
@@ -25,10 +40,62 @@ export class Bench {
   }
 }
 
+/** The component the discovery case spawns and stops; listed under its `ping` endpoint. */
+@component(NAMES.troupeProbe)
+export class Probe {
+  @endpoint()
+  ping(): boolean {
+    return true;
+  }
+}
+
+/** The worker process's runtime (the control component spawns probes on it). */
+let workerRuntime: Runtime | undefined;
+const probes = new Map<string, SpawnHandle>();
+
+/**
+ * Control of the event and discovery cases (not timed itself): publishes a
+ * run of events with `ctx.publish` (component scope, so subscribers listen
+ * on `bench.bench_ctl`), spawns and stops `Probe` instances.
+ */
+@component(NAMES.troupeControl)
+export class BenchControl {
+  @endpoint()
+  async publishEvents(spec: PublishSpec, ctx: Context): Promise<PublishReport> {
+    const rt = need(workerRuntime);
+    return publishRun(spec, (e) => ctx.publish(NAMES.event, e), () => rt.bus.flush());
+  }
+
+  /** Spawns one Probe; `resolvedAt` is read as soon as the spawn resolves. */
+  @endpoint()
+  async spawnProbe(_req: Record<string, never>): Promise<SpawnReport> {
+    const h = await need(workerRuntime).spawn(Probe, { namespace: NAMES.troupeNamespace });
+    const resolvedAt = wallMs();
+    const id = h.instanceIds[0] as string;
+    probes.set(id, h);
+    return { id, resolvedAt };
+  }
+
+  @endpoint()
+  async stopProbe(req: { id: string }): Promise<boolean> {
+    const h = probes.get(req.id);
+    probes.delete(req.id);
+    await h?.stop();
+    return h !== undefined;
+  }
+}
+
+function need(rt: Runtime | undefined): Runtime {
+  if (rt === undefined) throw new Error('the bench worker runtime is not connected');
+  return rt;
+}
+
 export const startWorker: StartWorker = async (url) => {
   const runtime = await Runtime.connect({ servers: url, name: `bench-troupe-worker-${process.pid}` });
+  workerRuntime = runtime;
   try {
     await runtime.spawn(Bench, { namespace: NAMES.troupeNamespace });
+    await runtime.spawn(BenchControl, { namespace: NAMES.troupeNamespace });
   } catch (err) {
     await runtime.close();
     throw err;
@@ -56,9 +123,44 @@ export const connectEmbedded: ConnectDriver = async () => {
   return driverOf(runtime);
 };
 
+/** Bound on one instance appearing in (or leaving) the watched list. */
+const LISTING_TIMEOUT_MS = 10_000;
+
 function driverOf(runtime: Runtime, router?: RouterSpec): Driver {
-  const bench = runtime.namespace(NAMES.troupeNamespace).client(Bench, router === undefined ? {} : { router });
+  const ns = runtime.namespace(NAMES.troupeNamespace);
+  const bench = ns.client(Bench, router === undefined ? {} : { router });
+  const control = ns.client(BenchControl, router === undefined ? {} : { router });
+  let watch: ReturnType<typeof listWatch> | undefined;
   return {
+    events: (onEvent) =>
+      new Promise<EventChannel>((resolve, reject) => {
+        let live = false;
+        const sub = ns
+          .component(NAMES.troupeControl)
+          .events<EventPayload>(NAMES.event, {
+            onReady: () => {
+              live = true;
+              resolve({ publish: (spec) => control.publishEvents(spec, { timeout: publishBound(spec) }), close: () => sub.unsubscribe() });
+            },
+          })
+          .subscribe({
+            next: (e) => onEvent(e.data, e.gap ?? 0),
+            error: (err: unknown) => {
+              if (!live) reject(err);
+              else console.error(`troupe event subscription failed: ${(err as Error)?.message ?? String(err)}`);
+            },
+          });
+      }),
+    spawnVisible: async () => {
+      watch ??= listWatch(ns.component(NAMES.troupeProbe).endpoint('ping').client().instances$);
+      const w = await watch;
+      const r = await control.spawnProbe({});
+      await until(() => w.firstSeen.has(r.id), LISTING_TIMEOUT_MS, `probe instance ${r.id} to be listed by instances$`);
+      const ms = (w.firstSeen.get(r.id) as number) - r.resolvedAt;
+      await control.stopProbe({ id: r.id });
+      await until(() => !w.listed.has(r.id), LISTING_TIMEOUT_MS, `probe instance ${r.id} to leave the list after its stop`);
+      return ms;
+    },
     unary: () => bench.echo(PAYLOAD),
     stream: (n, onItem) =>
       new Promise<void>((resolve, reject) => {
@@ -76,6 +178,47 @@ function driverOf(runtime: Runtime, router?: RouterSpec): Driver {
           complete: () => (us < 0 ? reject(new Error('troupe stream ended without an item')) : resolve(us)),
         });
       }),
-    close: () => runtime.close(),
+    close: async () => {
+      (await watch)?.stop();
+      await runtime.close();
+    },
   };
+}
+
+/**
+ * A standing watch of an instance list: when each instance id was first
+ * listed ({@link wallMs}, read in the emission) and what is listed now.
+ * Resolves once the first list is there.
+ */
+function listWatch(list$: Observable<InstanceRecord[]>): Promise<{ firstSeen: Map<string, number>; listed: Set<string>; stop(): void }> {
+  return new Promise((resolve, reject) => {
+    const firstSeen = new Map<string, number>();
+    const state = { firstSeen, listed: new Set<string>(), stop: () => sub.unsubscribe() };
+    let first = true;
+    const sub = list$.subscribe({
+      next: (xs) => {
+        const now = wallMs();
+        const listed = new Set<string>();
+        for (const x of xs) {
+          listed.add(x.instanceId);
+          if (!firstSeen.has(x.instanceId)) firstSeen.set(x.instanceId, now);
+        }
+        state.listed = listed;
+        if (first) {
+          first = false;
+          resolve(state);
+        }
+      },
+      error: reject,
+    });
+  });
+}
+
+/** Polls `cond` every 2 ms (the time that matters is read in the emission, not here). */
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await delay(2);
+  }
 }
