@@ -55,6 +55,11 @@ export interface DiscoverySettings {
   leaseTtlMs: number;
   /** At most one lease write per this period for dynamic property changes, ms. */
   propertyThrottleMs: number;
+  /**
+   * After an instance leaves the registry it keeps serving this long, so
+   * watchers drop it before it starts refusing (a pre-stop delay), ms.
+   */
+  leaveDelayMs: number;
   /** Copies of the registry buckets in a JetStream cluster (1, 3 or 5; default 1: lost with the node that holds them). */
   replicas?: number;
 }

@@ -99,6 +99,7 @@ const DISCOVERY_DEFAULTS: DiscoverySettings & { inhibitMs: number } = {
   heartbeatMs: 1_000,
   leaseTtlMs: 3_000,
   propertyThrottleMs: 100,
+  leaveDelayMs: 100,
   inhibitMs: 5_000,
 };
 
@@ -157,6 +158,7 @@ export class Runtime {
     if (options.discovery !== false) {
       const d = { ...DISCOVERY_DEFAULTS, ...options.discovery };
       for (const k of ['heartbeatMs', 'leaseTtlMs', 'propertyThrottleMs', 'inhibitMs'] as const) checkPositiveInt(`discovery.${k}`, d[k], 1);
+      checkPositiveInt('discovery.leaveDelayMs', d.leaveDelayMs, 0);
       if (d.replicas !== undefined && ![1, 3, 5].includes(d.replicas)) {
         throw new TroupeError('BAD_REQUEST', `discovery.replicas must be 1, 3 or 5, got ${String(d.replicas)}`);
       }
@@ -334,7 +336,12 @@ export class Runtime {
 
   /** Graceful stop of one instance: leave the registry first, then stop serving. */
   private async stopInstance(i: ActorInstance): Promise<void> {
-    await this.registry?.deregister(i.addresses, i.info.instanceId);
+    if (this.registry) {
+      await this.registry.deregister(i.addresses, i.info.instanceId);
+      // Keep serving while watchers see the record go, so clients stop routing here before it refuses.
+      const delay = this.registry.settings.leaveDelayMs;
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    }
     await i.stop(this.plane.settings.gracePeriodMs);
   }
 
