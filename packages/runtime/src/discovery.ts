@@ -45,6 +45,9 @@ export class Discovery {
   private leasesReady: Promise<void> | undefined;
   private stopLeases: (() => void) | undefined;
   private rewatching: Promise<void> | undefined;
+  /** Leases declared dead; one that comes back means the watch path was broken. */
+  private readonly dropped = new Set<string>();
+  private viewRestart: NodeJS.Timeout | undefined;
   /** When the lease watch last delivered anything (any lease). */
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
@@ -111,6 +114,12 @@ export class Discovery {
     }
     if (!value || typeof value !== 'object' || typeof value.lease !== 'string') return;
     if (old) clearTimeout(old.timer);
+    if (!old && this.dropped.delete(e.key)) {
+      // A lease declared dead is alive: the watch path was broken (a lost cluster node, an
+      // election). Records watches may have been on the same path and miss spawns silently
+      // until nats.js re-creates them (two missed 5 s heartbeats): re-open them now.
+      this.scheduleViewRestart();
+    }
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
     const timer = setTimeout(() => this.expire(e.key), ttl);
     timer.unref();
@@ -164,6 +173,7 @@ export class Discovery {
     if (!state) return;
     clearTimeout(state.timer);
     this.leases.delete(lease);
+    this.dropped.add(lease);
     for (const v of this.views.values()) v.leaseChanged(lease, true);
     // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
     const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
@@ -209,6 +219,22 @@ export class Discovery {
   /** @internal */
   leaseOf(lease: string): LeaseValue | undefined {
     return this.leases.get(lease)?.value;
+  }
+
+  private scheduleViewRestart(): void {
+    if (this.viewRestart || this.closed) return;
+    this.viewRestart = setTimeout(() => {
+      void (async () => {
+        for (const v of this.views.values()) {
+          try {
+            await v.restart();
+          } catch (err) {
+            this.logger.warn('discovery records watch could not be re-opened', { error: toTroupeError(err).message });
+          }
+        }
+      })().finally(() => (this.viewRestart = undefined));
+    }, 0);
+    this.viewRestart.unref();
   }
 
   private rewatch(): Promise<void> {
