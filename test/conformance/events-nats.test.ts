@@ -1,7 +1,5 @@
-import { NatsTransport, Runtime } from '@troupe/runtime';
-import { eventsSuite } from '@troupe/testing';
-
-const servers = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+import type { NatsTransport } from '@troupe/runtime';
+import { eventsSuite, openNatsPair } from '@troupe/testing';
 
 /** nats.js keeps its subscriptions in `protocol.subscriptions` (internal, v2.29); no public count exists. */
 interface NatsInternals {
@@ -9,16 +7,6 @@ interface NatsInternals {
 }
 
 eventsSuite('nats', {
-  async open(options) {
-    const worker = await Runtime.connect({ ...options, servers, gracePeriodMs: options?.gracePeriodMs ?? 2_000 });
-    const caller = await Runtime.connect({ ...options, servers });
-    return {
-      worker,
-      caller,
-      close: async () => {
-        await Promise.all([worker.close(), caller.close()]);
-      },
-    };
-  },
+  open: openNatsPair,
   subscriptions: (runtime) => ((runtime.bus as NatsTransport).nc as unknown as NatsInternals).protocol.subscriptions.size(),
 });

@@ -1,7 +1,6 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime } from '@troupe/runtime';
-import { NatsServer, waitFor } from '@troupe/testing';
+import { NatsServer, waitFor, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, describeFailures, ListWatch } from './fixtures/discovery-harness';
 
@@ -13,17 +12,7 @@ const INHIBIT_MS = 1_000;
 const TIMEOUT_MS = 300;
 const FROZEN_MS = 1_500;
 
-const s = suite<{ cleanup: Cleanup; server?: NatsServer }>('discovery - SIGSTOP', { cleanup: new Cleanup() });
-
-s.before(async (ctx) => {
-  ctx.server = await NatsServer.start({ jetstream: true });
-});
-s.after(async (ctx) => {
-  await ctx.server?.stop();
-});
-s.after.each(async (ctx) => {
-  await ctx.cleanup.run();
-});
+const s = serverSuite('discovery - SIGSTOP', new Cleanup());
 
 s('SIGSTOP of 1 of 2 workers under load: ≥ 99% of requests after the first timeout succeed; after SIGCONT it serves again', async (ctx) => {
   const url = (ctx.server as NatsServer).url;

@@ -1,23 +1,12 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime } from '@troupe/runtime';
-import { NatsServer, waitFor, type WorkerProcess } from '@troupe/testing';
+import { NatsServer, waitFor, type WorkerProcess, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, describeFailures, ListWatch } from './fixtures/discovery-harness';
 
 // DESIGN §4.2: graceful stop removes the instance *before* it stops serving, then drains.
 
-const s = suite<{ cleanup: Cleanup; server?: NatsServer }>('discovery - graceful stop', { cleanup: new Cleanup() });
-
-s.before(async (ctx) => {
-  ctx.server = await NatsServer.start({ jetstream: true });
-});
-s.after(async (ctx) => {
-  await ctx.server?.stop();
-});
-s.after.each(async (ctx) => {
-  await ctx.cleanup.run();
-});
+const s = serverSuite('discovery - graceful stop', new Cleanup());
 
 s('replicas stopped one by one under 100 req/s: every instance leaves the list before it stops serving, 0 failed requests', async (ctx) => {
   const url = (ctx.server as NatsServer).url;

@@ -1,24 +1,13 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type RetryOptions, Runtime } from '@troupe/runtime';
-import { NatsServer, waitFor } from '@troupe/testing';
+import { NatsServer, waitFor, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, command, describeFailures, ListWatch, nextMessage } from './fixtures/discovery-harness';
 
 // DESIGN §4.3: kill -9: no request is routed to it after ≤ 1 s (a "no responders"
 // on its mailbox inhibits it at once), and it leaves the registry within the lease TTL.
 
-const s = suite<{ cleanup: Cleanup; server?: NatsServer }>('discovery - kill -9', { cleanup: new Cleanup() });
-
-s.before(async (ctx) => {
-  ctx.server = await NatsServer.start({ jetstream: true });
-});
-s.after(async (ctx) => {
-  await ctx.server?.stop();
-});
-s.after.each(async (ctx) => {
-  await ctx.cleanup.run();
-});
+const s = serverSuite('discovery - kill -9', new Cleanup());
 
 async function killOneOfTwo(ctx: { cleanup: Cleanup; server?: NatsServer }, variant: string, retry: RetryOptions | undefined): Promise<void> {
   const url = (ctx.server as NatsServer).url;

@@ -1,24 +1,13 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Routers, Runtime } from '@troupe/runtime';
-import { NatsServer, waitFor } from '@troupe/testing';
+import { NatsServer, waitFor, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, percentile, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, command, ListWatch } from './fixtures/discovery-harness';
 
 // DESIGN §4.1: a new instance is routable by existing clients within 100 ms on loopback.
 
 const SPAWNS = 20;
-const s = suite<{ cleanup: Cleanup; server?: NatsServer }>('discovery - spawn to routable', { cleanup: new Cleanup() });
-
-s.before(async (ctx) => {
-  ctx.server = await NatsServer.start({ jetstream: true });
-});
-s.after(async (ctx) => {
-  await ctx.server?.stop();
-});
-s.after.each(async (ctx) => {
-  await ctx.cleanup.run();
-});
+const s = serverSuite('discovery - spawn to routable', new Cleanup());
 
 s('a newly spawned instance is listed and answers an existing client within 100 ms (p99 over 20 spawns)', async (ctx) => {
   const url = (ctx.server as NatsServer).url;

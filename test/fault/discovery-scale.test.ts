@@ -1,7 +1,6 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime } from '@troupe/runtime';
-import { NatsServer, type WorkerProcess } from '@troupe/testing';
+import { NatsServer, type WorkerProcess, serverSuite } from '@troupe/testing';
 import { clock, ms } from './fixtures/discovery-common';
 import { Cleanup, command } from './fixtures/discovery-harness';
 
@@ -32,17 +31,7 @@ interface Row {
   clientCpuPct: number;
 }
 
-const s = suite<{ cleanup: Cleanup; server?: NatsServer }>('discovery - scale', { cleanup: new Cleanup() });
-
-s.before(async (ctx) => {
-  ctx.server = await NatsServer.start({ jetstream: true });
-});
-s.after(async (ctx) => {
-  await ctx.server?.stop();
-});
-s.after.each(async (ctx) => {
-  await ctx.cleanup.run();
-});
+const s = serverSuite('discovery - scale', new Cleanup());
 
 async function measure(ctx: { cleanup: Cleanup; server?: NatsServer }, perProc: number): Promise<Row> {
   const server = ctx.server as NatsServer;

@@ -1,6 +1,5 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatsServer } from '@troupe/testing';
+import { NatsServer, serverSuite } from '@troupe/testing';
 import { envNumber } from './fixtures/stream-common';
 import { Cleanup, command, nextOf } from './fixtures/stream-harness';
 
@@ -13,17 +12,7 @@ const ITEMS = envNumber('TROUPE_STREAM_FLOW_ITEMS', 1_000_000);
 const SLOW_ITEMS = envNumber('TROUPE_STREAM_SLOW_ITEMS', 200);
 const SLOW_WINDOW = 32;
 
-const s = suite<{ cleanup: Cleanup; server?: NatsServer }>('streams - flow control', { cleanup: new Cleanup() });
-
-s.before(async (ctx) => {
-  ctx.server = await NatsServer.start({ jetstream: true });
-});
-s.after(async (ctx) => {
-  await ctx.server?.stop();
-});
-s.after.each(async (ctx) => {
-  await ctx.cleanup.run();
-});
+const s = serverSuite('streams - flow control', new Cleanup());
 
 interface FlowDone {
   count: number;

@@ -1,6 +1,5 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatsServer } from '@troupe/testing';
+import { NatsServer, serverSuite } from '@troupe/testing';
 import { envNumber } from './fixtures/stream-common';
 import { Cleanup, command } from './fixtures/stream-harness';
 
@@ -13,17 +12,7 @@ const STREAMS = envNumber('TROUPE_STREAM_SCALE_STREAMS', 10_000);
 const ITEMS = envNumber('TROUPE_STREAM_SCALE_ITEMS', 100);
 const WORKERS = 2;
 
-const s = suite<{ cleanup: Cleanup; server?: NatsServer }>('streams - scale', { cleanup: new Cleanup() });
-
-s.before(async (ctx) => {
-  ctx.server = await NatsServer.start({ jetstream: true });
-});
-s.after(async (ctx) => {
-  await ctx.server?.stop();
-});
-s.after.each(async (ctx) => {
-  await ctx.cleanup.run();
-});
+const s = serverSuite('streams - scale', new Cleanup());
 
 interface ScaleDone {
   streams: number;

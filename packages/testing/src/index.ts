@@ -13,3 +13,6 @@ export { WorkerProcess, serveWorker } from './worker-process';
 export { SeverableTransport, Severed } from './severable-transport';
 export type { WorkerReady, WorkerMessage, WorkerProcessOptions } from './worker-process';
 export { Cleanup } from './cleanup';
+export { openMemoryPair, openNatsPair } from './runtime-pairs';
+export { serverSuite } from './server-suite';
+export type { ServerSuiteContext } from './server-suite';
