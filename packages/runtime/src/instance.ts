@@ -167,7 +167,9 @@ export class ActorInstance {
       if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
       return;
     }
-    const job = (): void | Promise<void> => this.handle(ep, handler, msg);
+    // The budget counts from arrival: time spent waiting in the mailbox is spent.
+    const arrived = Date.now();
+    const job = (): void | Promise<void> => this.handle(ep, handler, msg, arrived);
     // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
     const box = this.mailbox;
     const stream =
@@ -190,7 +192,7 @@ export class ActorInstance {
     streamControl(this.plane, this.streams, kind, msg);
   }
 
-  private handle(ep: EndpointMeta, handler: Handler, msg: TransportMessage): void | Promise<void> {
+  private handle(ep: EndpointMeta, handler: Handler, msg: TransportMessage, arrived: number): void | Promise<void> {
     const reply = msg.reply;
     if (this.refusal) {
       if (reply) this.sendError(reply, this.refusal);
@@ -206,12 +208,14 @@ export class ActorInstance {
     }
     const budgetHeader = msg.header(H.TIMEOUT);
     const budget = budgetHeader === undefined ? this.plane.settings.requestTimeoutMs : Number(budgetHeader);
-    if (!(budget > 0)) {
-      if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started`));
+    const deadline = arrived + budget;
+    if (!(budget > 0) || deadline <= Date.now()) {
+      // The caller has given up: running the handler would be wasted work.
+      if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
       return;
     }
     // Without a propagated id the unique reply subject names the request.
-    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', Date.now() + budget);
+    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
     if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
     return this.serveUnary(handler, request, ctx, reply);
   }

@@ -42,6 +42,7 @@ class Worker implements OnStop {
   calls = 0;
   running = 0;
   peakRunning = 0;
+  slowCalls = 0;
   produced = 0;
   aborts: string[] = [];
   stopped = false;
@@ -62,6 +63,7 @@ class Worker implements OnStop {
   }
 
   @endpoint() async slow(ms: number, ctx: Context): Promise<number> {
+    this.slowCalls++;
     this.running++;
     this.peakRunning = Math.max(this.peakRunning, this.running);
     try {
@@ -396,6 +398,20 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.is(overloaded.length, 3, 'the rest are refused');
     assert.ok(Date.now() - t0 < 2_000);
     assert.is(h.instance(h.instanceIds[0]!).peakRunning, 1, 'concurrency 1 runs one message at a time');
+  });
+
+  s('mailbox - a request whose deadline passed while it waited is answered TIMEOUT and never run', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const h = await worker.spawn(Worker, { namespace: ns, concurrency: 1 });
+    const w = h.instance(h.instanceIds[0]!);
+    const client = caller.namespace(ns).client(Worker);
+    const first = client.slow(400, { timeout: 5_000 });
+    await waitFor(() => w.running === 1, 2_000, 'the first request to run');
+    await expectError(client.slow(10, { timeout: 150 }), 'TIMEOUT', 'the queued request');
+    assert.is(await within(first, 5_000, 'the first request'), 400);
+    await sleep(100); // the queued one is dequeued right after the first finishes
+    assert.is(w.slowCalls, 1, 'the expired request was not run');
   });
 
   s('mailbox - concurrency N runs N at once', async (ctx) => {
