@@ -451,6 +451,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.picked = undefined;
   }
 
+  /** The runtime closed: end the stream with `err` now. */
+  abandon(err: TroupeError): void {
+    this.finish(err);
+  }
+
   private finish(err?: TroupeError): void {
     if (this.done) return;
     this.done = true;

@@ -1,3 +1,4 @@
+import type { TroupeError } from './errors';
 import { newToken } from './ids';
 import { Ctl, H } from './protocol';
 import { inboxRoot, inboxWildcard } from './subjects';
@@ -8,6 +9,8 @@ export interface ReplyHandler {
   onReply(msg: TransportMessage): void;
   /** A worker's heartbeat named this key: the stream is alive (streams only). */
   onHeartbeat?(): void;
+  /** The inbox stops (the runtime closes): fail with `err` now instead of waiting for a deadline. */
+  abandon?(err: TroupeError): void;
 }
 
 /**
@@ -76,8 +79,11 @@ export class ReplyInbox {
   }
 
   /** Stops receiving. */
-  stop(): void {
+  /** Stops receiving; everything still awaiting a reply fails with `err`. */
+  stop(err: TroupeError): void {
     this.sub.unsubscribe();
+    const waiting = [...this.handlers.values()];
+    for (const h of waiting) h.abandon?.(err);
   }
 
   private dispatch(msg: TransportMessage): void {

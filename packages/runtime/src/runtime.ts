@@ -380,7 +380,7 @@ export class Runtime {
       await this.registry?.close();
       this.plane.discovery?.close();
       await closeEventStreams(this.plane); // durable consumers give back what they hold before the drain
-      this.plane.inbox.stop();
+      this.plane.inbox.stop(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
       await this.transport.close();
     })().catch((err: unknown) => {
       this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });

@@ -123,6 +123,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.resolve(value as Res);
   }
 
+  /** The runtime closed: fail now. */
+  abandon(err: TroupeError): void {
+    this.finish(err);
+  }
+
   /** The instance was lost (its lease expired): fail (or re-route) now instead of at the deadline. */
   lose(err: TroupeError): void {
     this.fail(err);

@@ -469,6 +469,28 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.is(items.length, 20, 'every item arrived');
   });
 
+  s('close - calls still waiting when the caller runtime closes fail UNAVAILABLE at once', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    await worker.spawn(Worker, { namespace: ns, concurrency: 4 });
+    const client = caller.namespace(ns).client(Worker);
+    const unary = client.slow(5_000, { timeout: 20_000 }).then(
+      () => undefined,
+      (e: unknown) => e as TroupeError,
+    );
+    const got: number[] = [];
+    const stream = new Promise<TroupeError | undefined>((resolve) =>
+      client.forever(undefined, { timeout: 20_000 }).subscribe({ next: (v) => got.push(v), error: (e) => resolve(e as TroupeError), complete: () => resolve(undefined) }),
+    );
+    await waitFor(() => got.length > 0, 2_000, 'the stream to start');
+    const t0 = Date.now();
+    await within(caller.close(), 5_000, 'the caller runtime to close');
+    const [u, st] = await within(Promise.all([unary, stream]), 2_000, 'the waiting calls to end');
+    assert.is(u?.code, 'UNAVAILABLE', `unary: ${u?.message}`);
+    assert.is(st?.code, 'UNAVAILABLE', `stream: ${st?.message}`);
+    assert.ok(Date.now() - t0 < 3_000, 'at once, not at their 20 s deadlines');
+  });
+
   s('di - the constructor receives config, the runtime and a client of another component', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
