@@ -285,12 +285,7 @@ export class EventSubscription {
     const data = this.decode(msg, parts);
     if (data === NOTHING) return;
     const { env, key } = this.envelope(msg, parts, data);
-    let accepted: ReturnType<EventSink> = undefined;
-    try {
-      accepted = this.hooks.sink(env);
-    } catch (err) {
-      this.hooks.logger.error('event sink threw', { event: parts.event, error: (err as Error)?.message });
-    }
+    const accepted = this.deliver(env, parts.event);
     if (accepted === false) {
       // Not committed: the next event of this publisher reports the gap.
       this.dropped++;
@@ -301,6 +296,16 @@ export class EventSubscription {
     }
     if (key !== undefined) this.tracker?.commit(key, env.seq);
   };
+
+  /** Hands one envelope to the sink; a sink that throws is logged, never breaks delivery. */
+  private deliver(env: Parameters<EventSink>[0], event: string): ReturnType<EventSink> {
+    try {
+      return this.hooks.sink(env);
+    } catch (err) {
+      this.hooks.logger.error('event sink threw', { event, error: (err as Error)?.message });
+      return undefined;
+    }
+  }
 
   private readonly onLogged = (m: LogMessage): void => {
     if (this.stopped) {
@@ -314,12 +319,7 @@ export class EventSubscription {
       return;
     }
     const { env, key } = this.envelope(m, parts, data);
-    let accepted: ReturnType<EventSink> = undefined;
-    try {
-      accepted = this.hooks.sink(env);
-    } catch (err) {
-      this.hooks.logger.error('event sink threw', { event: parts.event, error: (err as Error)?.message });
-    }
+    const accepted = this.deliver(env, parts.event);
     if (accepted === false) {
       m.nak(REFUSED_NAK_MS);
       return;
