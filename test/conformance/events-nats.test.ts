@@ -1,4 +1,4 @@
-import type { NatsTransport } from '@troupe/runtime';
+import type { NatsTransport } from '@troupe/runtime/internal';
 import { eventsSuite, openNatsPair } from '@troupe/testing';
 
 /** nats.js keeps its subscriptions in `protocol.subscriptions` (internal, v2.29); no public count exists. */

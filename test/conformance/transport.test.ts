@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MemoryNetwork, NatsTransport, type TransportMessage } from '@troupe/runtime';
+import { MemoryNetwork, NatsTransport, type TransportMessage } from '@troupe/runtime/internal';
 import { transportSuite, waitFor } from '@troupe/testing';
 
 const servers = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';

@@ -1,5 +1,5 @@
 import * as assert from 'uvu/assert';
-import { type RetryOptions, Runtime } from '@troupe/runtime';
+import { type RetryOptions, Runtime } from '@troupe/runtime/internal';
 import { NatsServer, waitFor, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, command, describeFailures, ListWatch, nextMessage } from './fixtures/discovery-harness';

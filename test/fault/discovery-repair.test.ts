@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type EndpointClient, Runtime } from '@troupe/runtime';
+import { type EndpointClient, Runtime } from '@troupe/runtime/internal';
 import { NatsServer, waitFor, within, type WorkerProcess } from '@troupe/testing';
 import { clock, FAST, ms, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, command, ListWatch } from './fixtures/discovery-harness';

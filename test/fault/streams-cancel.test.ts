@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Runtime, type TroupeError } from '@troupe/runtime';
+import { Runtime, type TroupeError } from '@troupe/runtime/internal';
 import { NatsServer, type WorkerProcess, waitFor, within } from '@troupe/testing';
 import { clock, type CountReq } from './fixtures/stream-common';
 import { Cleanup, command, ms, nextOf } from './fixtures/stream-harness';

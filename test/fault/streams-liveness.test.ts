@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Runtime, TroupeError } from '@troupe/runtime';
+import { Runtime, TroupeError } from '@troupe/runtime/internal';
 import { NatsServer, waitFor, within } from '@troupe/testing';
 import { clock, type CountReq, envNumber, percentile } from './fixtures/stream-common';
 import { Cleanup, ms, nextOf } from './fixtures/stream-harness';

@@ -1,5 +1,5 @@
 import { NatsServer, within } from '@troupe/testing';
-import { Runtime, TroupeError } from '@troupe/runtime';
+import { Runtime, TroupeError } from '@troupe/runtime/internal';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 

@@ -1,5 +1,5 @@
 import { NatsServer } from '@troupe/testing';
-import { component, endpoint, Runtime, TroupeError } from '@troupe/runtime';
+import { component, endpoint, Runtime, TroupeError } from '@troupe/runtime/internal';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 

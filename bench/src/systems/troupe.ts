@@ -7,7 +7,7 @@
  * `Runtime.embedded()` (the in-process MemoryNetwork).
  */
 import 'reflect-metadata';
-import { component, type Context, endpoint, type InstanceRecord, type RouterSpec, Runtime, type SpawnHandle } from '@troupe/runtime';
+import { component, type Context, endpoint, type InstanceRecord, type RouterSpec, Runtime, type SpawnHandle } from '@troupe/runtime/internal';
 import type { Observable } from 'rxjs';
 import { publishRun } from '../publish';
 import {

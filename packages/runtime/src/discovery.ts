@@ -1,4 +1,4 @@
-import { BehaviorSubject, type Observable, type Subscription } from 'rxjs';
+import { BehaviorSubject, Observable, type Subscription } from 'rxjs';
 import type { Codec } from './codec/codec';
 import { TroupeError, toTroupeError } from './errors';
 import type { Logger } from './logger';
@@ -11,7 +11,7 @@ import {
   RECORDS_BUCKET,
 } from './registry';
 import type { RouterContext } from './routers';
-import { type EndpointAddress, queueSubject, registryFilter } from './subjects';
+import { type EndpointAddress, queueSubject, registryFilter, registryScopeFilter } from './subjects';
 import { type KvBucket, type KvEntry, type Persistence, TransportStatus } from './transport/transport';
 
 /** Something in flight to one instance that can be failed when the instance is lost. */
@@ -52,6 +52,8 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
+  /** Called whenever a lease appears, changes or is dropped (listings recompute). */
+  private readonly leaseListeners = new Set<() => void>();
 
   constructor(
     private readonly persistence: Persistence,
@@ -125,6 +127,7 @@ export class Discovery {
     timer.unref();
     this.leases.set(e.key, { value, timer, revision: e.revision });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
+    for (const l of this.leaseListeners) l();
   }
 
   /**
@@ -175,6 +178,7 @@ export class Discovery {
     this.leases.delete(lease);
     this.dropped.add(lease);
     for (const v of this.views.values()) v.leaseChanged(lease, true);
+    for (const l of this.leaseListeners) l();
     // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
     const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
     t.unref();
@@ -253,8 +257,67 @@ export class Discovery {
     return this.rewatching;
   }
 
+  /**
+   * Every live instance record under a scope (`''`, `ns`, `ns.comp`,
+   * `ns.comp.ep`), as it changes: a cold Observable that watches the records
+   * bucket while subscribed. Records whose lease is not alive are left out;
+   * dynamic properties are merged in. Sorted by namespace, component,
+   * endpoint, instance id.
+   */
+  listing(scope: string): Observable<readonly InstanceRecord[]> {
+    const filter = registryScopeFilter(scope);
+    return new Observable<readonly InstanceRecord[]>((sub) => {
+      const records = new Map<string, InstanceRecord>();
+      let synced = false;
+      let stop: (() => void) | undefined;
+      let done = false;
+      const emit = (): void => {
+        if (!synced || done) return;
+        const out: InstanceRecord[] = [];
+        for (const r of records.values()) {
+          const lease = this.leaseOf(r.lease);
+          if (!lease) continue;
+          const dyn = lease.dyn?.[r.instanceId];
+          out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
+        }
+        out.sort((a, b) => listingKey(a).localeCompare(listingKey(b)));
+        sub.next(out);
+      };
+      this.leaseListeners.add(emit);
+      void (async () => {
+        const { records: bucket } = await this.buckets();
+        const onEntry = (e: KvEntry): void => {
+          if (e.key.startsWith('_')) return; // process markers
+          if (e.operation === 'DEL') {
+            if (records.delete(e.key)) emit();
+            return;
+          }
+          try {
+            const r = this.codec.decode(e.value) as InstanceRecord;
+            if (r && typeof r === 'object' && typeof r.instanceId === 'string' && typeof r.lease === 'string') records.set(e.key, r);
+          } catch {
+            return;
+          }
+          emit();
+        };
+        const s = await bucket.watch(filter, onEntry, () => {
+          synced = true;
+          emit();
+        });
+        if (done) s();
+        else stop = s;
+      })().catch((err: unknown) => sub.error(toTroupeError(err, 'UNAVAILABLE')));
+      return () => {
+        done = true;
+        this.leaseListeners.delete(emit);
+        stop?.();
+      };
+    });
+  }
+
   close(): void {
     this.closed = true;
+    this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
@@ -500,4 +563,8 @@ export class EndpointView implements RouterContext {
     this.stopWatch?.();
     this.subject.complete();
   }
+}
+
+function listingKey(r: InstanceRecord): string {
+  return `${r.namespace}.${r.component}.${r.endpoint}.${r.instanceId}`;
 }

@@ -1,39 +1,27 @@
+/**
+ * Troupe: a TypeScript actor runtime on NATS. The public door: what an
+ * application touches (decorators, the runtime, clients, routers, events,
+ * errors). Building blocks for tests and tooling are in
+ * `@troupe/runtime/internal`.
+ * @module
+ */
 import 'reflect-metadata';
 
-export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode } from './errors';
+export { ErrorCode, TroupeError, toTroupeError } from './errors';
 export type { WireError } from './errors';
-export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
-export type { NameKind } from './names';
-export { newInstanceId } from './ids';
-export {
-  endpointAddress,
-  queueSubject,
-  queueGroup,
-  mailboxSubject,
-  namespaceEventSubject,
-  componentEventSubject,
-  namespaceEventWildcard,
-  componentEventWildcard,
-  anyComponentEventWildcard,
-  eventLogName,
-  parseEventSubject,
-} from './subjects';
-export type { EndpointAddress, EventSubjectParts } from './subjects';
 export {
   component,
   endpoint,
-  componentMeta,
   injectConfig,
   injectLogger,
   injectInstance,
   injectClient,
   injectPublisher,
-  CONFIG,
-  LOGGER,
-  INSTANCE,
-  PUBLISHER,
 } from './decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './decorators';
+export type { EndpointOptions, InstanceInfo, Class } from './decorators';
+export { on } from './event-handlers';
+export type { OnOptions } from './event-handlers';
+export { inject } from 'tsyringe';
 export { Runtime, NamespaceRef, ComponentRef, EndpointRef } from './runtime';
 export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
 export type { PlaneSettings } from './plane';
@@ -42,41 +30,20 @@ export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClie
 export type { MigrateOptions } from './call-options';
 export type { StreamObservable } from './stream-iterator';
 export type { RuntimeStats } from './stats';
-export { Routers, resolveRouter } from './routers';
+export { Routers } from './routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './routers';
 export type { InstanceRecord, DiscoverySettings } from './registry';
 export type { Context, ParentContext } from './context';
 export type { OnStart, OnStop } from './instance';
-export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events';
+export { defineEvent, EventScope } from './events';
 export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events';
 export type { EventsOptions } from './event-subscription';
-export { on } from './event-handlers';
-export type { OnOptions } from './event-handlers';
-export { Mailbox } from './mailbox';
 export { consoleLogger, LogLevel } from './logger';
 export type { Logger } from './logger';
-export { PROTOCOL_VERSION } from './protocol';
-export { inject } from 'tsyringe';
 export { MsgpackCodec } from './codec/msgpack';
-export { DEFAULT_DECODE_LIMITS } from './codec/codec';
 export type { Codec, DecodeLimits } from './codec/codec';
-export { TransportStatus } from './transport/transport';
-export type {
-  Transport,
-  Headers,
-  PublishOptions,
-  SubscribeOptions,
-  RequestOptions,
-  TransportMessage,
-  MessageHandler,
-  TransportSubscription,
-  LogOptions,
-  MessageLog,
-  LogConsumeOptions,
-  LogMessage,
-  LogConsumer,
-} from './transport/transport';
-export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
+export { MemoryNetwork } from './transport/memory/memory-transport';
+export type { MemoryNetworkOptions } from './transport/memory/memory-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';
-export { MemoryNetwork, MemoryTransport, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-transport';
-export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-transport';
+export { TransportStatus } from './transport/transport';
+export type { Transport } from './transport/transport';

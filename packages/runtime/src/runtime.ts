@@ -24,7 +24,7 @@ import { type RuntimeStats, statsOf } from './stats';
 import { endpointAddress, validateInboxPrefix } from './subjects';
 import { Discovery, type ProbeResult } from './discovery';
 import { Ctl, H } from './protocol';
-import { type DiscoverySettings, Registry } from './registry';
+import { type DiscoverySettings, type InstanceRecord, Registry } from './registry';
 import type { Observable } from 'rxjs';
 import { attachEvents, type EventEnvelope, type EventLogOptions, type EventRef, type EventToken, instancePublisher, openEventLog, publishEvent } from './events';
 import { closeEventStreams, eventStream, eventTarget, type EventsOptions } from './event-subscription';
@@ -404,6 +404,56 @@ export class Runtime {
     return () => {
       for (const s of signals) process.off(s, handler);
     };
+  }
+
+  /**
+   * The live instances discovery knows, one record per endpoint of each
+   * instance: every namespace (no scope), or those under `ns`, `ns.comp` or
+   * `ns.comp.ep`. A one-shot read of the registry (records joined with live
+   * leases, dynamic properties merged). Rejects with `UNAVAILABLE` when
+   * discovery is off or the registry does not answer within the request
+   * timeout, and with `BAD_REQUEST` for a malformed scope.
+   *
+   * @example
+   * for (const r of await runtime.instances('llama_8b')) console.log(r.component, r.endpoint, r.instanceId);
+   */
+  async instances(scope = ''): Promise<InstanceRecord[]> {
+    const list$ = this.watchInstances(scope);
+    const timeoutMs = this.plane.settings.requestTimeoutMs;
+    return new Promise<InstanceRecord[]>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const sub = list$.subscribe({
+        next: (list) => {
+          clearTimeout(timer);
+          queueMicrotask(() => sub.unsubscribe());
+          resolve([...list]);
+        },
+        error: (err: unknown) => {
+          clearTimeout(timer);
+          reject(err as Error);
+        },
+      });
+      timer = setTimeout(() => {
+        sub.unsubscribe();
+        reject(new TroupeError('UNAVAILABLE', `the registry did not answer a listing within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+  }
+
+  /**
+   * The live instances under a scope (as {@link instances}) as they change:
+   * a cold Observable that emits the whole list once the registry is read
+   * and again on every spawn, stop, lease loss or property change.
+   * Unsubscribing stops the watch.
+   *
+   * @example
+   * runtime.watchInstances('llama_8b.decode').subscribe((list) => console.log(list.length, 'decode endpoints'));
+   */
+  watchInstances(scope = ''): Observable<readonly InstanceRecord[]> {
+    if (typeof scope !== 'string') throw new TroupeError('BAD_REQUEST', `a listing scope is a string (ns, ns.comp or ns.comp.ep), got ${typeof scope}`);
+    const discovery = this.plane.discovery;
+    if (!discovery) throw new TroupeError('UNAVAILABLE', 'discovery is off ({ discovery: false }): there is no registry to list');
+    return discovery.listing(scope);
   }
 
   /** Whether the connection is up. */

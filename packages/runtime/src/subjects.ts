@@ -96,6 +96,19 @@ export function registryFilter(a: EndpointAddress): string {
   return `${queueSubject(a)}.*`;
 }
 
+/**
+ * The registry filter of a listing scope: `''` every instance, `ns`,
+ * `ns.comp` or `ns.comp.ep` (each token a valid name).
+ */
+export function registryScopeFilter(scope: string): string {
+  if (scope === '' || scope === '>') return '>';
+  const parts = scope.split('.');
+  if (parts.length > 3) throw new TroupeError('BAD_REQUEST', `a listing scope is ns, ns.comp or ns.comp.ep, got "${scope}"`);
+  const kinds = ['namespace', 'component', 'endpoint'] as const;
+  parts.forEach((p, i) => validateName(kinds[i] as (typeof kinds)[number], p));
+  return parts.length === 3 ? `${scope}.*` : `${scope}.>`;
+}
+
 /** `{ns}._ev.{event}`: a namespace-scoped event. */
 export function namespaceEventSubject(namespace: string, event: string): string {
   return `${validateName('namespace', namespace)}._ev.${validateName('event', event)}`;

@@ -19,7 +19,7 @@ import {
   type Runtime,
   type RuntimeOptions,
   TroupeError,
-} from '@troupe/runtime';
+} from '@troupe/runtime/internal';
 import type { Observable, Subscription } from 'rxjs';
 import type { RuntimeFactory, RuntimePair } from './runtime-suite';
 import { waitFor, within } from './wait';

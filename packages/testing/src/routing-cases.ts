@@ -11,7 +11,7 @@ import {
   type Runtime,
   type RuntimeOptions,
   TroupeError,
-} from '@troupe/runtime';
+} from '@troupe/runtime/internal';
 import { sleep, waitFor, within } from './wait';
 
 /**

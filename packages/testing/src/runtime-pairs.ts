@@ -1,4 +1,4 @@
-import { MemoryNetwork, Runtime, type RuntimeOptions } from '@troupe/runtime';
+import { MemoryNetwork, Runtime, type RuntimeOptions } from '@troupe/runtime/internal';
 import type { RuntimePair } from './runtime-suite';
 
 /** The grace period suites use unless a case asks for another: short, so a hung stop fails fast. */

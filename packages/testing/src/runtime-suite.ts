@@ -15,7 +15,7 @@ import {
   type RuntimeOptions,
   TroupeError,
   type TypedClient,
-} from '@troupe/runtime';
+} from '@troupe/runtime/internal';
 import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
 import { sleep, waitFor, within } from './wait';
@@ -498,6 +498,34 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     const h = await worker.spawn(Frontend, { namespace: ns, config: { prefix: '>>' } });
     assert.is(h.instance(h.instanceIds[0]!).runtime, worker);
     assert.is(await caller.namespace(ns).client(Frontend).ask('hi'), '>>hi');
+  });
+
+  s('discovery - instances() lists a namespace, a component and an endpoint; watchInstances() follows a stop', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const w = await worker.spawn(Worker, { namespace: ns, replicas: 2, properties: { model: 'm1' } });
+    const f = await worker.spawn(Frontend, { namespace: ns, config: { prefix: '' } });
+    const all = await within(caller.instances(ns), 5_000, 'the namespace listing');
+    const endpointsOfWorker = all.filter((r) => r.component === 'worker');
+    assert.is(new Set(endpointsOfWorker.map((r) => r.instanceId)).size, 2, 'both worker instances listed');
+    assert.ok(endpointsOfWorker.every((r) => r.properties.model === 'm1' && r.namespace === ns && typeof r.pid === 'number'));
+    assert.equal([...new Set(all.filter((r) => r.component === 'frontend').map((r) => r.instanceId))], f.instanceIds);
+    const echoes = await caller.instances(`${ns}.worker.echo`);
+    assert.equal(echoes.map((r) => r.instanceId).sort(), [...w.instanceIds].sort());
+    assert.ok((await caller.instances(`${ns}.frontend`)).every((r) => r.component === 'frontend'));
+    assert.equal(await caller.instances(`${ns}x`), [], 'an unknown namespace lists nothing');
+    assert.ok((await caller.instances()).some((r) => r.namespace === ns), 'the unscoped listing sees every namespace');
+    assert.match((await expectError(caller.instances('a.b.c.d'), 'BAD_REQUEST', 'a 4-token scope')).message, /listing scope/);
+    assert.match((await expectError(caller.instances('a.*'), 'BAD_REQUEST', 'a wildcard scope')).message, /invalid component name/);
+    const lists: number[] = [];
+    const sub = caller.watchInstances(`${ns}.worker.echo`).subscribe((l) => lists.push(l.length));
+    try {
+      await waitFor(() => lists.at(-1) === 2, 5_000, 'the watch to list 2');
+      await w.stop();
+      await waitFor(() => lists.at(-1) === 0, 5_000, 'the watch to drop the stopped instances');
+    } finally {
+      sub.unsubscribe();
+    }
   });
 
   s('cancel - an AbortSignal cancels a call and aborts the remote handler', async (ctx) => {

@@ -8,7 +8,7 @@ import {
   TransportStatus,
   type TransportSubscription,
   TroupeError,
-} from '@troupe/runtime';
+} from '@troupe/runtime/internal';
 import type { Observable } from 'rxjs';
 
 /**

@@ -11,7 +11,7 @@ import {
   type RuntimeOptions,
   TroupeError,
   type TypedClient,
-} from '@troupe/runtime';
+} from '@troupe/runtime/internal';
 import { SeverableTransport } from './severable-transport';
 import { sleep, waitFor, within } from './wait';
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Transport, type TransportMessage, TransportStatus, TroupeError } from '@troupe/runtime';
+import { type Transport, type TransportMessage, TransportStatus, TroupeError } from '@troupe/runtime/internal';
 import { waitFor, within } from './wait';
 
 /** Two connections to one bus: tests publish on one and subscribe on the other. */

@@ -1,0 +1,90 @@
+/**
+ * The internal door, `@troupe/runtime/internal`: everything the public door
+ * (`@troupe/runtime`) exports plus the parts the testing package, the
+ * benchmarks and advanced users build on (subjects, wire protocol, codec,
+ * transports, mailbox). Not covered by semver: names here may change in a
+ * minor release, as nats.js's own `./internal`.
+ * @module
+ */
+import 'reflect-metadata';
+
+export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode } from './errors';
+export type { WireError } from './errors';
+export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
+export type { NameKind } from './names';
+export { newInstanceId } from './ids';
+export {
+  endpointAddress,
+  queueSubject,
+  queueGroup,
+  mailboxSubject,
+  namespaceEventSubject,
+  componentEventSubject,
+  namespaceEventWildcard,
+  componentEventWildcard,
+  anyComponentEventWildcard,
+  eventLogName,
+  parseEventSubject,
+} from './subjects';
+export type { EndpointAddress, EventSubjectParts } from './subjects';
+export {
+  component,
+  endpoint,
+  componentMeta,
+  injectConfig,
+  injectLogger,
+  injectInstance,
+  injectClient,
+  injectPublisher,
+  CONFIG,
+  LOGGER,
+  INSTANCE,
+  PUBLISHER,
+} from './decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './decorators';
+export { Runtime, NamespaceRef, ComponentRef, EndpointRef } from './runtime';
+export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
+export type { PlaneSettings } from './plane';
+export { EndpointClient } from './client';
+export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './client';
+export type { MigrateOptions } from './call-options';
+export type { StreamObservable } from './stream-iterator';
+export type { RuntimeStats } from './stats';
+export { Routers, resolveRouter } from './routers';
+export type { Router, RouterSpec, RouteFunction, RouterContext } from './routers';
+export type { InstanceRecord, DiscoverySettings } from './registry';
+export type { Context, ParentContext } from './context';
+export type { OnStart, OnStop } from './instance';
+export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events';
+export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events';
+export type { EventsOptions } from './event-subscription';
+export { on } from './event-handlers';
+export type { OnOptions } from './event-handlers';
+export { Mailbox } from './mailbox';
+export { consoleLogger, LogLevel } from './logger';
+export type { Logger } from './logger';
+export { PROTOCOL_VERSION } from './protocol';
+export { inject } from 'tsyringe';
+export { MsgpackCodec } from './codec/msgpack';
+export { DEFAULT_DECODE_LIMITS } from './codec/codec';
+export type { Codec, DecodeLimits } from './codec/codec';
+export { TransportStatus } from './transport/transport';
+export type {
+  Transport,
+  Headers,
+  PublishOptions,
+  SubscribeOptions,
+  RequestOptions,
+  TransportMessage,
+  MessageHandler,
+  TransportSubscription,
+  LogOptions,
+  MessageLog,
+  LogConsumeOptions,
+  LogMessage,
+  LogConsumer,
+} from './transport/transport';
+export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
+export type { NatsTransportOptions } from './transport/nats/nats-transport';
+export { MemoryNetwork, MemoryTransport, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-transport';
+export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-transport';
