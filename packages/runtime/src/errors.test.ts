@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCode, fromWire, TroupeError, toTroupeError } from './errors';
 import { validateName } from './names';
-import { endpointAddress, mailboxSubject, namespaceEventSubject, queueSubject } from './subjects';
+import { endpointAddress, mailboxSubject, namespaceEventSubject, queueSubject } from './wire/subjects';
 
 test('errors - retryable derives from the code', () => {
   assert.ok(new TroupeError('NO_INSTANCES', 'x').retryable);

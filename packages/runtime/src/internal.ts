@@ -25,8 +25,8 @@ export {
   anyComponentEventWildcard,
   eventLogName,
   parseEventSubject,
-} from './subjects';
-export type { EndpointAddress, EventSubjectParts } from './subjects';
+} from './wire/subjects';
+export type { EndpointAddress, EventSubjectParts } from './wire/subjects';
 export {
   component,
   endpoint,
@@ -40,30 +40,31 @@ export {
   LOGGER,
   INSTANCE,
   PUBLISHER,
-} from './decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './decorators';
-export { Runtime, NamespaceRef, ComponentRef, EndpointRef } from './runtime';
+} from './component/decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './component/decorators';
+export { Runtime } from './runtime';
+export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
 export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
-export type { PlaneSettings } from './plane';
-export { EndpointClient } from './client';
-export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './client';
-export type { MigrateOptions } from './call-options';
-export type { StreamObservable } from './stream-iterator';
-export type { RuntimeStats } from './stats';
-export { Routers, resolveRouter } from './routers';
-export type { Router, RouterSpec, RouteFunction, RouterContext } from './routers';
-export type { InstanceRecord, DiscoverySettings } from './registry';
-export type { Context, ParentContext } from './context';
-export type { OnStart, OnStop } from './instance';
-export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events';
-export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events';
-export type { EventsOptions } from './event-subscription';
-export { on } from './event-handlers';
-export type { OnOptions } from './event-handlers';
-export { Mailbox } from './mailbox';
+export type { PlaneSettings } from './plane/plane';
+export { EndpointClient } from './caller/client';
+export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './caller/client';
+export type { MigrateOptions } from './caller/call-options';
+export type { StreamObservable } from './caller/stream-iterator';
+export type { RuntimeStats } from './plane/stats';
+export { Routers, resolveRouter } from './discovery/routers';
+export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
+export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
+export type { Context, ParentContext } from './component/context';
+export type { OnStart, OnStop } from './worker/instance';
+export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events/events';
+export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events/events';
+export type { EventsOptions } from './events/event-subscription';
+export { on } from './events/event-handlers';
+export type { OnOptions } from './events/event-handlers';
+export { Mailbox } from './worker/mailbox';
 export { consoleLogger, LogLevel } from './logger';
 export type { Logger } from './logger';
-export { PROTOCOL_VERSION } from './protocol';
+export { PROTOCOL_VERSION } from './wire/protocol';
 export { inject } from 'tsyringe';
 export { MsgpackCodec } from './codec/msgpack';
 export { DEFAULT_DECODE_LIMITS } from './codec/codec';
@@ -86,5 +87,6 @@ export type {
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';
-export { MemoryNetwork, MemoryTransport, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-transport';
-export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-transport';
+export { MemoryNetwork, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-network';
+export { MemoryTransport } from './transport/memory/memory-transport';
+export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-network';

@@ -1,37 +1,31 @@
 import 'reflect-metadata';
+import type { Observable } from 'rxjs';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { type ClientOptions, EndpointClient, typedClient, type TypedClient, type TypedClientOptions } from './client';
-import { MsgpackCodec } from './codec/msgpack';
+import { CallerMonitor } from './caller/caller-monitor';
+import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
-import {
-  type Class,
-  CONFIG,
-  clientDependencies,
-  componentMeta,
-  INSTANCE,
-  type InstanceInfo,
-  LOGGER,
-  PUBLISHER,
-} from './decorators';
+import { MsgpackCodec } from './codec/msgpack';
+import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
+import { openTransport } from './connect';
+import { Discovery, type ProbeResult } from './discovery/discovery';
+import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
 import { TroupeError, toTroupeError } from './errors';
-import { newInstanceId, newToken } from './ids';
-import { ReplyInbox } from './inbox';
-import { ActorInstance } from './instance';
+import { EventStreams } from './events/event-subscription';
+import { RuntimeEvents } from './events/events';
+import { newInstanceId } from './ids';
 import { consoleLogger, type Logger } from './logger';
 import { validateName } from './names';
-import type { PlaneSettings, RequestPlane } from './plane';
-import { type RuntimeStats, statsOf } from './stats';
-import { endpointAddress, validateInboxPrefix } from './subjects';
-import { Discovery, type ProbeResult } from './discovery';
-import { Ctl, H } from './protocol';
-import { type DiscoverySettings, type InstanceRecord, Registry } from './registry';
-import type { Observable } from 'rxjs';
-import { attachEvents, type EventEnvelope, type EventLogOptions, type EventRef, type EventToken, instancePublisher, openEventLog, publishEvent } from './events';
-import { closeEventStreams, eventStream, eventTarget, type EventsOptions } from './event-subscription';
-import { resolveRouter } from './routers';
-import { NatsTransport, type NatsTransportOptions } from './transport/nats/nats-transport';
-import { MemoryNetwork } from './transport/memory/memory-transport';
-import { TransportStatus, type Transport } from './transport/transport';
+import { Plane, type PlaneSettings } from './plane/plane';
+import type { RuntimeStats } from './plane/stats';
+import { NamespaceRef } from './refs';
+import { checkPositiveInt, resolveDiscovery, resolveSettings } from './settings';
+import type { MemoryNetwork } from './transport/memory/memory-network';
+import type { NatsTransportOptions } from './transport/nats/nats-transport';
+import { type Transport, TransportStatus } from './transport/transport';
+import { Heartbeats } from './worker/heartbeats';
+import { ActorInstance } from './worker/instance';
+import { Ctl, H } from './wire/protocol';
+import { endpointAddress, validateInboxPrefix } from './wire/subjects';
 
 /** Options of {@link Runtime.connect}. */
 export interface RuntimeOptions extends Partial<PlaneSettings> {
@@ -95,30 +89,6 @@ export interface SpawnHandle<C = unknown> {
   stop(): Promise<void>;
 }
 
-const DISCOVERY_DEFAULTS: DiscoverySettings & { inhibitMs: number } = {
-  heartbeatMs: 1_000,
-  leaseTtlMs: 3_000,
-  propertyThrottleMs: 100,
-  leaveDelayMs: 100,
-  inhibitMs: 5_000,
-};
-
-const DEFAULTS: PlaneSettings = {
-  router: 'round-robin',
-  requestTimeoutMs: 30_000,
-  streamTimeoutMs: 300_000,
-  // Measured on loopback, 1M x 32-byte items: 512 -> 0.6 M items/s, 1024 -> 0.82 M, 2048 -> 1.1 M
-  // (throughput ~ window / credit round trip); the byte window bounds memory for large items.
-  streamWindow: 2048,
-  streamWindowBytes: 1024 * 1024,
-  streamHeartbeatMs: 100,
-  streamIdleMs: 1_500,
-  gracePeriodMs: 10_000,
-  dev: false,
-  concurrency: 1,
-  mailboxCapacity: 1024,
-};
-
 /**
  * The per-process object: connection, reply inbox, DI container, `spawn`,
  * clients and graceful shutdown.
@@ -134,12 +104,10 @@ export class Runtime {
   /** This runtime's id (random; later also its discovery lease). */
   readonly id: string = newInstanceId();
   readonly logger: Logger;
-  private readonly plane: RequestPlane;
+  private readonly plane: Plane;
   private readonly spawns = new Set<SpawnRecord>();
   private readonly container: DependencyContainer;
   private closing: Promise<void> | undefined;
-  private requestSeq = 0;
-  private readonly requestPrefix = newToken();
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
@@ -152,19 +120,10 @@ export class Runtime {
   ) {
     this.logger = options.logger ?? consoleLogger();
     const settings = resolveSettings(options);
-    const inbox = new ReplyInbox(transport, validateInboxPrefix(options.inboxPrefix ?? '_INBOX'));
     const codec = options.codec ?? new MsgpackCodec();
+    const d = resolveDiscovery(options);
     let discovery: Discovery | undefined;
-    if (options.discovery !== false) {
-      const d = { ...DISCOVERY_DEFAULTS, ...options.discovery };
-      for (const k of ['heartbeatMs', 'leaseTtlMs', 'propertyThrottleMs', 'inhibitMs'] as const) checkPositiveInt(`discovery.${k}`, d[k], 1);
-      checkPositiveInt('discovery.leaveDelayMs', d.leaveDelayMs, 0);
-      if (d.replicas !== undefined && ![1, 3, 5].includes(d.replicas)) {
-        throw new TroupeError('BAD_REQUEST', `discovery.replicas must be 1, 3 or 5, got ${String(d.replicas)}`);
-      }
-      if (d.leaseTtlMs <= d.heartbeatMs) {
-        throw new TroupeError('BAD_REQUEST', `discovery.leaseTtlMs (${d.leaseTtlMs}) must exceed heartbeatMs (${d.heartbeatMs})`);
-      }
+    if (d) {
       this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger);
       discovery = new Discovery(transport.persistence, codec, d, this.logger, transport.status$, (mailbox, timeoutMs) =>
         transport.request(mailbox, new Uint8Array(0), { timeoutMs, headers: { [H.CTL]: Ctl.PROBE } }).then(
@@ -173,43 +132,30 @@ export class Runtime {
         ),
       );
     }
-    this.plane = {
-      transport,
-      codec,
-      inbox,
-      settings,
-      logger: this.logger,
-      discovery,
-      nextRequestId: () => `${this.requestPrefix}-${(++this.requestSeq).toString(36)}`,
-    };
+    this.plane = new Plane(
+      { transport, codec, settings, logger: this.logger, discovery, inboxPrefix: validateInboxPrefix(options.inboxPrefix ?? '_INBOX') },
+      (plane) => ({
+        monitor: new CallerMonitor(plane),
+        heartbeats: new Heartbeats(plane),
+        // runtime-level events carry the runtime id
+        events: new RuntimeEvents(plane, this.id),
+        eventStreams: new EventStreams(),
+      }),
+    );
     this.container = rootContainer.createChildContainer();
     this.container.registerInstance(Runtime as unknown as Class<Runtime>, this);
-    attachEvents(this.plane, this.id); // runtime-level events carry the runtime id
   }
 
   /**
    * Connects to NATS and returns a runtime. An unreachable server is a
-   * TroupeError `UNAVAILABLE` naming the URL.
+   * TroupeError `UNAVAILABLE` naming the URL. With no `servers` and no
+   * `NATS_URL` the runtime is embedded (see {@link embedded}).
    *
    * @example
    * const runtime = await Runtime.connect({ servers: process.env.NATS_URL });
    */
   static async connect(options: RuntimeOptions = {}): Promise<Runtime> {
-    resolveSettings(options); // refuse bad settings before connecting
-    if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
-    const servers = options.servers ?? (process.env.NATS_URL || undefined);
-    if (!options.transport && servers === undefined) return Runtime.embedded(options);
-    const transport =
-      options.transport ??
-      (await NatsTransport.connect({
-        ...options.nats,
-        servers: servers as string | string[],
-        name: options.name ?? options.nats?.name ?? 'troupe',
-      }));
-    const rt = new Runtime(transport, options, undefined);
-    await transport.flush();
-    await rt.openDiscovery();
-    return rt;
+    return Runtime.open(options, false);
   }
 
   /**
@@ -224,10 +170,22 @@ export class Runtime {
    * const b = await Runtime.embedded({ network: a.network });
    */
   static async embedded(options: Omit<RuntimeOptions, 'servers' | 'transport' | 'nats'> = {}): Promise<Runtime> {
-    resolveSettings(options);
+    return Runtime.open(options, true);
+  }
+
+  private static async open(options: RuntimeOptions, embedded: boolean): Promise<Runtime> {
+    resolveSettings(options); // refuse bad settings before connecting
+    resolveDiscovery(options);
     if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
-    const network = options.network ?? new MemoryNetwork({ name: options.name });
-    const rt = new Runtime(network.connect(options.name), options, network);
+    const { transport, network } = await openTransport(options, embedded);
+    let rt: Runtime;
+    try {
+      rt = new Runtime(transport, options, network);
+    } catch (err) {
+      await transport.close();
+      throw err;
+    }
+    if (!network) await transport.flush();
     await rt.openDiscovery();
     return rt;
   }
@@ -350,7 +308,7 @@ export class Runtime {
     child.registerInstance(CONFIG, config);
     child.registerInstance(LOGGER, logger);
     child.registerInstance(INSTANCE, info);
-    child.registerInstance(PUBLISHER, instancePublisher(this.plane, info));
+    child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
     }
@@ -378,9 +336,8 @@ export class Runtime {
       await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
       this.spawns.clear();
       await this.registry?.close();
-      this.plane.discovery?.close();
-      await closeEventStreams(this.plane); // durable consumers give back what they hold before the drain
-      this.plane.inbox.stop(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
+      // Durable consumers give back what they hold before the drain; waiting replies fail now.
+      await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
       await this.transport.close();
     })().catch((err: unknown) => {
       this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });
@@ -475,7 +432,7 @@ export class Runtime {
    * if (runtime.stats().streamsMigrated > 0) console.log('a worker was lost; streams moved');
    */
   stats(): RuntimeStats {
-    return { ...statsOf(this.plane) };
+    return { ...this.plane.stats };
   }
 }
 
@@ -483,184 +440,3 @@ interface SpawnRecord {
   instances: ActorInstance[];
 }
 
-function checkPositiveInt(name: string, v: unknown, min: number): void {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new TroupeError('BAD_REQUEST', `${name} must be an integer >= ${min}, got ${String(v)}`);
-  }
-}
-
-function resolveSettings(options: RuntimeOptions): PlaneSettings {
-  const s: PlaneSettings = {
-    requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
-    streamTimeoutMs: options.streamTimeoutMs ?? DEFAULTS.streamTimeoutMs,
-    streamWindow: options.streamWindow ?? DEFAULTS.streamWindow,
-    streamWindowBytes: options.streamWindowBytes ?? DEFAULTS.streamWindowBytes,
-    streamHeartbeatMs: options.streamHeartbeatMs ?? DEFAULTS.streamHeartbeatMs,
-    streamIdleMs: options.streamIdleMs ?? DEFAULTS.streamIdleMs,
-    gracePeriodMs: options.gracePeriodMs ?? DEFAULTS.gracePeriodMs,
-    dev: options.dev ?? DEFAULTS.dev,
-    concurrency: options.concurrency ?? DEFAULTS.concurrency,
-    mailboxCapacity: options.mailboxCapacity ?? DEFAULTS.mailboxCapacity,
-    router: options.router ?? (options.discovery === false ? 'queue' : DEFAULTS.router),
-  };
-  resolveRouter(s.router);
-  checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
-  checkPositiveInt('streamTimeoutMs', s.streamTimeoutMs, 1);
-  checkPositiveInt('streamWindow', s.streamWindow, 1);
-  checkPositiveInt('streamWindowBytes', s.streamWindowBytes, 1024)
-  checkPositiveInt('streamHeartbeatMs', s.streamHeartbeatMs, 10);
-  checkPositiveInt('streamIdleMs', s.streamIdleMs, 1);
-  if (s.streamIdleMs < 3 * s.streamHeartbeatMs) {
-    // Silence is judged against heartbeats: a bound under ~3 intervals reports live workers as lost.
-    throw new TroupeError('BAD_REQUEST', `streamIdleMs (${s.streamIdleMs}) must be at least 3 × streamHeartbeatMs (${s.streamHeartbeatMs})`);
-  }
-  checkPositiveInt('gracePeriodMs', s.gracePeriodMs, 0);
-  checkPositiveInt('concurrency', s.concurrency, 1);
-  checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
-  return s;
-}
-
-/**
- * A namespace (pipeline): clients of its components.
- *
- * @example
- * const ns = runtime.namespace('llama_8b');
- * const decode = ns.client(Decode);
- */
-export class NamespaceRef {
-  constructor(
-    private readonly plane: RequestPlane,
-    readonly name: string,
-  ) {}
-
-  /** A component of this namespace by name. */
-  component(name: string): ComponentRef {
-    return new ComponentRef(this.plane, this.name, validateName('component', name));
-  }
-
-  /**
-   * A typed client of a component class: one method per endpoint, checked
-   * against the endpoint's signature.
-   *
-   * @example
-   * await runtime.namespace('demo').client(Echo).say('hi');
-   */
-  client<C>(target: Class<C>, options?: TypedClientOptions): TypedClient<C> {
-    return typedClient(this.plane, this.name, target, options);
-  }
-
-  /**
-   * A cold Observable of events: `events('x')` is the namespace-scoped event
-   * x; `events()` (or `'*'`) every event of the namespace, its own and every
-   * component's. Broadcast by default; `{ group }` balanced; `{ durable,
-   * start }` from the namespace's event log (see `EventsOptions`).
-   *
-   * @example
-   * runtime.namespace('llama_8b').events(LoadMetrics).subscribe((e) => console.log(e.publisher, e.data));
-   */
-  events<T = unknown>(event?: EventRef<T>, options?: EventsOptions): Observable<EventEnvelope<T>> {
-    return eventStream<T>(this.plane, eventTarget(this.name, undefined, event), options);
-  }
-
-  /**
-   * Publishes a namespace-scoped event from outside any actor (publisher id:
-   * the runtime id). Fails at once with `PAYLOAD_TOO_LARGE` or `UNAVAILABLE`.
-   *
-   * @example
-   * runtime.namespace('llama_8b').publish('config_changed', { version: 2 });
-   */
-  publish<T>(event: EventToken<T>, data: NoInfer<T>): void;
-  publish(event: string, data: unknown): void;
-  publish(event: EventRef<unknown>, data: unknown): void {
-    publishEvent(this.plane, this.name, undefined, event, data);
-  }
-
-  /**
-   * Makes this namespace's events durable from now on: creates (or updates
-   * the limits of) the JetStream stream `TROUPE_EV_{ns}` that stores every
-   * event of the namespace, both scopes. A durable subscription creates it
-   * too, with the defaults (24 h, 256 MiB).
-   *
-   * @example
-   * await runtime.namespace('llama_8b').persistEvents({ maxAgeMs: 3_600_000 });
-   */
-  async persistEvents(options: EventLogOptions = {}): Promise<void> {
-    await openEventLog(this.plane, this.name, options);
-  }
-
-  /**
-   * Deletes this namespace's event log with its stored events and durable
-   * positions; events are no longer stored until it is created again.
-   *
-   * @example
-   * await runtime.namespace('llama_8b').deleteEventLog();
-   */
-  async deleteEventLog(): Promise<void> {
-    await (await openEventLog(this.plane, this.name, undefined)).destroy();
-  }
-}
-
-/**
- * A component of a namespace: its endpoints.
- *
- * @example
- * runtime.namespace('llama_8b').component('decode').endpoint('generate');
- */
-export class ComponentRef {
-  constructor(
-    private readonly plane: RequestPlane,
-    readonly namespace: string,
-    readonly name: string,
-  ) {}
-
-  /** An endpoint of this component by name. */
-  endpoint(name: string): EndpointRef {
-    return new EndpointRef(this.plane, endpointAddress(this.namespace, this.name, name));
-  }
-
-  /**
-   * A cold Observable of this component's events: `events('x')` one name,
-   * `events()` (or `'*'`) all of them. Options as `NamespaceRef.events`.
-   *
-   * @example
-   * runtime.namespace('llama_8b').component('backend').events(KvEvents, { group: 'indexers' }).subscribe(apply);
-   */
-  events<T = unknown>(event?: EventRef<T>, options?: EventsOptions): Observable<EventEnvelope<T>> {
-    return eventStream<T>(this.plane, eventTarget(this.namespace, this.name, event), options);
-  }
-
-  /**
-   * Publishes a component-scoped event from outside any actor (publisher id:
-   * the runtime id).
-   *
-   * @example
-   * runtime.namespace('llama_8b').component('backend').publish(KvEvents, { stored: [], removed: [1] });
-   */
-  publish<T>(event: EventToken<T>, data: NoInfer<T>): void;
-  publish(event: string, data: unknown): void;
-  publish(event: EventRef<unknown>, data: unknown): void {
-    publishEvent(this.plane, this.namespace, this.name, event, data);
-  }
-}
-
-/**
- * An endpoint `ns.comp.ep`: make clients of it.
- *
- * @example
- * const c = runtime.namespace('demo').component('echo').endpoint('say').client<string, string>();
- */
-export class EndpointRef {
-  constructor(
-    private readonly plane: RequestPlane,
-    readonly address: ReturnType<typeof endpointAddress>,
-  ) {}
-
-  /**
-   * A client of this endpoint: routed by the runtime's default router (or
-   * `options.router`), `.direct(id)` for one instance, `.where(...)` to filter
-   * by properties.
-   */
-  client<Req = unknown, Res = unknown>(options?: ClientOptions): EndpointClient<Req, Res> {
-    return new EndpointClient<Req, Res>(this.plane, this.address, undefined, options);
-  }
-}

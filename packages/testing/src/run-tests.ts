@@ -18,7 +18,7 @@ const KILL_GRACE_MS = 2_000;
 /** Only the summary at the end is parsed; earlier output is streamed, not kept. */
 const KEEP_OUTPUT_CHARS = 64 * 1024;
 /** Where compiled tests live, relative to the repository root. */
-const SEARCH_ROOTS = ['packages/*/dist', 'test/dist', 'examples/*/dist'];
+const SEARCH_ROOTS = ['packages/*/dist', 'packages/*/dist-test', 'test/dist', 'examples/*/dist'];
 
 /**
  * uvu's closing counts. uvu's `Total` counts the tests that ran and excludes

@@ -1,7 +1,7 @@
 import { TroupeError } from '../../errors';
 import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
 import { MemoryLogs } from './memory-log';
-import { subjectMatches } from './memory-transport';
+import { subjectMatches } from '../../wire/subject-grammar';
 
 interface Stored {
   value: Uint8Array;

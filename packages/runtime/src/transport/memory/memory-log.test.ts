@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TroupeError } from '../../errors';
 import type { LogConsumeOptions, LogMessage, MessageLog } from '../transport';
-import { MemoryNetwork } from './memory-transport';
+import { MemoryNetwork } from './memory-network';
 
 const bytes = (n: number): Uint8Array => new Uint8Array([n]);
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));

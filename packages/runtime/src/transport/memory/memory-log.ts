@@ -1,6 +1,6 @@
 import { TroupeError } from '../../errors';
 import type { LogConsumeOptions, LogConsumer, LogMessage, LogOptions, MessageLog } from '../transport';
-import { subjectError, subjectMatches } from './memory-transport';
+import { subjectError, subjectMatches } from '../../wire/subject-grammar';
 
 /** Default of {@link LogConsumeOptions.maxInFlight}, as the NATS log. */
 const DEFAULT_MAX_IN_FLIGHT = 256;

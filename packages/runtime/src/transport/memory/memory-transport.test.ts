@@ -2,7 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TroupeError } from '../../errors';
 import type { TransportMessage } from '../transport';
-import { MemoryNetwork, subjectError, subjectMatches } from './memory-transport';
+import { subjectError, subjectMatches } from '../../wire/subject-grammar';
+import { MemoryNetwork } from './memory-network';
 
 const EMPTY = new Uint8Array(0);
 

@@ -1,0 +1,131 @@
+import type { ParentContext } from '../component/context';
+import type { RouterSpec } from '../discovery/routers';
+import { fromWire, TroupeError } from '../errors';
+import type { Plane } from '../plane/plane';
+import { H } from '../wire/protocol';
+import type { Headers, TransportMessage } from '../transport/transport';
+
+/** Options of a unary call. */
+export interface CallOptions {
+  /** Deadline in ms from now (default: the runtime's `requestTimeoutMs`, or `streamTimeoutMs` for streams). */
+  timeout?: number;
+  /** Aborting it cancels the call (and the remote handler). */
+  signal?: AbortSignal;
+  /** The handler context this call is made on behalf of: its cancellation and remaining deadline apply. */
+  parent?: ParentContext;
+  /** The router for this call (default: the client's). */
+  router?: RouterSpec;
+  /** Retry an idempotent call on NO_INSTANCES / INSTANCE_LOST / OVERLOADED, to another instance (default: the client's). */
+  retry?: RetryOptions | false;
+}
+
+/** Retries of idempotent unary calls: to another instance, with exponential backoff, within the call's deadline. */
+export interface RetryOptions {
+  /** Retries after the first attempt. */
+  attempts: number;
+  /** First backoff, ms (doubles per retry; default 10). */
+  backoffMs?: number;
+}
+
+/** Options of a stream call. */
+export interface StreamOptions<Req = unknown, Res = unknown> extends CallOptions {
+  /** Byte window: encoded item bytes the worker may send ahead of the consumer (default: runtime `streamWindowBytes`). */
+  windowBytes?: number;
+  /** Credit window: how many items the worker may send ahead of the consumer (default: runtime `streamWindow`). */
+  window?: number;
+  /** Re-issue the stream to another instance when its instance is lost (default: off; INSTANCE_LOST reaches the consumer). */
+  migrate?: MigrateOptions<Req, Res>;
+}
+
+/**
+ * Stream migration: when the instance serving a stream is lost (killed,
+ * frozen, its frames lost), the client asks `resume` for a request that
+ * continues where the consumer is, and sends it through the client's router
+ * to another instance. The consumer sees one gap-free, duplicate-free stream.
+ * The items delivered so far are kept while the stream runs (for `resume`).
+ *
+ * @example
+ * client.stream({ prompt, max: 100 }, {
+ *   migrate: { attempts: 2, resume: (req, got) => ({ ...req, prompt: req.prompt + got.join(''), max: req.max - got.length }) },
+ * });
+ */
+export interface MigrateOptions<Req = unknown, Res = unknown> {
+  /** Re-issues at most (default 1). */
+  attempts?: number;
+  /**
+   * The request for the next instance, from the original request and every
+   * item delivered so far (across attempts); `undefined` gives up (the
+   * consumer gets the INSTANCE_LOST). Nothing already delivered is delivered again.
+   */
+  resume(request: Req, received: readonly Res[]): Req | undefined;
+}
+
+export const MAX_WINDOW = 65_536;
+
+export function remainingBudget(options: CallOptions | undefined, fallback: number): number {
+  let budget = options?.timeout ?? fallback;
+  if (!(budget > 0) && budget !== 0) budget = fallback; // NaN and negatives fall back
+  const parent = options?.parent;
+  if (parent) budget = Math.min(budget, parent.deadline - Date.now());
+  return Math.floor(budget);
+}
+
+export function precheck(options: CallOptions | undefined, budget: number, subject: string): TroupeError | undefined {
+  if (options?.timeout !== undefined && (typeof options.timeout !== 'number' || Number.isNaN(options.timeout) || options.timeout <= 0)) {
+    return new TroupeError('BAD_REQUEST', `timeout must be a positive number of ms, got ${String(options.timeout)}`);
+  }
+  if (options?.signal?.aborted || options?.parent?.signal.aborted) {
+    return new TroupeError('CANCELLED', `call to ${subject} cancelled before it was sent`);
+  }
+  if (budget <= 0) return new TroupeError('TIMEOUT', `deadline already passed before calling ${subject}`);
+  return undefined;
+}
+
+/** Listens to the caller's and the parent's abort signals; returns the remover. */
+export function onAbort(options: CallOptions | undefined, fn: () => void): (() => void) | undefined {
+  const a = options?.signal;
+  const b = options?.parent?.signal;
+  if (!a && !b) return undefined;
+  a?.addEventListener('abort', fn, { once: true });
+  b?.addEventListener('abort', fn, { once: true });
+  return () => {
+    a?.removeEventListener('abort', fn);
+    b?.removeEventListener('abort', fn);
+  };
+}
+
+export function requestHeaders(plane: Plane, budget: number, options: CallOptions | undefined): Record<string, string> {
+  return {
+    [H.ID]: options?.parent?.requestId ?? plane.nextRequestId(),
+    [H.TIMEOUT]: String(budget),
+  };
+}
+
+const cachedUnaryHeaders = new Map<number, Headers>();
+
+/**
+ * Headers of a unary request: the remaining budget, and the request id only
+ * when a parent context gives one (otherwise the worker names the request by
+ * its unique reply subject). Records for a budget are cached and frozen, so
+ * the NATS transport encodes each one once.
+ */
+export function unaryHeaders(budget: number, options: CallOptions | undefined): Headers {
+  const parent = options?.parent;
+  if (parent) return { [H.ID]: parent.requestId, [H.TIMEOUT]: String(budget) };
+  let h = cachedUnaryHeaders.get(budget);
+  if (!h) {
+    if (cachedUnaryHeaders.size >= 512) cachedUnaryHeaders.clear();
+    h = Object.freeze({ [H.TIMEOUT]: String(budget) });
+    cachedUnaryHeaders.set(budget, h);
+  }
+  return h;
+}
+
+export function decodeError(plane: Plane, msg: TransportMessage): TroupeError {
+  try {
+    return fromWire(plane.codec.decode(msg.data));
+  } catch {
+    return fromWire({ code: msg.header(H.ERROR), message: 'remote error with a malformed body' });
+  }
+}
+

@@ -1,0 +1,491 @@
+import type { CallerMonitor, Monitored } from './caller-monitor';
+import { decodeError, MAX_WINDOW, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import type { InFlight } from '../discovery/discovery';
+import { ErrorCode, TroupeError, toTroupeError } from '../errors';
+import type { ReplyHandler } from '../plane/reply-inbox';
+import { validateInstanceId } from '../names';
+import type { Plane } from '../plane/plane';
+import { Ctl, Frame, H, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
+import { type EndpointAddress, ownMailboxSubject } from '../wire/subjects';
+import type { Headers, TransportMessage } from '../transport/transport';
+
+const EMPTY = new Uint8Array(0);
+/** Re-sends of a request that never reached an instance ("no responders", refused while stopping). */
+const MAX_REROUTES = 3;
+/** Migration attempts at most, whatever the option says. */
+const MAX_MIGRATIONS = 100;
+
+/** Where one attempt of a stream goes. */
+export interface StreamTarget {
+  /** The subject the request is published to: an instance's mailbox, or the endpoint's queue group. */
+  readonly subject: string;
+  /** The instance a router picked (undefined for the queue group: the start frame names it). */
+  readonly instanceId?: string;
+  /** Counts the attempt as in flight to its instance (least-loaded routing, and failing fast when its lease dies); returns the remover. */
+  track?(flight: InFlight): () => void;
+}
+
+/**
+ * Picks the target of a re-sent or migrated stream, away from the instance
+ * that failed (undefined when none had accepted); undefined when there is
+ * nowhere to go. The client supplies it, so migration goes through the
+ * client's router and inhibition.
+ */
+export type StreamRoute = (failedInstanceId: string | undefined) => StreamTarget | undefined;
+
+/** Where a stream's items go: an RxJS subscriber (push) or a pull-based iterator. */
+export interface StreamSink<T> {
+  next(item: T): void;
+  error(err: unknown): void;
+  complete(): void;
+  readonly closed: boolean;
+  /** Pull mode: credit is granted as the consumer reports items consumed ({@link CallerStream.consumed}), not as they are delivered. */
+  readonly pull?: boolean;
+}
+
+/**
+ * Caller side of one stream: request, frames, credit, cancel, liveness
+ * (through the runtime's {@link CallerMonitor}) and migration. One object
+ * lives for the whole stream; each attempt (the first request, a re-send, a
+ * migration) has its own reply key, sequence numbers and credit.
+ */
+export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored {
+  private readonly monitor: CallerMonitor;
+  private request!: Req;
+  /** The request of the current attempt (the original, or what `resume` made of it). */
+  private current!: Req;
+  private options: StreamOptions<Req, Res> | undefined;
+  private deadline = 0;
+  private budget = 0;
+  private window = 0;
+  private windowBytes = 0;
+  private route: StreamRoute | undefined;
+  private migrate: MigrateOptions<Req, Res> | undefined;
+  private maxMigrations = 0;
+  /** Items delivered so far, kept only for `migrate.resume`. */
+  private items: Res[] | undefined;
+  private migrations = 0;
+  private reroutes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private unlisten: (() => void) | undefined;
+  /** Items handed to the sink, over all attempts. */
+  private delivered = 0;
+  /** Items the consumer reported consumed (pull mode). */
+  private consumedTotal = 0;
+  private done = false;
+  private cancelled = false;
+  /** Unsubscribed before the instance was known: cancel when its start frame arrives. */
+  private cancelOnStart = false;
+
+  // ---- the current attempt ----
+  private key = '';
+  replySubject = '';
+  private subject = '';
+  private picked: string | undefined;
+  instanceId: string | undefined;
+  ctlSubject: string | undefined;
+  /** Next expected sequence number = items received in this attempt. */
+  private received = 0;
+  private consumedSinceGrant = 0;
+  /** Encoded bytes consumed since the last grant (frame bytes; per item on average in pull mode). */
+  private bytesSinceGrant = 0;
+  /** Frame bytes received, for the per-item average in pull mode. */
+  private receivedBytes = 0;
+  /** Pull mode: items of earlier attempts still unconsumed (their consumption grants no credit to this attempt). */
+  private stale = 0;
+  private untrack: (() => void) | undefined;
+  lastHeard = 0;
+  lastProbe = 0;
+
+  constructor(
+    private readonly plane: Plane,
+    private readonly address: EndpointAddress,
+    private readonly sink: StreamSink<Res>,
+  ) {
+    this.monitor = plane.monitor;
+  }
+
+  /**
+   * Sends the request to `target`. `route` (when given) picks where a request
+   * that reached no instance is re-sent, and where a lost stream migrates.
+   */
+  start(target: StreamTarget, request: Req, options: StreamOptions<Req, Res> | undefined, route?: StreamRoute): void {
+    if (this.done) return; // unsubscribed while the route was being resolved
+    const settings = this.plane.settings;
+    this.budget = remainingBudget(options, settings.streamTimeoutMs);
+    const window = options?.window ?? settings.streamWindow;
+    const migrate = options?.migrate;
+    const refusal =
+      precheck(options, this.budget, target.subject) ??
+      (Number.isInteger(window) && window >= 1 && window <= MAX_WINDOW
+        ? undefined
+        : new TroupeError('BAD_REQUEST', `window must be an integer in 1..${MAX_WINDOW}, got ${String(window)}`)) ??
+      checkMigrate(migrate);
+    if (refusal) return this.finish(refusal);
+    this.request = request;
+    this.options = options;
+    this.window = window;
+    const wb = options?.windowBytes ?? settings.streamWindowBytes;
+    this.windowBytes = Number.isInteger(wb) && wb >= 1024 ? wb : settings.streamWindowBytes;
+    this.route = route;
+    this.deadline = Date.now() + this.budget;
+    if (migrate) {
+      this.migrate = migrate;
+      this.maxMigrations = migrate.attempts ?? 1;
+      this.items = [];
+    }
+    this.timer = setTimeout(this.onTimeout, this.budget);
+    this.unlisten = onAbort(options, this.onAbortSignal);
+    this.send(target, request);
+  }
+
+  /** Publishes one attempt's request. */
+  private send(target: StreamTarget, request: Req): void {
+    let data: Uint8Array;
+    try {
+      data = this.plane.codec.encode(request);
+    } catch (err) {
+      return this.finish(toTroupeError(err, 'BAD_REQUEST'));
+    }
+    const [key, reply] = this.plane.inbox.open(this);
+    this.key = key;
+    this.replySubject = reply;
+    this.subject = target.subject;
+    this.picked = target.instanceId;
+    this.current = request;
+    // A routed request names its instance up front: cancel and credit need not wait for the start frame.
+    this.ctlSubject = target.instanceId === undefined ? undefined : ownMailboxSubject(this.address, target.instanceId);
+    const headers = requestHeaders(this.plane, Math.max(1, this.deadline - Date.now()), this.options);
+    headers[H.MODE] = MODE_STREAM;
+    headers[H.WINDOW] = String(this.window);
+    headers[H.WINDOW_BYTES] = String(this.windowBytes);
+    headers[H.PROTO] = PROTOCOL_VERSION;
+    headers[H.HEARTBEAT] = String(this.plane.settings.streamHeartbeatMs);
+    try {
+      this.plane.transport.publish(target.subject, data, { reply, headers });
+    } catch (err) {
+      return this.finish(toTroupeError(err, 'UNAVAILABLE'));
+    }
+    this.untrack = target.track?.(this);
+    this.monitor.add(this);
+    this.lastHeard = this.monitor.now();
+    this.lastProbe = this.lastHeard;
+  }
+
+  /** The instance serving this attempt, as far as known (for the monitor). */
+  get target(): string | undefined {
+    return this.instanceId ?? this.picked;
+  }
+
+  onReply(msg: TransportMessage): void {
+    if (this.done) {
+      // Unsubscribed before the start frame: now we know whom to cancel.
+      if (this.cancelOnStart && msg.header(H.INSTANCE) !== undefined) this.cancelAfterStart(msg);
+      return;
+    }
+    if (msg.noResponders) {
+      // The request (or a credit, which carries this stream's reply subject) found no subscriber.
+      if (this.instanceId !== undefined) {
+        return this.lost(new TroupeError('INSTANCE_LOST', `instance ${this.instanceId} is gone: its mailbox has no responders`));
+      }
+      return this.unreachable(new TroupeError('NO_INSTANCES', `no instance is serving ${this.subject}`));
+    }
+    this.heard();
+    if (msg.header(H.ERROR) !== undefined) {
+      const err = decodeError(this.plane, msg);
+      if (this.instanceId === undefined && isRefusal(err)) return this.unreachable(err);
+      return this.finish(err);
+    }
+    const frame = msg.header(H.FRAME);
+    // The first frame names the instance: a start frame, or the first data (or end) frame.
+    if (this.instanceId === undefined && frame !== Frame.START && msg.header(H.INSTANCE) !== undefined) {
+      this.onStart(msg);
+      if (this.done) return;
+    }
+    switch (frame) {
+      case Frame.START:
+        return this.onStart(msg);
+      case Frame.DATA:
+        return this.onData(msg);
+      case Frame.END:
+        return this.onEnd(msg);
+      case Frame.HEARTBEAT:
+        return;
+      case Frame.ERROR:
+        return this.finish(decodeError(this.plane, msg));
+      default:
+        return this.finish(new TroupeError('INTERNAL', `unknown stream frame ${JSON.stringify(frame)} from ${this.subject}`));
+    }
+  }
+
+  /** Named in a worker's heartbeat. */
+  onHeartbeat(): void {
+    this.heard();
+  }
+
+  heard(): void {
+    const now = this.monitor.now();
+    this.lastHeard = now;
+    const target = this.instanceId ?? this.picked;
+    if (target !== undefined) this.monitor.heardFrom(target, now);
+  }
+
+  private onStart(msg: TransportMessage): void {
+    try {
+      this.instanceId = validateInstanceId(msg.header(H.INSTANCE));
+    } catch {
+      return this.finish(new TroupeError('INTERNAL', `stream start frame from ${this.subject} names no valid instance`));
+    }
+    this.ctlSubject = ownMailboxSubject(this.address, this.instanceId);
+  }
+
+  private onData(msg: TransportMessage): void {
+    const seq = Number(msg.header(H.SEQ));
+    if (seq !== this.received) {
+      return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${this.instanceId ?? this.subject} lost frames: expected item ${this.received}, got ${seq}`));
+    }
+    let items: unknown;
+    try {
+      items = this.plane.codec.decode(msg.data);
+    } catch (err) {
+      return this.finish(toTroupeError(err, 'INTERNAL'));
+    }
+    if (!Array.isArray(items)) {
+      return this.finish(new TroupeError('INTERNAL', `malformed data frame from ${this.subject}: not an array`));
+    }
+    const keep = this.items;
+    for (const item of items) {
+      this.received++;
+      this.delivered++;
+      keep?.push(item as Res);
+      this.sink.next(item as Res);
+      if (this.done) return; // unsubscribed (or errored) inside next()
+    }
+    // After delivery: time a synchronous consumer spent on these items is not the worker's silence.
+    this.heard();
+    this.receivedBytes += msg.data.length;
+    if (!this.sink.pull) {
+      this.consumedSinceGrant += items.length;
+      this.bytesSinceGrant += msg.data.length;
+      this.grant();
+    }
+  }
+
+  /** Pull mode: the consumer took `n` items; grant credit for them. */
+  consumed(n: number): void {
+    this.consumedTotal += n;
+    if (this.stale > 0) {
+      const k = Math.min(this.stale, n);
+      this.stale -= k;
+      n -= k;
+    }
+    if (this.done || n === 0) return;
+    this.consumedSinceGrant += n;
+    if (this.received > 0) this.bytesSinceGrant += (this.receivedBytes / this.received) * n;
+    this.grant();
+  }
+
+  /**
+   * Grants in halves of the window: one control message per window/2 items
+   * (or windowBytes/2 bytes, for large items) consumed.
+   */
+  private grant(): void {
+    if (!this.ctlSubject || this.consumedSinceGrant === 0) return;
+    if (this.consumedSinceGrant * 2 < this.window && this.bytesSinceGrant * 2 < this.windowBytes) return;
+    const n = this.consumedSinceGrant;
+    this.consumedSinceGrant = 0;
+    this.bytesSinceGrant = 0;
+    this.sendCtl(Ctl.CREDIT, n);
+  }
+
+  private onEnd(msg: TransportMessage): void {
+    const total = Number(msg.header(H.SEQ));
+    if (total !== this.received) {
+      return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${this.instanceId ?? this.subject} ended after ${total} items but ${this.received} arrived`));
+    }
+    this.finish();
+  }
+
+  /** Silent past the idle bound (from the monitor). */
+  silent(silenceMs: number): void {
+    if (this.done) return this.endAttempt(); // waited for a start frame to cancel; give up
+    const target = this.instanceId ?? this.picked;
+    if (target === undefined) {
+      return this.lost(new TroupeError('INSTANCE_LOST', `no instance accepted the stream sent to ${this.subject} within ${this.monitor.idleMs} ms`));
+    }
+    this.lost(
+      new TroupeError('INSTANCE_LOST', `instance ${target} was silent for ${Math.round(silenceMs)} ms (idle bound ${this.monitor.idleMs} ms): frozen, partitioned or dead`),
+    );
+  }
+
+  /**
+   * Discovery saw the instance's lease lapse: probe it now rather than fail
+   * (a busy caller can read lease updates late; a dead instance answers "no
+   * responders" to the probe in milliseconds, a frozen one hits the idle bound).
+   */
+  lose(_err: TroupeError): void {
+    this.monitor.suspect(this);
+  }
+
+  /**
+   * The instance serving this attempt is lost: migrate when asked to and
+   * possible, else fail with INSTANCE_LOST and the count delivered.
+   */
+  lost(err: TroupeError): void {
+    if (this.done) return;
+    const stats = this.plane.stats;
+    stats.streamsLost++;
+    const failed = this.instanceId ?? this.picked;
+    this.endAttempt(true);
+    const migrate = this.migrate;
+    if (migrate && this.route && this.migrations < this.maxMigrations && !this.cancelled && this.deadline - Date.now() > 0) {
+      let next: Req | undefined;
+      try {
+        next = migrate.resume(this.request, this.items as Res[]);
+      } catch (e) {
+        return this.finish(new TroupeError('INTERNAL', `migrate.resume threw: ${toTroupeError(e).message}`, { cause: e, data: this.progress(failed) }));
+      }
+      const target = next === undefined ? undefined : this.route(failed);
+      if (target) {
+        this.migrations++;
+        stats.streamsMigrated++;
+        this.plane.logger.info('stream migrated', { from: failed, to: target.instanceId ?? target.subject, delivered: this.delivered, attempt: this.migrations });
+        return this.send(target, next as Req);
+      }
+    }
+    this.finish(new TroupeError(ErrorCode.INSTANCE_LOST, err.message, { cause: err.cause, data: this.progress(failed) }));
+  }
+
+  /** The request never reached an instance: re-send it elsewhere when the client routes, else fail. */
+  private unreachable(err: TroupeError): void {
+    const failed = this.picked;
+    if (failed !== undefined && this.route && this.reroutes < MAX_REROUTES && this.deadline - Date.now() > 0) {
+      this.endAttempt(false);
+      const target = this.route(failed);
+      if (target) {
+        this.reroutes++;
+        // This attempt's request was never received: send the same one again.
+        return this.send(target, this.current);
+      }
+    }
+    this.finish(this.delivered > 0 ? new TroupeError(err.code, err.message, { cause: err, data: this.progress(failed) }) : err);
+  }
+
+  private progress(instanceId: string | undefined): Record<string, unknown> {
+    return { delivered: this.delivered, instanceId, migrations: this.migrations };
+  }
+
+  private readonly onTimeout = (): void => {
+    this.timer = undefined;
+    this.sendCtl(Ctl.CANCEL);
+    this.finish(new TroupeError('TIMEOUT', `stream from ${this.subject} did not finish within ${this.budget} ms`, { data: this.progress(this.instanceId) }));
+  };
+
+  private readonly onAbortSignal = (): void => {
+    this.cancelled = true;
+    this.sendCtl(Ctl.CANCEL);
+    this.finish(new TroupeError('CANCELLED', `stream from ${this.subject} cancelled`, { data: this.progress(this.instanceId) }));
+  };
+
+  /** Unsubscribed (or the iterator returned): cancel the remote handler and release everything. */
+  teardown(): void {
+    if (this.done) return;
+    this.cancelled = true;
+    this.done = true;
+    this.clearTimers();
+    if (this.ctlSubject || !this.key) {
+      this.sendCtl(Ctl.CANCEL);
+      this.endAttempt();
+    } else {
+      // Without a start frame we do not know whom to cancel yet: keep listening
+      // until it arrives (the instance sends it on acceptance) or the idle bound passes.
+      this.cancelOnStart = true;
+    }
+  }
+
+  private cancelAfterStart(msg: TransportMessage): void {
+    this.cancelOnStart = false;
+    try {
+      this.ctlSubject = ownMailboxSubject(this.address, validateInstanceId(msg.header(H.INSTANCE)));
+      this.sendCtl(Ctl.CANCEL);
+    } catch {
+      // no valid instance named: nothing to cancel
+    }
+    this.endAttempt();
+  }
+
+  private sendCtl(kind: Ctl, credit?: number): void {
+    if (!this.ctlSubject) return;
+    const stream = this.replySubject;
+    try {
+      if (credit === undefined) {
+        this.plane.transport.publish(this.ctlSubject, EMPTY, { headers: { [H.CTL]: kind, [H.STREAM]: stream } });
+      } else {
+        // With a reply subject: a dead instance's mailbox answers "no responders" to this stream at once.
+        const headers: Headers = { [H.CTL]: kind, [H.STREAM]: stream, [H.CREDIT]: String(credit) };
+        this.plane.transport.publish(this.ctlSubject, EMPTY, { reply: stream, headers });
+      }
+    } catch (err) {
+      // A lost credit stalls the worker until a heartbeat or probe; a lost cancel is caught by the worker's heartbeat ("gone").
+      this.plane.logger.warn('stream control message not sent', { subject: this.ctlSubject, kind, error: (err as Error).message });
+    }
+  }
+
+  /** Ends the current attempt: stops watching it, forgets its reply key, optionally cancels it at the worker. */
+  private endAttempt(cancelRemote = false): void {
+    this.monitor.delete(this);
+    this.untrack?.();
+    this.untrack = undefined;
+    if (cancelRemote) this.sendCtl(Ctl.CANCEL); // a frozen worker that wakes up stops at once
+    if (this.key) this.plane.inbox.close(this.key);
+    this.key = '';
+    this.cancelOnStart = false;
+    if (this.sink.pull) this.stale = this.delivered - this.consumedTotal;
+    this.received = 0;
+    this.receivedBytes = 0;
+    this.consumedSinceGrant = 0;
+    this.bytesSinceGrant = 0;
+    this.instanceId = undefined;
+    this.ctlSubject = undefined;
+    this.picked = undefined;
+  }
+
+  /** The runtime closed: end the stream with `err` now. */
+  abandon(err: TroupeError): void {
+    this.finish(err);
+  }
+
+  private finish(err?: TroupeError): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimers();
+    this.endAttempt();
+    this.items = undefined;
+    if (err) this.sink.error(err);
+    else this.sink.complete();
+  }
+
+  private clearTimers(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.unlisten?.();
+    this.unlisten = undefined;
+  }
+}
+
+function checkMigrate(m: MigrateOptions<unknown, unknown> | undefined): TroupeError | undefined {
+  if (m === undefined) return undefined;
+  if (typeof m !== 'object' || m === null || typeof m.resume !== 'function') {
+    return new TroupeError('BAD_REQUEST', 'migrate needs a resume(request, received) function');
+  }
+  const a = m.attempts ?? 1;
+  if (!Number.isInteger(a) || a < 0 || a > MAX_MIGRATIONS) {
+    return new TroupeError('BAD_REQUEST', `migrate.attempts must be an integer in 0..${MAX_MIGRATIONS}, got ${String(m.attempts)}`);
+  }
+  return undefined;
+}
+
+/** Refused without running (an instance that is stopping): safe to send elsewhere. */
+function isRefusal(err: TroupeError): boolean {
+  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
+}

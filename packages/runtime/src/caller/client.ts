@@ -1,0 +1,318 @@
+import { map, Observable } from 'rxjs';
+import { type CallOptions, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
+import { CallerStream, type StreamRoute, type StreamSink, type StreamTarget } from './caller-stream';
+import { type Class, componentMeta } from '../component/decorators';
+import type { EndpointView } from '../discovery/endpoint-view';
+import { TroupeError, toTroupeError } from '../errors';
+import { validateInstanceId } from '../names';
+import type { Plane } from '../plane/plane';
+import type { InstanceRecord } from '../discovery/registry';
+import { resolveRouter, type Router, type RouterSpec } from '../discovery/routers';
+import { endpointAddress, type EndpointAddress, mailboxSubject, ownMailboxSubject, queueSubject } from '../wire/subjects';
+import { type Route, UnaryCall } from './unary-call';
+import { type StreamObservable, StreamIterator, streamObservable } from './stream-iterator';
+
+export type { CallOptions, RetryOptions, StreamOptions } from './call-options';
+
+/** Options of a client (see `EndpointRef.client`). */
+export interface ClientOptions {
+  /** How requests pick an instance (default: the runtime's `router`). */
+  router?: RouterSpec;
+  /** Retries of idempotent unary calls (default: none). */
+  retry?: RetryOptions;
+  /** Only instances whose record passes this filter (see {@link EndpointClient.where}). */
+  filter?: (instance: InstanceRecord) => boolean;
+}
+
+/**
+ * A client of one endpoint: `call` for unary requests, `stream` for
+ * streaming ones. A client-side router picks an instance from discovery
+ * (default round-robin) and sends to its mailbox; `queue` leaves balancing to
+ * the NATS queue group; {@link direct} pins one instance.
+ *
+ * @example
+ * const gen = runtime.namespace('llama_8b').component('decode').endpoint('generate').client();
+ * gen.stream({ prompt: 'hi' }).subscribe((token) => process.stdout.write(token));
+ */
+export class EndpointClient<Req = unknown, Res = unknown> {
+  /** The subject requests are published to when no client-side router picks an instance. */
+  readonly subject: string;
+  private readonly router: Router | 'queue';
+  private viewCache: EndpointView | undefined;
+
+  constructor(
+    private readonly plane: Plane,
+    readonly address: EndpointAddress,
+    /** The instance this client is pinned to, if any. */
+    readonly instanceId?: string,
+    private readonly options: ClientOptions = {},
+  ) {
+    this.subject = instanceId === undefined ? queueSubject(address) : mailboxSubject(address, instanceId);
+    this.router = resolveRouter(options.router ?? plane.settings.router);
+    if (this.router !== 'queue' && !plane.discovery) {
+      throw new TroupeError('BAD_REQUEST', `router ${this.router.name} needs discovery, which this runtime has turned off; use router 'queue' or enable discovery`);
+    }
+  }
+
+  /**
+   * A client of the same endpoint that sends every request to one instance's
+   * mailbox. An id that is not 16 hex characters throws `BAD_REQUEST`.
+   *
+   * @example
+   * await gen.direct(handle.instanceIds[0]).call({ prompt: 'hi' });
+   */
+  direct(instanceId: string): EndpointClient<Req, Res> {
+    return new EndpointClient<Req, Res>(this.plane, this.address, validateInstanceId(instanceId), { ...this.options, router: 'queue' });
+  }
+
+  /**
+   * A client that routes only to instances whose properties pass `predicate`.
+   *
+   * @example
+   * const llama = client.where((p) => p.model === 'llama3-8b');
+   */
+  where(predicate: (properties: Readonly<Record<string, unknown>>, instance: InstanceRecord) => boolean): EndpointClient<Req, Res> {
+    const prev = this.options.filter;
+    const filter = (r: InstanceRecord): boolean => (!prev || prev(r)) && predicate(r.properties, r);
+    return new EndpointClient<Req, Res>(this.plane, this.address, this.instanceId, { ...this.options, filter });
+  }
+
+  /** The shared discovery view of this endpoint. */
+  private view(): EndpointView {
+    if (!this.plane.discovery) throw new TroupeError('UNAVAILABLE', 'discovery is turned off in this runtime');
+    this.viewCache ??= this.plane.discovery.view(this.address);
+    return this.viewCache;
+  }
+
+  /**
+   * The instances serving this endpoint now (registered, lease alive,
+   * matching this client's filter), once the first list is known.
+   *
+   * @example
+   * for (const i of await client.instances()) console.log(i.instanceId, i.properties);
+   */
+  async instances(): Promise<InstanceRecord[]> {
+    const v = this.view();
+    await v.ready;
+    return this.filtered(v.instances);
+  }
+
+  /**
+   * The instance list as it changes (one watch per endpoint per process,
+   * shared by every client of it).
+   *
+   * @example
+   * client.instances$.subscribe((xs) => console.log(xs.length, 'instances'));
+   */
+  get instances$(): Observable<InstanceRecord[]> {
+    return this.view().list$.pipe(map((xs) => this.filtered(xs)));
+  }
+
+  /**
+   * Resolves when at least `n` instances are listed; `TIMEOUT` after `timeout` ms (default 10 s).
+   *
+   * @example
+   * await client.waitForInstances(2, { timeout: 5000 });
+   */
+  waitForInstances(n: number, options: { timeout?: number } = {}): Promise<InstanceRecord[]> {
+    const timeout = options.timeout ?? 10_000;
+    return new Promise((resolve, reject) => {
+      let last = 0;
+      const timer = setTimeout(() => {
+        sub.unsubscribe();
+        reject(new TroupeError('TIMEOUT', `${last} of ${n} instances of ${queueSubject(this.address)} listed after ${timeout} ms`));
+      }, timeout);
+      const sub = this.instances$.subscribe((xs) => {
+        last = xs.length;
+        if (xs.length >= n && this.view().synced) {
+          clearTimeout(timer);
+          queueMicrotask(() => sub.unsubscribe());
+          resolve(xs);
+        }
+      });
+    });
+  }
+
+  private filtered(xs: readonly InstanceRecord[]): InstanceRecord[] {
+    const f = this.options.filter;
+    return f ? xs.filter(f) : [...xs];
+  }
+
+  /**
+   * Sends one request and resolves with the one reply. Rejects with a
+   * TroupeError: `NO_INSTANCES` at once when nothing listens, `TIMEOUT` at
+   * the deadline, `CANCELLED` on abort, `PAYLOAD_TOO_LARGE` at once for an
+   * oversized request, or whatever the handler threw (normalised). A request
+   * an instance never received ("no responders", or refused while it stops)
+   * goes to another instance at once.
+   *
+   * @example
+   * const metrics = await client.call(undefined, { timeout: 500 });
+   */
+  call(request: Req, options?: CallOptions): Promise<Res> {
+    const budget = remainingBudget(options, this.plane.settings.requestTimeoutMs);
+    const refusal = precheck(options, budget, this.subject);
+    if (refusal) return Promise.reject(refusal);
+    let router: Router | 'queue';
+    try {
+      router = options?.router === undefined ? this.router : this.instanceId === undefined ? resolveRouter(options.router) : 'queue';
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    let data: Uint8Array;
+    try {
+      data = this.plane.codec.encode(request);
+    } catch (err) {
+      return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
+    }
+    if (router === 'queue' || this.instanceId !== undefined) {
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options));
+    }
+    return this.callRouted(router, request, data, budget, options);
+  }
+
+  private callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined): Promise<Res> {
+    const view = this.view();
+    const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
+    const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
+    if (view.synced) {
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget, options));
+    }
+    const started = Date.now();
+    return untilReady(view, budget, this.subject).then(
+      () =>
+        new Promise<Res>((resolve, reject) =>
+          new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget - (Date.now() - started), options),
+        ),
+    );
+  }
+
+  /**
+   * A cold Observable of the endpoint's items: subscribing sends the
+   * request; unsubscribing cancels the remote handler. Items carry sequence
+   * numbers and arrive in order; the worker never runs more than the credit
+   * window ahead of the consumer; a worker that dies or freezes becomes
+   * `INSTANCE_LOST` (with `data.delivered`) within the runtime's
+   * `streamIdleMs`, or migrates with `options.migrate`. Errors are
+   * TroupeErrors. The Observable is also an AsyncIterable that pulls (see
+   * {@link iterate}).
+   *
+   * @example
+   * client.stream({ prompt }).pipe(take(10)).subscribe(console.log);
+   */
+  stream(request: Req, options?: StreamOptions<Req, Res>): StreamObservable<Res> {
+    return streamObservable<Res>((sink) => this.openStream(sink, request, options));
+  }
+
+  /**
+   * Pull-based consumption: the request goes out on the first `next()`, and
+   * credit is granted as the consumer takes items, so a slow *async* consumer
+   * pauses the producer (an Observable pushes: its credit follows delivery).
+   * Leaving the loop early cancels the remote handler.
+   *
+   * @example
+   * for await (const token of client.iterate({ prompt })) await socket.write(token);
+   */
+  iterate(request: Req, options?: StreamOptions<Req, Res>): AsyncIterable<Res> {
+    return { [Symbol.asyncIterator]: () => new StreamIterator<Res>((sink) => this.openStream(sink, request, options)) };
+  }
+
+  /** Starts one stream into `sink`, routed like `call`; re-sends and migrations go through the same router. */
+  private openStream(sink: StreamSink<Res>, request: Req, options: StreamOptions<Req, Res> | undefined): CallerStream<Req, Res> {
+    const s = new CallerStream<Req, Res>(this.plane, this.address, sink);
+    let router: Router | 'queue';
+    try {
+      router = this.instanceId !== undefined ? 'queue' : options?.router === undefined ? this.router : resolveRouter(options.router);
+    } catch (err) {
+      sink.error(err);
+      return s;
+    }
+    if (router === 'queue') {
+      // The queue group re-routes by itself (a killed member leaves it at once); a pinned client has nowhere else to go.
+      const target: StreamTarget = { subject: this.subject };
+      s.start(target, request, options, this.instanceId === undefined ? () => target : undefined);
+      return s;
+    }
+    const view = this.view();
+    const picker = router;
+    const route: StreamRoute = (failed) => {
+      if (failed !== undefined) view.inhibit(failed);
+      const candidates = view.candidates(this.options.filter, failed === undefined ? undefined : new Set([failed]));
+      const id = candidates.length > 0 ? picker.pick(candidates, request, view) : undefined;
+      return id === undefined ? undefined : { subject: ownMailboxSubject(this.address, id), instanceId: id, track: (f) => view.track(id, f) };
+    };
+    const go = (): void => {
+      if (sink.closed) return;
+      const target = route(undefined);
+      if (!target) sink.error(new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered`));
+      else s.start(target, request, options, route);
+    };
+    if (view.synced) go();
+    else view.ready.then(go, (err: unknown) => sink.error(toTroupeError(err, 'UNAVAILABLE')));
+    return s;
+  }
+}
+
+async function untilReady(view: EndpointView, budget: number, subject: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      view.ready,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `discovery of ${subject} did not complete within ${budget} ms`)), budget);
+      }),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+// ---- typed clients --------------------------------------------------------
+
+type AnyFn = (...args: never[]) => unknown;
+type RequestOf<F> = F extends (req: infer R, ...rest: never[]) => unknown ? R : never;
+type ItemOf<R> = R extends AsyncIterable<infer T> ? T : R extends Observable<infer T> ? T : never;
+
+/** The client-side signature of one endpoint method. */
+export type ClientMethod<F> = F extends AnyFn
+  ? [ItemOf<ReturnType<F>>] extends [never]
+    ? (request: RequestOf<F>, options?: CallOptions) => Promise<Awaited<ReturnType<F>>>
+    : (request: RequestOf<F>, options?: StreamOptions<RequestOf<F>, ItemOf<ReturnType<F>>>) => StreamObservable<ItemOf<ReturnType<F>>>
+  : never;
+
+type Lifecycle = 'onStart' | 'onStop';
+
+/**
+ * A client derived from a component class: one method per endpoint, typed
+ * from the endpoint's signature (streaming endpoints return an Observable,
+ * unary ones a Promise). Only methods decorated with `@endpoint` exist at
+ * run time.
+ *
+ * @example
+ * const decode = runtime.namespace('llama_8b').client(Decode);
+ * decode.generate({ prompt: 'hi' }).subscribe(console.log); // type-checked
+ */
+export type TypedClient<C> = {
+  readonly [K in keyof C as K extends Lifecycle ? never : C[K] extends AnyFn ? K : never]: ClientMethod<C[K]>;
+};
+
+/** Options of a typed client: a client's options, or one instance. */
+export interface TypedClientOptions extends ClientOptions {
+  /** Pin every call to one instance (its mailbox). */
+  instance?: string;
+}
+
+/** Builds a {@link TypedClient} of `target` in `namespace`. */
+export function typedClient<C>(plane: Plane, namespace: string, target: Class<C>, options: TypedClientOptions = {}): TypedClient<C> {
+  const meta = componentMeta(target);
+  const out: Record<string, unknown> = {};
+  for (const ep of meta.endpoints.values()) {
+    const { instance, ...clientOptions } = options;
+    let client = new EndpointClient(plane, endpointAddress(namespace, meta.name, ep.name), undefined, instance === undefined ? clientOptions : { ...clientOptions, router: 'queue' });
+    if (instance !== undefined) client = client.direct(instance);
+    out[ep.method] = ep.stream
+      ? (req: unknown, o?: StreamOptions) => client.stream(req, o)
+      : (req: unknown, o?: CallOptions) => client.call(req, o);
+  }
+  return Object.freeze(out) as TypedClient<C>;
+}

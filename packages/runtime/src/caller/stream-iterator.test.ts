@@ -1,0 +1,96 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { StreamSink } from './caller-stream';
+import { TroupeError } from '../errors';
+import { packTokens, unpackTokens } from '../plane/reply-inbox';
+import { StreamIterator, streamObservable } from './stream-iterator';
+
+/** A fake stream: records what the iterator reports, exposes the sink it was given. */
+function fake(): { sink: () => StreamSink<number>; consumed: number[]; teardowns: number; opens: number; open: (s: StreamSink<number>) => { consumed(n: number): void; teardown(): void } } {
+  let sink: StreamSink<number> | undefined;
+  const f = {
+    consumed: [] as number[],
+    teardowns: 0,
+    opens: 0,
+    sink: () => sink as StreamSink<number>,
+    open: (s: StreamSink<number>) => {
+      sink = s;
+      f.opens++;
+      return { consumed: (n: number) => f.consumed.push(n), teardown: () => void f.teardowns++ };
+    },
+  };
+  return f;
+}
+
+test('stream iterator - sends nothing until the first next(), then pulls in order and reports each item consumed', async () => {
+  const f = fake();
+  const it = new StreamIterator<number>(f.open);
+  assert.is(f.opens, 0, 'cold until next()');
+  const first = it.next();
+  assert.is(f.opens, 1);
+  assert.ok(f.sink().pull, 'a pull sink: credit follows consumption');
+  f.sink().next(1); // a waiter was pending: handed over at once
+  f.sink().next(2);
+  f.sink().next(3); // buffered
+  assert.equal(await first, { value: 1, done: false });
+  assert.equal(f.consumed, [1], 'only what the consumer took counts');
+  assert.equal(await it.next(), { value: 2, done: false });
+  assert.equal(await it.next(), { value: 3, done: false });
+  assert.equal(f.consumed, [1, 1, 1]);
+  f.sink().complete();
+  assert.equal(await it.next(), { value: undefined, done: true });
+});
+
+test('stream iterator - an error comes after the items buffered before it', async () => {
+  const f = fake();
+  const it = new StreamIterator<number>(f.open);
+  void it.next().then((r) => assert.equal(r, { value: 1, done: false }));
+  f.sink().next(1);
+  f.sink().next(2);
+  f.sink().error(new TroupeError('INSTANCE_LOST', 'gone', { data: { delivered: 2 } }));
+  assert.equal(await it.next(), { value: 2, done: false });
+  try {
+    await it.next();
+    assert.unreachable('expected the error');
+  } catch (e) {
+    assert.is((e as TroupeError).code, 'INSTANCE_LOST');
+  }
+  assert.equal(await it.next(), { value: undefined, done: true }, 'done after the error');
+});
+
+test('stream iterator - return() (a break out of for-await) tears the stream down once and ends pending reads', async () => {
+  const f = fake();
+  const it = new StreamIterator<number>(f.open);
+  const pending = it.next();
+  await it.return();
+  assert.equal(await pending, { value: undefined, done: true });
+  assert.is(f.teardowns, 1);
+  await it.return();
+  assert.is(f.teardowns, 1, 'idempotent');
+  assert.ok(f.sink().closed, 'the stream sees the sink closed');
+});
+
+test('stream observable - subscribing pushes; for-await pulls; each starts its own stream', async () => {
+  const f = fake();
+  const obs = streamObservable<number>(f.open);
+  const got: number[] = [];
+  const sub = obs.subscribe((v) => got.push(v));
+  assert.is(f.opens, 1);
+  assert.not.ok(f.sink().pull, 'a subscriber is a push sink');
+  f.sink().next(7);
+  sub.unsubscribe();
+  assert.equal(got, [7]);
+  assert.is(f.teardowns, 1, 'unsubscribing tears down');
+  const it = obs[Symbol.asyncIterator]();
+  const r = it.next();
+  assert.is(f.opens, 2);
+  f.sink().next(8);
+  assert.equal(await r, { value: 8, done: false });
+});
+
+test('stream tokens - keys and subjects round-trip through the space-separated wire form', () => {
+  assert.equal(unpackTokens(packTokens(['1', 'a2', '_INBOX.x.3'])), ['1', 'a2', '_INBOX.x.3']);
+  assert.equal(unpackTokens(packTokens([])), []);
+});
+
+test.run();

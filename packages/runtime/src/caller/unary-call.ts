@@ -1,0 +1,209 @@
+import { type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
+import { DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
+import type { InFlight } from '../discovery/discovery';
+import type { EndpointView } from '../discovery/endpoint-view';
+import { ErrorCode, TroupeError, toTroupeError } from '../errors';
+import type { ReplyHandler } from '../plane/reply-inbox';
+import type { Plane } from '../plane/plane';
+import { H } from '../wire/protocol';
+import type { InstanceRecord } from '../discovery/registry';
+import type { Router } from '../discovery/routers';
+import type { TransportMessage } from '../transport/transport';
+
+/** How a routed call picks (and re-picks) its instance. */
+export interface Route {
+  readonly view: EndpointView;
+  readonly router: Router;
+  readonly request: unknown;
+  readonly filter: ((r: InstanceRecord) => boolean) | undefined;
+  readonly retry: RetryOptions | undefined;
+  /** For messages. */
+  readonly subject: string;
+}
+
+/**
+ * One unary call in flight: a reply handler on the muxed inbox, one promise,
+ * one slot in the runtime's deadline wheel. A routed call picks an instance through its router and
+ * re-picks in place — without a new promise — when the request was never
+ * delivered ("no responders" from a mailbox, refused by a stopping
+ * instance), and on retryable failures when retries are on.
+ */
+export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
+  private key = '';
+  private unlisten: (() => void) | undefined;
+  private untrack: (() => void) | undefined;
+  private subject = '';
+  private budget = 0;
+  private deadline = 0;
+  private done = false;
+  private wheel: DeadlineWheel | undefined;
+  private data: Uint8Array = EMPTY;
+  private options: CallOptions | undefined;
+  private route: Route | undefined;
+  private id: string | undefined;
+  private tried: Set<string> | undefined;
+  private retries = 0;
+  private lastErr: TroupeError | undefined;
+
+  constructor(
+    private readonly plane: Plane,
+    private readonly resolve: (v: Res) => void,
+    private readonly reject: (e: TroupeError) => void,
+  ) {}
+
+  /** Sends to one subject (queue group or a pinned mailbox). */
+  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+    this.arm(data, budget, options);
+    this.publish(subject, budget);
+  }
+
+  /** Picks an instance through `route` and sends to its mailbox. */
+  sendRouted(route: Route, data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+    this.route = route;
+    this.arm(data, budget, options);
+    this.next();
+  }
+
+  private arm(data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+    this.data = data;
+    this.budget = budget;
+    this.options = options;
+    this.deadline = Date.now() + budget;
+    this.wheel = this.plane.wheel;
+    this.wheel.add(this, this.deadline);
+    this.unlisten = onAbort(options, this.onCancel);
+  }
+
+  private next(): void {
+    const r = this.route as Route;
+    let candidates = r.view.candidates(r.filter, this.tried);
+    if (candidates.length === 0 && this.retries > 0) candidates = r.view.candidates(r.filter);
+    const id = candidates.length > 0 ? r.router.pick(candidates, r.request, r.view) : undefined;
+    if (id === undefined) {
+      this.finish(this.lastErr ?? new TroupeError('NO_INSTANCES', `no instance of ${r.subject} is registered${r.filter ? ' matching the filter' : ''}`));
+      return;
+    }
+    this.id = id;
+    this.untrack = r.view.track(id, this);
+    this.publish(r.view.mailbox(id), this.deadline - Date.now());
+  }
+
+  private publish(subject: string, budget: number): void {
+    this.subject = subject;
+    const [key, reply] = this.plane.inbox.open(this);
+    this.key = key;
+    try {
+      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.options) });
+    } catch (err) {
+      this.finish(toTroupeError(err, 'UNAVAILABLE'));
+    }
+  }
+
+  onReply(msg: TransportMessage): void {
+    if (msg.noResponders) {
+      this.fail(new TroupeError('NO_INSTANCES', `no instance is serving ${this.subject}`));
+      return;
+    }
+    if (msg.header(H.ERROR) !== undefined) {
+      this.fail(decodeError(this.plane, msg));
+      return;
+    }
+    let value: unknown;
+    try {
+      value = this.plane.codec.decode(msg.data);
+    } catch (err) {
+      this.finish(new TroupeError('INTERNAL', `malformed reply from ${this.subject}: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    if (this.id !== undefined) this.route?.view.succeeded(this.id);
+    this.done = true;
+    this.cleanup();
+    this.resolve(value as Res);
+  }
+
+  /** The runtime closed: fail now. */
+  abandon(err: TroupeError): void {
+    this.finish(err);
+  }
+
+  /** The instance was lost (its lease expired): fail (or re-route) now instead of at the deadline. */
+  lose(err: TroupeError): void {
+    this.fail(err);
+  }
+
+  /** The deadline passed (called by the runtime's deadline wheel). */
+  expire(): void {
+    if (this.id !== undefined) this.route?.view.inhibit(this.id);
+    this.finish(new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${this.budget} ms`));
+  }
+
+  private readonly onCancel = (): void => {
+    this.finish(new TroupeError('CANCELLED', `call to ${this.subject} cancelled`));
+  };
+
+  /** An attempt failed: re-route when that is safe (or asked for), else finish. */
+  private fail(err: TroupeError): void {
+    if (this.done) return;
+    const r = this.route;
+    const id = this.id;
+    if (r && id !== undefined) {
+      this.release();
+      this.id = undefined;
+      this.lastErr = err;
+      (this.tried ??= new Set()).add(id);
+      const left = this.deadline - Date.now();
+      if (err.code === ErrorCode.NO_INSTANCES || isRefusal(err)) {
+        r.view.inhibit(id); // never delivered: another instance is always safe
+        if (left > 0) return this.next();
+      } else {
+        if (err.code === ErrorCode.INSTANCE_LOST) r.view.inhibit(id);
+        const retryable = err.code === ErrorCode.INSTANCE_LOST || err.code === ErrorCode.OVERLOADED;
+        if (r.retry && retryable && this.retries < r.retry.attempts && left > 1) {
+          const pause = Math.min((r.retry.backoffMs ?? 10) * 2 ** this.retries, left - 1);
+          this.retries++;
+          setTimeout(() => {
+            if (!this.done) this.next();
+          }, pause);
+          return;
+        }
+      }
+    }
+    this.finish(err);
+  }
+
+  private finish(err: TroupeError): void {
+    if (this.done) return;
+    this.done = true;
+    this.cleanup();
+    this.reject(err);
+  }
+
+  /** Ends the current attempt (inbox key, in-flight tracking). */
+  private release(): void {
+    this.untrack?.();
+    this.untrack = undefined;
+    if (this.key) this.plane.inbox.close(this.key);
+    this.key = '';
+  }
+
+  /** Settled: leave the wheel and drop everything the call held, so a settled call retains nothing. */
+  private cleanup(): void {
+    this.release();
+    this.wheel?.remove(this);
+    this.wheel = undefined;
+    this.unlisten?.();
+    this.unlisten = undefined;
+    this.data = EMPTY;
+    this.options = undefined;
+    this.route = undefined;
+    this.tried = undefined;
+    this.lastErr = undefined;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Refused without running (an instance that is stopping): safe to send elsewhere. */
+export function isRefusal(err: TroupeError): boolean {
+  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
+}

@@ -1,0 +1,51 @@
+import type { EventToken, PublishEventOptions } from '../events/events';
+import type { Logger } from '../logger';
+
+/**
+ * What every handler receives beside its request. Pass it as `parent` in the
+ * options of calls the handler makes so cancellation and the remaining
+ * deadline travel downstream.
+ *
+ * @example
+ * \@endpoint() async *generate(req: Req, ctx: Context) {
+ *   const kv = await this.prefill.prefill(req, { parent: ctx });
+ *   while (!ctx.signal.aborted) yield next(kv);
+ * }
+ */
+export interface Context {
+  /** The request id (propagated to nested calls for logs). */
+  readonly requestId: string;
+  /** When the caller stops waiting, in epoch milliseconds (this host's clock). */
+  readonly deadline: number;
+  /** Aborted when the caller cancels, unsubscribes, or the deadline passes, or the instance stops past its grace period. */
+  readonly signal: AbortSignal;
+  /** The instance handling the request. */
+  readonly instanceId: string;
+  readonly namespace: string;
+  readonly component: string;
+  readonly endpoint: string;
+  /** A logger labelled with the request and the instance. */
+  readonly logger: Logger;
+  /** Milliseconds left until the deadline (never negative). */
+  remainingMs(): number;
+  /**
+   * Publishes an event from this instance, to its component
+   * (`{ns}.{comp}._ev.{event}`) or with `{ scope: 'namespace' }` to its
+   * namespace. Fails at once with `PAYLOAD_TOO_LARGE` or `UNAVAILABLE`.
+   */
+  publish<T>(event: EventToken<T>, data: NoInfer<T>, options?: PublishEventOptions): void;
+  publish(event: string, data: unknown, options?: PublishEventOptions): void;
+  /**
+   * Sets a dynamic property of the instance (e.g. `active_slots`): published
+   * in the registry with the process heartbeat (throttled), visible in
+   * `instances()` and to routers.
+   */
+  setProperty(key: string, value: unknown): void;
+}
+
+/** The part of a {@link Context} that nested calls inherit. */
+export interface ParentContext {
+  readonly requestId: string;
+  readonly deadline: number;
+  readonly signal: AbortSignal;
+}

@@ -1,0 +1,226 @@
+import 'reflect-metadata';
+import { Observable } from 'rxjs';
+import { inject, injectable } from 'tsyringe';
+import { TroupeError } from '../errors';
+import { validateName } from '../names';
+import { eventHandlers } from '../events/event-handlers';
+
+/** What `@endpoint` records about one method. */
+export interface EndpointMeta {
+  /** The wire name (`@endpoint('load_metrics')`), validated. */
+  readonly name: string;
+  /** The method's property name on the class. */
+  readonly method: string;
+  /** Whether the endpoint streams (async generator, `Observable` return type, or `stream: true`). */
+  readonly stream: boolean;
+}
+
+/** What `@component` records about a class. */
+export interface ComponentMeta {
+  readonly name: string;
+  readonly endpoints: ReadonlyMap<string, EndpointMeta>;
+}
+
+/** Options of {@link endpoint}. */
+export interface EndpointOptions {
+  /** The wire name; defaults to the method name. */
+  name?: string;
+  /**
+   * Whether the endpoint streams. Detected for async generator methods and
+   * for methods declared to return `Observable`; set it for any other method
+   * that returns an `AsyncIterable` so typed clients call it as a stream.
+   */
+  stream?: boolean;
+}
+
+const COMPONENT = Symbol('troupe:component');
+const ENDPOINTS = Symbol('troupe:endpoints');
+const CLIENT_DEPS = Symbol('troupe:client-deps');
+
+/** Any class. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Class<T = unknown> = new (...args: any[]) => T;
+
+/**
+ * Marks a class as a component: a load-balanced service of a pipeline whose
+ * running copies (instances) are actors. The class becomes injectable
+ * (tsyringe), so its constructor can ask for config, the runtime, a logger
+ * and clients of other components.
+ *
+ * @example
+ * \@component('decode')
+ * class Decode {
+ *   \@endpoint() async *generate(req: { prompt: string }) { yield 'token'; }
+ * }
+ */
+export function component(name: string): ClassDecorator {
+  const valid = validateName('component', name);
+  return (target) => {
+    const endpoints = ownEndpoints(target);
+    Reflect.defineMetadata(COMPONENT, { name: valid, endpoints } satisfies ComponentMeta, target);
+    injectable()(target as unknown as Class);
+  };
+}
+
+/**
+ * Marks a method as an endpoint: an addressable method of the component,
+ * `{ns}.{comp}.{ep}`. The method receives the decoded request and a
+ * {@link Context}; it may return a value, a Promise, an `AsyncIterable`
+ * (async generator) or an `Observable`.
+ *
+ * @example
+ * \@endpoint('load_metrics') loadMetrics() { return { active: 3 }; }
+ */
+export function endpoint(nameOrOptions?: string | EndpointOptions): MethodDecorator {
+  const opts: EndpointOptions = typeof nameOrOptions === 'string' ? { name: nameOrOptions } : (nameOrOptions ?? {});
+  if (opts.name !== undefined) validateName('endpoint', opts.name);
+  return (target, propertyKey, descriptor) => {
+    if (typeof propertyKey !== 'string') {
+      throw new TroupeError('BAD_REQUEST', `@endpoint needs a string-named method, got ${String(propertyKey)}`);
+    }
+    const fn = descriptor.value;
+    if (typeof fn !== 'function') {
+      throw new TroupeError('BAD_REQUEST', `@endpoint on ${propertyKey}: only methods can be endpoints`);
+    }
+    const name = validateName('endpoint', opts.name ?? propertyKey);
+    const ctor = (target as { constructor: Class }).constructor;
+    const list = ownEndpoints(ctor);
+    const existing = list.get(name);
+    if (existing) {
+      throw new TroupeError(
+        'BAD_REQUEST',
+        `${ctor.name} declares endpoint "${name}" twice (methods ${existing.method} and ${propertyKey}); endpoint names must be unique per component`,
+      );
+    }
+    const returnType: unknown = Reflect.getMetadata('design:returntype', target, propertyKey);
+    const stream =
+      opts.stream ?? (fn.constructor?.name === 'AsyncGeneratorFunction' || returnType === Observable);
+    list.set(name, { name, method: propertyKey, stream });
+  };
+}
+
+function ownEndpoints(ctor: object): Map<string, EndpointMeta> {
+  let list: Map<string, EndpointMeta> | undefined = Reflect.getOwnMetadata(ENDPOINTS, ctor);
+  if (!list) {
+    // Endpoints of a base class are inherited; the subclass gets its own copy.
+    const inherited: Map<string, EndpointMeta> | undefined = Reflect.getMetadata(ENDPOINTS, ctor);
+    list = new Map(inherited ?? []);
+    Reflect.defineMetadata(ENDPOINTS, list, ctor);
+  }
+  return list;
+}
+
+/**
+ * The component metadata of a class; throws `BAD_REQUEST` with a clear
+ * message when the class is not a component or has no endpoints.
+ *
+ * @example
+ * componentMeta(Decode).endpoints.get('generate');
+ */
+export function componentMeta(target: unknown): ComponentMeta {
+  const name = typeof target === 'function' ? target.name || '<anonymous class>' : String(target);
+  const meta: ComponentMeta | undefined =
+    typeof target === 'function' ? Reflect.getOwnMetadata(COMPONENT, target) : undefined;
+  if (!meta) {
+    throw new TroupeError('BAD_REQUEST', `${name} is not a component: decorate the class with @component('name')`);
+  }
+  if (meta.endpoints.size === 0 && eventHandlers(target as object).length === 0) {
+    throw new TroupeError('BAD_REQUEST', `component ${meta.name} (${name}) has no endpoints: decorate methods with @endpoint() (or @on() for event handlers)`);
+  }
+  return meta;
+}
+
+// ---- dependency injection -------------------------------------------------
+
+/** tsyringe token of the spawn's `config`. */
+export const CONFIG = Symbol.for('troupe:config');
+/** tsyringe token of the instance's {@link Logger}. */
+export const LOGGER = Symbol.for('troupe:logger');
+/** tsyringe token of the instance's {@link InstanceInfo} (its id, namespace, component). */
+export const INSTANCE = Symbol.for('troupe:instance');
+/** tsyringe token of the instance's `EventPublisher`. */
+export const PUBLISHER = Symbol.for('troupe:publisher');
+
+/**
+ * Injects the `config` given to `runtime.spawn`.
+ *
+ * @example
+ * constructor(\@injectConfig() private cfg: { model: string }) {}
+ */
+export function injectConfig(): ParameterDecorator {
+  return inject(CONFIG) as ParameterDecorator;
+}
+
+/**
+ * Injects the instance's logger (already labelled with its namespace,
+ * component and instance id).
+ *
+ * @example
+ * constructor(\@injectLogger() private log: Logger) {}
+ */
+export function injectLogger(): ParameterDecorator {
+  return inject(LOGGER) as ParameterDecorator;
+}
+
+/**
+ * Injects the instance's identity ({@link InstanceInfo}).
+ *
+ * @example
+ * constructor(\@injectInstance() private me: InstanceInfo) {}
+ */
+export function injectInstance(): ParameterDecorator {
+  return inject(INSTANCE) as ParameterDecorator;
+}
+
+/**
+ * Injects the instance's `EventPublisher` (the one `ctx.publish` uses), for
+ * publishing outside handlers: timers, background loops, `onStart`.
+ *
+ * @example
+ * constructor(\@injectPublisher() private events: EventPublisher) {}
+ */
+export function injectPublisher(): ParameterDecorator {
+  return inject(PUBLISHER) as ParameterDecorator;
+}
+
+/** One client dependency declared with {@link injectClient}. */
+export interface ClientDependency {
+  readonly token: string;
+  readonly target: Class;
+  readonly namespace: string | undefined;
+}
+
+/**
+ * Injects a typed client of another component (see `TypedClient`). The
+ * namespace defaults to the namespace the instance is spawned in.
+ *
+ * @example
+ * constructor(\@injectClient(Prefill) private prefill: TypedClient<Prefill>) {}
+ */
+export function injectClient(target: Class, options: { namespace?: string } = {}): ParameterDecorator {
+  const ns = options.namespace === undefined ? undefined : validateName('namespace', options.namespace);
+  return (owner, propertyKey, index) => {
+    if (propertyKey !== undefined) {
+      throw new TroupeError('BAD_REQUEST', '@injectClient is for constructor parameters only');
+    }
+    // The target's metadata may not exist yet (classes declared later in a
+    // module); it is checked at spawn.
+    const token = `troupe:client:${ns ?? '.'}:${target.name}:${index}`;
+    const deps: ClientDependency[] = Reflect.getOwnMetadata(CLIENT_DEPS, owner) ?? [];
+    deps.push({ token, target, namespace: ns });
+    Reflect.defineMetadata(CLIENT_DEPS, deps, owner);
+    inject(token)(owner, propertyKey, index);
+  };
+}
+
+/** The client dependencies a class declared with {@link injectClient}. */
+export function clientDependencies(target: Class): readonly ClientDependency[] {
+  return Reflect.getOwnMetadata(CLIENT_DEPS, target) ?? [];
+}
+
+/** Who an instance is: given to its constructor and to every handler's context. */
+export interface InstanceInfo {
+  readonly instanceId: string;
+  readonly namespace: string;
+  readonly component: string;
+}

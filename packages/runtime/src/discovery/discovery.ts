@@ -1,0 +1,332 @@
+import { Observable, type Subscription } from 'rxjs';
+import type { Codec } from '../codec/codec';
+import { TroupeError, toTroupeError } from '../errors';
+import type { Logger } from '../logger';
+import {
+  type DiscoverySettings,
+  type InstanceRecord,
+  LEASES_BUCKET,
+  type LeaseValue,
+  markerKey,
+  RECORDS_BUCKET,
+} from './registry';
+import { EndpointView } from './endpoint-view';
+import { type EndpointAddress, queueSubject, registryScopeFilter } from '../wire/subjects';
+import { type KvBucket, type KvEntry, type Persistence, TransportStatus } from '../transport/transport';
+
+/** Something in flight to one instance that can be failed when the instance is lost. */
+export interface InFlight {
+  lose(err: TroupeError): void;
+}
+
+interface LeaseState {
+  value: LeaseValue;
+  timer: NodeJS.Timeout;
+  /** KV revision of `value`: tells a silent watch from a silent process. */
+  revision: number;
+}
+
+/** What a mailbox probe found. */
+export type ProbeResult = 'alive' | 'gone' | 'silent';
+
+/**
+ * The watching side of discovery, one per runtime: one watch of all leases,
+ * and one watch per endpoint shared by every client of it in this process.
+ * KV discovery is a cache rebuilt from heartbeats, never the truth for
+ * in-flight work: an instance is listed while its record exists and its
+ * process lease was refreshed within the TTL (expired KV entries vanish
+ * without a delete marker on nats-server 2.9, so liveness is timed here).
+ */
+export class Discovery {
+  private records: KvBucket | undefined;
+  private leasesBucket: KvBucket | undefined;
+  private readonly leases = new Map<string, LeaseState>();
+  private readonly views = new Map<string, EndpointView>();
+  private leasesReady: Promise<void> | undefined;
+  private stopLeases: (() => void) | undefined;
+  private rewatching: Promise<void> | undefined;
+  /** Leases declared dead; one that comes back means the watch path was broken. */
+  private readonly dropped = new Set<string>();
+  private viewRestart: NodeJS.Timeout | undefined;
+  /** When the lease watch last delivered anything (any lease). */
+  private lastLeaseEvent = 0;
+  private statusSub: Subscription | undefined;
+  private closed = false;
+  /** Called whenever a lease appears, changes or is dropped (listings recompute). */
+  private readonly leaseListeners = new Set<() => void>();
+
+  constructor(
+    private readonly persistence: Persistence,
+    readonly codec: Codec,
+    readonly settings: DiscoverySettings & { inhibitMs: number },
+    private readonly logger: Logger,
+    status$: Observable<TransportStatus>,
+    /** Asks an instance mailbox whether anyone is there (answered outside the mailbox queue). */
+    readonly probe: (mailbox: string, timeoutMs: number) => Promise<ProbeResult>,
+  ) {
+    let wasDown = false;
+    this.statusSub = status$.subscribe((s) => {
+      if (s === TransportStatus.RECONNECTING) wasDown = true;
+      else if (s === TransportStatus.CONNECTED && wasDown) {
+        wasDown = false;
+        void this.rewatch();
+      }
+    });
+  }
+
+  /** The shared view of one endpoint (created, and its watch started, on first use). */
+  view(address: EndpointAddress): EndpointView {
+    const key = queueSubject(address);
+    let v = this.views.get(key);
+    if (!v) {
+      v = new EndpointView(this, address);
+      this.views.set(key, v);
+      void v.start();
+    }
+    return v;
+  }
+
+  /** @internal */
+  async buckets(): Promise<{ records: KvBucket }> {
+    this.leasesReady ??= this.watchLeases();
+    await this.leasesReady;
+    return { records: this.records as KvBucket };
+  }
+
+  private async watchLeases(): Promise<void> {
+    this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
+    this.leasesBucket = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
+    await new Promise<void>((resolve, reject) => {
+      this.leasesBucket!.watch('>', (e) => this.onLease(e), resolve).then((stop) => (this.stopLeases = stop), reject);
+    });
+  }
+
+  private onLease(e: KvEntry): void {
+    this.lastLeaseEvent = Date.now();
+    const old = this.leases.get(e.key);
+    if (e.operation === 'DEL') {
+      if (old) this.dropLease(e.key);
+      return;
+    }
+    let value: LeaseValue;
+    try {
+      value = this.codec.decode(e.value) as LeaseValue;
+    } catch {
+      return;
+    }
+    if (!value || typeof value !== 'object' || typeof value.lease !== 'string') return;
+    if (old) clearTimeout(old.timer);
+    if (!old && this.dropped.delete(e.key)) {
+      // A lease declared dead is alive: the watch path was broken (a lost cluster node, an
+      // election). Records watches may have been on the same path and miss spawns silently
+      // until nats.js re-creates them (two missed 5 s heartbeats): re-open them now.
+      this.scheduleViewRestart();
+    }
+    const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
+    const timer = setTimeout(() => this.expire(e.key), ttl);
+    timer.unref();
+    this.leases.set(e.key, { value, timer, revision: e.revision });
+    for (const v of this.views.values()) v.leaseChanged(e.key, !old);
+    for (const l of this.leaseListeners) l();
+  }
+
+  /**
+   * A lease not refreshed within its TTL. Before declaring the process dead, ask the
+   * bucket: a watch whose JetStream consumer died (its cluster node was lost) goes
+   * silent, and nats.js re-creates it only after two missed 5 s idle heartbeats —
+   * meanwhile every lease would lapse and the janitor would delete live records.
+   */
+  private expire(lease: string): void {
+    const state = this.leases.get(lease);
+    if (!state || this.closed) return this.dropLease(lease);
+    void this.readLease(lease)
+      .catch(() => undefined)
+      .then((e) => {
+        if (this.leases.get(lease) !== state) return; // refreshed or dropped meanwhile
+        if (e && e.revision > state.revision) this.missed(e);
+        else this.dropLease(lease);
+      });
+  }
+
+  /** The lease as the bucket has it (undefined: gone); rejects when the bucket does not answer within a heartbeat period. */
+  private readLease(lease: string): Promise<KvEntry | undefined> {
+    const bucket = this.leasesBucket;
+    if (!bucket) return Promise.resolve(undefined);
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      bucket.get(lease),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `lease ${lease} not read within ${this.settings.heartbeatMs} ms`)), this.settings.heartbeatMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */
+  private missed(e: KvEntry): void {
+    // Other leases still flowing: this write merely raced the timer. Else the watch is dead.
+    const silent = Date.now() - this.lastLeaseEvent > this.settings.heartbeatMs;
+    this.onLease(e);
+    if (!silent) return;
+    if (!this.rewatching) this.logger.warn('discovery watch is silent while leases are refreshed; re-opening it', { lease: e.key });
+    void this.rewatch();
+  }
+
+  private dropLease(lease: string): void {
+    const state = this.leases.get(lease);
+    if (!state) return;
+    clearTimeout(state.timer);
+    this.leases.delete(lease);
+    this.dropped.add(lease);
+    for (const v of this.views.values()) v.leaseChanged(lease, true);
+    for (const l of this.leaseListeners) l();
+    // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
+    const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
+    t.unref();
+  }
+
+  private async sweep(lease: string, again = false): Promise<void> {
+    if (this.closed || this.leases.has(lease) || !this.records) return;
+    if (again && !this.knows(lease)) return;
+    let alive: KvEntry | undefined;
+    try {
+      alive = await this.readLease(lease);
+    } catch {
+      return this.sweepAgain(lease); // the bucket does not answer (a JetStream election, an outage)
+    }
+    // Alive after all: our watch missed its heartbeats. Never delete a live process's records.
+    if (alive) return this.missed(alive);
+    try {
+      for (const v of this.views.values()) {
+        for (const key of v.keysOfLease(lease)) await this.records.delete(key);
+      }
+      await this.records.delete(markerKey(lease));
+    } catch (err) {
+      this.logger.debug('registry sweep failed', { lease, error: toTroupeError(err).message });
+    }
+    this.sweepAgain(lease);
+  }
+
+  /**
+   * Looks again one TTL later while records of `lease` are still known here: the deletes
+   * did not reach our watch (it died), or the process comes back while our lease watch
+   * is dead — the only way to notice that watch when every lease went quiet.
+   */
+  private sweepAgain(lease: string): void {
+    if (!this.closed && this.knows(lease)) setTimeout(() => void this.sweep(lease, true), this.settings.leaseTtlMs).unref();
+  }
+
+  private knows(lease: string): boolean {
+    for (const v of this.views.values()) if (v.keysOfLease(lease).length > 0) return true;
+    return false;
+  }
+
+  /** @internal */
+  leaseOf(lease: string): LeaseValue | undefined {
+    return this.leases.get(lease)?.value;
+  }
+
+  private scheduleViewRestart(): void {
+    if (this.viewRestart || this.closed) return;
+    this.viewRestart = setTimeout(() => {
+      void (async () => {
+        for (const v of this.views.values()) {
+          try {
+            await v.restart();
+          } catch (err) {
+            this.logger.warn('discovery records watch could not be re-opened', { error: toTroupeError(err).message });
+          }
+        }
+      })().finally(() => (this.viewRestart = undefined));
+    }, 0);
+    this.viewRestart.unref();
+  }
+
+  private rewatch(): Promise<void> {
+    // One at a time: a reconnect and silent leases can ask for it together.
+    this.rewatching ??= (async () => {
+      if (this.closed) return;
+      try {
+        this.stopLeases?.();
+        this.leasesReady = this.watchLeases();
+        await this.leasesReady;
+        for (const v of this.views.values()) await v.restart();
+      } catch (err) {
+        this.logger.warn('discovery watch could not be re-opened', { error: toTroupeError(err).message });
+      }
+    })().finally(() => (this.rewatching = undefined));
+    return this.rewatching;
+  }
+
+  /**
+   * Every live instance record under a scope (`''`, `ns`, `ns.comp`,
+   * `ns.comp.ep`), as it changes: a cold Observable that watches the records
+   * bucket while subscribed. Records whose lease is not alive are left out;
+   * dynamic properties are merged in. Sorted by namespace, component,
+   * endpoint, instance id.
+   */
+  listing(scope: string): Observable<readonly InstanceRecord[]> {
+    const filter = registryScopeFilter(scope);
+    return new Observable<readonly InstanceRecord[]>((sub) => {
+      const records = new Map<string, InstanceRecord>();
+      let synced = false;
+      let stop: (() => void) | undefined;
+      let done = false;
+      const emit = (): void => {
+        if (!synced || done) return;
+        const out: InstanceRecord[] = [];
+        for (const r of records.values()) {
+          const lease = this.leaseOf(r.lease);
+          if (!lease) continue;
+          const dyn = lease.dyn?.[r.instanceId];
+          out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
+        }
+        out.sort((a, b) => listingKey(a).localeCompare(listingKey(b)));
+        sub.next(out);
+      };
+      this.leaseListeners.add(emit);
+      void (async () => {
+        const { records: bucket } = await this.buckets();
+        const onEntry = (e: KvEntry): void => {
+          if (e.key.startsWith('_')) return; // process markers
+          if (e.operation === 'DEL') {
+            if (records.delete(e.key)) emit();
+            return;
+          }
+          try {
+            const r = this.codec.decode(e.value) as InstanceRecord;
+            if (r && typeof r === 'object' && typeof r.instanceId === 'string' && typeof r.lease === 'string') records.set(e.key, r);
+          } catch {
+            return;
+          }
+          emit();
+        };
+        const s = await bucket.watch(filter, onEntry, () => {
+          synced = true;
+          emit();
+        });
+        if (done) s();
+        else stop = s;
+      })().catch((err: unknown) => sub.error(toTroupeError(err, 'UNAVAILABLE')));
+      return () => {
+        done = true;
+        this.leaseListeners.delete(emit);
+        stop?.();
+      };
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.leaseListeners.clear();
+    this.statusSub?.unsubscribe();
+    this.stopLeases?.();
+    for (const l of this.leases.values()) clearTimeout(l.timer);
+    this.leases.clear();
+    for (const v of this.views.values()) v.close();
+    this.views.clear();
+  }
+}
+
+function listingKey(r: InstanceRecord): string {
+  return `${r.namespace}.${r.component}.${r.endpoint}.${r.instanceId}`;
+}

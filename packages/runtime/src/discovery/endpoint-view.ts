@@ -1,0 +1,239 @@
+import { BehaviorSubject, type Observable } from 'rxjs';
+import { TroupeError, toTroupeError } from '../errors';
+import { type EndpointAddress, queueSubject, registryFilter } from '../wire/subjects';
+import type { KvEntry } from '../transport/transport';
+import type { Discovery, InFlight } from './discovery';
+import type { InstanceRecord } from './registry';
+import type { RouterContext } from './routers';
+
+/**
+ * One endpoint as this process sees it: the routable instances, their
+ * in-flight counts, and which are inhibited (answered "no responders", timed
+ * out or were lost) for a while, independent of the registry.
+ */
+export class EndpointView implements RouterContext {
+  private readonly records = new Map<string, InstanceRecord>();
+  private readonly keys = new Map<string, string>();
+  private listed: InstanceRecord[] = [];
+  private readonly subject: BehaviorSubject<InstanceRecord[]>;
+  private readonly inhibited = new Map<string, number>();
+  private readonly strikes = new Map<string, number>();
+  private readonly inflightCount = new Map<string, number>();
+  private readonly inflightSets = new Map<string, Set<InFlight>>();
+  private readonly mailboxes = new Map<string, string>();
+  private counter = 0;
+  private stopWatch: (() => void) | undefined;
+  private readyPromise: Promise<void> | undefined;
+  private resolveReady: (() => void) | undefined;
+  private rejectReady: ((e: unknown) => void) | undefined;
+  synced = false;
+  private syncing: Set<string> | undefined;
+
+  constructor(
+    private readonly discovery: Discovery,
+    readonly address: EndpointAddress,
+  ) {
+    this.subject = new BehaviorSubject<InstanceRecord[]>([]);
+    this.readyPromise = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.readyPromise.catch(() => undefined);
+  }
+
+  /** Resolves once the first full list is known. */
+  get ready(): Promise<void> {
+    return this.readyPromise as Promise<void>;
+  }
+
+  /** The list as it changes. */
+  get list$(): Observable<InstanceRecord[]> {
+    return this.subject.asObservable();
+  }
+
+  /** The routable instances now (registered, lease alive). */
+  get instances(): readonly InstanceRecord[] {
+    return this.listed;
+  }
+
+  /** @internal */
+  async start(): Promise<void> {
+    try {
+      const { records } = await this.discovery.buckets();
+      await new Promise<void>((resolve, reject) => {
+        records.watch(registryFilter(this.address), (e) => this.onRecord(e), resolve).then((stop) => (this.stopWatch = stop), reject);
+      });
+      this.synced = true;
+      this.recompute();
+      this.resolveReady?.();
+    } catch (err) {
+      this.rejectReady?.(toTroupeError(err, 'UNAVAILABLE'));
+    }
+  }
+
+  /** @internal Re-opens the watch after a reconnect; entries not replayed are dropped after the sync. */
+  async restart(): Promise<void> {
+    this.stopWatch?.();
+    const { records } = await this.discovery.buckets();
+    this.syncing = new Set();
+    await new Promise<void>((resolve, reject) => {
+      records.watch(registryFilter(this.address), (e) => this.onRecord(e), resolve).then((stop) => (this.stopWatch = stop), reject);
+    });
+    const seen = this.syncing;
+    this.syncing = undefined;
+    for (const id of [...this.records.keys()]) if (!seen.has(id)) this.records.delete(id);
+    this.recompute();
+  }
+
+  private onRecord(e: KvEntry): void {
+    const id = e.key.slice(e.key.lastIndexOf('.') + 1);
+    if (e.operation === 'DEL') {
+      // Graceful deregistration: in-flight work still finishes, so nothing is failed here.
+      if (this.records.delete(id)) {
+        this.keys.delete(id);
+        this.recompute();
+      }
+      return;
+    }
+    let r: InstanceRecord;
+    try {
+      r = this.discovery.codec.decode(e.value) as InstanceRecord;
+    } catch {
+      return;
+    }
+    if (!r || typeof r !== 'object' || r.instanceId !== id || typeof r.lease !== 'string') return;
+    this.syncing?.add(id);
+    this.records.set(id, r);
+    this.keys.set(id, e.key);
+    this.recompute();
+  }
+
+  /** @internal */
+  leaseChanged(_lease: string, membership: boolean): void {
+    // A lease's dynamic properties or liveness changed: recompute (cheap; lists are small).
+    if (membership || this.listed.length > 0) this.recompute();
+  }
+
+  /** @internal Registry keys of this endpoint's records under `lease` (for the janitor). */
+  keysOfLease(lease: string): string[] {
+    const out: string[] = [];
+    for (const [id, r] of this.records) if (r.lease === lease) out.push(this.keys.get(id) as string);
+    return out;
+  }
+
+  private recompute(): void {
+    if (!this.synced) return;
+    const before = new Set(this.listed.map((r) => r.instanceId));
+    const next: InstanceRecord[] = [];
+    for (const r of this.records.values()) {
+      const lease = this.discovery.leaseOf(r.lease);
+      if (!lease) continue;
+      const dyn = lease.dyn?.[r.instanceId];
+      next.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
+    }
+    next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+    this.listed = next;
+    const now = new Set(next.map((r) => r.instanceId));
+    // Instances whose lease died: ask their mailbox before failing what is in flight to them
+    // (a lease can lapse while the instance lives: a blip, a busy watcher).
+    for (const id of before) {
+      if (now.has(id) || !this.records.has(id)) continue; // still listed, or gracefully deregistered
+      if (this.inflightSets.get(id)?.size) void this.checkLost(id);
+    }
+    this.subject.next(next);
+  }
+
+  private async checkLost(id: string): Promise<void> {
+    const timeout = Math.max(200, this.discovery.settings.heartbeatMs);
+    const found = await this.discovery.probe(this.mailbox(id), timeout);
+    if (found === 'alive') return;
+    this.inhibit(id);
+    const why = found === 'gone' ? 'its mailbox has no responders' : `its mailbox did not answer a probe in ${timeout} ms`;
+    this.loseAll(id, new TroupeError('INSTANCE_LOST', `instance ${id} of ${queueSubject(this.address)} lost its lease and ${why}`));
+  }
+
+  private loseAll(id: string, err: TroupeError): void {
+    const set = this.inflightSets.get(id);
+    if (!set) return;
+    this.inflightSets.delete(id);
+    for (const f of set) f.lose(err);
+  }
+
+  /** The mailbox subject of one listed instance (cached: no string building per request). */
+  mailbox(id: string): string {
+    let s = this.mailboxes.get(id);
+    if (s === undefined) {
+      s = `${queueSubject(this.address)}.${id}`;
+      this.mailboxes.set(id, s);
+    }
+    return s;
+  }
+
+  /** Routable instances minus inhibited ones (all of them when every one is inhibited). */
+  candidates(filter?: (r: InstanceRecord) => boolean, exclude?: ReadonlySet<string>): readonly InstanceRecord[] {
+    // Hot path: nothing to filter out, hand the routers the list itself.
+    if (!filter && (!exclude || exclude.size === 0) && this.inhibited.size === 0) return this.listed;
+    const now = Date.now();
+    this.pruneInhibited(now);
+    const all = this.listed.filter((r) => (!filter || filter(r)) && !exclude?.has(r.instanceId));
+    const ok = all.filter((r) => {
+      const until = this.inhibited.get(r.instanceId);
+      return until === undefined || until <= now;
+    });
+    return ok.length > 0 ? ok : all;
+  }
+
+  /** Skips `id` for a while: doubling for repeat offenders, reset by a success. */
+  inhibit(id: string): void {
+    const now = Date.now();
+    // Requests sent before the inhibition began fail one after another (a frozen
+    // instance times out every one in flight): one offence, not a strike each.
+    if ((this.inhibited.get(id) ?? 0) > now) return;
+    const strikes = Math.min((this.strikes.get(id) ?? 0) + 1, 5);
+    this.strikes.set(id, strikes);
+    this.inhibited.set(id, now + this.discovery.settings.inhibitMs * 2 ** (strikes - 1));
+  }
+
+  /** A success clears inhibition and past strikes. */
+  succeeded(id: string): void {
+    if (this.strikes.size > 0) {
+      this.strikes.delete(id);
+      this.inhibited.delete(id);
+    }
+  }
+
+  /** Drops expired inhibitions so the hot path sees an empty map again. */
+  private pruneInhibited(now: number): void {
+    for (const [id, until] of this.inhibited) if (until <= now) this.inhibited.delete(id);
+  }
+
+  inflight(instanceId: string): number {
+    return this.inflightCount.get(instanceId) ?? 0;
+  }
+
+  next(): number {
+    return this.counter++;
+  }
+
+  /** Tracks work in flight to `id` (for least-loaded and for failing it fast if the instance is lost). */
+  track(id: string, f: InFlight): () => void {
+    this.inflightCount.set(id, (this.inflightCount.get(id) ?? 0) + 1);
+    let set = this.inflightSets.get(id);
+    if (!set) {
+      set = new Set();
+      this.inflightSets.set(id, set);
+    }
+    set.add(f);
+    return () => {
+      const n = (this.inflightCount.get(id) ?? 1) - 1;
+      if (n <= 0) this.inflightCount.delete(id);
+      else this.inflightCount.set(id, n);
+      this.inflightSets.get(id)?.delete(f);
+    };
+  }
+
+  close(): void {
+    this.stopWatch?.();
+    this.subject.complete();
+  }
+}

@@ -1,0 +1,254 @@
+import { hostname } from 'node:os';
+import type { Codec } from '../codec/codec';
+import { TroupeError, toTroupeError } from '../errors';
+import type { Logger } from '../logger';
+import { PROTOCOL_VERSION } from '../wire/protocol';
+import { type EndpointAddress, registryKey } from '../wire/subjects';
+import type { KvBucket, Persistence } from '../transport/transport';
+
+/** Bucket of instance records, keyed `{ns}.{comp}.{ep}.{instance_id}`; no max age (leases carry liveness). */
+export const RECORDS_BUCKET = 'troupe_instances';
+/** Bucket of process leases, keyed `{lease}`; max age = the lease TTL. */
+export const LEASES_BUCKET = 'troupe_leases';
+/** Marker record of a process in the records bucket; its absence means "register again". */
+export const markerKey = (lease: string): string => `_proc.${lease}`;
+
+/**
+ * What discovery publishes about one endpoint of one instance. Static after
+ * registration; dynamic properties travel on the process lease.
+ */
+export interface InstanceRecord {
+  readonly namespace: string;
+  readonly component: string;
+  readonly endpoint: string;
+  readonly instanceId: string;
+  /** The process lease the instance lives under. */
+  readonly lease: string;
+  readonly host: string;
+  readonly pid: number;
+  /** Epoch ms. */
+  readonly startedAt: number;
+  readonly proto: string;
+  /** Static properties given at spawn, merged with the latest dynamic ones. */
+  readonly properties: Readonly<Record<string, unknown>>;
+}
+
+/** The lease value a process writes every heartbeat (one write per process, whatever its instance count). */
+export interface LeaseValue {
+  lease: string;
+  host: string;
+  pid: number;
+  startedAt: number;
+  heartbeatMs: number;
+  ttlMs: number;
+  /** Incremented on every write. */
+  seq: number;
+  /** Dynamic properties of every instance of the process that has any. */
+  dyn: Record<string, Record<string, unknown>>;
+}
+
+/** Discovery timing. */
+export interface DiscoverySettings {
+  /** Lease heartbeat period, ms. */
+  heartbeatMs: number;
+  /** Lease TTL: an instance whose process has not heartbeated for this long is dropped, ms. */
+  leaseTtlMs: number;
+  /** At most one lease write per this period for dynamic property changes, ms. */
+  propertyThrottleMs: number;
+  /**
+   * After an instance leaves the registry it keeps serving this long, so
+   * watchers drop it before it starts refusing (a pre-stop delay), ms.
+   */
+  leaveDelayMs: number;
+  /** Copies of the registry buckets in a JetStream cluster (1, 3 or 5; default 1: lost with the node that holds them). */
+  replicas?: number;
+}
+
+/**
+ * The process side of discovery: one lease per runtime kept alive by
+ * heartbeat, instance records written once at registration, dynamic
+ * properties of all instances riding on the lease write (O(1) writes per
+ * heartbeat, not O(instances)), and self-repair: a process whose marker
+ * record vanished (bucket purged, JetStream restarted) registers again.
+ */
+export class Registry {
+  private records: KvBucket | undefined;
+  private leases: KvBucket | undefined;
+  private opening: Promise<void> | undefined;
+  private readonly mine = new Map<string, { key: string; value: Uint8Array }>();
+  private readonly dyn = new Map<string, Record<string, unknown>>();
+  private timer: NodeJS.Timeout | undefined;
+  private throttle: NodeJS.Timeout | undefined;
+  private lastWrite = 0;
+  private seq = 0;
+  private closed = false;
+  private beating: Promise<void> | undefined;
+  private readonly startedAt = Date.now();
+  private readonly host = hostname();
+  /** Registry writes so far (records + leases), for the scale figures. */
+  writes = 0;
+
+  constructor(
+    private readonly persistence: Persistence,
+    private readonly codec: Codec,
+    readonly lease: string,
+    readonly settings: DiscoverySettings,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Opens both buckets (fails with the bus's clear error when it has no storage). */
+  open(): Promise<void> {
+    this.opening ??= (async () => {
+      this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
+      this.leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
+    })();
+    return this.opening;
+  }
+
+  /** Starts the heartbeat (after the first registration). */
+  private ensureHeartbeat(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => void this.heartbeat(), this.settings.heartbeatMs);
+    this.timer.unref();
+  }
+
+  /**
+   * Registers the endpoints of one instance: the lease first (so watchers
+   * see a live lease with the records), then the records and the marker.
+   */
+  async register(addresses: readonly EndpointAddress[], instanceId: string, properties: Record<string, unknown>): Promise<void> {
+    await this.open();
+    for (const a of addresses) {
+      const record: InstanceRecord = {
+        namespace: a.namespace,
+        component: a.component,
+        endpoint: a.endpoint,
+        instanceId,
+        lease: this.lease,
+        host: this.host,
+        pid: process.pid,
+        startedAt: Date.now(),
+        proto: PROTOCOL_VERSION,
+        properties,
+      };
+      this.mine.set(`${registryKey(a, instanceId)}`, { key: registryKey(a, instanceId), value: this.codec.encode(record) });
+    }
+    await this.writeLease();
+    await Promise.all(
+      addresses.map((a) => {
+        const entry = this.mine.get(registryKey(a, instanceId));
+        return entry ? this.put(this.records, entry.key, entry.value) : undefined;
+      }),
+    );
+    await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
+    this.ensureHeartbeat();
+  }
+
+  /** Removes the records of one instance (graceful stop: before it stops serving). */
+  async deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<void> {
+    this.dyn.delete(instanceId);
+    const keys = addresses.map((a) => registryKey(a, instanceId));
+    for (const k of keys) this.mine.delete(k);
+    if (!this.records) return;
+    await Promise.all(
+      keys.map(async (k) => {
+        try {
+          await this.records?.delete(k);
+          this.writes++;
+        } catch (err) {
+          this.logger.warn('deregistration failed; the lease TTL will drop the instance', { key: k, error: toTroupeError(err).message });
+        }
+      }),
+    );
+  }
+
+  /** Records a dynamic property change; written with the lease within the throttle period. */
+  setDynamic(instanceId: string, key: string, value: unknown): void {
+    const props = this.dyn.get(instanceId) ?? {};
+    props[key] = value;
+    this.dyn.set(instanceId, props);
+    if (this.throttle || this.closed || !this.leases) return;
+    const wait = Math.max(0, this.lastWrite + this.settings.propertyThrottleMs - Date.now());
+    this.throttle = setTimeout(() => {
+      this.throttle = undefined;
+      void this.writeLease().catch(() => undefined);
+    }, wait);
+    this.throttle.unref();
+  }
+
+  /** One heartbeat: write the lease, and register again if the marker vanished. */
+  heartbeat(): Promise<void> {
+    this.beating ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const beat = (async () => {
+          await this.writeLease();
+          if (this.mine.size > 0 && this.records) {
+            const marker = await this.records.get(markerKey(this.lease));
+            if (!marker) await this.repair();
+          }
+        })();
+        beat.catch(() => undefined);
+        // A KV request sent while the connection is down is dropped by nats.js and waits for
+        // the JetStream timeout (5 s, past the lease TTL): stop waiting after one period so the
+        // next heartbeat writes the lease as soon as the bus is back.
+        await Promise.race([
+          beat,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `no answer within the ${this.settings.heartbeatMs} ms heartbeat period`)), this.settings.heartbeatMs);
+          }),
+        ]);
+      } catch (err) {
+        this.logger.warn('registry heartbeat failed; retrying next period', { error: toTroupeError(err).message });
+      } finally {
+        if (timer) clearTimeout(timer);
+        this.beating = undefined;
+      }
+    })();
+    return this.beating;
+  }
+
+  private async repair(): Promise<void> {
+    this.logger.warn('registry records lost (bucket purged or JetStream restarted); registering again', { instances: this.mine.size });
+    for (const { key, value } of this.mine.values()) await this.put(this.records, key, value);
+    await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
+  }
+
+  private async writeLease(): Promise<void> {
+    if (this.closed || !this.leases) return;
+    const value: LeaseValue = {
+      lease: this.lease,
+      host: this.host,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      heartbeatMs: this.settings.heartbeatMs,
+      ttlMs: this.settings.leaseTtlMs,
+      seq: ++this.seq,
+      dyn: Object.fromEntries(this.dyn),
+    };
+    this.lastWrite = Date.now();
+    await this.put(this.leases, this.lease, this.codec.encode(value));
+  }
+
+  private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<void> {
+    if (!bucket) return;
+    await bucket.put(key, value);
+    this.writes++;
+  }
+
+  /** Stops heartbeating and removes the lease and the marker (after every instance deregistered). */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.throttle) clearTimeout(this.throttle);
+    this.timer = undefined;
+    this.throttle = undefined;
+    try {
+      await this.beating;
+      await this.records?.delete(markerKey(this.lease));
+      await this.leases?.delete(this.lease);
+    } catch {
+      // the lease TTL removes what could not be deleted
+    }
+  }
+}

@@ -1,0 +1,419 @@
+import { Observable } from 'rxjs';
+import { TroupeError, toTroupeError } from '../errors';
+import { type EventEnvelope, type EventRef, EventScope, eventName, openEventLog } from './events';
+import type { Logger } from '../logger';
+import { validateName } from '../names';
+import type { Plane } from '../plane/plane';
+import { H } from '../wire/protocol';
+import {
+  anyComponentEventWildcard,
+  componentEventSubject,
+  componentEventWildcard,
+  type EventSubjectParts,
+  namespaceEventSubject,
+  namespaceEventWildcard,
+  parseEventSubject,
+} from '../wire/subjects';
+import { type LogConsumer, type LogMessage, type TransportMessage, TransportStatus, type TransportSubscription } from '../transport/transport';
+
+/**
+ * Options of `events()`: broadcast by default (every subscriber gets every
+ * event); balanced with `group`; durable with `durable` and/or `start`.
+ *
+ * @example
+ * ns.component('backend').events(KvEvents, { durable: 'kv-indexer', start: 'all' });
+ */
+export interface EventsOptions {
+  /**
+   * Balanced delivery: subscribers sharing this name get each event once
+   * between them (a NATS queue group). Gaps are not reported (each member
+   * sees part of the events).
+   */
+  group?: string;
+  /**
+   * Durable delivery: read from the namespace's event log and keep the
+   * position under this name, so the next subscription of the name resumes
+   * after the last event delivered (acked after it was handed to the
+   * subscriber). Subscribers sharing the name share the events, each to one
+   * of them: pass `gaps: false` then. Creates the log if needed.
+   */
+  durable?: string;
+  /**
+   * Where reading the log starts: everything stored (`'all'`), only events
+   * from now on (`'new'`), or the first event at or after a time. Without
+   * `durable`, a one-off replay that keeps no position. With `durable`,
+   * only a new durable uses it (an existing one resumes). Default with
+   * `durable`: `'all'`.
+   */
+  start?: 'all' | 'new' | Date;
+  /** Report gaps in each publisher's sequence (default: true, false with `group`). */
+  gaps?: boolean;
+  /** Called once the subscription is live on the bus: every event published from then on is delivered. */
+  onReady?: () => void;
+}
+
+/** What a subscription listens to: one event name, or every event (`event` undefined) of a namespace or a component. */
+export interface EventTarget {
+  readonly namespace: string;
+  /** Undefined: namespace scope, or with `event` undefined, the whole namespace. */
+  readonly component: string | undefined;
+  /** Undefined: every event of the target. */
+  readonly event: string | undefined;
+}
+
+/**
+ * Validates a subscription target. `event` undefined or `'*'` means every
+ * event: of the component when one is given, else of the whole namespace
+ * (its namespace-scoped events and every component's).
+ */
+export function eventTarget(namespace: string, component: string | undefined, event: EventRef<unknown> | undefined): EventTarget {
+  return {
+    namespace: validateName('namespace', namespace),
+    component: component === undefined ? undefined : validateName('component', component),
+    event: event === undefined || event === '*' ? undefined : eventName(event),
+  };
+}
+
+/** A validated subscription: what to subscribe to and how. */
+export interface EventPlan {
+  readonly target: EventTarget;
+  /** Core subjects (broadcast and balanced). */
+  readonly subjects: readonly string[];
+  /** The log filter (durable and replay); undefined: the whole namespace log. */
+  readonly filter: string | undefined;
+  readonly queue: string | undefined;
+  /** Read from the log instead of live subjects. */
+  readonly log: boolean;
+  readonly durable: string | undefined;
+  readonly start: 'all' | 'new' | Date;
+  readonly gaps: boolean;
+}
+
+/** Checks options and builds the subjects; throws `BAD_REQUEST` before anything is sent. */
+export function planEvents(target: EventTarget, options: Omit<EventsOptions, 'onReady'>): EventPlan {
+  if (options === null || typeof options !== 'object') throw new TroupeError('BAD_REQUEST', 'event subscription options must be an object');
+  const queue = options.group === undefined ? undefined : validateName('group', options.group);
+  const durable = options.durable === undefined ? undefined : validateName('durable', options.durable);
+  const start = options.start;
+  if (start !== undefined && start !== 'all' && start !== 'new' && !(start instanceof Date && !Number.isNaN(start.getTime()))) {
+    throw new TroupeError('BAD_REQUEST', `start must be 'all', 'new' or a valid Date, got ${String(start)}`);
+  }
+  if (queue !== undefined && (durable !== undefined || start !== undefined)) {
+    throw new TroupeError('BAD_REQUEST', 'group is for live events; subscribers sharing a durable name already share its events');
+  }
+  if (options.gaps !== undefined && typeof options.gaps !== 'boolean') throw new TroupeError('BAD_REQUEST', 'gaps must be a boolean');
+  const { namespace: ns, component: comp, event } = target;
+  let subjects: string[];
+  let filter: string | undefined;
+  if (event !== undefined) {
+    subjects = [comp === undefined ? namespaceEventSubject(ns, event) : componentEventSubject(ns, comp, event)];
+    filter = subjects[0];
+  } else if (comp !== undefined) {
+    subjects = [componentEventWildcard(ns, comp)];
+    filter = subjects[0];
+  } else {
+    subjects = [namespaceEventWildcard(ns), anyComponentEventWildcard(ns)];
+    filter = undefined; // the namespace log holds exactly these subjects
+  }
+  return {
+    target,
+    subjects,
+    filter,
+    queue,
+    log: durable !== undefined || start !== undefined,
+    durable,
+    start: start ?? 'all',
+    gaps: options.gaps ?? queue === undefined,
+  };
+}
+
+/**
+ * Receives each event. Return `false` to refuse it (a full mailbox): a live
+ * event is dropped (the next one reports the gap), a durable one comes back
+ * later. A returned promise delays the durable ack until it settles; if it
+ * resolves to `false` the event was not handled after all and comes back.
+ */
+export type EventSink = (env: EventEnvelope<unknown>) => boolean | void | PromiseLike<boolean | void>;
+
+/** What {@link openEventSubscription} needs besides the plan. */
+export interface SubscriptionHooks {
+  sink: EventSink;
+  /** Delivery ended by itself (the log was deleted). */
+  onError(err: TroupeError): void;
+  logger: Logger;
+}
+
+// A refused durable event comes back after this long (the mailbox had no room).
+const REFUSED_NAK_MS = 250;
+// Publishers x event names remembered for gap detection; the least recently seen go first.
+const GAP_KEYS_MAX = 4096;
+/**
+ * The event subscriptions of one runtime (a field of its plane): the event
+ * Observables subscribed now, and the durable subscriptions being stopped.
+ */
+export class EventStreams {
+  /** Durable subscriptions being stopped, by `{ns}/{durable}`: a restart of the same name waits for them. */
+  readonly stoppingDurables = new Map<string, Promise<void>>();
+  /** Each live event Observable, as a function that completes it and stops its subscription. */
+  readonly live = new Set<() => Promise<void>>();
+
+  /**
+   * Completes every event Observable and stops its subscription (called by
+   * `runtime.close()` before the connection drains, so durable consumers give
+   * back what they hold instead of leaving it to the ack wait).
+   */
+  async close(): Promise<void> {
+    await Promise.all([...this.live].map((close) => close()));
+    this.live.clear();
+  }
+}
+
+/** Remembers the last sequence number seen per publisher and subject. */
+class GapTracker {
+  private readonly last = new Map<string, number>();
+
+  /** Events missed before `seq` (0 for the first one seen, or an old or repeated one). */
+  gap(key: string, seq: number): number {
+    const prev = this.last.get(key);
+    return prev === undefined || seq <= prev ? 0 : seq - prev - 1;
+  }
+
+  commit(key: string, seq: number): void {
+    const prev = this.last.get(key);
+    if (prev !== undefined) {
+      if (seq <= prev) return;
+      this.last.delete(key); // re-inserted last: Map order is recency
+    } else if (this.last.size >= GAP_KEYS_MAX) {
+      const oldest = this.last.keys().next().value;
+      if (oldest !== undefined) this.last.delete(oldest);
+    }
+    this.last.set(key, seq);
+  }
+}
+
+/** A message as both the bus and the log give it. */
+type EventMessage = Pick<TransportMessage, 'subject' | 'data' | 'header'>;
+
+/**
+ * One live event subscription: core subscriptions (broadcast, balanced) or
+ * a log consumer (durable, replay). Starts at construction; `ready` settles
+ * once the bus has it.
+ */
+export class EventSubscription {
+  readonly ready: Promise<void>;
+  private readonly subs: TransportSubscription[] = [];
+  private consumer: LogConsumer | undefined;
+  private stopped = false;
+  private stopping: Promise<void> | undefined;
+  private readonly tracker: GapTracker | undefined;
+  private dropped = 0;
+
+  constructor(
+    private readonly plane: Plane,
+    private readonly plan: EventPlan,
+    private readonly hooks: SubscriptionHooks,
+  ) {
+    this.tracker = plan.gaps ? new GapTracker() : undefined;
+    this.ready = plan.log ? this.consumeLog() : this.subscribeLive();
+    this.ready.catch(() => undefined); // the owner reads it; never an unhandled rejection
+  }
+
+  private subscribeLive(): Promise<void> {
+    const t = this.plane.transport;
+    try {
+      const opts = this.plan.queue === undefined ? undefined : { queue: this.plan.queue };
+      for (const s of this.plan.subjects) this.subs.push(t.subscribe(s, this.onLive, opts));
+    } catch (err) {
+      for (const s of this.subs) s.unsubscribe();
+      return Promise.reject(toTroupeError(err, 'UNAVAILABLE'));
+    }
+    return t.flush();
+  }
+
+  private async consumeLog(): Promise<void> {
+    // A durable name stopped a moment ago in this runtime gives back what it held first: wait, so a restart resumes in order.
+    if (this.plan.durable !== undefined) await this.plane.eventStreams.stoppingDurables.get(this.durableKey());
+    const log = await openEventLog(this.plane, this.plan.target.namespace, undefined);
+    if (this.stopped) return;
+    const consumer = await log.consume(
+      { filter: this.plan.filter, durable: this.plan.durable, start: this.plan.start, onError: (e) => this.hooks.onError(e) },
+      this.onLogged,
+    );
+    if (this.stopped) {
+      await consumer.stop();
+      return;
+    }
+    this.consumer = consumer;
+  }
+
+  /**
+   * Stops delivery. With `drain`, live events already received are still
+   * delivered first (an instance stopping handles what reached it). Never
+   * rejects.
+   */
+  stop(drain = false): Promise<void> {
+    if (this.stopping !== undefined) return this.stopping;
+    this.stopping = (async () => {
+      if (drain && !this.plan.log) {
+        await Promise.all(this.subs.map((s) => s.drain()));
+      }
+      this.stopped = true;
+      for (const s of this.subs) s.unsubscribe();
+      // Called before any await, so the consumer holds back from here on.
+      const consumerStopped = this.consumer?.stop();
+      await this.ready.catch(() => undefined);
+      await (consumerStopped ?? this.consumer?.stop())?.catch(() => undefined);
+    })().catch((err: unknown) => {
+      this.hooks.logger.warn('event subscription did not stop cleanly', { error: (err as Error)?.message });
+    });
+    if (this.plan.durable !== undefined) {
+      const byKey = this.plane.eventStreams.stoppingDurables;
+      const key = this.durableKey();
+      const p = this.stopping;
+      byKey.set(key, p);
+      void p.finally(() => {
+        if (byKey.get(key) === p) byKey.delete(key);
+      });
+    }
+    return this.stopping;
+  }
+
+  private durableKey(): string {
+    return `${this.plan.target.namespace}/${this.plan.durable ?? ''}`;
+  }
+
+  private readonly onLive = (msg: TransportMessage): void => {
+    if (this.stopped) return;
+    const parts = parseEventSubject(msg.subject);
+    if (parts === undefined) return;
+    const data = this.decode(msg, parts);
+    if (data === NOTHING) return;
+    const { env, key } = this.envelope(msg, parts, data);
+    const accepted = this.deliver(env, parts.event);
+    if (accepted === false) {
+      // Not committed: the next event of this publisher reports the gap.
+      this.dropped++;
+      if ((this.dropped & (this.dropped - 1)) === 0) {
+        this.hooks.logger.warn('event dropped: the mailbox is full', { event: parts.event, dropped: this.dropped });
+      }
+      return;
+    }
+    if (key !== undefined) this.tracker?.commit(key, env.seq);
+  };
+
+  /** Hands one envelope to the sink; a sink that throws is logged, never breaks delivery. */
+  private deliver(env: Parameters<EventSink>[0], event: string): ReturnType<EventSink> {
+    try {
+      return this.hooks.sink(env);
+    } catch (err) {
+      this.hooks.logger.error('event sink threw', { event, error: (err as Error)?.message });
+      return undefined;
+    }
+  }
+
+  private readonly onLogged = (m: LogMessage): void => {
+    if (this.stopped) {
+      m.nak(REFUSED_NAK_MS); // delayed: an immediate nak would bounce straight back to this consumer
+      return;
+    }
+    const parts = parseEventSubject(m.subject);
+    const data = parts === undefined ? NOTHING : this.decode(m, parts);
+    if (parts === undefined || data === NOTHING) {
+      m.ack(); // never deliverable: do not let it come back
+      return;
+    }
+    const { env, key } = this.envelope(m, parts, data);
+    const accepted = this.deliver(env, parts.event);
+    if (accepted === false) {
+      m.nak(REFUSED_NAK_MS);
+      return;
+    }
+    if (key !== undefined) this.tracker?.commit(key, env.seq);
+    if (accepted !== undefined && accepted !== true && typeof accepted.then === 'function') {
+      accepted.then(
+        (handled) => (handled === false ? m.nak(REFUSED_NAK_MS) : m.ack()),
+        () => m.ack(), // the handler failed: logged by the sink; retrying a poison event forever helps no one
+      );
+    } else {
+      m.ack();
+    }
+  };
+
+  private decode(msg: EventMessage, parts: EventSubjectParts): unknown {
+    try {
+      return this.plane.codec.decode(msg.data);
+    } catch (err) {
+      this.hooks.logger.warn('undecodable event dropped', { subject: msg.subject, event: parts.event, error: (err as Error)?.message });
+      return NOTHING;
+    }
+  }
+
+  private envelope(msg: EventMessage, parts: EventSubjectParts, data: unknown): { env: EventEnvelope<unknown>; key: string | undefined } {
+    const publisher = msg.header(H.PUBLISHER) ?? '';
+    const rawSeq = Number(msg.header(H.EVENT_SEQ));
+    const seq = Number.isSafeInteger(rawSeq) && rawSeq > 0 ? rawSeq : 0;
+    const rawTime = Number(msg.header(H.TIME));
+    const timestamp = Number.isFinite(rawTime) && rawTime > 0 ? rawTime : Date.now();
+    const key = this.tracker !== undefined && publisher !== '' && seq > 0 ? `${publisher} ${msg.subject}` : undefined;
+    const gap = key === undefined ? 0 : (this.tracker as GapTracker).gap(key, seq);
+    const env: EventEnvelope<unknown> = {
+      event: parts.event,
+      scope: parts.component === undefined ? EventScope.NAMESPACE : EventScope.COMPONENT,
+      namespace: parts.namespace,
+      component: parts.component,
+      publisher,
+      seq,
+      timestamp,
+      data,
+      ...(gap > 0 ? { gap } : {}),
+    };
+    return { env, key };
+  }
+}
+
+const NOTHING: unique symbol = Symbol('nothing');
+
+/**
+ * A cold Observable of events: subscribing opens the subscription,
+ * unsubscribing releases it (core subscriptions, or the log consumer, whose
+ * durable position stays). Completes when the runtime closes; errors with
+ * a TroupeError when it cannot subscribe or the log goes away.
+ */
+export function eventStream<T>(plane: Plane, target: EventTarget, options: EventsOptions | undefined): Observable<EventEnvelope<T>> {
+  const plan = planEvents(target, options ?? {});
+  const onReady = options?.onReady;
+  if (onReady !== undefined && typeof onReady !== 'function') throw new TroupeError('BAD_REQUEST', 'onReady must be a function');
+  return new Observable<EventEnvelope<T>>((subscriber) => {
+    if (plane.transport.status === TransportStatus.CLOSED) {
+      subscriber.error(new TroupeError('UNAVAILABLE', `${plane.transport.describe} is closed; cannot subscribe to events`));
+      return undefined;
+    }
+    const sub = new EventSubscription(plane, plan, {
+      sink: (env) => {
+        subscriber.next(env as EventEnvelope<T>);
+      },
+      onError: (err) => subscriber.error(err),
+      logger: plane.logger,
+    });
+    sub.ready.then(
+      () => {
+        if (!subscriber.closed) onReady?.();
+      },
+      (err: unknown) => subscriber.error(toTroupeError(err, 'UNAVAILABLE')),
+    );
+    const status = plane.transport.status$.subscribe((s) => {
+      if (s === TransportStatus.CLOSED) subscriber.complete();
+    });
+    const closers = plane.eventStreams.live;
+    const close = (): Promise<void> => {
+      subscriber.complete();
+      return sub.stop();
+    };
+    closers.add(close);
+    return () => {
+      closers.delete(close);
+      status.unsubscribe();
+      void sub.stop();
+    };
+  });
+}

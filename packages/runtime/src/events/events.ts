@@ -1,0 +1,274 @@
+import type { InstanceInfo } from '../component/decorators';
+import { TroupeError } from '../errors';
+import { validateName } from '../names';
+import type { Plane } from '../plane/plane';
+import { H } from '../wire/protocol';
+import { componentEventSubject, eventLogName, eventLogSubjects, namespaceEventSubject } from '../wire/subjects';
+import type { MessageLog } from '../transport/transport';
+
+/**
+ * Where an event is published: to its namespace (`{ns}._ev.{event}`) or to
+ * its component (`{ns}.{comp}._ev.{event}`).
+ *
+ * @example
+ * ctx.publish('load', { active: 3 }, { scope: EventScope.NAMESPACE });
+ */
+export const EventScope = {
+  NAMESPACE: 'namespace',
+  COMPONENT: 'component',
+} as const;
+export type EventScope = (typeof EventScope)[keyof typeof EventScope];
+
+/**
+ * One event as a subscriber receives it. `seq` counts the events one
+ * publisher published under one name and scope, from 1, so a subscriber that
+ * sees 7 after 4 knows it missed two: `gap` says so (broadcast and unshared
+ * durable subscriptions; see {@link EventsOptions.gaps}).
+ *
+ * @example
+ * ns.component('backend').events(KvEvents).subscribe((e) => {
+ *   if (e.gap) resync(e.publisher);
+ *   apply(e.publisher, e.data);
+ * });
+ */
+export interface EventEnvelope<T = unknown> {
+  /** The event's name. */
+  readonly event: string;
+  readonly scope: EventScope;
+  readonly namespace: string;
+  /** The publishing component, for component-scoped events. */
+  readonly component: string | undefined;
+  /** The instance id of the publisher, or the runtime id for a runtime-level publish ('' for a foreign publisher). */
+  readonly publisher: string;
+  /** The publisher's sequence number for this event name and scope, from 1 (0 when a foreign publisher sent none). */
+  readonly seq: number;
+  /** When it was published, epoch ms on the publisher's clock. */
+  readonly timestamp: number;
+  readonly data: T;
+  /** How many events of this publisher (name and scope) this subscriber missed just before this one; absent when none. */
+  readonly gap?: number;
+}
+
+/**
+ * A typed event name, made by {@link defineEvent}: publishers and
+ * subscribers that share it agree on the payload type.
+ */
+export interface EventToken<T> {
+  readonly name: string;
+  /** Type-level only: ties the token to its payload type (never set). */
+  readonly __payload?: T;
+}
+
+/** An event given by name or by token. */
+export type EventRef<T = unknown> = EventToken<T> | string;
+
+/**
+ * Declares a typed event: one name, one payload type, checked wherever the
+ * token is used to publish or subscribe.
+ *
+ * @example
+ * const KvEvents = defineEvent<{ stored: number[]; removed: number[] }>('kv_events');
+ * ctx.publish(KvEvents, { stored: [1], removed: [] });       // checked
+ * runtime.namespace('llama_8b').component('backend').events(KvEvents); // Observable<EventEnvelope<...>>
+ */
+export function defineEvent<T>(name: string): EventToken<T> {
+  return Object.freeze({ name: validateName('event', name) });
+}
+
+/** The name behind an {@link EventRef}, validated. */
+export function eventName(event: EventRef<unknown>): string {
+  const name = typeof event === 'string' ? event : (event as EventToken<unknown> | undefined)?.name;
+  return validateName('event', name);
+}
+
+/** Options of an instance's publish. */
+export interface PublishEventOptions {
+  /** `component` (default): `{ns}.{comp}._ev.{event}`; `namespace`: `{ns}._ev.{event}`. */
+  scope?: EventScope;
+}
+
+/**
+ * Publishes events on behalf of one instance: `ctx.publish` in handlers,
+ * or inject it with `@injectPublisher()` for code outside handlers (timers,
+ * background loops). Publishing is fire-and-forget on the bus (core NATS,
+ * at most once unless the namespace's events are durable) and fails at once
+ * with a TroupeError: `PAYLOAD_TOO_LARGE`, `UNAVAILABLE` while disconnected,
+ * `BAD_REQUEST` for a bad name or a payload the codec cannot carry.
+ *
+ * @example
+ * constructor(\@injectPublisher() private readonly events: EventPublisher) {
+ *   setInterval(() => this.events.publish('load_metrics', { active: this.active }), 1000);
+ * }
+ */
+export interface EventPublisher {
+  /** The id stamped on every event: the instance id. */
+  readonly id: string;
+  publish<T>(event: EventToken<T>, data: NoInfer<T>, options?: PublishEventOptions): void;
+  publish(event: string, data: unknown, options?: PublishEventOptions): void;
+}
+
+/**
+ * The NATS header names of Troupe's event metadata, for publishers written
+ * in other languages (a Rust worker can publish events Troupe subscribers
+ * understand: msgpack body, these three headers, subject
+ * `{ns}.{comp}._ev.{event}`).
+ *
+ * @example
+ * // what any NATS client sends for seq 7 of publisher 9f3c0a7e12b4d8e1:
+ * // subject llama_8b.backend._ev.kv_events, body msgpack(data), headers
+ * // { [EVENT_HEADERS.PUBLISHER]: '9f3c0a7e12b4d8e1', [EVENT_HEADERS.SEQ]: '7', [EVENT_HEADERS.TIME]: String(Date.now()) }
+ */
+export const EVENT_HEADERS = {
+  PUBLISHER: H.PUBLISHER,
+  SEQ: H.EVENT_SEQ,
+  TIME: H.TIME,
+} as const;
+
+/** Limits of a namespace's event log. */
+export interface EventLogOptions {
+  /** Events older than this are discarded, ms (default 24 h). */
+  maxAgeMs?: number;
+  /** The oldest events are discarded past this size, bytes (default 256 MiB). */
+  maxBytes?: number;
+}
+
+/** Limits a log gets when a durable subscription creates it. */
+export const DEFAULT_EVENT_LOG: Required<EventLogOptions> = {
+  maxAgeMs: 24 * 60 * 60 * 1000,
+  maxBytes: 256 * 1024 * 1024,
+};
+
+/** Stamps events with a publisher id and a sequence number per subject, and sends them. */
+export class SequencedPublisher {
+  private readonly seqs = new Map<string, number>();
+
+  constructor(
+    private readonly plane: Plane,
+    readonly id: string,
+  ) {}
+
+  send(subject: string, data: unknown): void {
+    const body = this.plane.codec.encode(data);
+    const seq = (this.seqs.get(subject) ?? 0) + 1;
+    this.plane.transport.publish(subject, body, {
+      headers: { [H.PUBLISHER]: this.id, [H.EVENT_SEQ]: String(seq), [H.TIME]: String(Date.now()) },
+    });
+    // Counted only once sent: a refused publish (too large, disconnected) is no gap.
+    this.seqs.set(subject, seq);
+  }
+}
+
+/** The subject of an event of `namespace` (and `component`, if given), cached per publisher. */
+class SubjectCache {
+  private readonly map = new Map<string, string>();
+  get(namespace: string, component: string | undefined, event: EventRef<unknown>): string {
+    const name = typeof event === 'string' ? event : (event as EventToken<unknown> | undefined)?.name;
+    const key = `${component ?? ''}/${String(name)}`;
+    let subject = this.map.get(key);
+    if (subject === undefined) {
+      subject = component === undefined ? namespaceEventSubject(namespace, eventName(event)) : componentEventSubject(namespace, component, eventName(event));
+      if (this.map.size >= 1024) this.map.clear();
+      this.map.set(key, subject);
+    }
+    return subject;
+  }
+}
+
+class InstancePublisher implements EventPublisher {
+  private readonly subjects = new SubjectCache();
+
+  constructor(
+    private readonly core: SequencedPublisher,
+    private readonly info: InstanceInfo,
+  ) {}
+
+  get id(): string {
+    return this.core.id;
+  }
+
+  publish(event: EventRef<unknown>, data: unknown, options?: PublishEventOptions): void {
+    const scope = options?.scope ?? EventScope.COMPONENT;
+    let component: string | undefined;
+    switch (scope) {
+      case EventScope.COMPONENT:
+        component = this.info.component;
+        break;
+      case EventScope.NAMESPACE:
+        component = undefined;
+        break;
+      default: {
+        const never: never = scope;
+        throw new TroupeError('BAD_REQUEST', `unknown event scope ${JSON.stringify(never)}: 'component' or 'namespace'`);
+      }
+    }
+    this.core.send(this.subjects.get(this.info.namespace, component, event), data);
+  }
+}
+
+/**
+ * What the events of one runtime share: its runtime-level publisher (events
+ * published outside any actor carry the runtime id) and one publisher per
+ * live instance, so `ctx.publish` and `@injectPublisher()` share one
+ * sequence per subject. A field of the runtime's plane.
+ */
+export class RuntimeEvents {
+  private readonly publisher: SequencedPublisher;
+  private readonly subjects = new Map<string, SubjectCache>();
+  private readonly instances = new Map<string, InstancePublisher>();
+
+  constructor(plane: Plane, runtimeId: string) {
+    this.publisher = new SequencedPublisher(plane, runtimeId);
+    this.plane = plane;
+  }
+
+  private readonly plane: Plane;
+
+  /** The publisher of one instance (created on first use, dropped by {@link release}). */
+  publisherOf(info: InstanceInfo): EventPublisher {
+    let p = this.instances.get(info.instanceId);
+    if (p === undefined) {
+      p = new InstancePublisher(new SequencedPublisher(this.plane, info.instanceId), info);
+      this.instances.set(info.instanceId, p);
+    }
+    return p;
+  }
+
+  /** Forgets a stopped instance's publisher. */
+  release(instanceId: string): void {
+    this.instances.delete(instanceId);
+  }
+
+  /** A runtime-level publish (publisher id: the runtime id) to a namespace or component scope. */
+  publish(namespace: string, component: string | undefined, event: EventRef<unknown>, data: unknown): void {
+    let cache = this.subjects.get(namespace);
+    if (cache === undefined) {
+      if (this.subjects.size >= 1024) this.subjects.clear();
+      cache = new SubjectCache();
+      this.subjects.set(namespace, cache);
+    }
+    this.publisher.send(cache.get(namespace, component, event), data);
+  }
+}
+
+/**
+ * Opens a namespace's event log `TROUPE_EV_{ns}`. With `update`, applies the
+ * limits to an existing log; without, an existing log is used as it is and
+ * a new one gets the defaults.
+ */
+export function openEventLog(plane: Plane, namespace: string, limits: EventLogOptions | undefined): Promise<MessageLog> {
+  const l = { ...DEFAULT_EVENT_LOG, ...limits };
+  checkLimit('maxAgeMs', l.maxAgeMs);
+  checkLimit('maxBytes', l.maxBytes);
+  return plane.transport.persistence.log(eventLogName(namespace), {
+    subjects: eventLogSubjects(namespace),
+    maxAgeMs: l.maxAgeMs,
+    maxBytes: l.maxBytes,
+    update: limits !== undefined,
+  });
+}
+
+function checkLimit(name: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new TroupeError('BAD_REQUEST', `${name} must be a positive integer, got ${String(v)}`);
+  }
+}

@@ -1,0 +1,121 @@
+import type { Codec } from '../codec/codec';
+import type { CallerMonitor } from '../caller/caller-monitor';
+import type { TroupeError } from '../errors';
+import type { EventStreams } from '../events/event-subscription';
+import type { RuntimeEvents } from '../events/events';
+import { newToken } from '../ids';
+import type { Heartbeats } from '../worker/heartbeats';
+import { DeadlineWheel } from './deadline-wheel';
+import { newRuntimeStats, type RuntimeStats } from './stats';
+import type { Discovery } from '../discovery/discovery';
+import type { RouterSpec } from '../discovery/routers';
+import { ReplyInbox } from './reply-inbox';
+import type { Logger } from '../logger';
+import type { Transport } from '../transport/transport';
+
+/** Resolved runtime settings that clients and instances read. */
+export interface PlaneSettings {
+  /** Default deadline of a unary call, ms. */
+  readonly requestTimeoutMs: number;
+  /** Default deadline of a whole stream, ms. */
+  readonly streamTimeoutMs: number;
+  /** Default stream credit window, items. */
+  readonly streamWindow: number;
+  /** Default stream byte window (encoded item bytes in flight), bytes. */
+  readonly streamWindowBytes: number;
+  /** How often a worker shows an open stream's caller that it is alive (the caller asks for this interval), ms. */
+  readonly streamHeartbeatMs: number;
+  /** A stream whose worker was silent this long (no frame, heartbeat or probe answer) fails with INSTANCE_LOST, ms. */
+  readonly streamIdleMs: number;
+  /** How long `stop()` / `close()` wait for in-flight work, ms. */
+  readonly gracePeriodMs: number;
+  /** Send remote stacks with errors (development only). */
+  readonly dev: boolean;
+  /** Default instance concurrency (1 = classic actor). */
+  readonly concurrency: number;
+  /** Default mailbox capacity (waiting messages per instance). */
+  readonly mailboxCapacity: number;
+  /** Default router of clients. */
+  readonly router: RouterSpec;
+}
+
+/** The services of a plane that live above it (caller, worker, events), built by the runtime. */
+export interface PlaneServices {
+  readonly monitor: CallerMonitor;
+  readonly heartbeats: Heartbeats;
+  readonly events: RuntimeEvents;
+  readonly eventStreams: EventStreams;
+}
+
+/** What a plane is built from. */
+export interface PlaneParts {
+  readonly transport: Transport;
+  readonly codec: Codec;
+  readonly settings: PlaneSettings;
+  readonly logger: Logger;
+  /** The discovery watches; undefined when discovery is off. */
+  readonly discovery: Discovery | undefined;
+  /** Reply inbox prefix (validated). */
+  readonly inboxPrefix: string;
+}
+
+/**
+ * The request plane of one runtime: everything its clients, instances and
+ * event streams share, as fields — the transport, the codec, the muxed
+ * reply inbox, the deadline wheel, the stream monitor and heartbeats, the
+ * event publishers and streams, the counters. One object per runtime, built
+ * by it and released by {@link close} (nats.js's `ProtocolHandler` holds its
+ * mux subscription and heartbeats the same way); nothing per runtime lives in
+ * module-level state. Internal.
+ */
+export class Plane {
+  readonly transport: Transport;
+  readonly codec: Codec;
+  readonly settings: PlaneSettings;
+  readonly logger: Logger;
+  readonly discovery: Discovery | undefined;
+  readonly inbox: ReplyInbox;
+  readonly wheel: DeadlineWheel;
+  readonly stats: RuntimeStats = newRuntimeStats();
+  readonly monitor: CallerMonitor;
+  readonly heartbeats: Heartbeats;
+  readonly events: RuntimeEvents;
+  readonly eventStreams: EventStreams;
+  private requestSeq = 0;
+  private readonly requestPrefix = newToken();
+
+  constructor(parts: PlaneParts, services: (plane: Plane) => PlaneServices) {
+    this.transport = parts.transport;
+    this.codec = parts.codec;
+    this.settings = parts.settings;
+    this.logger = parts.logger;
+    this.discovery = parts.discovery;
+    this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
+    this.wheel = new DeadlineWheel();
+    const s = services(this);
+    this.monitor = s.monitor;
+    this.heartbeats = s.heartbeats;
+    this.events = s.events;
+    this.eventStreams = s.eventStreams;
+  }
+
+  /** A fresh request id. */
+  nextRequestId(): string {
+    return `${this.requestPrefix}-${(++this.requestSeq).toString(36)}`;
+  }
+
+  /**
+   * Releases every service: discovery watches, event streams (durable
+   * consumers give back what they hold), monitor and heartbeat timers, the
+   * deadline wheel; whatever still awaits a reply fails with `reason` now.
+   * The transport is the runtime's to close. Never rejects.
+   */
+  async close(reason: TroupeError): Promise<void> {
+    this.discovery?.close();
+    await this.eventStreams.close();
+    this.monitor.close();
+    this.heartbeats.close();
+    this.inbox.stop(reason);
+    this.wheel.close();
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * Counters of one runtime's stream machinery: how often streams broke, were
+ * migrated, and what liveness cost in messages. A snapshot comes from
+ * `runtime.stats()`.
+ *
+ * @example
+ * const { streamsMigrated, streamsLost } = runtime.stats();
+ */
+export interface RuntimeStats {
+  /** Streams this runtime's clients re-issued to another instance after INSTANCE_LOST (the `migrate` option). */
+  streamsMigrated: number;
+  /** Stream attempts of this runtime's clients that ended in INSTANCE_LOST (migrated or not). */
+  streamsLost: number;
+  /** Liveness probes this runtime's clients sent to silent instances (one message per instance, naming its silent streams). */
+  probesSent: number;
+  /** Heartbeat messages this runtime's instances sent (one per caller runtime per interval, naming every open stream). */
+  heartbeatsSent: number;
+  /** Stream handlers this runtime aborted because their caller was gone (its inbox had no subscriber, or no longer knew the stream). */
+  callersLost: number;
+}
+
+/** Fresh zeroed counters (one set per plane). */
+export function newRuntimeStats(): RuntimeStats {
+  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callersLost: 0 };
+}

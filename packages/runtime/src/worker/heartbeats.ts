@@ -1,0 +1,137 @@
+import { TroupeError } from '../errors';
+import { heartbeatSubjectOf, packTokens, type ReplyHandler, unpackTokens } from '../plane/reply-inbox';
+import type { Plane } from '../plane/plane';
+import { Ctl, Frame, H } from '../wire/protocol';
+import type { TransportMessage } from '../transport/transport';
+import type { WorkerStream } from './worker-stream';
+
+/** Keys per heartbeat message at most (~6 bytes each: well under max_payload). */
+const MAX_KEYS_PER_BEAT = 8_192;
+
+/**
+ * The worker side of stream liveness for one runtime. Every open stream,
+ * from acceptance to its last frame, is named in a heartbeat to its caller at
+ * the interval the caller asked for: one message per caller runtime per
+ * interval (`{callerInbox}._hb`, body = the stream keys), not one per stream,
+ * so 10,000 streams to one caller cost one small message per interval.
+ *
+ * Each heartbeat carries a reply subject and so doubles as a probe of the
+ * caller: NATS answers "no responders" when the caller's inbox subscription
+ * is gone (its process died or closed), and the caller's inbox answers
+ * `gone` with the keys it no longer has (unsubscribed, a cancel that never
+ * arrived). Either aborts those handlers, within one interval.
+ */
+export class Heartbeats {
+  private readonly groups = new Map<string, HeartbeatGroup>();
+
+  constructor(private readonly plane: Plane) {}
+
+  add(stream: WorkerStream): void {
+    const subject = heartbeatSubjectOf(stream.reply);
+    let g = this.groups.get(subject);
+    if (!g) {
+      g = new HeartbeatGroup(this.plane, subject, stream.heartbeatMs);
+      this.groups.set(subject, g);
+    }
+    g.add(stream);
+  }
+
+  /** Stops every heartbeat timer (the runtime closes). */
+  close(): void {
+    for (const g of this.groups.values()) g.close();
+    this.groups.clear();
+  }
+
+  remove(stream: WorkerStream): void {
+    const subject = heartbeatSubjectOf(stream.reply);
+    const g = this.groups.get(subject);
+    if (!g || !g.remove(stream)) return;
+    g.close();
+    this.groups.delete(subject);
+  }
+}
+
+/** The open streams of one caller runtime, and their heartbeat timer. */
+class HeartbeatGroup implements ReplyHandler {
+  private readonly streams = new Map<string, WorkerStream>();
+  private readonly key: string;
+  private readonly reply: string;
+  private timer: NodeJS.Timeout;
+  private intervalMs: number;
+
+  constructor(
+    private readonly plane: Plane,
+    private readonly subject: string,
+    intervalMs: number,
+  ) {
+    [this.key, this.reply] = plane.inbox.open(this);
+    this.intervalMs = intervalMs;
+    this.timer = this.schedule();
+  }
+
+  add(stream: WorkerStream): void {
+    this.streams.set(stream.key, stream);
+    if (stream.heartbeatMs < this.intervalMs) {
+      this.intervalMs = stream.heartbeatMs;
+      clearInterval(this.timer);
+      this.timer = this.schedule();
+    }
+  }
+
+  /** Returns true when the group became empty. */
+  remove(stream: WorkerStream): boolean {
+    if (this.streams.get(stream.key) === stream) this.streams.delete(stream.key);
+    return this.streams.size === 0;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.plane.inbox.close(this.key);
+  }
+
+  private schedule(): NodeJS.Timeout {
+    const t = setInterval(this.beat, this.intervalMs);
+    t.unref();
+    return t;
+  }
+
+  private readonly beat = (): void => {
+    const keys = [...this.streams.keys()];
+    const stats = this.plane.stats;
+    for (let i = 0; i < keys.length; i += MAX_KEYS_PER_BEAT) {
+      try {
+        this.plane.transport.publish(this.subject, packTokens(keys.slice(i, i + MAX_KEYS_PER_BEAT)), {
+          reply: this.reply,
+          headers: { [H.FRAME]: Frame.HEARTBEAT },
+        });
+        stats.heartbeatsSent++;
+      } catch {
+        // Disconnected: the caller's idle bound decides; the next beat tries again.
+        return;
+      }
+    }
+  };
+
+  /** "No responders" (the caller's inbox is gone) or `gone` (the caller no longer has these streams). */
+  onReply(msg: TransportMessage): void {
+    if (msg.noResponders) {
+      this.abortAll([...this.streams.values()], 'the caller is gone (its reply inbox has no subscriber)');
+    } else if (msg.header(H.CTL) === Ctl.GONE) {
+      const out: WorkerStream[] = [];
+      for (const key of unpackTokens(msg.data)) {
+        const s = this.streams.get(key);
+        if (s) out.push(s);
+      }
+      this.abortAll(out, 'the caller no longer has the stream');
+    }
+  }
+
+  private abortAll(streams: WorkerStream[], why: string): void {
+    const stats = this.plane.stats;
+    for (const s of streams) {
+      if (s.aborted) continue;
+      stats.callersLost++;
+      s.abort(new TroupeError('CANCELLED', why));
+    }
+  }
+}

@@ -1,0 +1,333 @@
+import { isObservable } from 'rxjs';
+import type { Context } from '../component/context';
+import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
+import { TroupeError, toTroupeError, type WireError } from '../errors';
+import type { Logger } from '../logger';
+import { Mailbox } from './mailbox';
+import type { Plane } from '../plane/plane';
+import { Frame, H, MODE_STREAM } from '../wire/protocol';
+import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
+import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
+import { RequestContext } from './request-context';
+import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
+import type { EventPublisher } from '../events/events';
+import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
+
+/** Lifecycle hook run before an instance serves; a throw fails the spawn. */
+export interface OnStart {
+  onStart(): void | Promise<void>;
+}
+
+/** Lifecycle hook run after an instance stopped serving. */
+export interface OnStop {
+  onStop(): void | Promise<void>;
+}
+
+/** Per-instance settings resolved at spawn. */
+export interface InstanceSettings {
+  concurrency: number;
+  mailboxCapacity: number;
+}
+
+type Handler = (req: unknown, ctx: Context) => unknown;
+
+const enum State {
+  Starting,
+  Serving,
+  Stopping,
+  Stopped,
+}
+
+/**
+ * One running actor: its endpoints' subscriptions (queue group and mailbox),
+ * its bounded mailbox, and the streams it is serving. Internal; users see it
+ * through the spawn handle.
+ */
+export class ActorInstance {
+  readonly info: InstanceInfo;
+  private readonly mailbox: Mailbox;
+  private readonly subs: TransportSubscription[] = [];
+  private readonly mailboxSubs: TransportSubscription[] = [];
+  private readonly active = new Set<RequestContext>();
+  private readonly streams = new Map<string, WorkerStream>();
+  private state = State.Starting;
+  /** Set once the grace period ran out: queued requests are refused with it. */
+  private refusal: TroupeError | undefined;
+
+  constructor(
+    private readonly plane: Plane,
+    private readonly meta: ComponentMeta,
+    readonly actor: object,
+    info: InstanceInfo,
+    settings: InstanceSettings,
+    readonly logger: Logger,
+  ) {
+    this.info = info;
+    this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
+    this.publisher = plane.events.publisherOf(info);
+  }
+
+  /** Publishes this instance's events (`ctx.publish`, `@injectPublisher()`). */
+  readonly publisher: EventPublisher;
+  /** The subscriptions of the class's `@on` handlers while the instance runs. */
+  private eventHandlers: EventHandlers | undefined;
+
+  /** Where dynamic property changes go (the registry); set by the runtime. */
+  propertySink: ((key: string, value: unknown) => void) | undefined;
+
+  /** The addresses of this instance's endpoints. */
+  get addresses(): EndpointAddress[] {
+    return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
+  }
+
+  /** Sets a dynamic property (published with the process heartbeat, throttled). */
+  setProperty(key: string, value: unknown): void {
+    this.propertySink?.(key, value);
+  }
+
+  /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
+  async start(): Promise<void> {
+    const hook = (this.actor as Partial<OnStart>).onStart;
+    if (typeof hook === 'function') await hook.call(this.actor);
+    const t = this.plane.transport;
+    try {
+      for (const ep of this.meta.endpoints.values()) {
+        const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
+        const handler = (this.actor as Record<string, unknown>)[ep.method];
+        if (typeof handler !== 'function') {
+          throw new TroupeError('INTERNAL', `${this.meta.name}.${ep.method} is not a function on the instance`);
+        }
+        const onMsg = (msg: TransportMessage): void => this.onMessage(ep, handler as Handler, msg);
+        this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
+        this.mailboxSubs.push(t.subscribe(ownMailboxSubject(addr, this.info.instanceId), onMsg));
+      }
+      // `@on` handlers subscribe before the instance counts as started, and run in its mailbox.
+      this.eventHandlers = await startEventHandlers({
+        plane: this.plane,
+        actor: this.actor,
+        info: this.info,
+        logger: this.logger,
+        mailbox: this.mailbox,
+        refused: () => this.refusal !== undefined,
+      });
+      await t.flush();
+    } catch (err) {
+      for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
+      await this.eventHandlers?.stop();
+      throw err;
+    }
+    this.state = State.Serving;
+  }
+
+  /**
+   * Stops serving: leaves the queue groups at once (the server routes new
+   * requests elsewhere), refuses new direct requests, lets in-flight work
+   * finish within `graceMs` (stream control keeps flowing on the mailbox),
+   * then aborts what is left, and runs `onStop`.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (this.state === State.Stopped || this.state === State.Stopping) return;
+    this.state = State.Stopping;
+    // Messages the server already delivered to the queue subscription are still handled.
+    await Promise.all(this.subs.map((s) => s.drain()));
+    await this.eventHandlers?.stop();
+    const finished = await withTimeout(this.mailbox.idle(), graceMs);
+    if (!finished) {
+      const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
+      this.refusal = lost;
+      for (const job of this.mailbox.takeQueued()) job();
+      for (const ctx of this.active) ctx.abort(lost);
+      await withTimeout(this.mailbox.idle(), Math.min(1000, graceMs));
+    }
+    for (const s of this.mailboxSubs) s.unsubscribe();
+    this.state = State.Stopped;
+    this.plane.events.release(this.info.instanceId);
+    const hook = (this.actor as Partial<OnStop>).onStop;
+    if (typeof hook === 'function') {
+      try {
+        await hook.call(this.actor);
+      } catch (err) {
+        this.logger.error('onStop hook threw', { error: (err as Error)?.message ?? String(err) });
+      }
+    }
+  }
+
+  private onMessage(ep: EndpointMeta, handler: Handler, msg: TransportMessage): void {
+    const ctl = msg.header(H.CTL);
+    if (ctl !== undefined) return this.onControl(ctl, msg);
+    const reply = msg.reply;
+    if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
+      // drained from the queue subscription: already ours, handle it
+    } else if (this.state !== State.Serving) {
+      // `refused`: never ran, so the caller's router sends it elsewhere.
+      if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
+      return;
+    }
+    // The budget counts from arrival: time spent waiting in the mailbox is spent.
+    const arrived = Date.now();
+    const job = (): void | Promise<void> => this.handle(ep, handler, msg, arrived);
+    // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
+    const box = this.mailbox;
+    const stream =
+      reply && msg.header(H.MODE) === MODE_STREAM && (box.running < box.concurrency || box.queued < box.capacity)
+        ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
+        : undefined;
+    const accepted = box.offer(stream ? stream.guard(job) : job);
+    if (!accepted) stream?.forget();
+    if (!accepted && reply) {
+      this.sendError(
+        reply,
+        new TroupeError('OVERLOADED', `instance ${this.info.instanceId} of ${this.meta.name} has ${this.mailbox.capacity} requests waiting`, {
+          data: { instanceId: this.info.instanceId, capacity: this.mailbox.capacity },
+        }),
+      );
+    }
+  }
+
+  private onControl(kind: string, msg: TransportMessage): void {
+    streamControl(this.plane, this.streams, kind, msg);
+  }
+
+  private handle(ep: EndpointMeta, handler: Handler, msg: TransportMessage, arrived: number): void | Promise<void> {
+    const reply = msg.reply;
+    if (this.refusal) {
+      if (reply) this.sendError(reply, this.refusal);
+      return;
+    }
+    let request: unknown;
+    try {
+      request = this.plane.codec.decode(msg.data);
+    } catch (err) {
+      if (reply) this.sendError(reply, toTroupeError(err, 'BAD_REQUEST'));
+      else this.logger.warn('malformed request without a reply subject dropped', { endpoint: ep.name });
+      return;
+    }
+    const budgetHeader = msg.header(H.TIMEOUT);
+    const budget = budgetHeader === undefined ? this.plane.settings.requestTimeoutMs : Number(budgetHeader);
+    const deadline = arrived + budget;
+    if (!(budget > 0) || deadline <= Date.now()) {
+      // The caller has given up: running the handler would be wasted work.
+      if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
+      return;
+    }
+    // Without a propagated id the unique reply subject names the request.
+    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
+    if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
+    return this.serveUnary(handler, request, ctx, reply);
+  }
+
+  private serveUnary(handler: Handler, request: unknown, ctx: RequestContext, reply: string | undefined): void | Promise<void> {
+    let result: unknown;
+    try {
+      result = handler.call(this.actor, request, ctx);
+    } catch (err) {
+      if (reply) this.sendError(reply, toTroupeError(err));
+      return;
+    }
+    if (!isPromiseLike(result)) {
+      if (reply) this.sendValue(reply, result);
+      return;
+    }
+    this.active.add(ctx);
+    ctx.armDeadline();
+    return Promise.resolve(result).then(
+      (value) => {
+        this.active.delete(ctx);
+        ctx.dispose();
+        if (reply) this.sendValue(reply, value);
+      },
+      (err: unknown) => {
+        this.active.delete(ctx);
+        ctx.dispose();
+        if (reply) this.sendError(reply, toTroupeError(err));
+      },
+    );
+  }
+
+  private sendValue(reply: string, value: unknown): void {
+    if (isObservable(value) || isAsyncIterable(value)) {
+      closeQuietly(value);
+      return this.sendError(reply, new TroupeError('BAD_REQUEST', `endpoint streams: call it with stream(), not call()`));
+    }
+    let data: Uint8Array;
+    try {
+      data = value === undefined ? EMPTY : this.plane.codec.encode(value);
+    } catch (err) {
+      return this.sendError(reply, new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`));
+    }
+    try {
+      this.plane.transport.publish(reply, data);
+    } catch (err) {
+      this.sendError(reply, toTroupeError(err));
+    }
+  }
+
+  /** Sends an error to a caller; never throws. */
+  sendError(reply: string, err: TroupeError, frame?: boolean): void {
+    const wire: WireError = err.toJSON();
+    if (this.plane.settings.dev && err.stack) wire.stack = err.stack;
+    const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
+    try {
+      let body: Uint8Array;
+      try {
+        body = this.plane.codec.encode(wire);
+      } catch {
+        body = this.plane.codec.encode({ code: err.code, message: err.message });
+      }
+      if (body.length > this.plane.transport.maxPayload - HEADER_ROOM) {
+        body = this.plane.codec.encode({ code: err.code, message: err.message.slice(0, 1024) });
+      }
+      this.plane.transport.publish(reply, body, { headers });
+    } catch (e) {
+      this.logger.warn('error reply not sent', { code: err.code, error: (e as Error).message });
+    }
+  }
+
+  private async serveStream(handler: Handler, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage): Promise<void> {
+    const stream = this.streams.get(reply) ?? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply);
+    stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
+    this.active.add(ctx);
+    ctx.armDeadline();
+    try {
+      if (ctx.aborted) throw ctx.reason;
+      let result = handler.call(this.actor, request, ctx);
+      if (isPromiseLike(result)) result = await result;
+      const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
+      if (ctx.aborted) {
+        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
+      } else {
+        stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
+      }
+    } catch (err) {
+      const e = ctx.aborted ? ctx.reason : toTroupeError(err);
+      if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
+    } finally {
+      stream.forget();
+      this.active.delete(ctx);
+      ctx.dispose();
+    }
+  }
+
+}
+
+const EMPTY = new Uint8Array(0);
+function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
+}
+
+function closeQuietly(v: unknown): void {
+  if (isAsyncIterable(v)) {
+    const it = v[Symbol.asyncIterator]();
+    void Promise.resolve(it.return?.()).catch(() => undefined);
+  }
+}
+
+function withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    void p.then(() => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}

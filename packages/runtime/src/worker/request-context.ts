@@ -1,0 +1,94 @@
+import type { Context } from '../component/context';
+import type { InstanceInfo } from '../component/decorators';
+import type { EventPublisher, EventRef, PublishEventOptions } from '../events/events';
+import { TroupeError } from '../errors';
+import type { Logger } from '../logger';
+
+/** What a request context needs of its instance. */
+export interface ContextOwner {
+  readonly info: InstanceInfo;
+  readonly logger: Logger;
+  readonly publisher: EventPublisher;
+  setProperty(key: string, value: unknown): void;
+}
+
+/**
+ * The {@link Context} of one request. The AbortController and the deadline
+ * timer are created only when needed (a synchronous unary handler that never
+ * reads `signal` costs neither).
+ */
+export class RequestContext implements Context {
+  private controller: AbortController | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private abortReason: TroupeError | undefined;
+  private listeners: Array<() => void> | undefined;
+  private log: Logger | undefined;
+
+  constructor(
+    private readonly owner: ContextOwner,
+    readonly endpoint: string,
+    readonly requestId: string,
+    readonly deadline: number,
+  ) {}
+
+  get instanceId(): string {
+    return this.owner.info.instanceId;
+  }
+  get namespace(): string {
+    return this.owner.info.namespace;
+  }
+  get component(): string {
+    return this.owner.info.component;
+  }
+  get logger(): Logger {
+    this.log ??= this.owner.logger.child({ endpoint: this.endpoint, requestId: this.requestId });
+    return this.log;
+  }
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+  get aborted(): boolean {
+    return this.abortReason !== undefined;
+  }
+  get reason(): TroupeError {
+    return this.abortReason ?? new TroupeError('INTERNAL', 'not aborted');
+  }
+
+  setProperty(key: string, value: unknown): void {
+    this.owner.setProperty(key, value);
+  }
+
+  publish(event: EventRef<unknown>, data: unknown, options?: PublishEventOptions): void {
+    this.owner.publisher.publish(event as string, data, options);
+  }
+
+  remainingMs(): number {
+    return Math.max(0, this.deadline - Date.now());
+  }
+
+  onAbort(fn: () => void): void {
+    (this.listeners ??= []).push(fn);
+  }
+
+  abort(reason: TroupeError): void {
+    if (this.abortReason) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+    for (const fn of this.listeners ?? []) fn();
+  }
+
+  armDeadline(): void {
+    const ms = this.deadline - Date.now();
+    this.timer = setTimeout(() => this.abort(new TroupeError('TIMEOUT', `deadline of ${this.endpoint} passed`)), Math.max(0, ms));
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+

@@ -1,0 +1,417 @@
+import { isObservable, type Observable } from 'rxjs';
+import { TroupeError, toTroupeError } from '../errors';
+import { packTokens, replyKeyOf, unpackTokens } from '../plane/reply-inbox';
+import type { Job } from './mailbox';
+import type { Plane } from '../plane/plane';
+import { Ctl, Frame, H } from '../wire/protocol';
+import type { RequestContext } from './request-context';
+import type { Headers, TransportMessage } from '../transport/transport';
+
+/** Items per data frame at most; frames also stay under max_payload. */
+const MAX_BATCH_ITEMS = 1024;
+/** Bytes of items per data frame at most (well under the 1 MiB default max_payload). */
+const MAX_BATCH_BYTES = 256 * 1024;
+/** Room left in a frame for headers. */
+export const HEADER_ROOM = 512;
+
+const NIL = new Uint8Array([0xc0]);
+const EMPTY = new Uint8Array(0);
+/** Bounds on the heartbeat interval a caller may ask for. */
+const MIN_HEARTBEAT_MS = 10;
+const MAX_HEARTBEAT_MS = 60_000;
+
+/** Concatenates msgpack-encoded items into one msgpack array. */
+function packArray(items: Uint8Array[], bytes: number): Uint8Array {
+  const n = items.length;
+  const head = n < 16 ? 1 : n < 65536 ? 3 : 5;
+  const out = new Uint8Array(head + bytes);
+  if (n < 16) out[0] = 0x90 | n;
+  else if (n < 65536) {
+    out[0] = 0xdc;
+    out[1] = n >>> 8;
+    out[2] = n & 0xff;
+  } else {
+    out[0] = 0xdd;
+    new DataView(out.buffer).setUint32(1, n);
+  }
+  let o = head;
+  for (const b of items) {
+    out.set(b, o);
+    o += b.length;
+  }
+  return out;
+}
+
+/**
+ * Worker-side state of one stream, from the moment the instance accepts the
+ * request (before it waits in the mailbox) until its last frame: credit and
+ * its waiter, the request context once the handler runs, and its place in
+ * the instance's stream table and in the heartbeats to its caller.
+ */
+export class WorkerStream {
+  credit: number;
+  /** The caller's inbox key: the last token of the reply subject. */
+  readonly key: string;
+  private ctx: RequestContext | undefined;
+  /** Why the stream was aborted before its handler ran (cancelled, or the caller left, while queued). */
+  private early: TroupeError | undefined;
+  private wake: (() => void) | undefined;
+  private forgotten = false;
+
+  constructor(
+    private readonly plane: Plane,
+    private readonly table: Map<string, WorkerStream>,
+    /** The caller's reply subject: where frames go, and the stream's id in control messages. */
+    readonly reply: string,
+    window: number,
+    /** How often the caller wants proof of life, ms. */
+    readonly heartbeatMs: number,
+  ) {
+    this.credit = window;
+    this.key = replyKeyOf(reply);
+  }
+
+  get aborted(): boolean {
+    return this.ctx ? this.ctx.aborted : this.early !== undefined;
+  }
+
+  /** Binds the request context once the handler is about to run; an earlier abort applies at once. */
+  attach(ctx: RequestContext): void {
+    this.ctx = ctx;
+    ctx.onAbort(() => this.release());
+    if (this.early) ctx.abort(this.early);
+  }
+
+  /** Runs `fn` when the stream is aborted (its context must be attached). */
+  onAbort(fn: () => void): void {
+    this.ctx?.onAbort(fn);
+  }
+
+  /** Aborts the handler (or, while queued, makes it abort as soon as it starts). */
+  abort(reason: TroupeError): void {
+    if (this.ctx) this.ctx.abort(reason);
+    else this.early ??= reason;
+    this.release();
+  }
+
+  /** Encoded bytes sent and not yet consumed (granted back) by the caller. */
+  bytesInFlight = 0;
+  /** Sizes of sent items not yet granted back, oldest first (a ring of numbers). */
+  private sizes: number[] = [];
+  private sizesHead = 0;
+  private windowBytes = Infinity;
+
+  /** Bounds encoded bytes in flight as well as items (the caller's `Troupe-Window-Bytes`). */
+  limitBytes(windowBytes: number): void {
+    this.windowBytes = windowBytes;
+  }
+
+  /** Whether the worker may send another item now. */
+  get open(): boolean {
+    return this.credit > 0 && this.bytesInFlight < this.windowBytes;
+  }
+
+  /** Records an item sent (its encoded size). */
+  sentItem(bytes: number): void {
+    this.credit--;
+    this.bytesInFlight += bytes;
+    this.sizes.push(bytes);
+  }
+
+  grant(n: number): void {
+    this.credit += n;
+    // The caller consumed the n oldest items in flight: their bytes are free again.
+    const end = Math.min(this.sizesHead + n, this.sizes.length);
+    for (let i = this.sizesHead; i < end; i++) this.bytesInFlight -= this.sizes[i] as number;
+    this.sizesHead = end;
+    if (this.sizesHead > 4096 && this.sizesHead * 2 > this.sizes.length) {
+      this.sizes = this.sizes.slice(this.sizesHead);
+      this.sizesHead = 0;
+    }
+    this.release();
+  }
+
+  waitForCredit(): Promise<void> {
+    if (this.open || this.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  /** Publishes one frame to the caller; throws what the transport throws. */
+  send(headers: Headers, data: Uint8Array = EMPTY): void {
+    if (this.instanceId !== undefined) {
+      // The first frame names the instance: a first item ready in the same tick carries it (no separate start frame).
+      headers = { ...headers, [H.INSTANCE]: this.instanceId };
+      this.instanceId = undefined;
+    }
+    this.plane.transport.publish(this.reply, data, { headers });
+  }
+
+  /** The instance id still to announce on the first frame. */
+  private instanceId: string | undefined;
+
+  /**
+   * Announces the accepting instance: on the first frame if one leaves in
+   * this tick, else (the handler waits in the mailbox or has not produced
+   * yet) with a start frame at the end of the tick.
+   */
+  announce(instanceId: string): void {
+    this.instanceId = instanceId;
+    setImmediate(() => {
+      if (this.instanceId === undefined || this.forgotten) return;
+      try {
+        this.send({ [H.FRAME]: Frame.START });
+      } catch (err) {
+        // Not connected: the caller hears nothing and reports the stream lost; the handler's first frame fails too.
+        this.plane.logger.warn('stream start frame not sent', { error: (err as Error).message });
+      }
+    });
+  }
+
+  /** Removes the stream from the table and the heartbeats; later control messages and probes find nothing. */
+  forget(): void {
+    if (this.forgotten) return;
+    this.forgotten = true;
+    if (this.table.get(this.reply) === this) this.table.delete(this.reply);
+    this.plane.heartbeats.remove(this);
+    this.release();
+  }
+
+  /** Wraps the mailbox job of this stream so the stream is forgotten whichever way the job ends. */
+  guard(job: Job): Job {
+    return () => {
+      let r: void | Promise<void>;
+      try {
+        r = job();
+      } catch (err) {
+        this.forget();
+        throw err;
+      }
+      if (r && typeof (r as Promise<void>).then === 'function') return (r as Promise<void>).finally(() => this.forget());
+      this.forget();
+      return r;
+    };
+  }
+
+  private release(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}
+
+/**
+ * Accepts a stream request as it arrives, before it waits in the mailbox:
+ * registers it (so credit, cancel and probes find it), sends the start frame
+ * naming this instance (so the caller can cancel and probe it even while it
+ * waits), and adds it to the heartbeats toward its caller.
+ */
+export function acceptStream(plane: Plane, table: Map<string, WorkerStream>, instanceId: string, msg: TransportMessage, reply: string): WorkerStream {
+  const settings = plane.settings;
+  const asked = Number(msg.header(H.WINDOW));
+  const window = Number.isInteger(asked) && asked > 0 ? asked : settings.streamWindow;
+  const hb = Number(msg.header(H.HEARTBEAT));
+  const heartbeatMs = Number.isFinite(hb) && hb >= MIN_HEARTBEAT_MS ? Math.min(hb, MAX_HEARTBEAT_MS) : settings.streamHeartbeatMs;
+  const stream = new WorkerStream(plane, table, reply, window, heartbeatMs);
+  const askedBytes = Number(msg.header(H.WINDOW_BYTES));
+  if (Number.isInteger(askedBytes) && askedBytes >= 1024) stream.limitBytes(askedBytes);
+  table.set(reply, stream);
+  stream.announce(instanceId);
+  plane.heartbeats.add(stream);
+  return stream;
+}
+
+/**
+ * A control message on an instance mailbox (handled outside the mailbox
+ * queue, so a busy instance still answers): credit, cancel, or a liveness
+ * probe. Unknown kinds are ignored (a newer caller).
+ */
+export function streamControl(plane: Plane, table: Map<string, WorkerStream>, kind: string, msg: TransportMessage): void {
+  if (kind === Ctl.PROBE) return answerProbe(plane, table, msg);
+  const stream = table.get(msg.header(H.STREAM) ?? '');
+  if (!stream) return; // finished already: a late credit or cancel is harmless
+  if (kind === Ctl.CREDIT) {
+    const n = Number(msg.header(H.CREDIT));
+    if (Number.isInteger(n) && n > 0) stream.grant(n);
+  } else if (kind === Ctl.CANCEL) {
+    stream.abort(new TroupeError('CANCELLED', 'the caller cancelled the stream'));
+  }
+}
+
+/** Answers a probe with the streams (of those named) this instance does not know; an empty answer means "all alive". */
+function answerProbe(plane: Plane, table: Map<string, WorkerStream>, msg: TransportMessage): void {
+  if (!msg.reply) return;
+  const unknown = unpackTokens(msg.data).filter((reply) => !table.has(reply));
+  try {
+    plane.transport.publish(msg.reply, packTokens(unknown), { headers: { [H.FRAME]: Frame.HEARTBEAT } });
+  } catch {
+    // the caller probes again, or gives up at its idle bound
+  }
+}
+
+/**
+ * Moves items from the handler's iterable to the caller: never more than
+ * the credit window ahead, the first item of a tick at once (no added
+ * latency to the first token), the rest of the tick coalesced into one
+ * frame. Returns the number of items sent.
+ */
+export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
+  const codec = plane.codec;
+  const maxBytes = Math.min(MAX_BATCH_BYTES, plane.transport.maxPayload - HEADER_ROOM);
+  let batch: Uint8Array[] = [];
+  let batchBytes = 0;
+  let sent = 0;
+  let tickOpen = false;
+  const flush = (): void => {
+    if (batch.length === 0) return;
+    const frame = packArray(batch, batchBytes);
+    const first = sent;
+    sent += batch.length;
+    batch = [];
+    batchBytes = 0;
+    stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
+  };
+  const closeTick = (): void => {
+    tickOpen = false;
+    if (!stream.aborted) {
+      try {
+        flush();
+      } catch (err) {
+        stream.abort(toTroupeError(err));
+      }
+    }
+  };
+  const it = iterable[Symbol.asyncIterator]();
+  let finished = false;
+  try {
+    for (;;) {
+      if (stream.aborted) break;
+      while (!stream.open) {
+        flush();
+        await stream.waitForCredit();
+        if (stream.aborted) break;
+      }
+      if (stream.aborted) break;
+      const r = await it.next();
+      if (stream.aborted) break;
+      if (r.done) {
+        finished = true;
+        break;
+      }
+      const bytes = r.value === undefined ? NIL : codec.encode(r.value);
+      if (bytes.length > maxBytes) {
+        throw new TroupeError('PAYLOAD_TOO_LARGE', `stream item ${sent + batch.length} is ${bytes.length} bytes; a frame holds at most ${maxBytes}`, {
+          data: { size: bytes.length, max: maxBytes },
+        });
+      }
+      if (batchBytes + bytes.length > maxBytes) flush();
+      batch.push(bytes);
+      batchBytes += bytes.length;
+      stream.sentItem(bytes.length);
+      if (!tickOpen) {
+        flush();
+        tickOpen = true;
+        setImmediate(closeTick);
+      } else if (batch.length >= MAX_BATCH_ITEMS) {
+        flush();
+      }
+    }
+    if (!stream.aborted) flush();
+  } catch (err) {
+    // Items produced before the failure still reach the caller, then the error frame.
+    if (!stream.aborted) {
+      try {
+        flush();
+      } catch {
+        // the error frame that follows says what went wrong
+      }
+    }
+    throw err;
+  } finally {
+    if (!finished) void Promise.resolve(it.return?.()).catch(() => undefined);
+  }
+  return sent;
+}
+
+/**
+ * A handler's result as an async iterable: async iterables as they are,
+ * Observables through a buffer (an Observable cannot be paused; prefer async
+ * generators when the producer must feel backpressure), anything else as a
+ * single item.
+ */
+export function toAsyncIterable(result: unknown, stream: WorkerStream): AsyncIterable<unknown> {
+  if (isAsyncIterable(result)) return result;
+  if (isObservable(result)) return observableToIterable(result, stream);
+  return {
+    async *[Symbol.asyncIterator]() {
+      yield result;
+    },
+  };
+}
+
+function observableToIterable(source: Observable<unknown>, stream: WorkerStream): AsyncIterable<unknown> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<unknown> {
+      const buffer: unknown[] = [];
+      let head = 0;
+      let done = false;
+      let failure: unknown;
+      let wake: (() => void) | undefined;
+      const poke = (): void => {
+        const w = wake;
+        wake = undefined;
+        w?.();
+      };
+      const sub = source.subscribe({
+        next: (v) => {
+          buffer.push(v);
+          poke();
+        },
+        error: (e: unknown) => {
+          failure = e ?? new Error('observable failed');
+          done = true;
+          poke();
+        },
+        complete: () => {
+          done = true;
+          poke();
+        },
+      });
+      stream.onAbort(() => {
+        sub.unsubscribe();
+        done = true;
+        poke();
+      });
+      return {
+        async next(): Promise<IteratorResult<unknown>> {
+          for (;;) {
+            if (head < buffer.length) {
+              const value = buffer[head];
+              buffer[head++] = undefined;
+              if (head > 4096 && head * 2 > buffer.length) {
+                buffer.splice(0, head);
+                head = 0;
+              }
+              return { value, done: false };
+            }
+            if (failure !== undefined) throw failure;
+            if (done) return { value: undefined, done: true };
+            await new Promise<void>((r) => (wake = r));
+          }
+        },
+        async return(): Promise<IteratorResult<unknown>> {
+          sub.unsubscribe();
+          done = true;
+          return { value: undefined, done: true };
+        },
+      };
+    },
+  };
+}
+
+
+export function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
+  return v !== null && typeof v === 'object' && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+}
+
