@@ -45,8 +45,13 @@ export interface Transport {
   /** Resolves when everything published so far has reached the bus. */
   flush(): Promise<void>;
 
-  /** Drains subscriptions and closes; resolves when closed. Never rejects. */
-  close(): Promise<void>;
+  /**
+   * Drains subscriptions and closes; resolves when closed, with true when it
+   * drained and false when the drain did not finish within `drainWithinMs`
+   * (default: no bound) or the bus was unreachable, and the connection was
+   * closed without it. Never rejects.
+   */
+  close(drainWithinMs?: number): Promise<boolean>;
 
   /**
    * Storage services of the bus (JetStream on NATS; in-process on the memory

@@ -123,15 +123,26 @@ export class ActorInstance {
    * Stops serving: leaves the queue groups at once (the server routes new
    * requests elsewhere), refuses new direct requests, lets in-flight work
    * finish within `graceMs` (stream control keeps flowing on the mailbox),
-   * then aborts what is left, and runs `onStop`.
+   * then aborts what is left, and runs `onStop`. Leaving the queue groups
+   * waits at most `drainWithinMs` for the server (less when the server is
+   * known not to answer).
    */
-  async stop(graceMs: number): Promise<void> {
+  async stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
     if (this.state === State.Stopped || this.state === State.Stopping) return;
     this.state = State.Stopping;
-    // Messages the server already delivered to the queue subscription are still handled.
-    await Promise.all(this.subs.map((s) => s.drain()));
-    await this.eventHandlers?.stop();
-    const finished = await withTimeout(this.mailbox.idle(), graceMs);
+    const deadline = Date.now() + graceMs;
+    // Messages the server already delivered to the queue subscription are still handled. A
+    // drain waits for the server's answer: a dead or frozen server must not hold the stop
+    // past `drainWithinMs` (within the grace period; the connection is closed after it anyway).
+    const leaving = Promise.all(this.subs.map((s) => s.drain()))
+      .then(() => this.eventHandlers?.stop())
+      .catch(() => undefined);
+    const drainMs = Math.min(graceMs, drainWithinMs);
+    if (!(await withTimeout(leaving, drainMs))) {
+      for (const s of this.subs) s.unsubscribe();
+      this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
+    }
+    const finished = await withTimeout(this.mailbox.idle(), Math.max(0, deadline - Date.now()));
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
