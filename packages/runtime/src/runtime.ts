@@ -6,7 +6,7 @@ import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
+import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
@@ -26,6 +26,7 @@ import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
+import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
 
@@ -263,9 +264,11 @@ export class Runtime {
       for (let i = 0; i < replicas; i++) {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
         const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
-        const actor = this.construct(target, info, logger, options.config);
+        const registry = this.registry;
+        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
+        const actor = this.construct(target, { info, logger, config: options.config, properties });
         const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
-        instance.propertySink = this.registry ? (k, v) => this.registry?.setDynamic(info.instanceId, k, v) : undefined;
+        instance.properties = properties;
         await instance.start();
         record.instances.push(instance);
         // Registered only once it serves: routable means served.
@@ -304,6 +307,7 @@ export class Runtime {
   private async stopInstance(i: ActorInstance, leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
     let left = true;
     if (this.registry) {
+      i.properties?.leave(); // the records are going: a later property change must not bring it back to the lease
       const leaving = this.registry.deregister(i.addresses, i.info.instanceId);
       left = (await settlesWithin(leaving, leaveWithinMs)) && (await leaving);
       // Keep serving while watchers see the record go, so clients stop routing here before it
@@ -316,11 +320,13 @@ export class Runtime {
     await i.stop(grace, left ? Math.min(grace, SHUTDOWN_STEP_MS) : SHUTDOWN_SILENT_STEP_MS);
   }
 
-  private construct(target: Class, info: InstanceInfo, logger: Logger, config: unknown): unknown {
+  private construct(target: Class, deps: { info: InstanceInfo; logger: Logger; config: unknown; properties: PropertyBoard }): unknown {
+    const { info, logger, config } = deps;
     const child = this.container.createChildContainer();
     child.registerInstance(CONFIG, config);
     child.registerInstance(LOGGER, logger);
     child.registerInstance(INSTANCE, info);
+    child.registerInstance(PROPERTIES, deps.properties);
     child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
@@ -330,7 +336,7 @@ export class Runtime {
     } catch (err) {
       throw new TroupeError(
         'BAD_REQUEST',
-        `cannot construct ${target.name}: ${(err as Error).message}. Constructor parameters need a class type or an explicit token (@injectConfig(), @injectLogger(), @injectInstance(), @injectClient(Other), @inject(token)); code run by esbuild/tsx has no decorator metadata, so use explicit tokens there`,
+        `cannot construct ${target.name}: ${(err as Error).message}. Constructor parameters need a class type or an explicit token (@injectConfig(), @injectLogger(), @injectInstance(), @injectProperties(), @injectClient(Other), @inject(token)); code run by esbuild/tsx has no decorator metadata, so use explicit tokens there`,
         { cause: err },
       );
     }

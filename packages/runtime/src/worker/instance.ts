@@ -3,6 +3,7 @@ import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
+import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
 import { Frame, H, MODE_STREAM } from '../wire/protocol';
@@ -72,17 +73,18 @@ export class ActorInstance {
   /** The subscriptions of the class's `@on` handlers while the instance runs. */
   private eventHandlers: EventHandlers | undefined;
 
-  /** Where dynamic property changes go (the registry); set by the runtime. */
-  propertySink: ((key: string, value: unknown) => void) | undefined;
+  /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
+  properties: PropertyBoard | undefined;
 
   /** The addresses of this instance's endpoints. */
   get addresses(): EndpointAddress[] {
     return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
   }
 
-  /** Sets a dynamic property (published with the process heartbeat, throttled). */
+  /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
   setProperty(key: string, value: unknown): void {
-    this.propertySink?.(key, value);
+    if (!this.properties) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
+    this.properties.set(key, value);
   }
 
   /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
