@@ -1,3 +1,4 @@
+import Table from 'cli-table3';
 import ora, { type Ora } from 'ora';
 import { createColors } from 'picocolors';
 import { CliError, type CliErrorCode } from './exit-codes';
@@ -134,4 +135,26 @@ export function formatProperties(props: Readonly<Record<string, unknown>>): stri
       return `${k}=${typeof v === 'string' ? v : toJson(v)}`;
     })
     .join(' ');
+}
+
+/** Drops the padding a table leaves at the end of each line. */
+export function trimLines(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .join('\n');
+}
+
+/** A borderless table (columns two spaces apart), the look of `kubectl get` and `nats micro ls`. */
+export function plainTable(head: string[], colAligns?: Array<'left' | 'right'>): Table.Table {
+  return new Table({
+    head,
+    chars: {
+      top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
+      left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ',
+    },
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 },
+    wordWrap: false,
+    ...(colAligns ? { colAligns } : {}),
+  });
 }

@@ -1,10 +1,9 @@
-import Table from 'cli-table3';
 import type { Subscription } from 'rxjs';
 import type { InstanceRecord } from '@troupe/runtime/internal';
 import { parseScope } from '../address';
 import { connect, type ConnectionFlags } from '../connection';
 import { CliError, toCliError } from '../exit-codes';
-import { formatAge, formatProperties, Output, type OutputFlags } from '../output';
+import { formatAge, formatProperties, Output, type OutputFlags, plainTable, trimLines } from '../output';
 import { untilInterrupted } from '../signals';
 
 /** Options of `troupe ls`. */
@@ -125,15 +124,7 @@ export function render(out: Output, scope: string, list: readonly InstanceRecord
   const instanceCount = new Set(list.map((r) => r.instanceId)).size;
   const header = `${c.bold(scope || 'all namespaces')}: ${instanceCount} instance${instanceCount === 1 ? '' : 's'} at ${new Date(now).toISOString()}`;
   if (list.length === 0) return `${header}\n${c.dim('(no instances)')}`;
-  const table = new Table({
-    head: ['NAME', 'HOST', 'PID', 'AGE', 'PROPERTIES'].map((h) => c.dim(h)),
-    chars: {
-      top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
-      left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ',
-    },
-    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 },
-    wordWrap: false,
-  });
+  const table = plainTable(['NAME', 'HOST', 'PID', 'AGE', 'PROPERTIES'].map((h) => c.dim(h)));
   const tree = group(list);
   for (const [ns, comps] of tree) {
     table.push([c.bold(ns), '', '', '', '']);
@@ -161,7 +152,7 @@ export function render(out: Output, scope: string, list: readonly InstanceRecord
       });
     });
   }
-  return `${header}\n${table.toString()}`;
+  return `${header}\n${trimLines(table.toString())}`;
 }
 
 function group(list: readonly InstanceRecord[]): Map<string, Map<string, Map<string, InstanceRecord[]>>> {

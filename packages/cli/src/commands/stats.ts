@@ -1,10 +1,9 @@
-import Table from 'cli-table3';
 import type { InstanceRecord, Runtime } from '@troupe/runtime/internal';
 import { parseScope, type Scope } from '../address';
 import { connect, type ConnectionFlags } from '../connection';
 import { CliError, toCliError } from '../exit-codes';
 import { gatherStats, type MicroStats } from '../micro';
-import { formatProperties, Output, type OutputFlags } from '../output';
+import { formatProperties, Output, type OutputFlags, plainTable, trimLines } from '../output';
 import { untilInterrupted } from '../signals';
 
 /** Options of `troupe stats`. */
@@ -159,18 +158,14 @@ function print(out: Output, doc: StatsDocument, redraw = false): void {
   if (doc.endpoints.length === 0) {
     text = `${head}\n${c.dim('(no Troupe service answered $SRV.STATS)')}`;
   } else {
-    const table = new Table({
-      head: ['ENDPOINT / INSTANCE', 'REQUESTS', 'ERRORS', 'AVG LATENCY', 'LOAD'].map((h) => c.dim(h)),
-      style: { head: [], border: [] },
-      colAligns: ['left', 'right', 'right', 'right', 'left'],
-    });
+    const table = plainTable(['ENDPOINT / INSTANCE', 'REQUESTS', 'ERRORS', 'AVG LATENCY', 'LOAD'].map((h) => c.dim(h)), ['left', 'right', 'right', 'right', 'left']);
     for (const ep of doc.endpoints) {
       table.push([c.bold(`${ep.namespace}.${ep.component}.${ep.endpoint}`), String(ep.requests), errors(out, ep.errors), ms(ep.averageLatencyMs), c.dim(`${ep.instances.length} instance${ep.instances.length === 1 ? '' : 's'}`)]);
       for (const i of ep.instances) {
         table.push([`  ${i.instanceId} ${c.dim(`${i.host ?? '?'}:${i.pid ?? '?'}`)}`, String(i.requests), errors(out, i.errors), ms(i.averageLatencyMs), formatProperties(i.load)]);
       }
     }
-    text = `${head}\n${table.toString()}`;
+    text = `${head}\n${trimLines(table.toString())}`;
   }
   if (redraw && out.tty) out.raw('\x1b[H\x1b[2J' + text + '\n');
   else out.line(text);

@@ -31,6 +31,7 @@ export async function stream(address: string, bodyArg: string | undefined, flags
   const runtime = await out.spin('connecting', connect(flags, { discovery: false, streamTimeoutMs: flags.timeout }));
   const client = endpointClient(runtime, address, instance);
   const spinner = out.spinner(`streaming ${address}`);
+  const shared = Boolean(process.stdout.isTTY);
   const started = Date.now();
   let count = 0;
   let sub: Subscription | undefined;
@@ -52,9 +53,11 @@ export async function stream(address: string, bodyArg: string | undefined, flags
       sub = client.stream(body, { timeout: flags.timeout, ...(flags.window !== undefined ? { window: flags.window } : {}) }).subscribe({
         next: (item) => {
           count++;
-          spinner?.clear();
+          // Items and the progress line share the screen only when stdout is the terminal too.
+          if (shared) spinner?.clear();
           if (out.json) out.jsonLine({ seq: count, item });
           else out.line(typeof item === 'string' ? item : toJson(item));
+          if (shared) spinner?.render();
         },
         error: (err: unknown) => reject(toCliError(err)),
         complete: () => resolve(),
