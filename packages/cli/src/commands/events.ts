@@ -84,9 +84,14 @@ export async function events(scopeArg: string, eventArg: string | undefined, fla
       const events$ = scope.component === undefined ? ns.events(event, options) : ns.component(scope.component).events(event, options);
       sub = events$.subscribe({
         next: (e) => {
+          if (flags.count !== undefined && received >= flags.count) return; // past the count (same batch): not ours
           received++;
           print(out, e);
-          if (flags.count !== undefined && received >= flags.count) resolve();
+          if (flags.count !== undefined && received >= flags.count) {
+            // Stop at once so a durable is not handed (and does not ack) events this tail will not print.
+            sub?.unsubscribe();
+            resolve();
+          }
         },
         error: (err: unknown) => reject(toCliError(err)),
         complete: () => resolve(),
