@@ -2,9 +2,13 @@
 import 'reflect-metadata';
 import { main } from './program';
 
-// process.exit after the output is flushed: a runtime that failed to close cleanly must not keep the CLI alive.
-void main(process.argv).then((code) => {
-  process.exitCode = code;
-  const t = setTimeout(() => process.exit(code), 1_000);
-  t.unref();
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => stream.write('', () => resolve()));
+}
+
+// Exit once stdout and stderr are flushed: a dial still pending to a blackholed
+// address (or anything else left open) must not keep the command alive.
+void main(process.argv).then(async (code) => {
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
 });
