@@ -125,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return ExitCode.OK; // --help, --version
+      if (err.code === 'commander.help') return ExitCode.USAGE; // no command: the help was the answer, on stderr
       const e = new CliError('USAGE', err.message.replace(/^error: /, ''));
       new Output(json).error(e);
       return e.exitCode;
