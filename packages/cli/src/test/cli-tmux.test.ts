@@ -4,10 +4,10 @@ import * as path from 'node:path';
 import { Cleanup, type NatsServer, serverSuite, waitFor, WorkerProcess } from '@troupe/testing';
 import { BIN, FIXTURES } from './cli';
 
-// issue #12: `ls --watch` in a real terminal (tmux): the screen is redrawn as instances come and go.
+// issue #12: the CLI in a real terminal (tmux): `ls --watch` redraws as instances come and go; `stream` shows its progress line.
 
 const WORKER = path.join(FIXTURES, 'demo-worker.js');
-const s = serverSuite('cli - ls --watch in a terminal', new Cleanup());
+const s = serverSuite('cli - in a terminal', new Cleanup());
 
 function hasTmux(): boolean {
   try {
@@ -76,6 +76,34 @@ s('ls --watch redraws the tree on screen as instances join and leave', async (ct
     5_000,
     'Ctrl-C to end the watch (the tmux session closes with it)',
   );
+});
+
+s('stream shows a progress line (items, items/s) on the terminal while items go to a pipe', async (ctx) => {
+  if (!hasTmux()) {
+    console.log('cli stream progress in tmux: SKIPPED, reason: tmux is not installed (apt-get install tmux)');
+    return;
+  }
+  const url = (ctx.server as NatsServer).url;
+  const w = await WorkerProcess.start(WORKER, { env: { NATS_URL: url, TROUPE_NS: 'progress' } });
+  ctx.cleanup.add(() => w.kill('SIGKILL'));
+  const sock = `troupe-cli-test-p${process.pid}`;
+  const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', sock, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // stdout to a pipe (wc), stderr on the terminal; the shell stays so the last screen can be read.
+  tmux('new-session', '-d', '-x', '120', '-y', '10', '-s', 'st', `${process.execPath} ${BIN} stream progress.svc.count '{"n":600,"everyMs":5}' --server ${url} | wc -l; sleep 30`);
+  ctx.cleanup.add(async () => {
+    try {
+      tmux('kill-server');
+    } catch {
+      // already gone
+    }
+  });
+  let screen = '';
+  const capture = (): string => (screen = tmux('capture-pane', '-p', '-t', 'st'));
+  await waitFor(() => /progress\.svc\.count: \d+ items, \d+ items\/s/.test(capture()) && !/✔/.test(screen), 8_000, `a running progress line; screen:\n${screen}`);
+  const running = screen.trim();
+  // wc prints its count once the CLI closed the pipe, after the final progress line.
+  await waitFor(() => /✔ progress\.svc\.count: 600 items/.test(capture()) && /^\s*600$/m.test(screen), 10_000, `the final progress line and every item through the pipe; screen:\n${screen}`);
+  console.log(`cli stream in tmux: running "${running}", then "${screen.trim().split('\n')[0]}"`);
 });
 
 s.run();
