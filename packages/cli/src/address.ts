@@ -34,7 +34,12 @@ export function parseScope(text: string | undefined, maxParts: 1 | 2 | 3, minPar
   return { namespace: parts[0], component: parts[1], endpoint: parts[2], text: raw };
 }
 
-/** Parses `ns.comp.ep` (all three required). */
+/**
+ * Parses `ns.comp.ep` (all three required).
+ *
+ * @example
+ * parseEndpoint('llama_8b.decode.generate') // { namespace: 'llama_8b', component: 'decode', endpoint: 'generate' }
+ */
 export function parseEndpoint(text: string): { namespace: string; component: string; endpoint: string } {
   const s = parseScope(text, 3, 3);
   return { namespace: s.namespace as string, component: s.component as string, endpoint: s.endpoint as string };

@@ -26,6 +26,9 @@ function collect(value: string, previous: string[] | undefined): string[] {
  * The `troupe` program (commander): connection and output options on the
  * root, one subcommand per verb. Exposed so tests and embedders can run it
  * without a process.
+ *
+ * @example
+ * program().commands.map((c) => c.name()) // ['ls', 'call', 'stream', 'events', 'stats', 'run']
  */
 export function program(): Command {
   const p = new Command('troupe')
@@ -108,6 +111,9 @@ export function program(): Command {
  * Runs the program on `argv` and returns the exit code (never throws): usage
  * errors exit 2, connection failures 3, TroupeErrors by code (see
  * {@link ExitCode}), each printed on one line on stderr.
+ *
+ * @example
+ * process.exitCode = await main(['node', 'troupe', 'ls', 'llama_8b', '--json']);
  */
 export async function main(argv: string[]): Promise<number> {
   const p = program();
