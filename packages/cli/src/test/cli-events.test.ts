@@ -68,10 +68,17 @@ s('events --durable replays from the start, then resumes where it stopped', asyn
   assert.is(second.code, 0, second.stderr);
   const resumed = second.stdout.trim().split('\n').map((l) => JSON.parse(l) as EventLine);
   assert.equal(resumed.map((e) => e.seq), [5, 6], 'the durable resumed after the last event it delivered');
+  // A tail that stops at its count mid-batch leaves the rest to the next tail of the durable, at once.
+  await emit(url, 'evd', 'tick', 4);
+  const part = await runCli(['events', 'evd.svc', 'tick', '--durable', 'audit', '--count', '1', '--timeout', '10000', '--json', '--server', url]);
+  assert.equal(part.stdout.trim().split('\n').map((l) => (JSON.parse(l) as EventLine).seq), [7]);
+  const rest = await runCli(['events', 'evd.svc', 'tick', '--durable', 'audit', '--count', '3', '--timeout', '3000', '--json', '--server', url]);
+  assert.is(rest.code, 0, `the events the first tail did not print came back within 3 s: ${rest.stderr}`);
+  assert.equal(rest.stdout.trim().split('\n').map((l) => (JSON.parse(l) as EventLine).seq), [8, 9, 10]);
   // A one-off replay from a time (no durable) sees everything stored since.
-  const again = await runCli(['events', 'evd', '--from', '1h', '--count', '6', '--timeout', '10000', '--json', '--server', url]);
+  const again = await runCli(['events', 'evd', '--from', '1h', '--count', '10', '--timeout', '10000', '--json', '--server', url]);
   assert.is(again.code, 0, again.stderr);
-  assert.is(again.stdout.trim().split('\n').length, 6);
+  assert.is(again.stdout.trim().split('\n').length, 10);
   // Not enough events within the bound: TIMEOUT, exit 5, after the lines it did get.
   const short = await runCli(['events', 'evd.svc', 'tick', '--durable', 'audit', '--count', '1', '--timeout', '500', '--server', url]);
   assert.is(short.code, 5, short.stderr);
