@@ -133,7 +133,15 @@ export class Runtime {
       );
     }
     this.plane = new Plane(
-      { transport, codec, settings, logger: this.logger, discovery, inboxPrefix: validateInboxPrefix(options.inboxPrefix ?? '_INBOX') },
+      {
+        transport,
+        codec,
+        settings,
+        logger: this.logger,
+        discovery,
+        inboxPrefix: validateInboxPrefix(options.inboxPrefix ?? '_INBOX'),
+        owner: `runtime ${this.id}${options.name ? ` (${options.name})` : ''}`,
+      },
       (plane) => ({
         monitor: new CallerMonitor(plane),
         heartbeats: new Heartbeats(plane),
@@ -238,7 +246,7 @@ export class Runtime {
    * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2, config: { model: 'x' } });
    */
   async spawn<C>(target: Class<C>, options: SpawnOptions): Promise<SpawnHandle<C>> {
-    if (this.closing) throw new TroupeError('UNAVAILABLE', 'runtime is closing; cannot spawn');
+    if (this.closing) throw new TroupeError('UNAVAILABLE', `runtime ${this.id} is closing; cannot spawn`);
     const meta = componentMeta(target);
     if (options === null || typeof options !== 'object') {
       throw new TroupeError('BAD_REQUEST', 'spawn needs options: { namespace, replicas? }');
@@ -335,6 +343,7 @@ export class Runtime {
     this.closing ??= (async () => {
       await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
       this.spawns.clear();
+      this.plane.shutOff();
       await this.registry?.close();
       // Durable consumers give back what they hold before the drain; waiting replies fail now.
       await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
@@ -408,6 +417,8 @@ export class Runtime {
    */
   watchInstances(scope = ''): Observable<readonly InstanceRecord[]> {
     if (typeof scope !== 'string') throw new TroupeError('BAD_REQUEST', `a listing scope is a string (ns, ns.comp or ns.comp.ep), got ${typeof scope}`);
+    const refusal = this.plane.refusal(`list instances of "${scope}"`);
+    if (refusal) throw refusal;
     const discovery = this.plane.discovery;
     if (!discovery) throw new TroupeError('UNAVAILABLE', 'discovery is off ({ discovery: false }): there is no registry to list');
     return discovery.listing(scope);

@@ -9,6 +9,7 @@ import type { Plane } from '../plane/plane';
 import type { InstanceRecord } from '../discovery/registry';
 import { resolveRouter, type Router, type RouterSpec } from '../discovery/routers';
 import { endpointAddress, type EndpointAddress, mailboxSubject, ownMailboxSubject, queueSubject } from '../wire/subjects';
+import { explainNoInstances } from './not-found';
 import { type Route, UnaryCall } from './unary-call';
 import { type StreamObservable, StreamIterator, streamObservable } from './stream-iterator';
 
@@ -140,7 +141,9 @@ export class EndpointClient<Req = unknown, Res = unknown> {
 
   /**
    * Sends one request and resolves with the one reply. Rejects with a
-   * TroupeError: `NO_INSTANCES` at once when nothing listens, `TIMEOUT` at
+   * TroupeError: `NO_INSTANCES` at once when nothing listens (`NOT_FOUND`
+   * when the component runs but has no endpoint of that name; `UNAVAILABLE`
+   * once the runtime is closed), `TIMEOUT` at
    * the deadline, `CANCELLED` on abort, `PAYLOAD_TOO_LARGE` at once for an
    * oversized request, or whatever the handler threw (normalised). A request
    * an instance never received ("no responders", or refused while it stops)
@@ -150,6 +153,8 @@ export class EndpointClient<Req = unknown, Res = unknown> {
    * const metrics = await client.call(undefined, { timeout: 500 });
    */
   call(request: Req, options?: CallOptions): Promise<Res> {
+    const closed = this.plane.refusal(`call ${this.subject}`);
+    if (closed) return Promise.reject(closed);
     const budget = remainingBudget(options, this.plane.settings.requestTimeoutMs);
     const refusal = precheck(options, budget, this.subject);
     if (refusal) return Promise.reject(refusal);
@@ -166,7 +171,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
     if (router === 'queue' || this.instanceId !== undefined) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options));
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).send(this.subject, data, budget, options));
     }
     return this.callRouted(router, request, data, budget, options);
   }
@@ -176,13 +181,13 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
     const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
     if (view.synced) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget, options));
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, budget, options));
     }
     const started = Date.now();
     return untilReady(view, budget, this.subject).then(
       () =>
         new Promise<Res>((resolve, reject) =>
-          new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget - (Date.now() - started), options),
+          new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, budget - (Date.now() - started), options),
         ),
     );
   }
@@ -220,6 +225,11 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   /** Starts one stream into `sink`, routed like `call`; re-sends and migrations go through the same router. */
   private openStream(sink: StreamSink<Res>, request: Req, options: StreamOptions<Req, Res> | undefined): CallerStream<Req, Res> {
     const s = new CallerStream<Req, Res>(this.plane, this.address, sink);
+    const closed = this.plane.refusal(`stream from ${this.subject}`);
+    if (closed) {
+      sink.error(closed);
+      return s;
+    }
     let router: Router | 'queue';
     try {
       router = this.instanceId !== undefined ? 'queue' : options?.router === undefined ? this.router : resolveRouter(options.router);
@@ -244,7 +254,10 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const go = (): void => {
       if (sink.closed) return;
       const target = route(undefined);
-      if (!target) sink.error(new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered`));
+      if (!target) {
+        const err = new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered${this.options.filter ? ' matching the filter' : ''}`);
+        void explainNoInstances(this.plane, this.address, err).then((e) => sink.error(e));
+      }
       else s.start(target, request, options, route);
     };
     if (view.synced) go();

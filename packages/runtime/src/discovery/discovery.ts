@@ -315,6 +315,33 @@ export class Discovery {
     });
   }
 
+  /**
+   * The endpoint names the live instances of `ns.comp` serve, read once from
+   * the registry (a listing, closed after its first answer); undefined when
+   * the registry does not answer within `timeoutMs`. Used only on a failure
+   * path (a call that found no instance), never per call.
+   */
+  endpointsOf(namespace: string, component: string, timeoutMs: number): Promise<string[] | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let sub: Subscription | undefined;
+      let settled = false;
+      const done = (v: string[] | undefined): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        queueMicrotask(() => sub?.unsubscribe());
+        resolve(v);
+      };
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      sub = this.listing(`${namespace}.${component}`).subscribe({
+        next: (list) => done([...new Set(list.map((r) => r.endpoint))].sort()),
+        error: () => done(undefined),
+      });
+      if (settled) sub.unsubscribe();
+    });
+  }
+
   close(): void {
     this.closed = true;
     this.leaseListeners.clear();

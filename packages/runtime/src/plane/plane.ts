@@ -1,6 +1,6 @@
 import type { Codec } from '../codec/codec';
 import type { CallerMonitor } from '../caller/caller-monitor';
-import type { TroupeError } from '../errors';
+import { TroupeError } from '../errors';
 import type { EventStreams } from '../events/event-subscription';
 import type { RuntimeEvents } from '../events/events';
 import { newToken } from '../ids';
@@ -57,6 +57,8 @@ export interface PlaneParts {
   readonly discovery: Discovery | undefined;
   /** Reply inbox prefix (validated). */
   readonly inboxPrefix: string;
+  /** Who owns this plane, for messages ("runtime 3f2a… (name)"). */
+  readonly owner: string;
 }
 
 /**
@@ -83,6 +85,9 @@ export class Plane {
   readonly eventStreams: EventStreams;
   private requestSeq = 0;
   private readonly requestPrefix = newToken();
+  private readonly owner: string;
+  /** Set once the owning runtime has stopped its instances: new calls and streams are refused at once. */
+  private shut = false;
 
   constructor(parts: PlaneParts, services: (plane: Plane) => PlaneServices) {
     this.transport = parts.transport;
@@ -90,6 +95,7 @@ export class Plane {
     this.settings = parts.settings;
     this.logger = parts.logger;
     this.discovery = parts.discovery;
+    this.owner = parts.owner;
     this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
     this.wheel = new DeadlineWheel();
     const s = services(this);
@@ -97,6 +103,24 @@ export class Plane {
     this.heartbeats = s.heartbeats;
     this.events = s.events;
     this.eventStreams = s.eventStreams;
+  }
+
+  /**
+   * Refuses new calls and streams from now on ({@link refusal}). The runtime
+   * calls it once its instances have stopped: until then, handlers finishing
+   * their work in the grace period may still call other components.
+   */
+  shutOff(): void {
+    this.shut = true;
+  }
+
+  /**
+   * The error a new call or stream gets once the runtime is closed:
+   * `UNAVAILABLE` naming the runtime, at once (not `NO_INSTANCES`, which
+   * would read as an outage of the callee); undefined while it is open.
+   */
+  refusal(what: string): TroupeError | undefined {
+    return this.shut ? new TroupeError('UNAVAILABLE', `${this.owner} is closed: cannot ${what}`) : undefined;
   }
 
   /** A fresh request id. */
@@ -111,6 +135,7 @@ export class Plane {
    * The transport is the runtime's to close. Never rejects.
    */
   async close(reason: TroupeError): Promise<void> {
+    this.shut = true;
     this.discovery?.close();
     await this.eventStreams.close();
     this.monitor.close();

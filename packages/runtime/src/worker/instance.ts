@@ -221,7 +221,8 @@ export class ActorInstance {
     try {
       result = handler.call(this.actor, request, ctx);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err));
+      const e = this.handlerFailed(ctx, err);
+      if (reply) this.sendError(reply, e);
       return;
     }
     if (!isPromiseLike(result)) {
@@ -239,7 +240,8 @@ export class ActorInstance {
       (err: unknown) => {
         this.active.delete(ctx);
         ctx.dispose();
-        if (reply) this.sendError(reply, toTroupeError(err));
+        const e = this.handlerFailed(ctx, err);
+        if (reply) this.sendError(reply, e);
       },
     );
   }
@@ -262,10 +264,31 @@ export class ActorInstance {
     }
   }
 
+  /**
+   * Normalises what a handler threw and says so on the worker, where the bug
+   * is: an unexpected throw (anything but a TroupeError) at error level with
+   * the request id, the endpoint and the handler's own stack; a TroupeError
+   * the handler meant (NOT_FOUND, BAD_REQUEST, a downstream TIMEOUT) at debug
+   * only. The request body is never logged (it may hold user data).
+   */
+  private handlerFailed(ctx: RequestContext, err: unknown): TroupeError {
+    const e = toTroupeError(err);
+    if (err instanceof TroupeError) {
+      ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+    } else {
+      ctx.logger.error('handler threw', { code: e.code, error: e.message, stack: err instanceof Error ? err.stack : undefined });
+    }
+    return e;
+  }
+
   /** Sends an error to a caller; never throws. */
   sendError(reply: string, err: TroupeError, frame?: boolean): void {
     const wire: WireError = err.toJSON();
-    if (this.plane.settings.dev && err.stack) wire.stack = err.stack;
+    if (this.plane.settings.dev) {
+      // A normalised throw: the stack that helps is the handler's, not the normaliser's.
+      const origin = err.cause instanceof Error && !(err.cause instanceof TroupeError) ? err.cause : err;
+      if (origin.stack) wire.stack = origin.stack;
+    }
     const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
     try {
       let body: Uint8Array;
@@ -299,7 +322,7 @@ export class ActorInstance {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
-      const e = ctx.aborted ? ctx.reason : toTroupeError(err);
+      const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
       if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
     } finally {
       stream.forget();
