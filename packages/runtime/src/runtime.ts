@@ -5,7 +5,7 @@ import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
+import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
@@ -262,6 +262,7 @@ export class Runtime {
     checkPositiveInt('concurrency', concurrency, 1);
     checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
+    checkConstructor(target);
 
     const record: SpawnRecord = { instances: [] };
     this.spawns.add(record);
