@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import * as os from 'node:os';
 import type { Observable } from 'rxjs';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { CallerMonitor } from './caller/caller-monitor';
@@ -44,7 +45,12 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
   inboxPrefix?: string;
   /** The body codec (default msgpack with decode limits). */
   codec?: Codec;
-  /** Logger (default: JSON lines on stderr at `TROUPE_LOG` level, else warn). */
+  /**
+   * Logger (default: JSON lines on stderr at the level of the `TROUPE_LOG`
+   * environment variable — `debug`, `info`, `warn`, `error` or `silent` —
+   * else `warn`). Any object with debug/info/warn/error/child works (pino,
+   * winston).
+   */
   logger?: Logger;
   /** Connection name shown by the NATS server. */
   name?: string;
@@ -65,7 +71,14 @@ export interface SpawnOptions<Config = unknown> {
   config?: Config;
   /** Static properties of the instances (published with discovery). */
   properties?: Record<string, unknown>;
-  /** Messages one instance handles at once (default: the runtime's, 1). */
+  /**
+   * Messages one instance handles at once (default: the runtime's, 1). 1 is
+   * the classic actor — handlers never interleave on the instance's state —
+   * and it serialises *everything*, awaits included: a streaming gateway or
+   * an I/O-bound proxy with concurrency 1 serves one caller at a time while
+   * the others queue. Give such components more (e.g. 16). An instance whose
+   * requests wait over 1 s while the process idles logs a warning once.
+   */
   concurrency?: number;
   /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
   mailboxCapacity?: number;
@@ -357,17 +370,34 @@ export class Runtime {
 
   /**
    * Closes the runtime on SIGTERM and SIGINT (deregister, finish in-flight
-   * work, drain), then exits. Returns a function that removes the handlers.
+   * work within the grace period, drain), then exits 0. The first signal
+   * says what it waits for — `draining N in-flight requests (grace period
+   * X s; Ctrl-C again to exit now)`, at warn when something is in flight
+   * (the default log level shows it), else at info; a second signal exits at
+   * once with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as
+   * a shell reports a process killed by it. Returns a function that removes
+   * the handlers.
    *
    * @example
    * runtime.closeOnSignals();
    */
   closeOnSignals(signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): () => void {
+    let closing = false;
     const handler = (sig: NodeJS.Signals): void => {
-      this.logger.info('closing on signal', { signal: sig });
+      if (closing) {
+        this.logger.warn('exiting now: second signal while closing', { signal: sig });
+        process.exit(128 + (os.constants.signals[sig] ?? 0));
+      }
+      closing = true;
+      const inFlight = [...this.spawns].reduce((n, s) => n + s.instances.reduce((m, i) => m + i.inFlight, 0), 0);
+      const grace = this.plane.settings.gracePeriodMs / 1000;
+      const again = sig === 'SIGINT' ? 'Ctrl-C' : sig;
+      const line = `closing on ${sig}: draining ${inFlight} in-flight request${inFlight === 1 ? '' : 's'} (grace period ${grace} s; ${again} again to exit now)`;
+      if (inFlight > 0) this.logger.warn(line, { signal: sig, inFlight });
+      else this.logger.info(line, { signal: sig, inFlight });
       void this.close().then(() => process.exit(0));
     };
-    for (const s of signals) process.once(s, handler);
+    for (const s of signals) process.on(s, handler);
     return () => {
       for (const s of signals) process.off(s, handler);
     };

@@ -31,7 +31,7 @@ export interface PlaneSettings {
   readonly gracePeriodMs: number;
   /** Send remote stacks with errors (development only). */
   readonly dev: boolean;
-  /** Default instance concurrency (1 = classic actor). */
+  /** Default instance concurrency (1 = classic actor: one message at a time, awaits included; see `SpawnOptions.concurrency`). */
   readonly concurrency: number;
   /** Default mailbox capacity (waiting messages per instance). */
   readonly mailboxCapacity: number;

@@ -1,3 +1,4 @@
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
@@ -53,6 +54,9 @@ export class ActorInstance {
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
+  /** Watches a mailbox queue that is not draining (see {@link watchQueue}); undefined while idle or once warned. */
+  private queueWatch: NodeJS.Timeout | undefined;
+  private queueWarned = false;
 
   constructor(
     private readonly plane: Plane,
@@ -128,6 +132,8 @@ export class ActorInstance {
   async stop(graceMs: number): Promise<void> {
     if (this.state === State.Stopped || this.state === State.Stopping) return;
     this.state = State.Stopping;
+    clearTimeout(this.queueWatch);
+    this.queueWatch = undefined;
     // Messages the server already delivered to the queue subscription are still handled.
     await Promise.all(this.subs.map((s) => s.drain()));
     await this.eventHandlers?.stop();
@@ -173,6 +179,7 @@ export class ActorInstance {
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
+    if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
     if (!accepted) stream?.forget();
     if (!accepted && reply) {
       this.sendError(
@@ -182,6 +189,42 @@ export class ActorInstance {
         }),
       );
     }
+  }
+
+  /** Requests served or waiting now (running handlers, streams included, and queued messages). */
+  get inFlight(): number {
+    return this.mailbox.running + this.mailbox.queued;
+  }
+
+  /**
+   * The default concurrency 1 serialises an instance whose handlers mostly
+   * await I/O (a streaming gateway): callers queue while the process idles.
+   * Cheap, honest heuristic, checked only while something waits: requests
+   * have waited in this mailbox without a break for {@link QUEUE_WARN_MS}
+   * while the process's event loop was under half busy over that time (its
+   * running handlers were awaiting, not computing) — then warn once per
+   * instance. A CPU-bound handler keeps the loop busy and is not flagged:
+   * more concurrency would not help it.
+   */
+  private watchQueue(since: EventLoopUtilization): void {
+    this.queueWatch = setTimeout(() => {
+      this.queueWatch = undefined;
+      const box = this.mailbox;
+      if (box.waitingSince === 0 || this.state !== State.Serving) return;
+      const waited = Date.now() - box.waitingSince;
+      const busy = performance.eventLoopUtilization(since).utilization;
+      if (waited >= QUEUE_WARN_MS && busy < 0.5) {
+        this.queueWarned = true;
+        this.logger.warn(
+          `requests have waited over ${QUEUE_WARN_MS / 1000} s behind concurrency ${box.concurrency} while the process was idle (its handlers are awaiting I/O one batch at a time); ` +
+            'if they may run together (a streaming gateway, an I/O-bound proxy), spawn it with a higher concurrency, e.g. { concurrency: 16 }',
+          { queued: box.queued, running: box.running, concurrency: box.concurrency, eventLoopBusy: Math.round(busy * 100) / 100 },
+        );
+        return;
+      }
+      this.watchQueue(performance.eventLoopUtilization());
+    }, QUEUE_WARN_MS);
+    this.queueWatch.unref();
   }
 
   private onControl(kind: string, msg: TransportMessage): void {
@@ -334,6 +377,8 @@ export class ActorInstance {
 }
 
 const EMPTY = new Uint8Array(0);
+/** How long requests must wait without a break before the idle-queue warning. */
+const QUEUE_WARN_MS = 1_000;
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }
