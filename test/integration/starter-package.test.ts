@@ -44,6 +44,13 @@ s.after((ctx) => {
   if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
 });
 
+s('the starter compiles with the tsconfig docs/getting-started.md documents, verbatim', () => {
+  const guide = readFileSync(join(ROOT, 'docs', 'getting-started.md'), 'utf8');
+  const documented = /```json\n([\s\S]*?)\n```/.exec(guide)?.[1];
+  assert.ok(documented, 'the guide has a ```json tsconfig block');
+  assert.equal(JSON.parse(readFileSync(join(STARTER, 'tsconfig.starter.json'), 'utf8')), JSON.parse(documented));
+});
+
 s('npm pack ships dist only: no build info, no test files', (ctx) => {
   const dir = ctx.dir as string;
   const r = run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: RUNTIME, timeoutMs: 60_000 });
