@@ -17,5 +17,11 @@
  */
 export const Endpoints: unique symbol = Symbol('troupe:endpoint-names');
 
-/** The endpoint method names a class declares under {@link Endpoints}; `string | symbol` when it declares none. */
+/**
+ * The endpoint method names a class declares under {@link Endpoints};
+ * `string | symbol` when it declares none.
+ *
+ * @example
+ * type Names = DeclaredEndpoints<Gateway>; // 'generate'
+ */
 export type DeclaredEndpoints<T> = T extends { readonly [Endpoints]?: infer E } ? (unknown extends E ? string | symbol : E) : string | symbol;

@@ -39,6 +39,9 @@ export interface EndpointOptions {
  * What `@endpoint()` returns: a legacy method decorator. On a class that
  * declares its endpoint names (`declare readonly [Endpoints]?: 'a' | 'b'`)
  * it only compiles on a method named there.
+ *
+ * @example
+ * const generate: EndpointDecorator = endpoint('generate');
  */
 export type EndpointDecorator = <T extends object, K extends string | symbol>(
   target: T,
