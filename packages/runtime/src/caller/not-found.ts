@@ -9,7 +9,9 @@ const LOOKUP_MS = 1_000;
  * Turns a `NO_INSTANCES` into `NOT_FOUND` when the component is running but
  * has no endpoint of that name (a typo, or a client of another version):
  * asks discovery once which endpoints the component's live instances serve.
- * Runs only after a call found nobody — never per call. Without discovery,
+ * Runs only after a call found nobody — never per call — and not for an
+ * endpoint this process has seen served (an outage answers at once); one
+ * registry read per component answers every failure for 500 ms. Without discovery,
  * or when the registry is slow or the component has no live instance at all,
  * the original error stands (that is an outage, and retryable).
  *
@@ -19,7 +21,8 @@ const LOOKUP_MS = 1_000;
  */
 export async function explainNoInstances(plane: Plane, address: EndpointAddress, err: TroupeError): Promise<TroupeError> {
   const discovery = plane.discovery;
-  if (!discovery || err.code !== 'NO_INSTANCES') return err;
+  // An endpoint this process has seen served exists: the common outage case answers at once.
+  if (!discovery || err.code !== 'NO_INSTANCES' || discovery.everListed(address)) return err;
   const endpoints = await discovery.endpointsOf(address.namespace, address.component, LOOKUP_MS);
   if (!endpoints || endpoints.length === 0 || endpoints.includes(address.endpoint)) return err;
   return new TroupeError(

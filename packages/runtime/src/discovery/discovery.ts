@@ -52,6 +52,8 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
+  /** Recent answers of {@link endpointsOf}, per `ns.comp`. */
+  private readonly endpointLookups = new Map<string, { at: number; names: Promise<string[] | undefined> }>();
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
 
@@ -84,6 +86,11 @@ export class Discovery {
       void v.start();
     }
     return v;
+  }
+
+  /** Whether this process has seen an instance of the endpoint listed (then it exists). */
+  everListed(address: EndpointAddress): boolean {
+    return this.views.get(queueSubject(address))?.everListed === true;
   }
 
   /** @internal */
@@ -323,6 +330,19 @@ export class Discovery {
    */
   endpointsOf(namespace: string, component: string, timeoutMs: number): Promise<string[] | undefined> {
     if (this.closed) return Promise.resolve(undefined);
+    // During an outage every call fails: one registry read per component per
+    // ENDPOINTS_CACHE_MS serves them all, instead of a watch per failed call.
+    const key = `${namespace}.${component}`;
+    const now = Date.now();
+    const cached = this.endpointLookups.get(key);
+    if (cached && now - cached.at < ENDPOINTS_CACHE_MS) return cached.names;
+    if (this.endpointLookups.size > 1024) this.endpointLookups.clear();
+    const names = this.readEndpoints(key, timeoutMs);
+    this.endpointLookups.set(key, { at: now, names });
+    return names;
+  }
+
+  private readEndpoints(scope: string, timeoutMs: number): Promise<string[] | undefined> {
     return new Promise((resolve) => {
       let sub: Subscription | undefined;
       let settled = false;
@@ -334,7 +354,7 @@ export class Discovery {
         resolve(v);
       };
       const timer = setTimeout(() => done(undefined), timeoutMs);
-      sub = this.listing(`${namespace}.${component}`).subscribe({
+      sub = this.listing(scope).subscribe({
         next: (list) => done([...new Set(list.map((r) => r.endpoint))].sort()),
         error: () => done(undefined),
       });
@@ -353,6 +373,9 @@ export class Discovery {
     this.views.clear();
   }
 }
+
+/** How long an endpoint lookup answers every failed call of its component. */
+const ENDPOINTS_CACHE_MS = 500;
 
 function listingKey(r: InstanceRecord): string {
   return `${r.namespace}.${r.component}.${r.endpoint}.${r.instanceId}`;
