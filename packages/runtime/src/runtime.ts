@@ -448,8 +448,7 @@ export class Runtime {
    */
   watchInstances(scope = ''): Observable<readonly InstanceRecord[]> {
     if (typeof scope !== 'string') throw new TroupeError('BAD_REQUEST', `a listing scope is a string (ns, ns.comp or ns.comp.ep), got ${typeof scope}`);
-    const refusal = this.plane.refusal(`list instances of "${scope}"`);
-    if (refusal) throw refusal;
+    if (this.plane.closed) throw this.plane.refusal(`list instances of "${scope}"`);
     const discovery = this.plane.discovery;
     if (!discovery) throw new TroupeError('UNAVAILABLE', 'discovery is off ({ discovery: false }): there is no registry to list');
     return discovery.listing(scope);

@@ -154,8 +154,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
    * const metrics = await client.call(undefined, { timeout: 500 });
    */
   call(request: Req, options?: CallOptions): Promise<Res> {
-    const closed = this.plane.refusal(`call ${this.subject}`);
-    if (closed) return Promise.reject(closed);
+    if (this.plane.closed) return Promise.reject(this.plane.refusal(`call ${this.subject}`));
     const budget = remainingBudget(options, this.plane.settings.requestTimeoutMs);
     const refusal = precheck(options, budget, this.subject);
     if (refusal) return Promise.reject(refusal);
@@ -226,9 +225,8 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   /** Starts one stream into `sink`, routed like `call`; re-sends and migrations go through the same router. */
   private openStream(sink: StreamSink<Res>, request: Req, options: StreamOptions<Req, Res> | undefined): CallerStream<Req, Res> {
     const s = new CallerStream<Req, Res>(this.plane, this.address, sink);
-    const closed = this.plane.refusal(`stream from ${this.subject}`);
-    if (closed) {
-      sink.error(closed);
+    if (this.plane.closed) {
+      sink.error(this.plane.refusal(`stream from ${this.subject}`));
       return s;
     }
     let router: Router | 'queue';

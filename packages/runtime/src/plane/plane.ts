@@ -114,13 +114,18 @@ export class Plane {
     this.shut = true;
   }
 
+  /** Whether new calls and streams are refused (checked per call; the message is built only then). */
+  get closed(): boolean {
+    return this.shut;
+  }
+
   /**
    * The error a new call or stream gets once the runtime is closed:
    * `UNAVAILABLE` naming the runtime, at once (not `NO_INSTANCES`, which
-   * would read as an outage of the callee); undefined while it is open.
+   * would read as an outage of the callee). Ask {@link closed} first.
    */
-  refusal(what: string): TroupeError | undefined {
-    return this.shut ? new TroupeError('UNAVAILABLE', `${this.owner} is closed: cannot ${what}`) : undefined;
+  refusal(what: string): TroupeError {
+    return new TroupeError('UNAVAILABLE', `${this.owner} is closed: cannot ${what}`);
   }
 
   /** A fresh request id. */
