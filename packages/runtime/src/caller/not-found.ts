@@ -10,8 +10,9 @@ const LOOKUP_MS = 1_000;
  * has no endpoint of that name (a typo, or a client of another version):
  * asks discovery once which endpoints the component's live instances serve.
  * Runs only after a call found nobody — never per call — and not for an
- * endpoint this process has seen served (an outage answers at once); one
- * registry read per component answers every failure for 500 ms. Without discovery,
+ * endpoint this process has seen served (an outage answers at once); the
+ * first lookup of a component opens a listing watch of it that answers the
+ * next failures at once (closed 30 s after the last). Without discovery,
  * or when the registry is slow or the component has no live instance at all,
  * the original error stands (that is an outage, and retryable).
  *

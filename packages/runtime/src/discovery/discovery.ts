@@ -52,8 +52,9 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
-  /** Recent answers of {@link endpointsOf}, per `ns.comp`. */
-  private readonly endpointLookups = new Map<string, { at: number; names: Promise<string[] | undefined> }>();
+  /** Listing watches of components a failed call asked about (see {@link endpointsOf}), per `ns.comp`. */
+  private readonly componentWatches = new Map<string, ComponentWatch>();
+  private componentSweep: NodeJS.Timeout | undefined;
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
 
@@ -323,47 +324,68 @@ export class Discovery {
   }
 
   /**
-   * The endpoint names the live instances of `ns.comp` serve, read once from
-   * the registry (a listing, closed after its first answer); undefined when
+   * The endpoint names the live instances of `ns.comp` serve; undefined when
    * the registry does not answer within `timeoutMs`. Used only on a failure
-   * path (a call that found no instance), never per call.
+   * path (a call that found no instance), never per call. The first lookup
+   * of a component opens a listing watch of it, kept for
+   * {@link COMPONENT_WATCH_IDLE_MS} after the last lookup: during an outage
+   * every failed call is answered from that live list, not by a registry
+   * read each.
    */
   endpointsOf(namespace: string, component: string, timeoutMs: number): Promise<string[] | undefined> {
     if (this.closed) return Promise.resolve(undefined);
-    // During an outage every call fails: one registry read per component per
-    // ENDPOINTS_CACHE_MS serves them all, instead of a watch per failed call.
-    const key = `${namespace}.${component}`;
-    const now = Date.now();
-    const cached = this.endpointLookups.get(key);
-    if (cached && now - cached.at < ENDPOINTS_CACHE_MS) return cached.names;
-    if (this.endpointLookups.size > 1024) this.endpointLookups.clear();
-    const names = this.readEndpoints(key, timeoutMs);
-    this.endpointLookups.set(key, { at: now, names });
-    return names;
+    const scope = `${namespace}.${component}`;
+    let w = this.componentWatches.get(scope);
+    if (!w) {
+      w = this.watchComponent(scope);
+      this.componentWatches.set(scope, w);
+    }
+    w.used = Date.now();
+    if (w.names) return Promise.resolve(w.names);
+    const ready = w.ready;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), timeoutMs);
+      void ready.then((names) => {
+        clearTimeout(timer);
+        resolve(names);
+      });
+    });
   }
 
-  private readEndpoints(scope: string, timeoutMs: number): Promise<string[] | undefined> {
-    return new Promise((resolve) => {
-      let sub: Subscription | undefined;
-      let settled = false;
-      const done = (v: string[] | undefined): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        queueMicrotask(() => sub?.unsubscribe());
-        resolve(v);
-      };
-      const timer = setTimeout(() => done(undefined), timeoutMs);
-      sub = this.listing(scope).subscribe({
-        next: (list) => done([...new Set(list.map((r) => r.endpoint))].sort()),
-        error: () => done(undefined),
-      });
-      if (settled) sub.unsubscribe();
+  private watchComponent(scope: string): ComponentWatch {
+    let settle: (names: string[] | undefined) => void = () => undefined;
+    const w: ComponentWatch = { names: undefined, used: Date.now(), ready: new Promise((r) => (settle = r)), sub: undefined };
+    w.sub = this.listing(scope).subscribe({
+      next: (list) => {
+        w.names = [...new Set(list.map((r) => r.endpoint))].sort();
+        settle(w.names);
+      },
+      error: () => {
+        settle(undefined);
+        if (this.componentWatches.get(scope) === w) this.componentWatches.delete(scope);
+      },
     });
+    this.componentSweep ??= setInterval(() => {
+      const now = Date.now();
+      for (const [k, cw] of this.componentWatches) {
+        if (now - cw.used < COMPONENT_WATCH_IDLE_MS) continue;
+        cw.sub?.unsubscribe();
+        this.componentWatches.delete(k);
+      }
+      if (this.componentWatches.size === 0) {
+        clearInterval(this.componentSweep);
+        this.componentSweep = undefined;
+      }
+    }, COMPONENT_WATCH_IDLE_MS / 2);
+    this.componentSweep.unref();
+    return w;
   }
 
   close(): void {
     this.closed = true;
+    clearInterval(this.componentSweep);
+    for (const w of this.componentWatches.values()) w.sub?.unsubscribe();
+    this.componentWatches.clear();
     this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
     this.stopLeases?.();
@@ -374,8 +396,16 @@ export class Discovery {
   }
 }
 
-/** How long an endpoint lookup answers every failed call of its component. */
-const ENDPOINTS_CACHE_MS = 500;
+/** A component listing watch opened by a failed call closes this long after the last lookup. */
+const COMPONENT_WATCH_IDLE_MS = 30_000;
+
+/** A live listing of one component: the endpoint names its instances serve. */
+interface ComponentWatch {
+  names: string[] | undefined;
+  used: number;
+  ready: Promise<string[] | undefined>;
+  sub: Subscription | undefined;
+}
 
 function listingKey(r: InstanceRecord): string {
   return `${r.namespace}.${r.component}.${r.endpoint}.${r.instanceId}`;
