@@ -37,6 +37,8 @@ export interface PipelineConfig {
   router: RouterMode;
   /** Load weight of the KV router: how many uncached blocks one active sequence is worth. */
   loadWeight: number;
+  /** Deadline of one generation, end to end (TIMEOUT → HTTP 504). */
+  timeoutMs: number;
   /** Continue a stream on another decode worker when its worker dies. */
   migrate: boolean;
   /** Sequences one decode worker runs at once, and how many may wait before it answers OVERLOADED. */
@@ -66,6 +68,7 @@ export const DEFAULT_CONFIG: PipelineConfig = {
   router: 'kv',
   loadWeight: 4,
   migrate: true,
+  timeoutMs: 300_000,
   decodeConcurrency: 32,
   decodeCapacity: 256,
   replicas: { frontend: 1, router: 1, prefill: 1, decode: 2 },
@@ -76,7 +79,7 @@ export const DEFAULT_CONFIG: PipelineConfig = {
 };
 
 const USAGE = `usage: node examples/llm/dist/main.js [--role all|frontend|router|prefill|decode[,…]] [--replicas N]
-  [--port N] [--host H] [--namespace NS] [--model NAME] [--router kv|round-robin|queue] [--no-migrate]
+  [--port N] [--host H] [--namespace NS] [--model NAME] [--router kv|round-robin|queue] [--no-migrate] [--timeout-ms N]
   [--decode-step-ms N] [--prefill-us-per-token N] [--prefill-threshold N] [--block-size N] [--kv-blocks N]
   [--decode-replicas N] [--prefill-replicas N] [--router-replicas N]
 environment: PORT (default 8080), NATS_URL (unset: everything embedded in this process)`;
@@ -130,6 +133,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
         break;
       case '--no-migrate':
         cfg.migrate = false;
+        break;
+      case '--timeout-ms':
+        cfg.timeoutMs = int(flag, value(), 1);
         break;
       case '--decode-step-ms':
         cfg.decodeStepMs = num(flag, value());

@@ -156,7 +156,7 @@ export class Frontend {
       if (--this.inflight === 0) this.idle?.();
     };
     const it = this.router
-      .iterate(gen, { signal: abort.signal, migrate: this.cfg.migrate ? { attempts: 2, resume: resumeGeneration } : undefined })
+      .iterate(gen, { signal: abort.signal, timeout: this.cfg.timeoutMs, migrate: this.cfg.migrate ? { attempts: 2, resume: resumeGeneration } : undefined })
       [Symbol.asyncIterator]();
     const out = new TextOutput(req.stop);
     const stopUpstream = (): void => {

@@ -1,8 +1,14 @@
 /**
  * The preprocessor's tokenizer: OpenAI's cl100k_base BPE from `gpt-tokenizer`
  * (the package ships its vocabulary, so nothing is downloaded at run time),
- * a ChatML chat template, and an incremental detokenizer that never splits a
- * multi-byte character across two text deltas.
+ * the ChatML chat template gpt-4 uses, and an incremental detokenizer that
+ * never splits a multi-byte character across two text deltas.
+ *
+ * We read token bytes ourselves instead of calling the package's `decode`:
+ * gpt-tokenizer 4.0.0 decodes through one module-wide `TextDecoder` in
+ * streaming mode and never flushes it, so the trailing bytes of an
+ * incomplete character from one `decode()` call leak into the next call —
+ * another stream's text, in a server detokenizing many at once.
  */
 import * as cl100k from 'gpt-tokenizer/cjs/encoding/cl100k_base';
 
@@ -12,9 +18,17 @@ export interface ChatMessage {
   content: string;
 }
 
-const IM_START = '<|im_start|>';
-const IM_END = '<|im_end|>';
-const SPECIAL_IN_TEMPLATE = new Set([IM_START, IM_END]);
+interface BpeCore {
+  tryDecodeToken(token: number): Uint8Array | string | undefined;
+}
+const core = (cl100k.default as unknown as { bytePairEncodingCoreProcessor?: BpeCore }).bytePairEncodingCoreProcessor;
+if (typeof core?.tryDecodeToken !== 'function') {
+  throw new Error('gpt-tokenizer changed its internals: bytePairEncodingCoreProcessor.tryDecodeToken is gone (pin gpt-tokenizer 4.0.x)');
+}
+const bpe: BpeCore = core;
+
+// ChatML control tokens of cl100k as gpt-tokenizer's own `encodeChat(…, 'gpt-4')` emits them.
+const [IM_START, , IM_SEP, IM_END] = cl100k.encodeChat([{ role: 'user', content: '' }], 'gpt-4') as [number, number, number, number];
 
 /** The end-of-text token: the model emits it to finish (finish_reason `stop`). */
 export const EOS = cl100k.encode('<|endoftext|>', { allowedSpecial: new Set(['<|endoftext|>']) })[0] as number;
@@ -24,24 +38,31 @@ export function encode(text: string): number[] {
   return cl100k.encode(text, { disallowedSpecial: new Set() });
 }
 
-/** Text of token ids (a partial multi-byte character decodes to U+FFFD). */
+/** The bytes (or, for a special token, the text) of one token. */
+function tokenBytes(token: number): Uint8Array | string {
+  const b = bpe.tryDecodeToken(token);
+  if (b === undefined) throw new RangeError(`token ${token} is not in the cl100k_base vocabulary`);
+  return b;
+}
+
+/** Text of token ids (an incomplete trailing character becomes U+FFFD). */
 export function decode(tokens: readonly number[]): string {
-  return cl100k.decode(tokens);
+  const d = new Detokenizer();
+  let out = '';
+  for (const t of tokens) out += d.push(t);
+  return out + d.flush();
 }
 
 /**
- * The ChatML template (what gpt-3.5/gpt-4 were trained on): each message as
- * `<|im_start|>{role}\n{content}<|im_end|>\n`, then the assistant's header
- * so the model continues as the assistant. The control tokens are inserted
- * as ids; message content never becomes a control token.
+ * The gpt-4 ChatML template: each message as
+ * `<|im_start|>{role}<|im_sep|>{content}<|im_end|>`, then
+ * `<|im_start|>assistant<|im_sep|>` so the model continues as the assistant.
+ * Control tokens are inserted as ids; message content never becomes one.
  */
 export function applyChatTemplate(messages: readonly ChatMessage[]): number[] {
-  const [start, end] = cl100k.encode(IM_START + IM_END, { allowedSpecial: SPECIAL_IN_TEMPLATE }) as [number, number];
   const out: number[] = [];
-  for (const m of messages) {
-    out.push(start, ...encode(`${m.role}\n`), ...encode(m.content), end, ...encode('\n'));
-  }
-  out.push(start, ...encode('assistant\n'));
+  for (const m of messages) out.push(IM_START, ...encode(m.role), IM_SEP, ...encode(m.content), IM_END);
+  out.push(IM_START, ...encode('assistant'), IM_SEP);
   return out;
 }
 
@@ -49,7 +70,8 @@ export function applyChatTemplate(messages: readonly ChatMessage[]): number[] {
  * Incremental detokenization: feed token ids one at a time, get the text they
  * complete. A token that ends inside a multi-byte UTF-8 character (an emoji is
  * often two or three tokens) produces nothing until the character completes,
- * so no delta ever carries a broken character (U+FFFD).
+ * so no delta ever carries a broken character. Each instance has its own
+ * streaming `TextDecoder`.
  *
  * @example
  * const d = new Detokenizer();
@@ -57,32 +79,17 @@ export function applyChatTemplate(messages: readonly ChatMessage[]): number[] {
  * process.stdout.write(d.flush());
  */
 export class Detokenizer {
-  private pending: number[] = [];
-  private readonly out: string[] = [];
+  private readonly utf8 = new TextDecoder('utf-8');
 
   /** The text completed by `token` ('' while a character is still incomplete). */
   push(token: number): string {
-    this.pending.push(token);
-    const text = decode(this.pending);
-    // An incomplete trailing character decodes to U+FFFD: wait for the next token
-    // (bounded: a UTF-8 character spans at most 4 bytes, so 4 tokens).
-    if (text.endsWith('\uFFFD') && this.pending.length < 4) return '';
-    this.pending = [];
-    this.out.push(text);
-    return text;
+    const b = tokenBytes(token);
+    if (typeof b === 'string') return this.utf8.decode() + b; // a special token ends any pending character
+    return this.utf8.decode(b, { stream: true });
   }
 
-  /** Whatever is still held back (an incomplete character at the very end). */
+  /** Whatever is still held back (an incomplete character at the very end: U+FFFD). */
   flush(): string {
-    if (this.pending.length === 0) return '';
-    const text = decode(this.pending);
-    this.pending = [];
-    this.out.push(text);
-    return text;
-  }
-
-  /** All text emitted so far. */
-  get text(): string {
-    return this.out.join('');
+    return this.utf8.decode();
   }
 }
