@@ -81,6 +81,7 @@ export const DEFAULT_CONFIG: PipelineConfig = {
 const USAGE = `usage: node examples/llm/dist/main.js [--role all|frontend|router|prefill|decode[,…]] [--replicas N]
   [--port N] [--host H] [--namespace NS] [--model NAME] [--router kv|round-robin|queue] [--no-migrate] [--timeout-ms N]
   [--decode-step-ms N] [--prefill-us-per-token N] [--prefill-threshold N] [--block-size N] [--kv-blocks N]
+  [--decode-concurrency N] [--decode-capacity N]
   [--decode-replicas N] [--prefill-replicas N] [--router-replicas N]
 environment: PORT (default 8080), NATS_URL (unset: everything embedded in this process)`;
 
@@ -148,6 +149,12 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
         break;
       case '--block-size':
         cfg.blockSize = int(flag, value(), 1);
+        break;
+      case '--decode-concurrency':
+        cfg.decodeConcurrency = int(flag, value(), 1);
+        break;
+      case '--decode-capacity':
+        cfg.decodeCapacity = int(flag, value(), 0);
         break;
       case '--kv-blocks':
         cfg.kvBlocks = int(flag, value(), 1);

@@ -56,9 +56,21 @@ export class Frontend {
 
   /** Listens; resolves with the URL once the port is bound. */
   async start(): Promise<string> {
-    this.modelsSub = this.runtime.watchInstances(`${this.cfg.namespace}.${Components.decode}.generate`).subscribe({
-      next: (list) => (this.decoders = list),
-      error: (err: unknown) => console.error('frontend: instance watch failed', err),
+    // Listen only once the registry was read, so the first request sees the models already serving.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new TroupeError('UNAVAILABLE', 'the registry did not answer a listing within 10 s')), 10_000);
+      this.modelsSub = this.runtime.watchInstances(`${this.cfg.namespace}.${Components.decode}.generate`).subscribe({
+        next: (list) => {
+          this.decoders = list;
+          clearTimeout(timer);
+          resolve();
+        },
+        error: (err: unknown) => {
+          clearTimeout(timer);
+          console.error('frontend: instance watch failed', err);
+          reject(err as Error);
+        },
+      });
     });
     const server = await new Promise<ServerType>((resolve, reject) => {
       const s = serve({ fetch: this.app.fetch, port: this.cfg.port, hostname: this.cfg.host }, () => resolve(s));
