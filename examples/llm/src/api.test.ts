@@ -143,7 +143,7 @@ api('closing the HTTP connection mid-stream aborts the decode handler within 500
     const abort = new AbortController();
     const res = await fetch(`${p.url}/v1/chat/completions`, {
       method: 'POST',
-      body: JSON.stringify(chatBody('Tell me a long story.', { stream: true, max_tokens: 4000 })),
+      body: JSON.stringify(chatBody('Tell me a long story.', { stream: true, max_tokens: 4000, ignore_eos: true })),
       signal: abort.signal,
     });
     assert.is(res.status, 200);
@@ -201,7 +201,7 @@ faults('429 when the decode worker is full (OVERLOADED at once, not queued)', as
   const p = await startEmbedded({ replicas: { frontend: 1, router: 1, prefill: 1, decode: 1 }, decodeConcurrency: 1, decodeCapacity: 0, decodeStepMs: 20 });
   ctx.pipelines.push(p);
   const client = openaiFor(p.url as string);
-  const first = await client.chat.completions.create({ model: MODEL, messages, stream: true, max_tokens: 200 });
+  const first = await client.chat.completions.create({ model: MODEL, messages, stream: true, max_tokens: 200, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
   const it = first[Symbol.asyncIterator]();
   await it.next(); // the first is being served
   const t0 = Date.now();
@@ -221,7 +221,7 @@ faults('504 when the deadline passes before the first token; after the first chu
   ctx.pipelines.push(p);
   const client = openaiFor(p.url as string);
   try {
-    await client.chat.completions.create({ model: MODEL, messages, max_tokens: 100 });
+    await client.chat.completions.create({ model: MODEL, messages, max_tokens: 100, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
     assert.unreachable('finished within a 600 ms deadline');
   } catch (err) {
     assert.instance(err, OpenAI.APIError);
@@ -229,7 +229,7 @@ faults('504 when the deadline passes before the first token; after the first chu
   }
   const fast = await startEmbedded({ timeoutMs: 600, decodeStepMs: 50 });
   ctx.pipelines.push(fast);
-  const stream = await openaiFor(fast.url as string).chat.completions.create({ model: MODEL, messages, max_tokens: 100, stream: true });
+  const stream = await openaiFor(fast.url as string).chat.completions.create({ model: MODEL, messages, max_tokens: 100, stream: true, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
   let text = '';
   const t0 = Date.now();
   const failure = await within(

@@ -68,7 +68,7 @@ export class Decode {
       const offset = req.tokens.length - req.promptTokens; // tokens generated before a migration
       for (let i = 0; i < req.maxTokens; i++) {
         await simulate(this.cfg.decodeStepMs * (1 + this.cfg.batchPenalty * (this.active - 1)), ctx.signal);
-        const token = this.model.sample(context, { seed: req.seed, position: offset + i, temperature: req.temperature });
+        const token = this.model.sample(context, { seed: req.seed, position: offset + i, temperature: req.temperature, exclude: req.ignoreEos ? EOS : undefined });
         context.push(token);
         if (context.length > 2) context.shift();
         generated++;

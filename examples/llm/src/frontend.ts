@@ -151,6 +151,7 @@ export class Frontend {
       maxTokens: req.maxTokens,
       temperature: req.temperature,
       seed: req.seed ?? randomInt(0, 2 ** 31),
+      ...(req.ignoreEos ? { ignoreEos: true } : {}),
     };
     // One controller per request: the HTTP client going away, a stop sequence, or shutdown cancel the stream behind it.
     const abort = new AbortController();

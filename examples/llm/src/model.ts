@@ -74,15 +74,20 @@ export class NgramModel {
    * The next token after `context` (its last two tokens matter). Temperature
    * 0 is greedy (ties to the smaller id); otherwise counts are raised to
    * 1/temperature and sampled with the position's seeded generator.
+   * `exclude` (the EOS token for `ignore_eos`) is never returned.
    */
-  sample(context: readonly number[], opts: { seed: number; position: number; temperature: number }): number {
+  sample(context: readonly number[], opts: { seed: number; position: number; temperature: number; exclude?: number | undefined }): number {
     const a = context.at(-2);
     const b = context.at(-1);
     const dist =
       (a !== undefined && b !== undefined ? this.tri.get(`${a},${b}`) : undefined) ??
       (b !== undefined ? this.bi.get(b) : undefined) ??
       this.uni;
-    const entries = [...dist.entries()].sort((x, y) => x[0] - y[0]);
+    let entries = [...dist.entries()].sort((x, y) => x[0] - y[0]);
+    if (opts.exclude !== undefined) {
+      entries = entries.filter(([t]) => t !== opts.exclude);
+      if (entries.length === 0) entries = [...this.uni.entries()].filter(([t]) => t !== opts.exclude).sort((x, y) => x[0] - y[0]);
+    }
     if (opts.temperature <= 0) {
       let best = entries[0] as [number, number];
       for (const e of entries) if (e[1] > best[1]) best = e;

@@ -18,6 +18,8 @@ export interface ParsedRequest {
   stop: string[];
   stream: boolean;
   includeUsage: boolean;
+  /** vLLM's extension: keep generating past the end-of-text token (fixed-length outputs for tests and benchmarks). */
+  ignoreEos: boolean;
 }
 
 /** Output tokens when the request names no limit (chat: like vLLM's default of "what fits"; bounded here). */
@@ -43,6 +45,7 @@ export function parseRequest(kind: 'chat' | 'completion', body: unknown): Parsed
     stop: [],
     stream: false,
     includeUsage: false,
+    ignoreEos: false,
   };
   if (kind === 'chat') {
     const msgs = b['messages'];
@@ -80,6 +83,11 @@ export function parseRequest(kind: 'chat' | 'completion', body: unknown): Parsed
       throw bad('`stop` must be a non-empty string or an array of up to 4 of them', 'stop');
     }
     out.stop = list as string[];
+  }
+  const ie = b['ignore_eos'];
+  if (ie !== undefined && ie !== null) {
+    if (typeof ie !== 'boolean') throw bad('`ignore_eos` must be a boolean', 'ignore_eos');
+    out.ignoreEos = ie;
   }
   const stream = b['stream'];
   if (stream !== undefined && stream !== null) {

@@ -24,6 +24,8 @@ export interface GenerateRequest {
   maxTokens: number;
   temperature: number;
   seed: number;
+  /** Never emit the end-of-text token (vLLM's `ignore_eos`). */
+  ignoreEos?: boolean;
 }
 
 /** A decode worker asks a prefill worker for the KV blocks of `tokens` from block `fromBlock` on. */

@@ -47,6 +47,7 @@ test('model - same seed and position give the same token; temperature 0 is greed
 test('model - the corpus paragraphs end with EOS, so the model can stop', () => {
   const m = NgramModel.fromText('one two three.\n\nfour five six.');
   assert.is(m.sample(encode('one two three.'), { seed: 1, position: 0, temperature: 0 }), EOS);
+  assert.is.not(m.sample(encode('one two three.'), { seed: 1, position: 0, temperature: 0, exclude: EOS }), EOS, 'ignore_eos');
 });
 
 test('blocks - hashes are chained: equal prefixes share hashes, a change changes every later block', () => {
