@@ -129,6 +129,15 @@ api('errors: 400 for a bad request (n=2, bad JSON, bad temperature), 404 for an 
   const hot = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(chatBody('x', { temperature: 9, stream: true })) });
   assert.is(hot.status, 400, 'a streaming request is validated before any SSE');
   assert.is((await fetch(`${url}/v1/nothing`)).status, 404);
+  try {
+    await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'harbour '.repeat(20_000) }] });
+    assert.unreachable('a prompt past the context accepted');
+  } catch (err) {
+    assert.instance(err, OpenAI.BadRequestError);
+    assert.is((err as APIError).code, 'context_length_exceeded');
+  }
+  const huge = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: MODEL, prompt: 'x'.repeat(2_000_000) }) });
+  assert.is(huge.status, 413);
 });
 
 api('closing the HTTP connection mid-stream aborts the decode handler within 500 ms', async (ctx) => {

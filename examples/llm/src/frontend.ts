@@ -16,6 +16,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context as HonoContext } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import type { Subscription } from 'rxjs';
 import { toTroupeError, TroupeError, type EndpointClient, type InstanceRecord, type Runtime } from '@troupe/runtime';
 import type { PipelineConfig } from './config';
@@ -24,6 +25,14 @@ import { Components, type DecodeStats, type GenerateRequest } from './protocol';
 import { resumeGeneration, type RouterStats } from './router';
 import { TextOutput } from './text-output';
 import { applyChatTemplate, encode } from './tokenizer';
+
+/** Largest request body accepted (the prompt is further bounded in tokens by `MAX_CONTEXT_TOKENS`). */
+const MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * The model's context: prompt plus output tokens. Also keeps one prefill
+ * reply (blocks × simulated KV bytes) far below NATS's 1 MiB max_payload.
+ */
+export const MAX_CONTEXT_TOKENS = 16_384;
 
 const encoder = new TextEncoder();
 const sse = (data: unknown): Uint8Array => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
@@ -109,6 +118,11 @@ export class Frontend {
   private routes(): void {
     const app = this.app;
     app.get('/v1/models', (c) => c.json({ object: 'list', data: this.models().map((id) => ({ id, object: 'model', created: 0, owned_by: 'troupe' })) }));
+    const limit = bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => this.errorResponse(c, new TroupeError('PAYLOAD_TOO_LARGE', `the request body exceeds ${MAX_BODY_BYTES} bytes`, { data: { param: 'body' } })),
+    });
+    app.use('/v1/*', limit);
     app.post('/v1/chat/completions', (c) => this.generate('chat', c));
     app.post('/v1/completions', (c) => this.generate('completion', c));
     app.get('/health', (c) => c.json({ status: 'ok', models: this.models(), inflight: this.inflight }));
@@ -142,6 +156,14 @@ export class Frontend {
       return this.errorResponse(c, new TroupeError('NOT_FOUND', `the model ${JSON.stringify(req.model)} does not exist; served: ${models.join(', ')}`, { data: { param: 'model' } }));
     }
     const tokens = kind === 'chat' ? applyChatTemplate(req.messages ?? []) : encode(req.prompt ?? '');
+    if (tokens.length + req.maxTokens > MAX_CONTEXT_TOKENS) {
+      const err = new TroupeError(
+        'BAD_REQUEST',
+        `this model's maximum context length is ${MAX_CONTEXT_TOKENS} tokens; the prompt has ${tokens.length} and ${req.maxTokens} more were asked for`,
+        { data: { param: 'messages' } },
+      );
+      return c.json(errorBody(err, 'context_length_exceeded'), 400);
+    }
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
     const created = Math.floor(Date.now() / 1000);
     const gen: GenerateRequest = {
