@@ -52,7 +52,6 @@ export class Frontend {
   private modelsSub: Subscription | undefined;
   private readonly router: EndpointClient<GenerateRequest, number>;
   private inflight = 0;
-  private idle: (() => void) | undefined;
   private readonly streams = new Set<AbortController>();
 
   constructor(
@@ -90,24 +89,25 @@ export class Frontend {
     return `http://${this.cfg.host}:${port}`;
   }
 
-  /** Stops accepting, lets in-flight requests finish within `graceMs`, then cuts what is left. */
+  /**
+   * Stops accepting, lets in-flight responses finish — written to their
+   * sockets, not just produced — within `graceMs`, then cuts what is left.
+   */
   async stop(graceMs: number): Promise<void> {
     const server = this.server;
     this.server = undefined;
     this.modelsSub?.unsubscribe();
     if (!server) return;
+    // close() resolves once every connection has ended (idle keep-alive ones are closed at once).
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    if (this.inflight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => (this.idle = resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
-      ]);
-      clearTimeout(timer);
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([closed.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)))]);
+    clearTimeout(timer);
+    if (!drained) {
+      for (const a of this.streams) a.abort();
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await closed;
     }
-    for (const a of this.streams) a.abort();
-    (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-    await closed;
   }
 
   /** Model names the decode workers in discovery serve. */
@@ -188,7 +188,7 @@ export class Frontend {
       released = true;
       httpSignal.removeEventListener('abort', onHttpAbort);
       this.streams.delete(abort);
-      if (--this.inflight === 0) this.idle?.();
+      this.inflight--;
     };
     const it = this.router
       .iterate(gen, { signal: abort.signal, timeout: this.cfg.timeoutMs, migrate: this.cfg.migrate ? { attempts: 2, resume: resumeGeneration } : undefined })

@@ -9,7 +9,7 @@ import { waitFor, within } from '@troupe/testing';
 
 const MAIN = join(__dirname, 'main.js');
 
-test('smoke - main.js starts the embedded pipeline, curl -N streams tokens, SIGINT drains and exits 0', async () => {
+test('smoke - main.js starts the embedded pipeline, curl -N streams tokens, SIGINT lets the in-flight stream finish and exits 0', async () => {
   const env = { ...process.env };
   delete env['NATS_URL'];
   env['PORT'] = '0'; // OS-assigned: another engineer's run may hold 8080
@@ -40,7 +40,22 @@ test('smoke - main.js starts the embedded pipeline, curl -N streams tokens, SIGI
     assert.ok(chunks.filter((c) => c.choices[0]?.delta.content).length >= 5, `tokens streamed as separate chunks: ${sse}`);
     assert.ok(text.trim().length > 0);
     assert.ok(chunks.some((c) => c.choices[0]?.finish_reason === 'length' || c.choices[0]?.finish_reason === 'stop'));
+    // Ctrl-C with a stream in flight: the stream finishes (drain), then the process exits 0.
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'troupe-ngram', stream: true, max_tokens: 60, ignore_eos: true, messages: [{ role: 'user', content: 'Go on.' }] }),
+    });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const utf8 = new TextDecoder();
+    let streamed = utf8.decode((await reader.read()).value);
     child.kill('SIGINT');
+    for (;;) {
+      const { value, done } = await within(reader.read(), 10_000, 'the in-flight stream to go on after SIGINT');
+      if (done) break;
+      streamed += utf8.decode(value, { stream: true });
+    }
+    assert.match(streamed, /"finish_reason":"length"/, 'the in-flight stream ran to its end');
+    assert.ok(streamed.trimEnd().endsWith('data: [DONE]'));
     const code = await within(exited, 15_000, 'the process to exit after SIGINT');
     assert.is(code, 0, out);
     assert.match(out, /SIGINT: draining/);
