@@ -347,18 +347,14 @@ const SEQ_SYSTEMS = {
 
 /** Systems of the LLM cases: the KV-aware router against round-robin, same pipeline, same load. */
 const LLM_SYSTEMS = { troupe_kv: 'llm_kv', troupe_rr: 'llm_rr' } as const satisfies Record<string, RunnerKey>;
-const llmCase = (key: string, title: string, unit: CaseDef['unit'], better: CaseDef['better'], field: CaseDef['field'], goals: readonly Goal[] = []): CaseDef => ({
-  key,
-  title,
-  unit,
-  better,
+const llmCase = (c: Pick<CaseDef, 'key' | 'title' | 'unit' | 'better' | 'field'> & { goals?: readonly Goal[] }): CaseDef => ({
+  ...c,
   scenario: 'llm',
   measure: 'load',
-  field,
   systems: LLM_SYSTEMS,
   troupe: 'troupe_kv',
   anchor: 'troupe_rr',
-  goals,
+  goals: c.goals ?? [],
 });
 
 /** Systems of the event cases: Troupe's namespace/component events and plain nats.js pub/sub. */
@@ -554,12 +550,12 @@ export const CASES: readonly CaseDef[] = [
     troupe: 'troupe',
     goals: [{ max: 100 }],
   },
-  llmCase('llm_ttft_p50_ms', 'LLM pipeline, prefix-sharing load: time to first token, p50', 'ms', 'lower', 'ttft_p50_ms', [{ vs: 'troupe_rr', max: 0.95 }]),
-  llmCase('llm_ttft_p99_ms', 'LLM pipeline: time to first token, p99', 'ms', 'lower', 'ttft_p99_ms'),
-  llmCase('llm_itl_p50_ms', 'LLM pipeline: inter-token latency, p50', 'ms', 'lower', 'itl_p50_ms'),
-  llmCase('llm_itl_p99_ms', 'LLM pipeline: inter-token latency, p99', 'ms', 'lower', 'itl_p99_ms'),
-  llmCase('llm_output_tokens_per_s', 'LLM pipeline: output tokens per second', 'tokens/s', 'higher', 'output_tokens_per_s'),
-  llmCase('llm_kv_hit_pct', 'LLM pipeline: prompt KV blocks found in the decode worker\'s cache', '%', 'higher', 'kv_hit_pct', [{ vs: 'troupe_rr', min: 1.05 }]),
+  llmCase({ key: 'llm_ttft_p50_ms', title: 'LLM pipeline, prefix-sharing load: time to first token, p50', unit: 'ms', better: 'lower', field: 'ttft_p50_ms', goals: [{ vs: 'troupe_rr', max: 0.95 }] }),
+  llmCase({ key: 'llm_ttft_p99_ms', title: 'LLM pipeline: time to first token, p99', unit: 'ms', better: 'lower', field: 'ttft_p99_ms' }),
+  llmCase({ key: 'llm_itl_p50_ms', title: 'LLM pipeline: inter-token latency, p50', unit: 'ms', better: 'lower', field: 'itl_p50_ms' }),
+  llmCase({ key: 'llm_itl_p99_ms', title: 'LLM pipeline: inter-token latency, p99', unit: 'ms', better: 'lower', field: 'itl_p99_ms' }),
+  llmCase({ key: 'llm_output_tokens_per_s', title: 'LLM pipeline: output tokens per second', unit: 'tokens/s', better: 'higher', field: 'output_tokens_per_s' }),
+  llmCase({ key: 'llm_kv_hit_pct', title: "LLM pipeline: prompt KV blocks found in the decode worker's cache", unit: '%', better: 'higher', field: 'kv_hit_pct', goals: [{ vs: 'troupe_rr', min: 1.05 }] }),
 ];
 
 /** Systems the issue names that cannot be measured yet; reported, never faked. */

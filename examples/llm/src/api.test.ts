@@ -260,4 +260,16 @@ faults('504 when the deadline passes before the first token; after the first chu
   assert.ok(Date.now() - t0 < 2_000, 'ended at the deadline');
 });
 
+faults('the router modes (kv, round-robin, queue) serve the same seeded text', async (ctx) => {
+  const texts: string[] = [];
+  for (const router of ['kv', 'round-robin', 'queue'] as const) {
+    const p = await startEmbedded({ router });
+    ctx.pipelines.push(p);
+    const r = await openaiFor(p.url as string).chat.completions.create({ model: MODEL, messages, max_tokens: 20, seed: 5 });
+    texts.push(r.choices[0]?.message.content ?? '');
+  }
+  assert.ok((texts[0] as string).length > 0);
+  assert.equal(texts, [texts[0], texts[0], texts[0]]);
+});
+
 faults.run();
