@@ -18,7 +18,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { Hono, type Context as HonoContext } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Subscription } from 'rxjs';
-import { toTroupeError, TroupeError, type EndpointClient, type InstanceRecord, type Runtime } from '@troupe/runtime';
+import { component, endpoint, injectConfig, toTroupeError, TroupeError, type EndpointClient, type InstanceRecord, type Runtime } from '@troupe/runtime';
 import type { PipelineConfig } from './config';
 import { chunkBody, completionBody, errorBody, httpStatus, parseRequest, usage, type ParsedRequest } from './openai';
 import { Components, type DecodeStats, type GenerateRequest } from './protocol';
@@ -108,6 +108,11 @@ export class Frontend {
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await closed;
     }
+  }
+
+  /** What the `frontend` component reports. */
+  describe(url: string): FrontendInfo {
+    return { url, models: this.models(), inflight: this.inflight };
   }
 
   /** Model names the decode workers in discovery serve. */
@@ -285,5 +290,31 @@ export class Frontend {
     const ids = (comp: string): string[] => list.filter((x) => x.component === comp && x.endpoint === 'stats').map((x) => x.instanceId);
     const [decode, router] = await Promise.all([ask<DecodeStats>(Components.decode, ids(Components.decode)), ask<RouterStats>(Components.router, ids(Components.router))]);
     return { decode, router };
+  }
+}
+
+/** A frontend as discovery lists it. */
+export interface FrontendInfo {
+  url: string;
+  models: string[];
+  /** HTTP generations in flight. */
+  inflight: number;
+}
+
+/**
+ * The frontend as a component of the pipeline: it registers the HTTP server
+ * in discovery (static property `url`), so `runtime.instances(ns)` lists the
+ * frontends and their addresses beside the workers, and answers `info`.
+ * The HTTP server itself is owned by the process (started before, drained
+ * first at shutdown, so in-flight responses finish while the workers behind
+ * them still serve).
+ */
+@component('frontend')
+export class FrontendComponent {
+  constructor(@injectConfig() private readonly self: { frontend: Frontend; url: string }) {}
+
+  @endpoint()
+  info(): FrontendInfo {
+    return this.self.frontend.describe(this.self.url);
   }
 }

@@ -89,6 +89,10 @@ s.after(async (ctx) => {
 s('openai client: models, a chat completion and a stream with usage, through six processes', async (ctx) => {
   const client = ctx.client as OpenAI;
   assert.equal((await client.models.list()).data.map((m) => m.id), [MODEL]);
+  const listed = await (ctx.caller as Runtime).instances('mp');
+  const components = new Set(listed.map((x) => x.component));
+  assert.equal([...components].sort(), ['decode', 'frontend', 'prefill', 'router']);
+  assert.is(listed.find((x) => x.component === 'frontend')?.properties['url'], (ctx.topo as Topology).url, 'the frontend is discoverable with its URL');
   const whole = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 30, seed: 21 });
   assert.ok((whole.choices[0]?.message.content ?? '').length > 0);
   const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 30, seed: 21, stream: true, stream_options: { include_usage: true } });

@@ -6,7 +6,7 @@
 import { Runtime, type SpawnHandle } from '@troupe/runtime';
 import type { PipelineConfig, Role } from './config';
 import { Decode } from './decode';
-import { Frontend } from './frontend';
+import { Frontend, FrontendComponent } from './frontend';
 import { Prefill } from './prefill';
 import { KvAwareRouter } from './router';
 
@@ -72,6 +72,7 @@ export async function startPipeline(cfg: PipelineConfig, runtime?: Runtime): Pro
     if (cfg.roles.includes('frontend')) {
       frontend = new Frontend(rt, cfg);
       url = await frontend.start();
+      handles.frontend = await rt.spawn(FrontendComponent, { namespace: cfg.namespace, config: { frontend, url }, properties: { url } });
     }
   } catch (err) {
     await frontend?.stop(0);
