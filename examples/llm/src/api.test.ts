@@ -85,6 +85,19 @@ api('completions: streaming and non-streaming agree; max_tokens bounds the outpu
   assert.is(text, whole.choices[0]?.text);
 });
 
+api('an emoji the model emits as three partial tokens streams as one whole character, never U+FFFD', async (ctx) => {
+  const client = ctx.client as OpenAI;
+  const prompt = 'Beside the specials she drew a little wave,'; // the corpus goes on " 🌊," — three tokens, none a whole character
+  const stream = await client.completions.create({ model: MODEL, prompt, max_tokens: 6, temperature: 0, stream: true });
+  const deltas: string[] = [];
+  for await (const c of stream) deltas.push(c.choices[0]?.text ?? '');
+  assert.ok(deltas.some((d) => d.includes('🌊')), `an intact wave in ${JSON.stringify(deltas)}`);
+  assert.not.ok(deltas.some((d) => d.includes('\uFFFD')), `no broken character in ${JSON.stringify(deltas)}`);
+  const whole = await client.completions.create({ model: MODEL, prompt, max_tokens: 6, temperature: 0 });
+  assert.is(deltas.join(''), whole.choices[0]?.text);
+  assert.is(whole.usage?.completion_tokens, 6);
+});
+
 api('stop sequences end the text before the stop string, with finish_reason stop', async (ctx) => {
   const client = ctx.client as OpenAI;
   const free = (await client.chat.completions.create({ model: MODEL, messages, max_tokens: 60, seed: 11, temperature: 0.7 })).choices[0]?.message.content ?? '';
