@@ -28,6 +28,8 @@ api('GET /v1/models lists the model the decode workers serve (from discovery pro
   const list = await (ctx.client as OpenAI).models.list();
   assert.equal(list.data.map((m) => m.id), [MODEL]);
   assert.is(list.data[0]?.object, 'model');
+  const created = list.data[0]?.created ?? 0;
+  assert.ok(created > 1_700_000_000 && created <= Date.now() / 1000, `created ${created}: when the serving workers started`);
 });
 
 api('chat completion: text, finish reason and usage counted with the real tokenizer', async (ctx) => {

@@ -115,6 +115,12 @@ export class Frontend {
     return { url, models: this.models(), inflight: this.inflight };
   }
 
+  /** When the longest-running decode worker serving `model` started, epoch seconds. */
+  private servedSince(model: string): number {
+    const starts = this.decoders.filter((x) => x.properties['model'] === model).map((x) => x.startedAt);
+    return Math.floor(Math.min(...starts) / 1000);
+  }
+
   /** Model names the decode workers in discovery serve. */
   models(): string[] {
     return [...new Set(this.decoders.map((x) => x.properties['model']).filter((m): m is string => typeof m === 'string'))].sort();
@@ -122,7 +128,7 @@ export class Frontend {
 
   private routes(): void {
     const app = this.app;
-    app.get('/v1/models', (c) => c.json({ object: 'list', data: this.models().map((id) => ({ id, object: 'model', created: 0, owned_by: 'troupe' })) }));
+    app.get('/v1/models', (c) => c.json({ object: 'list', data: this.models().map((id) => ({ id, object: 'model', created: this.servedSince(id), owned_by: 'troupe' })) }));
     const limit = bodyLimit({
       maxSize: MAX_BODY_BYTES,
       onError: (c) => this.errorResponse(c, new TroupeError('PAYLOAD_TOO_LARGE', `the request body exceeds ${MAX_BODY_BYTES} bytes`, { data: { param: 'body' } })),
@@ -257,6 +263,7 @@ export class Frontend {
           while (text === '') {
             const r: IteratorResult<number> = pending ?? (await s.it.next());
             pending = undefined;
+            if (finished) return; // the client went away while we waited
             if (r.done) return end(controller, text);
             const step = s.out.push(r.value);
             text += step.text;
@@ -264,6 +271,7 @@ export class Frontend {
           }
           controller.enqueue(chunk({ text }));
         } catch (err) {
+          if (finished) return; // cancelled by the client: nobody to tell
           // After the first chunk the status is sent: the failure is an SSE error event, then the end.
           finished = true;
           controller.enqueue(sse(errorBody(toTroupeError(err))));
