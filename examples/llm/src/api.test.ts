@@ -272,7 +272,7 @@ faults('504 when the deadline passes before the first token; after the first chu
   assert.instance(failure, OpenAI.APIError);
   assert.is((failure as APIError).code, 'timeout', String(failure));
   assert.match(String((failure as APIError).message), /did not finish within 600 ms/);
-  assert.ok(Date.now() - t0 < 2_000, 'ended at the deadline');
+  assert.ok(Date.now() - t0 < 3_000, 'ended at the deadline (600 ms), with slack for a loaded machine');
 });
 
 faults('the router modes (kv, round-robin, queue) serve the same seeded text', async (ctx) => {
