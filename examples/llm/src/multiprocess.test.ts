@@ -116,8 +116,8 @@ s('a long prompt is prefilled by a prefill worker; the same prefix again is a KV
   const mid = await stats();
   const remote = (xs: DecodeStats[]) => xs.reduce((n, x) => n + x.remotePrefills, 0);
   assert.is(remote(mid) - remote(before), 1, 'one remote prefill');
-  // KV events travel to the router; a request sharing the system prompt then goes to the worker holding it.
-  await new Promise((r) => setTimeout(r, 200)); // the KV event's one-way trip (≪ 200 ms); the index also predicts the blocks at routing
+  // The router put the prompt's blocks on the chosen worker in its index when it routed (its kv_events confirm them later),
+  // so a request sharing the system prompt goes to the worker holding it, whenever the events arrive.
   await client.chat.completions.create({ model: MODEL, messages: [sys, { role: 'user', content: 'second, different question' }], max_tokens: 3, seed: 1 });
   const after = await stats();
   const hits = (xs: DecodeStats[]) => xs.reduce((n, x) => n + x.blocksHit, 0);
