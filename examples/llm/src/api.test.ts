@@ -271,7 +271,8 @@ faults('504 when the deadline passes before the first token; after the first chu
   assert.ok(text.length > 0, 'some text before the failure');
   assert.instance(failure, OpenAI.APIError);
   assert.is((failure as APIError).code, 'timeout', String(failure));
-  assert.match(String((failure as APIError).message), /did not finish within 600 ms/);
+  // Whichever hop's deadline fires first (the frontend's, or the router's nested call with the remaining budget).
+  assert.match(String((failure as APIError).message), /within \d+ ms|deadline/);
   assert.ok(Date.now() - t0 < 3_000, 'ended at the deadline (600 ms), with slack for a loaded machine');
 });
 

@@ -19,7 +19,7 @@ test('smoke - main.js starts the embedded pipeline, curl -N streams tokens, SIGI
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
-    await waitFor(() => /listening on http:\/\/\S+/.test(out), 15_000, `the "listening on" line; output:\n${out}`);
+    await waitFor(() => /listening on http:\/\/\S+/.test(out) && /try: curl -N .*\n/.test(out), 15_000, `the "listening on" and curl lines; output:\n${out}`);
     const url = (/listening on (http:\/\/\S+)/.exec(out) as RegExpExecArray)[1] as string;
     assert.match(out, /model: troupe-ngram/);
     assert.match(out, /curl -N /, 'prints a curl line');
