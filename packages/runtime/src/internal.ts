@@ -42,9 +42,9 @@ export {
   PUBLISHER,
 } from './component/decorators';
 export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './component/decorators';
-export { Runtime } from './runtime';
+export { Runtime, retainedState } from './runtime';
 export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
-export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
+export type { RuntimeOptions, SpawnOptions, SpawnHandle, RetainedState } from './runtime';
 export type { PlaneSettings } from './plane/plane';
 export { EndpointClient } from './caller/client';
 export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './caller/client';

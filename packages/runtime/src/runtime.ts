@@ -423,6 +423,39 @@ export class Runtime {
     return this.plane.inbox.pending;
   }
 
+  private retained(): RetainedState {
+    const p = this.plane;
+    const monitor = p.monitor.retained();
+    let workerActive = 0;
+    let workerStreams = 0;
+    for (const s of this.spawns) {
+      for (const i of s.instances) {
+        const r = i.retained();
+        workerActive += r.active;
+        workerStreams += r.streams;
+      }
+    }
+    const v = p.discovery?.retained() ?? { views: 0, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    return {
+      wheelScheduled: p.wheel.scheduled,
+      pendingReplies: p.inbox.pending,
+      monitorStreams: p.monitor.size,
+      monitorProbes: monitor.probes,
+      monitorInstances: monitor.instances,
+      heartbeatGroups: p.heartbeats.groupCount,
+      workerActive,
+      workerStreams,
+      views: v.views,
+      viewRecords: v.records,
+      viewTracked: v.tracked,
+      viewTrackedInstances: v.trackedInstances,
+      viewMailboxes: v.mailboxes,
+      viewInhibited: v.inhibited,
+      viewStrikes: v.strikes,
+      cachedRoutes: this.network?.cachedRoutes() ?? 0,
+    };
+  }
+
   /**
    * A snapshot of this runtime's stream counters: streams lost and
    * migrated, liveness probes and heartbeats sent, handlers aborted because
@@ -438,5 +471,50 @@ export class Runtime {
 
 interface SpawnRecord {
   instances: ActorInstance[];
+}
+
+/**
+ * What a runtime still holds per call, per stream and per instance — every
+ * structure that grows with traffic — for tests that prove finished work
+ * leaves nothing behind (issue #16). Internal (`@troupe/runtime/internal`).
+ *
+ * @example
+ * await Promise.all(calls);
+ * assert.equal(retainedState(runtime).wheelScheduled, 0);
+ */
+export interface RetainedState {
+  /** Unary calls waiting in the deadline wheel (a settled call leaves it at once). */
+  wheelScheduled: number;
+  /** Reply keys open on the muxed inbox (calls, streams, probes, heartbeat groups). */
+  pendingReplies: number;
+  /** Caller streams watched for liveness, probes in flight, instances remembered as recently heard. */
+  monitorStreams: number;
+  monitorProbes: number;
+  monitorInstances: number;
+  /** Worker heartbeat groups (one per caller runtime with open streams). */
+  heartbeatGroups: number;
+  /** Requests being handled and worker streams open, over every instance. */
+  workerActive: number;
+  workerStreams: number;
+  /** Endpoint views and what they hold: records, calls tracked in flight (and instances with any), cached mailboxes, inhibitions, strikes. */
+  views: number;
+  viewRecords: number;
+  viewTracked: number;
+  viewTrackedInstances: number;
+  viewMailboxes: number;
+  viewInhibited: number;
+  viewStrikes: number;
+  /** The memory network's route cache (embedded only; 0 on NATS). */
+  cachedRoutes: number;
+}
+
+/**
+ * Reads {@link RetainedState} of `runtime`.
+ *
+ * @example
+ * const before = retainedState(runtime);
+ */
+export function retainedState(runtime: Runtime): RetainedState {
+  return runtime['retained']();
 }
 

@@ -43,6 +43,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private id: string | undefined;
   private tried: Set<string> | undefined;
   private retries = 0;
+  /** The backoff before a retry: cleared when the call settles meanwhile, so it does not hold the call. */
+  private backoff: NodeJS.Timeout | undefined;
   private lastErr: TroupeError | undefined;
 
   constructor(
@@ -161,7 +163,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
         if (r.retry && retryable && this.retries < r.retry.attempts && left > 1) {
           const pause = Math.min((r.retry.backoffMs ?? 10) * 2 ** this.retries, left - 1);
           this.retries++;
-          setTimeout(() => {
+          this.backoff = setTimeout(() => {
+            this.backoff = undefined;
             if (!this.done) this.next();
           }, pause);
           return;
@@ -193,6 +196,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.wheel = undefined;
     this.unlisten?.();
     this.unlisten = undefined;
+    if (this.backoff) clearTimeout(this.backoff);
+    this.backoff = undefined;
     this.data = EMPTY;
     this.options = undefined;
     this.route = undefined;

@@ -315,6 +315,21 @@ export class Discovery {
     });
   }
 
+  /** @internal What the endpoint views hold, summed (leak tests). */
+  retained(): { views: number; records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
+    const out = { views: this.views.size, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    for (const v of this.views.values()) {
+      const r = v.retained();
+      out.records += r.records;
+      out.tracked += r.tracked;
+      out.trackedInstances += r.trackedInstances;
+      out.mailboxes += r.mailboxes;
+      out.inhibited += r.inhibited;
+      out.strikes += r.strikes;
+    }
+    return out;
+  }
+
   close(): void {
     this.closed = true;
     this.leaseListeners.clear();

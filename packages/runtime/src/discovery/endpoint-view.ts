@@ -81,7 +81,11 @@ export class EndpointView implements RouterContext {
     });
     const seen = this.syncing;
     this.syncing = undefined;
-    for (const id of [...this.records.keys()]) if (!seen.has(id)) this.records.delete(id);
+    for (const id of [...this.records.keys()]) {
+      if (seen.has(id)) continue;
+      this.records.delete(id);
+      this.forget(id);
+    }
     this.recompute();
   }
 
@@ -90,7 +94,7 @@ export class EndpointView implements RouterContext {
     if (e.operation === 'DEL') {
       // Graceful deregistration: in-flight work still finishes, so nothing is failed here.
       if (this.records.delete(id)) {
-        this.keys.delete(id);
+        this.forget(id);
         this.recompute();
       }
       return;
@@ -106,6 +110,33 @@ export class EndpointView implements RouterContext {
     this.records.set(id, r);
     this.keys.set(id, e.key);
     this.recompute();
+  }
+
+  /**
+   * What this view keeps about an instance besides its record — its key, its
+   * cached mailbox subject, inhibition and strikes — goes with the record, so
+   * a process that spawns and stops instances for days does not accumulate
+   * them. In-flight tracking stays: it empties as those calls settle.
+   */
+  private forget(id: string): void {
+    this.keys.delete(id);
+    this.mailboxes.delete(id);
+    this.inhibited.delete(id);
+    this.strikes.delete(id);
+  }
+
+  /** @internal What this view holds per instance and per call now (leak tests). */
+  retained(): { records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
+    let tracked = 0;
+    for (const set of this.inflightSets.values()) tracked += set.size;
+    return {
+      records: this.records.size,
+      tracked,
+      trackedInstances: Math.max(this.inflightSets.size, this.inflightCount.size),
+      mailboxes: this.mailboxes.size,
+      inhibited: this.inhibited.size,
+      strikes: this.strikes.size,
+    };
   }
 
   /** @internal */
@@ -228,7 +259,9 @@ export class EndpointView implements RouterContext {
       const n = (this.inflightCount.get(id) ?? 1) - 1;
       if (n <= 0) this.inflightCount.delete(id);
       else this.inflightCount.set(id, n);
-      this.inflightSets.get(id)?.delete(f);
+      const s = this.inflightSets.get(id);
+      // An emptied set goes too: one per instance ever called would pile up with instance churn.
+      if (s && s.delete(f) && s.size === 0) this.inflightSets.delete(id);
     };
   }
 

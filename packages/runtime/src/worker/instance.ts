@@ -85,6 +85,11 @@ export class ActorInstance {
     this.propertySink?.(key, value);
   }
 
+  /** Requests being handled and streams open here now (leak tests). */
+  retained(): { active: number; streams: number } {
+    return { active: this.active.size, streams: this.streams.size };
+  }
+
   /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
   async start(): Promise<void> {
     const hook = (this.actor as Partial<OnStart>).onStart;
