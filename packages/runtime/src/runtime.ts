@@ -8,7 +8,7 @@ import { MsgpackCodec } from './codec/msgpack';
 import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
-import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
+import { type DiscoverySettings, type InstanceRecord, pool, Registry } from './discovery/registry';
 import { TroupeError, toTroupeError } from './errors';
 import { EventStreams } from './events/event-subscription';
 import { RuntimeEvents } from './events/events';
@@ -26,6 +26,9 @@ import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
+
+/** Instances of one spawn starting at once (their `onStart` hooks run concurrently up to this). */
+const START_CONCURRENCY = 64;
 
 /** Options of {@link Runtime.connect}. */
 export interface RuntimeOptions extends Partial<PlaneSettings> {
@@ -258,19 +261,29 @@ export class Runtime {
     const record: SpawnRecord = { instances: [] };
     this.spawns.add(record);
     try {
+      const built: ActorInstance[] = [];
       for (let i = 0; i < replicas; i++) {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
         const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
         const actor = this.construct(target, info, logger, options.config);
         const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
         instance.propertySink = this.registry ? (k, v) => this.registry?.setDynamic(info.instanceId, k, v) : undefined;
-        await instance.start();
-        record.instances.push(instance);
-        // Registered only once it serves: routable means served.
-        await this.registry?.register(instance.addresses, info.instanceId, { ...options.properties });
+        built.push(instance);
       }
+      // Start hooks run concurrently (bounded); the subscriptions reach the server with one flush for all.
+      await pool(built, START_CONCURRENCY, async (instance) => {
+        await instance.start(replicas === 1);
+        record.instances.push(instance);
+      });
+      if (replicas > 1) await this.transport.flush();
+      // Registered only once they serve: routable means served. One batch: one lease write, pipelined records.
+      await this.registry?.registerMany(
+        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: { ...options.properties } })),
+      );
+      // Handle order is spawn order, whatever order the starts finished in (all of them started).
+      record.instances.splice(0, record.instances.length, ...built);
     } catch (err) {
-      await Promise.all(record.instances.map((i) => this.stopInstance(i)));
+      await this.stopInstances(record.instances);
       this.spawns.delete(record);
       throw err;
     }
@@ -286,21 +299,28 @@ export class Runtime {
         return inst.actor as C;
       },
       stop: () =>
-        (stopping ??= Promise.all(record.instances.map((i) => this.stopInstance(i))).then(() => {
+        (stopping ??= this.stopInstances(record.instances).then(() => {
           this.spawns.delete(record);
         })),
     };
   }
 
-  /** Graceful stop of one instance: leave the registry first, then stop serving. */
-  private async stopInstance(i: ActorInstance): Promise<void> {
+  /**
+   * Graceful stop of a batch of instances (one spawn's, or every one on
+   * close): leave the registry as one batch (one lease write names them all
+   * gone, so watchers drop them together), keep serving for the leave delay
+   * once, then stop them all in parallel within one grace period.
+   */
+  private async stopInstances(list: readonly ActorInstance[]): Promise<void> {
+    if (list.length === 0) return;
     if (this.registry) {
-      await this.registry.deregister(i.addresses, i.info.instanceId);
-      // Keep serving while watchers see the record go, so clients stop routing here before it refuses.
+      await this.registry.deregisterMany(list.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId })));
+      // Keep serving while watchers see them go, so clients stop routing here before they refuse.
       const delay = this.registry.settings.leaveDelayMs;
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     }
-    await i.stop(this.plane.settings.gracePeriodMs);
+    const grace = this.plane.settings.gracePeriodMs;
+    await Promise.all(list.map((i) => i.stop(grace).catch((err: unknown) => this.logger.error('instance stop failed', { instance: i.info.instanceId, error: toTroupeError(err).message }))));
   }
 
   private construct(target: Class, info: InstanceInfo, logger: Logger, config: unknown): unknown {
@@ -333,7 +353,7 @@ export class Runtime {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
+      await this.stopInstances([...this.spawns].flatMap((s) => s.instances)).catch(() => undefined);
       this.spawns.clear();
       await this.registry?.close();
       // Durable consumers give back what they hold before the drain; waiting replies fail now.

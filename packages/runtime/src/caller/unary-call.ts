@@ -156,7 +156,10 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
       const left = this.deadline - Date.now();
       if (err.code === ErrorCode.NO_INSTANCES || isRefusal(err)) {
         r.view.inhibit(id); // never delivered: another instance is always safe
-        if (left > 0) return this.next();
+        if (left > 0) {
+          this.plane.stats.callsRerouted++;
+          return this.next();
+        }
       } else {
         if (err.code === ErrorCode.INSTANCE_LOST) r.view.inhibit(id);
         const retryable = err.code === ErrorCode.INSTANCE_LOST || err.code === ErrorCode.OVERLOADED;

@@ -28,6 +28,9 @@ export class EndpointView implements RouterContext {
   private rejectReady: ((e: unknown) => void) | undefined;
   synced = false;
   private syncing: Set<string> | undefined;
+  /** The list is stale: rebuilt at the next read or, at the latest, at the end of this turn. */
+  private dirty = false;
+  private flushing: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly discovery: Discovery,
@@ -53,6 +56,7 @@ export class EndpointView implements RouterContext {
 
   /** The routable instances now (registered, lease alive). */
   get instances(): readonly InstanceRecord[] {
+    if (this.dirty) this.flush();
     return this.listed;
   }
 
@@ -65,6 +69,7 @@ export class EndpointView implements RouterContext {
       });
       this.synced = true;
       this.recompute();
+      this.flush();
       this.resolveReady?.();
     } catch (err) {
       this.rejectReady?.(toTroupeError(err, 'UNAVAILABLE'));
@@ -87,6 +92,7 @@ export class EndpointView implements RouterContext {
       this.forget(id);
     }
     this.recompute();
+    this.flush();
   }
 
   private onRecord(e: KvEntry): void {
@@ -152,27 +158,47 @@ export class EndpointView implements RouterContext {
     return out;
   }
 
+  /**
+   * Marks the list stale. Registry changes come in bursts (a spawn or a stop
+   * of thousands of instances is a burst of record and lease events), so the
+   * list is rebuilt once per burst — at the next read, or at the end of this
+   * turn of the event loop — not once per event (O(n²) with 10,000 instances).
+   */
   private recompute(): void {
     if (!this.synced) return;
-    const before = new Set(this.listed.map((r) => r.instanceId));
+    this.dirty = true;
+    this.flushing ??= setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
+    if (!this.dirty) return;
+    this.dirty = false;
+    const before = this.listed;
     const next: InstanceRecord[] = [];
     for (const r of this.records.values()) {
-      const lease = this.discovery.leaseOf(r.lease);
+      // A dead lease, or one naming the instance gone (a graceful stop), drops it.
+      const lease = this.discovery.liveLeaseOf(r);
       if (!lease) continue;
       const dyn = lease.dyn?.[r.instanceId];
       next.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
     }
     next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
     this.listed = next;
-    const now = new Set(next.map((r) => r.instanceId));
-    // Instances whose lease died: ask their mailbox before failing what is in flight to them
-    // (a lease can lapse while the instance lives: a blip, a busy watcher).
-    for (const id of before) {
-      if (now.has(id) || !this.records.has(id)) continue; // still listed, or gracefully deregistered
-      if (this.inflightSets.get(id)?.size) void this.checkLost(id);
+    if (this.inflightSets.size > 0) {
+      const now = new Set(next.map((r) => r.instanceId));
+      // Instances whose lease died: ask their mailbox before failing what is in flight to them
+      // (a lease can lapse while the instance lives: a blip, a busy watcher).
+      for (const { instanceId: id } of before) {
+        if (now.has(id)) continue; // still listed
+        const r = this.records.get(id);
+        if (!r || this.discovery.isGone(r.lease, id)) continue; // gracefully deregistered: in-flight work finishes
+        if (this.inflightSets.get(id)?.size) void this.checkLost(id);
+      }
     }
     this.subject.next(next);
-  }
+  };
 
   private async checkLost(id: string): Promise<void> {
     const timeout = Math.max(200, this.discovery.settings.heartbeatMs);
@@ -203,6 +229,7 @@ export class EndpointView implements RouterContext {
   /** Routable instances minus inhibited ones (all of them when every one is inhibited). */
   candidates(filter?: (r: InstanceRecord) => boolean, exclude?: ReadonlySet<string>): readonly InstanceRecord[] {
     // Hot path: nothing to filter out, hand the routers the list itself.
+    if (this.dirty) this.flush();
     if (!filter && (!exclude || exclude.size === 0) && this.inhibited.size === 0) return this.listed;
     const now = Date.now();
     this.pruneInhibited(now);
@@ -266,6 +293,8 @@ export class EndpointView implements RouterContext {
   }
 
   close(): void {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
     this.stopWatch?.();
     this.subject.complete();
   }

@@ -90,8 +90,12 @@ export class ActorInstance {
     return { active: this.active.size, streams: this.streams.size };
   }
 
-  /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
-  async start(): Promise<void> {
+  /**
+   * Runs `onStart`, then subscribes every endpoint and waits until the server
+   * has the interest — unless `flush` is false: a spawn of many instances
+   * flushes once for all of them (one round trip instead of one each).
+   */
+  async start(flush = true): Promise<void> {
     const hook = (this.actor as Partial<OnStart>).onStart;
     if (typeof hook === 'function') await hook.call(this.actor);
     const t = this.plane.transport;
@@ -115,7 +119,7 @@ export class ActorInstance {
         mailbox: this.mailbox,
         refused: () => this.refusal !== undefined,
       });
-      await t.flush();
+      if (flush) await t.flush();
     } catch (err) {
       for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
       await this.eventHandlers?.stop();
@@ -130,8 +134,15 @@ export class ActorInstance {
    * finish within `graceMs` (stream control keeps flowing on the mailbox),
    * then aborts what is left, and runs `onStop`.
    */
-  async stop(graceMs: number): Promise<void> {
-    if (this.state === State.Stopped || this.state === State.Stopping) return;
+  stop(graceMs: number): Promise<void> {
+    // A second caller (a handle's stop, then close) waits for the same stop, not for nothing.
+    this.stopping ??= this.stopNow(graceMs);
+    return this.stopping;
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  private async stopNow(graceMs: number): Promise<void> {
     this.state = State.Stopping;
     // Messages the server already delivered to the queue subscription are still handled.
     await Promise.all(this.subs.map((s) => s.drain()));
