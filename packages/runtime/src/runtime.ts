@@ -473,6 +473,8 @@ export class Runtime {
       viewInhibited: v.inhibited,
       viewStrikes: v.strikes,
       cachedRoutes: this.network?.cachedRoutes() ?? 0,
+      registryGone: this.registry?.leaving.gone ?? 0,
+      registryUndeleted: this.registry?.leaving.undeleted ?? 0,
     };
   }
 
@@ -526,6 +528,9 @@ export interface RetainedState {
   viewStrikes: number;
   /** The memory network's route cache (embedded only; 0 on NATS). */
   cachedRoutes: number;
+  /** Instances that left and are still named gone on the lease, and those whose records are not deleted yet. */
+  registryGone: number;
+  registryUndeleted: number;
 }
 
 /**

@@ -243,8 +243,14 @@ export function retentionSuite(name: string, factory: RuntimeFactory): void {
       await within(Promise.all(Array.from({ length: 400 }, () => client.echo(body))), 20_000, `round ${round}'s calls`);
       assert.ok(retainedState(caller).viewMailboxes >= 20, 'mailbox subjects are cached while the instances live');
       await h.stop();
-      await waitFor(() => retainedState(caller).viewRecords === 0, 10_000, `round ${round}'s instances to leave the caller's view`);
+      await waitFor(
+        () => retainedState(caller).viewRecords === 0,
+        10_000,
+        `round ${round}'s records to leave the caller's view (worker: ${JSON.stringify(retainedState(worker))}, caller: ${JSON.stringify(retainedState(caller))})`,
+      );
     }
+    // The worker's registry forgets them too: records deleted, and (one heartbeat later) no longer named gone on the lease.
+    await waitFor(() => retainedState(worker).registryGone === 0, 10_000, `the worker's lease to stop naming stopped instances (${JSON.stringify(retainedState(worker))})`);
     const st = retainedState(caller);
     assert.is(st.viewMailboxes, 0, 'cached mailbox subjects of stopped instances');
     assert.is(st.viewInhibited, 0, 'inhibitions of stopped instances');

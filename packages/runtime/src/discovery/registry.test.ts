@@ -123,6 +123,21 @@ test('registry - deletes the registry refuses are retried at the heartbeat while
   await registry.close();
 });
 
+test('registry - a later batch is deleted after a heartbeat found nothing to delete (#14)', async () => {
+  const { registry, records } = fixture();
+  const a = batchOf(5);
+  await registry.registerMany(a);
+  await registry.deregisterMany(a);
+  await waitUntil(() => registry.leaving.undeleted === 0, 'the first batch deletes');
+  await registry.heartbeat(); // a delete pass with nothing to do: settles at once
+  const b = batchOf(10).slice(5);
+  await registry.registerMany(b);
+  await registry.deregisterMany(b);
+  await waitUntil(() => registry.leaving.undeleted === 0, 'the second batch deletes (a pass that settled at once must not block later ones)');
+  assert.is(records.data.size, 1, 'only the marker is left');
+  await registry.close();
+});
+
 test('registry - a batch stop against a registry that does not answer returns within one heartbeat period (#14)', async () => {
   const { registry, leases, warnings } = fixture(50);
   const batch = batchOf(10);

@@ -225,39 +225,45 @@ export class Registry {
 
   /** Deletes the records of instances that left, pipelined; one pass at a time. */
   private deleteGone(): Promise<void> {
-    this.deleting ??= (async () => {
-      try {
-        for (;;) {
-          const todo: { id: string; key: string }[] = [];
-          for (const [id, g] of this.gone) if (g.deletedAt === undefined) for (const key of g.keys) todo.push({ id, key });
-          if (todo.length === 0 || !this.records) return;
-          const failed = new Set<string>();
-          let firstError: unknown;
-          await pool(todo, REGISTRY_CONCURRENCY, async ({ id, key }) => {
-            try {
-              await this.records?.delete(key);
-              this.writes++;
-            } catch (err) {
-              failed.add(id);
-              firstError ??= err;
-            }
-          });
-          const now = Date.now();
-          for (const { id } of todo) {
-            const g = this.gone.get(id);
-            if (g && !failed.has(id)) g.deletedAt = now;
-          }
-          if (failed.size > 0) {
-            // The lease names them gone meanwhile; the heartbeat tries again.
-            this.logger.debug('record deletes failed; retrying at the next heartbeat', { instances: failed.size, error: toTroupeError(firstError).message });
-            return;
-          }
-        }
-      } finally {
-        this.deleting = undefined;
-      }
-    })();
+    if (!this.deleting) {
+      const run = this.deletePasses();
+      this.deleting = run;
+      // Cleared once settled (asynchronously: a pass with nothing to do settles at once, and a
+      // `finally` inside it would run before the assignment above and leave it set for good).
+      void run.finally(() => {
+        if (this.deleting === run) this.deleting = undefined;
+      });
+    }
     return this.deleting;
+  }
+
+  private async deletePasses(): Promise<void> {
+    for (;;) {
+      const todo: { id: string; key: string }[] = [];
+      for (const [id, g] of this.gone) if (g.deletedAt === undefined) for (const key of g.keys) todo.push({ id, key });
+      if (todo.length === 0 || !this.records) return;
+      const failed = new Set<string>();
+      let firstError: unknown;
+      await pool(todo, REGISTRY_CONCURRENCY, async ({ id, key }) => {
+        try {
+          await this.records?.delete(key);
+          this.writes++;
+        } catch (err) {
+          failed.add(id);
+          firstError ??= err;
+        }
+      });
+      const now = Date.now();
+      for (const { id } of todo) {
+        const g = this.gone.get(id);
+        if (g && !failed.has(id)) g.deletedAt = now;
+      }
+      if (failed.size > 0) {
+        // The lease names them gone meanwhile; the heartbeat tries again.
+        this.logger.debug('record deletes failed; retrying at the next heartbeat', { instances: failed.size, error: toTroupeError(firstError).message });
+        return;
+      }
+    }
   }
 
   /** Instances named gone on the lease, and those whose records are not deleted yet (for tests and the scale figures). */
