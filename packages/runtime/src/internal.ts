@@ -36,12 +36,17 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectProperties,
   CONFIG,
   LOGGER,
   INSTANCE,
   PUBLISHER,
+  PROPERTIES,
 } from './component/decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './component/decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export { Endpoints } from './endpoint-keys';
+export type { DeclaredEndpoints } from './endpoint-keys';
+export { refuseStandardDecorator } from './decorator-shape';
 export { Runtime, retainedState } from './runtime';
 export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
 export type { RuntimeOptions, SpawnOptions, SpawnHandle, RetainedState } from './runtime';
@@ -56,6 +61,8 @@ export type { Router, RouterSpec, RouteFunction, RouterContext } from './discove
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { OnStart, OnStop } from './worker/instance';
+export { PropertyBoard } from './worker/instance-properties';
+export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events/events';
 export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events/events';
 export type { EventsOptions } from './events/event-subscription';

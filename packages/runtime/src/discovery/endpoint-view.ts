@@ -27,6 +27,7 @@ export class EndpointView implements RouterContext {
   private resolveReady: (() => void) | undefined;
   private rejectReady: ((e: unknown) => void) | undefined;
   synced = false;
+  private listedOnce = false;
   private syncing: Set<string> | undefined;
   /** The list is stale: rebuilt at the next read or, at the latest, at the end of this turn. */
   private dirty = false;
@@ -52,6 +53,12 @@ export class EndpointView implements RouterContext {
   /** The list as it changes. */
   get list$(): Observable<InstanceRecord[]> {
     return this.subject.asObservable();
+  }
+
+  /** Whether this endpoint ever listed an instance here: then it exists, and a "nobody serves it" is an outage. */
+  get everListed(): boolean {
+    if (this.dirty) this.flush();
+    return this.listedOnce;
   }
 
   /** The routable instances now (registered, lease alive). */
@@ -186,6 +193,7 @@ export class EndpointView implements RouterContext {
     }
     next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
     this.listed = next;
+    if (next.length > 0) this.listedOnce = true;
     if (this.inflightSets.size > 0) {
       const now = new Set(next.map((r) => r.instanceId));
       // Instances whose lease died: ask their mailbox before failing what is in flight to them

@@ -189,8 +189,8 @@ export class Registry {
     this.ensureHeartbeat();
   }
 
-  /** Removes the records of one instance (graceful stop: before it stops serving). */
-  deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<void> {
+  /** Removes one instance (graceful stop: before it stops serving); false when the registry did not take the leave. */
+  deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<boolean> {
     return this.deregisterMany([{ addresses, instanceId }]);
   }
 
@@ -201,9 +201,11 @@ export class Registry {
    * by that much, never more); their records are then deleted pipelined in
    * the background. A delete that fails is retried at every heartbeat until
    * it succeeds, and the lease keeps naming the instance meanwhile: no
-   * deregistration is dropped, and none waits for the lease TTL.
+   * deregistration is dropped, and none waits for the lease TTL. Resolves
+   * false when the lease write failed or got no answer within the period
+   * (watchers see the batch leave at the next heartbeat that lands).
    */
-  async deregisterMany(batch: readonly Deregistration[]): Promise<void> {
+  async deregisterMany(batch: readonly Deregistration[]): Promise<boolean> {
     let added = 0;
     for (const { addresses, instanceId } of batch) {
       this.dyn.delete(instanceId);
@@ -213,14 +215,17 @@ export class Registry {
       this.gone.set(instanceId, { keys: owned, deletedAt: undefined });
       added++;
     }
-    if (added === 0 || !this.records) return;
+    if (added === 0 || !this.records) return true;
+    let written = true;
     try {
       await this.bounded(this.writeLease(), 'the lease write naming the instances that left');
     } catch (err) {
       // The heartbeat writes the lease (with these instances gone) again next period.
+      written = false;
       this.logger.warn('lease write for a graceful stop failed; the next heartbeat repeats it', { instances: added, error: toTroupeError(err).message });
     }
     void this.deleteGone();
+    return written;
   }
 
   /** Deletes the records of instances that left, pipelined; one pass at a time. */

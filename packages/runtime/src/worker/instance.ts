@@ -1,8 +1,10 @@
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
+import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
 import { Frame, H, MODE_STREAM } from '../wire/protocol';
@@ -53,6 +55,9 @@ export class ActorInstance {
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
+  /** Watches a mailbox queue that is not draining (see {@link watchQueue}); undefined while idle or once warned. */
+  private queueWatch: NodeJS.Timeout | undefined;
+  private queueWarned = false;
 
   constructor(
     private readonly plane: Plane,
@@ -72,17 +77,18 @@ export class ActorInstance {
   /** The subscriptions of the class's `@on` handlers while the instance runs. */
   private eventHandlers: EventHandlers | undefined;
 
-  /** Where dynamic property changes go (the registry); set by the runtime. */
-  propertySink: ((key: string, value: unknown) => void) | undefined;
+  /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
+  properties: PropertyBoard | undefined;
 
   /** The addresses of this instance's endpoints. */
   get addresses(): EndpointAddress[] {
     return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
   }
 
-  /** Sets a dynamic property (published with the process heartbeat, throttled). */
+  /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
   setProperty(key: string, value: unknown): void {
-    this.propertySink?.(key, value);
+    if (!this.properties) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
+    this.properties.set(key, value);
   }
 
   /** Requests being handled and streams open here now (leak tests). */
@@ -132,22 +138,35 @@ export class ActorInstance {
    * Stops serving: leaves the queue groups at once (the server routes new
    * requests elsewhere), refuses new direct requests, lets in-flight work
    * finish within `graceMs` (stream control keeps flowing on the mailbox),
-   * then aborts what is left, and runs `onStop`.
+   * then aborts what is left, and runs `onStop`. Leaving the queue groups
+   * waits at most `drainWithinMs` for the server (less when the server is
+   * known not to answer).
    */
-  stop(graceMs: number): Promise<void> {
+  stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
     // A second caller (a handle's stop, then close) waits for the same stop, not for nothing.
-    this.stopping ??= this.stopNow(graceMs);
+    this.stopping ??= this.stopNow(graceMs, drainWithinMs);
     return this.stopping;
   }
 
   private stopping: Promise<void> | undefined;
 
-  private async stopNow(graceMs: number): Promise<void> {
+  private async stopNow(graceMs: number, drainWithinMs: number): Promise<void> {
     this.state = State.Stopping;
-    // Messages the server already delivered to the queue subscription are still handled.
-    await Promise.all(this.subs.map((s) => s.drain()));
-    await this.eventHandlers?.stop();
-    const finished = await withTimeout(this.mailbox.idle(), graceMs);
+    clearTimeout(this.queueWatch);
+    this.queueWatch = undefined;
+    const deadline = Date.now() + graceMs;
+    // Messages the server already delivered to the queue subscription are still handled. A
+    // drain waits for the server's answer: a dead or frozen server must not hold the stop
+    // past `drainWithinMs` (within the grace period; the connection is closed after it anyway).
+    const leaving = Promise.all(this.subs.map((s) => s.drain()))
+      .then(() => this.eventHandlers?.stop())
+      .catch(() => undefined);
+    const drainMs = Math.min(graceMs, drainWithinMs);
+    if (!(await withTimeout(leaving, drainMs))) {
+      for (const s of this.subs) s.unsubscribe();
+      this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
+    }
+    const finished = await withTimeout(this.mailbox.idle(), Math.max(0, deadline - Date.now()));
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
@@ -189,6 +208,7 @@ export class ActorInstance {
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
+    if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
     if (!accepted) stream?.forget();
     if (!accepted && reply) {
       this.sendError(
@@ -198,6 +218,42 @@ export class ActorInstance {
         }),
       );
     }
+  }
+
+  /** Requests served or waiting now (running handlers, streams included, and queued messages). */
+  get inFlight(): number {
+    return this.mailbox.running + this.mailbox.queued;
+  }
+
+  /**
+   * The default concurrency 1 serialises an instance whose handlers mostly
+   * await I/O (a streaming gateway): callers queue while the process idles.
+   * Cheap, honest heuristic, checked only while something waits: requests
+   * have waited in this mailbox without a break for {@link QUEUE_WARN_MS}
+   * while the process's event loop was under half busy over that time (its
+   * running handlers were awaiting, not computing) — then warn once per
+   * instance. A CPU-bound handler keeps the loop busy and is not flagged:
+   * more concurrency would not help it.
+   */
+  private watchQueue(since: EventLoopUtilization): void {
+    this.queueWatch = setTimeout(() => {
+      this.queueWatch = undefined;
+      const box = this.mailbox;
+      if (box.waitingSince === 0 || this.state !== State.Serving) return;
+      const waited = Date.now() - box.waitingSince;
+      const busy = performance.eventLoopUtilization(since).utilization;
+      if (waited >= QUEUE_WARN_MS && busy < 0.5) {
+        this.queueWarned = true;
+        this.logger.warn(
+          `requests have waited over ${QUEUE_WARN_MS / 1000} s behind concurrency ${box.concurrency} while the process was idle (its handlers are awaiting I/O one batch at a time); ` +
+            'if they may run together (a streaming gateway, an I/O-bound proxy), spawn it with a higher concurrency, e.g. { concurrency: 16 }',
+          { queued: box.queued, running: box.running, concurrency: box.concurrency, eventLoopBusy: Math.round(busy * 100) / 100 },
+        );
+        return;
+      }
+      this.watchQueue(performance.eventLoopUtilization());
+    }, QUEUE_WARN_MS);
+    this.queueWatch.unref();
   }
 
   private onControl(kind: string, msg: TransportMessage): void {
@@ -237,7 +293,8 @@ export class ActorInstance {
     try {
       result = handler.call(this.actor, request, ctx);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err));
+      const e = this.handlerFailed(ctx, err);
+      if (reply) this.sendError(reply, e);
       return;
     }
     if (!isPromiseLike(result)) {
@@ -255,7 +312,8 @@ export class ActorInstance {
       (err: unknown) => {
         this.active.delete(ctx);
         ctx.dispose();
-        if (reply) this.sendError(reply, toTroupeError(err));
+        const e = this.handlerFailed(ctx, err);
+        if (reply) this.sendError(reply, e);
       },
     );
   }
@@ -278,10 +336,31 @@ export class ActorInstance {
     }
   }
 
+  /**
+   * Normalises what a handler threw and says so on the worker, where the bug
+   * is: an unexpected throw (anything but a TroupeError) at error level with
+   * the request id, the endpoint and the handler's own stack; a TroupeError
+   * the handler meant (NOT_FOUND, BAD_REQUEST, a downstream TIMEOUT) at debug
+   * only. The request body is never logged (it may hold user data).
+   */
+  private handlerFailed(ctx: RequestContext, err: unknown): TroupeError {
+    const e = toTroupeError(err);
+    if (err instanceof TroupeError) {
+      ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+    } else {
+      ctx.logger.error('handler threw', { code: e.code, error: e.message, stack: err instanceof Error ? err.stack : undefined });
+    }
+    return e;
+  }
+
   /** Sends an error to a caller; never throws. */
   sendError(reply: string, err: TroupeError, frame?: boolean): void {
     const wire: WireError = err.toJSON();
-    if (this.plane.settings.dev && err.stack) wire.stack = err.stack;
+    if (this.plane.settings.dev) {
+      // A normalised throw: the stack that helps is the handler's, not the normaliser's.
+      const origin = err.cause instanceof Error && !(err.cause instanceof TroupeError) ? err.cause : err;
+      if (origin.stack) wire.stack = origin.stack;
+    }
     const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
     try {
       let body: Uint8Array;
@@ -315,7 +394,7 @@ export class ActorInstance {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
-      const e = ctx.aborted ? ctx.reason : toTroupeError(err);
+      const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
       if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
     } finally {
       stream.forget();
@@ -327,6 +406,8 @@ export class ActorInstance {
 }
 
 const EMPTY = new Uint8Array(0);
+/** How long requests must wait without a break before the idle-queue warning. */
+const QUEUE_WARN_MS = 1_000;
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }
