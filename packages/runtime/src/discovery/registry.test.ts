@@ -97,7 +97,8 @@ test('registry - a batch stop names every instance gone in one lease write, then
   assert.is(new Set(lease().gone).size, 500, 'the lease names all 500 gone');
   await registry.close(); // waits for the record deletes (bounded)
   assert.equal([...records.data.keys()], [], 'every record and the marker deleted');
-  assert.ok(records.peak <= REGISTRY_CONCURRENCY, `${records.peak} registry requests in flight at once`);
+  // The pipelined deletes, plus the marker delete of close() beside them.
+  assert.ok(records.peak <= REGISTRY_CONCURRENCY + 1, `${records.peak} registry requests in flight at once`);
 });
 
 test('registry - deletes the registry refuses are retried at the heartbeat while the lease keeps the instances gone (#14)', async () => {

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
+import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, registryKey } from '../wire/subjects';
@@ -379,12 +380,15 @@ export class Registry {
     this.throttle = undefined;
     try {
       await this.beating;
-      // Records of instances that left are deleted before the lease goes (watchers dropped them
-      // already through the lease); what the registry does not take within a period is left to
-      // the janitors, which delete records of a dead lease.
-      if (this.gone.size > 0) await this.bounded(this.deleteGone(), 'the record deletes of a closing runtime').catch(() => undefined);
-      await this.records?.delete(markerKey(this.lease));
+      const deleting = this.gone.size > 0 ? this.deleteGone() : undefined;
+      // The lease goes first: every watcher drops every instance of this process on that one
+      // delete, however many record deletes are still on their way.
       await this.leases?.delete(this.lease);
+      await this.records?.delete(markerKey(this.lease));
+      // The record deletes get half a heartbeat more (a close is bounded by a one-second step);
+      // what the registry has not taken by then is left to the janitors, which delete the
+      // records of a dead lease.
+      if (deleting) await settlesWithin(deleting, this.settings.heartbeatMs / 2);
     } catch {
       // the lease TTL removes what could not be deleted
     }
