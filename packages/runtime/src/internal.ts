@@ -13,6 +13,7 @@ export type { WireError } from './errors';
 export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
 export type { NameKind } from './names';
 export { newInstanceId } from './ids';
+export { withTimeout } from './timeout';
 export {
   endpointAddress,
   queueSubject,

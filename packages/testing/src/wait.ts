@@ -1,3 +1,5 @@
+import { withTimeout } from '@troupe/runtime/internal';
+
 /**
  * Waits until `predicate` is true, polling every few ms; throws after
  * `timeoutMs` with a message saying what did not happen. Every wait in the
@@ -20,18 +22,10 @@ export async function waitFor(predicate: () => boolean, timeoutMs: number, what:
  * @example
  * const reply = await within(client.call(x), 1000, 'the reply');
  */
-export async function within<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    if (timer) clearTimeout(timer);
-  }
+export function within<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  return withTimeout(p, timeoutMs, () => {
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  });
 }
 
 /**

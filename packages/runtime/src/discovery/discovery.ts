@@ -2,6 +2,7 @@ import { Observable, type Subscription } from 'rxjs';
 import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import {
   type DiscoverySettings,
   type InstanceRecord,
@@ -152,13 +153,10 @@ export class Discovery {
   private readLease(lease: string): Promise<KvEntry | undefined> {
     const bucket = this.leasesBucket;
     if (!bucket) return Promise.resolve(undefined);
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      bucket.get(lease),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `lease ${lease} not read within ${this.settings.heartbeatMs} ms`)), this.settings.heartbeatMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const ms = this.settings.heartbeatMs;
+    return withTimeout(bucket.get(lease), ms, () => {
+      throw new TroupeError('TIMEOUT', `lease ${lease} not read within ${ms} ms`);
+    });
   }
 
   /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */

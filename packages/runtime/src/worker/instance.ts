@@ -3,9 +3,10 @@ import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
-import { Frame, H, MODE_STREAM } from '../wire/protocol';
+import { Frame, H, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
@@ -131,13 +132,13 @@ export class ActorInstance {
     // Messages the server already delivered to the queue subscription are still handled.
     await Promise.all(this.subs.map((s) => s.drain()));
     await this.eventHandlers?.stop();
-    const finished = await withTimeout(this.mailbox.idle(), graceMs);
+    const finished = await withTimeout(this.mailbox.idle().then(() => true), graceMs, () => false);
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
       for (const job of this.mailbox.takeQueued()) job();
       for (const ctx of this.active) ctx.abort(lost);
-      await withTimeout(this.mailbox.idle(), Math.min(1000, graceMs));
+      await withTimeout(this.mailbox.idle(), Math.min(1000, graceMs), () => undefined);
     }
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
@@ -160,7 +161,7 @@ export class ActorInstance {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
       // `refused`: never ran, so the caller's router sends it elsewhere.
-      if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
+      if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
       return;
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
@@ -320,14 +321,4 @@ function closeQuietly(v: unknown): void {
     const it = v[Symbol.asyncIterator]();
     void Promise.resolve(it.return?.()).catch(() => undefined);
   }
-}
-
-function withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    void p.then(() => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
 }
