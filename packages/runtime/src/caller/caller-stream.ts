@@ -5,7 +5,7 @@ import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import { validateInstanceId } from '../names';
 import type { Plane } from '../plane/plane';
-import { Ctl, Frame, H, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
+import { Ctl, Frame, H, isRefusal, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, ownMailboxSubject } from '../wire/subjects';
 import type { Headers, TransportMessage } from '../transport/transport';
 import { type AttemptOwner, StreamAttempt } from './stream-attempt';
@@ -464,9 +464,4 @@ function checkMigrate(m: MigrateOptions<unknown, unknown> | undefined): TroupeEr
     return new TroupeError('BAD_REQUEST', `migrate.attempts must be an integer in 0..${MAX_MIGRATIONS}, got ${String(m.attempts)}`);
   }
   return undefined;
-}
-
-/** Refused without running (an instance that is stopping): safe to send elsewhere. */
-function isRefusal(err: TroupeError): boolean {
-  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
 }
