@@ -85,6 +85,10 @@ export type {
   LogConsumeOptions,
   LogMessage,
   LogConsumer,
+  Persistence,
+  KvBucket,
+  KvEntry,
+  KvOptions,
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';
