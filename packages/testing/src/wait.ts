@@ -2,8 +2,9 @@ import { withTimeout } from '@troupe/runtime/internal';
 
 /**
  * Waits until `predicate` is true, polling every few ms; throws after
- * `timeoutMs` with a message saying what did not happen. Every wait in the
- * tests is bounded this way, never a bare sleep.
+ * `timeoutMs` with a message saying what did not happen. Tests wait on an
+ * event or a condition bounded this way (or with {@link within}); a fixed
+ * {@link sleep} is for handlers that simulate work, not for synchronisation.
  *
  * @example
  * await waitFor(() => received.length === 100, 2000, '100 messages to arrive');
