@@ -108,6 +108,8 @@ export class Runtime {
   private readonly spawns = new Set<SpawnRecord>();
   private readonly container: DependencyContainer;
   private closing: Promise<void> | undefined;
+  /** Removers of the process signal handlers {@link closeOnSignals} installed: process-wide state, released by close(). */
+  private readonly signalHandlers = new Set<() => void>();
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
@@ -333,6 +335,8 @@ export class Runtime {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      for (const remove of this.signalHandlers) remove();
+      this.signalHandlers.clear();
       await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
       this.spawns.clear();
       await this.registry?.close();
@@ -347,7 +351,9 @@ export class Runtime {
 
   /**
    * Closes the runtime on SIGTERM and SIGINT (deregister, finish in-flight
-   * work, drain), then exits. Returns a function that removes the handlers.
+   * work, drain), then exits. Returns a function that removes the handlers;
+   * closing the runtime removes them too, so a process that opens and closes
+   * many runtimes does not pile up listeners on `process`.
    *
    * @example
    * runtime.closeOnSignals();
@@ -358,9 +364,12 @@ export class Runtime {
       void this.close().then(() => process.exit(0));
     };
     for (const s of signals) process.once(s, handler);
-    return () => {
+    const remove = (): void => {
       for (const s of signals) process.off(s, handler);
+      this.signalHandlers.delete(remove);
     };
+    this.signalHandlers.add(remove);
+    return remove;
   }
 
   /**

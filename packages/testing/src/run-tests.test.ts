@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseUvuSummary, stripAnsi, tally, type FileOutcome } from './run-tests';
+import { nodeFlagsOf, parseUvuSummary, stripAnsi, tally, type FileOutcome } from './run-tests';
 
 // Captured from uvu 0.5.6: 3 tests, one failing, one test.skip. Total leaves
 // the skipped test out. Piped with FORCE_COLOR=0, then with FORCE_COLOR=1,
@@ -20,6 +20,14 @@ const PLAIN = [
 const COLOURED = '\n  Total:     2\u001b[31m\n  Passed:    1\u001b[39m\n  Skipped:   \u001b[33m1\u001b[39m\n  Duration:  1.11ms\n\n';
 
 const clean: Omit<FileOutcome, 'summary'> = { exitCode: 0, signal: null, timedOut: false };
+
+test('run-tests - a file asks for node flags with a directive near its top', () => {
+  assert.equal(nodeFlagsOf('"use strict";\n// run-tests: node --expose-gc\nrequire("x");'), ['--expose-gc']);
+  assert.equal(nodeFlagsOf('// run-tests: node --expose-gc --max-old-space-size=256\n'), ['--expose-gc', '--max-old-space-size=256']);
+  assert.equal(nodeFlagsOf('"use strict";\nconst x = 1;\n'), []);
+  assert.equal(nodeFlagsOf(`${' '.repeat(5000)}\n// run-tests: node --expose-gc\n`), [], 'only the top of the file counts');
+  assert.throws(() => nodeFlagsOf('// run-tests: node --expose-gc; rm -rf /\n', 'x.test.js'), /x\.test\.js: run-tests directive has non-flag words/);
+});
 
 test('run-tests - parses the plain uvu summary', () => {
   assert.equal(parseUvuSummary(PLAIN), { total: 2, passed: 1, skipped: 1 });

@@ -232,14 +232,45 @@ export function liveGroupMembers(pgid: number): number[] {
   return live;
 }
 
+/** How much of a file {@link nodeFlagsOf} reads: the directive sits at its top. */
+const DIRECTIVE_HEAD_CHARS = 4096;
+
 /**
- * Runs one file as `node <file>` in a new process group (`detached`), so a
+ * The node flags a test file asks for with a `// run-tests: node <flags>`
+ * line near its top (kept by tsc in the compiled file), e.g. `--expose-gc`
+ * for a file that measures the heap after `global.gc()`. Only `--flag` or
+ * `--flag=value` words are taken; anything else in the line is refused with
+ * an error naming the file, so a typo never silently runs without the flag.
+ *
+ * @example
+ * nodeFlagsOf('"use strict";\n// run-tests: node --expose-gc\n') // ['--expose-gc']
+ */
+export function nodeFlagsOf(source: string, file = 'the file'): string[] {
+  const m = /^\s*\/\/ run-tests: node (.*)$/m.exec(source.slice(0, DIRECTIVE_HEAD_CHARS));
+  if (!m) return [];
+  const words = (m[1] as string).trim().split(/\s+/);
+  const bad = words.filter((w) => !/^--[a-z][a-z0-9-]*(=\S+)?$/.test(w));
+  if (bad.length > 0) throw new Error(`${file}: run-tests directive has non-flag words ${bad.map((w) => JSON.stringify(w)).join(', ')}`);
+  return words;
+}
+
+/**
+ * Runs one file as `node [its flags] <file>` in a new process group (`detached`), so a
  * timeout can kill the file and everything it started. Output streams
  * through; the tail is kept for the summary.
  */
 function runFile(root: string, rel: string, timeoutMs: number): Promise<FileOutcome> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, rel)], {
+    const file = path.join(root, rel);
+    let flags: string[];
+    try {
+      flags = nodeFlagsOf(fs.readFileSync(file, 'utf8'), rel);
+    } catch (err) {
+      process.stderr.write(`[run-tests] ${(err as Error).message}\n`);
+      resolve({ exitCode: 1, signal: null, timedOut: false, summary: undefined });
+      return;
+    }
+    const child = spawn(process.execPath, [...flags, file], {
       cwd: root,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

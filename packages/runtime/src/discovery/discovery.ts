@@ -53,6 +53,8 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
+  /** Janitor timers (sweeps of dead leases' records): cleared by close(), so a closed runtime is not kept for a TTL. */
+  private readonly janitors = new Set<NodeJS.Timeout>();
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
 
@@ -178,8 +180,17 @@ export class Discovery {
     for (const v of this.views.values()) v.leaseChanged(lease, true);
     for (const l of this.leaseListeners) l();
     // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
-    const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
+    this.later(() => void this.sweep(lease), this.settings.leaseTtlMs);
+  }
+
+  /** Runs `fn` after `ms` unless closed first; never keeps the process alive. */
+  private later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.janitors.delete(t);
+      fn();
+    }, ms);
     t.unref();
+    this.janitors.add(t);
   }
 
   private async sweep(lease: string, again = false): Promise<void> {
@@ -210,7 +221,7 @@ export class Discovery {
    * is dead — the only way to notice that watch when every lease went quiet.
    */
   private sweepAgain(lease: string): void {
-    if (!this.closed && this.knows(lease)) setTimeout(() => void this.sweep(lease, true), this.settings.leaseTtlMs).unref();
+    if (!this.closed && this.knows(lease)) this.later(() => void this.sweep(lease, true), this.settings.leaseTtlMs);
   }
 
   private knows(lease: string): boolean {
@@ -320,6 +331,10 @@ export class Discovery {
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();
+    for (const t of this.janitors) clearTimeout(t);
+    this.janitors.clear();
+    if (this.viewRestart) clearTimeout(this.viewRestart);
+    this.viewRestart = undefined;
     for (const v of this.views.values()) v.close();
     this.views.clear();
   }
