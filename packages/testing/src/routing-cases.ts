@@ -120,6 +120,10 @@ export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, opt
       assert.is(loadOf(other), undefined, 'the other instance has no load property');
       const listed = (await setLoad.instances()).find((x) => x.instanceId === one);
       assert.equal(listed?.properties, { model: 'llama', load: 8 }, 'static and dynamic properties together');
+      assert.equal(listed?.dynamic, { load: 8 }, 'the dynamic ones alone');
+      assert.is(latest.find((x) => x.instanceId === other)?.dynamic, undefined, 'no dynamic field without dynamic properties');
+      const nsListing = (await caller.instances(ns)).find((x) => x.instanceId === one && x.endpoint === 'setLoad');
+      assert.equal(nsListing?.dynamic, { load: 8 }, 'the namespace listing carries them too');
       // Routers see it too: least-loaded by `load` avoids the loaded instance.
       const who = caller.namespace(ns).component('routed').endpoint('who').client<{ ms?: number }, string>({ router: Routers.leastLoaded('load') });
       await who.waitForInstances(2, { timeout: 5_000 });

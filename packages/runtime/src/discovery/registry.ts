@@ -32,6 +32,8 @@ export interface InstanceRecord {
   readonly proto: string;
   /** Static properties given at spawn, merged with the latest dynamic ones. */
   readonly properties: Readonly<Record<string, unknown>>;
+  /** The latest dynamic properties alone (load, free slots…), as set with `ctx.setProperty`; absent when none were set. */
+  readonly dynamic?: Readonly<Record<string, unknown>>;
 }
 
 /** The lease value a process writes every heartbeat (one write per process, whatever its instance count). */

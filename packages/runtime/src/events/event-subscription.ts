@@ -165,6 +165,9 @@ export class EventStreams {
   async close(): Promise<void> {
     await Promise.all([...this.live].map((close) => close()));
     this.live.clear();
+    // Durable subscriptions unsubscribed a moment ago are still giving back what their consumer
+    // pulled; closing the connection under them would leave it unacked for the whole ack wait.
+    await Promise.all([...this.stoppingDurables.values()]);
   }
 }
 
