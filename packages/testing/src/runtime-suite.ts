@@ -306,7 +306,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     // is proven on an injected clock (plane/deadline-wheel.test.ts). 4x the deadline still tells "at the deadline"
     // from "never" (the handler would answer after 5 s).
     assert.ok(elapsed >= 295 && elapsed < 1_200, `TIMEOUT after ${elapsed.toFixed(1)} ms for a 300 ms deadline`);
-    await waitFor(() => w.aborts.includes('TIMEOUT'), 1_000, 'the handler to see its deadline');
+    await waitFor(() => w.aborts.includes('TIMEOUT'), 5_000, 'the handler to see its deadline');
   });
 
   s('deadline - the remaining budget travels with the request and to nested calls', async (ctx) => {
@@ -334,7 +334,9 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     await expectError(caller.namespace(ns).component('nobody').endpoint('home').client().call({}, { timeout: 5_000 }), 'NO_INSTANCES', 'call');
     await expectError(lastValueFrom(caller.namespace(ns).component('nobody').endpoint('home').client().stream({})), 'NO_INSTANCES', 'stream');
     const elapsed = Date.now() - t0;
-    assert.ok(elapsed < 500, `NO_INSTANCES after ${elapsed} ms (deadline 5000)`);
+    // "At once" = far from the 5 s deadline (it includes the first discovery of a fresh namespace; on a loaded
+    // 2-core machine that alone took ~500 ms): a timeout would take the whole 5 s.
+    assert.ok(elapsed < 2_000, `NO_INSTANCES after ${elapsed} ms (deadline 5000)`);
   });
 
   s('errors - a handler that throws (sync, async, mid-stream) gives a typed error and the instance keeps serving', async (ctx) => {
@@ -364,10 +366,12 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     await worker.spawn(Worker, { namespace: ns });
     const max = caller.bus.maxPayload;
     const client = caller.namespace(ns).client(Worker);
+    await client.echo('warm'); // discovery of the fresh namespace is not part of what is measured
     const t0 = Date.now();
-    await expectError(client.echo(new Uint8Array(max + 10)), 'PAYLOAD_TOO_LARGE', 'oversized request');
-    await expectError(client.bigReply(max + 10), 'PAYLOAD_TOO_LARGE', 'oversized reply');
-    assert.ok(Date.now() - t0 < 1_000, 'both failed at once, not as a timeout');
+    await expectError(client.echo(new Uint8Array(max + 10), { timeout: 10_000 }), 'PAYLOAD_TOO_LARGE', 'oversized request');
+    await expectError(client.bigReply(max + 10, { timeout: 10_000 }), 'PAYLOAD_TOO_LARGE', 'oversized reply');
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed < 3_000, `both failed after ${elapsed} ms: at once, not as a timeout (deadlines 10 s)`);
     assert.is(((await client.echo(new Uint8Array(1000))) as Uint8Array).length, 1000);
   });
 
