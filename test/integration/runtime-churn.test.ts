@@ -179,17 +179,21 @@ s(`nats: ${RUNTIMES} runtimes opened and closed leave no timers, sockets, server
   const base = await serverSubs();
   const r = await churn(() => Runtime.connect(options));
   // The server forgets a closed connection when it reads the close: poll its monitor, bounded.
+  let seen = base;
   await within(
     (async () => {
       for (;;) {
-        const now = await serverSubs();
-        if (now.connections === base.connections && now.subscriptions === base.subscriptions) return;
+        seen = await serverSubs();
+        if (seen.connections === base.connections && seen.subscriptions === base.subscriptions) return;
         await new Promise((res) => setTimeout(res, 20));
       }
     })(),
     WAIT_MS,
     'the server to drop every closed connection and its subscriptions',
-  );
+  ).catch(async (err: unknown) => {
+    const c = await connz();
+    throw new Error(`${(err as Error).message}: server has ${JSON.stringify(seen)}, baseline ${JSON.stringify(base)}; connections ${JSON.stringify(c.connections).slice(0, 2_000)}`);
+  });
   const left = await serverSubs();
   report('nats', r, `server connections/subscriptions ${JSON.stringify(base)} -> ${JSON.stringify(left)}`);
   assert.equal(left, base, 'no connection or subscription left on the server');
