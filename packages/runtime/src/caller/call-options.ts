@@ -75,10 +75,28 @@ export function precheck(options: CallOptions | undefined, budget: number, subje
     return new TroupeError('BAD_REQUEST', `timeout must be a positive number of ms, got ${String(options.timeout)}`);
   }
   if (options?.signal?.aborted || options?.parent?.signal.aborted) {
-    return new TroupeError('CANCELLED', `call to ${subject} cancelled before it was sent`);
+    return abortError(options, `call to ${subject} ${abortCode(options) === 'TIMEOUT' ? 'timed out' : 'cancelled'} before it was sent`);
   }
   if (budget <= 0) return new TroupeError('TIMEOUT', `deadline already passed before calling ${subject}`);
   return undefined;
+}
+
+/**
+ * Why the caller's or the parent's signal aborted: `TIMEOUT` when the parent
+ * context's deadline passed (its reason is a TIMEOUT TroupeError) or the
+ * caller's signal is an `AbortSignal.timeout()`, else `CANCELLED`. A
+ * deadline two hops down must not read as a cancel (#18).
+ */
+export function abortCode(options: CallOptions | undefined): 'TIMEOUT' | 'CANCELLED' {
+  const own = options?.signal;
+  const reason: unknown = own?.aborted ? own.reason : options?.parent?.signal.reason;
+  if (reason instanceof TroupeError) return reason.code === 'TIMEOUT' ? 'TIMEOUT' : 'CANCELLED';
+  return (reason as { name?: unknown } | undefined)?.name === 'TimeoutError' ? 'TIMEOUT' : 'CANCELLED';
+}
+
+/** The error a call ends with when its caller's or parent's signal aborts. */
+export function abortError(options: CallOptions | undefined, message: string, data?: unknown): TroupeError {
+  return new TroupeError(abortCode(options), message, data === undefined ? undefined : { data });
 }
 
 /** Listens to the caller's and the parent's abort signals; returns the remover. */

@@ -1,5 +1,5 @@
 import type { CallerMonitor, Monitored } from './caller-monitor';
-import { decodeError, MAX_WINDOW, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import { abortCode, decodeError, MAX_WINDOW, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
 import type { InFlight } from '../discovery/discovery';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
@@ -377,14 +377,17 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
 
   private readonly onTimeout = (): void => {
     this.timer = undefined;
-    this.sendCtl(Ctl.CANCEL);
+    this.sendCtl(Ctl.CANCEL, undefined, 'TIMEOUT');
     this.finish(new TroupeError('TIMEOUT', `stream from ${this.subject} did not finish within ${this.budget} ms`, { data: this.progress(this.instanceId) }));
   };
 
   private readonly onAbortSignal = (): void => {
+    // The parent's deadline passing reads as TIMEOUT downstream, not as a cancel (#18).
+    const code = abortCode(this.options);
     this.cancelled = true;
-    this.sendCtl(Ctl.CANCEL);
-    this.finish(new TroupeError('CANCELLED', `stream from ${this.subject} cancelled`, { data: this.progress(this.instanceId) }));
+    this.sendCtl(Ctl.CANCEL, undefined, code);
+    const why = code === 'TIMEOUT' ? "timed out (its parent's deadline passed)" : 'cancelled';
+    this.finish(new TroupeError(code, `stream from ${this.subject} ${why}`, { data: this.progress(this.instanceId) }));
   };
 
   /** Unsubscribed (or the iterator returned): cancel the remote handler and release everything. */
@@ -414,12 +417,13 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.endAttempt();
   }
 
-  private sendCtl(kind: Ctl, credit?: number): void {
+  private sendCtl(kind: Ctl, credit?: number, reason?: 'TIMEOUT' | 'CANCELLED'): void {
     if (!this.ctlSubject) return;
     const stream = this.replySubject;
     try {
       if (credit === undefined) {
-        this.plane.transport.publish(this.ctlSubject, EMPTY, { headers: { [H.CTL]: kind, [H.STREAM]: stream } });
+        const headers: Headers = reason === undefined ? { [H.CTL]: kind, [H.STREAM]: stream } : { [H.CTL]: kind, [H.STREAM]: stream, [H.REASON]: reason };
+        this.plane.transport.publish(this.ctlSubject, EMPTY, { headers });
       } else {
         // With a reply subject: a dead instance's mailbox answers "no responders" to this stream at once.
         const headers: Headers = { [H.CTL]: kind, [H.STREAM]: stream, [H.CREDIT]: String(credit) };

@@ -166,7 +166,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
     if (router === 'queue' || this.instanceId !== undefined) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options));
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options, this.instanceId !== undefined));
     }
     return this.callRouted(router, request, data, budget, options);
   }

@@ -1,11 +1,11 @@
-import { type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
+import { abortCode, type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
 import { DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
-import { H } from '../wire/protocol';
+import { Ctl, H } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
 import type { TransportMessage } from '../transport/transport';
@@ -44,6 +44,10 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private tried: Set<string> | undefined;
   private retries = 0;
   private lastErr: TroupeError | undefined;
+  /** `subject` is one instance's mailbox (a pinned client): a cancel can reach the handler. */
+  private pinned = false;
+  /** The reply subject of the current attempt (names the call in a cancel). */
+  private reply = '';
 
   constructor(
     private readonly plane: Plane,
@@ -52,7 +56,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   ) {}
 
   /** Sends to one subject (queue group or a pinned mailbox). */
-  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined, pinned = false): void {
+    this.pinned = pinned;
     this.arm(data, budget, options);
     this.publish(subject, budget);
   }
@@ -92,6 +97,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.subject = subject;
     const [key, reply] = this.plane.inbox.open(this);
     this.key = key;
+    this.reply = reply;
     try {
       this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.options) });
     } catch (err) {
@@ -138,7 +144,17 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   }
 
   private readonly onCancel = (): void => {
-    this.finish(new TroupeError('CANCELLED', `call to ${this.subject} cancelled`));
+    const code = abortCode(this.options);
+    // A handler still running for a cancelled call is told, when we know its instance (client-side routing or a pinned client).
+    const mailbox = this.id !== undefined ? this.route?.view.mailbox(this.id) : this.pinned ? this.subject : undefined;
+    if (mailbox !== undefined && this.reply) {
+      try {
+        this.plane.transport.publish(mailbox, EMPTY, { headers: { [H.CTL]: Ctl.CANCEL, [H.STREAM]: this.reply, [H.REASON]: code } });
+      } catch {
+        // disconnected: the handler runs to its deadline
+      }
+    }
+    this.finish(new TroupeError(code, `call to ${this.subject} ${code === 'TIMEOUT' ? 'timed out (its parent\'s deadline passed)' : 'cancelled'}`));
   };
 
   /** An attempt failed: re-route when that is safe (or asked for), else finish. */

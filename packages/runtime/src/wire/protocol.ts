@@ -31,6 +31,12 @@ export const H = {
   CTL: 'Troupe-Ctl',
   /** The stream a control message is for: the caller's reply subject. */
   STREAM: 'Troupe-Stream',
+  /**
+   * Why a cancel control message was sent: `TIMEOUT` when the caller's
+   * (propagated) deadline passed, absent or `CANCELLED` when the caller
+   * cancelled; the handler's `ctx.signal.reason` carries that code.
+   */
+  REASON: 'Troupe-Reason',
   /** Credit granted by a control message (items). */
   CREDIT: 'Troupe-Credit',
   /** On a stream request: how often (ms) the worker must show it is alive while the stream is open. */

@@ -5,13 +5,13 @@ import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
-import { Frame, H, MODE_STREAM } from '../wire/protocol';
+import { Ctl, Frame, H, MODE_STREAM } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
-import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
+import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
 export interface OnStart {
@@ -50,6 +50,8 @@ export class ActorInstance {
   private readonly mailboxSubs: TransportSubscription[] = [];
   private readonly active = new Set<RequestContext>();
   private readonly streams = new Map<string, WorkerStream>();
+  /** Unary requests whose handler is still running, by reply subject: what a cancel control message names. */
+  private readonly calls = new Map<string, RequestContext>();
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
@@ -185,6 +187,10 @@ export class ActorInstance {
   }
 
   private onControl(kind: string, msg: TransportMessage): void {
+    if (kind === Ctl.CANCEL) {
+      const call = this.calls.get(msg.header(H.STREAM) ?? '');
+      if (call) return call.abort(cancelReason(msg, 'call'));
+    }
     streamControl(this.plane, this.streams, kind, msg);
   }
 
@@ -229,19 +235,24 @@ export class ActorInstance {
       return;
     }
     this.active.add(ctx);
+    if (reply) this.calls.set(reply, ctx);
     ctx.armDeadline();
     return Promise.resolve(result).then(
       (value) => {
-        this.active.delete(ctx);
-        ctx.dispose();
+        this.settled(ctx, reply);
         if (reply) this.sendValue(reply, value);
       },
       (err: unknown) => {
-        this.active.delete(ctx);
-        ctx.dispose();
-        if (reply) this.sendError(reply, toTroupeError(err));
+        this.settled(ctx, reply);
+        if (reply) this.sendError(reply, toTroupeError(ctx.aborted && !(err instanceof TroupeError) ? ctx.reason : err));
       },
     );
+  }
+
+  private settled(ctx: RequestContext, reply: string | undefined): void {
+    this.active.delete(ctx);
+    if (reply) this.calls.delete(reply);
+    ctx.dispose();
   }
 
   private sendValue(reply: string, value: unknown): void {
