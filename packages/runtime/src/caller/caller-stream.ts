@@ -1,5 +1,6 @@
 import type { CallerMonitor, Monitored } from './caller-monitor';
-import { abortCode, decodeError, MAX_WINDOW, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import { abortCode, carriedHeaders, decodeError, MAX_WINDOW, metadataHeader, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import { callAttributes, type ClientSpan, endSpan, startClientSpan, tracingActive } from '../plane/telemetry';
 import type { InFlight } from '../discovery/discovery';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
@@ -55,6 +56,10 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
   /** The request of the current attempt (the original, or what `resume` made of it). */
   private current!: Req;
   private options: StreamOptions<Req, Res> | undefined;
+  /** What every attempt's request carries besides its budget (request id, trace context, metadata). */
+  private carried: Record<string, string> | undefined;
+  /** The client span of the whole stream (all attempts), when a tracer provider is registered. */
+  private span: ClientSpan | undefined;
   private deadline = 0;
   private budget = 0;
   private window = 0;
@@ -122,6 +127,14 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
         : new TroupeError('BAD_REQUEST', `window must be an integer in 1..${MAX_WINDOW}, got ${String(window)}`)) ??
       checkMigrate(migrate);
     if (refusal) return this.finish(refusal);
+    let meta: string | undefined;
+    try {
+      meta = metadataHeader(options);
+    } catch (err) {
+      return this.finish(toTroupeError(err, 'BAD_REQUEST'));
+    }
+    if (tracingActive()) this.span = startClientSpan(target.subject, options?.parent?.trace, callAttributes(this.address, target.subject, true));
+    this.carried = carriedHeaders(options, meta, this.span);
     this.request = request;
     this.options = options;
     this.window = window;
@@ -155,7 +168,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.current = request;
     // A routed request names its instance up front: cancel and credit need not wait for the start frame.
     this.ctlSubject = target.instanceId === undefined ? undefined : ownMailboxSubject(this.address, target.instanceId);
-    const headers = requestHeaders(this.plane, Math.max(1, this.deadline - Date.now()), this.options);
+    const headers = requestHeaders(this.plane, Math.max(1, this.deadline - Date.now()), this.carried);
     headers[H.MODE] = MODE_STREAM;
     headers[H.WINDOW] = String(this.window);
     headers[H.WINDOW_BYTES] = String(this.windowBytes);
@@ -396,6 +409,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.cancelled = true;
     this.done = true;
     this.clearTimers();
+    if (this.span) {
+      this.span.span.setAttribute('troupe.unsubscribed', true);
+      endSpan(this.span.span);
+      this.span = undefined;
+    }
     if (this.ctlSubject || !this.key) {
       this.sendCtl(Ctl.CANCEL);
       this.endAttempt();
@@ -465,6 +483,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.clearTimers();
     this.endAttempt();
     this.items = undefined;
+    if (this.span) endSpan(this.span.span, err);
+    this.span = undefined;
     if (err) this.sink.error(err);
     else this.sink.complete();
   }

@@ -48,6 +48,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private pinned = false;
   /** The reply subject of the current attempt (names the call in a cancel). */
   private reply = '';
+  /** What the call carries besides its budget (request id, trace context, metadata); undefined for a plain call. */
+  carried: Record<string, string> | undefined;
 
   constructor(
     private readonly plane: Plane,
@@ -99,7 +101,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.key = key;
     this.reply = reply;
     try {
-      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.options) });
+      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.carried) });
     } catch (err) {
       this.finish(toTroupeError(err, 'UNAVAILABLE'));
     }
@@ -211,6 +213,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.unlisten = undefined;
     this.data = EMPTY;
     this.options = undefined;
+    this.carried = undefined;
     this.route = undefined;
     this.tried = undefined;
     this.lastErr = undefined;

@@ -47,6 +47,12 @@ export const H = {
   EVENT_SEQ: 'Troupe-Event-Seq',
   /** When an event was published, epoch ms on the publisher's clock. */
   TIME: 'Troupe-Time',
+  /** W3C Trace Context `traceparent` (lowercase, as W3C and OpenTelemetry's NATS conventions write it). */
+  TRACEPARENT: 'traceparent',
+  /** W3C Trace Context `tracestate`. */
+  TRACESTATE: 'tracestate',
+  /** Request metadata: `key=value` pairs joined by `&`, values percent-encoded (see `encodeMetadata`). */
+  META: 'Troupe-Meta',
 } as const;
 
 /** Stream frame kinds. */

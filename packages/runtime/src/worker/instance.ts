@@ -9,6 +9,8 @@ import { Ctl, Frame, H, MODE_STREAM } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
+import { callAttributes, runInContext, startServerSpan, tracingActive } from '../plane/telemetry';
+import { METADATA_LIMITS, parseTraceparent } from '../wire/trace-context';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
@@ -216,8 +218,34 @@ export class ActorInstance {
       if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
       return;
     }
+    const meta = msg.header(H.META);
+    if (meta !== undefined && meta.length > METADATA_LIMITS.maxBytes) {
+      if (reply) this.sendError(reply, new TroupeError('BAD_REQUEST', `request metadata of ${meta.length} bytes exceeds ${METADATA_LIMITS.maxBytes}`));
+      return;
+    }
     // Without a propagated id the unique reply subject names the request.
     const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
+    ctx.metaHeader = meta;
+    const traceparent = msg.header(H.TRACEPARENT);
+    if (traceparent !== undefined) {
+      ctx.traceparent = traceparent;
+      ctx.tracestate = msg.header(H.TRACESTATE);
+    }
+    if (tracingActive()) {
+      // Nothing of this runs unless the application registered a tracer provider.
+      const stream = msg.header(H.MODE) === MODE_STREAM;
+      const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
+      const attrs = callAttributes(addr, msg.subject, stream);
+      attrs['troupe.instance_id'] = this.info.instanceId;
+      attrs['troupe.request_id'] = ctx.requestId;
+      ctx.server = startServerSpan(queueSubject(addr), parseTraceparent(traceparent), msg, attrs);
+      return runInContext(ctx.server.context, () => this.serve(handler, request, ctx, msg));
+    }
+    return this.serve(handler, request, ctx, msg);
+  }
+
+  private serve(handler: Handler, request: unknown, ctx: RequestContext, msg: TransportMessage): void | Promise<void> {
+    const reply = msg.reply;
     if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
     return this.serveUnary(handler, request, ctx, reply);
   }
@@ -227,11 +255,14 @@ export class ActorInstance {
     try {
       result = handler.call(this.actor, request, ctx);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err));
+      const e = toTroupeError(err);
+      if (reply) this.sendError(reply, e);
+      if (ctx.server) ctx.endSpan(e);
       return;
     }
     if (!isPromiseLike(result)) {
       if (reply) this.sendValue(reply, result);
+      if (ctx.server) ctx.endSpan();
       return;
     }
     this.active.add(ctx);
@@ -241,10 +272,13 @@ export class ActorInstance {
       (value) => {
         this.settled(ctx, reply);
         if (reply) this.sendValue(reply, value);
+        ctx.endSpan();
       },
       (err: unknown) => {
         this.settled(ctx, reply);
-        if (reply) this.sendError(reply, toTroupeError(ctx.aborted && !(err instanceof TroupeError) ? ctx.reason : err));
+        const e = toTroupeError(ctx.aborted && !(err instanceof TroupeError) ? ctx.reason : err);
+        if (reply) this.sendError(reply, e);
+        ctx.endSpan(e);
       },
     );
   }
@@ -299,23 +333,27 @@ export class ActorInstance {
     stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
     this.active.add(ctx);
     ctx.armDeadline();
+    let failed: TroupeError | undefined;
     try {
       if (ctx.aborted) throw ctx.reason;
       let result = handler.call(this.actor, request, ctx);
       if (isPromiseLike(result)) result = await result;
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
+        failed = ctx.reason;
         if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : toTroupeError(err);
+      failed = e;
       if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
     } finally {
       stream.forget();
       this.active.delete(ctx);
       ctx.dispose();
+      ctx.endSpan(failed);
     }
   }
 
