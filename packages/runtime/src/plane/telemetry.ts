@@ -37,6 +37,9 @@ const NOOP_PROVIDER: TracerProvider = new ProxyTracerProvider().getDelegate();
  * no-op provider, so one global lookup and one comparison decide, per call,
  * and every span is skipped when none is registered (registering or
  * `trace.disable()` later is seen at the next call).
+ *
+ * @example
+ * const span = tracingActive() ? startClientSpan(subject, parent, attrs) : undefined;
  */
 export function tracingActive(): boolean {
   const p = trace.getTracerProvider() as TracerProvider & { getDelegate?: () => TracerProvider };

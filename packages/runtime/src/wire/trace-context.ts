@@ -26,7 +26,12 @@ export interface TraceContext {
   readonly tracestate?: string;
 }
 
-/** A parsed W3C `traceparent` header. */
+/**
+ * A parsed W3C `traceparent` header.
+ *
+ * @example
+ * const tp: Traceparent | undefined = parseTraceparent(msg.header('traceparent'));
+ */
 export interface Traceparent {
   readonly traceId: string;
   readonly spanId: string;
@@ -65,7 +70,12 @@ export function formatTraceparent(traceId: string, spanId: string, flags: number
   return `00-${traceId}-${spanId}-${(flags & 0xff).toString(16).padStart(2, '0')}`;
 }
 
-/** A random span id (64 bits, 16 hex characters). */
+/**
+ * A random span id (64 bits, 16 hex characters).
+ *
+ * @example
+ * formatTraceparent(ctx.trace.traceId, newSpanId(), 1);
+ */
 export function newSpanId(): string {
   return randomBytes(8).toString('hex');
 }
@@ -86,6 +96,9 @@ export type Metadata = Readonly<Record<string, string>>;
  * in the `Troupe-Meta` header. Past them a call fails with `BAD_REQUEST`
  * before anything is sent (and a request arriving with a larger header is
  * answered `BAD_REQUEST`).
+ *
+ * @example
+ * if (Object.keys(meta).length > METADATA_LIMITS.maxEntries) meta = pick(meta);
  */
 export const METADATA_LIMITS = { maxEntries: 16, maxKeyLength: 64, maxBytes: 1024 } as const;
 
@@ -100,6 +113,9 @@ const encodings = new WeakMap<object, string>([[EMPTY_METADATA, '']]);
  * without CR/LF and generic NATS tools can read it. Throws `BAD_REQUEST` past
  * {@link METADATA_LIMITS} or for a non-string value; an empty map encodes as
  * `undefined` (no header).
+ *
+ * @example
+ * encodeMetadata({ tenant: 'acme', route: 'a&b' }); // 'tenant=acme&route=a%26b'
  */
 export function encodeMetadata(meta: Metadata): string | undefined {
   const known = encodings.get(meta);
@@ -129,6 +145,9 @@ export function encodeMetadata(meta: Metadata): string | undefined {
  * Decodes a `Troupe-Meta` header into a frozen map. Lenient with what
  * arrives (a pair without `=` or with bad escapes is skipped, as tools may
  * write it by hand); the size bound is checked on arrival.
+ *
+ * @example
+ * decodeMetadata('tenant=acme&route=a%26b'); // { tenant: 'acme', route: 'a&b' }
  */
 export function decodeMetadata(header: string | undefined): Metadata {
   if (!header) return EMPTY_METADATA;
@@ -151,7 +170,12 @@ export function decodeMetadata(header: string | undefined): Metadata {
   return frozen;
 }
 
-/** Merges a parent's metadata with a call's own (the call's keys win). */
+/**
+ * Merges a parent's metadata with a call's own (the call's keys win).
+ *
+ * @example
+ * mergeMetadata({ tenant: 'a', p: '1' }, { p: '2' }); // { tenant: 'a', p: '2' }
+ */
 export function mergeMetadata(parent: Metadata | undefined, own: Metadata | undefined): Metadata | undefined {
   if (!own) return parent;
   if (!parent || Object.keys(parent).length === 0) return own;
