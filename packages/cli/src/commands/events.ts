@@ -78,7 +78,6 @@ export async function events(scopeArg: string, eventArg: string | undefined, fla
   let sub: Subscription | undefined;
   let timer: NodeJS.Timeout | undefined;
   let received = 0;
-  let stoppedAtCount = false;
   try {
     await new Promise<void>((resolve, reject) => {
       options.onReady = () => out.note(`troupe: listening to ${where}, ${mode}`);
@@ -91,7 +90,6 @@ export async function events(scopeArg: string, eventArg: string | undefined, fla
           if (flags.count !== undefined && received >= flags.count) {
             // Stop at once so a durable is not handed (and does not ack) events this tail will not print.
             sub?.unsubscribe();
-            stoppedAtCount = true;
             resolve();
           }
         },
@@ -105,21 +103,10 @@ export async function events(scopeArg: string, eventArg: string | undefined, fla
     });
   } finally {
     if (timer) clearTimeout(timer);
-    if (stoppedAtCount && options.durable !== undefined) {
-      // Runtime.close() does not wait for a durable subscription that was just
-      // unsubscribed to give back the events its consumer already pulled: they
-      // would stay unacked for the consumer's ack wait (30 s) and the next tail of
-      // this durable would wait that long. Its stop takes a few ms; give it a
-      // bounded moment (see the report on issue #12 for the runtime fix).
-      await new Promise((r) => setTimeout(r, DURABLE_STOP_MS));
-    }
-    // On Ctrl-C the subscription is left to close(), which awaits its stop.
+    // close() awaits the stop of every durable subscription, also one just unsubscribed at --count.
     await runtime.close();
   }
 }
-
-/** How long a durable tail stopped at --count waits before closing (see above). */
-const DURABLE_STOP_MS = 200;
 
 function local<T>(f: () => T): T {
   try {

@@ -23,7 +23,10 @@ export interface LsItem {
   pid: number;
   startedAt: number;
   ageMs: number;
+  /** Static properties merged with the latest dynamic ones. */
   properties: Record<string, unknown>;
+  /** The dynamic properties alone (current load); `{}` when none were set. */
+  dynamic: Record<string, unknown>;
 }
 
 /** The JSON document of `ls --json` (one per redraw with `--watch`, one line each). */
@@ -111,34 +114,35 @@ function item(r: InstanceRecord, now: number): LsItem {
     startedAt: r.startedAt,
     ageMs: now - r.startedAt,
     properties: { ...r.properties },
+    dynamic: { ...r.dynamic },
   };
 }
 
 /**
  * The tree as a borderless table: one row per namespace, component and
  * endpoint (indented labels), one per instance with host, pid, age and
- * properties (static ones merged with the latest dynamic ones, e.g. load).
+ * static properties and current load (the dynamic properties).
  */
 export function render(out: Output, scope: string, list: readonly InstanceRecord[], now: number): string {
   const c = out.color;
   const instanceCount = new Set(list.map((r) => r.instanceId)).size;
   const header = `${c.bold(scope || 'all namespaces')}: ${instanceCount} instance${instanceCount === 1 ? '' : 's'} at ${new Date(now).toISOString()}`;
   if (list.length === 0) return `${header}\n${c.dim('(no instances)')}`;
-  const table = plainTable(['NAME', 'HOST', 'PID', 'AGE', 'PROPERTIES'].map((h) => c.dim(h)));
+  const table = plainTable(['NAME', 'HOST', 'PID', 'AGE', 'PROPERTIES', 'LOAD'].map((h) => c.dim(h)));
   const tree = group(list);
   for (const [ns, comps] of tree) {
-    table.push([c.bold(ns), '', '', '', '']);
+    table.push([c.bold(ns), '', '', '', '', '']);
     const compNames = [...comps.keys()];
     compNames.forEach((comp, ci) => {
       const lastComp = ci === compNames.length - 1;
-      table.push([`${lastComp ? '└─' : '├─'} ${c.cyan(comp)}`, '', '', '', '']);
+      table.push([`${lastComp ? '└─' : '├─'} ${c.cyan(comp)}`, '', '', '', '', '']);
       const eps = comps.get(comp) as Map<string, InstanceRecord[]>;
       const epNames = [...eps.keys()];
       epNames.forEach((ep, ei) => {
         const lastEp = ei === epNames.length - 1;
         const pre1 = lastComp ? '   ' : '│  ';
         const insts = eps.get(ep) as InstanceRecord[];
-        table.push([`${pre1}${lastEp ? '└─' : '├─'} ${c.green(ep)} ${c.dim(`(${insts.length})`)}`, '', '', '', '']);
+        table.push([`${pre1}${lastEp ? '└─' : '├─'} ${c.green(ep)} ${c.dim(`(${insts.length})`)}`, '', '', '', '', '']);
         insts.forEach((r, ii) => {
           const pre2 = pre1 + (lastEp ? '   ' : '│  ');
           table.push([
@@ -146,13 +150,22 @@ export function render(out: Output, scope: string, list: readonly InstanceRecord
             r.host,
             String(r.pid),
             formatAge(now - r.startedAt),
-            formatProperties(r.properties),
+            formatProperties(staticOnly(r)),
+            formatProperties(r.dynamic ?? {}),
           ]);
         });
       });
     });
   }
   return `${header}\n${trimLines(table.toString())}`;
+}
+
+/** The properties given at spawn (the merged ones minus what the dynamic ones set). */
+function staticOnly(r: InstanceRecord): Record<string, unknown> {
+  if (!r.dynamic) return { ...r.properties };
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(r.properties)) if (!(k in r.dynamic)) out[k] = v;
+  return out;
 }
 
 function group(list: readonly InstanceRecord[]): Map<string, Map<string, Map<string, InstanceRecord[]>>> {
