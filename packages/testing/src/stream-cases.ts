@@ -386,6 +386,7 @@ export function addStreamCases<C extends object>(s: Test<C>, open: (ctx: C, opti
     await within(lastValueFrom(caller.namespace(ns).client(Edge).edge(undefined).pipe(take(1))), 10_000, 'the warm-up stream');
     await waitFor(() => logs.every((l) => l.aborts.length > 0), 3_000, 'the warm-up stream to be cancelled at every hop');
     for (const l of logs) l.aborts.length = 0;
+    for (const l of [logs[0], logs[1]] as [Edge, Relay]) l.failures.length = 0;
     const t0 = Date.now();
     const s1 = collect(caller.namespace(ns).client(Edge).edge(undefined, { timeout: 300 }));
     const err = await within(s1.done, 3_000, 'the outer stream to time out');
