@@ -162,6 +162,13 @@ export function requestHeaders(plane: Plane, budget: number, carried: Record<str
 }
 
 const cachedUnaryHeaders = new Map<number, Headers>();
+/** Budgets whose header record is kept: a process sees few distinct ones, a pathological one clears the cache instead of growing it. */
+const HEADER_CACHE_MAX = 512;
+
+/** Header records cached now (at most 512), for leak tests. */
+export function cachedHeaderRecords(): number {
+  return cachedUnaryHeaders.size;
+}
 
 /**
  * Headers of a unary request: the remaining budget, and what the call
@@ -174,7 +181,7 @@ export function unaryHeaders(budget: number, carried: Record<string, string> | u
   if (carried !== undefined) return { ...carried, [H.TIMEOUT]: String(budget) };
   let h = cachedUnaryHeaders.get(budget);
   if (!h) {
-    if (cachedUnaryHeaders.size >= 512) cachedUnaryHeaders.clear();
+    if (cachedUnaryHeaders.size >= HEADER_CACHE_MAX) cachedUnaryHeaders.clear();
     h = Object.freeze({ [H.TIMEOUT]: String(budget) });
     cachedUnaryHeaders.set(budget, h);
   }
