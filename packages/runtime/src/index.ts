@@ -17,8 +17,11 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectProperties,
 } from './component/decorators';
-export type { EndpointOptions, InstanceInfo, Class } from './component/decorators';
+export type { EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export { Endpoints } from './endpoint-keys';
+export type { DeclaredEndpoints } from './endpoint-keys';
 export { on } from './events/event-handlers';
 export type { OnOptions } from './events/event-handlers';
 export { inject } from 'tsyringe';
@@ -35,7 +38,10 @@ export { Routers } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
+export type { Metadata, TraceContext } from './wire/trace-context';
+export { METADATA_LIMITS } from './wire/trace-context';
 export type { OnStart, OnStop } from './worker/instance';
+export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope } from './events/events';
 export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events/events';
 export type { EventsOptions } from './events/event-subscription';

@@ -13,6 +13,7 @@ export type { WireError } from './errors';
 export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
 export type { NameKind } from './names';
 export { newInstanceId } from './ids';
+export { withTimeout } from './timeout';
 export {
   endpointAddress,
   queueSubject,
@@ -36,15 +37,20 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectProperties,
   CONFIG,
   LOGGER,
   INSTANCE,
   PUBLISHER,
+  PROPERTIES,
 } from './component/decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './component/decorators';
-export { Runtime } from './runtime';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export { Endpoints } from './endpoint-keys';
+export type { DeclaredEndpoints } from './endpoint-keys';
+export { refuseStandardDecorator } from './decorator-shape';
+export { Runtime, retainedState } from './runtime';
 export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
-export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
+export type { RuntimeOptions, SpawnOptions, SpawnHandle, RetainedState } from './runtime';
 export type { PlaneSettings } from './plane/plane';
 export { EndpointClient } from './caller/client';
 export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './caller/client';
@@ -55,7 +61,11 @@ export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
+export type { Metadata, TraceContext } from './wire/trace-context';
+export { METADATA_LIMITS } from './wire/trace-context';
 export type { OnStart, OnStop } from './worker/instance';
+export { PropertyBoard } from './worker/instance-properties';
+export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events/events';
 export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events/events';
 export type { EventsOptions } from './events/event-subscription';
@@ -65,6 +75,9 @@ export { Mailbox } from './worker/mailbox';
 export { consoleLogger, LogLevel } from './logger';
 export type { Logger } from './logger';
 export { PROTOCOL_VERSION } from './wire/protocol';
+export { decodeMetadata, encodeMetadata, formatTraceparent, parseTraceparent } from './wire/trace-context';
+export type { Traceparent } from './wire/trace-context';
+export { tracingActive } from './plane/telemetry';
 export { inject } from 'tsyringe';
 export { MsgpackCodec } from './codec/msgpack';
 export { DEFAULT_DECODE_LIMITS } from './codec/codec';
@@ -84,6 +97,10 @@ export type {
   LogConsumeOptions,
   LogMessage,
   LogConsumer,
+  Persistence,
+  KvBucket,
+  KvEntry,
+  KvOptions,
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';

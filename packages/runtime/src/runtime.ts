@@ -1,14 +1,15 @@
 import 'reflect-metadata';
+import { constants as osConstants } from 'node:os';
 import type { Observable } from 'rxjs';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
+import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
-import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
+import { type DiscoverySettings, type InstanceRecord, pool, Registry } from './discovery/registry';
 import { TroupeError, toTroupeError } from './errors';
 import { EventStreams } from './events/event-subscription';
 import { RuntimeEvents } from './events/events';
@@ -18,14 +19,19 @@ import { validateName } from './names';
 import { Plane, type PlaneSettings } from './plane/plane';
 import type { RuntimeStats } from './plane/stats';
 import { NamespaceRef } from './refs';
-import { checkPositiveInt, resolveDiscovery, resolveSettings } from './settings';
+import { checkPositiveInt, resolveDiscovery, resolveSettings, SHUTDOWN_SILENT_STEP_MS, SHUTDOWN_STEP_MS } from './settings';
+import { settlesWithin } from './settle';
 import type { MemoryNetwork } from './transport/memory/memory-network';
 import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
+import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
+
+/** Instances of one spawn starting at once (their `onStart` hooks run concurrently up to this). */
+const START_CONCURRENCY = 64;
 
 /** Options of {@link Runtime.connect}. */
 export interface RuntimeOptions extends Partial<PlaneSettings> {
@@ -44,7 +50,12 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
   inboxPrefix?: string;
   /** The body codec (default msgpack with decode limits). */
   codec?: Codec;
-  /** Logger (default: JSON lines on stderr at `TROUPE_LOG` level, else warn). */
+  /**
+   * Logger (default: JSON lines on stderr at the level of the `TROUPE_LOG`
+   * environment variable — `debug`, `info`, `warn`, `error` or `silent` —
+   * else `warn`). Any object with debug/info/warn/error/child works (pino,
+   * winston).
+   */
   logger?: Logger;
   /** Connection name shown by the NATS server. */
   name?: string;
@@ -65,7 +76,14 @@ export interface SpawnOptions<Config = unknown> {
   config?: Config;
   /** Static properties of the instances (published with discovery). */
   properties?: Record<string, unknown>;
-  /** Messages one instance handles at once (default: the runtime's, 1). */
+  /**
+   * Messages one instance handles at once (default: the runtime's, 1). 1 is
+   * the classic actor — handlers never interleave on the instance's state —
+   * and it serialises *everything*, awaits included: a streaming gateway or
+   * an I/O-bound proxy with concurrency 1 serves one caller at a time while
+   * the others queue. Give such components more (e.g. 16). An instance whose
+   * requests wait over 1 s while the process idles logs a warning once.
+   */
   concurrency?: number;
   /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
   mailboxCapacity?: number;
@@ -108,6 +126,8 @@ export class Runtime {
   private readonly spawns = new Set<SpawnRecord>();
   private readonly container: DependencyContainer;
   private closing: Promise<void> | undefined;
+  /** Removers of the process signal handlers {@link closeOnSignals} installed: process-wide state, released by close(). */
+  private readonly signalHandlers = new Set<() => void>();
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
@@ -133,7 +153,15 @@ export class Runtime {
       );
     }
     this.plane = new Plane(
-      { transport, codec, settings, logger: this.logger, discovery, inboxPrefix: validateInboxPrefix(options.inboxPrefix ?? '_INBOX') },
+      {
+        transport,
+        codec,
+        settings,
+        logger: this.logger,
+        discovery,
+        inboxPrefix: validateInboxPrefix(options.inboxPrefix ?? '_INBOX'),
+        owner: `runtime ${this.id}${options.name ? ` (${options.name})` : ''}`,
+      },
       (plane) => ({
         monitor: new CallerMonitor(plane),
         heartbeats: new Heartbeats(plane),
@@ -238,7 +266,7 @@ export class Runtime {
    * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2, config: { model: 'x' } });
    */
   async spawn<C>(target: Class<C>, options: SpawnOptions): Promise<SpawnHandle<C>> {
-    if (this.closing) throw new TroupeError('UNAVAILABLE', 'runtime is closing; cannot spawn');
+    if (this.closing) throw new TroupeError('UNAVAILABLE', `runtime ${this.id} is closing; cannot spawn`);
     const meta = componentMeta(target);
     if (options === null || typeof options !== 'object') {
       throw new TroupeError('BAD_REQUEST', 'spawn needs options: { namespace, replicas? }');
@@ -254,23 +282,36 @@ export class Runtime {
     checkPositiveInt('concurrency', concurrency, 1);
     checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
+    checkConstructor(target);
 
     const record: SpawnRecord = { instances: [] };
     this.spawns.add(record);
     try {
+      const built: ActorInstance[] = [];
       for (let i = 0; i < replicas; i++) {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
         const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
-        const actor = this.construct(target, info, logger, options.config);
+        const registry = this.registry;
+        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
+        const actor = this.construct(target, { info, logger, config: options.config, properties });
         const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
-        instance.propertySink = this.registry ? (k, v) => this.registry?.setDynamic(info.instanceId, k, v) : undefined;
-        await instance.start();
-        record.instances.push(instance);
-        // Registered only once it serves: routable means served.
-        await this.registry?.register(instance.addresses, info.instanceId, { ...options.properties });
+        instance.properties = properties;
+        built.push(instance);
       }
+      // Start hooks run concurrently (bounded); the subscriptions reach the server with one flush for all.
+      await pool(built, START_CONCURRENCY, async (instance) => {
+        await instance.start(replicas === 1);
+        record.instances.push(instance);
+      });
+      if (replicas > 1) await this.transport.flush();
+      // Registered only once they serve: routable means served. One batch: one lease write, pipelined records.
+      await this.registry?.registerMany(
+        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: { ...options.properties } })),
+      );
+      // Handle order is spawn order, whatever order the starts finished in (all of them started).
+      record.instances.splice(0, record.instances.length, ...built);
     } catch (err) {
-      await Promise.all(record.instances.map((i) => this.stopInstance(i)));
+      await this.stopInstances(record.instances);
       this.spawns.delete(record);
       throw err;
     }
@@ -286,28 +327,50 @@ export class Runtime {
         return inst.actor as C;
       },
       stop: () =>
-        (stopping ??= Promise.all(record.instances.map((i) => this.stopInstance(i))).then(() => {
+        (stopping ??= this.stopInstances(record.instances).then(() => {
           this.spawns.delete(record);
         })),
     };
   }
 
-  /** Graceful stop of one instance: leave the registry first, then stop serving. */
-  private async stopInstance(i: ActorInstance): Promise<void> {
+  /**
+   * Graceful stop of a batch of instances (one spawn's, or every one on
+   * close): leave the registry as one batch (one lease write names them all
+   * gone, so watchers drop them together), keep serving for the leave delay
+   * once, then stop them all in parallel within one grace period. When the
+   * registry does not confirm the leave within `leaveWithinMs`, `onNotLeft`
+   * runs and the instances stop anyway, without the leave delay and with a
+   * short wait for the server (watchers drop them at the next heartbeat that
+   * lands, or the lease TTL).
+   */
+  private async stopInstances(list: readonly ActorInstance[], leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
+    if (list.length === 0) return;
+    let left = true;
     if (this.registry) {
-      await this.registry.deregister(i.addresses, i.info.instanceId);
-      // Keep serving while watchers see the record go, so clients stop routing here before it refuses.
+      // The records are going: a later property change must not bring them back to the lease.
+      for (const i of list) i.properties?.leave();
+      const leaving = this.registry.deregisterMany(list.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId })));
+      left = (await settlesWithin(leaving, leaveWithinMs)) && (await leaving);
+      // Keep serving while watchers see them go, so clients stop routing here before they
+      // refuse; pointless when the lease write did not land.
       const delay = this.registry.settings.leaveDelayMs;
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      if (left && delay > 0) await new Promise((r) => setTimeout(r, delay));
     }
-    await i.stop(this.plane.settings.gracePeriodMs);
+    if (!left) onNotLeft?.();
+    const grace = this.plane.settings.gracePeriodMs;
+    const step = left ? Math.min(grace, SHUTDOWN_STEP_MS) : SHUTDOWN_SILENT_STEP_MS;
+    await Promise.all(
+      list.map((i) => i.stop(grace, step).catch((err: unknown) => this.logger.error('instance stop failed', { instance: i.info.instanceId, error: toTroupeError(err).message }))),
+    );
   }
 
-  private construct(target: Class, info: InstanceInfo, logger: Logger, config: unknown): unknown {
+  private construct(target: Class, deps: { info: InstanceInfo; logger: Logger; config: unknown; properties: PropertyBoard }): unknown {
+    const { info, logger, config } = deps;
     const child = this.container.createChildContainer();
     child.registerInstance(CONFIG, config);
     child.registerInstance(LOGGER, logger);
     child.registerInstance(INSTANCE, info);
+    child.registerInstance(PROPERTIES, deps.properties);
     child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
@@ -317,7 +380,7 @@ export class Runtime {
     } catch (err) {
       throw new TroupeError(
         'BAD_REQUEST',
-        `cannot construct ${target.name}: ${(err as Error).message}. Constructor parameters need a class type or an explicit token (@injectConfig(), @injectLogger(), @injectInstance(), @injectClient(Other), @inject(token)); code run by esbuild/tsx has no decorator metadata, so use explicit tokens there`,
+        `cannot construct ${target.name}: ${(err as Error).message}. Constructor parameters need a class type or an explicit token (@injectConfig(), @injectLogger(), @injectInstance(), @injectProperties(), @injectClient(Other), @inject(token)); code run by esbuild/tsx has no decorator metadata, so use explicit tokens there`,
         { cause: err },
       );
     }
@@ -325,42 +388,120 @@ export class Runtime {
 
   /**
    * Stops every instance (in-flight work finishes within the grace period),
-   * then drains the connection. Never rejects; calling it twice returns the
-   * same promise.
+   * then drains the connection. Bounded whatever the server does: each step
+   * that waits for the server (deregistration, the lease removal, durable
+   * consumers, the drain) gives up after 1 s (200 ms once the server has
+   * failed to answer one), logs a
+   * warning saying what it could not do, and goes on — so `close()` resolves
+   * within the grace period plus a few such steps even when the server is
+   * dead or frozen. Never rejects; calling it twice returns the same promise.
    *
    * @example
    * process.on('SIGTERM', () => void runtime.close().then(() => process.exit(0)));
    */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
-      this.spawns.clear();
-      await this.registry?.close();
-      // Durable consumers give back what they hold before the drain; waiting replies fail now.
-      await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
-      await this.transport.close();
-    })().catch((err: unknown) => {
-      this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });
-    });
+    this.closing ??= this.shutdown()
+      .catch((err: unknown) => {
+        this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });
+      })
+      .finally(() => {
+        // Once closed, its signal handlers go: process-wide state must not outlive the runtime.
+        for (const remove of this.signalHandlers) remove();
+        this.signalHandlers.clear();
+      });
     return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    // A server that failed to answer one step (dead, frozen, partitioned) gets a short wait at
+    // the next ones: the shutdown must not pay the full step for each of them.
+    // Without a connection (the server died) every step is short from the start.
+    let silent = this.transport.status !== TransportStatus.CONNECTED;
+    const bound = (): number => (silent ? SHUTDOWN_SILENT_STEP_MS : SHUTDOWN_STEP_MS);
+    const leaveMs = bound();
+    const instances = [...this.spawns].flatMap((s) => s.instances);
+    this.spawns.clear();
+    let notLeft = 0;
+    // One batch: one lease write for all of them, one leave delay, one grace period in parallel.
+    const stopped = this.stopInstances(instances, leaveMs, () => {
+      notLeft = instances.length;
+      silent = true;
+    }).catch(() => undefined);
+    // Each instance's stop is bounded (leave, grace period, abort wait); an onStop hook that
+    // never returns must not hold the process.
+    const stopBound = this.stopBoundMs();
+    const allStopped = await settlesWithin(stopped, stopBound);
+    if (notLeft > 0) {
+      this.logger.warn(
+        `could not deregister ${notLeft} instances: registry did not answer within ${leaveMs} ms; watchers drop them when a later lease write lands, or at the lease TTL (${this.registry?.settings.leaseTtlMs} ms)`,
+      );
+    }
+    if (!allStopped) this.logger.warn(`instances did not stop within ${stopBound} ms (a handler or onStop hook still running); closing anyway`);
+    // From here new calls and streams are refused at once (handlers draining above could still call out).
+    this.plane.shutOff();
+    // A registry that did not answer the deregistrations gets no second wait for the lease.
+    if (this.registry && !(await settlesWithin(this.registry.close(), silent ? 0 : SHUTDOWN_STEP_MS))) {
+      this.logger.warn(
+        `could not remove the process lease: registry did not answer${silent ? '' : ` within ${SHUTDOWN_STEP_MS} ms`}; watchers drop it at the lease TTL (${this.registry.settings.leaseTtlMs} ms)`,
+      );
+      silent = true;
+    }
+    // Durable consumers give back what they hold before the drain; waiting replies fail now.
+    const consumersMs = bound();
+    if (!(await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'), consumersMs))) {
+      this.logger.warn(`event consumers did not stop within ${consumersMs} ms; messages they hold go back to the log after its ack wait`);
+      silent = true;
+    }
+    const drainMs = bound();
+    if (!(await this.transport.close(drainMs))) {
+      this.logger.warn(`connection did not drain within ${drainMs} ms (server unreachable or not answering); closed`);
+    }
+  }
+
+  /** Bound on stopping the instances in `close()`: leave, leave delay, grace period, abort wait, drain. */
+  private stopBoundMs(): number {
+    const grace = this.plane.settings.gracePeriodMs;
+    return SHUTDOWN_STEP_MS + (this.registry?.settings.leaveDelayMs ?? 0) + grace + Math.min(1_000, grace) + SHUTDOWN_STEP_MS;
   }
 
   /**
    * Closes the runtime on SIGTERM and SIGINT (deregister, finish in-flight
-   * work, drain), then exits. Returns a function that removes the handlers.
+   * work within the grace period, drain), then exits 0 — within the grace
+   * period plus a few seconds whatever the server does. The first signal
+   * says what it waits for — `draining N in-flight requests (grace period
+   * X s; Ctrl-C again to exit now)`, at warn when something is in flight
+   * (the default log level shows it), else at info; a second signal exits at
+   * once with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as
+   * a shell reports a process killed by it. Returns a function that removes
+   * the handlers; a closed runtime removes them too, so a process that opens
+   * and closes many runtimes does not pile up listeners on `process`.
    *
    * @example
    * runtime.closeOnSignals();
    */
   closeOnSignals(signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): () => void {
+    // The second signal and the backstop are onSignals' (below); this is the first one.
     const handler = (sig: NodeJS.Signals): void => {
-      this.logger.info('closing on signal', { signal: sig });
+      const inFlight = [...this.spawns].reduce((n, s) => n + s.instances.reduce((m, i) => m + i.inFlight, 0), 0);
+      const grace = this.plane.settings.gracePeriodMs / 1000;
+      const again = sig === 'SIGINT' ? 'Ctrl-C' : sig;
+      const line = `closing on ${sig}: draining ${inFlight} in-flight request${inFlight === 1 ? '' : 's'} (grace period ${grace} s; ${again} again to exit now)`;
+      if (inFlight > 0) this.logger.warn(line, { signal: sig, inFlight });
+      else this.logger.info(line, { signal: sig, inFlight });
       void this.close().then(() => process.exit(0));
     };
-    for (const s of signals) process.once(s, handler);
-    return () => {
-      for (const s of signals) process.off(s, handler);
+    const off = onSignals(signals, handler, { logger: this.logger, backstopMs: this.closeBoundMs() + SIGNAL_BACKSTOP_MS });
+    const remove = (): void => {
+      off();
+      this.signalHandlers.delete(remove);
     };
+    this.signalHandlers.add(remove);
+    return remove;
+  }
+
+  /** What `close()` takes at most (the sum of its bounded steps), ms. */
+  private closeBoundMs(): number {
+    return this.stopBoundMs() + 3 * SHUTDOWN_STEP_MS;
   }
 
   /**
@@ -408,6 +549,7 @@ export class Runtime {
    */
   watchInstances(scope = ''): Observable<readonly InstanceRecord[]> {
     if (typeof scope !== 'string') throw new TroupeError('BAD_REQUEST', `a listing scope is a string (ns, ns.comp or ns.comp.ep), got ${typeof scope}`);
+    if (this.plane.closed) throw this.plane.refusal(`list instances of "${scope}"`);
     const discovery = this.plane.discovery;
     if (!discovery) throw new TroupeError('UNAVAILABLE', 'discovery is off ({ discovery: false }): there is no registry to list');
     return discovery.listing(scope);
@@ -421,6 +563,41 @@ export class Runtime {
   /** Replies awaited right now (unary calls and streams); 0 when idle. */
   get pendingReplies(): number {
     return this.plane.inbox.pending;
+  }
+
+  private retained(): RetainedState {
+    const p = this.plane;
+    const monitor = p.monitor.retained();
+    let workerActive = 0;
+    let workerStreams = 0;
+    for (const s of this.spawns) {
+      for (const i of s.instances) {
+        const r = i.retained();
+        workerActive += r.active;
+        workerStreams += r.streams;
+      }
+    }
+    const v = p.discovery?.retained() ?? { views: 0, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    return {
+      wheelScheduled: p.wheel.scheduled,
+      pendingReplies: p.inbox.pending,
+      monitorStreams: p.monitor.size,
+      monitorProbes: monitor.probes,
+      monitorInstances: monitor.instances,
+      heartbeatGroups: p.heartbeats.groupCount,
+      workerActive,
+      workerStreams,
+      views: v.views,
+      viewRecords: v.records,
+      viewTracked: v.tracked,
+      viewTrackedInstances: v.trackedInstances,
+      viewMailboxes: v.mailboxes,
+      viewInhibited: v.inhibited,
+      viewStrikes: v.strikes,
+      cachedRoutes: this.network?.cachedRoutes() ?? 0,
+      registryGone: this.registry?.leaving.gone ?? 0,
+      registryUndeleted: this.registry?.leaving.undeleted ?? 0,
+    };
   }
 
   /**
@@ -438,5 +615,88 @@ export class Runtime {
 
 interface SpawnRecord {
   instances: ActorInstance[];
+}
+
+/**
+ * What a runtime still holds per call, per stream and per instance — every
+ * structure that grows with traffic — for tests that prove finished work
+ * leaves nothing behind (issue #16). Internal (`@troupe/runtime/internal`).
+ *
+ * @example
+ * await Promise.all(calls);
+ * assert.equal(retainedState(runtime).wheelScheduled, 0);
+ */
+export interface RetainedState {
+  /** Unary calls waiting in the deadline wheel (a settled call leaves it at once). */
+  wheelScheduled: number;
+  /** Reply keys open on the muxed inbox (calls, streams, probes, heartbeat groups). */
+  pendingReplies: number;
+  /** Caller streams watched for liveness, probes in flight, instances remembered as recently heard. */
+  monitorStreams: number;
+  monitorProbes: number;
+  monitorInstances: number;
+  /** Worker heartbeat groups (one per caller runtime with open streams). */
+  heartbeatGroups: number;
+  /** Requests being handled and worker streams open, over every instance. */
+  workerActive: number;
+  workerStreams: number;
+  /** Endpoint views and what they hold: records, calls tracked in flight (and instances with any), cached mailboxes, inhibitions, strikes. */
+  views: number;
+  viewRecords: number;
+  viewTracked: number;
+  viewTrackedInstances: number;
+  viewMailboxes: number;
+  viewInhibited: number;
+  viewStrikes: number;
+  /** The memory network's route cache (embedded only; 0 on NATS). */
+  cachedRoutes: number;
+  /** Instances that left and are still named gone on the lease, and those whose records are not deleted yet. */
+  registryGone: number;
+  registryUndeleted: number;
+}
+
+/**
+ * Reads {@link RetainedState} of `runtime`.
+ *
+ * @example
+ * const before = retainedState(runtime);
+ */
+export function retainedState(runtime: Runtime): RetainedState {
+  return runtime['retained']();
+}
+
+/** Past `close()`'s own bound, the signal path exits anyway (an event-loop stall, a bug): never a process that lingers. */
+const SIGNAL_BACKSTOP_MS = 2_000;
+
+/**
+ * The process side of {@link Runtime.closeOnSignals}: the first of `signals`
+ * runs `first`; any later one exits at once (exit code 128 + signal number,
+ * as a shell reports a process killed by it) — an operator pressing Ctrl-C
+ * twice, or an orchestrator's second SIGTERM, means "now". A process still
+ * alive `backstopMs` after the first signal exits with an error logged.
+ * `process.on`, not `once`: with `once` a second SIGTERM would fall to
+ * Node's default (killed by the signal, nothing logged), and a SIGINT after
+ * a SIGTERM would only call `first` again.
+ */
+function onSignals(signals: readonly NodeJS.Signals[], first: (sig: NodeJS.Signals) => void, opts: { logger: Logger; backstopMs: number }): () => void {
+  let received: NodeJS.Signals | undefined;
+  const handler = (sig: NodeJS.Signals): void => {
+    const code = 128 + (osConstants.signals[sig] ?? 0);
+    if (received) {
+      opts.logger.warn(`second signal (${sig} after ${received}): exiting now without finishing the shutdown`);
+      process.exit(code);
+    }
+    received = sig;
+    const backstop = setTimeout(() => {
+      opts.logger.error(`shutdown did not finish within ${opts.backstopMs} ms of ${sig}; exiting`);
+      process.exit(code);
+    }, opts.backstopMs);
+    backstop.unref();
+    first(sig);
+  };
+  for (const s of signals) process.on(s, handler);
+  return () => {
+    for (const s of signals) process.off(s, handler);
+  };
 }
 

@@ -9,6 +9,7 @@ import {
   injectConfig,
   injectInstance,
   type InstanceInfo,
+  type Logger,
   type OnStart,
   type OnStop,
   Runtime,
@@ -18,6 +19,7 @@ import {
 } from '@troupe/runtime/internal';
 import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
+import { addContextCases } from './context-cases';
 import { sleep, waitFor, within } from './wait';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
@@ -148,6 +150,23 @@ class Broken implements OnStart {
   @endpoint() ping(): string {
     return 'pong';
   }
+}
+
+/** One captured log line: level, message and every field. */
+interface LogLine {
+  level: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** A logger that keeps every line (all levels) in `lines`. */
+function captureLogger(lines: LogLine[], fields: Record<string, unknown> = {}): Logger {
+  const at =
+    (level: string) =>
+    (msg: string, extra?: Record<string, unknown>): void => {
+      lines.push({ ...fields, ...extra, level, msg });
+    };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: (f) => captureLogger(lines, { ...fields, ...f }) };
 }
 
 async function expectError(p: Promise<unknown>, code: string, what: string): Promise<TroupeError> {
@@ -291,16 +310,22 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.match(e.message, /stream\(\)/);
   });
 
-  s('deadline - a call past its deadline fails with TIMEOUT within 10% and the handler is aborted', async (ctx) => {
+  s('deadline - a call past its deadline fails with TIMEOUT at the deadline, not before, and the handler is aborted', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
     const h = await worker.spawn(Worker, { namespace: ns });
     const w = h.instance(h.instanceIds[0]!);
-    const t0 = Date.now();
-    await expectError(caller.namespace(ns).client(Worker).slow(5_000, { timeout: 300 }), 'TIMEOUT', 'slow call');
-    const elapsed = Date.now() - t0;
-    assert.ok(elapsed >= 295 && elapsed <= 330, `TIMEOUT after ${elapsed} ms for a 300 ms deadline`);
-    await waitFor(() => w.aborts.includes('TIMEOUT'), 1_000, 'the handler to see its deadline');
+    const client = caller.namespace(ns).client(Worker);
+    await client.echo('warm'); // discovery of the fresh namespace is not part of the budget measured below
+    const t0 = performance.now();
+    await expectError(client.slow(5_000, { timeout: 300 }), 'TIMEOUT', 'slow call');
+    const elapsed = performance.now() - t0;
+    // Never early (the deadline wheel rounds up to its tick, Date.now() has ms steps: 5 ms of slack). Late only by
+    // how long this process was kept from running (a loaded shared machine); the deadline wheel's own precision
+    // is proven on an injected clock (plane/deadline-wheel.test.ts). 4x the deadline still tells "at the deadline"
+    // from "never" (the handler would answer after 5 s).
+    assert.ok(elapsed >= 295 && elapsed < 1_200, `TIMEOUT after ${elapsed.toFixed(1)} ms for a 300 ms deadline`);
+    await waitFor(() => w.aborts.includes('TIMEOUT'), 5_000, 'the handler to see its deadline');
   });
 
   s('deadline - the remaining budget travels with the request and to nested calls', async (ctx) => {
@@ -308,10 +333,16 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     const ns = freshNamespace();
     await worker.spawn(Worker, { namespace: ns });
     await worker.spawn(Frontend, { namespace: ns, config: { prefix: '>' } });
+    // The worker sees the budget minus what the trip spent, so at least the budget minus the whole call's time
+    // (discovery of the fresh namespace included): a bound that holds however loaded the machine is (1 ms: rounding).
+    let t0 = Date.now();
     const left = await caller.namespace(ns).client(Worker).remaining(undefined, { timeout: 2_000 });
-    assert.ok(left <= 2_000 && left > 1_500, `worker saw ${left} ms of a 2000 ms budget`);
+    let spent = Date.now() - t0;
+    assert.ok(left <= 2_000 && left >= 2_000 - spent - 1, `worker saw ${left} ms of a 2000 ms budget after a ${spent} ms call`);
+    t0 = Date.now();
     const [outer, inner] = await caller.namespace(ns).client(Frontend).nestedRemaining(undefined, { timeout: 1_000 });
-    assert.ok(outer <= 1_000 && outer > 500, `frontend saw ${outer} ms`);
+    spent = Date.now() - t0;
+    assert.ok(outer <= 1_000 && outer >= 1_000 - spent - 1, `frontend saw ${outer} ms of 1000 after a ${spent} ms call`);
     assert.ok(inner <= outer, `the nested call got ${inner} ms, at most the parent's ${outer} ms`);
   });
 
@@ -322,7 +353,9 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     await expectError(caller.namespace(ns).component('nobody').endpoint('home').client().call({}, { timeout: 5_000 }), 'NO_INSTANCES', 'call');
     await expectError(lastValueFrom(caller.namespace(ns).component('nobody').endpoint('home').client().stream({})), 'NO_INSTANCES', 'stream');
     const elapsed = Date.now() - t0;
-    assert.ok(elapsed < 500, `NO_INSTANCES after ${elapsed} ms (deadline 5000)`);
+    // "At once" = far from the 5 s deadline (it includes the first discovery of a fresh namespace; on a loaded
+    // 2-core machine that alone took ~500 ms): a timeout would take the whole 5 s.
+    assert.ok(elapsed < 2_000, `NO_INSTANCES after ${elapsed} ms (deadline 5000)`);
   });
 
   s('errors - a handler that throws (sync, async, mid-stream) gives a typed error and the instance keeps serving', async (ctx) => {
@@ -346,16 +379,83 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.is(await client.echo('still serving'), 'still serving');
   });
 
+  s('errors - a typo in an endpoint name is NOT_FOUND naming the endpoints that exist, not an outage (#18)', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const h = await worker.spawn(Worker, { namespace: ns });
+    const comp = caller.namespace(ns).component('worker');
+    await comp.endpoint('echo').client().waitForInstances(1, { timeout: 5_000 });
+    const t0 = Date.now();
+    const routed = await expectError(comp.endpoint('nope').client().call({}, { timeout: 10_000 }), 'NOT_FOUND', 'routed call');
+    assert.is(routed.retryable, false);
+    assert.match(routed.message, /has no endpoint "nope"/);
+    assert.match(routed.message, /boomAsync.*echo.*whoami/, `names the endpoints: ${routed.message}`);
+    assert.ok((routed.data as { endpoints: string[] }).endpoints.includes('slow'));
+    await expectError(comp.endpoint('nope').client({ router: 'queue' }).call({}, { timeout: 10_000 }), 'NOT_FOUND', 'queue-group call');
+    await expectError(comp.endpoint('nope').client().direct(h.instanceIds[0]!).call({}, { timeout: 10_000 }), 'NOT_FOUND', 'direct call');
+    await expectError(lastValueFrom(comp.endpoint('nope').client().stream({}, { timeout: 10_000 })), 'NOT_FOUND', 'routed stream');
+    await expectError(lastValueFrom(comp.endpoint('nope').client({ router: 'queue' }).stream({}, { timeout: 10_000 })), 'NOT_FOUND', 'queue-group stream');
+    assert.ok(Date.now() - t0 < 5_000, `five NOT_FOUNDs took ${Date.now() - t0} ms (deadlines 10 s): at once`);
+    const filtered = await expectError(comp.endpoint('echo').client().where(() => false).call(1), 'NO_INSTANCES', 'an endpoint that exists, filtered out');
+    assert.ok(filtered.retryable, 'an endpoint that exists but has nobody to route to stays a retryable NO_INSTANCES');
+    await h.stop();
+    await expectError(comp.endpoint('echo').client().call(1), 'NO_INSTANCES', 'a component with no live instance is an outage');
+  });
+
+  s('close - calls and streams after runtime.close() fail UNAVAILABLE at once, naming the runtime (#18)', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    await worker.spawn(Worker, { namespace: ns });
+    const client = caller.namespace(ns).client(Worker);
+    assert.is(await client.echo(1), 1);
+    await caller.close();
+    const t0 = Date.now();
+    const unary = await expectError(client.echo(2), 'UNAVAILABLE', 'call after close');
+    assert.ok(unary.message.includes(`runtime ${caller.id} is closed`), unary.message);
+    const stream = await expectError(lastValueFrom(client.count({ n: 1 })), 'UNAVAILABLE', 'stream after close');
+    assert.ok(stream.message.includes(`runtime ${caller.id} is closed`), stream.message);
+    const fresh = await expectError(caller.namespace(ns).component('worker').endpoint('echo').client().call(3), 'UNAVAILABLE', 'a client made after close');
+    assert.match(fresh.message, /is closed: cannot call/);
+    assert.ok(Date.now() - t0 < 200, `refused after ${Date.now() - t0} ms`);
+    assert.throws(() => caller.watchInstances(ns), /is closed/);
+    await expectError(caller.spawn(Worker, { namespace: ns }), 'UNAVAILABLE', 'spawn after close');
+  });
+
+  s('errors - a handler bug is logged on the worker with its request id, endpoint and own stack; a meant TroupeError only at debug (#18)', async (ctx) => {
+    const lines: LogLine[] = [];
+    const { worker, caller } = await open(ctx, { logger: captureLogger(lines), dev: true });
+    const ns = freshNamespace();
+    await worker.spawn(Worker, { namespace: ns });
+    const client = caller.namespace(ns).client(Worker);
+    const err = await expectError(client.boomAsync('secret-body' as never), 'INTERNAL', 'async throw');
+    assert.match(err.stack ?? '', /--- remote ---[\s\S]*boomAsync/, `dev-mode remote stack is the handler's: ${err.stack}`);
+    const bug = lines.find((l) => l.level === 'error' && l.endpoint === 'boomAsync');
+    assert.ok(bug, `an error line for boomAsync: ${JSON.stringify(lines)}`);
+    assert.is(bug.msg, 'handler threw');
+    assert.is(bug.error, 'async boom');
+    assert.ok(typeof bug.requestId === 'string' && bug.requestId.length > 0, 'names the request');
+    assert.ok(typeof bug.instance === 'string', 'names the instance');
+    assert.match(String(bug.stack), /boomAsync/, 'the handler frame is in the stack');
+    await expectError(lastValueFrom(client.boomMid(undefined as never)), 'INTERNAL', 'mid-stream throw');
+    assert.ok(lines.some((l) => l.level === 'error' && l.endpoint === 'boomMid' && /boomMid/.test(String(l.stack))), 'a stream handler bug is logged too');
+    await expectError(client.boomSync(undefined as never), 'NOT_FOUND', 'a meant TroupeError');
+    assert.ok(!lines.some((l) => l.level !== 'debug' && l.endpoint === 'boomSync'), 'a meant TroupeError is not an error line');
+    assert.ok(lines.some((l) => l.level === 'debug' && l.endpoint === 'boomSync' && l.code === 'NOT_FOUND'), 'it is a debug line');
+    assert.ok(!JSON.stringify(lines).includes('secret-body'), 'the request body is never logged');
+  });
+
   s('errors - oversized request and reply fail at once with PAYLOAD_TOO_LARGE', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
     await worker.spawn(Worker, { namespace: ns });
     const max = caller.bus.maxPayload;
     const client = caller.namespace(ns).client(Worker);
+    await client.echo('warm'); // discovery of the fresh namespace is not part of what is measured
     const t0 = Date.now();
-    await expectError(client.echo(new Uint8Array(max + 10)), 'PAYLOAD_TOO_LARGE', 'oversized request');
-    await expectError(client.bigReply(max + 10), 'PAYLOAD_TOO_LARGE', 'oversized reply');
-    assert.ok(Date.now() - t0 < 1_000, 'both failed at once, not as a timeout');
+    await expectError(client.echo(new Uint8Array(max + 10), { timeout: 10_000 }), 'PAYLOAD_TOO_LARGE', 'oversized request');
+    await expectError(client.bigReply(max + 10, { timeout: 10_000 }), 'PAYLOAD_TOO_LARGE', 'oversized reply');
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed < 3_000, `both failed after ${elapsed} ms: at once, not as a timeout (deadlines 10 s)`);
     assert.is(((await client.echo(new Uint8Array(1000))) as Uint8Array).length, 1000);
   });
 
@@ -409,8 +509,10 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     const first = client.slow(400, { timeout: 5_000 });
     await waitFor(() => w.running === 1, 2_000, 'the first request to run');
     await expectError(client.slow(10, { timeout: 150 }), 'TIMEOUT', 'the queued request');
+    // Queued behind the expired one in the same FIFO mailbox: once it is answered, the expired one was dequeued.
+    const behind = client.whoami(undefined, { timeout: 5_000 });
     assert.is(await within(first, 5_000, 'the first request'), 400);
-    await sleep(100); // the queued one is dequeued right after the first finishes
+    await within(behind, 5_000, 'the request queued behind the expired one');
     assert.is(w.slowCalls, 1, 'the expired request was not run');
   });
 
@@ -547,6 +649,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
 
   addStreamCases(s, open);
   addRoutingCases(s, open);
+  addContextCases(s, open);
 
   s.run();
 }

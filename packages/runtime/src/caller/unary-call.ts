@@ -1,14 +1,16 @@
-import { type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
+import { abortCode, type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
 import { DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
-import { H } from '../wire/protocol';
+import { Ctl, H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
 import type { TransportMessage } from '../transport/transport';
+import type { EndpointAddress } from '../wire/subjects';
+import { explainNoInstances } from './not-found';
 
 /** How a routed call picks (and re-picks) its instance. */
 export interface Route {
@@ -43,16 +45,27 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private id: string | undefined;
   private tried: Set<string> | undefined;
   private retries = 0;
+  /** The backoff before a retry: cleared when the call settles meanwhile, so it does not hold the call. */
+  private backoff: NodeJS.Timeout | undefined;
   private lastErr: TroupeError | undefined;
+  /** `subject` is one instance's mailbox (a pinned client): a cancel can reach the handler. */
+  private pinned = false;
+  /** The reply subject of the current attempt (names the call in a cancel). */
+  private reply = '';
+  /** What the call carries besides its budget (request id, trace context, metadata); undefined for a plain call. */
+  carried: Record<string, string> | undefined;
 
   constructor(
     private readonly plane: Plane,
     private readonly resolve: (v: Res) => void,
     private readonly reject: (e: TroupeError) => void,
+    /** The endpoint called, so a "nobody serves it" can say whether the endpoint exists at all. */
+    private readonly address?: EndpointAddress,
   ) {}
 
   /** Sends to one subject (queue group or a pinned mailbox). */
-  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined, pinned = false): void {
+    this.pinned = pinned;
     this.arm(data, budget, options);
     this.publish(subject, budget);
   }
@@ -71,14 +84,15 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.deadline = Date.now() + budget;
     this.wheel = this.plane.wheel;
     this.wheel.add(this, this.deadline);
-    this.unlisten = onAbort(options, this.onCancel);
+    // The listener closure only when there is a signal: most calls have none, and one closure per call is garbage at 30k calls/s.
+    if (options?.signal || options?.parent) this.unlisten = onAbort(options, () => this.cancel());
   }
 
   private next(): void {
     const r = this.route as Route;
-    let candidates = r.view.candidates(r.filter, this.tried);
-    if (candidates.length === 0 && this.retries > 0) candidates = r.view.candidates(r.filter);
-    const id = candidates.length > 0 ? r.router.pick(candidates, r.request, r.view) : undefined;
+    // A retry may go back to an instance already tried when no other is left.
+    let id = r.view.pick(r.router, r.request, { filter: r.filter, exclude: this.tried });
+    if (id === undefined && this.retries > 0) id = r.view.pick(r.router, r.request, { filter: r.filter });
     if (id === undefined) {
       this.finish(this.lastErr ?? new TroupeError('NO_INSTANCES', `no instance of ${r.subject} is registered${r.filter ? ' matching the filter' : ''}`));
       return;
@@ -92,8 +106,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.subject = subject;
     const [key, reply] = this.plane.inbox.open(this);
     this.key = key;
+    this.reply = reply;
     try {
-      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.options) });
+      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.carried) });
     } catch (err) {
       this.finish(toTroupeError(err, 'UNAVAILABLE'));
     }
@@ -137,9 +152,19 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.finish(new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${this.budget} ms`));
   }
 
-  private readonly onCancel = (): void => {
-    this.finish(new TroupeError('CANCELLED', `call to ${this.subject} cancelled`));
-  };
+  private cancel(): void {
+    const code = abortCode(this.options);
+    // A handler still running for a cancelled call is told, when we know its instance (client-side routing or a pinned client).
+    const mailbox = this.id !== undefined ? this.route?.view.mailbox(this.id) : this.pinned ? this.subject : undefined;
+    if (mailbox !== undefined && this.reply) {
+      try {
+        this.plane.transport.publish(mailbox, EMPTY, { headers: { [H.CTL]: Ctl.CANCEL, [H.STREAM]: this.reply, [H.REASON]: code } });
+      } catch {
+        // disconnected: the handler runs to its deadline
+      }
+    }
+    this.finish(new TroupeError(code, `call to ${this.subject} ${code === 'TIMEOUT' ? 'timed out (its parent\'s deadline passed)' : 'cancelled'}`));
+  }
 
   /** An attempt failed: re-route when that is safe (or asked for), else finish. */
   private fail(err: TroupeError): void {
@@ -154,14 +179,18 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
       const left = this.deadline - Date.now();
       if (err.code === ErrorCode.NO_INSTANCES || isRefusal(err)) {
         r.view.inhibit(id); // never delivered: another instance is always safe
-        if (left > 0) return this.next();
+        if (left > 0) {
+          this.plane.stats.callsRerouted++;
+          return this.next();
+        }
       } else {
         if (err.code === ErrorCode.INSTANCE_LOST) r.view.inhibit(id);
         const retryable = err.code === ErrorCode.INSTANCE_LOST || err.code === ErrorCode.OVERLOADED;
         if (r.retry && retryable && this.retries < r.retry.attempts && left > 1) {
           const pause = Math.min((r.retry.backoffMs ?? 10) * 2 ** this.retries, left - 1);
           this.retries++;
-          setTimeout(() => {
+          this.backoff = setTimeout(() => {
+            this.backoff = undefined;
             if (!this.done) this.next();
           }, pause);
           return;
@@ -175,6 +204,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     if (this.done) return;
     this.done = true;
     this.cleanup();
+    if (err.code === ErrorCode.NO_INSTANCES && this.address) {
+      // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
+      void explainNoInstances(this.plane, this.address, err).then(this.reject);
+      return;
+    }
     this.reject(err);
   }
 
@@ -193,8 +227,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.wheel = undefined;
     this.unlisten?.();
     this.unlisten = undefined;
+    if (this.backoff) clearTimeout(this.backoff);
+    this.backoff = undefined;
     this.data = EMPTY;
     this.options = undefined;
+    this.carried = undefined;
     this.route = undefined;
     this.tried = undefined;
     this.lastErr = undefined;
@@ -202,8 +239,3 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** Refused without running (an instance that is stopping): safe to send elsewhere. */
-export function isRefusal(err: TroupeError): boolean {
-  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
-}

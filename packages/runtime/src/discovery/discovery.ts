@@ -2,6 +2,7 @@ import { Observable, type Subscription } from 'rxjs';
 import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import {
   type DiscoverySettings,
   type InstanceRecord,
@@ -21,6 +22,8 @@ export interface InFlight {
 
 interface LeaseState {
   value: LeaseValue;
+  /** Instances the lease names as gone (a graceful stop whose record deletes may still be on the way). */
+  gone: ReadonlySet<string>;
   timer: NodeJS.Timeout;
   /** KV revision of `value`: tells a silent watch from a silent process. */
   revision: number;
@@ -52,6 +55,11 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
+  /** Janitor timers (sweeps of dead leases' records): cleared by close(), so a closed runtime is not kept for a TTL. */
+  private readonly janitors = new Set<NodeJS.Timeout>();
+  /** Listing watches of components a failed call asked about (see {@link endpointsOf}), per `ns.comp`. */
+  private readonly componentWatches = new Map<string, ComponentWatch>();
+  private componentSweep: NodeJS.Timeout | undefined;
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
 
@@ -84,6 +92,11 @@ export class Discovery {
       void v.start();
     }
     return v;
+  }
+
+  /** Whether this process has seen an instance of the endpoint listed (then it exists). */
+  everListed(address: EndpointAddress): boolean {
+    return this.views.get(queueSubject(address))?.everListed === true;
   }
 
   /** @internal */
@@ -125,7 +138,8 @@ export class Discovery {
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
     const timer = setTimeout(() => this.expire(e.key), ttl);
     timer.unref();
-    this.leases.set(e.key, { value, timer, revision: e.revision });
+    const gone = Array.isArray(value.gone) && value.gone.length > 0 ? new Set(value.gone.filter((x) => typeof x === 'string')) : NONE_GONE;
+    this.leases.set(e.key, { value, timer, revision: e.revision, gone });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
     for (const l of this.leaseListeners) l();
   }
@@ -152,13 +166,10 @@ export class Discovery {
   private readLease(lease: string): Promise<KvEntry | undefined> {
     const bucket = this.leasesBucket;
     if (!bucket) return Promise.resolve(undefined);
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      bucket.get(lease),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `lease ${lease} not read within ${this.settings.heartbeatMs} ms`)), this.settings.heartbeatMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const ms = this.settings.heartbeatMs;
+    return withTimeout(bucket.get(lease), ms, () => {
+      throw new TroupeError('TIMEOUT', `lease ${lease} not read within ${ms} ms`);
+    });
   }
 
   /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */
@@ -180,8 +191,17 @@ export class Discovery {
     for (const v of this.views.values()) v.leaseChanged(lease, true);
     for (const l of this.leaseListeners) l();
     // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
-    const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
+    this.later(() => void this.sweep(lease), this.settings.leaseTtlMs);
+  }
+
+  /** Runs `fn` after `ms` unless closed first; never keeps the process alive. */
+  private later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.janitors.delete(t);
+      fn();
+    }, ms);
     t.unref();
+    this.janitors.add(t);
   }
 
   private async sweep(lease: string, again = false): Promise<void> {
@@ -212,7 +232,7 @@ export class Discovery {
    * is dead — the only way to notice that watch when every lease went quiet.
    */
   private sweepAgain(lease: string): void {
-    if (!this.closed && this.knows(lease)) setTimeout(() => void this.sweep(lease, true), this.settings.leaseTtlMs).unref();
+    if (!this.closed && this.knows(lease)) this.later(() => void this.sweep(lease, true), this.settings.leaseTtlMs);
   }
 
   private knows(lease: string): boolean {
@@ -223,6 +243,21 @@ export class Discovery {
   /** @internal */
   leaseOf(lease: string): LeaseValue | undefined {
     return this.leases.get(lease)?.value;
+  }
+
+  /**
+   * @internal The lease of a record when it lists the record's instance:
+   * alive and not named gone by a graceful stop; undefined otherwise.
+   */
+  liveLeaseOf(r: InstanceRecord): LeaseValue | undefined {
+    const state = this.leases.get(r.lease);
+    if (!state || state.gone.has(r.instanceId)) return undefined;
+    return state.value;
+  }
+
+  /** @internal Whether `lease` names `instanceId` as gone (it left gracefully; its record may linger). */
+  isGone(lease: string, instanceId: string): boolean {
+    return this.leases.get(lease)?.gone.has(instanceId) === true;
   }
 
   private scheduleViewRestart(): void {
@@ -271,14 +306,22 @@ export class Discovery {
       let synced = false;
       let stop: (() => void) | undefined;
       let done = false;
+      let scheduled: NodeJS.Immediate | undefined;
+      // Changes come in bursts (a spawn or a stop of thousands of instances is one burst of
+      // record events): build and emit the list once per burst, not once per record (O(n²)).
       const emit = (): void => {
-        if (!synced || done) return;
+        if (!synced || done || scheduled) return;
+        scheduled = setImmediate(flush);
+      };
+      const flush = (): void => {
+        scheduled = undefined;
+        if (done) return;
         const out: InstanceRecord[] = [];
         for (const r of records.values()) {
-          const lease = this.leaseOf(r.lease);
+          const lease = this.liveLeaseOf(r);
           if (!lease) continue;
           const dyn = lease.dyn?.[r.instanceId];
-          out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
+          out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
         }
         out.sort((a, b) => listingKey(a).localeCompare(listingKey(b)));
         sub.next(out);
@@ -309,22 +352,116 @@ export class Discovery {
       })().catch((err: unknown) => sub.error(toTroupeError(err, 'UNAVAILABLE')));
       return () => {
         done = true;
+        if (scheduled) clearImmediate(scheduled);
         this.leaseListeners.delete(emit);
         stop?.();
       };
     });
   }
 
+  /** @internal What the endpoint views hold, summed (leak tests). */
+  retained(): { views: number; records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
+    const out = { views: this.views.size, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    for (const v of this.views.values()) {
+      const r = v.retained();
+      out.records += r.records;
+      out.tracked += r.tracked;
+      out.trackedInstances += r.trackedInstances;
+      out.mailboxes += r.mailboxes;
+      out.inhibited += r.inhibited;
+      out.strikes += r.strikes;
+    }
+    return out;
+  }
+
+  /**
+   * The endpoint names the live instances of `ns.comp` serve; undefined when
+   * the registry does not answer within `timeoutMs`. Used only on a failure
+   * path (a call that found no instance), never per call. The first lookup
+   * of a component opens a listing watch of it, kept for
+   * {@link COMPONENT_WATCH_IDLE_MS} after the last lookup: during an outage
+   * every failed call is answered from that live list, not by a registry
+   * read each.
+   */
+  endpointsOf(namespace: string, component: string, timeoutMs: number): Promise<string[] | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    const scope = `${namespace}.${component}`;
+    let w = this.componentWatches.get(scope);
+    if (!w) {
+      w = this.watchComponent(scope);
+      this.componentWatches.set(scope, w);
+    }
+    w.used = Date.now();
+    if (w.names) return Promise.resolve(w.names);
+    const ready = w.ready;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), timeoutMs);
+      void ready.then((names) => {
+        clearTimeout(timer);
+        resolve(names);
+      });
+    });
+  }
+
+  private watchComponent(scope: string): ComponentWatch {
+    let settle: (names: string[] | undefined) => void = () => undefined;
+    const w: ComponentWatch = { names: undefined, used: Date.now(), ready: new Promise((r) => (settle = r)), sub: undefined };
+    w.sub = this.listing(scope).subscribe({
+      next: (list) => {
+        w.names = [...new Set(list.map((r) => r.endpoint))].sort();
+        settle(w.names);
+      },
+      error: () => {
+        settle(undefined);
+        if (this.componentWatches.get(scope) === w) this.componentWatches.delete(scope);
+      },
+    });
+    this.componentSweep ??= setInterval(() => {
+      const now = Date.now();
+      for (const [k, cw] of this.componentWatches) {
+        if (now - cw.used < COMPONENT_WATCH_IDLE_MS) continue;
+        cw.sub?.unsubscribe();
+        this.componentWatches.delete(k);
+      }
+      if (this.componentWatches.size === 0) {
+        clearInterval(this.componentSweep);
+        this.componentSweep = undefined;
+      }
+    }, COMPONENT_WATCH_IDLE_MS / 2);
+    this.componentSweep.unref();
+    return w;
+  }
+
   close(): void {
     this.closed = true;
+    clearInterval(this.componentSweep);
+    for (const w of this.componentWatches.values()) w.sub?.unsubscribe();
+    this.componentWatches.clear();
     this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();
+    for (const t of this.janitors) clearTimeout(t);
+    this.janitors.clear();
+    if (this.viewRestart) clearTimeout(this.viewRestart);
+    this.viewRestart = undefined;
     for (const v of this.views.values()) v.close();
     this.views.clear();
   }
+}
+
+const NONE_GONE: ReadonlySet<string> = new Set();
+
+/** A component listing watch opened by a failed call closes this long after the last lookup. */
+const COMPONENT_WATCH_IDLE_MS = 30_000;
+
+/** A live listing of one component: the endpoint names its instances serve. */
+interface ComponentWatch {
+  names: string[] | undefined;
+  used: number;
+  ready: Promise<string[] | undefined>;
+  sub: Subscription | undefined;
 }
 
 function listingKey(r: InstanceRecord): string {

@@ -1,6 +1,6 @@
 import type { Codec } from '../codec/codec';
 import type { CallerMonitor } from '../caller/caller-monitor';
-import type { TroupeError } from '../errors';
+import { TroupeError } from '../errors';
 import type { EventStreams } from '../events/event-subscription';
 import type { RuntimeEvents } from '../events/events';
 import { newToken } from '../ids';
@@ -10,6 +10,7 @@ import { newRuntimeStats, type RuntimeStats } from './stats';
 import type { Discovery } from '../discovery/discovery';
 import type { RouterSpec } from '../discovery/routers';
 import { ReplyInbox } from './reply-inbox';
+import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import type { Transport } from '../transport/transport';
 
@@ -31,7 +32,7 @@ export interface PlaneSettings {
   readonly gracePeriodMs: number;
   /** Send remote stacks with errors (development only). */
   readonly dev: boolean;
-  /** Default instance concurrency (1 = classic actor). */
+  /** Default instance concurrency (1 = classic actor: one message at a time, awaits included; see `SpawnOptions.concurrency`). */
   readonly concurrency: number;
   /** Default mailbox capacity (waiting messages per instance). */
   readonly mailboxCapacity: number;
@@ -57,6 +58,8 @@ export interface PlaneParts {
   readonly discovery: Discovery | undefined;
   /** Reply inbox prefix (validated). */
   readonly inboxPrefix: string;
+  /** Who owns this plane, for messages ("runtime 3f2a… (name)"). */
+  readonly owner: string;
 }
 
 /**
@@ -83,6 +86,9 @@ export class Plane {
   readonly eventStreams: EventStreams;
   private requestSeq = 0;
   private readonly requestPrefix = newToken();
+  private readonly owner: string;
+  /** Set once the owning runtime has stopped its instances: new calls and streams are refused at once. */
+  private shut = false;
 
   constructor(parts: PlaneParts, services: (plane: Plane) => PlaneServices) {
     this.transport = parts.transport;
@@ -90,6 +96,7 @@ export class Plane {
     this.settings = parts.settings;
     this.logger = parts.logger;
     this.discovery = parts.discovery;
+    this.owner = parts.owner;
     this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
     this.wheel = new DeadlineWheel();
     const s = services(this);
@@ -97,6 +104,29 @@ export class Plane {
     this.heartbeats = s.heartbeats;
     this.events = s.events;
     this.eventStreams = s.eventStreams;
+  }
+
+  /**
+   * Refuses new calls and streams from now on ({@link refusal}). The runtime
+   * calls it once its instances have stopped: until then, handlers finishing
+   * their work in the grace period may still call other components.
+   */
+  shutOff(): void {
+    this.shut = true;
+  }
+
+  /** Whether new calls and streams are refused (checked per call; the message is built only then). */
+  get closed(): boolean {
+    return this.shut;
+  }
+
+  /**
+   * The error a new call or stream gets once the runtime is closed:
+   * `UNAVAILABLE` naming the runtime, at once (not `NO_INSTANCES`, which
+   * would read as an outage of the callee). Ask {@link closed} first.
+   */
+  refusal(what: string): TroupeError {
+    return new TroupeError('UNAVAILABLE', `${this.owner} is closed: cannot ${what}`);
   }
 
   /** A fresh request id. */
@@ -108,14 +138,18 @@ export class Plane {
    * Releases every service: discovery watches, event streams (durable
    * consumers give back what they hold), monitor and heartbeat timers, the
    * deadline wheel; whatever still awaits a reply fails with `reason` now.
-   * The transport is the runtime's to close. Never rejects.
+   * The transport is the runtime's to close. Resolves with false when the
+   * event streams did not stop within `withinMs` (a dead or frozen server):
+   * everything else is released anyway. Never rejects.
    */
-  async close(reason: TroupeError): Promise<void> {
+  async close(reason: TroupeError, withinMs = Infinity): Promise<boolean> {
+    this.shut = true;
     this.discovery?.close();
-    await this.eventStreams.close();
+    const stopped = await settlesWithin(this.eventStreams.close(), withinMs);
     this.monitor.close();
     this.heartbeats.close();
     this.inbox.stop(reason);
     this.wheel.close();
+    return stopped;
   }
 }

@@ -3,6 +3,8 @@
  * travels in NATS headers so generic NATS tools can read it; bodies are
  * msgpack. Version 1.
  */
+import { ErrorCode, TroupeError } from '../errors';
+
 export const PROTOCOL_VERSION = '1';
 
 /** Header names (case as sent; NATS header lookup in nats.js is case-sensitive by default). */
@@ -31,6 +33,12 @@ export const H = {
   CTL: 'Troupe-Ctl',
   /** The stream a control message is for: the caller's reply subject. */
   STREAM: 'Troupe-Stream',
+  /**
+   * Why a cancel control message was sent: `TIMEOUT` when the caller's
+   * (propagated) deadline passed, absent or `CANCELLED` when the caller
+   * cancelled; the handler's `ctx.signal.reason` carries that code.
+   */
+  REASON: 'Troupe-Reason',
   /** Credit granted by a control message (items). */
   CREDIT: 'Troupe-Credit',
   /** On a stream request: how often (ms) the worker must show it is alive while the stream is open. */
@@ -41,6 +49,12 @@ export const H = {
   EVENT_SEQ: 'Troupe-Event-Seq',
   /** When an event was published, epoch ms on the publisher's clock. */
   TIME: 'Troupe-Time',
+  /** W3C Trace Context `traceparent` (lowercase, as W3C and OpenTelemetry's NATS conventions write it). */
+  TRACEPARENT: 'traceparent',
+  /** W3C Trace Context `tracestate`. */
+  TRACESTATE: 'tracestate',
+  /** Request metadata: `key=value` pairs joined by `&`, values percent-encoded (see `encodeMetadata`). */
+  META: 'Troupe-Meta',
 } as const;
 
 /** Stream frame kinds. */
@@ -66,3 +80,25 @@ export type Ctl = (typeof Ctl)[keyof typeof Ctl];
 
 /** Request mode value for streams. */
 export const MODE_STREAM = 's';
+
+/**
+ * The reply of an instance that refuses a request without running it (it is
+ * stopping): `UNAVAILABLE` marked `data.refused`, so the caller knows the
+ * request is safe to send to another instance, idempotent or not.
+ *
+ * @example
+ * sendError(reply, refusal(`instance ${id} is stopping`));
+ */
+export function refusal(message: string): TroupeError {
+  return new TroupeError(ErrorCode.UNAVAILABLE, message, { data: { refused: true } });
+}
+
+/**
+ * Whether `err` is a {@link refusal}: the request never ran, so re-routing it is safe.
+ *
+ * @example
+ * if (isRefusal(err)) return sendElsewhere();
+ */
+export function isRefusal(err: TroupeError): boolean {
+  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
+}

@@ -1,17 +1,22 @@
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
+import { settlesWithin } from '../settle';
+import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
-import { Frame, H, MODE_STREAM } from '../wire/protocol';
+import { Ctl, Frame, H, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
+import { callAttributes, runInContext, startServerSpan, tracingActive } from '../plane/telemetry';
+import { METADATA_LIMITS, parseTraceparent } from '../wire/trace-context';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
-import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
+import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
 export interface OnStart {
@@ -50,9 +55,14 @@ export class ActorInstance {
   private readonly mailboxSubs: TransportSubscription[] = [];
   private readonly active = new Set<RequestContext>();
   private readonly streams = new Map<string, WorkerStream>();
+  /** Unary requests whose handler is still running, by reply subject: what a cancel control message names. */
+  private readonly calls = new Map<string, RequestContext>();
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
+  /** Watches a mailbox queue that is not draining (see {@link watchQueue}); undefined while idle or once warned. */
+  private queueWatch: NodeJS.Timeout | undefined;
+  private queueWarned = false;
 
   constructor(
     private readonly plane: Plane,
@@ -72,21 +82,31 @@ export class ActorInstance {
   /** The subscriptions of the class's `@on` handlers while the instance runs. */
   private eventHandlers: EventHandlers | undefined;
 
-  /** Where dynamic property changes go (the registry); set by the runtime. */
-  propertySink: ((key: string, value: unknown) => void) | undefined;
+  /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
+  properties: PropertyBoard | undefined;
 
   /** The addresses of this instance's endpoints. */
   get addresses(): EndpointAddress[] {
     return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
   }
 
-  /** Sets a dynamic property (published with the process heartbeat, throttled). */
+  /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
   setProperty(key: string, value: unknown): void {
-    this.propertySink?.(key, value);
+    if (!this.properties) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
+    this.properties.set(key, value);
   }
 
-  /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
-  async start(): Promise<void> {
+  /** Requests being handled and streams open here now (leak tests). */
+  retained(): { active: number; streams: number } {
+    return { active: this.active.size, streams: this.streams.size };
+  }
+
+  /**
+   * Runs `onStart`, then subscribes every endpoint and waits until the server
+   * has the interest — unless `flush` is false: a spawn of many instances
+   * flushes once for all of them (one round trip instead of one each).
+   */
+  async start(flush = true): Promise<void> {
     const hook = (this.actor as Partial<OnStart>).onStart;
     if (typeof hook === 'function') await hook.call(this.actor);
     const t = this.plane.transport;
@@ -110,7 +130,7 @@ export class ActorInstance {
         mailbox: this.mailbox,
         refused: () => this.refusal !== undefined,
       });
-      await t.flush();
+      if (flush) await t.flush();
     } catch (err) {
       for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
       await this.eventHandlers?.stop();
@@ -123,21 +143,41 @@ export class ActorInstance {
    * Stops serving: leaves the queue groups at once (the server routes new
    * requests elsewhere), refuses new direct requests, lets in-flight work
    * finish within `graceMs` (stream control keeps flowing on the mailbox),
-   * then aborts what is left, and runs `onStop`.
+   * then aborts what is left, and runs `onStop`. Leaving the queue groups
+   * waits at most `drainWithinMs` for the server (less when the server is
+   * known not to answer).
    */
-  async stop(graceMs: number): Promise<void> {
-    if (this.state === State.Stopped || this.state === State.Stopping) return;
+  stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
+    // A second caller (a handle's stop, then close) waits for the same stop, not for nothing.
+    this.stopping ??= this.stopNow(graceMs, drainWithinMs);
+    return this.stopping;
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  private async stopNow(graceMs: number, drainWithinMs: number): Promise<void> {
     this.state = State.Stopping;
-    // Messages the server already delivered to the queue subscription are still handled.
-    await Promise.all(this.subs.map((s) => s.drain()));
-    await this.eventHandlers?.stop();
-    const finished = await withTimeout(this.mailbox.idle(), graceMs);
+    clearTimeout(this.queueWatch);
+    this.queueWatch = undefined;
+    const deadline = Date.now() + graceMs;
+    // Messages the server already delivered to the queue subscription are still handled. A
+    // drain waits for the server's answer: a dead or frozen server must not hold the stop
+    // past `drainWithinMs` (within the grace period; the connection is closed after it anyway).
+    const leaving = Promise.all(this.subs.map((s) => s.drain()))
+      .then(() => this.eventHandlers?.stop())
+      .catch(() => undefined);
+    const drainMs = Math.min(graceMs, drainWithinMs);
+    if (!(await settlesWithin(leaving, drainMs))) {
+      for (const s of this.subs) s.unsubscribe();
+      this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
+    }
+    const finished = await settlesWithin(this.mailbox.idle(), deadline - Date.now());
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
       for (const job of this.mailbox.takeQueued()) job();
       for (const ctx of this.active) ctx.abort(lost);
-      await withTimeout(this.mailbox.idle(), Math.min(1000, graceMs));
+      await settlesWithin(this.mailbox.idle(), Math.min(1000, graceMs));
     }
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
@@ -160,7 +200,7 @@ export class ActorInstance {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
       // `refused`: never ran, so the caller's router sends it elsewhere.
-      if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
+      if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
       return;
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
@@ -173,6 +213,7 @@ export class ActorInstance {
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
+    if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
     if (!accepted) stream?.forget();
     if (!accepted && reply) {
       this.sendError(
@@ -184,7 +225,47 @@ export class ActorInstance {
     }
   }
 
+  /** Requests served or waiting now (running handlers, streams included, and queued messages). */
+  get inFlight(): number {
+    return this.mailbox.running + this.mailbox.queued;
+  }
+
+  /**
+   * The default concurrency 1 serialises an instance whose handlers mostly
+   * await I/O (a streaming gateway): callers queue while the process idles.
+   * Cheap, honest heuristic, checked only while something waits: requests
+   * have waited in this mailbox without a break for {@link QUEUE_WARN_MS}
+   * while the process's event loop was under half busy over that time (its
+   * running handlers were awaiting, not computing) — then warn once per
+   * instance. A CPU-bound handler keeps the loop busy and is not flagged:
+   * more concurrency would not help it.
+   */
+  private watchQueue(since: EventLoopUtilization): void {
+    this.queueWatch = setTimeout(() => {
+      this.queueWatch = undefined;
+      const box = this.mailbox;
+      if (box.waitingSince === 0 || this.state !== State.Serving) return;
+      const waited = Date.now() - box.waitingSince;
+      const busy = performance.eventLoopUtilization(since).utilization;
+      if (waited >= QUEUE_WARN_MS && busy < 0.5) {
+        this.queueWarned = true;
+        this.logger.warn(
+          `requests have waited over ${QUEUE_WARN_MS / 1000} s behind concurrency ${box.concurrency} while the process was idle (its handlers are awaiting I/O one batch at a time); ` +
+            'if they may run together (a streaming gateway, an I/O-bound proxy), spawn it with a higher concurrency, e.g. { concurrency: 16 }',
+          { queued: box.queued, running: box.running, concurrency: box.concurrency, eventLoopBusy: Math.round(busy * 100) / 100 },
+        );
+        return;
+      }
+      this.watchQueue(performance.eventLoopUtilization());
+    }, QUEUE_WARN_MS);
+    this.queueWatch.unref();
+  }
+
   private onControl(kind: string, msg: TransportMessage): void {
+    if (kind === Ctl.CANCEL) {
+      const call = this.calls.get(msg.header(H.STREAM) ?? '');
+      if (call) return call.abort(cancelReason(msg, 'call'));
+    }
     streamControl(this.plane, this.streams, kind, msg);
   }
 
@@ -210,8 +291,34 @@ export class ActorInstance {
       if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
       return;
     }
+    const meta = msg.header(H.META);
+    if (meta !== undefined && meta.length > METADATA_LIMITS.maxBytes) {
+      if (reply) this.sendError(reply, new TroupeError('BAD_REQUEST', `request metadata of ${meta.length} bytes exceeds ${METADATA_LIMITS.maxBytes}`));
+      return;
+    }
     // Without a propagated id the unique reply subject names the request.
     const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
+    ctx.metaHeader = meta;
+    const traceparent = msg.header(H.TRACEPARENT);
+    if (traceparent !== undefined) {
+      ctx.traceparent = traceparent;
+      ctx.tracestate = msg.header(H.TRACESTATE);
+    }
+    if (tracingActive()) {
+      // Nothing of this runs unless the application registered a tracer provider.
+      const stream = msg.header(H.MODE) === MODE_STREAM;
+      const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
+      const attrs = callAttributes(addr, msg.subject, stream);
+      attrs['troupe.instance_id'] = this.info.instanceId;
+      attrs['troupe.request_id'] = ctx.requestId;
+      ctx.server = startServerSpan(queueSubject(addr), parseTraceparent(traceparent), msg, attrs);
+      return runInContext(ctx.server.context, () => this.serve(handler, request, ctx, msg));
+    }
+    return this.serve(handler, request, ctx, msg);
+  }
+
+  private serve(handler: Handler, request: unknown, ctx: RequestContext, msg: TransportMessage): void | Promise<void> {
+    const reply = msg.reply;
     if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
     return this.serveUnary(handler, request, ctx, reply);
   }
@@ -221,27 +328,39 @@ export class ActorInstance {
     try {
       result = handler.call(this.actor, request, ctx);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err));
+      const e = this.handlerFailed(ctx, err);
+      if (reply) this.sendError(reply, e);
+      if (ctx.server) ctx.endSpan(e);
       return;
     }
     if (!isPromiseLike(result)) {
       if (reply) this.sendValue(reply, result);
+      if (ctx.server) ctx.endSpan();
       return;
     }
     this.active.add(ctx);
+    if (reply) this.calls.set(reply, ctx);
     ctx.armDeadline();
     return Promise.resolve(result).then(
       (value) => {
-        this.active.delete(ctx);
-        ctx.dispose();
+        this.settled(ctx, reply);
         if (reply) this.sendValue(reply, value);
+        ctx.endSpan();
       },
       (err: unknown) => {
-        this.active.delete(ctx);
-        ctx.dispose();
-        if (reply) this.sendError(reply, toTroupeError(err));
+        this.settled(ctx, reply);
+        // A handler that rethrows its signal's abort as something else still reads as the abort.
+        const e = ctx.aborted && !(err instanceof TroupeError) ? ctx.reason : this.handlerFailed(ctx, err);
+        if (reply) this.sendError(reply, e);
+        ctx.endSpan(e);
       },
     );
+  }
+
+  private settled(ctx: RequestContext, reply: string | undefined): void {
+    this.active.delete(ctx);
+    if (reply) this.calls.delete(reply);
+    ctx.dispose();
   }
 
   private sendValue(reply: string, value: unknown): void {
@@ -262,10 +381,31 @@ export class ActorInstance {
     }
   }
 
+  /**
+   * Normalises what a handler threw and says so on the worker, where the bug
+   * is: an unexpected throw (anything but a TroupeError) at error level with
+   * the request id, the endpoint and the handler's own stack; a TroupeError
+   * the handler meant (NOT_FOUND, BAD_REQUEST, a downstream TIMEOUT) at debug
+   * only. The request body is never logged (it may hold user data).
+   */
+  private handlerFailed(ctx: RequestContext, err: unknown): TroupeError {
+    const e = toTroupeError(err);
+    if (err instanceof TroupeError) {
+      ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+    } else {
+      ctx.logger.error('handler threw', { code: e.code, error: e.message, stack: err instanceof Error ? err.stack : undefined });
+    }
+    return e;
+  }
+
   /** Sends an error to a caller; never throws. */
   sendError(reply: string, err: TroupeError, frame?: boolean): void {
     const wire: WireError = err.toJSON();
-    if (this.plane.settings.dev && err.stack) wire.stack = err.stack;
+    if (this.plane.settings.dev) {
+      // A normalised throw: the stack that helps is the handler's, not the normaliser's.
+      const origin = err.cause instanceof Error && !(err.cause instanceof TroupeError) ? err.cause : err;
+      if (origin.stack) wire.stack = origin.stack;
+    }
     const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
     try {
       let body: Uint8Array;
@@ -288,29 +428,35 @@ export class ActorInstance {
     stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
     this.active.add(ctx);
     ctx.armDeadline();
+    let failed: TroupeError | undefined;
     try {
       if (ctx.aborted) throw ctx.reason;
       let result = handler.call(this.actor, request, ctx);
       if (isPromiseLike(result)) result = await result;
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
+        failed = ctx.reason;
         if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
-      const e = ctx.aborted ? ctx.reason : toTroupeError(err);
+      const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
+      failed = e;
       if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
     } finally {
       stream.forget();
       this.active.delete(ctx);
       ctx.dispose();
+      ctx.endSpan(failed);
     }
   }
 
 }
 
 const EMPTY = new Uint8Array(0);
+/** How long requests must wait without a break before the idle-queue warning. */
+const QUEUE_WARN_MS = 1_000;
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }
@@ -320,14 +466,4 @@ function closeQuietly(v: unknown): void {
     const it = v[Symbol.asyncIterator]();
     void Promise.resolve(it.return?.()).catch(() => undefined);
   }
-}
-
-function withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    void p.then(() => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
 }

@@ -235,8 +235,19 @@ export function streamControl(plane: Plane, table: Map<string, WorkerStream>, ki
     const n = Number(msg.header(H.CREDIT));
     if (Number.isInteger(n) && n > 0) stream.grant(n);
   } else if (kind === Ctl.CANCEL) {
-    stream.abort(new TroupeError('CANCELLED', 'the caller cancelled the stream'));
+    stream.abort(cancelReason(msg, 'stream'));
   }
+}
+
+/**
+ * The abort reason a cancel control message carries: `TIMEOUT` when the
+ * caller's (propagated) deadline passed, else `CANCELLED` — so a handler can
+ * tell a deadline from a cancel however many hops up it happened.
+ */
+export function cancelReason(msg: TransportMessage, what: 'stream' | 'call'): TroupeError {
+  return msg.header(H.REASON) === 'TIMEOUT'
+    ? new TroupeError('TIMEOUT', `the caller's deadline passed (the ${what} timed out upstream)`)
+    : new TroupeError('CANCELLED', `the caller cancelled the ${what}`);
 }
 
 /** Answers a probe with the streams (of those named) this instance does not know; an empty answer means "all alive". */
@@ -256,6 +267,13 @@ function answerProbe(plane: Plane, table: Map<string, WorkerStream>, msg: Transp
  * latency to the first token), the rest of the tick coalesced into one
  * frame. Returns the number of items sent.
  */
+/**
+ * Items a generator yields within this long of the first item of a tick share
+ * its frame; later ones go out at once even if the event loop never turned
+ * (a synchronous step between yields), ms.
+ */
+const TICK_MS = 1;
+
 export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
   const codec = plane.codec;
   const maxBytes = Math.min(MAX_BATCH_BYTES, plane.transport.maxPayload - HEADER_ROOM);
@@ -263,6 +281,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
   let batchBytes = 0;
   let sent = 0;
   let tickOpen = false;
+  let tickStart = 0;
   const flush = (): void => {
     if (batch.length === 0) return;
     const frame = packArray(batch, batchBytes);
@@ -309,12 +328,23 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
       batch.push(bytes);
       batchBytes += bytes.length;
       stream.sentItem(bytes.length);
+      let flushed = false;
       if (!tickOpen) {
-        flush();
         tickOpen = true;
+        tickStart = performance.now();
         setImmediate(closeTick);
-      } else if (batch.length >= MAX_BATCH_ITEMS) {
+        flushed = true;
+      } else if (batch.length >= MAX_BATCH_ITEMS || performance.now() - tickStart > TICK_MS) {
+        // A generator whose steps are synchronous never lets the tick close: time, not the
+        // event loop, decides that this item is late already and goes out now.
+        tickStart = performance.now();
+        flushed = true;
+      }
+      if (flushed) {
         flush();
+        // nats.js writes what was published from a microtask: let it run before the handler's next
+        // step, which may be synchronous work that would hold this item back until it ends.
+        await undefined;
       }
     }
     if (!stream.aborted) flush();
