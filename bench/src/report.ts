@@ -119,7 +119,7 @@ export function buildResults(run: RunInfo, data: Collected, repoRoot: string): R
     for (const [troupe, r] of [[c.troupe, ratios] as const, ...Object.entries(variants)]) {
       for (const g of c.goals) {
         const ratio = g.vs === undefined ? values[troupe] : r[g.vs];
-        if (ratio !== undefined) goals.push(goalOutcome(c.key, troupe, g, ratio, c.unit));
+        if (ratio !== undefined) goals.push(goalOutcome({ key: c.key, troupe, unit: c.unit }, g, ratio));
       }
     }
   }
@@ -156,7 +156,7 @@ function ratiosOf(values: Record<string, number>, troupe: string): Record<string
   return out;
 }
 
-function goalOutcome(key: string, troupe: string, g: Goal, ratio: number, unit: string): GoalOutcome {
+function goalOutcome({ key, troupe, unit }: { key: string; troupe: string; unit: string }, g: Goal, ratio: number): GoalOutcome {
   const met = (g.min === undefined || ratio >= g.min) && (g.max === undefined || ratio <= g.max);
   const out: GoalOutcome = g.vs === undefined ? { case: key, troupe, ratio, unit, met } : { case: key, troupe, vs: g.vs, ratio, met };
   if (g.min !== undefined) out.min = g.min;

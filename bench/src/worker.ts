@@ -27,13 +27,13 @@ function starterOf(kind: Exclude<WorkerKind, 'none'>): StartWorker {
 }
 
 const job = readJob<WorkerJob>();
-let worker: Promise<Worker> | undefined;
+const worker: Promise<Worker> = starterOf(job.worker)(job.url, job.args ?? []);
 let stopping = false;
 
 onStop((code) => {
   if (stopping) return;
   stopping = true;
-  const closing = (worker ?? Promise.resolve(undefined)).then((w) => w?.close());
+  const closing = worker.then((w) => w.close());
   within(closing, CLOSE_TIMEOUT_MS, `${job.worker} worker to close`).then(
     () => process.exit(code),
     (err: unknown) => {
@@ -43,7 +43,6 @@ onStop((code) => {
   );
 });
 
-worker = starterOf(job.worker)(job.url, job.args ?? []);
 worker.then(
   (w) => send(w.endpoint === undefined ? { type: 'ready' } : { type: 'ready', endpoint: w.endpoint }),
   async (err: unknown) => {

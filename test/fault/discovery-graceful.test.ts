@@ -1,6 +1,6 @@
 import * as assert from 'uvu/assert';
 import { Runtime } from '@troupe/runtime/internal';
-import { NatsServer, waitFor, type WorkerProcess, serverSuite } from '@troupe/testing';
+import { type NatsServer, waitFor, type WorkerProcess, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, describeFailures, ListWatch } from './fixtures/discovery-harness';
 

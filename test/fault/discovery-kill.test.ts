@@ -1,6 +1,6 @@
 import * as assert from 'uvu/assert';
 import { type RetryOptions, Runtime } from '@troupe/runtime/internal';
-import { NatsServer, waitFor, serverSuite } from '@troupe/testing';
+import { type NatsServer, waitFor, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, command, describeFailures, ListWatch } from './fixtures/discovery-harness';
 

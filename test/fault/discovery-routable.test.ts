@@ -1,6 +1,6 @@
 import * as assert from 'uvu/assert';
 import { Routers, Runtime } from '@troupe/runtime/internal';
-import { NatsServer, waitFor, serverSuite } from '@troupe/testing';
+import { type NatsServer, waitFor, serverSuite } from '@troupe/testing';
 import { clock, FAST, ms, percentile, type WorkReply } from './fixtures/discovery-common';
 import { Cleanup, command, ListWatch } from './fixtures/discovery-harness';
 

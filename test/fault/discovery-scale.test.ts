@@ -1,6 +1,6 @@
 import * as assert from 'uvu/assert';
 import { Runtime } from '@troupe/runtime/internal';
-import { NatsServer, type WorkerProcess, serverSuite } from '@troupe/testing';
+import { type NatsServer, type WorkerProcess, serverSuite } from '@troupe/testing';
 import { clock, ms } from './fixtures/discovery-common';
 import { Cleanup, command } from './fixtures/discovery-harness';
 

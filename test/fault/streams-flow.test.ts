@@ -1,5 +1,5 @@
 import * as assert from 'uvu/assert';
-import { NatsServer, serverSuite } from '@troupe/testing';
+import { type NatsServer, serverSuite } from '@troupe/testing';
 import { envNumber } from './fixtures/stream-common';
 import { Cleanup, command, nextOf } from './fixtures/stream-harness';
 

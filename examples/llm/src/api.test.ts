@@ -1,4 +1,4 @@
-import OpenAI, { APIError } from 'openai';
+import OpenAI, { type APIError } from 'openai';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { waitFor, within } from '@troupe/testing';

@@ -201,9 +201,12 @@ export class Frontend {
       this.streams.delete(abort);
       this.inflight--;
     };
-    const it = this.router
-      .iterate(gen, { signal: abort.signal, timeout: this.cfg.timeoutMs, migrate: this.cfg.migrate ? { attempts: 2, resume: resumeGeneration } : undefined })
-      [Symbol.asyncIterator]();
+    const items = this.router.iterate(gen, {
+      signal: abort.signal,
+      timeout: this.cfg.timeoutMs,
+      migrate: this.cfg.migrate ? { attempts: 2, resume: resumeGeneration } : undefined,
+    });
+    const it = items[Symbol.asyncIterator]();
     const out = new TextOutput(req.stop);
     const stopUpstream = (): void => {
       abort.abort();
@@ -218,7 +221,7 @@ export class Frontend {
         }
         const { reason } = out.finish();
         stopUpstream();
-        return c.json(completionBody(req, id, created, out.text, reason, usage(tokens.length, out.tokens)));
+        return c.json(completionBody(req, { id, created, text: out.text, finish: reason, usage: usage(tokens.length, out.tokens) }));
       }
       // Wait for the first token so an error before any output is a proper HTTP status, not an SSE event.
       const first = await it.next();

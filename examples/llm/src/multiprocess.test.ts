@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import OpenAI, { APIError } from 'openai';
+import type OpenAI from 'openai';
+import { APIError } from 'openai';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime } from '@troupe/runtime';

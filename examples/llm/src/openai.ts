@@ -169,7 +169,8 @@ export function usage(prompt: number, completion: number): Usage {
 }
 
 /** The body of a non-streaming response. */
-export function completionBody(req: ParsedRequest, id: string, created: number, text: string, finish: FinishReason, u: Usage): unknown {
+export function completionBody(req: ParsedRequest, r: { id: string; created: number; text: string; finish: FinishReason; usage: Usage }): unknown {
+  const { id, created, text, finish, usage: u } = r;
   if (req.kind === 'chat') {
     return {
       id,

@@ -62,7 +62,7 @@ test('run --properties - JSON values parsed, bare strings kept', () => {
 });
 
 test('stats - folds micro stats responses per endpoint, filters by metadata', () => {
-  const reply = (id: string, ns: string, requests: number, errors: number, timeNs: number): MicroStats => ({
+  const reply = (id: string, ns: string, [requests, errors, timeNs]: [number, number, number]): MicroStats => ({
     type: 'io.nats.micro.v1.stats_response',
     name: `${ns}-svc`,
     id,
@@ -70,7 +70,7 @@ test('stats - folds micro stats responses per endpoint, filters by metadata', ()
     metadata: { namespace: ns, component: 'svc', host: 'h', pid: '7' },
     endpoints: [{ name: 'work', subject: `${ns}.svc.work`, num_requests: requests, num_errors: errors, processing_time: timeNs, average_processing_time: requests ? timeNs / requests : 0, data: { load: requests } }],
   });
-  const eps = aggregate({ namespace: 'a', component: undefined }, [reply('i1', 'a', 3, 1, 3e6), reply('i2', 'a', 1, 0, 5e6), reply('i1', 'a', 3, 1, 3e6), reply('i3', 'b', 9, 9, 1)], []);
+  const eps = aggregate({ namespace: 'a', component: undefined }, [reply('i1', 'a', [3, 1, 3e6]), reply('i2', 'a', [1, 0, 5e6]), reply('i1', 'a', [3, 1, 3e6]), reply('i3', 'b', [9, 9, 1])], []);
   assert.is(eps.length, 1);
   assert.is(eps[0]?.requests, 4, 'a duplicate answer counts once, another namespace not at all');
   assert.is(eps[0]?.errors, 1);

@@ -1,4 +1,4 @@
-import type { Subscription } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import type { InstanceRecord } from '@troupe/runtime/internal';
 import { parseScope } from '../address';
 import { connect, type ConnectionFlags } from '../connection';
@@ -59,7 +59,7 @@ export async function ls(scopeArg: string | undefined, flags: LsFlags): Promise<
   }
 }
 
-async function watch(out: Output, scope: string, list$: import('rxjs').Observable<readonly InstanceRecord[]>, timeoutMs: number): Promise<void> {
+async function watch(out: Output, scope: string, list$: Observable<readonly InstanceRecord[]>, timeoutMs: number): Promise<void> {
   let latest: readonly InstanceRecord[] | undefined;
   let sub: Subscription | undefined;
   let ticker: NodeJS.Timeout | undefined;

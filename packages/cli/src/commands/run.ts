@@ -138,7 +138,7 @@ function runtimeFor(abs: string): RuntimeModule {
   try {
     return createRequire(abs)('@troupe/runtime/internal') as RuntimeModule;
   } catch {
-    return require('@troupe/runtime/internal') as RuntimeModule;
+    return createRequire(__filename)('@troupe/runtime/internal') as RuntimeModule;
   }
 }
 
