@@ -60,6 +60,8 @@ export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
+export { threadFunction } from './threads/thread-function';
+export type { ThreadContext, ThreadFunction } from './threads/thread-function';
 export type { OnStart, OnStop } from './worker/instance';
 export { PropertyBoard } from './worker/instance-properties';
 export type { InstanceProperties } from './worker/instance-properties';

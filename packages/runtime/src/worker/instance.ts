@@ -11,6 +11,7 @@ import { Frame, H, MODE_STREAM } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
+import type { ThreadPool } from '../threads/thread-pool';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
@@ -83,6 +84,11 @@ export class ActorInstance {
   /** The addresses of this instance's endpoints. */
   get addresses(): EndpointAddress[] {
     return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
+  }
+
+  /** The runtime's worker threads (`ctx.runInThread`). */
+  get threads(): ThreadPool {
+    return this.plane.threads;
   }
 
   /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */

@@ -3,6 +3,8 @@ import type { InstanceInfo } from '../component/decorators';
 import type { EventPublisher, EventRef, PublishEventOptions } from '../events/events';
 import { TroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { isThreadFunction, type ThreadFunction } from '../threads/thread-function';
+import type { ThreadPool } from '../threads/thread-pool';
 
 /** What a request context needs of its instance. */
 export interface ContextOwner {
@@ -10,6 +12,7 @@ export interface ContextOwner {
   readonly logger: Logger;
   readonly publisher: EventPublisher;
   setProperty(key: string, value: unknown): void;
+  readonly threads: ThreadPool;
 }
 
 /**
@@ -66,6 +69,16 @@ export class RequestContext implements Context {
     this.owner.publisher.publish(event as string, data, options);
   }
 
+  runInThread<Req, Res>(fn: ThreadFunction<Req, Res>, request: Req): Promise<Awaited<Res>> {
+    if (!isThreadFunction(fn)) return Promise.reject(notThreadFunction('runInThread', fn));
+    return this.owner.threads.run<Req, Res>(fn, request, { signal: this.signal, deadline: this.deadline });
+  }
+
+  streamInThread<Req, T>(fn: ThreadFunction<Req, Iterable<T> | AsyncIterable<T>>, request: Req): AsyncIterable<T> {
+    if (!isThreadFunction(fn)) throw notThreadFunction('streamInThread', fn);
+    return this.owner.threads.stream<Req, T>(fn, request, { signal: this.signal, deadline: this.deadline });
+  }
+
   remainingMs(): number {
     return Math.max(0, this.deadline - Date.now());
   }
@@ -92,3 +105,7 @@ export class RequestContext implements Context {
   }
 }
 
+
+function notThreadFunction(method: string, fn: unknown): TroupeError {
+  return new TroupeError('BAD_REQUEST', `ctx.${method} needs a function made by threadFunction(module, name, fn) and exported from that module, got ${typeof fn}`);
+}
