@@ -78,6 +78,9 @@ async function run(task: TaskMessage): Promise<void> {
     const result: unknown = f.fn(task.request, ctx);
     if (!task.stream) {
       const value = await result;
+      if (isIterable(value)) {
+        throw new TroupeError('INTERNAL', `${f.name} returned an iterable: run it with ctx.streamInThread, not ctx.runInThread`);
+      }
       try {
         send({ t: 'done', v: value });
       } catch (err) {
@@ -111,6 +114,11 @@ async function run(task: TaskMessage): Promise<void> {
   } finally {
     port.close();
   }
+}
+
+function isIterable(v: unknown): boolean {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  return typeof (v as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function' || (!ArrayBuffer.isView(v) && !(v instanceof Map) && !(v instanceof Set) && typeof (v as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function');
 }
 
 function iterate(result: unknown, name: string): AsyncIterator<unknown> | Iterator<unknown> {

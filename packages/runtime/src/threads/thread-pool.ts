@@ -1,6 +1,6 @@
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { join } from 'node:path';
-import { TroupeError } from '../errors';
+import { toTroupeError, TroupeError } from '../errors';
 import type { Logger } from '../logger';
 import type { ThreadFunction } from './thread-function';
 import type { FromThread, TaskMessage, ThreadError, ToThread } from './thread-protocol';
@@ -170,7 +170,8 @@ export class ThreadPool {
     try {
       slot = await this.acquire(signal);
     } catch (err) {
-      return void handlers.fail(err as TroupeError);
+      // closed, aborted while waiting, or a thread that could not start
+      return void handlers.fail(toTroupeError(err));
     }
     const channel = new MessageChannel();
     const flag = new Int32Array(new SharedArrayBuffer(4));
@@ -227,7 +228,13 @@ export class ThreadPool {
     if (this.closedWith) return Promise.reject(this.closedWith);
     const free = this.idle.pop();
     if (free) return Promise.resolve(free);
-    if (this.slots.size < this.settings.size) return Promise.resolve(this.spawn());
+    if (this.slots.size < this.settings.size) {
+      try {
+        return Promise.resolve(this.spawn());
+      } catch (err) {
+        return Promise.reject(new TroupeError('UNAVAILABLE', `cannot start a worker thread: ${(err as Error)?.message ?? String(err)}`, { cause: err }));
+      }
+    }
     return new Promise<Slot>((resolve, reject) => {
       const waiter: Waiter = {
         resolve: (slot) => {
