@@ -24,6 +24,7 @@ import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
+import { isSemver, MicroResponder } from './ops/micro';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
 
@@ -69,6 +70,8 @@ export interface SpawnOptions<Config = unknown> {
   concurrency?: number;
   /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
   mailboxCapacity?: number;
+  /** The version the instances report to NATS micro clients (`$SRV.INFO`); a semantic version, default `0.0.0`. */
+  version?: string;
 }
 
 /**
@@ -111,6 +114,8 @@ export class Runtime {
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
+  /** Answers `$SRV.PING|INFO|STATS` for this runtime's instances. */
+  private readonly micro: MicroResponder;
 
   private constructor(
     private readonly transport: Transport,
@@ -142,6 +147,7 @@ export class Runtime {
         eventStreams: new EventStreams(),
       }),
     );
+    this.micro = new MicroResponder(transport, this.id, this.logger);
     this.container = rootContainer.createChildContainer();
     this.container.registerInstance(Runtime as unknown as Class<Runtime>, this);
   }
@@ -251,6 +257,8 @@ export class Runtime {
     }
     const concurrency = options.concurrency ?? this.plane.settings.concurrency;
     const mailboxCapacity = options.mailboxCapacity ?? this.plane.settings.mailboxCapacity;
+    const version = options.version ?? '0.0.0';
+    if (!isSemver(version)) throw new TroupeError('BAD_REQUEST', `version must be a semantic version such as 1.2.3 (NATS micro requires one), got ${String(version)}`);
     checkPositiveInt('concurrency', concurrency, 1);
     checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
@@ -268,6 +276,7 @@ export class Runtime {
         record.instances.push(instance);
         // Registered only once it serves: routable means served.
         await this.registry?.register(instance.addresses, info.instanceId, { ...options.properties });
+        this.micro.add(instance, version);
       }
     } catch (err) {
       await Promise.all(record.instances.map((i) => this.stopInstance(i)));
@@ -294,6 +303,7 @@ export class Runtime {
 
   /** Graceful stop of one instance: leave the registry first, then stop serving. */
   private async stopInstance(i: ActorInstance): Promise<void> {
+    this.micro.remove(i.info.instanceId);
     if (this.registry) {
       await this.registry.deregister(i.addresses, i.info.instanceId);
       // Keep serving while watchers see the record go, so clients stop routing here before it refuses.
@@ -336,6 +346,7 @@ export class Runtime {
       await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
       this.spawns.clear();
       await this.registry?.close();
+      this.micro.close();
       // Durable consumers give back what they hold before the drain; waiting replies fail now.
       await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
       await this.transport.close();

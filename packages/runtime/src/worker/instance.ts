@@ -11,6 +11,7 @@ import type { Headers, TransportMessage, TransportSubscription } from '../transp
 import { RequestContext } from './request-context';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
+import { type EndpointMeter, now } from '../plane/meter';
 import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
@@ -30,6 +31,13 @@ export interface InstanceSettings {
 }
 
 type Handler = (req: unknown, ctx: Context) => unknown;
+
+/** One endpoint as served: its metadata, the bound method and its counters (looked up once at start, not per message). */
+interface Served {
+  readonly ep: EndpointMeta;
+  readonly handler: Handler;
+  readonly meter: EndpointMeter;
+}
 
 const enum State {
   Starting,
@@ -65,6 +73,24 @@ export class ActorInstance {
     this.info = info;
     this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
     this.publisher = plane.events.publisherOf(info);
+    this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
+  }
+
+  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus). */
+  readonly meters: ReadonlyMap<string, EndpointMeter>;
+  /** This instance's dynamic properties as last set (`$SRV.STATS` `data`). */
+  readonly dynamic: Record<string, unknown> = {};
+  /** When the instance started serving (ISO 8601), for `$SRV.STATS` `started`. */
+  started = '';
+
+  /** The component's metadata (name, endpoints). */
+  get component(): ComponentMeta {
+    return this.meta;
+  }
+
+  /** Whether the instance is serving (started, not stopping). */
+  get serving(): boolean {
+    return this.state === State.Serving;
   }
 
   /** Publishes this instance's events (`ctx.publish`, `@injectPublisher()`). */
@@ -82,6 +108,7 @@ export class ActorInstance {
 
   /** Sets a dynamic property (published with the process heartbeat, throttled). */
   setProperty(key: string, value: unknown): void {
+    this.dynamic[key] = value;
     this.propertySink?.(key, value);
   }
 
@@ -97,7 +124,8 @@ export class ActorInstance {
         if (typeof handler !== 'function') {
           throw new TroupeError('INTERNAL', `${this.meta.name}.${ep.method} is not a function on the instance`);
         }
-        const onMsg = (msg: TransportMessage): void => this.onMessage(ep, handler as Handler, msg);
+        const served: Served = { ep, handler: handler as Handler, meter: this.meters.get(ep.name) as EndpointMeter };
+        const onMsg = (msg: TransportMessage): void => this.onMessage(served, msg);
         this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
         this.mailboxSubs.push(t.subscribe(ownMailboxSubject(addr, this.info.instanceId), onMsg));
       }
@@ -117,6 +145,7 @@ export class ActorInstance {
       throw err;
     }
     this.state = State.Serving;
+    this.started = new Date().toISOString();
   }
 
   /**
@@ -141,6 +170,7 @@ export class ActorInstance {
     }
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
+    this.plane.meter.retire(this.info.instanceId);
     this.plane.events.release(this.info.instanceId);
     const hook = (this.actor as Partial<OnStop>).onStop;
     if (typeof hook === 'function') {
@@ -152,10 +182,11 @@ export class ActorInstance {
     }
   }
 
-  private onMessage(ep: EndpointMeta, handler: Handler, msg: TransportMessage): void {
+  private onMessage(served: Served, msg: TransportMessage): void {
     const ctl = msg.header(H.CTL);
     if (ctl !== undefined) return this.onControl(ctl, msg);
     const reply = msg.reply;
+    served.meter.bytesIn += msg.data.length;
     if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
@@ -165,7 +196,7 @@ export class ActorInstance {
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
     const arrived = Date.now();
-    const job = (): void | Promise<void> => this.handle(ep, handler, msg, arrived);
+    const job = (): void | Promise<void> => this.handle(served, msg, arrived);
     // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
     const box = this.mailbox;
     const stream =
@@ -174,6 +205,7 @@ export class ActorInstance {
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
     if (!accepted) stream?.forget();
+    if (!accepted) served.meter.overloaded++;
     if (!accepted && reply) {
       this.sendError(
         reply,
@@ -188,17 +220,21 @@ export class ActorInstance {
     streamControl(this.plane, this.streams, kind, msg);
   }
 
-  private handle(ep: EndpointMeta, handler: Handler, msg: TransportMessage, arrived: number): void | Promise<void> {
+  private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
+    const { ep, meter } = served;
     const reply = msg.reply;
     if (this.refusal) {
       if (reply) this.sendError(reply, this.refusal);
       return;
     }
+    const t0 = now();
     let request: unknown;
     try {
       request = this.plane.codec.decode(msg.data);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err, 'BAD_REQUEST'));
+      const e = toTroupeError(err, 'BAD_REQUEST');
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       else this.logger.warn('malformed request without a reply subject dropped', { endpoint: ep.name });
       return;
     }
@@ -207,25 +243,34 @@ export class ActorInstance {
     const deadline = arrived + budget;
     if (!(budget > 0) || deadline <= Date.now()) {
       // The caller has given up: running the handler would be wasted work.
-      if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
+      const e = new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`);
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       return;
     }
     // Without a propagated id the unique reply subject names the request.
     const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
-    if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
-    return this.serveUnary(handler, request, ctx, reply);
+    meter.inFlight++;
+    if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(served, request, ctx, reply, msg, t0);
+    return this.serveUnary(served, request, ctx, reply, t0);
   }
 
-  private serveUnary(handler: Handler, request: unknown, ctx: RequestContext, reply: string | undefined): void | Promise<void> {
+  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
+  private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: string | undefined, t0: number): void | Promise<void> {
+    const meter = served.meter;
     let result: unknown;
     try {
-      result = handler.call(this.actor, request, ctx);
+      result = served.handler.call(this.actor, request, ctx);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err));
+      const e = toTroupeError(err);
+      meter.inFlight--;
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       return;
     }
     if (!isPromiseLike(result)) {
-      if (reply) this.sendValue(reply, result);
+      meter.inFlight--;
+      this.answer(meter, t0, reply, result);
       return;
     }
     this.active.add(ctx);
@@ -234,32 +279,52 @@ export class ActorInstance {
       (value) => {
         this.active.delete(ctx);
         ctx.dispose();
-        if (reply) this.sendValue(reply, value);
+        meter.inFlight--;
+        this.answer(meter, t0, reply, value);
       },
       (err: unknown) => {
         this.active.delete(ctx);
         ctx.dispose();
-        if (reply) this.sendError(reply, toTroupeError(err));
+        meter.inFlight--;
+        const e = toTroupeError(err);
+        meter.finish(t0, e.code, e.message);
+        if (reply) this.sendError(reply, e);
       },
     );
   }
 
-  private sendValue(reply: string, value: unknown): void {
+  /** Sends a handler's value (when there is a reply subject) and counts the request. */
+  private answer(meter: EndpointMeter, t0: number, reply: string | undefined, value: unknown): void {
+    const failed = reply ? this.sendValue(reply, value, meter) : undefined;
+    if (failed) meter.finish(t0, failed.code, failed.message);
+    else meter.finish(t0);
+  }
+
+  /** Sends a unary reply; returns the error sent instead when the value could not go. */
+  private sendValue(reply: string, value: unknown, meter: EndpointMeter): TroupeError | undefined {
+    let failed: TroupeError | undefined;
     if (isObservable(value) || isAsyncIterable(value)) {
       closeQuietly(value);
-      return this.sendError(reply, new TroupeError('BAD_REQUEST', `endpoint streams: call it with stream(), not call()`));
+      failed = new TroupeError('BAD_REQUEST', `endpoint streams: call it with stream(), not call()`);
+      this.sendError(reply, failed);
+      return failed;
     }
     let data: Uint8Array;
     try {
       data = value === undefined ? EMPTY : this.plane.codec.encode(value);
     } catch (err) {
-      return this.sendError(reply, new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`));
+      failed = new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`);
+      this.sendError(reply, failed);
+      return failed;
     }
     try {
       this.plane.transport.publish(reply, data);
+      meter.bytesOut += data.length;
     } catch (err) {
-      this.sendError(reply, toTroupeError(err));
+      failed = toTroupeError(err);
+      this.sendError(reply, failed);
     }
+    return failed;
   }
 
   /** Sends an error to a caller; never throws. */
@@ -283,28 +348,36 @@ export class ActorInstance {
     }
   }
 
-  private async serveStream(handler: Handler, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage): Promise<void> {
+  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
+  private async serveStream(served: Served, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage, t0: number): Promise<void> {
+    const meter = served.meter;
     const stream = this.streams.get(reply) ?? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply);
     stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
+    stream.meter = meter;
+    stream.startedAt = t0;
     this.active.add(ctx);
     ctx.armDeadline();
+    // A caller's cancel is no failure of the handler: counted as a request, not an error.
+    let failed: TroupeError | undefined;
     try {
       if (ctx.aborted) throw ctx.reason;
-      let result = handler.call(this.actor, request, ctx);
+      let result = served.handler.call(this.actor, request, ctx);
       if (isPromiseLike(result)) result = await result;
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
-        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
+        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, (failed = ctx.reason), true);
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : toTroupeError(err);
-      if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
+      if (e.code !== 'CANCELLED') this.sendError(reply, (failed = e), true);
     } finally {
       stream.forget();
       this.active.delete(ctx);
       ctx.dispose();
+      meter.inFlight--;
+      meter.finish(t0, failed?.code, failed?.message);
     }
   }
 
