@@ -31,6 +31,10 @@ export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClie
 export type { MigrateOptions } from './caller/call-options';
 export type { StreamObservable } from './caller/stream-iterator';
 export type { RuntimeStats } from './plane/stats';
+export { RuntimeMetrics } from './ops/metrics';
+export type { MetricsOptions } from './ops/metrics';
+export type { StatusOptions, RuntimeHealth, InstanceHealth } from './ops/status-server';
+export { microServiceName } from './ops/micro';
 export { Routers } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';

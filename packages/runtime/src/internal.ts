@@ -51,6 +51,13 @@ export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClie
 export type { MigrateOptions } from './caller/call-options';
 export type { StreamObservable } from './caller/stream-iterator';
 export type { RuntimeStats } from './plane/stats';
+export { RuntimeMetrics } from './ops/metrics';
+export type { MetricsOptions } from './ops/metrics';
+export type { StatusOptions, RuntimeHealth, InstanceHealth } from './ops/status-server';
+export { microServiceName } from './ops/micro';
+export { MicroResponder, MicroType, SERVICE_API_PREFIX } from './ops/micro';
+export { StatusServer } from './ops/status-server';
+export { Meter, EndpointMeter, CallMeter, Durations, DURATION_BUCKETS } from './plane/meter';
 export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';

@@ -25,6 +25,9 @@ import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
 import { isSemver, MicroResponder } from './ops/micro';
+import { type MetricsOptions, RuntimeMetrics } from './ops/metrics';
+import { checkStatusOptions, type RuntimeHealth, type StatusOptions, StatusServer, statusFromEnv } from './ops/status-server';
+import type { AddressInfo } from 'node:net';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
 
@@ -54,6 +57,14 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
    * clients can only use the `queue` router and nothing needs JetStream).
    */
   discovery?: false | Partial<DiscoverySettings & { inhibitMs: number }>;
+  /** Prometheus metrics options, or `false` to turn Troupe's metrics off (`runtime.metrics.registry` stays for yours). */
+  metrics?: false | MetricsOptions;
+  /**
+   * Starts the status server (`/metrics`, `/health`, `/live`) on this port
+   * and host (default `127.0.0.1`). Default: `TROUPE_STATUS_PORT` and
+   * `TROUPE_STATUS_HOST` when set, else no server.
+   */
+  status?: StatusOptions;
 }
 
 /** Options of {@link Runtime.spawn}. */
@@ -116,6 +127,8 @@ export class Runtime {
   private readonly registry: Registry | undefined;
   /** Answers `$SRV.PING|INFO|STATS` for this runtime's instances. */
   private readonly micro: MicroResponder;
+  private readonly runtimeMetrics: RuntimeMetrics;
+  private status: { address: AddressInfo; detach: () => Promise<void> } | undefined;
 
   private constructor(
     private readonly transport: Transport,
@@ -148,6 +161,17 @@ export class Runtime {
       }),
     );
     this.micro = new MicroResponder(transport, this.id, this.logger);
+    this.runtimeMetrics = new RuntimeMetrics(
+      {
+        meter: this.plane.meter,
+        stats: this.plane.stats,
+        transport,
+        discovery,
+        registry: this.registry,
+        instances: () => [...this.spawns].flatMap((s) => s.instances),
+      },
+      options.metrics ?? {},
+    );
     this.container = rootContainer.createChildContainer();
     this.container.registerInstance(Runtime as unknown as Class<Runtime>, this);
   }
@@ -182,6 +206,10 @@ export class Runtime {
   private static async open(options: RuntimeOptions, embedded: boolean): Promise<Runtime> {
     resolveSettings(options); // refuse bad settings before connecting
     resolveDiscovery(options);
+    const status = options.status !== undefined ? checkStatusOptions(options.status) : statusFromEnv();
+    if (options.metrics !== undefined && options.metrics !== false && (options.metrics === null || typeof options.metrics !== 'object')) {
+      throw new TroupeError('BAD_REQUEST', `metrics must be false or an options object, got ${String(options.metrics)}`);
+    }
     if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
     const { transport, network } = await openTransport(options, embedded);
     let rt: Runtime;
@@ -193,6 +221,14 @@ export class Runtime {
     }
     if (!network) await transport.flush();
     await rt.openDiscovery();
+    if (status) {
+      try {
+        rt.status = await StatusServer.attach(status, { registry: rt.runtimeMetrics.registry, health: () => rt.health() });
+      } catch (err) {
+        await rt.close();
+        throw err;
+      }
+    }
     return rt;
   }
 
@@ -347,6 +383,8 @@ export class Runtime {
       this.spawns.clear();
       await this.registry?.close();
       this.micro.close();
+      this.runtimeMetrics.close();
+      await this.status?.detach();
       // Durable consumers give back what they hold before the drain; waiting replies fail now.
       await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
       await this.transport.close();
@@ -422,6 +460,65 @@ export class Runtime {
     const discovery = this.plane.discovery;
     if (!discovery) throw new TroupeError('UNAVAILABLE', 'discovery is off ({ discovery: false }): there is no registry to list');
     return discovery.listing(scope);
+  }
+
+  /**
+   * This runtime's Prometheus metrics: its own prom-client registry (Troupe's
+   * metrics unless `metrics: false`, and any you register) and its text.
+   *
+   * @example
+   * new Counter({ name: 'tokens_total', help: 'tokens', registers: [runtime.metrics.registry] });
+   */
+  get metrics(): RuntimeMetrics {
+    return this.runtimeMetrics;
+  }
+
+  /**
+   * Where the status server listens (`status` option or
+   * `TROUPE_STATUS_PORT`); undefined when it is off.
+   *
+   * @example
+   * const { port } = runtime.statusAddress ?? { port: 0 };
+   */
+  get statusAddress(): { host: string; port: number } | undefined {
+    return this.status ? { host: this.status.address.address, port: this.status.address.port } : undefined;
+  }
+
+  /**
+   * This runtime's health as `/health` reports it: connected to NATS, lease
+   * current, every instance serving, registered and passing its canary
+   * checks.
+   *
+   * @example
+   * if (!runtime.health().ready) console.warn(runtime.health());
+   */
+  health(): RuntimeHealth {
+    const connected = this.transport.status === TransportStatus.CONNECTED;
+    const reg = this.registry;
+    const instances = [...this.spawns].flatMap((s) => s.instances);
+    let lease: RuntimeHealth['lease'] = null;
+    if (reg && reg.lastLeaseWrite > 0) {
+      const ageMs = Date.now() - reg.lastLeaseWrite;
+      lease = { current: ageMs < reg.settings.leaseTtlMs, ageMs, ttlMs: reg.settings.leaseTtlMs };
+    }
+    const list = instances.map((i) => {
+      const endpoints = [...i.component.endpoints.values()].map((ep) => {
+        const check = i.checks.get(ep.name);
+        const status: 'ok' | 'failing' | 'unchecked' = check === undefined ? 'unchecked' : check.ok ? 'ok' : 'failing';
+        return { name: ep.name, subject: `${i.info.namespace}.${i.info.component}.${ep.name}`, status, ...(check?.lastError ? { lastError: check.lastError } : {}) };
+      });
+      return {
+        namespace: i.info.namespace,
+        component: i.info.component,
+        instanceId: i.info.instanceId,
+        serving: i.serving,
+        registered: reg ? reg.has(i.info.instanceId) : true,
+        healthy: endpoints.every((e) => e.status !== 'failing'),
+        endpoints,
+      };
+    });
+    const ready = connected && (lease === null ? !reg || instances.length === 0 : lease.current) && list.every((i) => i.serving && i.registered && i.healthy);
+    return { ready, runtime: this.id, nats: { connected, server: this.transport.describe }, lease, instances: list };
   }
 
   /** Whether the connection is up. */

@@ -1,3 +1,4 @@
+import { type CallMeter, now } from '../plane/meter';
 import type { CallerMonitor, Monitored } from './caller-monitor';
 import { decodeError, MAX_WINDOW, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
 import type { InFlight } from '../discovery/discovery';
@@ -103,7 +104,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     private readonly sink: StreamSink<Res>,
   ) {
     this.monitor = plane.monitor;
+    this.meter = plane.meter.callMeter(address.namespace, address.component, address.endpoint);
   }
+
+  private readonly meter: CallMeter;
+  private readonly startedAt = now();
 
   /**
    * Sends the request to `target`. `route` (when given) picks where a request
@@ -461,6 +466,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.clearTimers();
     this.endAttempt();
     this.items = undefined;
+    this.meter.finish(this.startedAt, err ? err.code : 'OK');
     if (err) this.sink.error(err);
     else this.sink.complete();
   }

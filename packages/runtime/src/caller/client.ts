@@ -1,3 +1,4 @@
+import type { CallMeter } from '../plane/meter';
 import { map, Observable } from 'rxjs';
 import { type CallOptions, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
 import { CallerStream, type StreamRoute, type StreamSink, type StreamTarget } from './caller-stream';
@@ -39,6 +40,8 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   readonly subject: string;
   private readonly router: Router | 'queue';
   private viewCache: EndpointView | undefined;
+  /** Client-side counters of this endpoint (shared by every client of it in this runtime). */
+  private readonly meter: CallMeter;
 
   constructor(
     private readonly plane: Plane,
@@ -49,6 +52,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   ) {
     this.subject = instanceId === undefined ? queueSubject(address) : mailboxSubject(address, instanceId);
     this.router = resolveRouter(options.router ?? plane.settings.router);
+    this.meter = plane.meter.callMeter(address.namespace, address.component, address.endpoint);
     if (this.router !== 'queue' && !plane.discovery) {
       throw new TroupeError('BAD_REQUEST', `router ${this.router.name} needs discovery, which this runtime has turned off; use router 'queue' or enable discovery`);
     }
@@ -166,9 +170,15 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
     if (router === 'queue' || this.instanceId !== undefined) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options));
+      return new Promise<Res>((resolve, reject) => this.unary(resolve, reject).send(this.subject, data, budget, options));
     }
     return this.callRouted(router, request, data, budget, options);
+  }
+
+  private unary(resolve: (v: Res) => void, reject: (e: TroupeError) => void): UnaryCall<Res> {
+    const c = new UnaryCall<Res>(this.plane, resolve, reject);
+    c.meter = this.meter;
+    return c;
   }
 
   private callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined): Promise<Res> {
@@ -176,13 +186,13 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
     const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
     if (view.synced) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget, options));
+      return new Promise<Res>((resolve, reject) => this.unary(resolve, reject).sendRouted(route, data, budget, options));
     }
     const started = Date.now();
     return untilReady(view, budget, this.subject).then(
       () =>
         new Promise<Res>((resolve, reject) =>
-          new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget - (Date.now() - started), options),
+          this.unary(resolve, reject).sendRouted(route, data, budget - (Date.now() - started), options),
         ),
     );
   }

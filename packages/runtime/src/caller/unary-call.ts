@@ -5,6 +5,7 @@ import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
+import { type CallMeter, now } from '../plane/meter';
 import { H } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
@@ -44,6 +45,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private tried: Set<string> | undefined;
   private retries = 0;
   private lastErr: TroupeError | undefined;
+  /** The client's counters of this endpoint; set by the client before sending. */
+  meter: CallMeter | undefined;
+  private startedAt = 0;
 
   constructor(
     private readonly plane: Plane,
@@ -65,6 +69,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   }
 
   private arm(data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+    if (this.meter) this.startedAt = now();
     this.data = data;
     this.budget = budget;
     this.options = options;
@@ -118,6 +123,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     if (this.id !== undefined) this.route?.view.succeeded(this.id);
     this.done = true;
     this.cleanup();
+    this.meter?.finish(this.startedAt, 'OK');
     this.resolve(value as Res);
   }
 
@@ -175,6 +181,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     if (this.done) return;
     this.done = true;
     this.cleanup();
+    this.meter?.finish(this.startedAt, err.code);
     this.reject(err);
   }
 

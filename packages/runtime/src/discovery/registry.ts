@@ -87,6 +87,10 @@ export class Registry {
   private readonly host = hostname();
   /** Registry writes so far (records + leases), for the scale figures. */
   writes = 0;
+  /** Lease heartbeats that failed (metrics). */
+  failures = 0;
+  /** When the lease was last written successfully (epoch ms; 0 before the first). */
+  lastLeaseWrite = 0;
 
   constructor(
     private readonly persistence: Persistence,
@@ -144,6 +148,12 @@ export class Registry {
     this.ensureHeartbeat();
   }
 
+  /** Whether an instance's records are registered by this process (health). */
+  has(instanceId: string): boolean {
+    for (const k of this.mine.keys()) if (k.endsWith(instanceId)) return true;
+    return false;
+  }
+
   /** Removes the records of one instance (graceful stop: before it stops serving). */
   async deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<void> {
     this.dyn.delete(instanceId);
@@ -199,6 +209,7 @@ export class Registry {
           }),
         ]);
       } catch (err) {
+        this.failures++;
         this.logger.warn('registry heartbeat failed; retrying next period', { error: toTroupeError(err).message });
       } finally {
         if (timer) clearTimeout(timer);
@@ -228,6 +239,7 @@ export class Registry {
     };
     this.lastWrite = Date.now();
     await this.put(this.leases, this.lease, this.codec.encode(value));
+    this.lastLeaseWrite = Date.now();
   }
 
   private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<void> {

@@ -88,6 +88,14 @@ export class ActorInstance {
     return this.meta;
   }
 
+  /** Canary health-check results by endpoint (endpoints that declare `healthCheck`). */
+  readonly checks = new Map<string, { ok: boolean; lastError?: string; at: number }>();
+
+  /** Requests waiting in the mailbox now. */
+  get queued(): number {
+    return this.mailbox.queued;
+  }
+
   /** Whether the instance is serving (started, not stopping). */
   get serving(): boolean {
     return this.state === State.Serving;
