@@ -18,7 +18,7 @@ export {
   injectClient,
   injectPublisher,
 } from './component/decorators';
-export type { EndpointOptions, InstanceInfo, Class } from './component/decorators';
+export type { EndpointOptions, InstanceInfo, Class, HealthCheck } from './component/decorators';
 export { on } from './events/event-handlers';
 export type { OnOptions } from './events/event-handlers';
 export { inject } from 'tsyringe';

@@ -41,7 +41,7 @@ export {
   INSTANCE,
   PUBLISHER,
 } from './component/decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './component/decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class, HealthCheck, ResolvedHealthCheck } from './component/decorators';
 export { Runtime } from './runtime';
 export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
 export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';

@@ -25,6 +25,7 @@ import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
 import { isSemver, MicroResponder } from './ops/micro';
+import { HealthChecker } from './ops/health-checks';
 import { type MetricsOptions, RuntimeMetrics } from './ops/metrics';
 import { checkStatusOptions, type RuntimeHealth, type StatusOptions, StatusServer, statusFromEnv } from './ops/status-server';
 import type { AddressInfo } from 'node:net';
@@ -128,6 +129,8 @@ export class Runtime {
   /** Answers `$SRV.PING|INFO|STATS` for this runtime's instances. */
   private readonly micro: MicroResponder;
   private readonly runtimeMetrics: RuntimeMetrics;
+  /** Canary health checks of endpoints that declare one. */
+  private readonly checker: HealthChecker;
   private status: { address: AddressInfo; detach: () => Promise<void> } | undefined;
 
   private constructor(
@@ -161,6 +164,18 @@ export class Runtime {
       }),
     );
     this.micro = new MicroResponder(transport, this.id, this.logger);
+    this.checker = new HealthChecker(
+      this.plane,
+      {
+        withdraw: async (i) => this.registry?.deregister(i.addresses, i.info.instanceId),
+        restore: async (i) => {
+          if (!this.registry || !i.serving) return;
+          await this.registry.register(i.addresses, i.info.instanceId, i.properties);
+          for (const [k, v] of Object.entries(i.dynamic)) this.registry.setDynamic(i.info.instanceId, k, v);
+        },
+      },
+      this.logger,
+    );
     this.runtimeMetrics = new RuntimeMetrics(
       {
         meter: this.plane.meter,
@@ -308,11 +323,13 @@ export class Runtime {
         const actor = this.construct(target, info, logger, options.config);
         const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
         instance.propertySink = this.registry ? (k, v) => this.registry?.setDynamic(info.instanceId, k, v) : undefined;
+        instance.properties = { ...options.properties };
         await instance.start();
         record.instances.push(instance);
         // Registered only once it serves: routable means served.
-        await this.registry?.register(instance.addresses, info.instanceId, { ...options.properties });
+        await this.registry?.register(instance.addresses, info.instanceId, instance.properties);
         this.micro.add(instance, version);
+        this.checker.add(instance);
       }
     } catch (err) {
       await Promise.all(record.instances.map((i) => this.stopInstance(i)));
@@ -340,6 +357,7 @@ export class Runtime {
   /** Graceful stop of one instance: leave the registry first, then stop serving. */
   private async stopInstance(i: ActorInstance): Promise<void> {
     this.micro.remove(i.info.instanceId);
+    this.checker.remove(i.info.instanceId);
     if (this.registry) {
       await this.registry.deregister(i.addresses, i.info.instanceId);
       // Keep serving while watchers see the record go, so clients stop routing here before it refuses.
@@ -383,6 +401,7 @@ export class Runtime {
       this.spawns.clear();
       await this.registry?.close();
       this.micro.close();
+      this.checker.close();
       this.runtimeMetrics.close();
       await this.status?.detach();
       // Durable consumers give back what they hold before the drain; waiting replies fail now.

@@ -78,6 +78,8 @@ export class ActorInstance {
 
   /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus). */
   readonly meters: ReadonlyMap<string, EndpointMeter>;
+  /** The static properties given at spawn (registered with discovery). */
+  properties: Record<string, unknown> = {};
   /** This instance's dynamic properties as last set (`$SRV.STATS` `data`). */
   readonly dynamic: Record<string, unknown> = {};
   /** When the instance started serving (ISO 8601), for `$SRV.STATS` `started`. */
