@@ -62,8 +62,10 @@ s('a user metric lives in the runtime registry; metrics: false leaves only it', 
   const rt = ctx.cleanup.runtime(await Runtime.embedded({ metrics: false }));
   const tokens = new Counter({ name: 'app_tokens_total', help: 'tokens generated', registers: [rt.metrics.registry] });
   tokens.inc(5);
+  rt.metrics.gauge({ name: 'app_kv_usage', help: 'KV cache in use', labelNames: ['model'] }).set({ model: 'm' }, 0.5);
   const text = await rt.metrics.text();
   assert.match(text, /app_tokens_total 5/);
+  assert.match(text, /app_kv_usage\{model="m"\} 0.5/);
   assert.not.match(text, /troupe_/);
   const other = ctx.cleanup.runtime(await Runtime.embedded());
   assert.not.match(await other.metrics.text(), /app_tokens_total/, 'registries are per runtime, not the global one');

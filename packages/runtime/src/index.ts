@@ -17,6 +17,7 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectMetrics,
 } from './component/decorators';
 export type { EndpointOptions, InstanceInfo, Class, HealthCheck } from './component/decorators';
 export { on } from './events/event-handlers';

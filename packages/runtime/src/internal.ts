@@ -36,6 +36,7 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectMetrics,
   CONFIG,
   LOGGER,
   INSTANCE,
@@ -55,8 +56,7 @@ export { RuntimeMetrics } from './ops/metrics';
 export type { MetricsOptions } from './ops/metrics';
 export type { StatusOptions, RuntimeHealth, InstanceHealth } from './ops/status-server';
 export { microServiceName } from './ops/micro';
-export { MicroResponder, MicroType, SERVICE_API_PREFIX } from './ops/micro';
-export { StatusServer } from './ops/status-server';
+export { MicroType, SERVICE_API_PREFIX } from './ops/micro';
 export { Meter, EndpointMeter, CallMeter, Durations, DURATION_BUCKETS } from './plane/meter';
 export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';

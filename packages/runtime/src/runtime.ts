@@ -5,7 +5,7 @@ import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
+import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, METRICS, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
@@ -373,6 +373,7 @@ export class Runtime {
     child.registerInstance(LOGGER, logger);
     child.registerInstance(INSTANCE, info);
     child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
+    child.registerInstance(METRICS, this.runtimeMetrics);
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
     }

@@ -186,6 +186,7 @@ export const LOGGER = Symbol.for('troupe:logger');
 export const INSTANCE = Symbol.for('troupe:instance');
 /** tsyringe token of the instance's `EventPublisher`. */
 export const PUBLISHER = Symbol.for('troupe:publisher');
+export const METRICS = Symbol.for('troupe:metrics');
 
 /**
  * Injects the `config` given to `runtime.spawn`.
@@ -227,6 +228,19 @@ export function injectInstance(): ParameterDecorator {
  */
 export function injectPublisher(): ParameterDecorator {
   return inject(PUBLISHER) as ParameterDecorator;
+}
+
+/**
+ * Injects the runtime's metrics (`RuntimeMetrics`): make your own counters,
+ * gauges and histograms in the runtime's registry, scraped with Troupe's.
+ *
+ * @example
+ * constructor(\@injectMetrics() metrics: RuntimeMetrics) {
+ *   this.tokens = metrics.counter({ name: 'tokens_total', help: 'tokens generated' });
+ * }
+ */
+export function injectMetrics(): ParameterDecorator {
+  return inject(METRICS) as ParameterDecorator;
 }
 
 /** One client dependency declared with {@link injectClient}. */

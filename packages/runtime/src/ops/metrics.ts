@@ -1,4 +1,4 @@
-import { Registry } from 'prom-client';
+import { Counter, type CounterConfiguration, Gauge, type GaugeConfiguration, Histogram, type HistogramConfiguration, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import type { Discovery } from '../discovery/discovery';
 import type { Registry as DiscoveryRegistry } from '../discovery/registry';
@@ -82,12 +82,13 @@ export interface MetricSources {
 /**
  * The Prometheus metrics of one runtime: its own prom-client `Registry`
  * (never the global default one), Troupe's metrics read from the plane's
- * plain counters at scrape time, and room for yours. Reach it as
- * `runtime.metrics`.
+ * plain counters at scrape time, and room for yours (`counter`, `gauge`,
+ * `histogram`, or any prom-client metric registered in `registry`). Reach it
+ * as `runtime.metrics`, or inject it with `@injectMetrics()`.
  *
  * @example
- * import { Counter } from 'prom-client';
- * const tokens = new Counter({ name: 'tokens_total', help: 'tokens generated', registers: [runtime.metrics.registry] });
+ * const tokens = runtime.metrics.counter({ name: 'tokens_total', help: 'tokens generated' });
+ * tokens.inc(3);
  * console.log(await runtime.metrics.text());
  */
 export class RuntimeMetrics {
@@ -97,6 +98,7 @@ export class RuntimeMetrics {
   private reconnects = 0;
   private disconnects = 0;
 
+  /** @internal Built by the runtime. */
   constructor(
     private readonly sources: MetricSources,
     options: MetricsOptions | false,
@@ -113,6 +115,40 @@ export class RuntimeMetrics {
       }
     });
     this.registerAll(options.perInstance === true);
+  }
+
+  /**
+   * A prom-client counter in this runtime's registry (scraped with Troupe's
+   * metrics; no prom-client import of your own needed).
+   *
+   * @example
+   * const tokens = runtime.metrics.counter({ name: 'tokens_total', help: 'tokens generated', labelNames: ['model'] });
+   * tokens.inc({ model: 'llama' }, 12);
+   */
+  counter<L extends string>(config: Omit<CounterConfiguration<L>, 'registers'>): Counter<L> {
+    return new Counter<L>({ ...config, registers: [this.registry] });
+  }
+
+  /**
+   * A prom-client gauge in this runtime's registry.
+   *
+   * @example
+   * const kv = runtime.metrics.gauge({ name: 'kv_cache_usage', help: 'KV cache blocks in use' });
+   * kv.set(0.42);
+   */
+  gauge<L extends string>(config: Omit<GaugeConfiguration<L>, 'registers'>): Gauge<L> {
+    return new Gauge<L>({ ...config, registers: [this.registry] });
+  }
+
+  /**
+   * A prom-client histogram in this runtime's registry.
+   *
+   * @example
+   * const batch = runtime.metrics.histogram({ name: 'batch_size', help: 'requests per batch', buckets: [1, 2, 4, 8, 16] });
+   * batch.observe(4);
+   */
+  histogram<L extends string>(config: Omit<HistogramConfiguration<L>, 'registers'>): Histogram<L> {
+    return new Histogram<L>({ ...config, registers: [this.registry] });
   }
 
   /** The metrics in Prometheus text format. */

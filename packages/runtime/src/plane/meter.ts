@@ -82,7 +82,7 @@ export class EndpointMeter {
     readonly endpoint: string,
   ) {}
 
-  /** Counts one finished request: `startedAt` from {@link now}; `error` when it failed. */
+  /** Counts one finished request: `startedAt` from `now()`; `error` when it failed. */
   finish(startedAt: number, code?: string, message?: string): void {
     const ms = now() - startedAt;
     this.requests++;
@@ -127,7 +127,7 @@ export class CallMeter {
     readonly endpoint: string,
   ) {}
 
-  /** Counts one finished call that started at `startedAt` ({@link now}). */
+  /** Counts one finished call that started at `startedAt` (from `now()`). */
   finish(startedAt: number, code: string): void {
     this.durations.observeMs(now() - startedAt);
     this.outcomes.set(code, (this.outcomes.get(code) ?? 0) + 1);

@@ -53,7 +53,7 @@ export class WorkerStream {
   credit: number;
   /** The endpoint's counters, set when the handler starts (items, frames, first-item time, stalls). */
   meter: EndpointMeter | undefined;
-  /** When the handler started ({@link now}), for the time to the first item. */
+  /** When the handler started (from `now()`), for the time to the first item. */
   startedAt = 0;
   /** The caller's inbox key: the last token of the reply subject. */
   readonly key: string;
@@ -261,6 +261,13 @@ function answerProbe(plane: Plane, table: Map<string, WorkerStream>, msg: Transp
  * latency to the first token), the rest of the tick coalesced into one
  * frame. Returns the number of items sent.
  */
+/**
+ * Items a generator yields within this long of the first item of a tick share
+ * its frame; later ones go out at once even if the event loop never turned
+ * (a synchronous step between yields), ms.
+ */
+const TICK_MS = 1;
+
 export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
   const codec = plane.codec;
   const maxBytes = Math.min(MAX_BATCH_BYTES, plane.transport.maxPayload - HEADER_ROOM);
@@ -268,6 +275,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
   let batchBytes = 0;
   let sent = 0;
   let tickOpen = false;
+  let tickStart = 0;
   const flush = (): void => {
     if (batch.length === 0) return;
     const frame = packArray(batch, batchBytes);
@@ -323,12 +331,23 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
       batch.push(bytes);
       batchBytes += bytes.length;
       stream.sentItem(bytes.length);
+      let flushed = false;
       if (!tickOpen) {
-        flush();
         tickOpen = true;
+        tickStart = performance.now();
         setImmediate(closeTick);
-      } else if (batch.length >= MAX_BATCH_ITEMS) {
+        flushed = true;
+      } else if (batch.length >= MAX_BATCH_ITEMS || performance.now() - tickStart > TICK_MS) {
+        // A generator whose steps are synchronous never lets the tick close: time, not the
+        // event loop, decides that this item is late already and goes out now.
+        tickStart = performance.now();
+        flushed = true;
+      }
+      if (flushed) {
         flush();
+        // nats.js writes what was published from a microtask: let it run before the handler's next
+        // step, which may be synchronous work that would hold this item back until it ends.
+        await undefined;
       }
     }
     if (!stream.aborted) flush();

@@ -1,0 +1,41 @@
+import * as assert from 'uvu/assert';
+import { Runtime } from '@troupe/runtime';
+import { Cleanup, type NatsServer, serverSuite, WorkerProcess, within } from '@troupe/testing';
+
+// Issue #19: a CPU-bound decode loop ("compute a step, yield a token"). Each
+// token must be on the wire before the handler's next step runs: measured
+// before the fix, a token waited for the following step (and some for
+// several): 101, 301, 201, 101 ms at 100 ms per step.
+
+const s = serverSuite('streams - CPU-bound handlers', new Cleanup());
+
+async function startWorker(ctx: { cleanup: Cleanup; server?: NatsServer }, ns: string): Promise<WorkerProcess> {
+  const w = await WorkerProcess.start(require.resolve('./fixtures/cpu-worker'), {
+    env: { NATS_URL: (ctx.server as NatsServer).url, TROUPE_NS: ns },
+  });
+  ctx.cleanup.add(() => w.kill('SIGKILL'));
+  return w;
+}
+
+for (const stepMs of [100, 400]) {
+  s(`every item arrives within 10 ms of its yield when each step burns ${stepMs} ms of CPU`, async (ctx) => {
+    const ns = `cpu${stepMs}`;
+    await startWorker(ctx, ns);
+    const rt = ctx.cleanup.runtime(await Runtime.connect({ servers: (ctx.server as NatsServer).url }));
+    const client = rt.namespace(ns).component('cpu').endpoint('steps').client<{ n: number; stepMs: number }, { i: number; t: number }>();
+    const n = 5;
+    const delays: number[] = [];
+    await within(
+      new Promise<void>((resolve, reject) =>
+        client.stream({ n, stepMs }).subscribe({ next: (item) => delays.push(Date.now() - item.t), error: reject, complete: resolve }),
+      ),
+      n * stepMs + 10_000,
+      `the ${n}-item stream`,
+    );
+    console.log(`streams: ${stepMs} ms of CPU per step: delay from yield to arrival per item ${delays.map((d) => `${d}`).join(', ')} ms`);
+    assert.is(delays.length, n, 'every item arrived');
+    for (const [i, d] of delays.entries()) assert.ok(d <= 10, `item ${i} arrived ${d} ms after its yield (want <= 10 ms)`);
+  });
+}
+
+s.run();
