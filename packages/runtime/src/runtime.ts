@@ -66,6 +66,12 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
    * `TROUPE_STATUS_HOST` when set, else no server.
    */
   status?: StatusOptions;
+  /**
+   * Answer the NATS micro protocol (`$SRV.PING|INFO|STATS`) for this
+   * runtime's instances (default true). Set false when the NATS account may
+   * not subscribe to `$SRV.>`.
+   */
+  micro?: boolean;
 }
 
 /** Options of {@link Runtime.spawn}. */
@@ -127,7 +133,7 @@ export class Runtime {
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
   /** Answers `$SRV.PING|INFO|STATS` for this runtime's instances. */
-  private readonly micro: MicroResponder;
+  private readonly micro: MicroResponder | undefined;
   private readonly runtimeMetrics: RuntimeMetrics;
   /** Canary health checks of endpoints that declare one. */
   private readonly checker: HealthChecker;
@@ -163,7 +169,7 @@ export class Runtime {
         eventStreams: new EventStreams(),
       }),
     );
-    this.micro = new MicroResponder(transport, this.id, this.logger);
+    this.micro = options.micro === false ? undefined : new MicroResponder(transport, this.id, this.logger);
     this.checker = new HealthChecker(
       this.plane,
       {
@@ -222,6 +228,7 @@ export class Runtime {
     resolveSettings(options); // refuse bad settings before connecting
     resolveDiscovery(options);
     const status = options.status !== undefined ? checkStatusOptions(options.status) : statusFromEnv();
+    if (options.micro !== undefined && typeof options.micro !== 'boolean') throw new TroupeError('BAD_REQUEST', `micro must be a boolean, got ${String(options.micro)}`);
     if (options.metrics !== undefined && options.metrics !== false && (options.metrics === null || typeof options.metrics !== 'object')) {
       throw new TroupeError('BAD_REQUEST', `metrics must be false or an options object, got ${String(options.metrics)}`);
     }
@@ -328,7 +335,7 @@ export class Runtime {
         record.instances.push(instance);
         // Registered only once it serves: routable means served.
         await this.registry?.register(instance.addresses, info.instanceId, instance.properties);
-        this.micro.add(instance, version);
+        this.micro?.add(instance, version);
         this.checker.add(instance);
       }
     } catch (err) {
@@ -356,7 +363,7 @@ export class Runtime {
 
   /** Graceful stop of one instance: leave the registry first, then stop serving. */
   private async stopInstance(i: ActorInstance): Promise<void> {
-    this.micro.remove(i.info.instanceId);
+    this.micro?.remove(i.info.instanceId);
     this.checker.remove(i.info.instanceId);
     if (this.registry) {
       await this.registry.deregister(i.addresses, i.info.instanceId);
@@ -401,7 +408,7 @@ export class Runtime {
       await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
       this.spawns.clear();
       await this.registry?.close();
-      this.micro.close();
+      this.micro?.close();
       this.checker.close();
       this.runtimeMetrics.close();
       await this.status?.detach();

@@ -226,7 +226,7 @@ export class RuntimeMetrics {
     const calls = () => [...this.sources.meter.calls.values()];
     const callLabels = (c: { namespace: string; component: string; endpoint: string }): Labels => ({ namespace: c.namespace, component: c.component, endpoint: c.endpoint });
     reg('troupe_client_calls_total', 'Calls and streams made by this runtime\'s clients, by outcome code (OK on success).', 'counter', () =>
-      calls().flatMap((c) => [...c.outcomes].map(([code, value]) => ({ labels: { ...callLabels(c), code }, value }))),
+      calls().flatMap((c) => [{ labels: { ...callLabels(c), code: 'OK' }, value: c.ok }, ...[...c.errors].map(([code, value]) => ({ labels: { ...callLabels(c), code }, value }))]),
     );
     reg('troupe_client_call_duration_seconds', 'Client-side duration of a call (a stream: until it ended), seconds.', 'histogram', () =>
       calls().flatMap((c) => histogramSamples('troupe_client_call_duration_seconds', callLabels(c), c.durations)),

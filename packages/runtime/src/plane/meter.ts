@@ -102,6 +102,7 @@ export class EndpointMeter {
   add(o: EndpointMeter): void {
     this.requests += o.requests;
     this.errors += o.errors;
+    if (o.lastError) this.lastError = o.lastError;
     for (const [c, n] of o.errorCodes) this.errorCodes.set(c, (this.errorCodes.get(c) ?? 0) + n);
     this.processingMs += o.processingMs;
     this.durations.add(o.durations);
@@ -117,8 +118,10 @@ export class EndpointMeter {
 
 /** Client-side counters of calls to one endpoint (whichever instance answered). */
 export class CallMeter {
-  /** Calls finished (unary) or streams ended, by outcome code (`OK` for success). */
-  readonly outcomes = new Map<string, number>();
+  /** Calls (unary) and streams that succeeded: a plain field, so the common case costs no map update. */
+  ok = 0;
+  /** Calls and streams that failed, by error code. */
+  readonly errors = new Map<string, number>();
   readonly durations = new Durations();
 
   constructor(
@@ -130,7 +133,8 @@ export class CallMeter {
   /** Counts one finished call that started at `startedAt` (from `now()`). */
   finish(startedAt: number, code: string): void {
     this.durations.observeMs(now() - startedAt);
-    this.outcomes.set(code, (this.outcomes.get(code) ?? 0) + 1);
+    if (code === 'OK') this.ok++;
+    else this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
   }
 }
 
