@@ -51,8 +51,8 @@ const encoder = new TextEncoder();
 /**
  * Answers the NATS service protocol for every instance of one runtime, as if
  * each were its own NATS micro service (name {@link microServiceName}, id
- * the instance id). One wildcard subscription per runtime (`$SRV.>`), not
- * per instance; a discovery verb gets one reply per matching instance, as
+ * the instance id). One wildcard subscription per runtime (`$SRV.>`, while
+ * it has instances), not per instance; a discovery verb gets one reply per matching instance, as
  * separate micro services would send. Internal; started by the runtime at
  * its first spawn.
  */
@@ -79,9 +79,13 @@ export class MicroResponder {
     this.sub ??= this.transport.subscribe(`${SERVICE_API_PREFIX}.>`, (msg) => this.onRequest(msg));
   }
 
-  /** Stops answering for an instance (it stopped). */
+  /** Stops answering for an instance (it stopped); the subscription goes with the last one, so a runtime without instances holds none. */
   remove(instanceId: string): void {
     this.entries.delete(instanceId);
+    if (this.entries.size === 0) {
+      this.sub?.unsubscribe();
+      this.sub = undefined;
+    }
   }
 
   /** Unsubscribes. */
