@@ -283,7 +283,7 @@ export class Discovery {
           const lease = this.leaseOf(r.lease);
           if (!lease) continue;
           const dyn = lease.dyn?.[r.instanceId];
-          out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
+          out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
         }
         out.sort((a, b) => listingKey(a).localeCompare(listingKey(b)));
         sub.next(out);

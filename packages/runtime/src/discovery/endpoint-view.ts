@@ -129,7 +129,7 @@ export class EndpointView implements RouterContext {
       const lease = this.discovery.leaseOf(r.lease);
       if (!lease) continue;
       const dyn = lease.dyn?.[r.instanceId];
-      next.push(dyn ? { ...r, properties: { ...r.properties, ...dyn } } : r);
+      next.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
     }
     next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
     this.listed = next;

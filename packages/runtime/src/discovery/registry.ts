@@ -31,6 +31,8 @@ export interface InstanceRecord {
   readonly proto: string;
   /** Static properties given at spawn, merged with the latest dynamic ones. */
   readonly properties: Readonly<Record<string, unknown>>;
+  /** The latest dynamic properties alone (load, free slots…), as set with `ctx.setProperty`; absent when none were set. */
+  readonly dynamic?: Readonly<Record<string, unknown>>;
 }
 
 /** The lease value a process writes every heartbeat (one write per process, whatever its instance count). */
@@ -154,22 +156,25 @@ export class Registry {
     return false;
   }
 
-  /** Removes the records of one instance (graceful stop: before it stops serving). */
-  async deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<void> {
+  /** Removes the records of one instance (graceful stop: before it stops serving); false when a delete failed. */
+  async deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<boolean> {
     this.dyn.delete(instanceId);
     const keys = addresses.map((a) => registryKey(a, instanceId));
     for (const k of keys) this.mine.delete(k);
-    if (!this.records) return;
-    await Promise.all(
+    if (!this.records) return true;
+    const deleted = await Promise.all(
       keys.map(async (k) => {
         try {
           await this.records?.delete(k);
           this.writes++;
+          return true;
         } catch (err) {
           this.logger.warn('deregistration failed; the lease TTL will drop the instance', { key: k, error: toTroupeError(err).message });
+          return false;
         }
       }),
     );
+    return deleted.every(Boolean);
   }
 
   /** Records a dynamic property change; written with the lease within the throttle period. */
