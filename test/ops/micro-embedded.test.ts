@@ -55,4 +55,17 @@ s('micro: false answers nothing; a bad version is refused with BAD_REQUEST', asy
   assert.is((err as TroupeError).code, 'BAD_REQUEST');
 });
 
+s('metrics: false still counts requests for $SRV.STATS, untimed (no clock read per request)', async (ctx) => {
+  const rt = ctx.cleanup.runtime(await Runtime.embedded({ metrics: false }));
+  const p = await rt.spawn(Prep, { namespace: 'emb3' });
+  const prep = rt.namespace('emb3').component('prep').endpoint('tokenize').client<{ text: string }, string[]>();
+  await prep.call({ text: 'a' });
+  await prep.call({ text: 'b' });
+  const [stats] = await ask(rt.bus, `$SRV.STATS.emb3_prep.${p.instanceIds[0]}`, 1);
+  const tok = (stats?.['endpoints'] as Array<Record<string, unknown>>).find((e) => e['name'] === 'tokenize');
+  assert.is(tok?.['num_requests'], 2);
+  assert.is(tok?.['processing_time'], 0);
+  assert.not.match(await rt.metrics.text(), /troupe_/);
+});
+
 s.run();

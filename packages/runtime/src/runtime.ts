@@ -192,6 +192,8 @@ export class Runtime {
         eventStreams: new EventStreams(),
       }),
     );
+    // `metrics: false` also takes the clock reads off the hot path (counts stay, for $SRV.STATS).
+    this.plane.meter.timed = options.metrics !== false;
     this.micro = options.micro === false ? undefined : new MicroResponder(transport, this.id, this.logger);
     this.checker = new HealthChecker(
       this.plane,

@@ -106,10 +106,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
   ) {
     this.monitor = plane.monitor;
     this.meter = plane.meter.callMeter(address.namespace, address.component, address.endpoint);
+    this.startedAt = this.meter ? now() : 0;
   }
 
-  private readonly meter: CallMeter;
-  private readonly startedAt = now();
+  private readonly meter: CallMeter | undefined;
+  private readonly startedAt: number;
 
   /**
    * Sends the request to `target`. `route` (when given) picks where a request
@@ -467,7 +468,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.clearTimers();
     this.endAttempt();
     this.items = undefined;
-    this.meter.finish(this.startedAt, err ? err.code : 'OK');
+    this.meter?.finish(this.startedAt, err ? err.code : 'OK');
     if (err?.code === ErrorCode.NO_INSTANCES) {
       // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
       void explainNoInstances(this.plane, this.address, err).then((e) => this.sink.error(e));

@@ -43,7 +43,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   private readonly router: Router | 'queue';
   private viewCache: EndpointView | undefined;
   /** Client-side counters of this endpoint (shared by every client of it in this runtime). */
-  private readonly meter: CallMeter;
+  private readonly meter: CallMeter | undefined;
 
   constructor(
     private readonly plane: Plane,

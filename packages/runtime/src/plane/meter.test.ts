@@ -36,7 +36,7 @@ test('meter - a stopped instance folds into its endpoint totals, so counters nev
 
 test('meter - client outcomes: successes in a plain field, failures by code; one meter per endpoint', () => {
   const m = new Meter();
-  const c = m.callMeter('ns', 'comp', 'ep');
+  const c = m.callMeter('ns', 'comp', 'ep') as CallMeter;
   assert.is(m.callMeter('ns', 'comp', 'ep'), c);
   c.finish(0, 'OK');
   c.finish(0, 'OK');

@@ -75,6 +75,8 @@ export class EndpointMeter {
   creditStalls = 0;
   /** Time from handler start to the first stream item leaving. */
   readonly firstItem = new Durations();
+  /** Whether requests are timed (off with `metrics: false`: no clock read on the hot path; counts stay). */
+  timed = true;
 
   constructor(
     readonly namespace: string,
@@ -82,12 +84,19 @@ export class EndpointMeter {
     readonly endpoint: string,
   ) {}
 
-  /** Counts one finished request: `startedAt` from `now()`; `error` when it failed. */
+  /** When a request starts (`now()`), or 0 when requests are not timed. */
+  start(): number {
+    return this.timed ? now() : 0;
+  }
+
+  /** Counts one finished request that started at {@link start}; `code` and `message` when it failed. */
   finish(startedAt: number, code?: string, message?: string): void {
-    const ms = now() - startedAt;
     this.requests++;
-    this.processingMs += ms;
-    this.durations.observeMs(ms);
+    if (this.timed) {
+      const ms = now() - startedAt;
+      this.processingMs += ms;
+      this.durations.observeMs(ms);
+    }
     if (code !== undefined) this.error(code, message ?? code);
   }
 
@@ -154,14 +163,17 @@ export class Meter {
   eventsPublished = 0;
   eventsDelivered = 0;
   eventGaps = 0;
-  leaseFailures = 0;
-  reconnects = 0;
-  disconnects = 0;
+  /** Whether requests and calls are timed and client calls counted (false with `metrics: false`). */
+  timed = true;
 
   /** The meters of a new instance, one per endpoint. */
   instance(instanceId: string, namespace: string, component: string, endpoints: Iterable<string>): Map<string, EndpointMeter> {
     const m = new Map<string, EndpointMeter>();
-    for (const ep of endpoints) m.set(ep, new EndpointMeter(namespace, component, ep));
+    for (const ep of endpoints) {
+      const e = new EndpointMeter(namespace, component, ep);
+      e.timed = this.timed;
+      m.set(ep, e);
+    }
     this.live.set(instanceId, m);
     return m;
   }
@@ -179,8 +191,9 @@ export class Meter {
     }
   }
 
-  /** The client meter of one endpoint (created on first use; a client keeps its reference). */
-  callMeter(namespace: string, component: string, endpoint: string): CallMeter {
+  /** The client meter of one endpoint (created on first use; a client keeps its reference); undefined when not timed. */
+  callMeter(namespace: string, component: string, endpoint: string): CallMeter | undefined {
+    if (!this.timed) return undefined;
     const key = `${namespace}.${component}.${endpoint}`;
     let m = this.calls.get(key);
     if (!m) this.calls.set(key, (m = new CallMeter(namespace, component, endpoint)));

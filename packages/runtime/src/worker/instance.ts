@@ -13,7 +13,7 @@ import type { Headers, TransportMessage, TransportSubscription } from '../transp
 import { RequestContext } from './request-context';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
-import { type EndpointMeter, now } from '../plane/meter';
+import type { EndpointMeter } from '../plane/meter';
 import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
@@ -292,7 +292,7 @@ export class ActorInstance {
       if (reply) this.sendError(reply, this.refusal);
       return;
     }
-    const t0 = now();
+    const t0 = meter.start();
     let request: unknown;
     try {
       request = this.plane.codec.decode(msg.data);

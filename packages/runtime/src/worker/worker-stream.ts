@@ -287,7 +287,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
     stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
     const m = stream.meter;
     if (m) {
-      if (first === 0) m.firstItem.observeMs(now() - stream.startedAt);
+      if (first === 0 && m.timed) m.firstItem.observeMs(now() - stream.startedAt);
       m.streamItems += n;
       m.streamFrames++;
       m.bytesOut += frame.length;
