@@ -13,6 +13,7 @@ export type { WireError } from './errors';
 export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
 export type { NameKind } from './names';
 export { newInstanceId } from './ids';
+export { withTimeout } from './timeout';
 export {
   endpointAddress,
   queueSubject,
@@ -48,9 +49,9 @@ export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, I
 export { Endpoints } from './endpoint-keys';
 export type { DeclaredEndpoints } from './endpoint-keys';
 export { refuseStandardDecorator } from './decorator-shape';
-export { Runtime } from './runtime';
+export { Runtime, retainedState } from './runtime';
 export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
-export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
+export type { RuntimeOptions, SpawnOptions, SpawnHandle, RetainedState } from './runtime';
 export type { PlaneSettings } from './plane/plane';
 export { EndpointClient } from './caller/client';
 export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './caller/client';
@@ -98,6 +99,10 @@ export type {
   LogConsumeOptions,
   LogMessage,
   LogConsumer,
+  Persistence,
+  KvBucket,
+  KvEntry,
+  KvOptions,
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';

@@ -6,7 +6,7 @@ import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
 import { type CallMeter, now } from '../plane/meter';
-import { H } from '../wire/protocol';
+import { H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
 import type { TransportMessage } from '../transport/transport';
@@ -46,6 +46,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private id: string | undefined;
   private tried: Set<string> | undefined;
   private retries = 0;
+  /** The backoff before a retry: cleared when the call settles meanwhile, so it does not hold the call. */
+  private backoff: NodeJS.Timeout | undefined;
   private lastErr: TroupeError | undefined;
   /** The client's counters of this endpoint; set by the client before sending. */
   meter: CallMeter | undefined;
@@ -80,14 +82,15 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.deadline = Date.now() + budget;
     this.wheel = this.plane.wheel;
     this.wheel.add(this, this.deadline);
-    this.unlisten = onAbort(options, this.onCancel);
+    // The listener closure only when there is a signal: most calls have none, and one closure per call is garbage at 30k calls/s.
+    if (options?.signal || options?.parent) this.unlisten = onAbort(options, () => this.cancel());
   }
 
   private next(): void {
     const r = this.route as Route;
-    let candidates = r.view.candidates(r.filter, this.tried);
-    if (candidates.length === 0 && this.retries > 0) candidates = r.view.candidates(r.filter);
-    const id = candidates.length > 0 ? r.router.pick(candidates, r.request, r.view) : undefined;
+    // A retry may go back to an instance already tried when no other is left.
+    let id = r.view.pick(r.router, r.request, { filter: r.filter, exclude: this.tried });
+    if (id === undefined && this.retries > 0) id = r.view.pick(r.router, r.request, { filter: r.filter });
     if (id === undefined) {
       this.finish(this.lastErr ?? new TroupeError('NO_INSTANCES', `no instance of ${r.subject} is registered${r.filter ? ' matching the filter' : ''}`));
       return;
@@ -147,9 +150,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.finish(new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${this.budget} ms`));
   }
 
-  private readonly onCancel = (): void => {
+  private cancel(): void {
     this.finish(new TroupeError('CANCELLED', `call to ${this.subject} cancelled`));
-  };
+  }
 
   /** An attempt failed: re-route when that is safe (or asked for), else finish. */
   private fail(err: TroupeError): void {
@@ -164,14 +167,18 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
       const left = this.deadline - Date.now();
       if (err.code === ErrorCode.NO_INSTANCES || isRefusal(err)) {
         r.view.inhibit(id); // never delivered: another instance is always safe
-        if (left > 0) return this.next();
+        if (left > 0) {
+          this.plane.stats.callsRerouted++;
+          return this.next();
+        }
       } else {
         if (err.code === ErrorCode.INSTANCE_LOST) r.view.inhibit(id);
         const retryable = err.code === ErrorCode.INSTANCE_LOST || err.code === ErrorCode.OVERLOADED;
         if (r.retry && retryable && this.retries < r.retry.attempts && left > 1) {
           const pause = Math.min((r.retry.backoffMs ?? 10) * 2 ** this.retries, left - 1);
           this.retries++;
-          setTimeout(() => {
+          this.backoff = setTimeout(() => {
+            this.backoff = undefined;
             if (!this.done) this.next();
           }, pause);
           return;
@@ -209,6 +216,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.wheel = undefined;
     this.unlisten?.();
     this.unlisten = undefined;
+    if (this.backoff) clearTimeout(this.backoff);
+    this.backoff = undefined;
     this.data = EMPTY;
     this.options = undefined;
     this.route = undefined;
@@ -218,8 +227,3 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** Refused without running (an instance that is stopping): safe to send elsewhere. */
-export function isRefusal(err: TroupeError): boolean {
-  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
-}

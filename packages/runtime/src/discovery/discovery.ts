@@ -2,6 +2,7 @@ import { Observable, type Subscription } from 'rxjs';
 import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import {
   type DiscoverySettings,
   type InstanceRecord,
@@ -21,6 +22,8 @@ export interface InFlight {
 
 interface LeaseState {
   value: LeaseValue;
+  /** Instances the lease names as gone (a graceful stop whose record deletes may still be on the way). */
+  gone: ReadonlySet<string>;
   timer: NodeJS.Timeout;
   /** KV revision of `value`: tells a silent watch from a silent process. */
   revision: number;
@@ -52,6 +55,8 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
+  /** Janitor timers (sweeps of dead leases' records): cleared by close(), so a closed runtime is not kept for a TTL. */
+  private readonly janitors = new Set<NodeJS.Timeout>();
   /** Listing watches of components a failed call asked about (see {@link endpointsOf}), per `ns.comp`. */
   private readonly componentWatches = new Map<string, ComponentWatch>();
   private componentSweep: NodeJS.Timeout | undefined;
@@ -138,7 +143,8 @@ export class Discovery {
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
     const timer = setTimeout(() => this.expire(e.key), ttl);
     timer.unref();
-    this.leases.set(e.key, { value, timer, revision: e.revision });
+    const gone = Array.isArray(value.gone) && value.gone.length > 0 ? new Set(value.gone.filter((x) => typeof x === 'string')) : NONE_GONE;
+    this.leases.set(e.key, { value, timer, revision: e.revision, gone });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
     for (const l of this.leaseListeners) l();
   }
@@ -165,13 +171,10 @@ export class Discovery {
   private readLease(lease: string): Promise<KvEntry | undefined> {
     const bucket = this.leasesBucket;
     if (!bucket) return Promise.resolve(undefined);
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      bucket.get(lease),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `lease ${lease} not read within ${this.settings.heartbeatMs} ms`)), this.settings.heartbeatMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const ms = this.settings.heartbeatMs;
+    return withTimeout(bucket.get(lease), ms, () => {
+      throw new TroupeError('TIMEOUT', `lease ${lease} not read within ${ms} ms`);
+    });
   }
 
   /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */
@@ -193,8 +196,17 @@ export class Discovery {
     for (const v of this.views.values()) v.leaseChanged(lease, true);
     for (const l of this.leaseListeners) l();
     // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
-    const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
+    this.later(() => void this.sweep(lease), this.settings.leaseTtlMs);
+  }
+
+  /** Runs `fn` after `ms` unless closed first; never keeps the process alive. */
+  private later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.janitors.delete(t);
+      fn();
+    }, ms);
     t.unref();
+    this.janitors.add(t);
   }
 
   private async sweep(lease: string, again = false): Promise<void> {
@@ -225,7 +237,7 @@ export class Discovery {
    * is dead — the only way to notice that watch when every lease went quiet.
    */
   private sweepAgain(lease: string): void {
-    if (!this.closed && this.knows(lease)) setTimeout(() => void this.sweep(lease, true), this.settings.leaseTtlMs).unref();
+    if (!this.closed && this.knows(lease)) this.later(() => void this.sweep(lease, true), this.settings.leaseTtlMs);
   }
 
   private knows(lease: string): boolean {
@@ -236,6 +248,21 @@ export class Discovery {
   /** @internal */
   leaseOf(lease: string): LeaseValue | undefined {
     return this.leases.get(lease)?.value;
+  }
+
+  /**
+   * @internal The lease of a record when it lists the record's instance:
+   * alive and not named gone by a graceful stop; undefined otherwise.
+   */
+  liveLeaseOf(r: InstanceRecord): LeaseValue | undefined {
+    const state = this.leases.get(r.lease);
+    if (!state || state.gone.has(r.instanceId)) return undefined;
+    return state.value;
+  }
+
+  /** @internal Whether `lease` names `instanceId` as gone (it left gracefully; its record may linger). */
+  isGone(lease: string, instanceId: string): boolean {
+    return this.leases.get(lease)?.gone.has(instanceId) === true;
   }
 
   private scheduleViewRestart(): void {
@@ -284,11 +311,19 @@ export class Discovery {
       let synced = false;
       let stop: (() => void) | undefined;
       let done = false;
+      let scheduled: NodeJS.Immediate | undefined;
+      // Changes come in bursts (a spawn or a stop of thousands of instances is one burst of
+      // record events): build and emit the list once per burst, not once per record (O(n²)).
       const emit = (): void => {
-        if (!synced || done) return;
+        if (!synced || done || scheduled) return;
+        scheduled = setImmediate(flush);
+      };
+      const flush = (): void => {
+        scheduled = undefined;
+        if (done) return;
         const out: InstanceRecord[] = [];
         for (const r of records.values()) {
-          const lease = this.leaseOf(r.lease);
+          const lease = this.liveLeaseOf(r);
           if (!lease) continue;
           const dyn = lease.dyn?.[r.instanceId];
           out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
@@ -322,10 +357,26 @@ export class Discovery {
       })().catch((err: unknown) => sub.error(toTroupeError(err, 'UNAVAILABLE')));
       return () => {
         done = true;
+        if (scheduled) clearImmediate(scheduled);
         this.leaseListeners.delete(emit);
         stop?.();
       };
     });
+  }
+
+  /** @internal What the endpoint views hold, summed (leak tests). */
+  retained(): { views: number; records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
+    const out = { views: this.views.size, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    for (const v of this.views.values()) {
+      const r = v.retained();
+      out.records += r.records;
+      out.tracked += r.tracked;
+      out.trackedInstances += r.trackedInstances;
+      out.mailboxes += r.mailboxes;
+      out.inhibited += r.inhibited;
+      out.strikes += r.strikes;
+    }
+    return out;
   }
 
   /**
@@ -396,10 +447,16 @@ export class Discovery {
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();
+    for (const t of this.janitors) clearTimeout(t);
+    this.janitors.clear();
+    if (this.viewRestart) clearTimeout(this.viewRestart);
+    this.viewRestart = undefined;
     for (const v of this.views.values()) v.close();
     this.views.clear();
   }
 }
+
+const NONE_GONE: ReadonlySet<string> = new Set();
 
 /** A component listing watch opened by a failed call closes this long after the last lookup. */
 const COMPONENT_WATCH_IDLE_MS = 30_000;

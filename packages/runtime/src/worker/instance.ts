@@ -4,10 +4,11 @@ import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
+import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
-import { Frame, H, MODE_STREAM } from '../wire/protocol';
+import { Frame, H, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
@@ -127,8 +128,17 @@ export class ActorInstance {
     this.properties.set(key, value);
   }
 
-  /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
-  async start(): Promise<void> {
+  /** Requests being handled and streams open here now (leak tests). */
+  retained(): { active: number; streams: number } {
+    return { active: this.active.size, streams: this.streams.size };
+  }
+
+  /**
+   * Runs `onStart`, then subscribes every endpoint and waits until the server
+   * has the interest — unless `flush` is false: a spawn of many instances
+   * flushes once for all of them (one round trip instead of one each).
+   */
+  async start(flush = true): Promise<void> {
     const hook = (this.actor as Partial<OnStart>).onStart;
     if (typeof hook === 'function') await hook.call(this.actor);
     const t = this.plane.transport;
@@ -153,7 +163,7 @@ export class ActorInstance {
         mailbox: this.mailbox,
         refused: () => this.refusal !== undefined,
       });
-      await t.flush();
+      if (flush) await t.flush();
     } catch (err) {
       for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
       await this.eventHandlers?.stop();
@@ -171,8 +181,15 @@ export class ActorInstance {
    * waits at most `drainWithinMs` for the server (less when the server is
    * known not to answer).
    */
-  async stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
-    if (this.state === State.Stopped || this.state === State.Stopping) return;
+  stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
+    // A second caller (a handle's stop, then close) waits for the same stop, not for nothing.
+    this.stopping ??= this.stopNow(graceMs, drainWithinMs);
+    return this.stopping;
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  private async stopNow(graceMs: number, drainWithinMs: number): Promise<void> {
     this.state = State.Stopping;
     clearTimeout(this.queueWatch);
     this.queueWatch = undefined;
@@ -184,17 +201,17 @@ export class ActorInstance {
       .then(() => this.eventHandlers?.stop())
       .catch(() => undefined);
     const drainMs = Math.min(graceMs, drainWithinMs);
-    if (!(await withTimeout(leaving, drainMs))) {
+    if (!(await settlesWithin(leaving, drainMs))) {
       for (const s of this.subs) s.unsubscribe();
       this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
     }
-    const finished = await withTimeout(this.mailbox.idle(), Math.max(0, deadline - Date.now()));
+    const finished = await settlesWithin(this.mailbox.idle(), deadline - Date.now());
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
       for (const job of this.mailbox.takeQueued()) job();
       for (const ctx of this.active) ctx.abort(lost);
-      await withTimeout(this.mailbox.idle(), Math.min(1000, graceMs));
+      await settlesWithin(this.mailbox.idle(), Math.min(1000, graceMs));
     }
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
@@ -219,7 +236,7 @@ export class ActorInstance {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
       // `refused`: never ran, so the caller's router sends it elsewhere.
-      if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
+      if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
       return;
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
@@ -482,14 +499,4 @@ function closeQuietly(v: unknown): void {
     const it = v[Symbol.asyncIterator]();
     void Promise.resolve(it.return?.()).catch(() => undefined);
   }
-}
-
-function withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    void p.then(() => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
 }
