@@ -37,6 +37,7 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectMetrics,
   injectProperties,
   CONFIG,
   LOGGER,
@@ -44,7 +45,7 @@ export {
   PUBLISHER,
   PROPERTIES,
 } from './component/decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class, HealthCheck, ResolvedHealthCheck } from './component/decorators';
 export { Endpoints } from './endpoint-keys';
 export type { DeclaredEndpoints } from './endpoint-keys';
 export { refuseStandardDecorator } from './decorator-shape';
@@ -57,6 +58,12 @@ export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClie
 export type { MigrateOptions } from './caller/call-options';
 export type { StreamObservable } from './caller/stream-iterator';
 export type { RuntimeStats } from './plane/stats';
+export { RuntimeMetrics } from './ops/metrics';
+export type { MetricsOptions } from './ops/metrics';
+export type { StatusOptions, RuntimeHealth, InstanceHealth } from './ops/status-server';
+export { microServiceName } from './ops/micro';
+export { MicroType, SERVICE_API_PREFIX } from './ops/micro';
+export { Meter, EndpointMeter, CallMeter, Durations, DURATION_BUCKETS } from './plane/meter';
 export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';

@@ -6,7 +6,7 @@ import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
+import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, METRICS, PROPERTIES, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, pool, Registry } from './discovery/registry';
@@ -26,6 +26,11 @@ import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
+import { isSemver, MicroResponder } from './ops/micro';
+import { HealthChecker } from './ops/health-checks';
+import { type MetricsOptions, RuntimeMetrics } from './ops/metrics';
+import { checkStatusOptions, type RuntimeHealth, type StatusOptions, StatusServer, statusFromEnv } from './ops/status-server';
+import type { AddressInfo } from 'node:net';
 import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
@@ -64,6 +69,20 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
    * clients can only use the `queue` router and nothing needs JetStream).
    */
   discovery?: false | Partial<DiscoverySettings & { inhibitMs: number }>;
+  /** Prometheus metrics options, or `false` to turn Troupe's metrics off (`runtime.metrics.registry` stays for yours). */
+  metrics?: false | MetricsOptions;
+  /**
+   * Starts the status server (`/metrics`, `/health`, `/live`) on this port
+   * and host (default `127.0.0.1`). Default: `TROUPE_STATUS_PORT` and
+   * `TROUPE_STATUS_HOST` when set, else no server.
+   */
+  status?: StatusOptions;
+  /**
+   * Answer the NATS micro protocol (`$SRV.PING|INFO|STATS`) for this
+   * runtime's instances (default true). Set false when the NATS account may
+   * not subscribe to `$SRV.>`.
+   */
+  micro?: boolean;
 }
 
 /** Options of {@link Runtime.spawn}. */
@@ -87,6 +106,8 @@ export interface SpawnOptions<Config = unknown> {
   concurrency?: number;
   /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
   mailboxCapacity?: number;
+  /** The version the instances report to NATS micro clients (`$SRV.INFO`); a semantic version, default `0.0.0`. */
+  version?: string;
 }
 
 /**
@@ -131,6 +152,12 @@ export class Runtime {
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
+  /** Answers `$SRV.PING|INFO|STATS` for this runtime's instances. */
+  private readonly micro: MicroResponder | undefined;
+  private readonly runtimeMetrics: RuntimeMetrics;
+  /** Canary health checks of endpoints that declare one. */
+  private readonly checker: HealthChecker;
+  private status: { address: AddressInfo; detach: () => Promise<void> } | undefined;
 
   private constructor(
     private readonly transport: Transport,
@@ -170,6 +197,36 @@ export class Runtime {
         eventStreams: new EventStreams(),
       }),
     );
+    // `metrics: false` also takes the clock reads off the hot path (counts stay, for $SRV.STATS).
+    this.plane.meter.timed = options.metrics !== false;
+    this.micro = options.micro === false ? undefined : new MicroResponder(transport, this.id, this.logger);
+    this.checker = new HealthChecker(
+      this.plane,
+      {
+        withdraw: async (i) => {
+          if (this.registry && !(await this.registry.deregister(i.addresses, i.info.instanceId))) {
+            throw new TroupeError('UNAVAILABLE', `the registry did not confirm the withdrawal of ${i.info.instanceId}`);
+          }
+        },
+        restore: async (i) => {
+          if (!this.registry || !i.serving) return;
+          await this.registry.register(i.addresses, i.info.instanceId, { ...i.properties?.statics });
+          for (const [k, v] of Object.entries(i.dynamic)) this.registry.setDynamic(i.info.instanceId, k, v);
+        },
+      },
+      this.logger,
+    );
+    this.runtimeMetrics = new RuntimeMetrics(
+      {
+        meter: this.plane.meter,
+        stats: this.plane.stats,
+        transport,
+        discovery,
+        registry: this.registry,
+        instances: () => [...this.spawns].flatMap((s) => s.instances),
+      },
+      options.metrics ?? {},
+    );
     this.container = rootContainer.createChildContainer();
     this.container.registerInstance(Runtime as unknown as Class<Runtime>, this);
   }
@@ -204,6 +261,11 @@ export class Runtime {
   private static async open(options: RuntimeOptions, embedded: boolean): Promise<Runtime> {
     resolveSettings(options); // refuse bad settings before connecting
     resolveDiscovery(options);
+    const status = options.status !== undefined ? checkStatusOptions(options.status) : statusFromEnv();
+    if (options.micro !== undefined && typeof options.micro !== 'boolean') throw new TroupeError('BAD_REQUEST', `micro must be a boolean, got ${String(options.micro)}`);
+    if (options.metrics !== undefined && options.metrics !== false && (options.metrics === null || typeof options.metrics !== 'object')) {
+      throw new TroupeError('BAD_REQUEST', `metrics must be false or an options object, got ${String(options.metrics)}`);
+    }
     if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
     const { transport, network } = await openTransport(options, embedded);
     let rt: Runtime;
@@ -215,6 +277,14 @@ export class Runtime {
     }
     if (!network) await transport.flush();
     await rt.openDiscovery();
+    if (status) {
+      try {
+        rt.status = await StatusServer.attach(status, { registry: rt.runtimeMetrics.registry, health: () => rt.health() });
+      } catch (err) {
+        await rt.close();
+        throw err;
+      }
+    }
     return rt;
   }
 
@@ -279,6 +349,8 @@ export class Runtime {
     }
     const concurrency = options.concurrency ?? this.plane.settings.concurrency;
     const mailboxCapacity = options.mailboxCapacity ?? this.plane.settings.mailboxCapacity;
+    const version = options.version ?? '0.0.0';
+    if (!isSemver(version)) throw new TroupeError('BAD_REQUEST', `version must be a semantic version such as 1.2.3 (NATS micro requires one), got ${String(version)}`);
     checkPositiveInt('concurrency', concurrency, 1);
     checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
@@ -310,6 +382,10 @@ export class Runtime {
       );
       // Handle order is spawn order, whatever order the starts finished in (all of them started).
       record.instances.splice(0, record.instances.length, ...built);
+      for (const instance of built) {
+        this.micro?.add(instance, version);
+        this.checker.add(instance);
+      }
     } catch (err) {
       await this.stopInstances(record.instances);
       this.spawns.delete(record);
@@ -345,6 +421,10 @@ export class Runtime {
    */
   private async stopInstances(list: readonly ActorInstance[], leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
     if (list.length === 0) return;
+    for (const i of list) {
+      this.micro?.remove(i.info.instanceId);
+      this.checker.remove(i.info.instanceId);
+    }
     let left = true;
     if (this.registry) {
       // The records are going: a later property change must not bring them back to the lease.
@@ -372,6 +452,7 @@ export class Runtime {
     child.registerInstance(INSTANCE, info);
     child.registerInstance(PROPERTIES, deps.properties);
     child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
+    child.registerInstance(METRICS, this.runtimeMetrics);
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
     }
@@ -446,6 +527,10 @@ export class Runtime {
       );
       silent = true;
     }
+    this.micro?.close();
+    this.checker.close();
+    this.runtimeMetrics.close();
+    await this.status?.detach();
     // Durable consumers give back what they hold before the drain; waiting replies fail now.
     const consumersMs = bound();
     if (!(await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'), consumersMs))) {
@@ -553,6 +638,66 @@ export class Runtime {
     const discovery = this.plane.discovery;
     if (!discovery) throw new TroupeError('UNAVAILABLE', 'discovery is off ({ discovery: false }): there is no registry to list');
     return discovery.listing(scope);
+  }
+
+  /**
+   * This runtime's Prometheus metrics: its own prom-client registry (Troupe's
+   * metrics unless `metrics: false`, and any you register) and its text.
+   *
+   * @example
+   * new Counter({ name: 'tokens_total', help: 'tokens', registers: [runtime.metrics.registry] });
+   */
+  get metrics(): RuntimeMetrics {
+    return this.runtimeMetrics;
+  }
+
+  /**
+   * Where the status server listens (`status` option or
+   * `TROUPE_STATUS_PORT`); undefined when it is off.
+   *
+   * @example
+   * const { port } = runtime.statusAddress ?? { port: 0 };
+   */
+  get statusAddress(): { host: string; port: number } | undefined {
+    return this.status ? { host: this.status.address.address, port: this.status.address.port } : undefined;
+  }
+
+  /**
+   * This runtime's health as `/health` reports it: connected to NATS, lease
+   * current, every instance serving, registered and passing its canary
+   * checks.
+   *
+   * @example
+   * if (!runtime.health().ready) console.warn(runtime.health());
+   */
+  health(): RuntimeHealth {
+    const connected = this.transport.status === TransportStatus.CONNECTED;
+    const reg = this.registry;
+    const instances = [...this.spawns].flatMap((s) => s.instances);
+    let lease: RuntimeHealth['lease'] = null;
+    if (reg && reg.lastLeaseWrite > 0) {
+      const ageMs = Date.now() - reg.lastLeaseWrite;
+      lease = { current: ageMs < reg.settings.leaseTtlMs, ageMs, ttlMs: reg.settings.leaseTtlMs };
+    }
+    const list = instances.map((i) => {
+      const endpoints = [...i.component.endpoints.values()].map((ep) => {
+        const check = i.checks.get(ep.name);
+        const status: 'ok' | 'failing' | 'unchecked' = check === undefined ? 'unchecked' : check.ok ? 'ok' : 'failing';
+        return { name: ep.name, subject: `${i.info.namespace}.${i.info.component}.${ep.name}`, status, ...(check?.lastError ? { lastError: check.lastError } : {}) };
+      });
+      return {
+        namespace: i.info.namespace,
+        component: i.info.component,
+        instanceId: i.info.instanceId,
+        serving: i.serving,
+        registered: reg ? reg.has(i.info.instanceId) : true,
+        healthy: endpoints.every((e) => e.status !== 'failing'),
+        endpoints,
+      };
+    });
+    // A closing runtime is not ready: an orchestrator stops sending it traffic while it drains.
+    const ready = !this.closing && connected && (lease === null ? !reg || instances.length === 0 : lease.current) && list.every((i) => i.serving && i.registered && i.healthy);
+    return { ready, runtime: this.id, nats: { connected, server: this.transport.describe }, lease, instances: list };
   }
 
   /** Whether the connection is up. */

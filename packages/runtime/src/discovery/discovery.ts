@@ -82,6 +82,11 @@ export class Discovery {
     });
   }
 
+  /** Each watched endpoint with the number of instances it lists now, and the live leases (metrics). */
+  sizes(): { endpoints: Array<{ address: EndpointAddress; instances: number }>; leases: number } {
+    return { endpoints: [...this.views.values()].map((v) => ({ address: v.address, instances: v.instances.length })), leases: this.leases.size };
+  }
+
   /** The shared view of one endpoint (created, and its watch started, on first use). */
   view(address: EndpointAddress): EndpointView {
     const key = queueSubject(address);

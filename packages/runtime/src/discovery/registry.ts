@@ -131,6 +131,10 @@ export class Registry {
   private readonly host = hostname();
   /** Registry writes so far (records + leases), for the scale figures. */
   writes = 0;
+  /** Lease heartbeats that failed (metrics). */
+  failures = 0;
+  /** When the lease was last written successfully (epoch ms; 0 before the first). */
+  lastLeaseWrite = 0;
 
   constructor(
     private readonly persistence: Persistence,
@@ -196,6 +200,12 @@ export class Registry {
     await pool(entries, REGISTRY_CONCURRENCY, (e) => this.put(this.records, e.key, e.value));
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
     this.ensureHeartbeat();
+  }
+
+  /** Whether an instance's records are registered by this process (health). */
+  has(instanceId: string): boolean {
+    for (const k of this.mine.keys()) if (k.endsWith(instanceId)) return true;
+    return false;
   }
 
   /** Removes one instance (graceful stop: before it stops serving); false when the registry did not take the leave. */
@@ -333,6 +343,7 @@ export class Registry {
           throw new TroupeError('TIMEOUT', `no answer within the ${ms} ms heartbeat period`);
         });
       } catch (err) {
+        this.failures++;
         this.logger.warn('registry heartbeat failed; retrying next period', { error: toTroupeError(err).message });
       } finally {
         this.beating = undefined;
@@ -384,6 +395,7 @@ export class Registry {
     }
     this.lastWrite = Date.now();
     await this.put(this.leases, this.lease, this.codec.encode(value));
+    this.lastLeaseWrite = Date.now();
   }
 
   private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<void> {

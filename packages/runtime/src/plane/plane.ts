@@ -7,6 +7,7 @@ import { newToken } from '../ids';
 import type { Heartbeats } from '../worker/heartbeats';
 import { DeadlineWheel } from './deadline-wheel';
 import { newRuntimeStats, type RuntimeStats } from './stats';
+import { Meter } from './meter';
 import type { Discovery } from '../discovery/discovery';
 import type { RouterSpec } from '../discovery/routers';
 import { ReplyInbox } from './reply-inbox';
@@ -85,6 +86,8 @@ export class Plane {
   readonly inbox: ReplyInbox;
   readonly wheel: DeadlineWheel;
   readonly stats: RuntimeStats = newRuntimeStats();
+  /** Plain counters read by `$SRV.STATS` and the Prometheus exporter at scrape time. */
+  readonly meter = new Meter();
   readonly monitor: CallerMonitor;
   readonly heartbeats: Heartbeats;
   readonly events: RuntimeEvents;

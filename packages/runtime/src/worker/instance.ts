@@ -17,6 +17,7 @@ import { METADATA_LIMITS, parseTraceparent } from '../wire/trace-context';
 import type { ThreadPool } from '../threads/thread-pool';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
+import type { EndpointMeter } from '../plane/meter';
 import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
@@ -36,6 +37,13 @@ export interface InstanceSettings {
 }
 
 type Handler = (req: unknown, ctx: Context) => unknown;
+
+/** One endpoint as served: its metadata, the bound method and its counters (looked up once at start, not per message). */
+interface Served {
+  readonly ep: EndpointMeta;
+  readonly handler: Handler;
+  readonly meter: EndpointMeter;
+}
 
 const enum State {
   Starting,
@@ -76,6 +84,34 @@ export class ActorInstance {
     this.info = info;
     this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
     this.publisher = plane.events.publisherOf(info);
+    this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
+  }
+
+  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus). */
+  readonly meters: ReadonlyMap<string, EndpointMeter>;
+  /** This instance's dynamic properties as last set (`$SRV.STATS` `data`); empty before any. */
+  get dynamic(): Readonly<Record<string, unknown>> {
+    return this.properties?.dynamic ?? NO_PROPERTIES;
+  }
+  /** When the instance started serving (ISO 8601), for `$SRV.STATS` `started`. */
+  started = '';
+
+  /** The component's metadata (name, endpoints). */
+  get component(): ComponentMeta {
+    return this.meta;
+  }
+
+  /** Canary health-check results by endpoint (endpoints that declare `healthCheck`). */
+  readonly checks = new Map<string, { ok: boolean; lastError?: string; at: number }>();
+
+  /** Requests waiting in the mailbox now. */
+  get queued(): number {
+    return this.mailbox.queued;
+  }
+
+  /** Whether the instance is serving (started, not stopping). */
+  get serving(): boolean {
+    return this.state === State.Serving;
   }
 
   /** Publishes this instance's events (`ctx.publish`, `@injectPublisher()`). */
@@ -123,7 +159,8 @@ export class ActorInstance {
         if (typeof handler !== 'function') {
           throw new TroupeError('INTERNAL', `${this.meta.name}.${ep.method} is not a function on the instance`);
         }
-        const onMsg = (msg: TransportMessage): void => this.onMessage(ep, handler as Handler, msg);
+        const served: Served = { ep, handler: handler as Handler, meter: this.meters.get(ep.name) as EndpointMeter };
+        const onMsg = (msg: TransportMessage): void => this.onMessage(served, msg);
         this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
         this.mailboxSubs.push(t.subscribe(ownMailboxSubject(addr, this.info.instanceId), onMsg));
       }
@@ -143,6 +180,7 @@ export class ActorInstance {
       throw err;
     }
     this.state = State.Serving;
+    this.started = new Date().toISOString();
   }
 
   /**
@@ -187,6 +225,7 @@ export class ActorInstance {
     }
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
+    this.plane.meter.retire(this.info.instanceId);
     this.plane.events.release(this.info.instanceId);
     const hook = (this.actor as Partial<OnStop>).onStop;
     if (typeof hook === 'function') {
@@ -198,10 +237,11 @@ export class ActorInstance {
     }
   }
 
-  private onMessage(ep: EndpointMeta, handler: Handler, msg: TransportMessage): void {
+  private onMessage(served: Served, msg: TransportMessage): void {
     const ctl = msg.header(H.CTL);
     if (ctl !== undefined) return this.onControl(ctl, msg);
     const reply = msg.reply;
+    served.meter.bytesIn += msg.data.length;
     if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
@@ -211,7 +251,7 @@ export class ActorInstance {
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
     const arrived = Date.now();
-    const job = (): void | Promise<void> => this.handle(ep, handler, msg, arrived);
+    const job = (): void | Promise<void> => this.handle(served, msg, arrived);
     // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
     const box = this.mailbox;
     const stream =
@@ -221,6 +261,7 @@ export class ActorInstance {
     const accepted = box.offer(stream ? stream.guard(job) : job);
     if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
     if (!accepted) stream?.forget();
+    if (!accepted) served.meter.overloaded++;
     if (!accepted && reply) {
       this.sendError(
         reply,
@@ -275,17 +316,21 @@ export class ActorInstance {
     streamControl(this.plane, this.streams, kind, msg);
   }
 
-  private handle(ep: EndpointMeta, handler: Handler, msg: TransportMessage, arrived: number): void | Promise<void> {
+  private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
+    const { ep, meter } = served;
     const reply = msg.reply;
     if (this.refusal) {
       if (reply) this.sendError(reply, this.refusal);
       return;
     }
+    const t0 = meter.start();
     let request: unknown;
     try {
       request = this.plane.codec.decode(msg.data);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err, 'BAD_REQUEST'));
+      const e = toTroupeError(err, 'BAD_REQUEST');
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       else this.logger.warn('malformed request without a reply subject dropped', { endpoint: ep.name });
       return;
     }
@@ -294,12 +339,16 @@ export class ActorInstance {
     const deadline = arrived + budget;
     if (!(budget > 0) || deadline <= Date.now()) {
       // The caller has given up: running the handler would be wasted work.
-      if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
+      const e = new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`);
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       return;
     }
     const meta = msg.header(H.META);
     if (meta !== undefined && meta.length > METADATA_LIMITS.maxBytes) {
-      if (reply) this.sendError(reply, new TroupeError('BAD_REQUEST', `request metadata of ${meta.length} bytes exceeds ${METADATA_LIMITS.maxBytes}`));
+      const e = new TroupeError('BAD_REQUEST', `request metadata of ${meta.length} bytes exceeds ${METADATA_LIMITS.maxBytes}`);
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       return;
     }
     // Without a propagated id the unique reply subject names the request.
@@ -310,6 +359,7 @@ export class ActorInstance {
       ctx.traceparent = traceparent;
       ctx.tracestate = msg.header(H.TRACESTATE);
     }
+    meter.inFlight++;
     if (tracingActive()) {
       // Nothing of this runs unless the application registered a tracer provider.
       const stream = msg.header(H.MODE) === MODE_STREAM;
@@ -318,29 +368,34 @@ export class ActorInstance {
       attrs['troupe.instance_id'] = this.info.instanceId;
       attrs['troupe.request_id'] = ctx.requestId;
       ctx.server = startServerSpan(queueSubject(addr), parseTraceparent(traceparent), msg, attrs);
-      return runInContext(ctx.server.context, () => this.serve(handler, request, ctx, msg));
+      return runInContext(ctx.server.context, () => this.serve(served, { request, ctx, msg, t0 }));
     }
-    return this.serve(handler, request, ctx, msg);
+    return this.serve(served, { request, ctx, msg, t0 });
   }
 
-  private serve(handler: Handler, request: unknown, ctx: RequestContext, msg: TransportMessage): void | Promise<void> {
-    const reply = msg.reply;
-    if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
-    return this.serveUnary(handler, request, ctx, reply);
+  private serve(served: Served, r: { request: unknown; ctx: RequestContext; msg: TransportMessage; t0: number }): void | Promise<void> {
+    const reply = r.msg.reply;
+    if (r.msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(served, r.request, r.ctx, reply, r.msg, r.t0);
+    return this.serveUnary(served, r.request, r.ctx, reply, r.t0);
   }
 
-  private serveUnary(handler: Handler, request: unknown, ctx: RequestContext, reply: string | undefined): void | Promise<void> {
+  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
+  private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: string | undefined, t0: number): void | Promise<void> {
+    const meter = served.meter;
     let result: unknown;
     try {
-      result = handler.call(this.actor, request, ctx);
+      result = served.handler.call(this.actor, request, ctx);
     } catch (err) {
       const e = this.handlerFailed(ctx, err);
+      meter.inFlight--;
+      meter.finish(t0, e.code, e.message);
       if (reply) this.sendError(reply, e);
       if (ctx.server) ctx.endSpan(e);
       return;
     }
     if (!isPromiseLike(result)) {
-      if (reply) this.sendValue(reply, result);
+      meter.inFlight--;
+      this.answer(meter, t0, reply, result);
       if (ctx.server) ctx.endSpan();
       return;
     }
@@ -350,13 +405,16 @@ export class ActorInstance {
     return Promise.resolve(result).then(
       (value) => {
         this.settled(ctx, reply);
-        if (reply) this.sendValue(reply, value);
+        meter.inFlight--;
+        this.answer(meter, t0, reply, value);
         ctx.endSpan();
       },
       (err: unknown) => {
         this.settled(ctx, reply);
         // A handler that rethrows its signal's abort as something else still reads as the abort.
         const e = ctx.aborted && !(err instanceof TroupeError) ? ctx.reason : this.handlerFailed(ctx, err);
+        meter.inFlight--;
+        meter.finish(t0, e.code, e.message);
         if (reply) this.sendError(reply, e);
         ctx.endSpan(e);
       },
@@ -369,22 +427,38 @@ export class ActorInstance {
     ctx.dispose();
   }
 
-  private sendValue(reply: string, value: unknown): void {
+  /** Sends a handler's value (when there is a reply subject) and counts the request. */
+  private answer(meter: EndpointMeter, t0: number, reply: string | undefined, value: unknown): void {
+    const failed = reply ? this.sendValue(reply, value, meter) : undefined;
+    if (failed) meter.finish(t0, failed.code, failed.message);
+    else meter.finish(t0);
+  }
+
+  /** Sends a unary reply; returns the error sent instead when the value could not go. */
+  private sendValue(reply: string, value: unknown, meter: EndpointMeter): TroupeError | undefined {
+    let failed: TroupeError | undefined;
     if (isObservable(value) || isAsyncIterable(value)) {
       closeQuietly(value);
-      return this.sendError(reply, new TroupeError('BAD_REQUEST', `endpoint streams: call it with stream(), not call()`));
+      failed = new TroupeError('BAD_REQUEST', `endpoint streams: call it with stream(), not call()`);
+      this.sendError(reply, failed);
+      return failed;
     }
     let data: Uint8Array;
     try {
       data = value === undefined ? EMPTY : this.plane.codec.encode(value);
     } catch (err) {
-      return this.sendError(reply, new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`));
+      failed = new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`);
+      this.sendError(reply, failed);
+      return failed;
     }
     try {
       this.plane.transport.publish(reply, data);
+      meter.bytesOut += data.length;
     } catch (err) {
-      this.sendError(reply, toTroupeError(err));
+      failed = toTroupeError(err);
+      this.sendError(reply, failed);
     }
+    return failed;
   }
 
   /**
@@ -429,31 +503,39 @@ export class ActorInstance {
     }
   }
 
-  private async serveStream(handler: Handler, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage): Promise<void> {
+  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
+  private async serveStream(served: Served, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage, t0: number): Promise<void> {
+    const meter = served.meter;
     const stream = this.streams.get(reply) ?? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply);
     stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
+    stream.meter = meter;
+    stream.startedAt = t0;
     this.active.add(ctx);
     ctx.armDeadline();
+    // `failed` ends the span; `counted` is what the metrics see: a caller's cancel is no failure of the handler.
     let failed: TroupeError | undefined;
+    let counted: TroupeError | undefined;
     try {
       if (ctx.aborted) throw ctx.reason;
-      let result = handler.call(this.actor, request, ctx);
+      let result = served.handler.call(this.actor, request, ctx);
       if (isPromiseLike(result)) result = await result;
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
         failed = ctx.reason;
-        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
+        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, (counted = ctx.reason), true);
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
       failed = e;
-      if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
+      if (e.code !== 'CANCELLED') this.sendError(reply, (counted = e), true);
     } finally {
       stream.forget();
       this.active.delete(ctx);
       ctx.dispose();
+      meter.inFlight--;
+      meter.finish(t0, counted?.code, counted?.message);
       ctx.endSpan(failed);
     }
   }
@@ -461,6 +543,7 @@ export class ActorInstance {
 }
 
 const EMPTY = new Uint8Array(0);
+const NO_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
 /** How long requests must wait without a break before the idle-queue warning. */
 const QUEUE_WARN_MS = 1_000;
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {

@@ -93,14 +93,16 @@ class NatsBucket implements KvBucket {
     const before = Date.now() - olderThanMs;
     const old: string[] = [];
     try {
-      // Read every entry once: the last one replayed has nothing pending after it (delta 0).
-      if ((await this.kv.status()).values === 0) return 0;
+      // Read every entry up to the stream's last sequence now (later writes are the next call's).
+      const status = await this.kv.status();
+      if (status.values === 0) return 0;
+      const last = status.streamInfo.state.last_seq;
       const iter = await this.kv.watch({ key: '>' });
       const guard = setTimeout(() => iter.stop(), PURGE_READ_MS);
       try {
         for await (const e of iter) {
-          if (e.operation !== 'PUT' && e.created.getTime() < before && old.length < PURGE_BATCH) old.push(e.key);
-          if (e.delta === 0) break;
+          if (e.operation !== 'PUT' && e.created.getTime() <= before && old.length < PURGE_BATCH) old.push(e.key);
+          if (e.revision >= last) break;
         }
       } finally {
         clearTimeout(guard);
