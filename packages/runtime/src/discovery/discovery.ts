@@ -5,6 +5,7 @@ import type { Logger } from '../logger';
 import {
   type DiscoverySettings,
   type InstanceRecord,
+  type LeaseBeat,
   LEASES_BUCKET,
   type LeaseValue,
   markerKey,
@@ -22,9 +23,18 @@ export interface InFlight {
 interface LeaseState {
   value: LeaseValue;
   timer: NodeJS.Timeout;
-  /** KV revision of `value`: tells a silent watch from a silent process. */
+  /** KV revision of `value`: tells a silent watch from a silent process (0: known from beats alone). */
   revision: number;
+  /** When its last beat arrived here (epoch ms); undefined: none yet. */
+  beatAt: number | undefined;
+  /** How late the process's main loop was at that beat, ms. */
+  lagMs: number;
 }
+
+const beatDecoder = new TextDecoder();
+
+/** Leases removed gracefully stay ignored this long: a beat sent just before the delete may arrive after it. */
+const DEPARTED_MEMORY_MS = 60_000;
 
 /** What a mailbox probe found. */
 export type ProbeResult = 'alive' | 'gone' | 'silent';
@@ -54,6 +64,9 @@ export class Discovery {
   private closed = false;
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
+  /** Leases deleted from the bucket (graceful close), until their next write: late beats do not revive them. */
+  private readonly departed = new Set<string>();
+  private stopBeats: (() => void) | undefined;
 
   constructor(
     private readonly persistence: Persistence,
@@ -63,7 +76,14 @@ export class Discovery {
     status$: Observable<TransportStatus>,
     /** Asks an instance mailbox whether anyone is there (answered outside the mailbox queue). */
     readonly probe: (mailbox: string, timeoutMs: number) => Promise<ProbeResult>,
+    /**
+     * Subscribes to every process's beats (`_TROUPE.lease.*`, plain core NATS): a lease is
+     * alive while its beats *or* its KV record arrive, so a JetStream leader election (writes
+     * and watches stalled for seconds) drops no live process. Undefined: KV alone.
+     */
+    subscribeBeats?: (handler: (data: Uint8Array) => void) => () => void,
   ) {
+    this.stopBeats = subscribeBeats?.((data) => this.onBeat(data));
     let wasDown = false;
     this.statusSub = status$.subscribe((s) => {
       if (s === TransportStatus.RECONNECTING) wasDown = true;
@@ -105,6 +125,7 @@ export class Discovery {
     this.lastLeaseEvent = Date.now();
     const old = this.leases.get(e.key);
     if (e.operation === 'DEL') {
+      this.depart(e.key);
       if (old) this.dropLease(e.key);
       return;
     }
@@ -115,6 +136,7 @@ export class Discovery {
       return;
     }
     if (!value || typeof value !== 'object' || typeof value.lease !== 'string') return;
+    this.departed.delete(e.key);
     if (old) clearTimeout(old.timer);
     if (!old && this.dropped.delete(e.key)) {
       // A lease declared dead is alive: the watch path was broken (a lost cluster node, an
@@ -123,10 +145,55 @@ export class Discovery {
       this.scheduleViewRestart();
     }
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
-    const timer = setTimeout(() => this.expire(e.key), ttl);
-    timer.unref();
-    this.leases.set(e.key, { value, timer, revision: e.revision });
+    this.leases.set(e.key, { value, timer: this.expiry(e.key, ttl), revision: e.revision, beatAt: old?.beatAt, lagMs: old?.lagMs ?? 0 });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
+    for (const l of this.leaseListeners) l();
+  }
+
+  private expiry(lease: string, ttl: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.expire(lease), ttl);
+    timer.unref();
+    return timer;
+  }
+
+  /** Remembers a gracefully deleted lease for a while (late beats must not revive it). */
+  private depart(lease: string): void {
+    if (this.departed.has(lease)) return;
+    this.departed.add(lease);
+    setTimeout(() => this.departed.delete(lease), DEPARTED_MEMORY_MS).unref();
+  }
+
+  /**
+   * A process beat (plain subject): refreshes its lease like a KV write does. A lease known
+   * from beats alone (its KV record not seen yet: the watch is dead or lagging) is listed
+   * with no dynamic properties until the record arrives.
+   */
+  private onBeat(data: Uint8Array): void {
+    if (this.closed) return;
+    let b: LeaseBeat;
+    try {
+      b = JSON.parse(beatDecoder.decode(data)) as LeaseBeat;
+    } catch {
+      return;
+    }
+    if (!b || typeof b !== 'object' || typeof b.lease !== 'string' || this.departed.has(b.lease)) return;
+    const ttl = typeof b.ttl === 'number' && b.ttl > 0 ? b.ttl : this.settings.leaseTtlMs;
+    const lagMs = typeof b.lagMs === 'number' && b.lagMs > 0 ? b.lagMs : 0;
+    const now = Date.now();
+    const old = this.leases.get(b.lease);
+    if (old) {
+      clearTimeout(old.timer);
+      old.timer = this.expiry(b.lease, ttl);
+      old.beatAt = now;
+      old.lagMs = lagMs;
+      return;
+    }
+    // A lease declared dead that beats again: the KV path was broken; re-open the records watches.
+    if (this.dropped.delete(b.lease)) this.scheduleViewRestart();
+    const hb = typeof b.hb === 'number' && b.hb > 0 ? b.hb : this.settings.heartbeatMs;
+    const value: LeaseValue = { lease: b.lease, host: String(b.host ?? ''), pid: Number(b.pid) || 0, startedAt: 0, heartbeatMs: hb, ttlMs: ttl, seq: 0, dyn: {} };
+    this.leases.set(b.lease, { value, timer: this.expiry(b.lease, ttl), revision: 0, beatAt: now, lagMs });
+    for (const v of this.views.values()) v.leaseChanged(b.lease, true);
     for (const l of this.leaseListeners) l();
   }
 
@@ -164,7 +231,8 @@ export class Discovery {
   /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */
   private missed(e: KvEntry): void {
     // Other leases still flowing: this write merely raced the timer. Else the watch is dead.
-    const silent = Date.now() - this.lastLeaseEvent > this.settings.heartbeatMs;
+    // (Records are rewritten every half TTL when beats carry liveness: a TTL of quiet is silence.)
+    const silent = Date.now() - this.lastLeaseEvent > this.settings.leaseTtlMs;
     this.onLease(e);
     if (!silent) return;
     if (!this.rewatching) this.logger.warn('discovery watch is silent while leases are refreshed; re-opening it', { lease: e.key });
@@ -319,6 +387,7 @@ export class Discovery {
     this.closed = true;
     this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
+    this.stopBeats?.();
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();

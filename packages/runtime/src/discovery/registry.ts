@@ -3,8 +3,8 @@ import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
 import { PROTOCOL_VERSION } from '../wire/protocol';
-import { type EndpointAddress, registryKey } from '../wire/subjects';
-import type { KvBucket, Persistence } from '../transport/transport';
+import { type EndpointAddress, leaseBeatSubject, registryKey } from '../wire/subjects';
+import type { KvBucket, Persistence, Pulse, PulseOptions } from '../transport/transport';
 
 /** Bucket of instance records, keyed `{ns}.{comp}.{ep}.{instance_id}`; no max age (leases carry liveness). */
 export const RECORDS_BUCKET = 'troupe_instances';
@@ -35,7 +35,33 @@ export interface InstanceRecord {
   readonly dynamic?: Readonly<Record<string, unknown>>;
 }
 
-/** The lease value a process writes every heartbeat (one write per process, whatever its instance count). */
+/**
+ * What a process beats on `_TROUPE.lease.{lease}` every heartbeat (JSON, plain
+ * core NATS: no JetStream write, so a stream-leader election does not silence
+ * it). On NATS it comes from a `worker_threads` thread with its own connection,
+ * so a blocked main loop still beats and says how late it is (`lagMs`).
+ */
+export interface LeaseBeat {
+  lease: string;
+  /** Beat period and lease TTL of the sender, ms. */
+  hb: number;
+  ttl: number;
+  pid: number;
+  host: string;
+  /** From 1, per pulse. */
+  seq: number;
+  /** How long the sender's main event loop has not run, ms (0 from the main loop itself). */
+  lagMs: number;
+}
+
+/**
+ * A main loop late by more than this is busy (a synchronous handler), not
+ * idle: its thread beats at once to say so. 250 ms is far past a healthy
+ * loop's jitter (timers run within a few ms) and well under the idle bounds.
+ */
+export const BUSY_AFTER_MS = 250;
+
+/** The lease record a process writes to KV (one write per process, whatever its instance count): on change of dynamic properties and every half TTL. */
 export interface LeaseValue {
   lease: string;
   host: string;
@@ -96,7 +122,16 @@ export class Registry {
     readonly lease: string,
     readonly settings: DiscoverySettings,
     private readonly logger: Logger,
+    /** Starts the process beat (the runtime gives the transport's threaded pulse); none: KV writes alone. */
+    private readonly startPulse?: (options: PulseOptions) => Pulse,
   ) {}
+
+  private pulse: Pulse | undefined;
+
+  /** Every how many ms the KV lease record is rewritten when nothing changed: half the TTL (the beats carry liveness). */
+  private get leaseWriteMs(): number {
+    return Math.max(this.settings.heartbeatMs, Math.floor(this.settings.leaseTtlMs / 2));
+  }
 
   /** Opens both buckets (fails with the bus's clear error when it has no storage). */
   open(): Promise<void> {
@@ -112,6 +147,12 @@ export class Registry {
     if (this.timer || this.closed) return;
     this.timer = setInterval(() => void this.heartbeat(), this.settings.heartbeatMs);
     this.timer.unref();
+    this.pulse ??= this.startPulse?.({
+      subject: leaseBeatSubject(this.lease),
+      intervalMs: this.settings.heartbeatMs,
+      fields: { lease: this.lease, hb: this.settings.heartbeatMs, ttl: this.settings.leaseTtlMs, pid: process.pid, host: this.host },
+      busyAfterMs: BUSY_AFTER_MS,
+    });
   }
 
   /**
@@ -178,8 +219,14 @@ export class Registry {
     this.throttle.unref();
   }
 
-  /** One heartbeat: write the lease, and register again if the marker vanished. */
+  /**
+   * One heartbeat period: rewrite the KV lease record when half a TTL passed
+   * since the last write (every period without a pulse), and register again
+   * if the marker vanished.
+   */
   heartbeat(): Promise<void> {
+    // A quarter period of slack: timer jitter must not skip a due write or add an early one.
+    if (this.pulse && Date.now() - this.lastWrite < this.leaseWriteMs - this.settings.heartbeatMs / 4) return Promise.resolve();
     this.beating ??= (async () => {
       let timer: NodeJS.Timeout | undefined;
       try {
@@ -241,6 +288,8 @@ export class Registry {
   /** Stops heartbeating and removes the lease and the marker (after every instance deregistered). */
   async close(): Promise<void> {
     this.closed = true;
+    await this.pulse?.stop();
+    this.pulse = undefined;
     if (this.timer) clearInterval(this.timer);
     if (this.throttle) clearTimeout(this.throttle);
     this.timer = undefined;

@@ -42,6 +42,14 @@ export interface Transport {
    */
   request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportMessage>;
 
+  /**
+   * Optional: starts a process heartbeat that survives a blocked event loop —
+   * on NATS, a `worker_threads` thread with its own connection publishes it
+   * and measures how late the main loop is. Without it (the memory network)
+   * the runtime beats from the main thread with {@link publish}.
+   */
+  pulse?(options: PulseOptions): Pulse;
+
   /** Resolves when everything published so far has reached the bus. */
   flush(): Promise<void>;
 
@@ -232,4 +240,28 @@ export interface TransportSubscription {
   drain(): Promise<void>;
   /** Whether the subscription is closed. */
   readonly closed: boolean;
+}
+
+/** Options of {@link Transport.pulse}. */
+export interface PulseOptions {
+  /** Where each beat goes (a plain subject, no JetStream). */
+  readonly subject: string;
+  /** Period of beats, ms. */
+  readonly intervalMs: number;
+  /** Fields every beat carries (JSON-serialisable), merged with `seq` and `lagMs`. */
+  readonly fields: Readonly<Record<string, unknown>>;
+  /** A main loop late by more than this is "busy": a beat goes out at once to say so, ms. */
+  readonly busyAfterMs: number;
+}
+
+/**
+ * A running process heartbeat. Each beat is a JSON object: the given fields,
+ * `seq` (from 1) and `lagMs` (how long the main event loop has not run, ms;
+ * 0 when the beat comes from the main loop itself).
+ */
+export interface Pulse {
+  /** Merges `fields` into every later beat (undefined removes a field). */
+  set(fields: Readonly<Record<string, unknown>>): void;
+  /** Stops beating and releases the thread and connection, if any. Never rejects. */
+  stop(): Promise<void>;
 }
