@@ -3,6 +3,7 @@ import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
 import {
+  BUSY_AFTER_MS,
   type DiscoverySettings,
   type InstanceRecord,
   type LeaseBeat,
@@ -32,6 +33,9 @@ interface LeaseState {
 }
 
 const beatDecoder = new TextDecoder();
+
+/** How long a write announced by a beat may take to reach a live watch before the watch is checked, ms. */
+const WATCH_GRACE_MS = 250;
 
 /** Leases removed gracefully stay ignored this long: a beat sent just before the delete may arrive after it. */
 const DEPARTED_MEMORY_MS = 60_000;
@@ -67,6 +71,8 @@ export class Discovery {
   /** Leases deleted from the bucket (graceful close), until their next write: late beats do not revive them. */
   private readonly departed = new Set<string>();
   private stopBeats: (() => void) | undefined;
+  /** Highest record / lease revision a beat announced that the watches were checked against. */
+  private readonly announced = { records: 0, leases: 0 };
 
   constructor(
     private readonly persistence: Persistence,
@@ -177,6 +183,8 @@ export class Discovery {
       return;
     }
     if (!b || typeof b !== 'object' || typeof b.lease !== 'string' || this.departed.has(b.lease)) return;
+    if (typeof b.rrev === 'number') this.announce('records', b.rrev);
+    if (typeof b.lrev === 'number') this.announce('leases', b.lrev);
     const ttl = typeof b.ttl === 'number' && b.ttl > 0 ? b.ttl : this.settings.leaseTtlMs;
     const lagMs = typeof b.lagMs === 'number' && b.lagMs > 0 ? b.lagMs : 0;
     const now = Date.now();
@@ -195,6 +203,27 @@ export class Discovery {
     this.leases.set(b.lease, { value, timer: this.expiry(b.lease, ttl), revision: 0, beatAt: now, lagMs });
     for (const v of this.views.values()) v.leaseChanged(b.lease, true);
     for (const l of this.leaseListeners) l();
+  }
+
+  /**
+   * A beat announced a registry write at `revision`. Once the write had time to reach our
+   * watches ({@link WATCH_GRACE_MS}), every watch that has not delivered it is checked on the
+   * bus and resumed if its JetStream consumer is gone — within a second or so, where nats.js
+   * notices a dead consumer only after two missed 5 s idle heartbeats. A dead lease watch
+   * usually means dead records watches too (the same node held them): those are checked then.
+   */
+  private announce(kind: 'records' | 'leases', revision: number): void {
+    if (revision <= this.announced[kind] || this.closed) return;
+    this.announced[kind] = revision;
+    setTimeout(() => {
+      void (async () => {
+        const bucket = kind === 'records' ? this.records : this.leasesBucket;
+        const resumed = (await bucket?.verifyWatches?.(revision)) ?? 0;
+        if (resumed === 0) return;
+        this.logger.warn('discovery watch consumer lost; resumed it', { bucket: kind, watches: resumed });
+        if (kind === 'leases') await this.records?.verifyWatches?.(Number.MAX_SAFE_INTEGER);
+      })().catch(() => undefined);
+    }, WATCH_GRACE_MS).unref();
   }
 
   /**
@@ -286,6 +315,23 @@ export class Discovery {
   private knows(lease: string): boolean {
     for (const v of this.views.values()) if (v.keysOfLease(lease).length > 0) return true;
     return false;
+  }
+
+  /**
+   * @internal How long the process hosting `instanceId` has had its main loop
+   * blocked, ms, when a beat heard within 1.5 beat periods says it is busy
+   * (late by more than {@link BUSY_AFTER_MS}); undefined when it is not known
+   * to be busy — idle, frozen (no fresh beat: SIGSTOP stops its beat thread
+   * too), gone, or not watched here.
+   */
+  busyFor(instanceId: string): number | undefined {
+    let lease: string | undefined;
+    for (const v of this.views.values()) if ((lease = v.leaseOfInstance(instanceId)) !== undefined) break;
+    const state = lease === undefined ? undefined : this.leases.get(lease);
+    if (!state || state.beatAt === undefined || state.lagMs <= BUSY_AFTER_MS) return undefined;
+    const since = Date.now() - state.beatAt;
+    if (since > 1.5 * (state.value.heartbeatMs || this.settings.heartbeatMs)) return undefined;
+    return state.lagMs + since;
   }
 
   /** @internal */

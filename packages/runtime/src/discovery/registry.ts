@@ -52,6 +52,10 @@ export interface LeaseBeat {
   seq: number;
   /** How long the sender's main event loop has not run, ms (0 from the main loop itself). */
   lagMs: number;
+  /** Revision of the sender's last lease-record write: a watcher whose lease watch has not delivered it checks that watch. */
+  lrev?: number;
+  /** Revision of the sender's last instance-record write (sent at once after a registration): a watcher whose records watches have not delivered it checks them. */
+  rrev?: number;
 }
 
 /**
@@ -109,6 +113,8 @@ export class Registry {
   private throttle: NodeJS.Timeout | undefined;
   private lastWrite = 0;
   private seq = 0;
+  /** Highest revision of this process's record writes (what its beats announce). */
+  private recordsRev = 0;
   private closed = false;
   private beating: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -150,7 +156,7 @@ export class Registry {
     this.pulse ??= this.startPulse?.({
       subject: leaseBeatSubject(this.lease),
       intervalMs: this.settings.heartbeatMs,
-      fields: { lease: this.lease, hb: this.settings.heartbeatMs, ttl: this.settings.leaseTtlMs, pid: process.pid, host: this.host },
+      fields: { lease: this.lease, hb: this.settings.heartbeatMs, ttl: this.settings.leaseTtlMs, pid: process.pid, host: this.host, rrev: this.recordsRev },
       busyAfterMs: BUSY_AFTER_MS,
     });
   }
@@ -185,6 +191,8 @@ export class Registry {
     );
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
     this.ensureHeartbeat();
+    // Watchers whose records watch died learn of this write from the beat, not a 10 s consumer timeout.
+    this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
   /** Removes the records of one instance (graceful stop: before it stops serving). */
@@ -261,6 +269,7 @@ export class Registry {
     this.logger.warn('registry records lost (bucket purged or JetStream restarted); registering again', { instances: this.mine.size });
     for (const { key, value } of this.mine.values()) await this.put(this.records, key, value);
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
+    this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
   private async writeLease(): Promise<void> {
@@ -276,13 +285,16 @@ export class Registry {
       dyn: Object.fromEntries(this.dyn),
     };
     this.lastWrite = Date.now();
-    await this.put(this.leases, this.lease, this.codec.encode(value));
+    const rev = await this.put(this.leases, this.lease, this.codec.encode(value));
+    if (rev > 0) this.pulse?.set({ lrev: rev });
   }
 
-  private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<void> {
-    if (!bucket) return;
-    await bucket.put(key, value);
+  private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<number> {
+    if (!bucket) return 0;
+    const rev = await bucket.put(key, value);
     this.writes++;
+    if (bucket === this.records && rev > this.recordsRev) this.recordsRev = rev;
+    return rev;
   }
 
   /** Stops heartbeating and removes the lease and the marker (after every instance deregistered). */

@@ -37,8 +37,9 @@ export class MainLoopPulse implements Pulse {
     this.beat();
   }
 
-  set(fields: Readonly<Record<string, unknown>>): void {
+  set(fields: Readonly<Record<string, unknown>>, beatNow = false): void {
     this.fields = { ...this.fields, ...fields };
+    if (beatNow) this.beat();
   }
 
   private beat(): void {

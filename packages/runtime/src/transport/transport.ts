@@ -179,6 +179,14 @@ export interface KvBucket {
    * the returned function.
    */
   watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void>;
+  /**
+   * Optional: a write at `revision` happened (another process said so): checks
+   * on the bus every watch of this object that has not delivered that revision
+   * yet and resumes those whose consumer is gone (a JetStream consumer can die
+   * with its node or be deleted; nats.js notices only after two missed 5 s
+   * idle heartbeats). Resolves with how many it resumed; never rejects.
+   */
+  verifyWatches?(revision: number): Promise<number>;
 }
 
 /** One entry as seen by `get` or `watch`. */
@@ -260,8 +268,8 @@ export interface PulseOptions {
  * 0 when the beat comes from the main loop itself).
  */
 export interface Pulse {
-  /** Merges `fields` into every later beat (undefined removes a field). */
-  set(fields: Readonly<Record<string, unknown>>): void;
+  /** Merges `fields` into every later beat; with `beatNow`, one beat goes out at once (news watchers should not wait a period for). */
+  set(fields: Readonly<Record<string, unknown>>, beatNow?: boolean): void;
   /** Stops beating and releases the thread and connection, if any. Never rejects. */
   stop(): Promise<void>;
 }

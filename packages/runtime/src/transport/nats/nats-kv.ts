@@ -35,7 +35,23 @@ export class NatsPersistence implements Persistence {
 /** Pause between attempts to resume a watch that nats.js ended. */
 const WATCH_RETRY_MS = 250;
 
+/** One live watch of a {@link NatsBucket}. */
+interface WatchState {
+  /** Last revision delivered. */
+  last: number;
+  /** The current nats.js iterator; stopping it makes the watch resume after `last`. */
+  iter: { stop(err?: Error): void };
+}
+
+/** The JetStream subscription behind a nats.js KV watch iterator (nats.js v2 keeps it in `_data`; not public API). */
+function subscriptionOf(iter: unknown): { consumerInfo(): Promise<unknown> } | undefined {
+  const sub = (iter as { _data?: { consumerInfo?: () => Promise<unknown> } })._data;
+  return typeof sub?.consumerInfo === 'function' ? (sub as { consumerInfo(): Promise<unknown> }) : undefined;
+}
+
 class NatsBucket implements KvBucket {
+  private readonly watches = new Set<WatchState>();
+
   constructor(
     private readonly kv: KV,
     private readonly nc: NatsConnection,
@@ -72,12 +88,13 @@ class NatsBucket implements KvBucket {
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
     let iter = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
     let stopped = false;
-    let last = 0;
+    const state: WatchState = { last: 0, iter };
+    this.watches.add(state);
     void (async () => {
       for (;;) {
         try {
           for await (const e of iter) {
-            last = e.revision;
+            state.last = e.revision;
             handler(toEntry(e));
           }
         } catch {
@@ -91,19 +108,42 @@ class NatsBucket implements KvBucket {
           await new Promise((r) => setTimeout(r, WATCH_RETRY_MS));
           if (stopped || this.nc.isClosed()) return;
           try {
-            iter = await this.kv.watch({ key: filter, resumeFromRevision: last + 1 });
+            iter = await this.kv.watch({ key: filter, resumeFromRevision: state.last + 1 });
           } catch {
             continue;
           }
           if (stopped) return iter.stop();
+          state.iter = iter;
           break;
         }
       }
     })();
     return () => {
       stopped = true;
+      this.watches.delete(state);
       iter.stop();
     };
+  }
+
+  async verifyWatches(revision: number): Promise<number> {
+    let resumed = 0;
+    await Promise.all(
+      [...this.watches].map(async (w) => {
+        if (w.last >= revision) return;
+        const sub = subscriptionOf(w.iter);
+        if (!sub) return;
+        try {
+          await sub.consumerInfo();
+        } catch {
+          // Consumer gone (deleted, or lost with its node) or its stream not answering: end
+          // this iterator; the watch loop resumes after the last revision it delivered.
+          if (!this.watches.has(w)) return;
+          resumed++;
+          w.iter.stop();
+        }
+      }),
+    );
+    return resumed;
   }
 }
 

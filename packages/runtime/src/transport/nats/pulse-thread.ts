@@ -19,7 +19,7 @@ export interface PulseThreadData {
 }
 
 /** Messages from the main thread. */
-export type PulseThreadCommand = { readonly set: Record<string, unknown> } | { readonly stop: true };
+export type PulseThreadCommand = { readonly set: Record<string, unknown>; readonly beatNow: boolean } | { readonly stop: true };
 
 /** Messages to the main thread. */
 export type PulseThreadReport = { readonly ready: true } | { readonly error: string };
@@ -65,6 +65,7 @@ async function main(): Promise<void> {
   port.on('message', (m: PulseThreadCommand) => {
     if ('set' in m) {
       fields = { ...fields, ...m.set };
+      if (m.beatNow) beat(lag());
       return;
     }
     clearInterval(beats);

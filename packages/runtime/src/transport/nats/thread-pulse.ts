@@ -78,10 +78,10 @@ export class ThreadPulse implements Pulse {
     this.fallback = new MainLoopPulse(this.transport, { ...this.options, fields: this.fields });
   }
 
-  set(fields: Readonly<Record<string, unknown>>): void {
+  set(fields: Readonly<Record<string, unknown>>, beatNow = false): void {
     this.fields = { ...this.fields, ...fields };
-    this.fallback?.set(fields);
-    if (!this.exited) this.worker.postMessage({ set: { ...fields } } satisfies PulseThreadCommand);
+    this.fallback?.set(fields, beatNow);
+    if (!this.exited) this.worker.postMessage({ set: { ...fields }, beatNow } satisfies PulseThreadCommand);
   }
 
   async stop(): Promise<void> {
