@@ -87,9 +87,8 @@ export class Discovery {
      * alive while its beats *or* its KV record arrive, so a JetStream leader election (writes
      * and watches stalled for seconds) drops no live process. Undefined: KV alone.
      */
-    subscribeBeats?: (handler: (data: Uint8Array) => void) => () => void,
+    private readonly subscribeBeats?: (handler: (data: Uint8Array) => void) => () => void,
   ) {
-    this.stopBeats = subscribeBeats?.((data) => this.onBeat(data));
     let wasDown = false;
     this.statusSub = status$.subscribe((s) => {
       if (s === TransportStatus.RECONNECTING) wasDown = true;
@@ -114,6 +113,8 @@ export class Discovery {
 
   /** @internal */
   async buckets(): Promise<{ records: KvBucket }> {
+    // Beats are heard only by a process that watches (a worker that calls nobody gets none).
+    if (!this.stopBeats && !this.closed) this.stopBeats = this.subscribeBeats?.((data) => this.onBeat(data));
     this.leasesReady ??= this.watchLeases();
     await this.leasesReady;
     return { records: this.records as KvBucket };
