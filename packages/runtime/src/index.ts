@@ -17,6 +17,7 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectProperties,
 } from './component/decorators';
 export type { EndpointOptions, InstanceInfo, Class } from './component/decorators';
 export { on } from './events/event-handlers';
@@ -36,6 +37,7 @@ export type { Router, RouterSpec, RouteFunction, RouterContext } from './discove
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { OnStart, OnStop } from './worker/instance';
+export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope } from './events/events';
 export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events/events';
 export type { EventsOptions } from './events/event-subscription';

@@ -36,10 +36,12 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectProperties,
   CONFIG,
   LOGGER,
   INSTANCE,
   PUBLISHER,
+  PROPERTIES,
 } from './component/decorators';
 export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './component/decorators';
 export { Runtime } from './runtime';
@@ -56,6 +58,8 @@ export type { Router, RouterSpec, RouteFunction, RouterContext } from './discove
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { OnStart, OnStop } from './worker/instance';
+export { PropertyBoard } from './worker/instance-properties';
+export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events/events';
 export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events/events';
 export type { EventsOptions } from './events/event-subscription';

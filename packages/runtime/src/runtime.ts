@@ -1,11 +1,12 @@
 import 'reflect-metadata';
+import { constants as osConstants } from 'node:os';
 import type { Observable } from 'rxjs';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PUBLISHER } from './component/decorators';
+import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
@@ -18,13 +19,15 @@ import { validateName } from './names';
 import { Plane, type PlaneSettings } from './plane/plane';
 import type { RuntimeStats } from './plane/stats';
 import { NamespaceRef } from './refs';
-import { checkPositiveInt, resolveDiscovery, resolveSettings } from './settings';
+import { checkPositiveInt, resolveDiscovery, resolveSettings, SHUTDOWN_SILENT_STEP_MS, SHUTDOWN_STEP_MS } from './settings';
+import { settlesWithin } from './settle';
 import type { MemoryNetwork } from './transport/memory/memory-network';
 import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { startPulse } from './transport/pulse';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
+import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, LEASE_BEAT_WILDCARD, validateInboxPrefix } from './wire/subjects';
 
@@ -266,9 +269,11 @@ export class Runtime {
       for (let i = 0; i < replicas; i++) {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
         const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
-        const actor = this.construct(target, info, logger, options.config);
+        const registry = this.registry;
+        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
+        const actor = this.construct(target, { info, logger, config: options.config, properties });
         const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
-        instance.propertySink = this.registry ? (k, v) => this.registry?.setDynamic(info.instanceId, k, v) : undefined;
+        instance.properties = properties;
         await instance.start();
         record.instances.push(instance);
         // Registered only once it serves: routable means served.
@@ -297,22 +302,36 @@ export class Runtime {
     };
   }
 
-  /** Graceful stop of one instance: leave the registry first, then stop serving. */
-  private async stopInstance(i: ActorInstance): Promise<void> {
+  /**
+   * Graceful stop of one instance: leave the registry first, then stop
+   * serving. When the registry does not confirm the leave within
+   * `leaveWithinMs`, `onNotLeft` runs and the instance stops anyway, without
+   * the leave delay and with a short wait for the server (watchers drop it at
+   * the lease TTL).
+   */
+  private async stopInstance(i: ActorInstance, leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
+    let left = true;
     if (this.registry) {
-      await this.registry.deregister(i.addresses, i.info.instanceId);
-      // Keep serving while watchers see the record go, so clients stop routing here before it refuses.
+      i.properties?.leave(); // the records are going: a later property change must not bring it back to the lease
+      const leaving = this.registry.deregister(i.addresses, i.info.instanceId);
+      left = (await settlesWithin(leaving, leaveWithinMs)) && (await leaving);
+      // Keep serving while watchers see the record go, so clients stop routing here before it
+      // refuses; pointless when the record did not go.
       const delay = this.registry.settings.leaveDelayMs;
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      if (left && delay > 0) await new Promise((r) => setTimeout(r, delay));
     }
-    await i.stop(this.plane.settings.gracePeriodMs);
+    if (!left) onNotLeft?.();
+    const grace = this.plane.settings.gracePeriodMs;
+    await i.stop(grace, left ? Math.min(grace, SHUTDOWN_STEP_MS) : SHUTDOWN_SILENT_STEP_MS);
   }
 
-  private construct(target: Class, info: InstanceInfo, logger: Logger, config: unknown): unknown {
+  private construct(target: Class, deps: { info: InstanceInfo; logger: Logger; config: unknown; properties: PropertyBoard }): unknown {
+    const { info, logger, config } = deps;
     const child = this.container.createChildContainer();
     child.registerInstance(CONFIG, config);
     child.registerInstance(LOGGER, logger);
     child.registerInstance(INSTANCE, info);
+    child.registerInstance(PROPERTIES, deps.properties);
     child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
@@ -322,7 +341,7 @@ export class Runtime {
     } catch (err) {
       throw new TroupeError(
         'BAD_REQUEST',
-        `cannot construct ${target.name}: ${(err as Error).message}. Constructor parameters need a class type or an explicit token (@injectConfig(), @injectLogger(), @injectInstance(), @injectClient(Other), @inject(token)); code run by esbuild/tsx has no decorator metadata, so use explicit tokens there`,
+        `cannot construct ${target.name}: ${(err as Error).message}. Constructor parameters need a class type or an explicit token (@injectConfig(), @injectLogger(), @injectInstance(), @injectProperties(), @injectClient(Other), @inject(token)); code run by esbuild/tsx has no decorator metadata, so use explicit tokens there`,
         { cause: err },
       );
     }
@@ -330,29 +349,82 @@ export class Runtime {
 
   /**
    * Stops every instance (in-flight work finishes within the grace period),
-   * then drains the connection. Never rejects; calling it twice returns the
-   * same promise.
+   * then drains the connection. Bounded whatever the server does: each step
+   * that waits for the server (deregistration, the lease removal, durable
+   * consumers, the drain) gives up after 1 s (200 ms once the server has
+   * failed to answer one), logs a
+   * warning saying what it could not do, and goes on — so `close()` resolves
+   * within the grace period plus a few such steps even when the server is
+   * dead or frozen. Never rejects; calling it twice returns the same promise.
    *
    * @example
    * process.on('SIGTERM', () => void runtime.close().then(() => process.exit(0)));
    */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      await Promise.all([...this.spawns].flatMap((s) => s.instances.map((i) => this.stopInstance(i).catch(() => undefined))));
-      this.spawns.clear();
-      await this.registry?.close();
-      // Durable consumers give back what they hold before the drain; waiting replies fail now.
-      await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'));
-      await this.transport.close();
-    })().catch((err: unknown) => {
+    this.closing ??= this.shutdown().catch((err: unknown) => {
       this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });
     });
     return this.closing;
   }
 
+  private async shutdown(): Promise<void> {
+    // A server that failed to answer one step (dead, frozen, partitioned) gets a short wait at
+    // the next ones: the shutdown must not pay the full step for each of them.
+    // Without a connection (the server died) every step is short from the start.
+    let silent = this.transport.status !== TransportStatus.CONNECTED;
+    const bound = (): number => (silent ? SHUTDOWN_SILENT_STEP_MS : SHUTDOWN_STEP_MS);
+    const leaveMs = bound();
+    const instances = [...this.spawns].flatMap((s) => s.instances);
+    this.spawns.clear();
+    let notLeft = 0;
+    const stopped = Promise.all(
+      instances.map((i) =>
+        this.stopInstance(i, leaveMs, () => {
+          notLeft++;
+          silent = true;
+        }).catch(() => undefined),
+      ),
+    );
+    // Each instance's stop is bounded (leave, grace period, abort wait); an onStop hook that
+    // never returns must not hold the process.
+    const stopBound = this.stopBoundMs();
+    const allStopped = await settlesWithin(stopped, stopBound);
+    if (notLeft > 0) {
+      this.logger.warn(
+        `could not deregister ${notLeft} instances: registry did not answer within ${leaveMs} ms; watchers drop them at the lease TTL (${this.registry?.settings.leaseTtlMs} ms)`,
+      );
+    }
+    if (!allStopped) this.logger.warn(`instances did not stop within ${stopBound} ms (a handler or onStop hook still running); closing anyway`);
+    // A registry that did not answer the deregistrations gets no second wait for the lease.
+    if (this.registry && !(await settlesWithin(this.registry.close(), silent ? 0 : SHUTDOWN_STEP_MS))) {
+      this.logger.warn(
+        `could not remove the process lease: registry did not answer${silent ? '' : ` within ${SHUTDOWN_STEP_MS} ms`}; watchers drop it at the lease TTL (${this.registry.settings.leaseTtlMs} ms)`,
+      );
+      silent = true;
+    }
+    // Durable consumers give back what they hold before the drain; waiting replies fail now.
+    const consumersMs = bound();
+    if (!(await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'), consumersMs))) {
+      this.logger.warn(`event consumers did not stop within ${consumersMs} ms; messages they hold go back to the log after its ack wait`);
+      silent = true;
+    }
+    const drainMs = bound();
+    if (!(await this.transport.close(drainMs))) {
+      this.logger.warn(`connection did not drain within ${drainMs} ms (server unreachable or not answering); closed`);
+    }
+  }
+
+  /** Bound on stopping the instances in `close()`: leave, leave delay, grace period, abort wait, drain. */
+  private stopBoundMs(): number {
+    const grace = this.plane.settings.gracePeriodMs;
+    return SHUTDOWN_STEP_MS + (this.registry?.settings.leaveDelayMs ?? 0) + grace + Math.min(1_000, grace) + SHUTDOWN_STEP_MS;
+  }
+
   /**
    * Closes the runtime on SIGTERM and SIGINT (deregister, finish in-flight
-   * work, drain), then exits. Returns a function that removes the handlers.
+   * work, drain), then exits — within the grace period plus a few seconds
+   * whatever the server does. A second signal exits at once. Returns a
+   * function that removes the handlers.
    *
    * @example
    * runtime.closeOnSignals();
@@ -362,10 +434,12 @@ export class Runtime {
       this.logger.info('closing on signal', { signal: sig });
       void this.close().then(() => process.exit(0));
     };
-    for (const s of signals) process.once(s, handler);
-    return () => {
-      for (const s of signals) process.off(s, handler);
-    };
+    return onSignals(signals, handler, { logger: this.logger, backstopMs: this.closeBoundMs() + SIGNAL_BACKSTOP_MS });
+  }
+
+  /** What `close()` takes at most (the sum of its bounded steps), ms. */
+  private closeBoundMs(): number {
+    return this.stopBoundMs() + 3 * SHUTDOWN_STEP_MS;
   }
 
   /**
@@ -443,5 +517,40 @@ export class Runtime {
 
 interface SpawnRecord {
   instances: ActorInstance[];
+}
+
+/** Past `close()`'s own bound, the signal path exits anyway (an event-loop stall, a bug): never a process that lingers. */
+const SIGNAL_BACKSTOP_MS = 2_000;
+
+/**
+ * The process side of {@link Runtime.closeOnSignals}: the first of `signals`
+ * runs `first`; any later one exits at once (exit code 128 + signal number,
+ * as a shell reports a process killed by it) — an operator pressing Ctrl-C
+ * twice, or an orchestrator's second SIGTERM, means "now". A process still
+ * alive `backstopMs` after the first signal exits with an error logged.
+ * `process.on`, not `once`: with `once` a second SIGTERM would fall to
+ * Node's default (killed by the signal, nothing logged), and a SIGINT after
+ * a SIGTERM would only call `first` again.
+ */
+function onSignals(signals: readonly NodeJS.Signals[], first: (sig: NodeJS.Signals) => void, opts: { logger: Logger; backstopMs: number }): () => void {
+  let received: NodeJS.Signals | undefined;
+  const handler = (sig: NodeJS.Signals): void => {
+    const code = 128 + (osConstants.signals[sig] ?? 0);
+    if (received) {
+      opts.logger.warn(`second signal (${sig} after ${received}): exiting now without finishing the shutdown`);
+      process.exit(code);
+    }
+    received = sig;
+    const backstop = setTimeout(() => {
+      opts.logger.error(`shutdown did not finish within ${opts.backstopMs} ms of ${sig}; exiting`);
+      process.exit(code);
+    }, opts.backstopMs);
+    backstop.unref();
+    first(sig);
+  };
+  for (const s of signals) process.on(s, handler);
+  return () => {
+    for (const s of signals) process.off(s, handler);
+  };
 }
 

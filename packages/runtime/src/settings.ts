@@ -35,6 +35,28 @@ export const DEFAULTS: PlaneSettings = {
   mailboxCapacity: 1024,
 };
 
+/**
+ * How long one shutdown step waits for the server (a registry delete, a
+ * subscription or connection drain, a durable consumer's stop) before it
+ * gives up, logs what it could not do and goes on: `runtime.close()` ends
+ * within the grace period plus a few of these whatever the server does
+ * (dead, frozen, partitioned). A healthy server answers in milliseconds; a
+ * shared, loaded one took over 500 ms for a KV delete in our test runs.
+ *
+ * @example
+ * // close() takes at most about gracePeriodMs + 1 s + 5 * SHUTDOWN_STEP_MS (+ leaveDelayMs)
+ */
+export const SHUTDOWN_STEP_MS = 1_000;
+
+/**
+ * The wait of the remaining shutdown steps once the server failed to answer
+ * one: it is dead or frozen, so each further step only gets this long.
+ *
+ * @example
+ * // frozen server, nothing in flight: close() ~ SHUTDOWN_STEP_MS + 3 * SHUTDOWN_SILENT_STEP_MS
+ */
+export const SHUTDOWN_SILENT_STEP_MS = 200;
+
 export function checkPositiveInt(name: string, v: unknown, min: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
     throw new TroupeError('BAD_REQUEST', `${name} must be an integer >= ${min}, got ${String(v)}`);

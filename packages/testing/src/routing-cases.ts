@@ -4,8 +4,13 @@ import {
   component,
   type Context,
   endpoint,
+  injectConfig,
   injectInstance,
+  injectProperties,
   type InstanceInfo,
+  type InstanceProperties,
+  type OnStart,
+  type OnStop,
   type InstanceRecord,
   Routers,
   type Runtime,
@@ -47,15 +52,40 @@ class Routed {
   }
 }
 
-async function expectCode(p: Promise<unknown>, code: string, what: string): Promise<void> {
+/** Reports its `load` (from its config) every 20 ms from a timer started in `onStart`: outside any handler. */
+@component('reporter')
+class Reporter implements OnStart, OnStop {
+  private timer: NodeJS.Timeout | undefined;
+  constructor(
+    @injectProperties() readonly props: InstanceProperties,
+    @injectConfig() private readonly cfg: { load: number; syncInStart?: boolean },
+    @injectInstance() readonly me: InstanceInfo,
+  ) {}
+
+  onStart(): void {
+    // With discovery off this throws at once and fails the spawn, instead of publishing nothing.
+    if (this.cfg.syncInStart) this.props.set('load', this.cfg.load);
+    this.timer = setInterval(() => this.props.set('load', this.cfg.load), 20);
+  }
+
+  onStop(): void {
+    clearInterval(this.timer);
+  }
+
+  @endpoint() who(): string {
+    return this.me.instanceId;
+  }
+}
+
+async function expectCode(p: Promise<unknown>, code: string, what: string): Promise<TroupeError> {
   try {
     await within(p, 10_000, what);
   } catch (err) {
     assert.instance(err, TroupeError, `${what}: expected a TroupeError, got ${String(err)}`);
     assert.is((err as TroupeError).code, code, `${what}: ${(err as Error).message}`);
-    return;
+    return err as TroupeError;
   }
-  assert.unreachable(`${what}: expected ${code}, but it succeeded`);
+  return assert.unreachable(`${what}: expected ${code}, but it succeeded`) as never;
 }
 
 /** Adds the routing cases to a runtime suite. */
@@ -129,6 +159,45 @@ export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, opt
     } finally {
       sub.unsubscribe();
     }
+  });
+
+  s('routing - a background loop sets load through @injectProperties(): instances() and least-loaded see it', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const busy = await worker.spawn(Reporter, { namespace: ns, config: { load: 9 }, properties: { model: 'llama' } });
+    const idle = await worker.spawn(Reporter, { namespace: ns, config: { load: 0 } });
+    const busyId = busy.instanceIds[0] as string;
+    const idleId = idle.instanceIds[0] as string;
+    const who = caller.namespace(ns).component('reporter').endpoint('who').client<undefined, string>({ router: Routers.leastLoaded('load') });
+    await who.waitForInstances(2, { timeout: 5_000 });
+    let latest: readonly InstanceRecord[] = [];
+    const sub = who.instances$.subscribe((xs) => (latest = xs));
+    try {
+      const loadOf = (id: string): unknown => latest.find((x) => x.instanceId === id)?.properties['load'];
+      await waitFor(() => loadOf(busyId) === 9 && loadOf(idleId) === 0, 3_000, 'both reporters\' load to show in the client\'s instance list');
+      const listed = await caller.instances(`${ns}.reporter.who`);
+      assert.equal(listed.find((x) => x.instanceId === busyId)?.properties, { model: 'llama', load: 9 }, 'runtime.instances(): static and dynamic properties together');
+      assert.is(busy.instance(busyId).props.get('load'), 9, 'get() reads back what the loop set');
+      assert.is(busy.instance(busyId).props.get('model'), 'llama', 'get() reads a static property');
+      const picks: string[] = [];
+      for (let i = 0; i < 10; i++) picks.push(await who.call(undefined));
+      assert.equal([...new Set(picks)], [idleId], `least-loaded by load sent ${picks.filter((p) => p === busyId).length} of 10 requests to the loaded instance`);
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+
+  s('routing - with { discovery: false } setting a property is a BAD_REQUEST naming it, from a handler and from @injectProperties()', async (ctx) => {
+    const { worker, caller } = await open(ctx, { discovery: false });
+    const ns = freshNamespace();
+    // The handle, from onStart: the spawn fails with the error.
+    const fromHandle = await expectCode(worker.spawn(Reporter, { namespace: ns, config: { load: 1, syncInStart: true } }), 'BAD_REQUEST', 'props.set with discovery off');
+    assert.match(fromHandle.message, '{ discovery: false }');
+    // ctx.setProperty in a handler: the caller gets it.
+    await worker.spawn(Routed, { namespace: ns });
+    const setLoad = caller.namespace(ns).component('routed').endpoint('setLoad').client<number, string>({ router: 'queue' });
+    const fromCtx = await expectCode(setLoad.call(3), 'BAD_REQUEST', 'ctx.setProperty with discovery off');
+    assert.match(fromCtx.message, '{ discovery: false }');
   });
 
   s('routing - retry re-routes an OVERLOADED request to another instance', async (ctx) => {

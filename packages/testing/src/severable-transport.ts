@@ -137,7 +137,8 @@ export class SeverableTransport implements Transport {
   }
 
   /** Drops this side's subscriptions; the shared connection stays open for its owner. */
-  async close(): Promise<void> {
+  async close(): Promise<boolean> {
     for (const s of [...this.subs]) s.unsubscribe();
+    return true;
   }
 }

@@ -38,7 +38,9 @@ export interface Context {
   /**
    * Sets a dynamic property of the instance (e.g. `active_slots`): published
    * in the registry with the process heartbeat (throttled), visible in
-   * `instances()` and to routers.
+   * `instances()` and to routers. Throws `BAD_REQUEST` when the runtime
+   * runs with `{ discovery: false }` (there is no registry to publish to).
+   * Outside handlers use `@injectProperties()`.
    */
   setProperty(key: string, value: unknown): void;
 }

@@ -140,6 +140,8 @@ export const LOGGER = Symbol.for('troupe:logger');
 export const INSTANCE = Symbol.for('troupe:instance');
 /** tsyringe token of the instance's `EventPublisher`. */
 export const PUBLISHER = Symbol.for('troupe:publisher');
+/** tsyringe token of the instance's `InstanceProperties`. */
+export const PROPERTIES = Symbol.for('troupe:properties');
 
 /**
  * Injects the `config` given to `runtime.spawn`.
@@ -181,6 +183,20 @@ export function injectInstance(): ParameterDecorator {
  */
 export function injectPublisher(): ParameterDecorator {
   return inject(PUBLISHER) as ParameterDecorator;
+}
+
+/**
+ * Injects a handle to the instance's properties (`InstanceProperties`), for
+ * setting dynamic properties outside handlers: a load reporter on a timer, a
+ * background loop started in `onStart`. Same mechanism as `ctx.setProperty`;
+ * `set` throws `BAD_REQUEST` when the runtime runs with `{ discovery: false }`.
+ *
+ * @example
+ * constructor(\@injectProperties() private props: InstanceProperties) {}
+ * onStart() { setInterval(() => this.props.set('load', this.queue.length), 500); }
+ */
+export function injectProperties(): ParameterDecorator {
+  return inject(PROPERTIES) as ParameterDecorator;
 }
 
 /** One client dependency declared with {@link injectClient}. */

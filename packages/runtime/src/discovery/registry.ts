@@ -195,22 +195,25 @@ export class Registry {
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
-  /** Removes the records of one instance (graceful stop: before it stops serving). */
-  async deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<void> {
+  /** Removes the records of one instance (graceful stop: before it stops serving); false when a delete failed. */
+  async deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<boolean> {
     this.dyn.delete(instanceId);
     const keys = addresses.map((a) => registryKey(a, instanceId));
     for (const k of keys) this.mine.delete(k);
-    if (!this.records) return;
-    await Promise.all(
+    if (!this.records) return true;
+    const deleted = await Promise.all(
       keys.map(async (k) => {
         try {
           await this.records?.delete(k);
           this.writes++;
+          return true;
         } catch (err) {
           this.logger.warn('deregistration failed; the lease TTL will drop the instance', { key: k, error: toTroupeError(err).message });
+          return false;
         }
       }),
     );
+    return deleted.every(Boolean);
   }
 
   /** Records a dynamic property change; written with the lease within the throttle period. */

@@ -25,6 +25,12 @@ export interface OnOptions {
   start?: 'all' | 'new' | Date;
   /** Report gaps (default true, false with `group`). */
   gaps?: boolean;
+  /**
+   * Durable only: the ack wait of the durable when this creates it, ms
+   * (default 30 000). A handler that runs longer is not redelivered: its
+   * event is kept in progress until the handler finishes.
+   */
+  ackWaitMs?: number;
 }
 
 /** One `@on` declaration. */

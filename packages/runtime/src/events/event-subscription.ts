@@ -48,6 +48,15 @@ export interface EventsOptions {
   start?: 'all' | 'new' | Date;
   /** Report gaps in each publisher's sequence (default: true, false with `group`). */
   gaps?: boolean;
+  /**
+   * Durable only: how long an event handed to the subscriber may stay
+   * unacked before the log delivers it again, ms (default 30 000,
+   * JetStream's; set when the durable is created, an existing one keeps its
+   * own). A handler that runs longer is not redelivered meanwhile: its
+   * event is kept in progress (`+WPI`) every third of the ack wait until it
+   * finishes.
+   */
+  ackWaitMs?: number;
   /** Called once the subscription is live on the bus: every event published from then on is delivered. */
   onReady?: () => void;
 }
@@ -87,6 +96,8 @@ export interface EventPlan {
   readonly durable: string | undefined;
   readonly start: 'all' | 'new' | Date;
   readonly gaps: boolean;
+  /** Ack wait of a durable created by this subscription; undefined: the log's default. */
+  readonly ackWaitMs: number | undefined;
 }
 
 /** Checks options and builds the subjects; throws `BAD_REQUEST` before anything is sent. */
@@ -102,6 +113,13 @@ export function planEvents(target: EventTarget, options: Omit<EventsOptions, 'on
     throw new TroupeError('BAD_REQUEST', 'group is for live events; subscribers sharing a durable name already share its events');
   }
   if (options.gaps !== undefined && typeof options.gaps !== 'boolean') throw new TroupeError('BAD_REQUEST', 'gaps must be a boolean');
+  const ackWaitMs = options.ackWaitMs;
+  if (ackWaitMs !== undefined) {
+    if (durable === undefined) throw new TroupeError('BAD_REQUEST', 'ackWaitMs is for durable subscriptions (give durable a name)');
+    if (typeof ackWaitMs !== 'number' || !Number.isSafeInteger(ackWaitMs) || ackWaitMs < MIN_ACK_WAIT_MS) {
+      throw new TroupeError('BAD_REQUEST', `ackWaitMs must be an integer >= ${MIN_ACK_WAIT_MS} ms, got ${String(ackWaitMs)}`);
+    }
+  }
   const { namespace: ns, component: comp, event } = target;
   let subjects: string[];
   let filter: string | undefined;
@@ -124,6 +142,7 @@ export function planEvents(target: EventTarget, options: Omit<EventsOptions, 'on
     durable,
     start: start ?? 'all',
     gaps: options.gaps ?? queue === undefined,
+    ackWaitMs,
   };
 }
 
@@ -145,6 +164,10 @@ export interface SubscriptionHooks {
 
 // A refused durable event comes back after this long (the mailbox had no room).
 const REFUSED_NAK_MS = 250;
+// Below this, keeping a long handler's event in progress would be most of the traffic.
+const MIN_ACK_WAIT_MS = 300;
+// A running handler's event is marked in progress this many times per ack wait: a late timer still lands in time.
+const PROGRESS_PER_ACK_WAIT = 3;
 // Publishers x event names remembered for gap detection; the least recently seen go first.
 const GAP_KEYS_MAX = 4096;
 /**
@@ -210,6 +233,8 @@ export class EventSubscription {
   private stopping: Promise<void> | undefined;
   private readonly tracker: GapTracker | undefined;
   private dropped = 0;
+  /** Timers keeping running handlers' durable events in progress. */
+  private readonly working = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly plane: Plane,
@@ -239,7 +264,7 @@ export class EventSubscription {
     const log = await openEventLog(this.plane, this.plan.target.namespace, undefined);
     if (this.stopped) return;
     const consumer = await log.consume(
-      { filter: this.plan.filter, durable: this.plan.durable, start: this.plan.start, onError: (e) => this.hooks.onError(e) },
+      { filter: this.plan.filter, durable: this.plan.durable, start: this.plan.start, ackWaitMs: this.plan.ackWaitMs, onError: (e) => this.hooks.onError(e) },
       this.onLogged,
     );
     if (this.stopped) {
@@ -261,6 +286,8 @@ export class EventSubscription {
         await Promise.all(this.subs.map((s) => s.drain()));
       }
       this.stopped = true;
+      for (const t of this.working) clearInterval(t);
+      this.working.clear();
       for (const s of this.subs) s.unsubscribe();
       // Called before any await, so the consumer holds back from here on.
       const consumerStopped = this.consumer?.stop();
@@ -333,14 +360,41 @@ export class EventSubscription {
     }
     if (key !== undefined) this.tracker?.commit(key, env.seq);
     if (accepted !== undefined && accepted !== true && typeof accepted.then === 'function') {
+      const working = this.keepInProgress(m);
       accepted.then(
-        (handled) => (handled === false ? m.nak(REFUSED_NAK_MS) : m.ack()),
-        () => m.ack(), // the handler failed: logged by the sink; retrying a poison event forever helps no one
+        (handled) => {
+          working();
+          if (handled === false) m.nak(REFUSED_NAK_MS);
+          else m.ack();
+        },
+        () => {
+          working();
+          m.ack(); // the handler failed: logged by the sink; retrying a poison event forever helps no one
+        },
       );
     } else {
       m.ack();
     }
   };
+
+  /**
+   * Keeps `m` in progress while its handler runs, so a handler longer than
+   * the ack wait (30 s by default) is not delivered again meanwhile (to
+   * another replica, or to this one behind itself). Returns the function
+   * that stops it; stopping the subscription stops them all (what is still
+   * running then comes back after the ack wait, as before).
+   */
+  private keepInProgress(m: LogMessage): () => void {
+    const ackWait = m.ackWaitMs;
+    if (ackWait === undefined) return () => undefined;
+    const timer = setInterval(() => m.inProgress(), Math.max(1, Math.floor(ackWait / PROGRESS_PER_ACK_WAIT)));
+    timer.unref();
+    this.working.add(timer);
+    return () => {
+      clearInterval(timer);
+      this.working.delete(timer);
+    };
+  }
 
   private decode(msg: EventMessage, parts: EventSubjectParts): unknown {
     try {

@@ -24,6 +24,17 @@ test('events - subjects of each target, live and in the log', () => {
   assert.is(eventLogName('llama_8b'), 'TROUPE_EV_llama_8b');
 });
 
+test('events - ackWaitMs: for durables only, an integer >= 300 ms', () => {
+  const t = eventTarget('ns', 'c', 'a');
+  assert.is(planEvents(t, { durable: 'd', ackWaitMs: 2_000 }).ackWaitMs, 2_000);
+  assert.is(planEvents(t, { durable: 'd' }).ackWaitMs, undefined, 'default: the log decides (30 s)');
+  assert.is(code(() => planEvents(t, { ackWaitMs: 2_000 })), 'BAD_REQUEST', 'without a durable name');
+  assert.is(code(() => planEvents(t, { start: 'all', ackWaitMs: 2_000 })), 'BAD_REQUEST', 'a replay has no acks');
+  for (const bad of [0, 299, 1.5, Number.NaN, '1000' as unknown as number]) {
+    assert.is(code(() => planEvents(t, { durable: 'd', ackWaitMs: bad })), 'BAD_REQUEST', `ackWaitMs ${String(bad)}`);
+  }
+});
+
 test('events - delivery modes from options; gaps off for groups', () => {
   const t = eventTarget('ns', 'c', 'a');
   assert.equal(

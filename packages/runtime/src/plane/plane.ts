@@ -10,6 +10,7 @@ import { newRuntimeStats, type RuntimeStats } from './stats';
 import type { Discovery } from '../discovery/discovery';
 import type { RouterSpec } from '../discovery/routers';
 import { ReplyInbox } from './reply-inbox';
+import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import type { Transport } from '../transport/transport';
 
@@ -114,14 +115,17 @@ export class Plane {
    * Releases every service: discovery watches, event streams (durable
    * consumers give back what they hold), monitor and heartbeat timers, the
    * deadline wheel; whatever still awaits a reply fails with `reason` now.
-   * The transport is the runtime's to close. Never rejects.
+   * The transport is the runtime's to close. Resolves with false when the
+   * event streams did not stop within `withinMs` (a dead or frozen server):
+   * everything else is released anyway. Never rejects.
    */
-  async close(reason: TroupeError): Promise<void> {
+  async close(reason: TroupeError, withinMs = Infinity): Promise<boolean> {
     this.discovery?.close();
-    await this.eventStreams.close();
+    const stopped = await settlesWithin(this.eventStreams.close(), withinMs);
     this.monitor.close();
     this.heartbeats.close();
     this.inbox.stop(reason);
     this.wheel.close();
+    return stopped;
   }
 }

@@ -53,8 +53,13 @@ export interface Transport {
   /** Resolves when everything published so far has reached the bus. */
   flush(): Promise<void>;
 
-  /** Drains subscriptions and closes; resolves when closed. Never rejects. */
-  close(): Promise<void>;
+  /**
+   * Drains subscriptions and closes; resolves when closed, with true when it
+   * drained and false when the drain did not finish within `drainWithinMs`
+   * (default: no bound) or the bus was unreachable, and the connection was
+   * closed without it. Never rejects.
+   */
+  close(drainWithinMs?: number): Promise<boolean>;
 
   /**
    * Storage services of the bus (JetStream on NATS; in-process on the memory
@@ -124,6 +129,13 @@ export interface LogConsumeOptions {
   start: 'all' | 'new' | Date;
   /** Most messages delivered and not yet acked (durable consumers); default 256. */
   maxInFlight?: number;
+  /**
+   * How long a delivered message may stay unacked before the log delivers it
+   * again (durable consumers), ms; default 30 000 (JetStream's). Applies when
+   * the durable is created: an existing one keeps its own, which each
+   * message reports as {@link LogMessage.ackWaitMs}.
+   */
+  ackWaitMs?: number;
   /** Called once if delivery ends by itself (the log or the consumer was deleted). */
   onError?: (err: TroupeError) => void;
 }
@@ -143,6 +155,19 @@ export interface LogMessage {
   ack(): void;
   /** Give it back: redelivered (to this consumer or another of its name) after `delayMs`. */
   nak(delayMs?: number): void;
+  /**
+   * Still working on it: restarts the ack wait (JetStream's `+WPI`), so a
+   * handler that runs longer than the ack wait is not delivered again
+   * meanwhile. Call it well within every {@link ackWaitMs}. A no-op for
+   * ephemeral consumers and where there is no ack wait.
+   */
+  inProgress(): void;
+  /**
+   * How long this message may stay unacked before it is delivered again, ms
+   * (the consumer's actual setting); undefined when it never is by timeout
+   * (ephemeral consumers, the memory network).
+   */
+  readonly ackWaitMs: number | undefined;
 }
 
 /** A running log consumer. */

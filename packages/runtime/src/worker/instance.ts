@@ -3,6 +3,7 @@ import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
+import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
 import { Frame, H, MODE_STREAM } from '../wire/protocol';
@@ -72,17 +73,18 @@ export class ActorInstance {
   /** The subscriptions of the class's `@on` handlers while the instance runs. */
   private eventHandlers: EventHandlers | undefined;
 
-  /** Where dynamic property changes go (the registry); set by the runtime. */
-  propertySink: ((key: string, value: unknown) => void) | undefined;
+  /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
+  properties: PropertyBoard | undefined;
 
   /** The addresses of this instance's endpoints. */
   get addresses(): EndpointAddress[] {
     return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
   }
 
-  /** Sets a dynamic property (published with the process heartbeat, throttled). */
+  /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
   setProperty(key: string, value: unknown): void {
-    this.propertySink?.(key, value);
+    if (!this.properties) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
+    this.properties.set(key, value);
   }
 
   /** Runs `onStart`, then subscribes every endpoint and waits until the server has the interest. */
@@ -123,15 +125,26 @@ export class ActorInstance {
    * Stops serving: leaves the queue groups at once (the server routes new
    * requests elsewhere), refuses new direct requests, lets in-flight work
    * finish within `graceMs` (stream control keeps flowing on the mailbox),
-   * then aborts what is left, and runs `onStop`.
+   * then aborts what is left, and runs `onStop`. Leaving the queue groups
+   * waits at most `drainWithinMs` for the server (less when the server is
+   * known not to answer).
    */
-  async stop(graceMs: number): Promise<void> {
+  async stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
     if (this.state === State.Stopped || this.state === State.Stopping) return;
     this.state = State.Stopping;
-    // Messages the server already delivered to the queue subscription are still handled.
-    await Promise.all(this.subs.map((s) => s.drain()));
-    await this.eventHandlers?.stop();
-    const finished = await withTimeout(this.mailbox.idle(), graceMs);
+    const deadline = Date.now() + graceMs;
+    // Messages the server already delivered to the queue subscription are still handled. A
+    // drain waits for the server's answer: a dead or frozen server must not hold the stop
+    // past `drainWithinMs` (within the grace period; the connection is closed after it anyway).
+    const leaving = Promise.all(this.subs.map((s) => s.drain()))
+      .then(() => this.eventHandlers?.stop())
+      .catch(() => undefined);
+    const drainMs = Math.min(graceMs, drainWithinMs);
+    if (!(await withTimeout(leaving, drainMs))) {
+      for (const s of this.subs) s.unsubscribe();
+      this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
+    }
+    const finished = await withTimeout(this.mailbox.idle(), Math.max(0, deadline - Date.now()));
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;

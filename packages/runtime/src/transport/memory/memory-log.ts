@@ -27,8 +27,8 @@ interface Stored {
  * position by name and share messages between the consumers of that name.
  * One instance per network, nothing global. Deliberate differences: no ack
  * wait (an unacked message comes back on `nak` only, never by timeout:
- * nothing is lost in flight in one process) and no check that two logs'
- * subjects overlap.
+ * nothing is lost in flight in one process; so `ackWaitMs` is ignored and
+ * `inProgress()` is a no-op) and no check that two logs' subjects overlap.
  */
 export class MemoryLogs {
   private readonly logs = new Map<string, MemoryLog>();
@@ -407,4 +407,7 @@ class MemoryLogMessage implements LogMessage {
   nak(delayMs = 0): void {
     this.cursor.nak(this.m.seq, delayMs);
   }
+  /** No ack wait on the memory network (see {@link MemoryLogs}): nothing to restart. */
+  inProgress(): void {}
+  readonly ackWaitMs = undefined;
 }

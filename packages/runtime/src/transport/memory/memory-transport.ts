@@ -140,9 +140,11 @@ export class MemoryTransport implements Transport {
     return this.bus.flushed();
   }
 
-  close(): Promise<void> {
+  /** In-process: the drain always finishes, so there is nothing to bound. */
+  async close(): Promise<boolean> {
     this.closing ??= this.shutdown();
-    return this.closing;
+    await this.closing;
+    return true;
   }
 
   private async shutdown(): Promise<void> {

@@ -9,6 +9,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  millis,
   nanos,
   type NatsConnection,
   type NatsError,
@@ -25,7 +26,7 @@ const DEFAULT_MAX_IN_FLIGHT = 256;
 const PULL_BATCH = 256;
 /** A pull waits this long for messages before it is renewed (nats.js default 30 s; shorter notices a lost server sooner). */
 const PULL_EXPIRES_MS = 5_000;
-/** How long an unacked message waits before JetStream redelivers it (the JetStream default). */
+/** How long an unacked message waits before JetStream redelivers it, unless the options say otherwise (the JetStream default). */
 const ACK_WAIT_MS = 30_000;
 /** After stop(), the pull counts as finished once nothing arrived for this long (loopback delivery takes well under 1 ms). */
 const QUIET_MS = 25;
@@ -105,7 +106,9 @@ class NatsLog implements MessageLog {
       if (options.durable === undefined) return await this.ordered(options, handler);
       const info = await this.durable(options, options.durable);
       const durable = options.durable;
-      const c = new DurableConsumer(this.js.consumers.getPullConsumerFor(info), handler, options.onError, () => this.jsm.consumers.info(this.name, durable));
+      const c = new DurableConsumer(this.js.consumers.getPullConsumerFor(info), { handler, onError: options.onError, ackWaitMs: info.config.ack_wait ? millis(info.config.ack_wait) : ACK_WAIT_MS }, () =>
+        this.jsm.consumers.info(this.name, durable),
+      );
       await c.start();
       return c;
     } catch (err) {
@@ -122,7 +125,7 @@ class NatsLog implements MessageLog {
       // 'all' is nats.js's default (from stream seq 1); DeliverPolicy.All with the start seq it adds is refused by the server and retried forever.
       ...(start === 'all' ? {} : start === 'new' ? { deliver_policy: DeliverPolicy.New } : { opt_start_time: start.toISOString() }),
     });
-    const messages = await c.consume({ max_messages: PULL_BATCH, callback: (m) => handler(new NatsLogMessage(m, false)) });
+    const messages = await c.consume({ max_messages: PULL_BATCH, callback: (m) => handler(new NatsLogMessage(m, undefined)) });
     let stopped = false;
     return {
       stop: async () => {
@@ -146,7 +149,7 @@ class NatsLog implements MessageLog {
       const config: Partial<ConsumerConfig> = {
         durable_name: name,
         ack_policy: AckPolicy.Explicit,
-        ack_wait: nanos(ACK_WAIT_MS),
+        ack_wait: nanos(options.ackWaitMs ?? ACK_WAIT_MS),
         max_ack_pending: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
         ...(options.filter === undefined ? {} : { filter_subject: options.filter }),
         ...(start === 'all'
@@ -200,13 +203,21 @@ class DurableConsumer implements LogConsumer {
   private lastArrival = 0;
   private messages: ConsumerMessages | undefined;
 
+  private readonly handler: (msg: LogMessage) => void;
+  private readonly onError: ((err: TroupeError) => void) | undefined;
+  /** The consumer's actual ack wait (it may predate this process's options), ms. */
+  private readonly ackWaitMs: number;
+
   constructor(
     private readonly consumer: Consumer,
-    private readonly handler: (msg: LogMessage) => void,
-    private readonly onError: ((err: TroupeError) => void) | undefined,
+    hooks: { handler: (msg: LogMessage) => void; onError: ((err: TroupeError) => void) | undefined; ackWaitMs: number },
     /** Makes the server drop pulls whose inbox is gone (a consumer info request). */
     private readonly purgeStalePulls: () => Promise<unknown>,
-  ) {}
+  ) {
+    this.handler = hooks.handler;
+    this.onError = hooks.onError;
+    this.ackWaitMs = hooks.ackWaitMs;
+  }
 
   async start(): Promise<void> {
     const messages = await this.consumer.consume({
@@ -227,7 +238,7 @@ class DurableConsumer implements LogConsumer {
   private readonly onMessage = (m: JsMsg): void => {
     this.lastArrival = Date.now();
     if (this.stopping) this.held.push(m);
-    else this.handler(new NatsLogMessage(m, true));
+    else this.handler(new NatsLogMessage(m, this.ackWaitMs));
   };
 
   stop(): Promise<void> {
@@ -247,10 +258,14 @@ class DurableConsumer implements LogConsumer {
 }
 
 class NatsLogMessage implements LogMessage {
+  private readonly acks: boolean;
   constructor(
     private readonly m: JsMsg,
-    private readonly acks: boolean,
-  ) {}
+    /** Undefined: an ephemeral (ordered) consumer, which takes no acks. */
+    readonly ackWaitMs: number | undefined,
+  ) {
+    this.acks = ackWaitMs !== undefined;
+  }
   get subject(): string {
     return this.m.subject;
   }
@@ -274,6 +289,14 @@ class NatsLogMessage implements LogMessage {
   }
   nak(delayMs?: number): void {
     if (this.acks) this.m.nak(delayMs);
+  }
+  inProgress(): void {
+    if (!this.acks) return;
+    try {
+      this.m.working();
+    } catch {
+      // the connection closed: the message comes back after the ack wait, as any unacked one
+    }
   }
 }
 

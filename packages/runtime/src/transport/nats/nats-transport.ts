@@ -8,6 +8,7 @@ import {
   type Subscription,
 } from 'nats';
 import { BehaviorSubject, type Observable } from 'rxjs';
+import { settlesWithin } from '../../settle';
 import { TroupeError } from '../../errors';
 import type {
   Headers,
@@ -172,14 +173,21 @@ export class NatsTransport implements Transport {
     await this.nc.flush();
   }
 
-  async close(): Promise<void> {
-    if (this.nc.isClosed()) return;
-    try {
-      await this.nc.drain();
-    } catch {
-      // drain() rejects when already closing or closed; closed is what we want
-    }
+  async close(drainWithinMs = Infinity): Promise<boolean> {
+    if (this.nc.isClosed()) return true;
+    // nats.js's drain() ends with a flush that waits for the server's PONG: with the server
+    // dead (reconnecting) or frozen it never resolves, and neither does closed(). Without a
+    // connection there is nothing to drain; with a silent one, stop waiting after the bound.
+    // drain() rejects when already closing or closed; closed is what we want then.
+    const drained =
+      this.status === TransportStatus.CONNECTED &&
+      (await settlesWithin(
+        this.nc.drain().catch(() => undefined),
+        drainWithinMs,
+      ));
+    if (!drained) await this.nc.close().catch(() => undefined);
     await this.nc.closed();
+    return drained;
   }
 }
 

@@ -1,0 +1,77 @@
+import { TroupeError } from '../errors';
+
+/**
+ * A handle to one instance's properties, for code that runs outside a
+ * handler: a load reporter on a timer, a background loop started in
+ * `onStart`. `set` is the same mechanism as `ctx.setProperty`: the value is
+ * published in the registry with the process's lease heartbeat (throttled to
+ * one write per `propertyThrottleMs` for the whole process), shows in
+ * `runtime.instances()` and to routers (`Routers.leastLoaded('load')`).
+ * `get` reads back what this instance set last, or its static property from
+ * `spawn`. With discovery off (`{ discovery: false }`) there is no registry
+ * to publish to, and `set` throws `BAD_REQUEST` saying so (not `UNAVAILABLE`:
+ * that code is retryable, and no retry or other instance changes a runtime's
+ * configuration). Once the instance has begun to leave the registry (it is
+ * stopping), `set` still updates `get` but is no longer published: its
+ * records are gone.
+ *
+ * @example
+ * \@component('decode')
+ * class Decode implements OnStart, OnStop {
+ *   private timer?: NodeJS.Timeout;
+ *   constructor(\@injectProperties() private readonly props: InstanceProperties) {}
+ *   onStart(): void {
+ *     this.timer = setInterval(() => this.props.set('load', activeSlots()), 500);
+ *   }
+ *   onStop(): void {
+ *     clearInterval(this.timer);
+ *   }
+ * }
+ */
+export interface InstanceProperties {
+  /** Sets a dynamic property (published with the lease heartbeat, throttled). Throws `BAD_REQUEST` with discovery off or for a key that is not a non-empty string. */
+  set(key: string, value: unknown): void;
+  /** The value this instance set last for `key`, else its static property from `spawn`, else undefined. */
+  get(key: string): unknown;
+}
+
+/**
+ * The one implementation: the properties of one instance and where changes
+ * go (the registry's dynamic properties; undefined when discovery is off).
+ * Shared by `ctx.setProperty` and `@injectProperties()`. Internal.
+ */
+export class PropertyBoard implements InstanceProperties {
+  private readonly values: Record<string, unknown>;
+  private left = false;
+
+  constructor(
+    private readonly instanceId: string,
+    statics: Readonly<Record<string, unknown>>,
+    private readonly sink: ((key: string, value: unknown) => void) | undefined,
+  ) {
+    this.values = { ...statics };
+  }
+
+  set(key: string, value: unknown): void {
+    if (typeof key !== 'string' || key === '') {
+      throw new TroupeError('BAD_REQUEST', `a property key is a non-empty string, got ${typeof key === 'string' ? '""' : typeof key}`);
+    }
+    if (!this.sink) {
+      throw new TroupeError(
+        'BAD_REQUEST',
+        `cannot set property ${key} of instance ${this.instanceId}: the runtime runs with { discovery: false }, so there is no registry to publish properties to`,
+      );
+    }
+    this.values[key] = value;
+    if (!this.left) this.sink(key, value);
+  }
+
+  get(key: string): unknown {
+    return this.values[key];
+  }
+
+  /** The instance is leaving the registry: later changes are kept locally only. */
+  leave(): void {
+    this.left = true;
+  }
+}
