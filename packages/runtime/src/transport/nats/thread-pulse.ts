@@ -7,8 +7,8 @@ import type { PulseThreadCommand, PulseThreadData, PulseThreadReport } from './p
 
 /** How often the main loop stamps the shared clock: a busy loop is told from a healthy one within ~2 ticks. */
 const TICK_MS = 50;
-/** How long `stop()` waits for the thread to close its connection before terminating it. */
-const STOP_WAIT_MS = 1_000;
+/** How long `stop()` waits for the thread to close its connection before terminating it (shutdown must stay bounded with the server gone). */
+const STOP_WAIT_MS = 200;
 
 /**
  * Connection options a thread can receive: functions (an `authenticator`,
