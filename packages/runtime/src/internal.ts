@@ -25,6 +25,9 @@ export {
   anyComponentEventWildcard,
   eventLogName,
   parseEventSubject,
+  leaseBeatSubject,
+  LEASE_BEAT_PREFIX,
+  LEASE_BEAT_WILDCARD,
 } from './wire/subjects';
 export type { EndpointAddress, EventSubjectParts } from './wire/subjects';
 export {
@@ -55,7 +58,7 @@ export type { StreamObservable } from './caller/stream-iterator';
 export type { RuntimeStats } from './plane/stats';
 export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
-export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
+export type { InstanceRecord, DiscoverySettings, LeaseBeat } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { OnStart, OnStop } from './worker/instance';
 export { PropertyBoard } from './worker/instance-properties';
@@ -88,6 +91,8 @@ export type {
   LogConsumeOptions,
   LogMessage,
   LogConsumer,
+  Pulse,
+  PulseOptions,
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';

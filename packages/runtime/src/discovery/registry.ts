@@ -40,6 +40,10 @@ export interface InstanceRecord {
  * core NATS: no JetStream write, so a stream-leader election does not silence
  * it). On NATS it comes from a `worker_threads` thread with its own connection,
  * so a blocked main loop still beats and says how late it is (`lagMs`).
+ *
+ * @example
+ * const beat = JSON.parse(new TextDecoder().decode(msg.data)) as LeaseBeat;
+ * if (beat.lagMs > 250) console.log(`process ${beat.pid} on ${beat.host} is busy for ${beat.lagMs} ms`);
  */
 export interface LeaseBeat {
   lease: string;

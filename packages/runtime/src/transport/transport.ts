@@ -275,7 +275,12 @@ export interface TransportSubscription {
   readonly closed: boolean;
 }
 
-/** Options of {@link Transport.pulse}. */
+/**
+ * Options of {@link Transport.pulse}.
+ *
+ * @example
+ * const options: PulseOptions = { subject: '_TROUPE.lease.9f3c0a7e12b4d8e1', intervalMs: 1000, fields: { lease: '9f3c0a7e12b4d8e1' }, busyAfterMs: 250 };
+ */
 export interface PulseOptions {
   /** Where each beat goes (a plain subject, no JetStream). */
   readonly subject: string;
@@ -291,6 +296,11 @@ export interface PulseOptions {
  * A running process heartbeat. Each beat is a JSON object: the given fields,
  * `seq` (from 1) and `lagMs` (how long the main event loop has not run, ms;
  * 0 when the beat comes from the main loop itself).
+ *
+ * @example
+ * const pulse = transport.pulse?.({ subject: '_TROUPE.lease.9f3c0a7e12b4d8e1', intervalMs: 1000, fields: {}, busyAfterMs: 250 });
+ * pulse?.set({ rrev: 42 }, true);
+ * await pulse?.stop();
  */
 export interface Pulse {
   /** Merges `fields` into every later beat; with `beatNow`, one beat goes out at once (news watchers should not wait a period for). */

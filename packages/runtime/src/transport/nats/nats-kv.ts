@@ -49,6 +49,12 @@ function subscriptionOf(iter: unknown): { consumerInfo(): Promise<unknown> } | u
   return typeof sub?.consumerInfo === 'function' ? (sub as { consumerInfo(): Promise<unknown> }) : undefined;
 }
 
+/** JetStream's answer for a consumer that does not exist (API error 10014, status 404). */
+function consumerGone(err: unknown): boolean {
+  const api = (err as { api_error?: { err_code?: number; code?: number } })?.api_error;
+  return api?.err_code === 10014 || (api?.code === 404 && /consumer not found/i.test((err as Error).message ?? ''));
+}
+
 class NatsBucket implements KvBucket {
   private readonly watches = new Set<WatchState>();
 
@@ -134,10 +140,12 @@ class NatsBucket implements KvBucket {
         if (!sub) return;
         try {
           await sub.consumerInfo();
-        } catch {
-          // Consumer gone (deleted, or lost with its node) or its stream not answering: end
-          // this iterator; the watch loop resumes after the last revision it delivered.
-          if (!this.watches.has(w)) return;
+        } catch (err) {
+          // Only a definite "consumer not found" ends the iterator (the watch loop resumes after
+          // the last revision it delivered). A timeout says nothing: during a meta-leader
+          // election the consumer may be fine while no new one could be created, so a
+          // healthy watch is left to nats.js.
+          if (!consumerGone(err) || !this.watches.has(w)) return;
           resumed++;
           w.iter.stop();
         }
