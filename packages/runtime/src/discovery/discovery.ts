@@ -71,8 +71,9 @@ export class Discovery {
   /** Leases deleted from the bucket (graceful close), until their next write: late beats do not revive them. */
   private readonly departed = new Set<string>();
   private stopBeats: (() => void) | undefined;
-  /** Highest record / lease revision a beat announced that the watches were checked against. */
+  /** Highest record / lease revision a beat announced (the watches are checked against it). */
   private readonly announced = { records: 0, leases: 0 };
+  private readonly checks: { records?: NodeJS.Timeout; leases?: NodeJS.Timeout } = {};
 
   constructor(
     private readonly persistence: Persistence,
@@ -207,24 +208,31 @@ export class Discovery {
   }
 
   /**
-   * A beat announced a registry write at `revision`. Once the write had time to reach our
-   * watches ({@link WATCH_GRACE_MS}), every watch that has not delivered it is checked on the
-   * bus and resumed if its JetStream consumer is gone — within a second or so, where nats.js
-   * notices a dead consumer only after two missed 5 s idle heartbeats. A dead lease watch
-   * usually means dead records watches too (the same node held them): those are checked then.
+   * A beat announced a registry write at `revision` (beats repeat it). Once it had time to
+   * reach our watches ({@link WATCH_GRACE_MS}), every watch that has not delivered it and
+   * was not checked for it yet is checked on the bus and resumed if its JetStream consumer
+   * is gone or silent — within a second or so, where nats.js notices a dead consumer only
+   * after two missed 5 s idle heartbeats. A dead lease watch usually means dead records
+   * watches too (the same node held them): those are checked then.
    */
   private announce(kind: 'records' | 'leases', revision: number): void {
-    if (revision <= this.announced[kind] || this.closed) return;
-    this.announced[kind] = revision;
-    setTimeout(() => {
-      void (async () => {
-        const bucket = kind === 'records' ? this.records : this.leasesBucket;
-        const resumed = (await bucket?.verifyWatches?.(revision)) ?? 0;
-        if (resumed === 0) return;
-        this.logger.warn('discovery watch consumer lost; resumed it', { bucket: kind, watches: resumed });
-        if (kind === 'leases') await this.records?.verifyWatches?.(Number.MAX_SAFE_INTEGER);
-      })().catch(() => undefined);
-    }, WATCH_GRACE_MS).unref();
+    if (this.closed) return;
+    if (revision > this.announced[kind]) this.announced[kind] = revision;
+    if (this.checks[kind]) return;
+    const timer = setTimeout(() => {
+      this.checks[kind] = undefined;
+      void this.verify(kind).catch(() => undefined);
+    }, WATCH_GRACE_MS);
+    timer.unref();
+    this.checks[kind] = timer;
+  }
+
+  private async verify(kind: 'records' | 'leases'): Promise<void> {
+    const bucket = kind === 'records' ? this.records : this.leasesBucket;
+    const resumed = (await bucket?.verifyWatches?.(this.announced[kind])) ?? 0;
+    if (resumed === 0 || this.closed) return;
+    this.logger.warn('discovery watch consumer lost or silent; resumed it', { bucket: kind, watches: resumed });
+    if (kind === 'leases') await this.records?.verifyWatches?.(0, true);
   }
 
   /**
@@ -435,6 +443,8 @@ export class Discovery {
     this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
     this.stopBeats?.();
+    clearTimeout(this.checks.records);
+    clearTimeout(this.checks.leases);
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();

@@ -207,11 +207,12 @@ export interface KvBucket {
   /**
    * Optional: a write at `revision` happened (another process said so): checks
    * on the bus every watch of this object that has not delivered that revision
-   * yet and resumes those whose consumer is gone (a JetStream consumer can die
-   * with its node or be deleted; nats.js notices only after two missed 5 s
-   * idle heartbeats). Resolves with how many it resumed; never rejects.
+   * yet and resumes those whose consumer is gone or does not answer (a
+   * JetStream consumer can die with its node or be deleted; nats.js notices
+   * only after two missed 5 s idle heartbeats). `all`: check every watch.
+   * Resolves with how many it resumed; never rejects.
    */
-  verifyWatches?(revision: number): Promise<number>;
+  verifyWatches?(revision: number, all?: boolean): Promise<number>;
 }
 
 /** One entry as seen by `get` or `watch`. */

@@ -35,12 +35,23 @@ export class NatsPersistence implements Persistence {
 /** Pause between attempts to resume a watch that nats.js ended. */
 const WATCH_RETRY_MS = 250;
 
+/** How long a consumer check may take before the watch is doubled by a fresh consumer, ms. */
+const CHECK_TIMEOUT_MS = 500;
+
+type Iter = { stop(err?: Error): void };
+
 /** One live watch of a {@link NatsBucket}. */
 interface WatchState {
-  /** Last revision delivered. */
+  readonly filter: string;
+  readonly handler: (entry: KvEntry) => void;
+  /** Last revision delivered (entries at or below it from another iterator are duplicates). */
   last: number;
-  /** The current nats.js iterator; stopping it makes the watch resume after `last`. */
-  iter: { stop(err?: Error): void };
+  /** Highest announced revision a check found this watch's consumer alive for. */
+  checked: number;
+  checking: boolean;
+  stopped: boolean;
+  /** Its nats.js iterators, newest last: usually one; two while a suspect consumer is doubled. */
+  readonly iters: Iter[];
 }
 
 /** The JetStream subscription behind a nats.js KV watch iterator (nats.js v2 keeps it in `_data`; not public API). */
@@ -92,67 +103,109 @@ class NatsBucket implements KvBucket {
   }
 
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
-    let iter = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
-    let stopped = false;
-    const state: WatchState = { last: 0, iter };
+    const first = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
+    const state: WatchState = { filter, handler, last: 0, checked: 0, checking: false, stopped: false, iters: [] };
     this.watches.add(state);
-    void (async () => {
-      for (;;) {
-        try {
-          for await (const e of iter) {
-            state.last = e.revision;
-            handler(toEntry(e));
-          }
-        } catch {
-          // ended with an error: resumed below like a plain end
-        }
-        // nats.js ends a watch whose ordered consumer it could not re-create (the stream had
-        // no leader: a JetStream election after a cluster node died). Resume after the last
-        // revision seen until stopped or the connection is closed.
-        for (;;) {
-          if (stopped || this.nc.isClosed()) return;
-          await new Promise((r) => setTimeout(r, WATCH_RETRY_MS));
-          if (stopped || this.nc.isClosed()) return;
-          try {
-            iter = await this.kv.watch({ key: filter, resumeFromRevision: state.last + 1 });
-          } catch {
-            continue;
-          }
-          if (stopped) return iter.stop();
-          state.iter = iter;
-          break;
-        }
-      }
-    })();
+    this.pump(state, first);
     return () => {
-      stopped = true;
+      state.stopped = true;
       this.watches.delete(state);
-      iter.stop();
+      for (const it of state.iters.splice(0)) it.stop();
     };
   }
 
-  async verifyWatches(revision: number): Promise<number> {
+  /**
+   * Delivers one iterator's entries, skipping revisions already delivered (two iterators of
+   * one watch, both ordered, may overlap). When the last iterator of a live watch ends,
+   * resumes after the last revision delivered: nats.js ends a watch whose ordered consumer
+   * it could not re-create (the stream had no leader: a JetStream election).
+   */
+  private pump(state: WatchState, iter: AsyncIterable<NatsKvEntry> & Iter): void {
+    state.iters.push(iter);
+    // At most two: a third (the check doubled a watch twice) retires the oldest.
+    if (state.iters.length > 2) state.iters.shift()?.stop();
+    void (async () => {
+      try {
+        for await (const e of iter) {
+          if (e.revision <= state.last) continue;
+          state.last = e.revision;
+          state.handler(toEntry(e));
+        }
+      } catch {
+        // ended with an error: resumed below like a plain end
+      }
+      const i = state.iters.indexOf(iter);
+      if (i >= 0) state.iters.splice(i, 1);
+      if (state.iters.length > 0) return; // another iterator carries the watch
+      for (;;) {
+        if (state.stopped || this.nc.isClosed()) return;
+        await new Promise((r) => setTimeout(r, WATCH_RETRY_MS));
+        if (state.stopped || this.nc.isClosed()) return;
+        let next: AsyncIterable<NatsKvEntry> & Iter;
+        try {
+          next = await this.kv.watch({ key: state.filter, resumeFromRevision: state.last + 1 });
+        } catch {
+          continue;
+        }
+        if (state.stopped) return next.stop();
+        return this.pump(state, next);
+      }
+    })();
+  }
+
+  /**
+   * Checks each watch that has not delivered `revision` (and was not found alive for it
+   * already): its consumer must answer a consumer-info request within
+   * {@link CHECK_TIMEOUT_MS}. One that is gone is replaced; one that does not answer (its
+   * node died, or the JetStream API is in an election) is doubled by a fresh consumer
+   * resuming after the last revision delivered — the old one keeps running in case it was
+   * merely slow, and duplicates are skipped. `all` checks every watch (a sibling watch was
+   * found dead) without recording the revision.
+   */
+  async verifyWatches(revision: number, all = false): Promise<number> {
     let resumed = 0;
     await Promise.all(
       [...this.watches].map(async (w) => {
-        if (w.last >= revision) return;
-        const sub = subscriptionOf(w.iter);
+        if (w.checking || (!all && (w.last >= revision || w.checked >= revision))) return;
+        const current = w.iters.at(-1);
+        const sub = subscriptionOf(current);
         if (!sub) return;
+        w.checking = true;
+        let gone = false;
         try {
-          await sub.consumerInfo();
+          await withTimeout(sub.consumerInfo(), CHECK_TIMEOUT_MS);
+          if (!all) w.checked = Math.max(w.checked, revision);
+          return;
         } catch (err) {
-          // Only a definite "consumer not found" ends the iterator (the watch loop resumes after
-          // the last revision it delivered). A timeout says nothing: during a meta-leader
-          // election the consumer may be fine while no new one could be created, so a
-          // healthy watch is left to nats.js.
-          if (!consumerGone(err) || !this.watches.has(w)) return;
+          gone = consumerGone(err);
+        } finally {
+          w.checking = false;
+        }
+        if (w.stopped) return;
+        try {
+          const next = await this.kv.watch({ key: w.filter, resumeFromRevision: w.last + 1 });
+          if (w.stopped) return next.stop();
+          this.pump(w, next);
           resumed++;
-          w.iter.stop();
+          if (!all) w.checked = Math.max(w.checked, revision);
+          if (gone && current) current.stop();
+        } catch {
+          // No consumer could be created now (an election): the next announcement retries.
         }
       }),
     );
     return resumed;
   }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function toEntry(e: NatsKvEntry): KvEntry {
