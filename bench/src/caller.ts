@@ -36,12 +36,14 @@ function connectorOf(kind: DriverKind): ConnectDriver {
       return (require('./systems/moleculer') as typeof import('./systems/moleculer')).connectLocal;
     case 'nestjs':
       return (require('./systems/nestjs') as typeof import('./systems/nestjs')).connect;
+    case 'llm':
+      return (require('./systems/llm') as typeof import('./systems/llm')).connect;
   }
 }
 
 async function main(job: CallerJob): Promise<void> {
   const label = job.driver;
-  const driver: Driver = await within(connectorOf(job.driver)(job.url), CONNECT_TIMEOUT_MS, `${label} caller to connect`);
+  const driver: Driver = await within(connectorOf(job.driver)(job.endpoint ?? job.url), CONNECT_TIMEOUT_MS, `${label} caller to connect`);
   try {
     const first = job.measures[0];
     if (first) await probe(driver, first, { label, timeoutMs: PROBE_TIMEOUT_MS });

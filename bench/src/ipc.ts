@@ -8,6 +8,8 @@ import type { DriverKind, Measure, MeasureResult, WorkerKind } from './plan';
 export interface WorkerJob {
   worker: Exclude<WorkerKind, 'none'>;
   url: string;
+  /** Worker-specific arguments (the LLM pipeline: its role and router). */
+  args?: string[];
 }
 
 export interface CallerJob {
@@ -15,10 +17,12 @@ export interface CallerJob {
   /** Empty for embedded drivers. */
   url: string;
   measures: Measure[];
+  /** Where the caller sends its load when a worker serves HTTP (the LLM pipeline's frontend). */
+  endpoint?: string;
 }
 
 export type ToParent =
-  | { type: 'ready' }
+  | { type: 'ready'; endpoint?: string }
   | { type: 'result'; results: MeasureResult[] }
   | { type: 'error'; message: string };
 

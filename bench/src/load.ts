@@ -33,6 +33,8 @@ export async function measure(driver: Driver, m: Measure, label: string): Promis
       return eventRate(need(driver.events, label, 'events'), m, label);
     case 'discovery':
       return discovery(need(driver.spawnVisible, label, 'spawns'), m, label);
+    case 'llm':
+      return need(driver.llm, label, 'LLM loads')(m);
   }
 }
 
@@ -48,7 +50,9 @@ export async function probe(driver: Driver, m: Measure, opts: { label: string; t
           ? () => probeEvents(need(driver.events, label, 'events'))
           : m.kind === 'discovery'
             ? () => need(driver.spawnVisible, label, 'spawns')()
-            : need(driver.unary, label, 'unary calls');
+            : m.kind === 'llm'
+              ? need(driver.llmProbe, label, 'LLM requests')
+              : need(driver.unary, label, 'unary calls');
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

@@ -32,6 +32,10 @@ export interface Settings {
   /** Discovery: spawns measured, after `discoveryWarmup` unmeasured ones. */
   discoverySpawns: number;
   discoveryWarmup: number;
+  /** LLM pipeline: measured streaming chat requests after `llmWarmup` unmeasured ones, `llmConcurrency` in flight. */
+  llmRequests: number;
+  llmWarmup: number;
+  llmConcurrency: number;
 }
 
 export const FULL: Settings = {
@@ -51,6 +55,9 @@ export const FULL: Settings = {
   eventFlushEvery: 1_000,
   discoverySpawns: 20,
   discoveryWarmup: 1,
+  llmRequests: 240,
+  llmWarmup: 16,
+  llmConcurrency: 8,
 };
 
 export const QUICK: Settings = {
@@ -70,6 +77,9 @@ export const QUICK: Settings = {
   eventFlushEvery: 1_000,
   discoverySpawns: 10,
   discoveryWarmup: 1,
+  llmRequests: 48,
+  llmWarmup: 16,
+  llmConcurrency: 8,
 };
 
 /** One measurement a caller process makes; the results below answer them in order. */
@@ -80,7 +90,8 @@ export type Measure =
   | { kind: 'first_item'; count: number; warmup: number }
   | { kind: 'event_latency'; count: number; warmup: number; intervalMs: number }
   | { kind: 'event_rate'; warmupMs: number; durationMs: number; flushEvery: number }
-  | { kind: 'discovery'; count: number; warmup: number };
+  | { kind: 'discovery'; count: number; warmup: number }
+  | { kind: 'llm'; requests: number; warmup: number; concurrency: number; prefixes: number; systemChars: number; maxTokens: number };
 
 export interface LatencyResult {
   kind: 'latency';
@@ -137,10 +148,27 @@ export interface DiscoveryResult {
   max_ms: number;
   samples_ms: number[];
 }
-export type MeasureResult = LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult;
+/** The LLM pipeline under a prefix-sharing load (see examples/llm/src/workload.ts). */
+export interface LlmResult {
+  kind: 'llm';
+  /** Request sent to first content chunk. */
+  ttft_p50_ms: number;
+  ttft_p99_ms: number;
+  /** Between consecutive content chunks of a stream. */
+  itl_p50_ms: number;
+  itl_p99_ms: number;
+  /** Completion tokens of the measured requests over their wall time. */
+  output_tokens_per_s: number;
+  /** Prompt blocks found in the decode workers' caches, % of those looked up. */
+  kv_hit_pct: number;
+  requests: number;
+  errors: number;
+  firstError?: string;
+}
+export type MeasureResult = LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
 
 /** Worker processes; `none` for embedded systems (the driver hosts both sides). */
-export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'none';
+export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'llm' | 'none';
 /** Caller-side implementations (see caller.ts). */
 export type DriverKind =
   | 'troupe'
@@ -152,12 +180,15 @@ export type DriverKind =
   | 'moleculer'
   | 'nestjs'
   | 'troupe_embedded'
-  | 'moleculer_local';
+  | 'moleculer_local'
+  | 'llm';
 
 /** A runnable system: what serves and what calls. */
 export interface Runner {
   worker: WorkerKind;
   driver: DriverKind;
+  /** Extra arguments for every worker process of the runner (the LLM pipeline's `--router`). */
+  args?: readonly string[];
 }
 
 export const RUNNERS = {
@@ -181,12 +212,18 @@ export const RUNNERS = {
   troupe_embedded: { worker: 'none', driver: 'troupe_embedded' },
   /** Moleculer without a transporter: local calls. */
   moleculer_local: { worker: 'none', driver: 'moleculer_local' },
+  /** The LLM pipeline (examples/llm) with its KV-cache-aware router; driven over its OpenAI-compatible HTTP API. */
+  llm_kv: { worker: 'llm', driver: 'llm', args: ['--router', 'kv'] },
+  /** The same pipeline, the router sending round-robin. */
+  llm_rr: { worker: 'llm', driver: 'llm', args: ['--router', 'round-robin'] },
 } as const satisfies Record<string, Runner>;
 export type RunnerKey = keyof typeof RUNNERS;
 
 /** A worker topology and the measurements one caller process makes against it. */
 export interface Scenario {
   workers: number;
+  /** Per worker process, its own arguments (then `workers` is their count): the LLM pipeline's roles. */
+  roles?: readonly (readonly string[])[];
   measures: Record<string, (s: Settings) => Measure>;
 }
 
@@ -216,6 +253,27 @@ export const SCENARIOS = {
     },
   },
   discovery: { workers: 1, measures: { visible: (s) => ({ kind: 'discovery', count: s.discoverySpawns, warmup: s.discoveryWarmup }) } },
+  /**
+   * The LLM pipeline, one process per component: frontend, router, two
+   * prefill and two decode workers. Eight ~900-token system prompts (~56 KV
+   * blocks each, 450 in all) against 320 cached blocks per decode worker: one
+   * worker cannot hold every prefix, two can between them — if the router
+   * sends each prefix to the worker holding it.
+   */
+  llm: {
+    workers: 6,
+    roles: [
+      ['--role', 'frontend'],
+      ['--role', 'router'],
+      ['--role', 'prefill', '--replicas', '1'],
+      ['--role', 'prefill', '--replicas', '1'],
+      ['--role', 'decode', '--replicas', '1', '--kv-blocks', '320'],
+      ['--role', 'decode', '--replicas', '1', '--kv-blocks', '320'],
+    ],
+    measures: {
+      load: (s) => ({ kind: 'llm', requests: s.llmRequests, warmup: s.llmWarmup, concurrency: s.llmConcurrency, prefixes: 8, systemChars: 4_000, maxTokens: 32 }),
+    },
+  },
 } as const satisfies Record<string, Scenario>;
 export type ScenarioKey = keyof typeof SCENARIOS;
 
@@ -234,11 +292,24 @@ export interface Goal {
 export interface CaseDef {
   key: string;
   title: string;
-  unit: 'µs' | 'ms' | 'req/s' | 'items/s' | 'events/s';
+  unit: 'µs' | 'ms' | 'req/s' | 'items/s' | 'events/s' | 'tokens/s' | '%';
   better: 'lower' | 'higher';
   scenario: ScenarioKey;
   measure: string;
-  field: 'p50_us' | 'p99_us' | 'p50_ms' | 'p99_ms' | 'rps' | 'items_per_s' | 'events_per_s';
+  field:
+    | 'p50_us'
+    | 'p99_us'
+    | 'p50_ms'
+    | 'p99_ms'
+    | 'rps'
+    | 'items_per_s'
+    | 'events_per_s'
+    | 'ttft_p50_ms'
+    | 'ttft_p99_ms'
+    | 'itl_p50_ms'
+    | 'itl_p99_ms'
+    | 'output_tokens_per_s'
+    | 'kv_hit_pct';
   /** Reported system name -> the runner that produces it. */
   systems: Readonly<Record<string, RunnerKey>>;
   /** The Troupe system of this case (numerator of every ratio). */
@@ -273,6 +344,18 @@ const SEQ_SYSTEMS = {
   moleculer: 'moleculer',
   nestjs: 'nestjs',
 } as const satisfies Record<string, RunnerKey>;
+
+/** Systems of the LLM cases: the KV-aware router against round-robin, same pipeline, same load. */
+const LLM_SYSTEMS = { troupe_kv: 'llm_kv', troupe_rr: 'llm_rr' } as const satisfies Record<string, RunnerKey>;
+const llmCase = (c: Pick<CaseDef, 'key' | 'title' | 'unit' | 'better' | 'field'> & { goals?: readonly Goal[] }): CaseDef => ({
+  ...c,
+  scenario: 'llm',
+  measure: 'load',
+  systems: LLM_SYSTEMS,
+  troupe: 'troupe_kv',
+  anchor: 'troupe_rr',
+  goals: c.goals ?? [],
+});
 
 /** Systems of the event cases: Troupe's namespace/component events and plain nats.js pub/sub. */
 const EVENT_SYSTEMS = { troupe: 'troupe', raw: 'raw_pubsub' } as const satisfies Record<string, RunnerKey>;
@@ -467,6 +550,12 @@ export const CASES: readonly CaseDef[] = [
     troupe: 'troupe',
     goals: [{ max: 100 }],
   },
+  llmCase({ key: 'llm_ttft_p50_ms', title: 'LLM pipeline, prefix-sharing load: time to first token, p50', unit: 'ms', better: 'lower', field: 'ttft_p50_ms', goals: [{ vs: 'troupe_rr', max: 0.95 }] }),
+  llmCase({ key: 'llm_ttft_p99_ms', title: 'LLM pipeline: time to first token, p99', unit: 'ms', better: 'lower', field: 'ttft_p99_ms' }),
+  llmCase({ key: 'llm_itl_p50_ms', title: 'LLM pipeline: inter-token latency, p50', unit: 'ms', better: 'lower', field: 'itl_p50_ms' }),
+  llmCase({ key: 'llm_itl_p99_ms', title: 'LLM pipeline: inter-token latency, p99', unit: 'ms', better: 'lower', field: 'itl_p99_ms' }),
+  llmCase({ key: 'llm_output_tokens_per_s', title: 'LLM pipeline: output tokens per second', unit: 'tokens/s', better: 'higher', field: 'output_tokens_per_s' }),
+  llmCase({ key: 'llm_kv_hit_pct', title: "LLM pipeline: prompt KV blocks found in the decode worker's cache", unit: '%', better: 'higher', field: 'kv_hit_pct', goals: [{ vs: 'troupe_rr', min: 1.05 }] }),
 ];
 
 /** Systems the issue names that cannot be measured yet; reported, never faked. */

@@ -237,7 +237,7 @@ function gitRevision(repoRoot: string): string {
 
 /** Table columns: the Troupe system of each case, then the anchors. */
 const COLUMNS: ReadonlyArray<{ title: string; systems: readonly string[] }> = [
-  { title: 'Troupe', systems: ['troupe', 'troupe_queue', 'troupe_embedded'] },
+  { title: 'Troupe', systems: ['troupe', 'troupe_queue', 'troupe_embedded', 'troupe_kv'] },
   { title: 'troupe_rr', systems: ['troupe_rr'] },
   { title: 'raw_mux', systems: ['raw_mux'] },
   { title: 'raw_request', systems: ['raw_request'] },
@@ -293,9 +293,9 @@ function fmt(v: number): string {
   return Math.round(v).toLocaleString('en-US');
 }
 
-/** Milliseconds keep one decimal (discovery is tens of ms); everything else is rounded. */
+/** Milliseconds and percentages keep one decimal (discovery is tens of ms); everything else is rounded. */
 function fmtIn(v: number, unit: string): string {
-  return unit === 'ms' ? v.toFixed(1) : fmt(v);
+  return unit === 'ms' || unit === '%' ? v.toFixed(1) : fmt(v);
 }
 
 export function markdown(r: Results): string {
@@ -373,7 +373,8 @@ export function markdown(r: Results): string {
     `- The unary request is the same ~100-byte object everywhere (100 bytes as msgpack, 123 as JSON for Moleculer and NestJS); stream items are ~32 bytes of msgpack.`,
     '- **Events** (`event_p50_us`, `event_p99_us`, `events_per_s`): the worker process publishes, the caller process subscribes; the caller asks for each run over the system itself (Troupe: a `bench_ctl` endpoint; raw: `nc.request()`), untimed. **troupe**: `ctx.publish(\'tick\', e)` in that endpoint (component scope, with the publisher, `seq` and time headers), received with `runtime.namespace(\'bench\').component(\'bench_ctl\').events(\'tick\')` (gap detection on). **raw**: `nc.publish` of the msgpack payload (no headers) and one plain `nc.subscribe` decoding it. The event is 100 bytes of msgpack carrying its publish time, the host wall clock at µs precision (`performance.timeOrigin + performance.now()`), which the subscriber reads against the same clock on arrival.',
     '- **Discovery** (`discovery_visible_*_ms`, Troupe only, no anchor): the caller process watches `instances$` of a probe component\'s endpoint; per iteration it asks the worker (over a `bench_ctl` endpoint) to `runtime.spawn()` one instance, which answers with the wall-clock time the spawn resolved; the figure is the time the caller\'s watch first listed it minus that (negative: listed before the spawn resolved). The worker then stops it and the caller waits until it leaves the list.',
-    `- Throughput: ${s.durationMs} ms window after ${s.warmupMs} ms of warm-up, closed loop with N calls in flight. Latency: ${s.seqCount} sequential calls after ${s.seqWarmup} unmeasured. Streams: one stream of ${s.streamItems.toLocaleString('en-US')} items after a ${s.streamWarmupItems.toLocaleString('en-US')}-item warm-up stream. First item: ${s.firstCount} sequential single-item calls after ${s.firstWarmup} unmeasured. Event latency: ${s.eventCount} events after ${s.eventWarmup} unmeasured, one every ${s.eventIntervalMs} ms (a timer between publishes). Event throughput: the publisher publishes as fast as it can for ${s.durationMs} ms after a ${s.warmupMs} ms warm-up run, awaiting a flush every ${s.eventFlushEvery} events; the rate is events received over first-to-last arrival. Discovery: ${s.discoverySpawns} spawns after ${s.discoveryWarmup} unmeasured.`,
+    '- **LLM pipeline** (`llm_*`): examples/llm, one process per component (frontend with its OpenAI-compatible HTTP API, router, two prefill and two decode workers) on the bench\'s nats-server; **troupe_kv**: the router\'s KV-cache-aware routing (prefix overlap from the decode workers\' `kv_events` vs their load), **troupe_rr**: the same router sending round-robin. The caller streams chat completions through HTTP (SSE): eight ~900-token system prompts (~56 blocks of 16 tokens each) shared by all requests in a fixed, well-mixed order, a short unique question, 32 output tokens (`ignore_eos`), against decode workers caching 320 blocks each (LRU) — one worker cannot hold every prefix, two can. Simulated costs: 200 µs per uncached prompt token (prefill), 10 ms per decode step. TTFT: request sent to first content chunk; ITL: between content chunks; tokens/s: completion tokens over the measured wall time; KV hit: prompt blocks found in the serving decode worker\'s cache over those looked up (the workers\' counters before and after the measured requests).',
+    `- Throughput: ${s.durationMs} ms window after ${s.warmupMs} ms of warm-up, closed loop with N calls in flight. Latency: ${s.seqCount} sequential calls after ${s.seqWarmup} unmeasured. Streams: one stream of ${s.streamItems.toLocaleString('en-US')} items after a ${s.streamWarmupItems.toLocaleString('en-US')}-item warm-up stream. First item: ${s.firstCount} sequential single-item calls after ${s.firstWarmup} unmeasured. Event latency: ${s.eventCount} events after ${s.eventWarmup} unmeasured, one every ${s.eventIntervalMs} ms (a timer between publishes). Event throughput: the publisher publishes as fast as it can for ${s.durationMs} ms after a ${s.warmupMs} ms warm-up run, awaiting a flush every ${s.eventFlushEvery} events; the rate is events received over first-to-last arrival. Discovery: ${s.discoverySpawns} spawns after ${s.discoveryWarmup} unmeasured. LLM: ${s.llmRequests} requests after ${s.llmWarmup} unmeasured, ${s.llmConcurrency} in flight.`,
     '',
   );
   out.push('## Machine and versions', '');

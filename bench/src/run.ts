@@ -43,7 +43,7 @@ const WORKER_JS = path.join(__dirname, 'worker.js');
 const CALLER_JS = path.join(__dirname, 'caller.js');
 const READY_TIMEOUT_MS = 30_000;
 /** Whole-run bound, so a hang nobody anticipated still ends with an error. */
-const RUN_LIMIT_MS = { full: 25 * 60_000, quick: 5 * 60_000 } as const;
+const RUN_LIMIT_MS = { full: 25 * 60_000, quick: 8 * 60_000 } as const; // quick: ~2 min, ~3.5 on a busy machine with the LLM cases
 
 interface Options {
   settings: Settings;
@@ -207,6 +207,8 @@ interface RunSpec {
   execArgv?: (role: string) => string[];
 }
 
+let runCount = 0;
+
 /** Starts the system's workers, runs its caller, stops everything by pid. */
 async function runOnce(spec: RunSpec): Promise<MeasureResult[]> {
   const { url, scenario, runner, names, settings } = spec;
@@ -214,13 +216,20 @@ async function runOnce(spec: RunSpec): Promise<MeasureResult[]> {
   const def = RUNNERS[runner];
   const shape = SCENARIOS[scenario];
   const workers: Child[] = [];
+  let endpoint: string | undefined;
   try {
     if (def.worker !== 'none') {
-      for (let i = 0; i < shape.workers; i++) {
-        const job: WorkerJob = { worker: def.worker, url };
-        workers.push(Child.fork(`${runner} worker ${i + 1}`, WORKER_JS, { job, execArgv: execArgv(`worker${i + 1}`) }));
-      }
-      await Promise.all(workers.map((w) => w.waitFor('ready', READY_TIMEOUT_MS, 'ready')));
+      // A scenario with roles gives each worker process its own arguments; each run gets a namespace of its own.
+      const roles: ReadonlyArray<readonly string[]> = 'roles' in shape ? shape.roles : Array.from({ length: shape.workers }, () => []);
+      const runArgs = 'roles' in shape ? ['--namespace', `bench_${runner}_${++runCount}`] : [];
+      const runnerArgs: readonly string[] = 'args' in def ? def.args : [];
+      roles.forEach((role, i) => {
+        const args = [...role, ...runnerArgs, ...runArgs];
+        const job: WorkerJob = args.length === 0 ? { worker: def.worker, url } : { worker: def.worker, url, args };
+        workers.push(Child.fork(`${runner} worker ${i + 1}${role.length ? ` (${role.join(' ')})` : ''}`, WORKER_JS, { job, execArgv: execArgv(`worker${i + 1}`) }));
+      });
+      const ready = await Promise.all(workers.map((w) => w.waitFor('ready', READY_TIMEOUT_MS, 'ready')));
+      endpoint = ready.map((m) => m.endpoint).find((e) => e !== undefined);
     }
     const makers = shape.measures as Record<string, (s: Settings) => CallerJob['measures'][number]>;
     const measures = names.map((n) => {
@@ -228,7 +237,7 @@ async function runOnce(spec: RunSpec): Promise<MeasureResult[]> {
       if (!make) throw new Error(`scenario ${scenario} has no measure ${n}`);
       return make(settings);
     });
-    const job: CallerJob = { driver: def.driver, url: def.worker === 'none' ? '' : url, measures };
+    const job: CallerJob = { driver: def.driver, url: def.worker === 'none' ? '' : url, measures, ...(endpoint === undefined ? {} : { endpoint }) };
     const caller = Child.fork(`${runner} caller`, CALLER_JS, { job, execArgv: execArgv('caller') });
     try {
       const msg = await caller.waitFor('result', callerBound(job), `its ${scenario} results`);
@@ -250,6 +259,7 @@ function callerBound(job: CallerJob): number {
     else if (m.kind === 'event_latency') ms += 40_000 + (m.count + m.warmup) * (m.intervalMs + 20);
     else if (m.kind === 'event_rate') ms += 40_000 + (m.warmupMs + m.durationMs) * 3;
     else if (m.kind === 'discovery') ms += 60_000 + (m.count + m.warmup) * 25_000;
+    else if (m.kind === 'llm') ms += 60_000 + (m.requests + m.warmup) * 1_000;
     else ms += 40_000 + ((m.items + m.warmupItems) / 5_000) * 1000;
   }
   return ms;
@@ -314,6 +324,8 @@ function describe(names: string[], results: MeasureResult[]): string {
           return `${n} ${Math.round(r.events_per_s).toLocaleString('en-US')} events/s received, ${Math.round(r.published_per_s).toLocaleString('en-US')}/s published (lost ${r.lost} of ${r.sent}, ${r.gaps} gaps reporting ${r.gap_missed})`;
         case 'discovery':
           return `${n} p50 ${r.p50_ms.toFixed(1)} ms p99 ${r.p99_ms.toFixed(1)} ms max ${r.max_ms.toFixed(1)} ms over ${r.samples_ms.length} spawns`;
+        case 'llm':
+          return `${n} TTFT p50 ${r.ttft_p50_ms.toFixed(1)} ms p99 ${r.ttft_p99_ms.toFixed(1)} ms · ITL p50 ${r.itl_p50_ms.toFixed(1)} ms p99 ${r.itl_p99_ms.toFixed(1)} ms · ${Math.round(r.output_tokens_per_s)} tokens/s · KV hit ${r.kv_hit_pct.toFixed(1)}% (${r.requests} requests, ${r.errors} errors)`;
       }
     })
     .join(' · ');

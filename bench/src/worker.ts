@@ -21,6 +21,8 @@ function starterOf(kind: Exclude<WorkerKind, 'none'>): StartWorker {
       return (require('./systems/moleculer') as typeof import('./systems/moleculer')).startWorker;
     case 'nestjs':
       return (require('./systems/nestjs') as typeof import('./systems/nestjs')).startWorker;
+    case 'llm':
+      return (require('./systems/llm') as typeof import('./systems/llm')).startWorker;
   }
 }
 
@@ -41,9 +43,9 @@ onStop((code) => {
   );
 });
 
-worker = starterOf(job.worker)(job.url);
+worker = starterOf(job.worker)(job.url, job.args ?? []);
 worker.then(
-  () => send({ type: 'ready' }),
+  (w) => send(w.endpoint === undefined ? { type: 'ready' } : { type: 'ready', endpoint: w.endpoint }),
   async (err: unknown) => {
     await send({ type: 'error', message: `${job.worker} worker failed to start: ${errorText(err)}` });
     process.exit(1);

@@ -5,14 +5,17 @@
  * process; their driver hosts both sides in-process.
  */
 import type { EventPayload, Item, PublishReport, PublishSpec } from '../payload';
+import type { LlmResult, Measure } from '../plan';
 
 /** A running worker: closing it releases its connection. */
 export interface Worker {
   close(): Promise<void>;
+  /** An address the caller should load instead of the NATS URL (an HTTP frontend). */
+  endpoint?: string;
 }
 
-/** Starts the worker side of a system, connected to `url`. */
-export type StartWorker = (url: string) => Promise<Worker>;
+/** Starts the worker side of a system, connected to `url`, with the job's worker-specific arguments. */
+export type StartWorker = (url: string, args: readonly string[]) => Promise<Worker>;
 
 /**
  * The caller side of a system. A method is absent when the system has no
@@ -38,6 +41,10 @@ export interface Driver {
    * gone from the list.
    */
   spawnVisible?(): Promise<number>;
+  /** Runs an LLM load against the pipeline's HTTP frontend. */
+  llm?(m: Extract<Measure, { kind: 'llm' }>): Promise<LlmResult>;
+  /** One small request that must succeed before anything is timed (LLM pipeline). */
+  llmProbe?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -19,7 +19,9 @@ export {
   injectPublisher,
   injectProperties,
 } from './component/decorators';
-export type { EndpointOptions, InstanceInfo, Class } from './component/decorators';
+export type { EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export { Endpoints } from './endpoint-keys';
+export type { DeclaredEndpoints } from './endpoint-keys';
 export { on } from './events/event-handlers';
 export type { OnOptions } from './events/event-handlers';
 export { inject } from 'tsyringe';

@@ -46,7 +46,10 @@ export {
   PUBLISHER,
   PROPERTIES,
 } from './component/decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, InstanceInfo, Class } from './component/decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export { Endpoints } from './endpoint-keys';
+export type { DeclaredEndpoints } from './endpoint-keys';
+export { refuseStandardDecorator } from './decorator-shape';
 export { Runtime } from './runtime';
 export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
 export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';

@@ -6,7 +6,7 @@ import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
+import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
@@ -48,7 +48,12 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
   inboxPrefix?: string;
   /** The body codec (default msgpack with decode limits). */
   codec?: Codec;
-  /** Logger (default: JSON lines on stderr at `TROUPE_LOG` level, else warn). */
+  /**
+   * Logger (default: JSON lines on stderr at the level of the `TROUPE_LOG`
+   * environment variable — `debug`, `info`, `warn`, `error` or `silent` —
+   * else `warn`). Any object with debug/info/warn/error/child works (pino,
+   * winston).
+   */
   logger?: Logger;
   /** Connection name shown by the NATS server. */
   name?: string;
@@ -69,7 +74,14 @@ export interface SpawnOptions<Config = unknown> {
   config?: Config;
   /** Static properties of the instances (published with discovery). */
   properties?: Record<string, unknown>;
-  /** Messages one instance handles at once (default: the runtime's, 1). */
+  /**
+   * Messages one instance handles at once (default: the runtime's, 1). 1 is
+   * the classic actor — handlers never interleave on the instance's state —
+   * and it serialises *everything*, awaits included: a streaming gateway or
+   * an I/O-bound proxy with concurrency 1 serves one caller at a time while
+   * the others queue. Give such components more (e.g. 16). An instance whose
+   * requests wait over 1 s while the process idles logs a warning once.
+   */
   concurrency?: number;
   /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
   mailboxCapacity?: number;
@@ -141,7 +153,15 @@ export class Runtime {
       );
     }
     this.plane = new Plane(
-      { transport, codec, settings, logger: this.logger, discovery, inboxPrefix: validateInboxPrefix(options.inboxPrefix ?? '_INBOX') },
+      {
+        transport,
+        codec,
+        settings,
+        logger: this.logger,
+        discovery,
+        inboxPrefix: validateInboxPrefix(options.inboxPrefix ?? '_INBOX'),
+        owner: `runtime ${this.id}${options.name ? ` (${options.name})` : ''}`,
+      },
       (plane) => ({
         monitor: new CallerMonitor(plane),
         heartbeats: new Heartbeats(plane),
@@ -246,7 +266,7 @@ export class Runtime {
    * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2, config: { model: 'x' } });
    */
   async spawn<C>(target: Class<C>, options: SpawnOptions): Promise<SpawnHandle<C>> {
-    if (this.closing) throw new TroupeError('UNAVAILABLE', 'runtime is closing; cannot spawn');
+    if (this.closing) throw new TroupeError('UNAVAILABLE', `runtime ${this.id} is closing; cannot spawn`);
     const meta = componentMeta(target);
     if (options === null || typeof options !== 'object') {
       throw new TroupeError('BAD_REQUEST', 'spawn needs options: { namespace, replicas? }');
@@ -262,6 +282,7 @@ export class Runtime {
     checkPositiveInt('concurrency', concurrency, 1);
     checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
+    checkConstructor(target);
 
     const record: SpawnRecord = { instances: [] };
     this.spawns.add(record);
@@ -395,6 +416,8 @@ export class Runtime {
       );
     }
     if (!allStopped) this.logger.warn(`instances did not stop within ${stopBound} ms (a handler or onStop hook still running); closing anyway`);
+    // From here new calls and streams are refused at once (handlers draining above could still call out).
+    this.plane.shutOff();
     // A registry that did not answer the deregistrations gets no second wait for the lease.
     if (this.registry && !(await settlesWithin(this.registry.close(), silent ? 0 : SHUTDOWN_STEP_MS))) {
       this.logger.warn(
@@ -422,16 +445,27 @@ export class Runtime {
 
   /**
    * Closes the runtime on SIGTERM and SIGINT (deregister, finish in-flight
-   * work, drain), then exits — within the grace period plus a few seconds
-   * whatever the server does. A second signal exits at once. Returns a
-   * function that removes the handlers.
+   * work within the grace period, drain), then exits 0 — within the grace
+   * period plus a few seconds whatever the server does. The first signal
+   * says what it waits for — `draining N in-flight requests (grace period
+   * X s; Ctrl-C again to exit now)`, at warn when something is in flight
+   * (the default log level shows it), else at info; a second signal exits at
+   * once with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as
+   * a shell reports a process killed by it. Returns a function that removes
+   * the handlers.
    *
    * @example
    * runtime.closeOnSignals();
    */
   closeOnSignals(signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): () => void {
+    // The second signal and the backstop are onSignals' (below); this is the first one.
     const handler = (sig: NodeJS.Signals): void => {
-      this.logger.info('closing on signal', { signal: sig });
+      const inFlight = [...this.spawns].reduce((n, s) => n + s.instances.reduce((m, i) => m + i.inFlight, 0), 0);
+      const grace = this.plane.settings.gracePeriodMs / 1000;
+      const again = sig === 'SIGINT' ? 'Ctrl-C' : sig;
+      const line = `closing on ${sig}: draining ${inFlight} in-flight request${inFlight === 1 ? '' : 's'} (grace period ${grace} s; ${again} again to exit now)`;
+      if (inFlight > 0) this.logger.warn(line, { signal: sig, inFlight });
+      else this.logger.info(line, { signal: sig, inFlight });
       void this.close().then(() => process.exit(0));
     };
     return onSignals(signals, handler, { logger: this.logger, backstopMs: this.closeBoundMs() + SIGNAL_BACKSTOP_MS });
@@ -487,6 +521,7 @@ export class Runtime {
    */
   watchInstances(scope = ''): Observable<readonly InstanceRecord[]> {
     if (typeof scope !== 'string') throw new TroupeError('BAD_REQUEST', `a listing scope is a string (ns, ns.comp or ns.comp.ep), got ${typeof scope}`);
+    if (this.plane.closed) throw this.plane.refusal(`list instances of "${scope}"`);
     const discovery = this.plane.discovery;
     if (!discovery) throw new TroupeError('UNAVAILABLE', 'discovery is off ({ discovery: false }): there is no registry to list');
     return discovery.listing(scope);

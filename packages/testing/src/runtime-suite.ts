@@ -9,6 +9,7 @@ import {
   injectConfig,
   injectInstance,
   type InstanceInfo,
+  type Logger,
   type OnStart,
   type OnStop,
   Runtime,
@@ -148,6 +149,23 @@ class Broken implements OnStart {
   @endpoint() ping(): string {
     return 'pong';
   }
+}
+
+/** One captured log line: level, message and every field. */
+interface LogLine {
+  level: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** A logger that keeps every line (all levels) in `lines`. */
+function captureLogger(lines: LogLine[], fields: Record<string, unknown> = {}): Logger {
+  const at =
+    (level: string) =>
+    (msg: string, extra?: Record<string, unknown>): void => {
+      lines.push({ ...fields, ...extra, level, msg });
+    };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: (f) => captureLogger(lines, { ...fields, ...f }) };
 }
 
 async function expectError(p: Promise<unknown>, code: string, what: string): Promise<TroupeError> {
@@ -344,6 +362,71 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.is(mid.message, 'mid boom');
     assert.equal(seen, [1, 2], 'items before the error were delivered');
     assert.is(await client.echo('still serving'), 'still serving');
+  });
+
+  s('errors - a typo in an endpoint name is NOT_FOUND naming the endpoints that exist, not an outage (#18)', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const h = await worker.spawn(Worker, { namespace: ns });
+    const comp = caller.namespace(ns).component('worker');
+    await comp.endpoint('echo').client().waitForInstances(1, { timeout: 5_000 });
+    const t0 = Date.now();
+    const routed = await expectError(comp.endpoint('nope').client().call({}, { timeout: 10_000 }), 'NOT_FOUND', 'routed call');
+    assert.is(routed.retryable, false);
+    assert.match(routed.message, /has no endpoint "nope"/);
+    assert.match(routed.message, /boomAsync.*echo.*whoami/, `names the endpoints: ${routed.message}`);
+    assert.ok((routed.data as { endpoints: string[] }).endpoints.includes('slow'));
+    await expectError(comp.endpoint('nope').client({ router: 'queue' }).call({}, { timeout: 10_000 }), 'NOT_FOUND', 'queue-group call');
+    await expectError(comp.endpoint('nope').client().direct(h.instanceIds[0]!).call({}, { timeout: 10_000 }), 'NOT_FOUND', 'direct call');
+    await expectError(lastValueFrom(comp.endpoint('nope').client().stream({}, { timeout: 10_000 })), 'NOT_FOUND', 'routed stream');
+    await expectError(lastValueFrom(comp.endpoint('nope').client({ router: 'queue' }).stream({}, { timeout: 10_000 })), 'NOT_FOUND', 'queue-group stream');
+    assert.ok(Date.now() - t0 < 5_000, `five NOT_FOUNDs took ${Date.now() - t0} ms (deadlines 10 s): at once`);
+    const filtered = await expectError(comp.endpoint('echo').client().where(() => false).call(1), 'NO_INSTANCES', 'an endpoint that exists, filtered out');
+    assert.ok(filtered.retryable, 'an endpoint that exists but has nobody to route to stays a retryable NO_INSTANCES');
+    await h.stop();
+    await expectError(comp.endpoint('echo').client().call(1), 'NO_INSTANCES', 'a component with no live instance is an outage');
+  });
+
+  s('close - calls and streams after runtime.close() fail UNAVAILABLE at once, naming the runtime (#18)', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    await worker.spawn(Worker, { namespace: ns });
+    const client = caller.namespace(ns).client(Worker);
+    assert.is(await client.echo(1), 1);
+    await caller.close();
+    const t0 = Date.now();
+    const unary = await expectError(client.echo(2), 'UNAVAILABLE', 'call after close');
+    assert.ok(unary.message.includes(`runtime ${caller.id} is closed`), unary.message);
+    const stream = await expectError(lastValueFrom(client.count({ n: 1 })), 'UNAVAILABLE', 'stream after close');
+    assert.ok(stream.message.includes(`runtime ${caller.id} is closed`), stream.message);
+    const fresh = await expectError(caller.namespace(ns).component('worker').endpoint('echo').client().call(3), 'UNAVAILABLE', 'a client made after close');
+    assert.match(fresh.message, /is closed: cannot call/);
+    assert.ok(Date.now() - t0 < 200, `refused after ${Date.now() - t0} ms`);
+    assert.throws(() => caller.watchInstances(ns), /is closed/);
+    await expectError(caller.spawn(Worker, { namespace: ns }), 'UNAVAILABLE', 'spawn after close');
+  });
+
+  s('errors - a handler bug is logged on the worker with its request id, endpoint and own stack; a meant TroupeError only at debug (#18)', async (ctx) => {
+    const lines: LogLine[] = [];
+    const { worker, caller } = await open(ctx, { logger: captureLogger(lines), dev: true });
+    const ns = freshNamespace();
+    await worker.spawn(Worker, { namespace: ns });
+    const client = caller.namespace(ns).client(Worker);
+    const err = await expectError(client.boomAsync('secret-body' as never), 'INTERNAL', 'async throw');
+    assert.match(err.stack ?? '', /--- remote ---[\s\S]*boomAsync/, `dev-mode remote stack is the handler's: ${err.stack}`);
+    const bug = lines.find((l) => l.level === 'error' && l.endpoint === 'boomAsync');
+    assert.ok(bug, `an error line for boomAsync: ${JSON.stringify(lines)}`);
+    assert.is(bug.msg, 'handler threw');
+    assert.is(bug.error, 'async boom');
+    assert.ok(typeof bug.requestId === 'string' && bug.requestId.length > 0, 'names the request');
+    assert.ok(typeof bug.instance === 'string', 'names the instance');
+    assert.match(String(bug.stack), /boomAsync/, 'the handler frame is in the stack');
+    await expectError(lastValueFrom(client.boomMid(undefined as never)), 'INTERNAL', 'mid-stream throw');
+    assert.ok(lines.some((l) => l.level === 'error' && l.endpoint === 'boomMid' && /boomMid/.test(String(l.stack))), 'a stream handler bug is logged too');
+    await expectError(client.boomSync(undefined as never), 'NOT_FOUND', 'a meant TroupeError');
+    assert.ok(!lines.some((l) => l.level !== 'debug' && l.endpoint === 'boomSync'), 'a meant TroupeError is not an error line');
+    assert.ok(lines.some((l) => l.level === 'debug' && l.endpoint === 'boomSync' && l.code === 'NOT_FOUND'), 'it is a debug line');
+    assert.ok(!JSON.stringify(lines).includes('secret-body'), 'the request body is never logged');
   });
 
   s('errors - oversized request and reply fail at once with PAYLOAD_TOO_LARGE', async (ctx) => {

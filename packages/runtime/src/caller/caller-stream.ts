@@ -8,6 +8,7 @@ import type { Plane } from '../plane/plane';
 import { Ctl, Frame, H, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, ownMailboxSubject } from '../wire/subjects';
 import type { Headers, TransportMessage } from '../transport/transport';
+import { explainNoInstances } from './not-found';
 
 const EMPTY = new Uint8Array(0);
 /** Re-sends of a request that never reached an instance ("no responders", refused while stopping). */
@@ -461,7 +462,10 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.clearTimers();
     this.endAttempt();
     this.items = undefined;
-    if (err) this.sink.error(err);
+    if (err?.code === ErrorCode.NO_INSTANCES) {
+      // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
+      void explainNoInstances(this.plane, this.address, err).then((e) => this.sink.error(e));
+    } else if (err) this.sink.error(err);
     else this.sink.complete();
   }
 

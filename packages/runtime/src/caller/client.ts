@@ -2,6 +2,7 @@ import { map, Observable } from 'rxjs';
 import { type CallOptions, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
 import { CallerStream, type StreamRoute, type StreamSink, type StreamTarget } from './caller-stream';
 import { type Class, componentMeta } from '../component/decorators';
+import type { Endpoints } from '../endpoint-keys';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { TroupeError, toTroupeError } from '../errors';
 import { validateInstanceId } from '../names';
@@ -9,6 +10,7 @@ import type { Plane } from '../plane/plane';
 import type { InstanceRecord } from '../discovery/registry';
 import { resolveRouter, type Router, type RouterSpec } from '../discovery/routers';
 import { endpointAddress, type EndpointAddress, mailboxSubject, ownMailboxSubject, queueSubject } from '../wire/subjects';
+import { explainNoInstances } from './not-found';
 import { type Route, UnaryCall } from './unary-call';
 import { type StreamObservable, StreamIterator, streamObservable } from './stream-iterator';
 
@@ -140,7 +142,9 @@ export class EndpointClient<Req = unknown, Res = unknown> {
 
   /**
    * Sends one request and resolves with the one reply. Rejects with a
-   * TroupeError: `NO_INSTANCES` at once when nothing listens, `TIMEOUT` at
+   * TroupeError: `NO_INSTANCES` at once when nothing listens (`NOT_FOUND`
+   * when the component runs but has no endpoint of that name; `UNAVAILABLE`
+   * once the runtime is closed), `TIMEOUT` at
    * the deadline, `CANCELLED` on abort, `PAYLOAD_TOO_LARGE` at once for an
    * oversized request, or whatever the handler threw (normalised). A request
    * an instance never received ("no responders", or refused while it stops)
@@ -150,6 +154,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
    * const metrics = await client.call(undefined, { timeout: 500 });
    */
   call(request: Req, options?: CallOptions): Promise<Res> {
+    if (this.plane.closed) return Promise.reject(this.plane.refusal(`call ${this.subject}`));
     const budget = remainingBudget(options, this.plane.settings.requestTimeoutMs);
     const refusal = precheck(options, budget, this.subject);
     if (refusal) return Promise.reject(refusal);
@@ -166,7 +171,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
     if (router === 'queue' || this.instanceId !== undefined) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).send(this.subject, data, budget, options));
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).send(this.subject, data, budget, options));
     }
     return this.callRouted(router, request, data, budget, options);
   }
@@ -176,13 +181,13 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
     const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
     if (view.synced) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget, options));
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, budget, options));
     }
     const started = Date.now();
     return untilReady(view, budget, this.subject).then(
       () =>
         new Promise<Res>((resolve, reject) =>
-          new UnaryCall<Res>(this.plane, resolve, reject).sendRouted(route, data, budget - (Date.now() - started), options),
+          new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, budget - (Date.now() - started), options),
         ),
     );
   }
@@ -220,6 +225,10 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   /** Starts one stream into `sink`, routed like `call`; re-sends and migrations go through the same router. */
   private openStream(sink: StreamSink<Res>, request: Req, options: StreamOptions<Req, Res> | undefined): CallerStream<Req, Res> {
     const s = new CallerStream<Req, Res>(this.plane, this.address, sink);
+    if (this.plane.closed) {
+      sink.error(this.plane.refusal(`stream from ${this.subject}`));
+      return s;
+    }
     let router: Router | 'queue';
     try {
       router = this.instanceId !== undefined ? 'queue' : options?.router === undefined ? this.router : resolveRouter(options.router);
@@ -244,7 +253,10 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const go = (): void => {
       if (sink.closed) return;
       const target = route(undefined);
-      if (!target) sink.error(new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered`));
+      if (!target) {
+        const err = new TroupeError('NO_INSTANCES', `no instance of ${this.subject} is registered${this.options.filter ? ' matching the filter' : ''}`);
+        void explainNoInstances(this.plane, this.address, err).then((e) => sink.error(e));
+      }
       else s.start(target, request, options, route);
     };
     if (view.synced) go();
@@ -282,18 +294,31 @@ export type ClientMethod<F> = F extends AnyFn
 
 type Lifecycle = 'onStart' | 'onStop';
 
+/** The public, non-lifecycle methods of `C`. */
+type PublicMethods<C> = { [K in keyof C]: K extends Lifecycle ? never : C[K] extends AnyFn ? K : never }[keyof C];
+
+/** The methods a typed client of `C` has: those `C` declares under `[Endpoints]`, else every public method. */
+type ClientKeys<C> = C extends { readonly [Endpoints]?: infer E } ? (unknown extends E ? PublicMethods<C> : Extract<E, PublicMethods<C>>) : PublicMethods<C>;
+
 /**
  * A client derived from a component class: one method per endpoint, typed
  * from the endpoint's signature (streaming endpoints return an Observable,
- * unary ones a Promise). Only methods decorated with `@endpoint` exist at
- * run time.
+ * unary ones a Promise).
+ *
+ * Which methods: legacy decorators cannot change a class's type, so the
+ * compiler cannot see which methods carry `@endpoint`. The type keeps the
+ * class's *public* methods (make helpers `private`, `protected` or `#x` and
+ * they are gone), or exactly the names the class declares under
+ * `[Endpoints]` (see {@link Endpoints}). At run time only endpoints exist:
+ * calling any other method name throws `NOT_FOUND` at once, naming the
+ * component's endpoints.
  *
  * @example
  * const decode = runtime.namespace('llama_8b').client(Decode);
  * decode.generate({ prompt: 'hi' }).subscribe(console.log); // type-checked
  */
 export type TypedClient<C> = {
-  readonly [K in keyof C as K extends Lifecycle ? never : C[K] extends AnyFn ? K : never]: ClientMethod<C[K]>;
+  readonly [K in ClientKeys<C> & keyof C]: ClientMethod<C[K]>;
 };
 
 /** Options of a typed client: a client's options, or one instance. */
@@ -305,7 +330,22 @@ export interface TypedClientOptions extends ClientOptions {
 /** Builds a {@link TypedClient} of `target` in `namespace`. */
 export function typedClient<C>(plane: Plane, namespace: string, target: Class<C>, options: TypedClientOptions = {}): TypedClient<C> {
   const meta = componentMeta(target);
-  const out: Record<string, unknown> = {};
+  const names = [...meta.endpoints.values()].map((ep) => ep.method);
+  const notEndpoint =
+    (key: string, why: string) =>
+    (): never => {
+      throw new TroupeError(
+        'NOT_FOUND',
+        `${key} is not an endpoint of component ${meta.name} (class ${target.name}): ${why}; its endpoints are ${names.join(', ')}`,
+        { data: { method: key, endpoints: names } },
+      );
+    };
+  // Names that are not endpoints fall through the object to a prototype that answers NOT_FOUND,
+  // so endpoint calls never pass a Proxy trap.
+  const out: Record<string, unknown> = Object.create(missingMethods(target, notEndpoint));
+  for (const key of classMethods(target)) {
+    if (!names.includes(key)) out[key] = notEndpoint(key, 'a public method without @endpoint is not callable remotely (decorate it, or make it private)');
+  }
   for (const ep of meta.endpoints.values()) {
     const { instance, ...clientOptions } = options;
     let client = new EndpointClient(plane, endpointAddress(namespace, meta.name, ep.name), undefined, instance === undefined ? clientOptions : { ...clientOptions, router: 'queue' });
@@ -315,4 +355,35 @@ export function typedClient<C>(plane: Plane, namespace: string, target: Class<C>
       : (req: unknown, o?: CallOptions) => client.call(req, o);
   }
   return Object.freeze(out) as TypedClient<C>;
+}
+
+/** Probed by `await`, JSON, inspection and test matchers: never answered with a stub. */
+const PROBED = new Set(['then', 'toJSON', 'inspect', 'asymmetricMatch', 'nodeType', 'constructor']);
+
+/**
+ * The prototype of a typed client: any other string name is a method of
+ * another class, most likely a client injected for the wrong component
+ * (`@injectClient(A) x: TypedClient<B>`, which no compiler can catch).
+ */
+function missingMethods(target: Class, notEndpoint: (key: string, why: string) => () => never): object {
+  return new Proxy(Object.create(Object.prototype) as object, {
+    get(base, key, receiver) {
+      if (typeof key === 'symbol' || PROBED.has(key) || key in base) return Reflect.get(base, key, receiver);
+      return notEndpoint(
+        key,
+        `${target.name} has no such method. If this client was injected, check that @injectClient(${target.name}) sits on a parameter typed TypedClient<${target.name}>`,
+      );
+    },
+  });
+}
+
+/** Method names of a class and its bases (not Object's). */
+function classMethods(target: Class): string[] {
+  const out = new Set<string>();
+  for (let p = target.prototype as object | null; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
+    for (const key of Object.getOwnPropertyNames(p)) {
+      if (key !== 'constructor' && typeof Object.getOwnPropertyDescriptor(p, key)?.value === 'function') out.add(key);
+    }
+  }
+  return [...out];
 }

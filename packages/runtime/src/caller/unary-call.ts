@@ -9,6 +9,8 @@ import { H } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
 import type { TransportMessage } from '../transport/transport';
+import type { EndpointAddress } from '../wire/subjects';
+import { explainNoInstances } from './not-found';
 
 /** How a routed call picks (and re-picks) its instance. */
 export interface Route {
@@ -49,6 +51,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     private readonly plane: Plane,
     private readonly resolve: (v: Res) => void,
     private readonly reject: (e: TroupeError) => void,
+    /** The endpoint called, so a "nobody serves it" can say whether the endpoint exists at all. */
+    private readonly address?: EndpointAddress,
   ) {}
 
   /** Sends to one subject (queue group or a pinned mailbox). */
@@ -175,6 +179,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     if (this.done) return;
     this.done = true;
     this.cleanup();
+    if (err.code === ErrorCode.NO_INSTANCES && this.address) {
+      // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
+      void explainNoInstances(this.plane, this.address, err).then(this.reject);
+      return;
+    }
     this.reject(err);
   }
 

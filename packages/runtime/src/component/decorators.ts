@@ -1,6 +1,8 @@
 import 'reflect-metadata';
 import { Observable } from 'rxjs';
 import { inject, injectable } from 'tsyringe';
+import { refuseStandardDecorator } from '../decorator-shape';
+import type { DeclaredEndpoints } from '../endpoint-keys';
 import { TroupeError } from '../errors';
 import { validateName } from '../names';
 import { eventHandlers } from '../events/event-handlers';
@@ -33,6 +35,20 @@ export interface EndpointOptions {
   stream?: boolean;
 }
 
+/**
+ * What `@endpoint()` returns: a legacy method decorator. On a class that
+ * declares its endpoint names (`declare readonly [Endpoints]?: 'a' | 'b'`)
+ * it only compiles on a method named there.
+ *
+ * @example
+ * const generate: EndpointDecorator = endpoint('generate');
+ */
+export type EndpointDecorator = <T extends object, K extends string | symbol>(
+  target: T,
+  propertyKey: K & DeclaredEndpoints<T>,
+  descriptor: PropertyDescriptor,
+) => void;
+
 const COMPONENT = Symbol('troupe:component');
 const ENDPOINTS = Symbol('troupe:endpoints');
 const CLIENT_DEPS = Symbol('troupe:client-deps');
@@ -55,7 +71,8 @@ export type Class<T = unknown> = new (...args: any[]) => T;
  */
 export function component(name: string): ClassDecorator {
   const valid = validateName('component', name);
-  return (target) => {
+  return (target: Function, ...standard: unknown[]) => {
+    refuseStandardDecorator(`@component('${valid}')`, standard[0]);
     const endpoints = ownEndpoints(target);
     Reflect.defineMetadata(COMPONENT, { name: valid, endpoints } satisfies ComponentMeta, target);
     injectable()(target as unknown as Class);
@@ -71,10 +88,11 @@ export function component(name: string): ClassDecorator {
  * @example
  * \@endpoint('load_metrics') loadMetrics() { return { active: 3 }; }
  */
-export function endpoint(nameOrOptions?: string | EndpointOptions): MethodDecorator {
+export function endpoint(nameOrOptions?: string | EndpointOptions): EndpointDecorator {
   const opts: EndpointOptions = typeof nameOrOptions === 'string' ? { name: nameOrOptions } : (nameOrOptions ?? {});
   if (opts.name !== undefined) validateName('endpoint', opts.name);
-  return (target, propertyKey, descriptor) => {
+  return (target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor) => {
+    refuseStandardDecorator('@endpoint()', propertyKey);
     if (typeof propertyKey !== 'string') {
       throw new TroupeError('BAD_REQUEST', `@endpoint needs a string-named method, got ${String(propertyKey)}`);
     }
@@ -202,6 +220,10 @@ export function injectProperties(): ParameterDecorator {
 /** One client dependency declared with {@link injectClient}. */
 export interface ClientDependency {
   readonly token: string;
+  /** The constructor parameter it is injected into. */
+  readonly index: number;
+  /** The parameter's type as the compiler emitted it (read before tsyringe overwrites it with tokens). */
+  readonly declared: unknown;
   readonly target: Class;
   readonly namespace: string | undefined;
 }
@@ -223,7 +245,10 @@ export function injectClient(target: Class, options: { namespace?: string } = {}
     // module); it is checked at spawn.
     const token = `troupe:client:${ns ?? '.'}:${target.name}:${index}`;
     const deps: ClientDependency[] = Reflect.getOwnMetadata(CLIENT_DEPS, owner) ?? [];
-    deps.push({ token, target, namespace: ns });
+    // `design:paramtypes` is already there (TypeScript applies it first) and tsyringe's
+    // @injectable later overwrites injected positions with their tokens: read it now.
+    const declared: unknown = (Reflect.getOwnMetadata('design:paramtypes', owner) as unknown[] | undefined)?.[index];
+    deps.push({ token, index, target, namespace: ns, declared });
     Reflect.defineMetadata(CLIENT_DEPS, deps, owner);
     inject(token)(owner, propertyKey, index);
   };
@@ -239,4 +264,81 @@ export interface InstanceInfo {
   readonly instanceId: string;
   readonly namespace: string;
   readonly component: string;
+}
+
+// ---- constructor checks ---------------------------------------------------
+
+/** tsyringe's metadata key of explicit `@inject(token)` parameters (tsyringe/dist/cjs/reflection-helpers.js). */
+const TSYRINGE_TOKENS = 'injectionTokens';
+
+/** Emitted parameter types that say nothing DI can use (no class to construct). */
+const OPAQUE: ReadonlyMap<unknown, string> = new Map<unknown, string>([
+  [Object, 'an interface, a type alias or a union (emitted as Object)'],
+  [Function, 'a type-only import or a function type (emitted as Function)'],
+  [String, 'string'],
+  [Number, 'number'],
+  [Boolean, 'boolean'],
+  [Symbol, 'symbol'],
+  [BigInt, 'bigint'],
+  [Array, 'an array'],
+  [Promise, 'a Promise'],
+]);
+
+/**
+ * Checks, before anything is constructed, that DI can build `target`: every
+ * constructor parameter has an explicit token or a class type the compiler
+ * emitted (`design:paramtypes`), and each `@injectClient(X)` parameter is not
+ * typed as a class (a component class where a `TypedClient<X>` is injected).
+ * Throws `BAD_REQUEST` naming the parameter and the fix, instead of
+ * tsyringe's `TypeInfo not known for "Function"` at construction.
+ *
+ * `TypedClient<X>` is a type, emitted as `Object`, so which component the
+ * parameter expects is invisible at run time; the typed client answers a
+ * method of another class with a `NOT_FOUND` naming the likely mix-up.
+ */
+export function checkConstructor(target: Class): void {
+  const types: unknown[] | undefined = Reflect.getMetadata('design:paramtypes', target);
+  const tokens: Record<number, unknown> = Reflect.getOwnMetadata(TSYRINGE_TOKENS, target) ?? {};
+  const clients = new Map(clientDependencies(target).map((d) => [d.index, d]));
+  const count = Math.max(target.length, types?.length ?? 0);
+  const names = parameterNames(target);
+  const param = (i: number): string => `parameter ${i}${names[i] ? ` (${names[i]})` : ''} of ${target.name}'s constructor`;
+  for (let i = 0; i < count; i++) {
+    const client = clients.get(i);
+    const type = types?.[i];
+    if (client) {
+      const declared = client.declared;
+      if (typeof declared === 'function' && !OPAQUE.has(declared)) {
+        throw new TroupeError(
+          'BAD_REQUEST',
+          `${param(i)} is typed ${declared.name}, but @injectClient(${client.target.name}) injects a client: type it TypedClient<${client.target.name}>`,
+        );
+      }
+      continue;
+    }
+    if (tokens[i] !== undefined) continue;
+    if (!types) {
+      throw new TroupeError(
+        'BAD_REQUEST',
+        `cannot construct ${target.name}: its constructor takes parameters but the class has no decorator metadata. ` +
+          'Set "emitDecoratorMetadata": true (with "experimentalDecorators": true) in tsconfig.json; code built by esbuild/tsx has no metadata, so give every parameter an explicit token there ' +
+          '(@injectConfig(), @injectLogger(), @injectInstance(), @injectClient(Other), @inject(token))',
+      );
+    }
+    const what = type === undefined ? 'a type the compiler emitted no value for' : OPAQUE.get(type);
+    if (what !== undefined) {
+      const fix =
+        type === Function
+          ? `import the class as a value (\`import { Runtime }\`, not \`import type\`) or give the parameter an explicit token with @inject(token)`
+          : 'give it an explicit token: @injectConfig() for the spawn config, @injectLogger(), @injectInstance(), @injectClient(Other) for a TypedClient, @inject(token) for your own';
+      throw new TroupeError('BAD_REQUEST', `cannot construct ${target.name}: ${param(i)} is typed ${what}, which DI cannot resolve; ${fix}`);
+    }
+  }
+}
+
+/** Constructor parameter names read from the class source, best effort (for messages only). */
+function parameterNames(target: Class): string[] {
+  const m = /constructor\s*\(([^)]*)\)/.exec(Function.prototype.toString.call(target));
+  if (!m?.[1]) return [];
+  return m[1].split(',').map((p) => (/^\s*([A-Za-z_$][\w$]*)/.exec(p)?.[1] ?? ''));
 }

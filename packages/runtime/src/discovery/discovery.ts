@@ -66,6 +66,9 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
+  /** Listing watches of components a failed call asked about (see {@link endpointsOf}), per `ns.comp`. */
+  private readonly componentWatches = new Map<string, ComponentWatch>();
+  private componentSweep: NodeJS.Timeout | undefined;
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
   /** Leases deleted from the bucket (graceful close), until their next write: late beats do not revive them. */
@@ -110,6 +113,11 @@ export class Discovery {
       void v.start();
     }
     return v;
+  }
+
+  /** Whether this process has seen an instance of the endpoint listed (then it exists). */
+  everListed(address: EndpointAddress): boolean {
+    return this.views.get(queueSubject(address))?.everListed === true;
   }
 
   /** @internal */
@@ -438,8 +446,69 @@ export class Discovery {
     });
   }
 
+  /**
+   * The endpoint names the live instances of `ns.comp` serve; undefined when
+   * the registry does not answer within `timeoutMs`. Used only on a failure
+   * path (a call that found no instance), never per call. The first lookup
+   * of a component opens a listing watch of it, kept for
+   * {@link COMPONENT_WATCH_IDLE_MS} after the last lookup: during an outage
+   * every failed call is answered from that live list, not by a registry
+   * read each.
+   */
+  endpointsOf(namespace: string, component: string, timeoutMs: number): Promise<string[] | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    const scope = `${namespace}.${component}`;
+    let w = this.componentWatches.get(scope);
+    if (!w) {
+      w = this.watchComponent(scope);
+      this.componentWatches.set(scope, w);
+    }
+    w.used = Date.now();
+    if (w.names) return Promise.resolve(w.names);
+    const ready = w.ready;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), timeoutMs);
+      void ready.then((names) => {
+        clearTimeout(timer);
+        resolve(names);
+      });
+    });
+  }
+
+  private watchComponent(scope: string): ComponentWatch {
+    let settle: (names: string[] | undefined) => void = () => undefined;
+    const w: ComponentWatch = { names: undefined, used: Date.now(), ready: new Promise((r) => (settle = r)), sub: undefined };
+    w.sub = this.listing(scope).subscribe({
+      next: (list) => {
+        w.names = [...new Set(list.map((r) => r.endpoint))].sort();
+        settle(w.names);
+      },
+      error: () => {
+        settle(undefined);
+        if (this.componentWatches.get(scope) === w) this.componentWatches.delete(scope);
+      },
+    });
+    this.componentSweep ??= setInterval(() => {
+      const now = Date.now();
+      for (const [k, cw] of this.componentWatches) {
+        if (now - cw.used < COMPONENT_WATCH_IDLE_MS) continue;
+        cw.sub?.unsubscribe();
+        this.componentWatches.delete(k);
+      }
+      if (this.componentWatches.size === 0) {
+        clearInterval(this.componentSweep);
+        this.componentSweep = undefined;
+      }
+    }, COMPONENT_WATCH_IDLE_MS / 2);
+    this.componentSweep.unref();
+    return w;
+  }
+
   close(): void {
     this.closed = true;
+    clearInterval(this.componentSweep);
+    for (const w of this.componentWatches.values()) w.sub?.unsubscribe();
+    this.componentWatches.clear();
     this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
     this.stopBeats?.();
@@ -451,6 +520,17 @@ export class Discovery {
     for (const v of this.views.values()) v.close();
     this.views.clear();
   }
+}
+
+/** A component listing watch opened by a failed call closes this long after the last lookup. */
+const COMPONENT_WATCH_IDLE_MS = 30_000;
+
+/** A live listing of one component: the endpoint names its instances serve. */
+interface ComponentWatch {
+  names: string[] | undefined;
+  used: number;
+  ready: Promise<string[] | undefined>;
+  sub: Subscription | undefined;
 }
 
 function listingKey(r: InstanceRecord): string {

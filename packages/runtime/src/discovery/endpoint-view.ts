@@ -27,6 +27,8 @@ export class EndpointView implements RouterContext {
   private resolveReady: (() => void) | undefined;
   private rejectReady: ((e: unknown) => void) | undefined;
   synced = false;
+  /** Whether this endpoint ever listed an instance here: then it exists, and a "nobody serves it" is an outage. */
+  everListed = false;
   private syncing: Set<string> | undefined;
 
   constructor(
@@ -138,6 +140,7 @@ export class EndpointView implements RouterContext {
     }
     next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
     this.listed = next;
+    if (next.length > 0) this.everListed = true;
     const now = new Set(next.map((r) => r.instanceId));
     // Instances whose lease died: ask their mailbox before failing what is in flight to them
     // (a lease can lapse while the instance lives: a blip, a busy watcher).

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import type { InstanceInfo } from '../component/decorators';
+import { refuseStandardDecorator } from '../decorator-shape';
 import { TroupeError } from '../errors';
 import { EventSubscription, eventTarget, planEvents, type EventPlan } from './event-subscription';
 import type { EventEnvelope, EventRef } from './events';
@@ -71,6 +72,7 @@ export function on<T = any>(
   // Checked at declaration time: a bad name fails where it is written.
   planEvents(eventTarget(options.namespace ?? 'x', options.component, event), options);
   return (target, propertyKey, descriptor) => {
+    refuseStandardDecorator('@on()', propertyKey);
     if (typeof propertyKey !== 'string' || typeof descriptor.value !== 'function') {
       throw new TroupeError('BAD_REQUEST', `@on decorates string-named methods, not ${String(propertyKey)}`);
     }

@@ -1,6 +1,6 @@
 import type { Codec } from '../codec/codec';
 import type { CallerMonitor } from '../caller/caller-monitor';
-import type { TroupeError } from '../errors';
+import { TroupeError } from '../errors';
 import type { EventStreams } from '../events/event-subscription';
 import type { RuntimeEvents } from '../events/events';
 import { newToken } from '../ids';
@@ -38,7 +38,7 @@ export interface PlaneSettings {
   readonly gracePeriodMs: number;
   /** Send remote stacks with errors (development only). */
   readonly dev: boolean;
-  /** Default instance concurrency (1 = classic actor). */
+  /** Default instance concurrency (1 = classic actor: one message at a time, awaits included; see `SpawnOptions.concurrency`). */
   readonly concurrency: number;
   /** Default mailbox capacity (waiting messages per instance). */
   readonly mailboxCapacity: number;
@@ -64,6 +64,8 @@ export interface PlaneParts {
   readonly discovery: Discovery | undefined;
   /** Reply inbox prefix (validated). */
   readonly inboxPrefix: string;
+  /** Who owns this plane, for messages ("runtime 3f2a… (name)"). */
+  readonly owner: string;
 }
 
 /**
@@ -90,6 +92,9 @@ export class Plane {
   readonly eventStreams: EventStreams;
   private requestSeq = 0;
   private readonly requestPrefix = newToken();
+  private readonly owner: string;
+  /** Set once the owning runtime has stopped its instances: new calls and streams are refused at once. */
+  private shut = false;
 
   constructor(parts: PlaneParts, services: (plane: Plane) => PlaneServices) {
     this.transport = parts.transport;
@@ -97,6 +102,7 @@ export class Plane {
     this.settings = parts.settings;
     this.logger = parts.logger;
     this.discovery = parts.discovery;
+    this.owner = parts.owner;
     this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
     this.wheel = new DeadlineWheel();
     const s = services(this);
@@ -104,6 +110,29 @@ export class Plane {
     this.heartbeats = s.heartbeats;
     this.events = s.events;
     this.eventStreams = s.eventStreams;
+  }
+
+  /**
+   * Refuses new calls and streams from now on ({@link refusal}). The runtime
+   * calls it once its instances have stopped: until then, handlers finishing
+   * their work in the grace period may still call other components.
+   */
+  shutOff(): void {
+    this.shut = true;
+  }
+
+  /** Whether new calls and streams are refused (checked per call; the message is built only then). */
+  get closed(): boolean {
+    return this.shut;
+  }
+
+  /**
+   * The error a new call or stream gets once the runtime is closed:
+   * `UNAVAILABLE` naming the runtime, at once (not `NO_INSTANCES`, which
+   * would read as an outage of the callee). Ask {@link closed} first.
+   */
+  refusal(what: string): TroupeError {
+    return new TroupeError('UNAVAILABLE', `${this.owner} is closed: cannot ${what}`);
   }
 
   /** A fresh request id. */
@@ -120,6 +149,7 @@ export class Plane {
    * everything else is released anyway. Never rejects.
    */
   async close(reason: TroupeError, withinMs = Infinity): Promise<boolean> {
+    this.shut = true;
     this.discovery?.close();
     const stopped = await settlesWithin(this.eventStreams.close(), withinMs);
     this.monitor.close();

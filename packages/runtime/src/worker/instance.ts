@@ -1,3 +1,4 @@
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
@@ -54,6 +55,9 @@ export class ActorInstance {
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
+  /** Watches a mailbox queue that is not draining (see {@link watchQueue}); undefined while idle or once warned. */
+  private queueWatch: NodeJS.Timeout | undefined;
+  private queueWarned = false;
 
   constructor(
     private readonly plane: Plane,
@@ -132,6 +136,8 @@ export class ActorInstance {
   async stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
     if (this.state === State.Stopped || this.state === State.Stopping) return;
     this.state = State.Stopping;
+    clearTimeout(this.queueWatch);
+    this.queueWatch = undefined;
     const deadline = Date.now() + graceMs;
     // Messages the server already delivered to the queue subscription are still handled. A
     // drain waits for the server's answer: a dead or frozen server must not hold the stop
@@ -186,6 +192,7 @@ export class ActorInstance {
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
+    if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
     if (!accepted) stream?.forget();
     if (!accepted && reply) {
       this.sendError(
@@ -195,6 +202,42 @@ export class ActorInstance {
         }),
       );
     }
+  }
+
+  /** Requests served or waiting now (running handlers, streams included, and queued messages). */
+  get inFlight(): number {
+    return this.mailbox.running + this.mailbox.queued;
+  }
+
+  /**
+   * The default concurrency 1 serialises an instance whose handlers mostly
+   * await I/O (a streaming gateway): callers queue while the process idles.
+   * Cheap, honest heuristic, checked only while something waits: requests
+   * have waited in this mailbox without a break for {@link QUEUE_WARN_MS}
+   * while the process's event loop was under half busy over that time (its
+   * running handlers were awaiting, not computing) — then warn once per
+   * instance. A CPU-bound handler keeps the loop busy and is not flagged:
+   * more concurrency would not help it.
+   */
+  private watchQueue(since: EventLoopUtilization): void {
+    this.queueWatch = setTimeout(() => {
+      this.queueWatch = undefined;
+      const box = this.mailbox;
+      if (box.waitingSince === 0 || this.state !== State.Serving) return;
+      const waited = Date.now() - box.waitingSince;
+      const busy = performance.eventLoopUtilization(since).utilization;
+      if (waited >= QUEUE_WARN_MS && busy < 0.5) {
+        this.queueWarned = true;
+        this.logger.warn(
+          `requests have waited over ${QUEUE_WARN_MS / 1000} s behind concurrency ${box.concurrency} while the process was idle (its handlers are awaiting I/O one batch at a time); ` +
+            'if they may run together (a streaming gateway, an I/O-bound proxy), spawn it with a higher concurrency, e.g. { concurrency: 16 }',
+          { queued: box.queued, running: box.running, concurrency: box.concurrency, eventLoopBusy: Math.round(busy * 100) / 100 },
+        );
+        return;
+      }
+      this.watchQueue(performance.eventLoopUtilization());
+    }, QUEUE_WARN_MS);
+    this.queueWatch.unref();
   }
 
   private onControl(kind: string, msg: TransportMessage): void {
@@ -234,7 +277,8 @@ export class ActorInstance {
     try {
       result = handler.call(this.actor, request, ctx);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err));
+      const e = this.handlerFailed(ctx, err);
+      if (reply) this.sendError(reply, e);
       return;
     }
     if (!isPromiseLike(result)) {
@@ -252,7 +296,8 @@ export class ActorInstance {
       (err: unknown) => {
         this.active.delete(ctx);
         ctx.dispose();
-        if (reply) this.sendError(reply, toTroupeError(err));
+        const e = this.handlerFailed(ctx, err);
+        if (reply) this.sendError(reply, e);
       },
     );
   }
@@ -275,10 +320,31 @@ export class ActorInstance {
     }
   }
 
+  /**
+   * Normalises what a handler threw and says so on the worker, where the bug
+   * is: an unexpected throw (anything but a TroupeError) at error level with
+   * the request id, the endpoint and the handler's own stack; a TroupeError
+   * the handler meant (NOT_FOUND, BAD_REQUEST, a downstream TIMEOUT) at debug
+   * only. The request body is never logged (it may hold user data).
+   */
+  private handlerFailed(ctx: RequestContext, err: unknown): TroupeError {
+    const e = toTroupeError(err);
+    if (err instanceof TroupeError) {
+      ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+    } else {
+      ctx.logger.error('handler threw', { code: e.code, error: e.message, stack: err instanceof Error ? err.stack : undefined });
+    }
+    return e;
+  }
+
   /** Sends an error to a caller; never throws. */
   sendError(reply: string, err: TroupeError, frame?: boolean): void {
     const wire: WireError = err.toJSON();
-    if (this.plane.settings.dev && err.stack) wire.stack = err.stack;
+    if (this.plane.settings.dev) {
+      // A normalised throw: the stack that helps is the handler's, not the normaliser's.
+      const origin = err.cause instanceof Error && !(err.cause instanceof TroupeError) ? err.cause : err;
+      if (origin.stack) wire.stack = origin.stack;
+    }
     const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
     try {
       let body: Uint8Array;
@@ -312,7 +378,7 @@ export class ActorInstance {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
-      const e = ctx.aborted ? ctx.reason : toTroupeError(err);
+      const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
       if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
     } finally {
       stream.forget();
@@ -324,6 +390,8 @@ export class ActorInstance {
 }
 
 const EMPTY = new Uint8Array(0);
+/** How long requests must wait without a break before the idle-queue warning. */
+const QUEUE_WARN_MS = 1_000;
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as PromiseLike<unknown>).then === 'function';
 }

@@ -29,6 +29,9 @@ export class Mailbox {
     if (!Number.isInteger(capacity) || capacity < 0) throw new RangeError(`mailbox capacity must be an integer >= 0, got ${capacity}`);
   }
 
+  /** When the queue last went from empty to non-empty (ms epoch); 0 while nothing waits. */
+  waitingSince = 0;
+
   /** Jobs running now. */
   get running(): number {
     return this.active;
@@ -46,6 +49,7 @@ export class Mailbox {
       return true;
     }
     if (this.queued >= this.capacity) return false;
+    if (this.queued === 0) this.waitingSince = Date.now();
     this.queue.push(job);
     return true;
   }
@@ -61,6 +65,7 @@ export class Mailbox {
     const out = this.queue.slice(this.head);
     this.queue.length = 0;
     this.head = 0;
+    this.waitingSince = 0;
     return out;
   }
 
@@ -103,6 +108,7 @@ export class Mailbox {
       if (this.head >= this.queue.length) {
         this.queue.length = 0;
         this.head = 0;
+        this.waitingSince = 0;
       } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
         this.queue.splice(0, this.head);
         this.head = 0;
