@@ -23,6 +23,8 @@ export interface InFlight {
 
 interface LeaseState {
   value: LeaseValue;
+  /** Instances the lease names as gone (a graceful stop whose record deletes may still be on the way). */
+  gone: ReadonlySet<string>;
   timer: NodeJS.Timeout;
   /** KV revision of `value`: tells a silent watch from a silent process (0: known from beats alone). */
   revision: number;
@@ -161,7 +163,8 @@ export class Discovery {
       this.scheduleViewRestart();
     }
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
-    this.leases.set(e.key, { value, timer: this.expiry(e.key, ttl), revision: e.revision, beatAt: old?.beatAt, lagMs: old?.lagMs ?? 0 });
+    const gone = Array.isArray(value.gone) && value.gone.length > 0 ? new Set(value.gone.filter((x) => typeof x === 'string')) : NONE_GONE;
+    this.leases.set(e.key, { value, timer: this.expiry(e.key, ttl), revision: e.revision, gone, beatAt: old?.beatAt, lagMs: old?.lagMs ?? 0 });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
     for (const l of this.leaseListeners) l();
   }
@@ -210,7 +213,7 @@ export class Discovery {
     if (this.dropped.delete(b.lease)) this.scheduleViewRestart();
     const hb = typeof b.hb === 'number' && b.hb > 0 ? b.hb : this.settings.heartbeatMs;
     const value: LeaseValue = { lease: b.lease, host: String(b.host ?? ''), pid: Number(b.pid) || 0, startedAt: 0, heartbeatMs: hb, ttlMs: ttl, seq: 0, dyn: {} };
-    this.leases.set(b.lease, { value, timer: this.expiry(b.lease, ttl), revision: 0, beatAt: now, lagMs });
+    this.leases.set(b.lease, { value, timer: this.expiry(b.lease, ttl), revision: 0, gone: NONE_GONE, beatAt: now, lagMs });
     for (const v of this.views.values()) v.leaseChanged(b.lease, true);
     for (const l of this.leaseListeners) l();
   }
@@ -356,6 +359,21 @@ export class Discovery {
     return this.leases.get(lease)?.value;
   }
 
+  /**
+   * @internal The lease of a record when it lists the record's instance:
+   * alive and not named gone by a graceful stop; undefined otherwise.
+   */
+  liveLeaseOf(r: InstanceRecord): LeaseValue | undefined {
+    const state = this.leases.get(r.lease);
+    if (!state || state.gone.has(r.instanceId)) return undefined;
+    return state.value;
+  }
+
+  /** @internal Whether `lease` names `instanceId` as gone (it left gracefully; its record may linger). */
+  isGone(lease: string, instanceId: string): boolean {
+    return this.leases.get(lease)?.gone.has(instanceId) === true;
+  }
+
   private scheduleViewRestart(): void {
     if (this.viewRestart || this.closed) return;
     this.viewRestart = setTimeout(() => {
@@ -402,11 +420,19 @@ export class Discovery {
       let synced = false;
       let stop: (() => void) | undefined;
       let done = false;
+      let scheduled: NodeJS.Immediate | undefined;
+      // Changes come in bursts (a spawn or a stop of thousands of instances is one burst of
+      // record events): build and emit the list once per burst, not once per record (O(n²)).
       const emit = (): void => {
-        if (!synced || done) return;
+        if (!synced || done || scheduled) return;
+        scheduled = setImmediate(flush);
+      };
+      const flush = (): void => {
+        scheduled = undefined;
+        if (done) return;
         const out: InstanceRecord[] = [];
         for (const r of records.values()) {
-          const lease = this.leaseOf(r.lease);
+          const lease = this.liveLeaseOf(r);
           if (!lease) continue;
           const dyn = lease.dyn?.[r.instanceId];
           out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
@@ -440,10 +466,26 @@ export class Discovery {
       })().catch((err: unknown) => sub.error(toTroupeError(err, 'UNAVAILABLE')));
       return () => {
         done = true;
+        if (scheduled) clearImmediate(scheduled);
         this.leaseListeners.delete(emit);
         stop?.();
       };
     });
+  }
+
+  /** @internal What the endpoint views hold, summed (leak tests). */
+  retained(): { views: number; records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
+    const out = { views: this.views.size, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    for (const v of this.views.values()) {
+      const r = v.retained();
+      out.records += r.records;
+      out.tracked += r.tracked;
+      out.trackedInstances += r.trackedInstances;
+      out.mailboxes += r.mailboxes;
+      out.inhibited += r.inhibited;
+      out.strikes += r.strikes;
+    }
+    return out;
   }
 
   /**
@@ -521,6 +563,8 @@ export class Discovery {
     this.views.clear();
   }
 }
+
+const NONE_GONE: ReadonlySet<string> = new Set();
 
 /** A component listing watch opened by a failed call closes this long after the last lookup. */
 const COMPONENT_WATCH_IDLE_MS = 30_000;
