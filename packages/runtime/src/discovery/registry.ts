@@ -358,21 +358,18 @@ export class Registry {
 
   /**
    * One heartbeat period: rewrite the KV lease record when half a TTL passed
-   * since the last write (every period without a pulse), and register again
-   * if the marker vanished.
+   * since the last write (every period without a pulse), retry record deletes
+   * of instances that left, and register again if the marker vanished.
    */
   heartbeat(): Promise<void> {
-    // A quarter period of slack: timer jitter must not skip a due write or add an early one.
-    if (this.pulse && Date.now() - this.lastWrite < this.leaseWriteMs - this.settings.heartbeatMs / 4) {
-      // No lease write due (the beat carries liveness), but failed record deletes retry every period.
-      if (this.gone.size > 0 && !this.closed) void this.deleteGone();
-      return Promise.resolve();
-    }
     this.beating ??= (async () => {
       let timer: NodeJS.Timeout | undefined;
       try {
         const beat = (async () => {
-          await this.writeLease();
+          // With a pulse the beats carry liveness: the lease record is rewritten every half TTL
+          // (a quarter period of slack against timer jitter); the marker is still checked every
+          // period, so a wiped registry is repaired within one heartbeat.
+          if (!this.pulse || Date.now() - this.lastWrite >= this.leaseWriteMs - this.settings.heartbeatMs / 4) await this.writeLease();
           if (this.gone.size > 0) void this.deleteGone();
           if (this.mine.size > 0 && this.records) {
             const marker = await this.records.get(markerKey(this.lease));
