@@ -3,6 +3,7 @@ import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, leaseBeatSubject, registryKey } from '../wire/subjects';
 import type { KvBucket, Persistence, Pulse, PulseOptions } from '../transport/transport';
@@ -13,6 +14,11 @@ export const RECORDS_BUCKET = 'troupe_instances';
 export const LEASES_BUCKET = 'troupe_leases';
 /** Marker record of a process in the records bucket; its absence means "register again". */
 export const markerKey = (lease: string): string => `_proc.${lease}`;
+
+/** How often (on average) a process removes old delete markers from the records bucket, ms. */
+const COMPACT_EVERY_MS = 10 * 60_000;
+/** Delete markers younger than this stay: a watcher that starts now may still need to see the delete, ms. */
+const COMPACT_AFTER_MS = 10 * 60_000;
 
 /**
  * What discovery publishes about one endpoint of one instance. Static after
@@ -155,6 +161,8 @@ export class Registry {
   private recordsRev = 0;
   private closed = false;
   private beating: Promise<void> | undefined;
+  /** When this process next removes old delete markers from the records bucket (jittered so processes spread it). */
+  private nextCompaction = Date.now() + COMPACT_EVERY_MS * (0.5 + Math.random());
   private readonly startedAt = Date.now();
   private readonly host = hostname();
   /** Registry writes so far (records + leases), for the scale figures. */
@@ -363,7 +371,6 @@ export class Registry {
    */
   heartbeat(): Promise<void> {
     this.beating ??= (async () => {
-      let timer: NodeJS.Timeout | undefined;
       try {
         const beat = (async () => {
           // With a pulse the beats carry liveness: the lease record is rewritten every half TTL
@@ -371,6 +378,7 @@ export class Registry {
           // period, so a wiped registry is repaired within one heartbeat.
           if (!this.pulse || Date.now() - this.lastWrite >= this.leaseWriteMs - this.settings.heartbeatMs / 4) await this.writeLease();
           if (this.gone.size > 0) void this.deleteGone();
+          if (Date.now() >= this.nextCompaction) void this.compact();
           if (this.mine.size > 0 && this.records) {
             const marker = await this.records.get(markerKey(this.lease));
             if (!marker) await this.repair();
@@ -380,20 +388,33 @@ export class Registry {
         // A KV request sent while the connection is down is dropped by nats.js and waits for
         // the JetStream timeout (5 s, past the lease TTL): stop waiting after one period so the
         // next heartbeat writes the lease as soon as the bus is back.
-        await Promise.race([
-          beat,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `no answer within the ${this.settings.heartbeatMs} ms heartbeat period`)), this.settings.heartbeatMs);
-          }),
-        ]);
+        const ms = this.settings.heartbeatMs;
+        await withTimeout(beat, ms, () => {
+          throw new TroupeError('TIMEOUT', `no answer within the ${ms} ms heartbeat period`);
+        });
       } catch (err) {
         this.logger.warn('registry heartbeat failed; retrying next period', { error: toTroupeError(err).message });
       } finally {
-        if (timer) clearTimeout(timer);
         this.beating = undefined;
       }
     })();
     return this.beating;
+  }
+
+  /**
+   * Removes delete markers of records deleted over {@link COMPACT_AFTER_MS}
+   * ago (JetStream keeps one per deleted key for good, and every new watch
+   * reads them all). Whichever process's turn comes does it for everyone.
+   */
+  private async compact(): Promise<void> {
+    this.nextCompaction = Date.now() + COMPACT_EVERY_MS * (0.5 + Math.random());
+    if (!this.records || this.closed) return;
+    try {
+      const n = await this.records.purgeDeletes(COMPACT_AFTER_MS);
+      if (n > 0) this.logger.debug('registry: removed old delete markers', { markers: n });
+    } catch (err) {
+      this.logger.debug('registry: removing old delete markers failed; next turn retries', { error: toTroupeError(err).message });
+    }
   }
 
   private async repair(): Promise<void> {

@@ -1,7 +1,9 @@
 import type { KV, KvEntry as NatsKvEntry, NatsConnection } from 'nats';
 import { TroupeError } from '../../errors';
+import { withTimeout } from '../../timeout';
 import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
 import { openNatsLog } from './nats-log';
+import { checkBucketName, checkKvKey } from '../kv-names';
 
 /**
  * JetStream storage behind the {@link Persistence} seam: KV buckets through
@@ -16,6 +18,7 @@ export class NatsPersistence implements Persistence {
   }
 
   async kv(bucket: string, options: KvOptions): Promise<KvBucket> {
+    checkBucketName(bucket);
     if (this.nc.info && this.nc.info.jetstream !== true) {
       throw new TroupeError(
         'UNAVAILABLE',
@@ -50,6 +53,8 @@ interface WatchState {
   checked: number;
   checking: boolean;
   stopped: boolean;
+  /** The initial listing is over (delete markers before it are skipped). */
+  synced: boolean;
   /** Its nats.js iterators, newest last: usually one; two while a suspect consumer is doubled. */
   readonly iters: Iter[];
 }
@@ -75,6 +80,7 @@ class NatsBucket implements KvBucket {
   ) {}
 
   async put(key: string, value: Uint8Array): Promise<number> {
+    checkKvKey(key);
     try {
       return await this.kv.put(key, value);
     } catch (err) {
@@ -83,11 +89,13 @@ class NatsBucket implements KvBucket {
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
+    checkKvKey(key);
     const e = await this.kv.get(key);
     return e && e.operation === 'PUT' ? toEntry(e) : undefined;
   }
 
   async delete(key: string): Promise<void> {
+    checkKvKey(key);
     try {
       await this.kv.delete(key);
     } catch (err) {
@@ -102,9 +110,27 @@ class NatsBucket implements KvBucket {
     for (const k of keys) await this.kv.purge(k);
   }
 
+  async purgeDeletes(olderThanMs: number): Promise<number> {
+    try {
+      // nats.js's Bucket has it; its `KV` interface does not declare it.
+      const bucket = this.kv as KV & { purgeDeletes?(olderMillis: number): Promise<{ purged: number }> };
+      return bucket.purgeDeletes ? (await bucket.purgeDeletes(olderThanMs)).purged : 0;
+    } catch (err) {
+      throw new TroupeError('UNAVAILABLE', `KV purge of delete markers failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
-    const first = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
-    const state: WatchState = { filter, handler, last: 0, checked: 0, checking: false, stopped: false, iters: [] };
+    // Until synced the watch lists current entries only: JetStream replays delete and purge
+    // markers too, which would be deletes of keys this watcher never saw (the memory bus lists none).
+    const state: WatchState = { filter, handler, last: 0, checked: 0, checking: false, stopped: false, synced: false, iters: [] };
+    const first = await this.kv.watch({
+      key: filter,
+      initializedFn: () => {
+        state.synced = true;
+        onSynced?.();
+      },
+    });
     this.watches.add(state);
     this.pump(state, first);
     return () => {
@@ -129,6 +155,7 @@ class NatsBucket implements KvBucket {
         for await (const e of iter) {
           if (e.revision <= state.last) continue;
           state.last = e.revision;
+          if (!state.synced && e.operation !== 'PUT') continue;
           state.handler(toEntry(e));
         }
       } catch {
@@ -173,7 +200,9 @@ class NatsBucket implements KvBucket {
         w.checking = true;
         let gone = false;
         try {
-          await withTimeout(sub.consumerInfo(), CHECK_TIMEOUT_MS);
+          await withTimeout(sub.consumerInfo(), CHECK_TIMEOUT_MS, () => {
+            throw new Error(`consumer did not answer within ${CHECK_TIMEOUT_MS} ms`);
+          });
           if (!all) w.checked = Math.max(w.checked, revision);
           return;
         } catch (err) {
@@ -196,16 +225,6 @@ class NatsBucket implements KvBucket {
     );
     return resumed;
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 function toEntry(e: NatsKvEntry): KvEntry {
