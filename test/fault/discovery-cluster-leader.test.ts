@@ -21,10 +21,31 @@ s.after.each(async (ctx) => {
   ctx.cluster = undefined;
 });
 
-const STEPDOWN_TRIES = 12;
+const STEPDOWN_TRIES = 20;
+
+/** Whether `target` holds a current copy of `stream` (a restarted node catches up first; elections skip it until then). */
+async function current(cluster: NatsCluster, stream: string, target: NatsServer): Promise<boolean> {
+  type Jsz = { account_details?: Array<{ stream_detail?: Array<{ name: string; cluster?: { leader?: string; replicas?: Array<{ name: string; current?: boolean }> } }> }> };
+  for (const server of cluster.servers) {
+    const jsz = await server.monitor<Jsz>('/jsz?streams=true').catch(() => undefined);
+    for (const a of jsz?.account_details ?? []) {
+      for (const d of a.stream_detail ?? []) {
+        if (d.name !== stream || !d.cluster?.leader) continue;
+        if (d.cluster.leader === target.serverName) return true;
+        if (d.cluster.replicas?.some((r) => r.name === target.serverName && r.current)) return true;
+      }
+    }
+  }
+  return false;
+}
 
 /** Steps `stream`'s leader down until JetStream elects it on `target` (elections pick at random among current replicas). */
 async function leadOn(rt: Runtime, cluster: NatsCluster, stream: string, target: NatsServer): Promise<void> {
+  const until = Date.now() + 15_000;
+  while (!(await current(cluster, stream, target))) {
+    if (Date.now() > until) throw new Error(`${target.serverName} held no current copy of ${stream} within 15 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   for (let i = 0; i < STEPDOWN_TRIES; i++) {
     const { leaders } = await placement(cluster);
     const leader = leaders.get(stream);
