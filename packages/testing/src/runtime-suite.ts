@@ -19,6 +19,7 @@ import {
 } from '@troupe/runtime/internal';
 import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
+import { addContextCases } from './context-cases';
 import { sleep, waitFor, within } from './wait';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
@@ -648,6 +649,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
 
   addStreamCases(s, open);
   addRoutingCases(s, open);
+  addContextCases(s, open);
 
   s.run();
 }
