@@ -77,7 +77,7 @@ export class Discovery {
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
   /** Leases deleted from the bucket (graceful close), until their next write: late beats do not revive them. */
-  private readonly departed = new Set<string>();
+  private readonly departed = new Map<string, number>();
   private stopBeats: (() => void) | undefined;
   /** Highest record / lease revision a beat announced (the watches are checked against it). */
   private readonly announced = { records: 0, leases: 0 };
@@ -178,11 +178,18 @@ export class Discovery {
     return timer;
   }
 
-  /** Remembers a gracefully deleted lease for a while (late beats must not revive it). */
+  /**
+   * Remembers a gracefully deleted lease for a while (late beats must not revive it).
+   * Pruned on insert, not by timers: a timer would hold this object (and through its
+   * closures the runtime) for a minute after close.
+   */
   private depart(lease: string): void {
-    if (this.departed.has(lease)) return;
-    this.departed.add(lease);
-    setTimeout(() => this.departed.delete(lease), DEPARTED_MEMORY_MS).unref();
+    const now = Date.now();
+    for (const [l, at] of this.departed) {
+      if (now - at < DEPARTED_MEMORY_MS) break; // insertion order: the rest are younger
+      this.departed.delete(l);
+    }
+    this.departed.set(lease, now);
   }
 
   /**
@@ -563,6 +570,7 @@ export class Discovery {
     this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
     this.stopBeats?.();
+    this.departed.clear();
     clearTimeout(this.checks.records);
     clearTimeout(this.checks.leases);
     this.stopLeases?.();
