@@ -26,6 +26,9 @@ export {
   anyComponentEventWildcard,
   eventLogName,
   parseEventSubject,
+  leaseBeatSubject,
+  LEASE_BEAT_PREFIX,
+  LEASE_BEAT_WILDCARD,
 } from './wire/subjects';
 export type { EndpointAddress, EventSubjectParts } from './wire/subjects';
 export {
@@ -66,7 +69,7 @@ export { MicroType, SERVICE_API_PREFIX } from './ops/micro';
 export { Meter, EndpointMeter, CallMeter, Durations, DURATION_BUCKETS } from './plane/meter';
 export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
-export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
+export type { InstanceRecord, DiscoverySettings, LeaseBeat } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { Metadata, TraceContext } from './wire/trace-context';
 export { METADATA_LIMITS } from './wire/trace-context';
@@ -106,6 +109,8 @@ export type {
   LogConsumeOptions,
   LogMessage,
   LogConsumer,
+  Pulse,
+  PulseOptions,
   Persistence,
   KvBucket,
   KvEntry,

@@ -23,6 +23,7 @@ import { checkPositiveInt, resolveDiscovery, resolveSettings, SHUTDOWN_SILENT_ST
 import { settlesWithin } from './settle';
 import type { MemoryNetwork } from './transport/memory/memory-network';
 import type { NatsTransportOptions } from './transport/nats/nats-transport';
+import { startPulse } from './transport/pulse';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
 import { ActorInstance } from './worker/instance';
@@ -33,7 +34,7 @@ import { checkStatusOptions, type RuntimeHealth, type StatusOptions, StatusServe
 import type { AddressInfo } from 'node:net';
 import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
-import { endpointAddress, validateInboxPrefix } from './wire/subjects';
+import { endpointAddress, LEASE_BEAT_WILDCARD, validateInboxPrefix } from './wire/subjects';
 
 /** Instances of one spawn starting at once (their `onStart` hooks run concurrently up to this). */
 const START_CONCURRENCY = 64;
@@ -171,12 +172,16 @@ export class Runtime {
     const d = resolveDiscovery(options);
     let discovery: Discovery | undefined;
     if (d) {
-      this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger);
+      this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger, (o) => startPulse(transport, o));
       discovery = new Discovery(transport.persistence, codec, d, this.logger, transport.status$, (mailbox, timeoutMs) =>
         transport.request(mailbox, new Uint8Array(0), { timeoutMs, headers: { [H.CTL]: Ctl.PROBE } }).then(
           (): ProbeResult => 'alive',
           (err: unknown): ProbeResult => ((err as TroupeError).code === 'NO_INSTANCES' ? 'gone' : 'silent'),
         ),
+        (handler) => {
+          const sub = transport.subscribe(LEASE_BEAT_WILDCARD, (m) => handler(m.data));
+          return () => sub.unsubscribe();
+        },
       );
     }
     this.plane = new Plane(

@@ -28,6 +28,8 @@ export const DEFAULTS: PlaneSettings = {
   streamWindowBytes: 1024 * 1024,
   streamHeartbeatMs: 100,
   streamIdleMs: 1_500,
+  // 0: a busy worker (alive, its loop blocked) is bounded by the call's own deadline.
+  busyLimitMs: 0,
   gracePeriodMs: 10_000,
   dev: false,
   concurrency: 1,
@@ -73,6 +75,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     streamWindowBytes: options.streamWindowBytes ?? DEFAULTS.streamWindowBytes,
     streamHeartbeatMs: options.streamHeartbeatMs ?? DEFAULTS.streamHeartbeatMs,
     streamIdleMs: options.streamIdleMs ?? DEFAULTS.streamIdleMs,
+    busyLimitMs: options.busyLimitMs ?? DEFAULTS.busyLimitMs,
     gracePeriodMs: options.gracePeriodMs ?? DEFAULTS.gracePeriodMs,
     dev: options.dev ?? DEFAULTS.dev,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
@@ -93,6 +96,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     throw new TroupeError('BAD_REQUEST', `streamIdleMs (${s.streamIdleMs}) must be at least 3 × streamHeartbeatMs (${s.streamHeartbeatMs})`);
   }
   checkPositiveInt('gracePeriodMs', s.gracePeriodMs, 0);
+  checkPositiveInt('busyLimitMs', s.busyLimitMs, 0);
   checkPositiveInt('concurrency', s.concurrency, 1);
   checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
   checkPositiveInt('threadPoolSize', s.threadPoolSize, 1);

@@ -30,6 +30,12 @@ export interface PlaneSettings {
   readonly streamHeartbeatMs: number;
   /** A stream whose worker was silent this long (no frame, heartbeat or probe answer) fails with INSTANCE_LOST, ms. */
   readonly streamIdleMs: number;
+  /**
+   * How long a stream may wait on a worker that is alive but busy (its beat
+   * thread reports a blocked event loop) before INSTANCE_LOST, ms; 0 (the
+   * default): the call's own deadline bounds it.
+   */
+  readonly busyLimitMs: number;
   /** How long `stop()` / `close()` wait for in-flight work, ms. */
   readonly gracePeriodMs: number;
   /** Send remote stacks with errors (development only). */

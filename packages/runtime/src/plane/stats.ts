@@ -23,9 +23,11 @@ export interface RuntimeStats {
   callsRerouted: number;
   /** Stream handlers this runtime aborted because their caller was gone (its inbox had no subscriber, or no longer knew the stream). */
   callersLost: number;
+  /** Times this runtime's clients found a silent stream's instance busy (its beat thread reports a blocked event loop) and kept waiting instead of failing it: once per busy spell. */
+  busyWaits: number;
 }
 
 /** Fresh zeroed counters (one set per plane). */
 export function newRuntimeStats(): RuntimeStats {
-  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callsRerouted: 0, callersLost: 0 };
+  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callsRerouted: 0, callersLost: 0, busyWaits: 0 };
 }
