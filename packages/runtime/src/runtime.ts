@@ -25,7 +25,8 @@ import type { MemoryNetwork } from './transport/memory/memory-network';
 import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
-import { ActorInstance } from './worker/instance';
+import { ActorInstance, type FailureThreshold } from './worker/instance';
+import { Replica, type ReplicaHost, type RestartOption, resolveFailures, resolveRestart, spawnFailure } from './worker/supervisor';
 import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
@@ -84,6 +85,22 @@ export interface SpawnOptions<Config = unknown> {
   concurrency?: number;
   /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
   mailboxCapacity?: number;
+  /**
+   * What happens to a replica whose `onStart` throws or whose instance
+   * breaks: `'never'` (default: the spawn fails / the replica stays down) or
+   * `{ attempts, backoffMs, maxBackoffMs?, resetAfterMs? }` — restart with a
+   * fresh actor (new instance id) after an exponential backoff. See
+   * docs/operations.md, "Supervision".
+   */
+  restart?: RestartOption;
+  /**
+   * Unexpected handler throws (not a TroupeError) that make an instance
+   * broken: `count` of them within `withinMs`. Default: none (only
+   * `ctx.fail` or a TroupeError with `data: { fatal: true }` breaks it).
+   */
+  failures?: FailureThreshold;
+  /** No mailbox progress this long (every slot held past its deadline) withdraws and replaces the instance, ms; 0: never. Default: the runtime's (2 × requestTimeoutMs). */
+  stuckAfterMs?: number;
 }
 
 /**
@@ -96,7 +113,7 @@ export interface SpawnOptions<Config = unknown> {
 export interface SpawnHandle<C = unknown> {
   readonly namespace: string;
   readonly component: string;
-  /** One 16-hex-char id per replica. */
+  /** One 16-hex-char id per serving replica (a restarted replica has a new id; a replica given up is absent). */
   readonly instanceIds: readonly string[];
   /** The actor object of one instance (for tests and introspection). */
   instance(instanceId: string): C;
@@ -254,8 +271,10 @@ export class Runtime {
    * Starts `replicas` instances of a component class in `namespace`. Each
    * instance is constructed through the DI container (config, runtime,
    * logger, clients), runs `onStart`, then listens on its mailbox and in the
-   * queue group of each endpoint. A start hook that throws fails the spawn
-   * with that error (instances already started are stopped).
+   * queue group of each endpoint. A start hook that throws is retried per
+   * `restart`; a replica that still fails fails the spawn with one
+   * TroupeError (the first failure's code, `data.failed` listing every
+   * failed replica and its error; the instances that started are stopped).
    *
    * @example
    * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2, config: { model: 'x' } });
@@ -279,42 +298,96 @@ export class Runtime {
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
     checkConstructor(target);
 
-    const record: SpawnRecord = { instances: [] };
+    const restart = resolveRestart(options.restart);
+    const failures = resolveFailures(options.failures);
+    const stuckAfterMs = options.stuckAfterMs ?? this.plane.settings.stuckAfterMs;
+    checkPositiveInt('stuckAfterMs', stuckAfterMs, 0);
+
+    const record: SpawnRecord = { instances: [], replicas: [] };
     this.spawns.add(record);
+    const host = this.replicaHost(record, target, meta.name, namespace, options, { concurrency, mailboxCapacity, failures, stuckAfterMs });
     try {
+      const failed: Array<{ replica: number; error: unknown }> = [];
       for (let i = 0; i < replicas; i++) {
-        const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
-        const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
-        const registry = this.registry;
-        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
-        const actor = this.construct(target, { info, logger, config: options.config, properties });
-        const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
-        instance.properties = properties;
-        await instance.start();
-        record.instances.push(instance);
-        // Registered only once it serves: routable means served.
-        await this.registry?.register(instance.addresses, info.instanceId, { ...options.properties });
+        const replica = new Replica(i, host, restart);
+        try {
+          record.instances.push(await replica.start());
+          record.replicas.push(replica);
+        } catch (err) {
+          failed.push({ replica: i, error: err });
+        }
       }
+      if (failed.length > 0) throw spawnFailure(meta.name, replicas, failed);
+      // Registered only once they serve: routable means served.
+      for (const instance of record.instances) await host.register(instance);
     } catch (err) {
+      await Promise.all(record.replicas.map((r) => r.stop()));
       await Promise.all(record.instances.map((i) => this.stopInstance(i)));
       this.spawns.delete(record);
       throw err;
     }
-    const byId = new Map(record.instances.map((i) => [i.info.instanceId, i]));
     let stopping: Promise<void> | undefined;
     return {
       namespace,
       component: meta.name,
-      instanceIds: record.instances.map((i) => i.info.instanceId),
+      // Read each time: a restart replaces an instance id.
+      get instanceIds() {
+        return record.instances.map((i) => i.info.instanceId);
+      },
       instance: (id: string) => {
-        const inst = byId.get(id);
-        if (!inst) throw new TroupeError('NOT_FOUND', `no instance ${id} in this spawn of ${meta.name}`);
+        const inst = record.instances.find((i) => i.info.instanceId === id);
+        if (!inst) throw new TroupeError('NOT_FOUND', `no instance ${id} in this spawn of ${meta.name} (stopped, or replaced by a restart)`);
         return inst.actor as C;
       },
       stop: () =>
-        (stopping ??= Promise.all(record.instances.map((i) => this.stopInstance(i))).then(() => {
+        (stopping ??= (async () => {
+          // No restart may start an instance once the stop took the list.
+          await settlesWithin(Promise.all(record.replicas.map((r) => r.stop())), SHUTDOWN_STEP_MS);
+          await Promise.all(record.instances.map((i) => this.stopInstance(i)));
           this.spawns.delete(record);
-        })),
+        })()),
+    };
+  }
+
+  /** What the supervisors of one spawn's replicas use: build through DI, register, withdraw, stop, and the spawn's instance list. */
+  private replicaHost(
+    record: SpawnRecord,
+    target: Class,
+    component: string,
+    namespace: string,
+    options: SpawnOptions,
+    settings: ConstructorParameters<typeof ActorInstance>[4],
+  ): ReplicaHost {
+    const meta = componentMeta(target);
+    return {
+      build: () => {
+        const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component };
+        const logger = this.logger.child({ namespace, component, instance: info.instanceId });
+        const registry = this.registry;
+        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
+        const actor = this.construct(target, { info, logger, config: options.config, properties });
+        const instance = new ActorInstance(this.plane, meta, actor as object, info, settings, logger);
+        instance.properties = properties;
+        return instance;
+      },
+      register: async (i) => {
+        await this.registry?.register(i.addresses, i.info.instanceId, { ...options.properties });
+      },
+      deregister: async (i) => {
+        if (!this.registry) return;
+        i.properties?.leave();
+        await settlesWithin(this.registry.deregister(i.addresses, i.info.instanceId), SHUTDOWN_STEP_MS);
+      },
+      stop: (i, graceMs) => i.stop(graceMs, Math.min(graceMs, SHUTDOWN_STEP_MS)),
+      replaced: (old, next) => {
+        const k = record.instances.indexOf(old);
+        if (k < 0) return;
+        if (next) record.instances[k] = next;
+        else record.instances.splice(k, 1);
+      },
+      stats: this.plane.stats,
+      logger: this.logger.child({ namespace, component }),
+      component,
     };
   }
 
@@ -390,6 +463,8 @@ export class Runtime {
     let silent = this.transport.status !== TransportStatus.CONNECTED;
     const bound = (): number => (silent ? SHUTDOWN_SILENT_STEP_MS : SHUTDOWN_STEP_MS);
     const leaveMs = bound();
+    // Supervisors first: no restart may start an instance once the list is taken.
+    await settlesWithin(Promise.all([...this.spawns].flatMap((s) => s.replicas.map((r) => r.stop()))), leaveMs);
     const instances = [...this.spawns].flatMap((s) => s.instances);
     this.spawns.clear();
     let notLeft = 0;
@@ -546,7 +621,10 @@ export class Runtime {
 }
 
 interface SpawnRecord {
+  /** The serving instance of each replica (a restart swaps it, a give-up removes it). */
   instances: ActorInstance[];
+  /** The replicas' supervisors. */
+  replicas: Replica[];
 }
 
 /** Past `close()`'s own bound, the signal path exits anyway (an event-loop stall, a bug): never a process that lingers. */

@@ -31,6 +31,8 @@ export const DEFAULTS: PlaneSettings = {
   dev: false,
   concurrency: 1,
   mailboxCapacity: 1024,
+  // 2 × requestTimeoutMs: see resolveSettings.
+  stuckAfterMs: 60_000,
 };
 
 /**
@@ -74,6 +76,10 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
     mailboxCapacity: options.mailboxCapacity ?? DEFAULTS.mailboxCapacity,
     router: options.router ?? (options.discovery === false ? 'queue' : DEFAULTS.router),
+    // Twice the default budget: a handler that holds its slot that long has ignored its abort
+    // signal for a whole budget (the check also requires every running handler to be past its
+    // deadline, so a call given a longer budget is never taken for stuck).
+    stuckAfterMs: options.stuckAfterMs ?? 2 * (options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs),
   };
   resolveRouter(s.router);
   checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
@@ -89,6 +95,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
   checkPositiveInt('gracePeriodMs', s.gracePeriodMs, 0);
   checkPositiveInt('concurrency', s.concurrency, 1);
   checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
+  checkPositiveInt('stuckAfterMs', s.stuckAfterMs, 0);
   return s;
 }
 

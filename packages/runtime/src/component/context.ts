@@ -43,6 +43,21 @@ export interface Context {
    * Outside handlers use `@injectProperties()`.
    */
   setProperty(key: string, value: unknown): void;
+  /**
+   * Declares this instance broken (its state can no longer be trusted: a
+   * lost model, a corrupt cache) and throws a `TroupeError` `INTERNAL` with
+   * `data: { fatal: true }`, which the caller receives. The instance is
+   * withdrawn from discovery at once (queued requests are refused so routers
+   * send them elsewhere) and, when spawned with a `restart` policy, replaced
+   * by a fresh actor with a new instance id. Throwing such a TroupeError
+   * yourself does the same. See docs/operations.md, "Supervision".
+   *
+   * @example
+   * \@endpoint() async generate(req: Req, ctx: Context) {
+   *   if (!this.model.healthy) ctx.fail('model weights lost');
+   * }
+   */
+  fail(reason: string): never;
 }
 
 /** The part of a {@link Context} that nested calls inherit. */

@@ -38,6 +38,13 @@ export interface PlaneSettings {
   readonly mailboxCapacity: number;
   /** Default router of clients. */
   readonly router: RouterSpec;
+  /**
+   * Default bound after which an instance whose mailbox makes no progress
+   * (every slot held by a handler past its deadline, nothing started or
+   * finished) is withdrawn from discovery and replaced per its restart
+   * policy, ms; 0 turns the check off. Default 2 × `requestTimeoutMs`.
+   */
+  readonly stuckAfterMs: number;
 }
 
 /** The services of a plane that live above it (caller, worker, events), built by the runtime. */
