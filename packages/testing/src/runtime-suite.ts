@@ -19,6 +19,7 @@ import {
 } from '@troupe/runtime/internal';
 import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
+import { addSupervisionCases } from './supervision-cases';
 import { sleep, waitFor, within } from './wait';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
@@ -630,6 +631,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
 
   addStreamCases(s, open);
   addRoutingCases(s, open);
+  addSupervisionCases(s, open);
 
   s.run();
 }
