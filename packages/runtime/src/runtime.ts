@@ -378,7 +378,12 @@ export class Runtime {
         i.properties?.leave();
         await settlesWithin(this.registry.deregister(i.addresses, i.info.instanceId), SHUTDOWN_STEP_MS);
       },
-      stop: (i, graceMs) => i.stop(graceMs, Math.min(graceMs, SHUTDOWN_STEP_MS)),
+      // Bounded: an onStop hook that never returns must not hold the replica's restart.
+      stop: async (i, graceMs) => {
+        if (!(await settlesWithin(i.stop(graceMs, Math.min(graceMs, SHUTDOWN_STEP_MS)), graceMs + 2 * SHUTDOWN_STEP_MS))) {
+          this.logger.warn(`instance ${i.info.instanceId} did not stop within ${graceMs + 2 * SHUTDOWN_STEP_MS} ms (an onStop hook still running); going on`);
+        }
+      },
       replaced: (old, next) => {
         const k = record.instances.indexOf(old);
         if (k < 0) return;
