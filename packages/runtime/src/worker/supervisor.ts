@@ -246,6 +246,8 @@ export class Replica {
   }
 }
 
+const MESSAGE_REPLICAS = 5;
+
 /**
  * The one error of a spawn whose replicas failed to start: the code of the
  * first failure, every failed replica and its error in `data.failed`.
@@ -256,7 +258,10 @@ export class Replica {
 export function spawnFailure(component: string, replicas: number, failed: ReadonlyArray<{ replica: number; error: unknown }>): TroupeError {
   const errors = failed.map((f) => ({ replica: f.replica, error: toTroupeError(f.error) }));
   const first = errors[0] as { replica: number; error: TroupeError };
-  const list = errors.map((f) => `replica ${f.replica}: ${f.error.message}`).join('; ');
+  // The message names a few; `data.failed` has them all (a spawn of 1,000 with a bad config must not log a megabyte).
+  const shown = errors.slice(0, MESSAGE_REPLICAS).map((f) => `replica ${f.replica}: ${f.error.message}`);
+  if (errors.length > MESSAGE_REPLICAS) shown.push(`and ${errors.length - MESSAGE_REPLICAS} more`);
+  const list = shown.join('; ');
   return new TroupeError(first.error.code, `spawn of ${component} failed: ${errors.length} of ${replicas} replicas did not start (${list})`, {
     cause: failed[0]?.error,
     data: { failed: errors.map((f) => ({ replica: f.replica, error: { code: f.error.code, message: f.error.message } })) },
