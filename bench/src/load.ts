@@ -8,7 +8,8 @@ import type { DiscoveryResult, EventDelivery, EventLatencyResult, EventRateResul
 import { percentile, sortNumbers } from './stats';
 import type { Driver, EventChannel } from './systems/system';
 import { delay, within } from './time';
-import { type EventPayload, type Item, type PublishReport, type PublishSpec, wallMs } from './payload';
+import { getHeapStatistics } from 'node:v8';
+import { type EventPayload, type Item, payloadOf, type PublishReport, type PublishSpec, wallMs } from './payload';
 
 /** Calls still in flight when the window closes must settle within this. */
 const SETTLE_MS = 15_000;
@@ -23,8 +24,13 @@ export async function measure(driver: Driver, m: Measure, label: string): Promis
       return latency(need(driver.unary, label, 'unary calls'), m, label);
     case 'first_item':
       return firstItem(need(driver.firstItem, label, 'single-item calls'), m, label);
-    case 'throughput':
-      return throughput(need(driver.unary, label, 'unary calls'), m);
+    case 'throughput': {
+      const unary = need(driver.unary, label, 'unary calls');
+      const payload = m.bodyBytes === undefined ? undefined : payloadOf(m.bodyBytes);
+      return throughput(payload === undefined ? () => unary() : () => unary(payload), m);
+    }
+    case 'lifecycle':
+      return { kind: 'lifecycle', ...(await need(driver.lifecycle, label, 'lifecycle runs')(m.replicas)) };
     case 'stream':
       return stream(need(driver.stream, label, 'streams'), m, label);
     case 'event_latency':
@@ -50,9 +56,11 @@ export async function probe(driver: Driver, m: Measure, opts: { label: string; t
           ? () => probeEvents(need(driver.events, label, 'events'))
           : m.kind === 'discovery'
             ? () => need(driver.spawnVisible, label, 'spawns')()
-            : m.kind === 'llm'
-              ? need(driver.llmProbe, label, 'LLM requests')
-              : need(driver.unary, label, 'unary calls');
+            : m.kind === 'lifecycle'
+              ? () => Promise.resolve(need(driver.lifecycle, label, 'lifecycle runs')) // nothing to reach: it spawns its own
+              : m.kind === 'llm'
+                ? need(driver.llmProbe, label, 'LLM requests')
+                : () => need(driver.unary, label, 'unary calls')();
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -123,7 +131,7 @@ async function throughput(call: () => Promise<unknown>, m: Extract<Measure, { ki
   let completed = 0;
   let errors = 0;
   let firstError: string | undefined;
-  const lane = async (): Promise<void> => {
+  const lane = async (call: () => Promise<unknown>): Promise<void> => {
     for (;;) {
       try {
         await call();
@@ -137,12 +145,28 @@ async function throughput(call: () => Promise<unknown>, m: Extract<Measure, { ki
       }
     }
   };
-  const lanes = Array.from({ length: concurrency }, lane);
-  await within(Promise.all(lanes), warmupMs + durationMs + SETTLE_MS, `${concurrency} lanes of calls to finish their window`);
+  // Peak heap: sampled on a timer and, since an in-process system can starve timers, every 256 calls.
+  let peakHeap = 0;
+  const sample = (): void => {
+    const used = getHeapStatistics().used_heap_size;
+    if (used > peakHeap) peakHeap = used;
+  };
+  const sampler = setInterval(sample, 20);
+  let calls = 0;
+  const counted = (): Promise<unknown> => {
+    if ((++calls & 255) === 0) sample();
+    return call();
+  };
+  const lanes = Array.from({ length: concurrency }, () => lane(counted));
+  try {
+    await within(Promise.all(lanes), warmupMs + durationMs + SETTLE_MS, `${concurrency} lanes of calls to finish their window`);
+  } finally {
+    clearInterval(sampler);
+  }
   if (errors > MAX_ERROR_SHARE * Math.max(completed, 1)) {
     throw new Error(`${errors} calls failed against ${completed} completed in the window; first error: ${firstError}`);
   }
-  const result: ThroughputResult = { kind: 'throughput', rps: completed / (durationMs / 1000), completed, errors };
+  const result: ThroughputResult = { kind: 'throughput', rps: completed / (durationMs / 1000), peak_heap_mb: Math.round((peakHeap / (1024 * 1024)) * 10) / 10, completed, errors };
   if (firstError !== undefined) result.firstError = firstError;
   return result;
 }

@@ -26,6 +26,18 @@ export const PAYLOAD: Payload = Object.freeze({
   note: 'brown fox',
 }) as Payload;
 
+/**
+ * The unary request grown to about `bytes` of msgpack (its `note` padded):
+ * PAYLOAD itself for 100 bytes, for the heap cases' 10 KB bodies.
+ *
+ * @example
+ * payloadOf(10 * 1024).note.length // ~10,150
+ */
+export function payloadOf(bytes: number): Payload {
+  const pad = bytes - 100;
+  return pad <= 0 ? PAYLOAD : (Object.freeze({ ...PAYLOAD, note: PAYLOAD.note + 'x'.repeat(pad) }) as Payload);
+}
+
 /** One stream item: its index (to count loss and duplicates) and padding. */
 export interface Item {
   i: number;
@@ -59,6 +71,8 @@ export const NAMES = {
   troupeControl: 'bench_ctl',
   /** The component spawned and stopped by the discovery case. */
   troupeProbe: 'bench_probe',
+  /** The component spawned 10,000 times and stopped by the lifecycle case. */
+  troupeLife: 'bench_life',
   /** The event name of the event cases (Troupe: `bench.bench_ctl._ev.tick`). */
   event: 'tick',
   rawEvent: 'bench.raw.ev.tick',

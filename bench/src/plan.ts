@@ -85,12 +85,13 @@ export const QUICK: Settings = {
 /** One measurement a caller process makes; the results below answer them in order. */
 export type Measure =
   | { kind: 'latency'; count: number; warmup: number }
-  | { kind: 'throughput'; concurrency: number; warmupMs: number; durationMs: number }
+  | { kind: 'throughput'; concurrency: number; warmupMs: number; durationMs: number; bodyBytes?: number }
   | { kind: 'stream'; items: number; warmupItems: number }
   | { kind: 'first_item'; count: number; warmup: number }
   | { kind: 'event_latency'; count: number; warmup: number; intervalMs: number }
   | { kind: 'event_rate'; warmupMs: number; durationMs: number; flushEvery: number }
   | { kind: 'discovery'; count: number; warmup: number }
+  | { kind: 'lifecycle'; replicas: number }
   | { kind: 'llm'; requests: number; warmup: number; concurrency: number; prefixes: number; systemChars: number; maxTokens: number };
 
 export interface LatencyResult {
@@ -102,6 +103,8 @@ export interface LatencyResult {
 export interface ThroughputResult {
   kind: 'throughput';
   rps: number;
+  /** Peak V8 heap in use in the caller process during the run (warm-up and window), MB. */
+  peak_heap_mb: number;
   completed: number;
   errors: number;
   firstError?: string;
@@ -148,6 +151,16 @@ export interface DiscoveryResult {
   max_ms: number;
   samples_ms: number[];
 }
+/** One spawn of many instances, listed by a watcher, stopped and closed (see Driver.lifecycle). */
+export interface LifecycleResult {
+  kind: 'lifecycle';
+  spawn_s: number;
+  routable_s: number;
+  stop_s: number;
+  close_s: number;
+  stop_close_s: number;
+  dereg_failures: number;
+}
 /** The LLM pipeline under a prefix-sharing load (see examples/llm/src/workload.ts). */
 export interface LlmResult {
   kind: 'llm';
@@ -165,7 +178,7 @@ export interface LlmResult {
   errors: number;
   firstError?: string;
 }
-export type MeasureResult = LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
+export type MeasureResult = LifecycleResult | LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
 
 /** Worker processes; `none` for embedded systems (the driver hosts both sides). */
 export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'llm' | 'none';
@@ -228,8 +241,8 @@ export interface Scenario {
 }
 
 const throughput =
-  (concurrency: number) =>
-  (s: Settings): Measure => ({ kind: 'throughput', concurrency, warmupMs: s.warmupMs, durationMs: s.durationMs });
+  (concurrency: number, bodyBytes?: number) =>
+  (s: Settings): Measure => ({ kind: 'throughput', concurrency, warmupMs: s.warmupMs, durationMs: s.durationMs, ...(bodyBytes === undefined ? {} : { bodyBytes }) });
 const stream = (s: Settings): Measure => ({ kind: 'stream', items: s.streamItems, warmupItems: s.streamWarmupItems });
 
 export const SCENARIOS = {
@@ -253,6 +266,10 @@ export const SCENARIOS = {
     },
   },
   discovery: { workers: 1, measures: { visible: (s) => ({ kind: 'discovery', count: s.discoverySpawns, warmup: s.discoveryWarmup }) } },
+  /** Issue #16: the caller's peak heap at 256 in flight, 100-byte and 10 KB bodies. */
+  unary_heap: { workers: 1, measures: { c256_100: throughput(256, 100), c256_10k: throughput(256, 10 * 1024) } },
+  /** Issue #14: 10,000 instances in one process; the caller process is the spawning side (no worker process). */
+  lifecycle: { workers: 0, measures: { life10k: () => ({ kind: 'lifecycle', replicas: 10_000 }) } },
   /**
    * The LLM pipeline, one process per component: frontend, router, two
    * prefill and two decode workers. Eight ~900-token system prompts (~56 KV
@@ -292,7 +309,7 @@ export interface Goal {
 export interface CaseDef {
   key: string;
   title: string;
-  unit: 'µs' | 'ms' | 'req/s' | 'items/s' | 'events/s' | 'tokens/s' | '%';
+  unit: 'µs' | 'ms' | 's' | 'MB' | 'count' | 'req/s' | 'items/s' | 'events/s' | 'tokens/s' | '%';
   better: 'lower' | 'higher';
   scenario: ScenarioKey;
   measure: string;
@@ -304,6 +321,13 @@ export interface CaseDef {
     | 'rps'
     | 'items_per_s'
     | 'events_per_s'
+    | 'peak_heap_mb'
+    | 'spawn_s'
+    | 'routable_s'
+    | 'stop_s'
+    | 'close_s'
+    | 'stop_close_s'
+    | 'dereg_failures'
     | 'ttft_p50_ms'
     | 'ttft_p99_ms'
     | 'itl_p50_ms'
@@ -345,6 +369,8 @@ const SEQ_SYSTEMS = {
   nestjs: 'nestjs',
 } as const satisfies Record<string, RunnerKey>;
 
+/** Systems of the heap cases (#16): Troupe's default client beside the hand-written mux, in the same run. */
+const HEAP_SYSTEMS = { troupe: 'troupe', raw_mux: 'raw_mux' } as const satisfies Record<string, RunnerKey>;
 /** Systems of the LLM cases: the KV-aware router against round-robin, same pipeline, same load. */
 const LLM_SYSTEMS = { troupe_kv: 'llm_kv', troupe_rr: 'llm_rr' } as const satisfies Record<string, RunnerKey>;
 const llmCase = (c: Pick<CaseDef, 'key' | 'title' | 'unit' | 'better' | 'field'> & { goals?: readonly Goal[] }): CaseDef => ({
@@ -550,6 +576,58 @@ export const CASES: readonly CaseDef[] = [
     troupe: 'troupe',
     goals: [{ max: 100 }],
   },
+  {
+    key: 'unary_c256_heap_mb',
+    title: 'unary, 256 in flight, 100-byte bodies: peak caller heap',
+    unit: 'MB',
+    better: 'lower',
+    scenario: 'unary_heap',
+    measure: 'c256_100',
+    field: 'peak_heap_mb',
+    systems: HEAP_SYSTEMS,
+    troupe: 'troupe',
+    anchor: 'raw_mux',
+    goals: [{ vs: 'raw_mux', max: 1.5 }],
+  },
+  {
+    key: 'unary_c256_10k_heap_mb',
+    title: 'unary, 256 in flight, 10 KB bodies: peak caller heap',
+    unit: 'MB',
+    better: 'lower',
+    scenario: 'unary_heap',
+    measure: 'c256_10k',
+    field: 'peak_heap_mb',
+    systems: HEAP_SYSTEMS,
+    troupe: 'troupe',
+    anchor: 'raw_mux',
+    goals: [{ vs: 'raw_mux', max: 1.5 }],
+  },
+  {
+    key: 'unary_c256_10k_rps',
+    title: 'unary, 256 in flight, 10 KB bodies',
+    unit: 'req/s',
+    better: 'higher',
+    scenario: 'unary_heap',
+    measure: 'c256_10k',
+    field: 'rps',
+    systems: HEAP_SYSTEMS,
+    troupe: 'troupe',
+    anchor: 'raw_mux',
+    goals: [],
+  },
+  lifecycleCase('spawn_s', 'spawn of 10,000 instances in one process (one spawn call)', [{ max: 2 }]),
+  lifecycleCase('routable_s', 'spawn called to all 10,000 listed by a second runtime', []),
+  lifecycleCase('stop_s', 'one handle.stop() of 10,000 instances', []),
+  lifecycleCase('close_s', 'runtime.close() after that stop', []),
+  lifecycleCase('stop_close_s', 'stop + close of 10,000 instances', [{ max: 5 }]),
+  {
+    ...lifecycleCase('stop_close_s', 'stop + close of 10,000 instances, embedded', [{ max: 2 }]),
+    key: 'lifecycle_10k_embedded_stop_close_s',
+    systems: { troupe_embedded: 'troupe_embedded' },
+    troupe: 'troupe_embedded',
+    variants: [],
+  },
+  { ...lifecycleCase('dereg_failures', 'deregistration failures logged while stopping 10,000 instances', [{ max: 0 }]), unit: 'count' },
   llmCase({ key: 'llm_ttft_p50_ms', title: 'LLM pipeline, prefix-sharing load: time to first token, p50', unit: 'ms', better: 'lower', field: 'ttft_p50_ms', goals: [{ vs: 'troupe_rr', max: 0.95 }] }),
   llmCase({ key: 'llm_ttft_p99_ms', title: 'LLM pipeline: time to first token, p99', unit: 'ms', better: 'lower', field: 'ttft_p99_ms' }),
   llmCase({ key: 'llm_itl_p50_ms', title: 'LLM pipeline: inter-token latency, p50', unit: 'ms', better: 'lower', field: 'itl_p50_ms' }),
@@ -557,6 +635,23 @@ export const CASES: readonly CaseDef[] = [
   llmCase({ key: 'llm_output_tokens_per_s', title: 'LLM pipeline: output tokens per second', unit: 'tokens/s', better: 'higher', field: 'output_tokens_per_s' }),
   llmCase({ key: 'llm_kv_hit_pct', title: "LLM pipeline: prompt KV blocks found in the decode worker's cache", unit: '%', better: 'higher', field: 'kv_hit_pct', goals: [{ vs: 'troupe_rr', min: 1.05 }] }),
 ];
+
+/** Systems of the lifecycle cases: on NATS (JetStream KV registry) and embedded (memory registry). */
+function lifecycleCase(field: 'spawn_s' | 'routable_s' | 'stop_s' | 'close_s' | 'stop_close_s' | 'dereg_failures', title: string, goals: Goal[]): CaseDef {
+  return {
+    key: `lifecycle_10k_${field}`,
+    title,
+    unit: 's',
+    better: 'lower',
+    scenario: 'lifecycle',
+    measure: 'life10k',
+    field,
+    systems: { troupe: 'troupe', troupe_embedded: 'troupe_embedded' },
+    troupe: 'troupe',
+    variants: ['troupe_embedded'],
+    goals,
+  };
+}
 
 /** Systems the issue names that cannot be measured yet; reported, never faked. */
 export const PENDING_SYSTEMS: ReadonlyArray<{ system: string; cases: readonly string[]; why: string }> = [];

@@ -99,7 +99,7 @@ export function buildResults(run: RunInfo, data: Collected, repoRoot: string): R
     const values: Record<string, number> = {};
     for (const system of Object.keys(c.systems)) {
       const v = median(per[system] ?? []);
-      if (Number.isFinite(v)) values[system] = round(v);
+      if (Number.isFinite(v)) values[system] = round(v, c.unit === 's' ? 2 : 1);
     }
     const ratios = ratiosOf(values, c.troupe);
     const vsRaw = c.anchor === undefined ? undefined : ratios[c.anchor];
@@ -293,9 +293,10 @@ function fmt(v: number): string {
   return Math.round(v).toLocaleString('en-US');
 }
 
-/** Milliseconds and percentages keep one decimal (discovery is tens of ms); everything else is rounded. */
+/** Milliseconds, MB and percentages keep one decimal (discovery is tens of ms), seconds two (lifecycle phases are ~1 s); everything else is rounded. */
 function fmtIn(v: number, unit: string): string {
-  return unit === 'ms' || unit === '%' ? v.toFixed(1) : fmt(v);
+  if (unit === 's') return v.toFixed(2);
+  return unit === 'ms' || unit === 'MB' || unit === '%' ? v.toFixed(1) : fmt(v);
 }
 
 export function markdown(r: Results): string {

@@ -259,6 +259,7 @@ function callerBound(job: CallerJob): number {
     else if (m.kind === 'event_latency') ms += 40_000 + (m.count + m.warmup) * (m.intervalMs + 20);
     else if (m.kind === 'event_rate') ms += 40_000 + (m.warmupMs + m.durationMs) * 3;
     else if (m.kind === 'discovery') ms += 60_000 + (m.count + m.warmup) * 25_000;
+    else if (m.kind === 'lifecycle') ms += 60_000 + m.replicas * 30;
     else if (m.kind === 'llm') ms += 60_000 + (m.requests + m.warmup) * 1_000;
     else ms += 40_000 + ((m.items + m.warmupItems) / 5_000) * 1000;
   }
@@ -315,7 +316,7 @@ function describe(names: string[], results: MeasureResult[]): string {
         case 'latency':
           return `${n} p50 ${Math.round(r.p50_us)} µs p99 ${Math.round(r.p99_us)} µs`;
         case 'throughput':
-          return `${n} ${Math.round(r.rps).toLocaleString('en-US')} req/s${r.errors ? ` (${r.errors} errors)` : ''}`;
+          return `${n} ${Math.round(r.rps).toLocaleString('en-US')} req/s, peak heap ${r.peak_heap_mb} MB${r.errors ? ` (${r.errors} errors)` : ''}`;
         case 'stream':
           return `${n} ${Math.round(r.items_per_s).toLocaleString('en-US')} items/s lost ${r.lost} dup ${r.duplicated}${r.error ? ` error: ${r.error}` : ''}`;
         case 'event_latency':
@@ -324,6 +325,8 @@ function describe(names: string[], results: MeasureResult[]): string {
           return `${n} ${Math.round(r.events_per_s).toLocaleString('en-US')} events/s received, ${Math.round(r.published_per_s).toLocaleString('en-US')}/s published (lost ${r.lost} of ${r.sent}, ${r.gaps} gaps reporting ${r.gap_missed})`;
         case 'discovery':
           return `${n} p50 ${r.p50_ms.toFixed(1)} ms p99 ${r.p99_ms.toFixed(1)} ms max ${r.max_ms.toFixed(1)} ms over ${r.samples_ms.length} spawns`;
+        case 'lifecycle':
+          return `${n} spawn ${r.spawn_s.toFixed(2)} s, routable ${r.routable_s.toFixed(2)} s, stop ${r.stop_s.toFixed(2)} s, close ${r.close_s.toFixed(2)} s, ${r.dereg_failures} deregistration failures`;
         case 'llm':
           return `${n} TTFT p50 ${r.ttft_p50_ms.toFixed(1)} ms p99 ${r.ttft_p99_ms.toFixed(1)} ms · ITL p50 ${r.itl_p50_ms.toFixed(1)} ms p99 ${r.itl_p99_ms.toFixed(1)} ms · ${Math.round(r.output_tokens_per_s)} tokens/s · KV hit ${r.kv_hit_pct.toFixed(1)}% (${r.requests} requests, ${r.errors} errors)`;
       }

@@ -99,14 +99,14 @@ export const connectMux: ConnectDriver = async (url) => {
     return [key, `${root}.${key}`];
   };
   const driver: Driver = {
-    unary: () =>
+    unary: (payload = PAYLOAD) =>
       new Promise((resolve, reject) => {
         const [key, reply] = open((m) => {
           waiting.delete(key);
           if (m.headers?.code === 503) reject(new Error(`no responders on ${NAMES.rawEcho}`));
           else resolve(decoder.decode(m.data));
         });
-        nc.publish(NAMES.rawEcho, encoder.encode(PAYLOAD), { reply });
+        nc.publish(NAMES.rawEcho, encoder.encode(payload), { reply });
       }),
     stream: (n, onItem) =>
       new Promise<void>((resolve, reject) => {
@@ -144,7 +144,7 @@ export const connectMux: ConnectDriver = async (url) => {
 export const connectRequest: ConnectDriver = async (url) => {
   const nc = await natsConnect({ servers: url, name: `bench-raw-request-${process.pid}` });
   return {
-    unary: async () => decoder.decode((await nc.request(NAMES.rawEcho, encoder.encode(PAYLOAD))).data),
+    unary: async (payload = PAYLOAD) => decoder.decode((await nc.request(NAMES.rawEcho, encoder.encode(payload))).data),
     firstItem: async () => {
       const t0 = process.hrtime.bigint();
       const m = await nc.request(NAMES.rawFirst, encoder.encode({ n: 1 } satisfies StreamRequest));

@@ -4,7 +4,7 @@
  * the caller process, making the calls). Embedded systems have no worker
  * process; their driver hosts both sides in-process.
  */
-import type { EventPayload, Item, PublishReport, PublishSpec } from '../payload';
+import type { EventPayload, Item, Payload, PublishReport, PublishSpec } from '../payload';
 import type { LlmResult, Measure } from '../plan';
 
 /** A running worker: closing it releases its connection. */
@@ -22,8 +22,8 @@ export type StartWorker = (url: string, args: readonly string[]) => Promise<Work
  * such call; the harness only asks for what the case plan pairs it with.
  */
 export interface Driver {
-  /** One echo call of PAYLOAD; resolves with the decoded reply. */
-  unary?(): Promise<unknown>;
+  /** One echo call of `payload` (default PAYLOAD); resolves with the decoded reply. */
+  unary?(payload?: Payload): Promise<unknown>;
   /** One stream of `n` items; `onItem` sees each, the promise resolves at the end marker. */
   stream?(n: number, onItem: (item: Item) => void): Promise<void>;
   /** One call answered by a single item: resolves, once the call is over, with µs from call to that item. */
@@ -41,11 +41,32 @@ export interface Driver {
    * gone from the list.
    */
   spawnVisible?(): Promise<number>;
+  /**
+   * Spawns `replicas` instances in one process with one `spawn`, waits until a
+   * second runtime lists them all, stops them with one `handle.stop()` and
+   * closes the runtime; reports each phase.
+   */
+  lifecycle?(replicas: number): Promise<LifecycleTimes>;
   /** Runs an LLM load against the pipeline's HTTP frontend. */
   llm?(m: Extract<Measure, { kind: 'llm' }>): Promise<LlmResult>;
   /** One small request that must succeed before anything is timed (LLM pipeline). */
   llmProbe?(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What {@link Driver.lifecycle} measured. */
+export interface LifecycleTimes {
+  /** `spawn` called to resolved, s. */
+  spawn_s: number;
+  /** `spawn` called to every instance listed by the watching runtime, s. */
+  routable_s: number;
+  /** `handle.stop()`, s. */
+  stop_s: number;
+  /** `runtime.close()` after that, s. */
+  close_s: number;
+  stop_close_s: number;
+  /** Warnings of failed deregistrations the stopping runtime logged. */
+  dereg_failures: number;
 }
 
 /** A live event subscription: ask the worker for a run of events; `close` unsubscribes. */

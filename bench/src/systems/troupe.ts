@@ -7,7 +7,7 @@
  * `Runtime.embedded()` (the in-process MemoryNetwork).
  */
 import 'reflect-metadata';
-import { component, type Context, endpoint, type InstanceRecord, type RouterSpec, Runtime, type SpawnHandle } from '@troupe/runtime/internal';
+import { component, consoleLogger, type Context, endpoint, type InstanceRecord, type Logger, type RouterSpec, Runtime, type SpawnHandle } from '@troupe/runtime/internal';
 import type { Observable } from 'rxjs';
 import { publishRun } from '../publish';
 import {
@@ -24,7 +24,7 @@ import {
   wallMs,
 } from '../payload';
 import { delay } from '../time';
-import { type ConnectDriver, type Driver, type EventChannel, publishBound, type StartWorker, usSince } from './system';
+import { type ConnectDriver, type Driver, type EventChannel, type LifecycleTimes, publishBound, type StartWorker, usSince } from './system';
 
 @component(NAMES.troupeComponent)
 export class Bench {
@@ -43,6 +43,15 @@ export class Bench {
 /** The component the discovery case spawns and stops; listed under its `ping` endpoint. */
 @component(NAMES.troupeProbe)
 export class Probe {
+  @endpoint()
+  ping(): boolean {
+    return true;
+  }
+}
+
+/** The component of the lifecycle case: spawned 10,000 times in one process. */
+@component(NAMES.troupeLife)
+export class Life {
   @endpoint()
   ping(): boolean {
     return true;
@@ -107,7 +116,7 @@ export const startWorker: StartWorker = async (url) => {
 export function connectWith(router?: RouterSpec): ConnectDriver {
   return async (url) => {
     const runtime = await Runtime.connect({ servers: url, name: `bench-troupe-caller-${process.pid}` });
-    return driverOf(runtime, router);
+    return driverOf(runtime, router, (logger) => Runtime.connect({ servers: url, name: `bench-troupe-life-${process.pid}`, logger }));
   };
 }
 
@@ -120,13 +129,16 @@ export const connectEmbedded: ConnectDriver = async () => {
     await runtime.close();
     throw err;
   }
-  return driverOf(runtime);
+  return driverOf(runtime, undefined, (logger) => Runtime.embedded({ network: runtime.network, logger }));
 };
 
 /** Bound on one instance appearing in (or leaving) the watched list. */
 const LISTING_TIMEOUT_MS = 10_000;
 
-function driverOf(runtime: Runtime, router?: RouterSpec): Driver {
+/** Opens the runtime the lifecycle case spawns on (the driver's own runtime watches). */
+type OpenRuntime = (logger: Logger) => Promise<Runtime>;
+
+function driverOf(runtime: Runtime, router: RouterSpec | undefined, open: OpenRuntime): Driver {
   const ns = runtime.namespace(NAMES.troupeNamespace);
   const bench = ns.client(Bench, router === undefined ? {} : { router });
   const control = ns.client(BenchControl, router === undefined ? {} : { router });
@@ -161,7 +173,8 @@ function driverOf(runtime: Runtime, router?: RouterSpec): Driver {
       await until(() => !w.listed.has(r.id), LISTING_TIMEOUT_MS, `probe instance ${r.id} to leave the list after its stop`);
       return ms;
     },
-    unary: () => bench.echo(PAYLOAD),
+    unary: (payload = PAYLOAD) => bench.echo(payload),
+    lifecycle: (replicas) => lifecycle(runtime, open, replicas),
     stream: (n, onItem) =>
       new Promise<void>((resolve, reject) => {
         bench.items({ n }).subscribe({ next: onItem, error: reject, complete: resolve });
@@ -183,6 +196,43 @@ function driverOf(runtime: Runtime, router?: RouterSpec): Driver {
       await runtime.close();
     },
   };
+}
+
+/** Bound on 10,000 instances being listed by the watching runtime. */
+const LIFE_LISTING_TIMEOUT_MS = 120_000;
+
+async function lifecycle(watcher: Runtime, open: OpenRuntime, replicas: number): Promise<LifecycleTimes> {
+  let failures = 0;
+  const base = consoleLogger();
+  // Counts what the issue counted: "deregistration failed" warnings (and a failed batch lease write).
+  const logger: Logger = {
+    debug: (m, f) => base.debug(m, f),
+    info: (m, f) => base.info(m, f),
+    warn: (m, f) => {
+      if (/deregistration failed|graceful stop failed/.test(m)) failures++;
+      base.warn(m, f);
+    },
+    error: (m, f) => base.error(m, f),
+    child: () => logger,
+  };
+  const rt = await open(logger);
+  const namespace = `${NAMES.troupeNamespace}${process.pid}x${Date.now().toString(36)}`;
+  const listed = watcher.namespace(namespace).component(NAMES.troupeLife).endpoint('ping').client();
+  try {
+    const t0 = performance.now();
+    const h = await rt.spawn(Life, { namespace, replicas });
+    const t1 = performance.now();
+    await listed.waitForInstances(replicas, { timeout: LIFE_LISTING_TIMEOUT_MS });
+    const t2 = performance.now();
+    await h.stop();
+    const t3 = performance.now();
+    await rt.close();
+    const t4 = performance.now();
+    const s = (ms: number): number => ms / 1000;
+    return { spawn_s: s(t1 - t0), routable_s: s(t2 - t0), stop_s: s(t3 - t2), close_s: s(t4 - t3), stop_close_s: s(t4 - t2), dereg_failures: failures };
+  } finally {
+    await rt.close();
+  }
 }
 
 /**

@@ -47,9 +47,9 @@ export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, I
 export { Endpoints } from './endpoint-keys';
 export type { DeclaredEndpoints } from './endpoint-keys';
 export { refuseStandardDecorator } from './decorator-shape';
-export { Runtime } from './runtime';
+export { Runtime, retainedState } from './runtime';
 export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
-export type { RuntimeOptions, SpawnOptions, SpawnHandle } from './runtime';
+export type { RuntimeOptions, SpawnOptions, SpawnHandle, RetainedState } from './runtime';
 export type { PlaneSettings } from './plane/plane';
 export { EndpointClient } from './caller/client';
 export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './caller/client';

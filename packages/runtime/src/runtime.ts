@@ -9,7 +9,7 @@ import { MsgpackCodec } from './codec/msgpack';
 import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
-import { type DiscoverySettings, type InstanceRecord, Registry } from './discovery/registry';
+import { type DiscoverySettings, type InstanceRecord, pool, Registry } from './discovery/registry';
 import { TroupeError, toTroupeError } from './errors';
 import { EventStreams } from './events/event-subscription';
 import { RuntimeEvents } from './events/events';
@@ -30,6 +30,9 @@ import { Replica, type ReplicaHost, type RestartOption, resolveFailures, resolve
 import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
 import { endpointAddress, validateInboxPrefix } from './wire/subjects';
+
+/** Instances of one spawn starting at once (their `onStart` hooks run concurrently up to this). */
+const START_CONCURRENCY = 64;
 
 /** Options of {@link Runtime.connect}. */
 export interface RuntimeOptions extends Partial<PlaneSettings> {
@@ -307,22 +310,32 @@ export class Runtime {
     this.spawns.add(record);
     const host = this.replicaHost(record, target, meta.name, namespace, options, { concurrency, mailboxCapacity, failures, stuckAfterMs });
     try {
+      const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host, restart));
       const failed: Array<{ replica: number; error: unknown }> = [];
-      for (let i = 0; i < replicas; i++) {
-        const replica = new Replica(i, host, restart);
+      // Start hooks run concurrently (bounded), each retried per the restart policy; the
+      // subscriptions reach the server with one flush for all.
+      await pool(slots, START_CONCURRENCY, async (replica) => {
         try {
-          record.instances.push(await replica.start());
-          record.replicas.push(replica);
+          await replica.start(replicas === 1);
         } catch (err) {
-          failed.push({ replica: i, error: err });
+          failed.push({ replica: replica.index, error: err });
         }
+      });
+      // Handle order is spawn order, whatever order the starts finished in; `current` follows a restart made meanwhile.
+      for (const r of slots) {
+        if (!r.current) continue;
+        record.replicas.push(r);
+        record.instances.push(r.current);
       }
-      if (failed.length > 0) throw spawnFailure(meta.name, replicas, failed);
-      // Registered only once they serve: routable means served.
-      for (const instance of record.instances) await host.register(instance);
+      if (failed.length > 0) throw spawnFailure(meta.name, replicas, failed.sort((a, b) => a.replica - b.replica));
+      if (replicas > 1) await this.transport.flush();
+      // Registered only once they serve: routable means served. One batch: one lease write, pipelined records.
+      await this.registry?.registerMany(
+        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: { ...options.properties } })),
+      );
     } catch (err) {
       await Promise.all(record.replicas.map((r) => r.stop()));
-      await Promise.all(record.instances.map((i) => this.stopInstance(i)));
+      await this.stopInstances(record.instances);
       this.spawns.delete(record);
       throw err;
     }
@@ -343,7 +356,7 @@ export class Runtime {
         (stopping ??= (async () => {
           // No restart may start an instance once the stop took the list.
           await settlesWithin(Promise.all(record.replicas.map((r) => r.stop())), SHUTDOWN_STEP_MS);
-          await Promise.all(record.instances.map((i) => this.stopInstance(i)));
+          await this.stopInstances(record.instances);
           this.spawns.delete(record);
         })()),
     };
@@ -397,26 +410,34 @@ export class Runtime {
   }
 
   /**
-   * Graceful stop of one instance: leave the registry first, then stop
-   * serving. When the registry does not confirm the leave within
-   * `leaveWithinMs`, `onNotLeft` runs and the instance stops anyway, without
-   * the leave delay and with a short wait for the server (watchers drop it at
-   * the lease TTL).
+   * Graceful stop of a batch of instances (one spawn's, or every one on
+   * close): leave the registry as one batch (one lease write names them all
+   * gone, so watchers drop them together), keep serving for the leave delay
+   * once, then stop them all in parallel within one grace period. When the
+   * registry does not confirm the leave within `leaveWithinMs`, `onNotLeft`
+   * runs and the instances stop anyway, without the leave delay and with a
+   * short wait for the server (watchers drop them at the next heartbeat that
+   * lands, or the lease TTL).
    */
-  private async stopInstance(i: ActorInstance, leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
+  private async stopInstances(list: readonly ActorInstance[], leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
+    if (list.length === 0) return;
     let left = true;
     if (this.registry) {
-      i.properties?.leave(); // the records are going: a later property change must not bring it back to the lease
-      const leaving = this.registry.deregister(i.addresses, i.info.instanceId);
+      // The records are going: a later property change must not bring them back to the lease.
+      for (const i of list) i.properties?.leave();
+      const leaving = this.registry.deregisterMany(list.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId })));
       left = (await settlesWithin(leaving, leaveWithinMs)) && (await leaving);
-      // Keep serving while watchers see the record go, so clients stop routing here before it
-      // refuses; pointless when the record did not go.
+      // Keep serving while watchers see them go, so clients stop routing here before they
+      // refuse; pointless when the lease write did not land.
       const delay = this.registry.settings.leaveDelayMs;
       if (left && delay > 0) await new Promise((r) => setTimeout(r, delay));
     }
     if (!left) onNotLeft?.();
     const grace = this.plane.settings.gracePeriodMs;
-    await i.stop(grace, left ? Math.min(grace, SHUTDOWN_STEP_MS) : SHUTDOWN_SILENT_STEP_MS);
+    const step = left ? Math.min(grace, SHUTDOWN_STEP_MS) : SHUTDOWN_SILENT_STEP_MS;
+    await Promise.all(
+      list.map((i) => i.stop(grace, step).catch((err: unknown) => this.logger.error('instance stop failed', { instance: i.info.instanceId, error: toTroupeError(err).message }))),
+    );
   }
 
   private construct(target: Class, deps: { info: InstanceInfo; logger: Logger; config: unknown; properties: PropertyBoard }): unknown {
@@ -473,21 +494,18 @@ export class Runtime {
     const instances = [...this.spawns].flatMap((s) => s.instances);
     this.spawns.clear();
     let notLeft = 0;
-    const stopped = Promise.all(
-      instances.map((i) =>
-        this.stopInstance(i, leaveMs, () => {
-          notLeft++;
-          silent = true;
-        }).catch(() => undefined),
-      ),
-    );
+    // One batch: one lease write for all of them, one leave delay, one grace period in parallel.
+    const stopped = this.stopInstances(instances, leaveMs, () => {
+      notLeft = instances.length;
+      silent = true;
+    }).catch(() => undefined);
     // Each instance's stop is bounded (leave, grace period, abort wait); an onStop hook that
     // never returns must not hold the process.
     const stopBound = this.stopBoundMs();
     const allStopped = await settlesWithin(stopped, stopBound);
     if (notLeft > 0) {
       this.logger.warn(
-        `could not deregister ${notLeft} instances: registry did not answer within ${leaveMs} ms; watchers drop them at the lease TTL (${this.registry?.settings.leaseTtlMs} ms)`,
+        `could not deregister ${notLeft} instances: registry did not answer within ${leaveMs} ms; watchers drop them when a later lease write lands, or at the lease TTL (${this.registry?.settings.leaseTtlMs} ms)`,
       );
     }
     if (!allStopped) this.logger.warn(`instances did not stop within ${stopBound} ms (a handler or onStop hook still running); closing anyway`);
@@ -612,6 +630,41 @@ export class Runtime {
     return this.plane.inbox.pending;
   }
 
+  private retained(): RetainedState {
+    const p = this.plane;
+    const monitor = p.monitor.retained();
+    let workerActive = 0;
+    let workerStreams = 0;
+    for (const s of this.spawns) {
+      for (const i of s.instances) {
+        const r = i.retained();
+        workerActive += r.active;
+        workerStreams += r.streams;
+      }
+    }
+    const v = p.discovery?.retained() ?? { views: 0, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    return {
+      wheelScheduled: p.wheel.scheduled,
+      pendingReplies: p.inbox.pending,
+      monitorStreams: p.monitor.size,
+      monitorProbes: monitor.probes,
+      monitorInstances: monitor.instances,
+      heartbeatGroups: p.heartbeats.groupCount,
+      workerActive,
+      workerStreams,
+      views: v.views,
+      viewRecords: v.records,
+      viewTracked: v.tracked,
+      viewTrackedInstances: v.trackedInstances,
+      viewMailboxes: v.mailboxes,
+      viewInhibited: v.inhibited,
+      viewStrikes: v.strikes,
+      cachedRoutes: this.network?.cachedRoutes() ?? 0,
+      registryGone: this.registry?.leaving.gone ?? 0,
+      registryUndeleted: this.registry?.leaving.undeleted ?? 0,
+    };
+  }
+
   /**
    * A snapshot of this runtime's stream counters: streams lost and
    * migrated, liveness probes and heartbeats sent, handlers aborted because
@@ -630,6 +683,54 @@ interface SpawnRecord {
   instances: ActorInstance[];
   /** The replicas' supervisors. */
   replicas: Replica[];
+}
+
+/**
+ * What a runtime still holds per call, per stream and per instance — every
+ * structure that grows with traffic — for tests that prove finished work
+ * leaves nothing behind (issue #16). Internal (`@troupe/runtime/internal`).
+ *
+ * @example
+ * await Promise.all(calls);
+ * assert.equal(retainedState(runtime).wheelScheduled, 0);
+ */
+export interface RetainedState {
+  /** Unary calls waiting in the deadline wheel (a settled call leaves it at once). */
+  wheelScheduled: number;
+  /** Reply keys open on the muxed inbox (calls, streams, probes, heartbeat groups). */
+  pendingReplies: number;
+  /** Caller streams watched for liveness, probes in flight, instances remembered as recently heard. */
+  monitorStreams: number;
+  monitorProbes: number;
+  monitorInstances: number;
+  /** Worker heartbeat groups (one per caller runtime with open streams). */
+  heartbeatGroups: number;
+  /** Requests being handled and worker streams open, over every instance. */
+  workerActive: number;
+  workerStreams: number;
+  /** Endpoint views and what they hold: records, calls tracked in flight (and instances with any), cached mailboxes, inhibitions, strikes. */
+  views: number;
+  viewRecords: number;
+  viewTracked: number;
+  viewTrackedInstances: number;
+  viewMailboxes: number;
+  viewInhibited: number;
+  viewStrikes: number;
+  /** The memory network's route cache (embedded only; 0 on NATS). */
+  cachedRoutes: number;
+  /** Instances that left and are still named gone on the lease, and those whose records are not deleted yet. */
+  registryGone: number;
+  registryUndeleted: number;
+}
+
+/**
+ * Reads {@link RetainedState} of `runtime`.
+ *
+ * @example
+ * const before = retainedState(runtime);
+ */
+export function retainedState(runtime: Runtime): RetainedState {
+  return runtime['retained']();
 }
 
 /** Past `close()`'s own bound, the signal path exits anyway (an event-loop stall, a bug): never a process that lingers. */

@@ -1,8 +1,9 @@
 export { NatsServer, NatsCluster, NatsServerError, NatsServerErrorCode, stopAll } from './nats-server';
 export type { NatsServerOptions, NatsClusterOptions, ClusterMembership } from './nats-server';
-export { parseUvuSummary, tally, stripAnsi, findTestFiles } from './run-tests';
+export { parseUvuSummary, tally, stripAnsi, findTestFiles, nodeFlagsOf } from './run-tests';
 export type { UvuSummary, FileOutcome, Tally } from './run-tests';
 export { runtimeSuite } from './runtime-suite';
+export { retentionSuite } from './retention-suite';
 export type { RuntimeFactory, RuntimePair } from './runtime-suite';
 export { eventsSuite } from './events-suite';
 export type { EventsFactory } from './events-suite';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseUvuSummary, stripAnsi, tally, type FileOutcome } from './run-tests';
+import { nodeFlagsOf, parseUvuSummary, stripAnsi, tally, type FileOutcome } from './run-tests';
 
 // Captured from uvu 0.5.6: 3 tests, one failing, one test.skip. Total leaves
 // the skipped test out. Piped with FORCE_COLOR=0, then with FORCE_COLOR=1,
@@ -20,6 +20,15 @@ const PLAIN = [
 const COLOURED = '\n  Total:     2\u001b[31m\n  Passed:    1\u001b[39m\n  Skipped:   \u001b[33m1\u001b[39m\n  Duration:  1.11ms\n\n';
 
 const clean: Omit<FileOutcome, 'summary'> = { exitCode: 0, signal: null, timedOut: false };
+
+test('run-tests - reads the node flags a file asks for', () => {
+  assert.equal(nodeFlagsOf('"use strict";\n// @node-flags --expose-gc --max-old-space-size=512\nrequire("x");\n'), ['--expose-gc', '--max-old-space-size=512']);
+  assert.equal(nodeFlagsOf('"use strict";\n// nothing asked\n'), []);
+});
+
+test('run-tests - refuses a node flag that is not --name or --name=value', () => {
+  assert.throws(() => nodeFlagsOf('// @node-flags --expose-gc ; rm -rf /\n'), /is not a --flag/);
+});
 
 test('run-tests - parses the plain uvu summary', () => {
   assert.equal(parseUvuSummary(PLAIN), { total: 2, passed: 1, skipped: 1 });

@@ -232,6 +232,40 @@ export function liveGroupMembers(pgid: number): number[] {
   return live;
 }
 
+/** Where a file may name its node flags: its first bytes (tsc keeps the comment near the top). */
+const FLAGS_HEAD_BYTES = 4096;
+
+/**
+ * The node flags a test file asks for with a `// @node-flags <flags>` line
+ * near its top (within its first 4 KB), e.g. `--expose-gc` for a file that
+ * forces garbage collection to measure what its calls retained. Only flags
+ * of the shape `--name` or `--name=value` are accepted; anything else fails
+ * the file with a clear message rather than being passed to node.
+ *
+ * @example
+ * nodeFlagsOf('// @node-flags --expose-gc\n') // ['--expose-gc']
+ */
+export function nodeFlagsOf(head: string): string[] {
+  const m = /^[ \t]*\/\/ @node-flags[ \t]+(.+)$/m.exec(head);
+  if (!m) return [];
+  const flags = (m[1] as string).trim().split(/\s+/);
+  for (const f of flags) {
+    if (!/^--[a-z][a-z0-9-]*(=[^\s]+)?$/.test(f)) throw new Error(`@node-flags: ${JSON.stringify(f)} is not a --flag or --flag=value`);
+  }
+  return flags;
+}
+
+function readHead(file: string): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(FLAGS_HEAD_BYTES);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * Runs one file as `node <file>` in a new process group (`detached`), so a
  * timeout can kill the file and everything it started. Output streams
@@ -239,7 +273,15 @@ export function liveGroupMembers(pgid: number): number[] {
  */
 function runFile(root: string, rel: string, timeoutMs: number): Promise<FileOutcome> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, rel)], {
+    let flags: string[];
+    try {
+      flags = nodeFlagsOf(readHead(path.join(root, rel)));
+    } catch (err) {
+      process.stderr.write(`[run-tests] ${rel}: ${(err as Error).message}\n`);
+      resolve({ exitCode: 1, signal: null, timedOut: false, summary: undefined });
+      return;
+    }
+    const child = spawn(process.execPath, [...flags, path.join(root, rel)], {
       cwd: root,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -102,6 +102,13 @@ export function requestHeaders(plane: Plane, budget: number, options: CallOption
 }
 
 const cachedUnaryHeaders = new Map<number, Headers>();
+/** Budgets whose header record is kept: a process sees few distinct ones, a pathological one clears the cache instead of growing it. */
+const HEADER_CACHE_MAX = 512;
+
+/** Header records cached now (at most 512), for leak tests. */
+export function cachedHeaderRecords(): number {
+  return cachedUnaryHeaders.size;
+}
 
 /**
  * Headers of a unary request: the remaining budget, and the request id only
@@ -114,7 +121,7 @@ export function unaryHeaders(budget: number, options: CallOptions | undefined): 
   if (parent) return { [H.ID]: parent.requestId, [H.TIMEOUT]: String(budget) };
   let h = cachedUnaryHeaders.get(budget);
   if (!h) {
-    if (cachedUnaryHeaders.size >= 512) cachedUnaryHeaders.clear();
+    if (cachedUnaryHeaders.size >= HEADER_CACHE_MAX) cachedUnaryHeaders.clear();
     h = Object.freeze({ [H.TIMEOUT]: String(budget) });
     cachedUnaryHeaders.set(budget, h);
   }

@@ -98,10 +98,18 @@ export class CallerMonitor {
   delete(s: Monitored): void {
     this.live.delete(s);
     this.suspects.delete(s);
-    if (this.live.size === 0 && this.probes.size === 0 && this.timer) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
+    if (this.live.size === 0 && this.probes.size === 0 && this.timer) this.idle();
+  }
+
+  /**
+   * Nothing is watched: the timer stops, and so does the memory of which
+   * instances were heard lately (it is pruned only while ticking, and a new
+   * stream counts its silence from its own start anyway).
+   */
+  private idle(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.instances.clear();
   }
 
   /** Stops the tick timer and forgets every stream and probe (the runtime closes). */
@@ -117,6 +125,11 @@ export class CallerMonitor {
   /** Streams watched now (for tests). */
   get size(): number {
     return this.live.size;
+  }
+
+  /** Probes awaiting an answer, and instances whose last sign of life is remembered (leak tests). */
+  retained(): { probes: number; instances: number } {
+    return { probes: this.probes.size, instances: this.instances.size };
   }
 
   /** Something arrived from `instanceId` (a frame of any stream, a heartbeat naming one): it is alive. */
@@ -163,10 +176,7 @@ export class CallerMonitor {
     }
     for (const p of this.probes) if (now - p.sentAt >= this.idleMs) this.settled(p);
     if (batches) for (const [id, streams] of batches) this.probe(id, streams, now);
-    if (this.live.size === 0 && this.probes.size === 0 && this.timer) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
+    if (this.live.size === 0 && this.probes.size === 0 && this.timer) this.idle();
   };
 
   /**

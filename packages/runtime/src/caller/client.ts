@@ -184,12 +184,13 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, budget, options));
     }
     const started = Date.now();
-    return untilReady(view, budget, this.subject).then(
-      () =>
-        new Promise<Res>((resolve, reject) =>
-          new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, budget - (Date.now() - started), options),
-        ),
-    );
+    return untilReady(view, budget, this.subject).then(() => {
+      const left = budget - (Date.now() - started);
+      // Cancelled (or out of time) while the first list was read: the abort event has fired already, nobody would see it later.
+      const late = precheck(options, left, this.subject);
+      if (late) throw late;
+      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, left, options));
+    });
   }
 
   /**

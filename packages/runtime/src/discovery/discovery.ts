@@ -21,6 +21,8 @@ export interface InFlight {
 
 interface LeaseState {
   value: LeaseValue;
+  /** Instances the lease names as gone (a graceful stop whose record deletes may still be on the way). */
+  gone: ReadonlySet<string>;
   timer: NodeJS.Timeout;
   /** KV revision of `value`: tells a silent watch from a silent process. */
   revision: number;
@@ -133,7 +135,8 @@ export class Discovery {
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
     const timer = setTimeout(() => this.expire(e.key), ttl);
     timer.unref();
-    this.leases.set(e.key, { value, timer, revision: e.revision });
+    const gone = Array.isArray(value.gone) && value.gone.length > 0 ? new Set(value.gone.filter((x) => typeof x === 'string')) : NONE_GONE;
+    this.leases.set(e.key, { value, timer, revision: e.revision, gone });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
     for (const l of this.leaseListeners) l();
   }
@@ -233,6 +236,21 @@ export class Discovery {
     return this.leases.get(lease)?.value;
   }
 
+  /**
+   * @internal The lease of a record when it lists the record's instance:
+   * alive and not named gone by a graceful stop; undefined otherwise.
+   */
+  liveLeaseOf(r: InstanceRecord): LeaseValue | undefined {
+    const state = this.leases.get(r.lease);
+    if (!state || state.gone.has(r.instanceId)) return undefined;
+    return state.value;
+  }
+
+  /** @internal Whether `lease` names `instanceId` as gone (it left gracefully; its record may linger). */
+  isGone(lease: string, instanceId: string): boolean {
+    return this.leases.get(lease)?.gone.has(instanceId) === true;
+  }
+
   private scheduleViewRestart(): void {
     if (this.viewRestart || this.closed) return;
     this.viewRestart = setTimeout(() => {
@@ -279,11 +297,19 @@ export class Discovery {
       let synced = false;
       let stop: (() => void) | undefined;
       let done = false;
+      let scheduled: NodeJS.Immediate | undefined;
+      // Changes come in bursts (a spawn or a stop of thousands of instances is one burst of
+      // record events): build and emit the list once per burst, not once per record (O(n²)).
       const emit = (): void => {
-        if (!synced || done) return;
+        if (!synced || done || scheduled) return;
+        scheduled = setImmediate(flush);
+      };
+      const flush = (): void => {
+        scheduled = undefined;
+        if (done) return;
         const out: InstanceRecord[] = [];
         for (const r of records.values()) {
-          const lease = this.leaseOf(r.lease);
+          const lease = this.liveLeaseOf(r);
           if (!lease) continue;
           const dyn = lease.dyn?.[r.instanceId];
           out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
@@ -317,10 +343,26 @@ export class Discovery {
       })().catch((err: unknown) => sub.error(toTroupeError(err, 'UNAVAILABLE')));
       return () => {
         done = true;
+        if (scheduled) clearImmediate(scheduled);
         this.leaseListeners.delete(emit);
         stop?.();
       };
     });
+  }
+
+  /** @internal What the endpoint views hold, summed (leak tests). */
+  retained(): { views: number; records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
+    const out = { views: this.views.size, records: 0, tracked: 0, trackedInstances: 0, mailboxes: 0, inhibited: 0, strikes: 0 };
+    for (const v of this.views.values()) {
+      const r = v.retained();
+      out.records += r.records;
+      out.tracked += r.tracked;
+      out.trackedInstances += r.trackedInstances;
+      out.mailboxes += r.mailboxes;
+      out.inhibited += r.inhibited;
+      out.strikes += r.strikes;
+    }
+    return out;
   }
 
   /**
@@ -395,6 +437,8 @@ export class Discovery {
     this.views.clear();
   }
 }
+
+const NONE_GONE: ReadonlySet<string> = new Set();
 
 /** A component listing watch opened by a failed call closes this long after the last lookup. */
 const COMPONENT_WATCH_IDLE_MS = 30_000;

@@ -27,9 +27,11 @@ export class EndpointView implements RouterContext {
   private resolveReady: (() => void) | undefined;
   private rejectReady: ((e: unknown) => void) | undefined;
   synced = false;
-  /** Whether this endpoint ever listed an instance here: then it exists, and a "nobody serves it" is an outage. */
-  everListed = false;
+  private listedOnce = false;
   private syncing: Set<string> | undefined;
+  /** The list is stale: rebuilt at the next read or, at the latest, at the end of this turn. */
+  private dirty = false;
+  private flushing: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly discovery: Discovery,
@@ -53,8 +55,15 @@ export class EndpointView implements RouterContext {
     return this.subject.asObservable();
   }
 
+  /** Whether this endpoint ever listed an instance here: then it exists, and a "nobody serves it" is an outage. */
+  get everListed(): boolean {
+    if (this.dirty) this.flush();
+    return this.listedOnce;
+  }
+
   /** The routable instances now (registered, lease alive). */
   get instances(): readonly InstanceRecord[] {
+    if (this.dirty) this.flush();
     return this.listed;
   }
 
@@ -67,6 +76,7 @@ export class EndpointView implements RouterContext {
       });
       this.synced = true;
       this.recompute();
+      this.flush();
       this.resolveReady?.();
     } catch (err) {
       this.rejectReady?.(toTroupeError(err, 'UNAVAILABLE'));
@@ -83,8 +93,13 @@ export class EndpointView implements RouterContext {
     });
     const seen = this.syncing;
     this.syncing = undefined;
-    for (const id of [...this.records.keys()]) if (!seen.has(id)) this.records.delete(id);
+    for (const id of [...this.records.keys()]) {
+      if (seen.has(id)) continue;
+      this.records.delete(id);
+      this.forget(id);
+    }
     this.recompute();
+    this.flush();
   }
 
   private onRecord(e: KvEntry): void {
@@ -92,7 +107,7 @@ export class EndpointView implements RouterContext {
     if (e.operation === 'DEL') {
       // Graceful deregistration: in-flight work still finishes, so nothing is failed here.
       if (this.records.delete(id)) {
-        this.keys.delete(id);
+        this.forget(id);
         this.recompute();
       }
       return;
@@ -110,6 +125,33 @@ export class EndpointView implements RouterContext {
     this.recompute();
   }
 
+  /**
+   * What this view keeps about an instance besides its record — its key, its
+   * cached mailbox subject, inhibition and strikes — goes with the record, so
+   * a process that spawns and stops instances for days does not accumulate
+   * them. In-flight tracking stays: it empties as those calls settle.
+   */
+  private forget(id: string): void {
+    this.keys.delete(id);
+    this.mailboxes.delete(id);
+    this.inhibited.delete(id);
+    this.strikes.delete(id);
+  }
+
+  /** @internal What this view holds per instance and per call now (leak tests). */
+  retained(): { records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
+    let tracked = 0;
+    for (const set of this.inflightSets.values()) tracked += set.size;
+    return {
+      records: this.records.size,
+      tracked,
+      trackedInstances: Math.max(this.inflightSets.size, this.inflightCount.size),
+      mailboxes: this.mailboxes.size,
+      inhibited: this.inhibited.size,
+      strikes: this.strikes.size,
+    };
+  }
+
   /** @internal */
   leaseChanged(_lease: string, membership: boolean): void {
     // A lease's dynamic properties or liveness changed: recompute (cheap; lists are small).
@@ -123,28 +165,48 @@ export class EndpointView implements RouterContext {
     return out;
   }
 
+  /**
+   * Marks the list stale. Registry changes come in bursts (a spawn or a stop
+   * of thousands of instances is a burst of record and lease events), so the
+   * list is rebuilt once per burst — at the next read, or at the end of this
+   * turn of the event loop — not once per event (O(n²) with 10,000 instances).
+   */
   private recompute(): void {
     if (!this.synced) return;
-    const before = new Set(this.listed.map((r) => r.instanceId));
+    this.dirty = true;
+    this.flushing ??= setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
+    if (!this.dirty) return;
+    this.dirty = false;
+    const before = this.listed;
     const next: InstanceRecord[] = [];
     for (const r of this.records.values()) {
-      const lease = this.discovery.leaseOf(r.lease);
+      // A dead lease, or one naming the instance gone (a graceful stop), drops it.
+      const lease = this.discovery.liveLeaseOf(r);
       if (!lease) continue;
       const dyn = lease.dyn?.[r.instanceId];
       next.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
     }
     next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
     this.listed = next;
-    if (next.length > 0) this.everListed = true;
-    const now = new Set(next.map((r) => r.instanceId));
-    // Instances whose lease died: ask their mailbox before failing what is in flight to them
-    // (a lease can lapse while the instance lives: a blip, a busy watcher).
-    for (const id of before) {
-      if (now.has(id) || !this.records.has(id)) continue; // still listed, or gracefully deregistered
-      if (this.inflightSets.get(id)?.size) void this.checkLost(id);
+    if (next.length > 0) this.listedOnce = true;
+    if (this.inflightSets.size > 0) {
+      const now = new Set(next.map((r) => r.instanceId));
+      // Instances whose lease died: ask their mailbox before failing what is in flight to them
+      // (a lease can lapse while the instance lives: a blip, a busy watcher).
+      for (const { instanceId: id } of before) {
+        if (now.has(id)) continue; // still listed
+        const r = this.records.get(id);
+        if (!r || this.discovery.isGone(r.lease, id)) continue; // gracefully deregistered: in-flight work finishes
+        if (this.inflightSets.get(id)?.size) void this.checkLost(id);
+      }
     }
     this.subject.next(next);
-  }
+  };
 
   private async checkLost(id: string): Promise<void> {
     const timeout = Math.max(200, this.discovery.settings.heartbeatMs);
@@ -175,6 +237,7 @@ export class EndpointView implements RouterContext {
   /** Routable instances minus inhibited ones (all of them when every one is inhibited). */
   candidates(filter?: (r: InstanceRecord) => boolean, exclude?: ReadonlySet<string>): readonly InstanceRecord[] {
     // Hot path: nothing to filter out, hand the routers the list itself.
+    if (this.dirty) this.flush();
     if (!filter && (!exclude || exclude.size === 0) && this.inhibited.size === 0) return this.listed;
     const now = Date.now();
     this.pruneInhibited(now);
@@ -231,11 +294,15 @@ export class EndpointView implements RouterContext {
       const n = (this.inflightCount.get(id) ?? 1) - 1;
       if (n <= 0) this.inflightCount.delete(id);
       else this.inflightCount.set(id, n);
-      this.inflightSets.get(id)?.delete(f);
+      const s = this.inflightSets.get(id);
+      // An emptied set goes too: one per instance ever called would pile up with instance churn.
+      if (s && s.delete(f) && s.size === 0) this.inflightSets.delete(id);
     };
   }
 
   close(): void {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
     this.stopWatch?.();
     this.subject.complete();
   }

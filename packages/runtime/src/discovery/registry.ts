@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
+import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, registryKey } from '../wire/subjects';
@@ -47,7 +48,36 @@ export interface LeaseValue {
   seq: number;
   /** Dynamic properties of every instance of the process that has any. */
   dyn: Record<string, Record<string, unknown>>;
+  /**
+   * Instances of this process that left (graceful stop) while their records
+   * may still be in the bucket: watchers drop them on this one write, however
+   * many there are, instead of waiting for one record delete each. An id
+   * stays listed until its record's delete is confirmed and one more
+   * heartbeat passed (so no watcher sees the lease forget it before the delete).
+   */
+  gone?: string[];
 }
+
+/** One instance to register: its endpoints and static properties. */
+export interface Registration {
+  readonly addresses: readonly EndpointAddress[];
+  readonly instanceId: string;
+  readonly properties: Record<string, unknown>;
+}
+
+/** One instance to deregister. */
+export interface Deregistration {
+  readonly addresses: readonly EndpointAddress[];
+  readonly instanceId: string;
+}
+
+/**
+ * Registry requests in flight at once for a batch (record puts and deletes):
+ * enough to pipeline over one round trip, few enough that a JetStream leader
+ * is never flooded into timeouts (10,000 concurrent deletes timed out ~3,000
+ * of them, issue #14).
+ */
+export const REGISTRY_CONCURRENCY = 128;
 
 /** Discovery timing. */
 export interface DiscoverySettings {
@@ -79,6 +109,10 @@ export class Registry {
   private opening: Promise<void> | undefined;
   private readonly mine = new Map<string, { key: string; value: Uint8Array }>();
   private readonly dyn = new Map<string, Record<string, unknown>>();
+  /** Instances that left, with their records still to delete (keys) or deleted at (ms, for the lease's grace). */
+  private readonly gone = new Map<string, { keys: string[]; deletedAt: number | undefined }>();
+  /** The record deletes under way (one batch at a time; a later batch waits its turn). */
+  private deleting: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private throttle: NodeJS.Timeout | undefined;
   private lastWrite = 0;
@@ -118,53 +152,141 @@ export class Registry {
    * Registers the endpoints of one instance: the lease first (so watchers
    * see a live lease with the records), then the records and the marker.
    */
-  async register(addresses: readonly EndpointAddress[], instanceId: string, properties: Record<string, unknown>): Promise<void> {
+  register(addresses: readonly EndpointAddress[], instanceId: string, properties: Record<string, unknown>): Promise<void> {
+    return this.registerMany([{ addresses, instanceId, properties }]);
+  }
+
+  /**
+   * Registers many instances as one batch: one lease write, the records
+   * pipelined ({@link REGISTRY_CONCURRENCY} in flight), one marker write.
+   */
+  async registerMany(batch: readonly Registration[]): Promise<void> {
     await this.open();
-    for (const a of addresses) {
-      const record: InstanceRecord = {
-        namespace: a.namespace,
-        component: a.component,
-        endpoint: a.endpoint,
-        instanceId,
-        lease: this.lease,
-        host: this.host,
-        pid: process.pid,
-        startedAt: Date.now(),
-        proto: PROTOCOL_VERSION,
-        properties,
-      };
-      this.mine.set(`${registryKey(a, instanceId)}`, { key: registryKey(a, instanceId), value: this.codec.encode(record) });
+    const entries: { key: string; value: Uint8Array }[] = [];
+    const startedAt = Date.now();
+    for (const { addresses, instanceId, properties } of batch) {
+      this.gone.delete(instanceId);
+      for (const a of addresses) {
+        const record: InstanceRecord = {
+          namespace: a.namespace,
+          component: a.component,
+          endpoint: a.endpoint,
+          instanceId,
+          lease: this.lease,
+          host: this.host,
+          pid: process.pid,
+          startedAt,
+          proto: PROTOCOL_VERSION,
+          properties,
+        };
+        const entry = { key: registryKey(a, instanceId), value: this.codec.encode(record) };
+        this.mine.set(entry.key, entry);
+        entries.push(entry);
+      }
     }
     await this.writeLease();
-    await Promise.all(
-      addresses.map((a) => {
-        const entry = this.mine.get(registryKey(a, instanceId));
-        return entry ? this.put(this.records, entry.key, entry.value) : undefined;
-      }),
-    );
+    await pool(entries, REGISTRY_CONCURRENCY, (e) => this.put(this.records, e.key, e.value));
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
     this.ensureHeartbeat();
   }
 
-  /** Removes the records of one instance (graceful stop: before it stops serving); false when a delete failed. */
-  async deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<boolean> {
-    this.dyn.delete(instanceId);
-    const keys = addresses.map((a) => registryKey(a, instanceId));
-    for (const k of keys) this.mine.delete(k);
-    if (!this.records) return true;
-    const deleted = await Promise.all(
-      keys.map(async (k) => {
+  /** Removes one instance (graceful stop: before it stops serving); false when the registry did not take the leave. */
+  deregister(addresses: readonly EndpointAddress[], instanceId: string): Promise<boolean> {
+    return this.deregisterMany([{ addresses, instanceId }]);
+  }
+
+  /**
+   * Graceful stop of many instances as one batch. One lease write names them
+   * all `gone`, so every watcher drops the whole batch on that write (bounded
+   * by one heartbeat period: a registry that does not answer delays the stop
+   * by that much, never more); their records are then deleted pipelined in
+   * the background. A delete that fails is retried at every heartbeat until
+   * it succeeds, and the lease keeps naming the instance meanwhile: no
+   * deregistration is dropped, and none waits for the lease TTL. Resolves
+   * false when the lease write failed or got no answer within the period
+   * (watchers see the batch leave at the next heartbeat that lands).
+   */
+  async deregisterMany(batch: readonly Deregistration[]): Promise<boolean> {
+    let added = 0;
+    for (const { addresses, instanceId } of batch) {
+      this.dyn.delete(instanceId);
+      const keys = addresses.map((a) => registryKey(a, instanceId));
+      const owned = keys.filter((k) => this.mine.delete(k));
+      if (owned.length === 0) continue; // never registered, or left already
+      this.gone.set(instanceId, { keys: owned, deletedAt: undefined });
+      added++;
+    }
+    if (added === 0 || !this.records) return true;
+    let written = true;
+    try {
+      await this.bounded(this.writeLease(), 'the lease write naming the instances that left');
+    } catch (err) {
+      // The heartbeat writes the lease (with these instances gone) again next period.
+      written = false;
+      this.logger.warn('lease write for a graceful stop failed; the next heartbeat repeats it', { instances: added, error: toTroupeError(err).message });
+    }
+    void this.deleteGone();
+    return written;
+  }
+
+  /** Deletes the records of instances that left, pipelined; one pass at a time. */
+  private deleteGone(): Promise<void> {
+    if (!this.deleting) {
+      const run = this.deletePasses();
+      this.deleting = run;
+      // Cleared once settled (asynchronously: a pass with nothing to do settles at once, and a
+      // `finally` inside it would run before the assignment above and leave it set for good).
+      void run.finally(() => {
+        if (this.deleting === run) this.deleting = undefined;
+      });
+    }
+    return this.deleting;
+  }
+
+  private async deletePasses(): Promise<void> {
+    for (;;) {
+      const todo: { id: string; key: string }[] = [];
+      for (const [id, g] of this.gone) if (g.deletedAt === undefined) for (const key of g.keys) todo.push({ id, key });
+      if (todo.length === 0 || !this.records) return;
+      const failed = new Set<string>();
+      let firstError: unknown;
+      await pool(todo, REGISTRY_CONCURRENCY, async ({ id, key }) => {
         try {
-          await this.records?.delete(k);
+          await this.records?.delete(key);
           this.writes++;
-          return true;
         } catch (err) {
-          this.logger.warn('deregistration failed; the lease TTL will drop the instance', { key: k, error: toTroupeError(err).message });
-          return false;
+          failed.add(id);
+          firstError ??= err;
         }
+      });
+      const now = Date.now();
+      for (const { id } of todo) {
+        const g = this.gone.get(id);
+        if (g && !failed.has(id)) g.deletedAt = now;
+      }
+      if (failed.size > 0) {
+        // The lease names them gone meanwhile; the heartbeat tries again.
+        this.logger.debug('record deletes failed; retrying at the next heartbeat', { instances: failed.size, error: toTroupeError(firstError).message });
+        return;
+      }
+    }
+  }
+
+  /** Instances named gone on the lease, and those whose records are not deleted yet (for tests and the scale figures). */
+  get leaving(): { gone: number; undeleted: number } {
+    let undeleted = 0;
+    for (const g of this.gone.values()) if (g.deletedAt === undefined) undeleted++;
+    return { gone: this.gone.size, undeleted };
+  }
+
+  private bounded<T>(p: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `${what}: no answer within the ${this.settings.heartbeatMs} ms heartbeat period`)), this.settings.heartbeatMs);
       }),
-    );
-    return deleted.every(Boolean);
+    ]).finally(() => clearTimeout(timer));
   }
 
   /** Records a dynamic property change; written with the lease within the throttle period. */
@@ -188,6 +310,7 @@ export class Registry {
       try {
         const beat = (async () => {
           await this.writeLease();
+          if (this.gone.size > 0) void this.deleteGone();
           if (this.mine.size > 0 && this.records) {
             const marker = await this.records.get(markerKey(this.lease));
             if (!marker) await this.repair();
@@ -231,6 +354,13 @@ export class Registry {
       seq: ++this.seq,
       dyn: Object.fromEntries(this.dyn),
     };
+    if (this.gone.size > 0) {
+      // A deleted record's id leaves the lease one heartbeat after the delete, so no watcher
+      // reads a lease without it before the record's delete reached it.
+      const cutoff = Date.now() - this.settings.heartbeatMs;
+      for (const [id, g] of this.gone) if (g.deletedAt !== undefined && g.deletedAt < cutoff) this.gone.delete(id);
+      if (this.gone.size > 0) value.gone = [...this.gone.keys()];
+    }
     this.lastWrite = Date.now();
     await this.put(this.leases, this.lease, this.codec.encode(value));
   }
@@ -250,10 +380,37 @@ export class Registry {
     this.throttle = undefined;
     try {
       await this.beating;
-      await this.records?.delete(markerKey(this.lease));
+      const deleting = this.gone.size > 0 ? this.deleteGone() : undefined;
+      // The lease goes first: every watcher drops every instance of this process on that one
+      // delete, however many record deletes are still on their way.
       await this.leases?.delete(this.lease);
+      await this.records?.delete(markerKey(this.lease));
+      // The record deletes get half a heartbeat more (a close is bounded by a one-second step);
+      // what the registry has not taken by then is left to the janitors, which delete the
+      // records of a dead lease.
+      if (deleting) await settlesWithin(deleting, this.settings.heartbeatMs / 2);
     } catch {
       // the lease TTL removes what could not be deleted
     }
   }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; resolves when all settled (rejects with the first error after that). */
+export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  let firstError: unknown;
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        if (!failed) firstError = err;
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failed) throw firstError;
 }

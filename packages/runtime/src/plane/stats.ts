@@ -15,6 +15,12 @@ export interface RuntimeStats {
   probesSent: number;
   /** Heartbeat messages this runtime's instances sent (one per caller runtime per interval, naming every open stream). */
   heartbeatsSent: number;
+  /**
+   * Unary calls this runtime's clients sent again to another instance because
+   * the one picked never took them (its mailbox had no responders, or it was
+   * stopping and refused): each is a routing decision made on a stale list.
+   */
+  callsRerouted: number;
   /** Stream handlers this runtime aborted because their caller was gone (its inbox had no subscriber, or no longer knew the stream). */
   callersLost: number;
   /** Instances replaced by their supervisor after they broke (declared, too many failures, stuck) or their `onStart` threw. */
@@ -29,5 +35,5 @@ export interface RuntimeStats {
 
 /** Fresh zeroed counters (one set per plane). */
 export function newRuntimeStats(): RuntimeStats {
-  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callersLost: 0, instancesRestarted: 0, restartGiveUps: 0, handlersOverdue: 0, instancesStuck: 0 };
+  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callsRerouted: 0, callersLost: 0, instancesRestarted: 0, restartGiveUps: 0, handlersOverdue: 0, instancesStuck: 0 };
 }

@@ -42,6 +42,11 @@ export class Heartbeats {
     this.groups.clear();
   }
 
+  /** Caller runtimes with open streams here, each with a timer and an inbox key (leak tests). */
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
   remove(stream: WorkerStream): void {
     const subject = heartbeatSubjectOf(stream.reply);
     const g = this.groups.get(subject);

@@ -123,13 +123,14 @@ export class Replica {
    * Builds and starts the replica's first instance, retrying a throwing
    * `onStart` per the policy (a fresh actor each time); rejects with the
    * last error once the attempts are used up. Not registered: the spawn
-   * registers its replicas together.
+   * registers its replicas together; `flush` false leaves the server round
+   * trip to the spawn (one for all its replicas).
    */
-  async start(): Promise<ActorInstance> {
+  async start(flush = true): Promise<ActorInstance> {
     for (;;) {
       const instance = this.host.build();
       try {
-        await instance.start();
+        await instance.start(flush);
       } catch (err) {
         const e = toTroupeError(err);
         const delay = this.nextDelay();

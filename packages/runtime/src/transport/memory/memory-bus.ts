@@ -15,7 +15,7 @@ const YIELD_AFTER_MS = 5;
 const CLOCK_EVERY = 256;
 // Route cache bound; NATS's sublist caches 1024 subjects and sweeps at random.
 // Unique reply subjects would grow it without bound, so the oldest quarter goes.
-const ROUTE_CACHE_MAX = 4096;
+export const ROUTE_CACHE_MAX = 4096;
 export const EMPTY = new Uint8Array(0);
 
 /** The messages subscribers receive; one instance is shared by all receivers of a publish. */
@@ -155,6 +155,11 @@ export class MemoryBus {
 
   get queued(): number {
     return this.queue.size;
+  }
+
+  /** Cached routes (bounded by ROUTE_CACHE_MAX; unique reply subjects churn through it). */
+  get cachedRoutes(): number {
+    return this.routes.size;
   }
 
   /** Who receives a publish to `subject`; throws BAD_REQUEST for a subject one cannot publish to. */

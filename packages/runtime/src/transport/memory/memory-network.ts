@@ -77,6 +77,17 @@ export class MemoryNetwork {
     return new MemoryTransport(this.bus, `${this.name}/${name ?? `c${this.connectSeq}`}`);
   }
 
+  /**
+   * Routes in the subject cache now: at most 4096, whatever the number of
+   * unique reply subjects published to (leak tests).
+   *
+   * @example
+   * assert.ok(network.cachedRoutes() <= 4096);
+   */
+  cachedRoutes(): number {
+    return this.bus.cachedRoutes;
+  }
+
   /** How many connections, subscriptions and queued deliveries are live now. */
   stats(): MemoryNetworkStats {
     return { connections: this.bus.openConnections, subscriptions: this.bus.subscriptionCount, queued: this.bus.queued };
