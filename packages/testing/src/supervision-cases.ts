@@ -210,12 +210,15 @@ export function addSupervisionCases<C extends object>(s: Test<C>, open: (ctx: C,
     const [stuck, other] = h.instanceIds as [string, string];
     const client = caller.namespace(ns).component('fragile').endpoint('hang').client<undefined, never>();
     const bump = caller.namespace(ns).client(Fragile);
+    // The caller's views of both endpoints know both instances before anything hangs.
+    const bumpRaw = caller.namespace(ns).component('fragile').endpoint('bump').client();
     await client.waitForInstances(2, { timeout: 5_000 });
+    await bumpRaw.waitForInstances(2, { timeout: 5_000 });
     const t0 = Date.now();
     const hung = failure(client.call(undefined, { router: Routers.direct(stuck), timeout: 300 }), 'the hanging call');
     // Queued behind the hung handler, with a budget far past the stuck bound.
     const queued = failure(
-      caller.namespace(ns).component('fragile').endpoint('bump').client().call(undefined, { router: Routers.direct(stuck), timeout: 8_000 }),
+      bumpRaw.call(undefined, { router: Routers.direct(stuck), timeout: 8_000 }),
       'a call queued behind it',
     );
     assert.is((await hung).code, 'TIMEOUT');
