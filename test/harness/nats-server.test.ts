@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatsServer, stopAll } from '@troupe/testing';
+import { NatsServer, stopAll, within } from '@troupe/testing';
 
 // Network checks use node built-ins only, so they verify the harness rather
 // than trust it (and do not depend on the runtime package).
@@ -115,7 +115,7 @@ test('nats-server - kills its servers when the test process exits or is terminat
       assert.ok(pid > 0, `pid ${pid}`);
       // 'exit': the child ends on its own, which proves the server does not keep it alive.
       if (ending === 'SIGTERM') child.kill('SIGTERM');
-      const [code, signal] = (await withTimeout(closed, 5_000, `the child to end (${ending})`)) as [number, string];
+      const [code, signal] = (await within(closed, 5_000, `the child to end (${ending})`)) as [number, string];
       assert.equal([code, signal], [ending === 'SIGTERM' ? 143 : 0, null]);
       await waitUntilGone(pid);
     } finally {
@@ -167,7 +167,7 @@ class Conn {
 
   static async open(port: number): Promise<Conn> {
     const socket = net.connect({ host: '127.0.0.1', port });
-    await withTimeout(once(socket, 'connect'), 1_000, `TCP connect to 127.0.0.1:${port}`);
+    await within(once(socket, 'connect'), 1_000, `TCP connect to 127.0.0.1:${port}`);
     const conn = new Conn(socket);
     const line = await conn.next(1_000, 'INFO line');
     assert.ok(line.startsWith('INFO '), line);
@@ -218,7 +218,7 @@ class Conn {
 }
 
 function getJson<T>(url: string): Promise<T> {
-  return withTimeout(
+  return within(
     new Promise<T>((resolve, reject) => {
       http
         .get(url, { agent: false }, (res) => {
@@ -235,7 +235,7 @@ function getJson<T>(url: string): Promise<T> {
 }
 
 function firstLine(stream: NodeJS.ReadableStream, timeoutMs: number, what: string): Promise<string> {
-  return withTimeout(
+  return within(
     new Promise<string>((resolve, reject) => {
       let text = '';
       stream.setEncoding('utf8');
@@ -249,14 +249,6 @@ function firstLine(stream: NodeJS.ReadableStream, timeoutMs: number, what: strin
     timeoutMs,
     what,
   );
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** A zombie (killed, not yet reaped by its new parent) counts as gone. */

@@ -13,6 +13,7 @@ export type { WireError } from './errors';
 export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
 export type { NameKind } from './names';
 export { newInstanceId } from './ids';
+export { withTimeout } from './timeout';
 export {
   endpointAddress,
   queueSubject,
@@ -92,6 +93,10 @@ export type {
   LogConsumeOptions,
   LogMessage,
   LogConsumer,
+  Persistence,
+  KvBucket,
+  KvEntry,
+  KvOptions,
 } from './transport/transport';
 export { NatsTransport, NATS_DEFAULTS } from './transport/nats/nats-transport';
 export type { NatsTransportOptions } from './transport/nats/nats-transport';

@@ -143,6 +143,8 @@ export class Runtime {
   private readonly spawns = new Set<SpawnRecord>();
   private readonly container: DependencyContainer;
   private closing: Promise<void> | undefined;
+  /** Removers of the process signal handlers {@link closeOnSignals} installed: process-wide state, released by close(). */
+  private readonly signalHandlers = new Set<() => void>();
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
@@ -476,9 +478,15 @@ export class Runtime {
    * process.on('SIGTERM', () => void runtime.close().then(() => process.exit(0)));
    */
   close(): Promise<void> {
-    this.closing ??= this.shutdown().catch((err: unknown) => {
-      this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });
-    });
+    this.closing ??= this.shutdown()
+      .catch((err: unknown) => {
+        this.logger.error('error while closing the runtime', { error: toTroupeError(err).message });
+      })
+      .finally(() => {
+        // Once closed, its signal handlers go: process-wide state must not outlive the runtime.
+        for (const remove of this.signalHandlers) remove();
+        this.signalHandlers.clear();
+      });
     return this.closing;
   }
 
@@ -545,7 +553,8 @@ export class Runtime {
    * (the default log level shows it), else at info; a second signal exits at
    * once with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as
    * a shell reports a process killed by it. Returns a function that removes
-   * the handlers.
+   * the handlers; a closed runtime removes them too, so a process that opens
+   * and closes many runtimes does not pile up listeners on `process`.
    *
    * @example
    * runtime.closeOnSignals();
@@ -561,7 +570,13 @@ export class Runtime {
       else this.logger.info(line, { signal: sig, inFlight });
       void this.close().then(() => process.exit(0));
     };
-    return onSignals(signals, handler, { logger: this.logger, backstopMs: this.closeBoundMs() + SIGNAL_BACKSTOP_MS });
+    const off = onSignals(signals, handler, { logger: this.logger, backstopMs: this.closeBoundMs() + SIGNAL_BACKSTOP_MS });
+    const remove = (): void => {
+      off();
+      this.signalHandlers.delete(remove);
+    };
+    this.signalHandlers.add(remove);
+    return remove;
   }
 
   /** What `close()` takes at most (the sum of its bounded steps), ms. */

@@ -1,3 +1,5 @@
+import { withTimeout } from './timeout';
+
 /**
  * Whether `p` settles (resolves or rejects) within `ms`. Never rejects, and
  * leaves no timer behind. For shutdown steps that wait on a server which may
@@ -8,13 +10,10 @@
  * if (!(await settlesWithin(kv.delete(key), 500))) logger.warn('the registry did not answer within 500 ms');
  */
 export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  if (ms === Infinity) return p.then(() => true, () => true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), Math.max(0, ms));
-    const done = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    p.then(done, done);
-  });
+  const settled = p.then(
+    () => true,
+    () => true,
+  );
+  if (ms === Infinity) return settled;
+  return withTimeout(settled, Math.max(0, ms), () => false);
 }

@@ -9,6 +9,8 @@ export { eventsSuite } from './events-suite';
 export type { EventsFactory } from './events-suite';
 export { sleep, waitFor, within } from './wait';
 export { transportSuite, TRANSPORT_CASES } from './transport-suite';
+export { persistenceSuite, PERSISTENCE_CASES } from './persistence-suite';
+export type { PersistenceFactory, PersistencePair, PersistenceCase } from './persistence-suite';
 export type { TransportFactory, TransportPair, TransportCase } from './transport-suite';
 export { WorkerProcess, serveWorker } from './worker-process';
 export { SeverableTransport, Severed } from './severable-transport';

@@ -37,11 +37,19 @@ const freshNamespace = (): string => `rt${process.pid}x${Date.now().toString(36)
 
 @component('routed')
 class Routed {
+  /** Handlers running now: tests await it instead of sleeping until a request has started. */
+  running = 0;
+
   constructor(@injectInstance() readonly me: InstanceInfo) {}
 
   /** Answers with the serving instance's id, after `ms`. */
   @endpoint() async who(req: { ms?: number } | undefined, ctx: Context): Promise<string> {
-    if (req?.ms) await sleep(req.ms, ctx.signal);
+    this.running++;
+    try {
+      if (req?.ms) await sleep(req.ms, ctx.signal);
+    } finally {
+      this.running--;
+    }
     return this.me.instanceId;
   }
 
@@ -210,7 +218,8 @@ export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, opt
     const client = caller.namespace(ns).component('routed').endpoint('who').client<{ ms?: number }, string>();
     await client.waitForInstances(2, { timeout: 5_000 });
     const occupying = client.direct(fullId).call({ ms: 1_000 });
-    await sleep(50);
+    const occupied = full.instance(fullId);
+    await waitFor(() => occupied.running === 1, 5_000, 'the occupying request to run on the full instance');
     // A router that always tries the full instance first.
     const preferFull = (xs: readonly InstanceRecord[]): string | undefined => (xs.find((x) => x.instanceId === fullId) ?? xs[0])?.instanceId;
     await expectCode(client.call({}, { router: preferFull }), 'OVERLOADED', 'without retries the refusal reaches the caller');

@@ -34,6 +34,7 @@ export const TRANSPORT_CASES = [
   'close delivers what arrived then resolves',
   'publish after close is UNAVAILABLE',
   'refuses wildcard or empty-token publish subjects with BAD_REQUEST',
+  'one header rule: printable ASCII names without colon, no CR or LF in values',
 ] as const;
 
 /** One of {@link TRANSPORT_CASES}. */
@@ -455,6 +456,26 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       }
       assert.is(thrownCode(() => a.publish(base, bytes(), { reply: `${base}.*` })), 'BAD_REQUEST', 'a wildcard reply subject');
       assert.is((await rejection(a.request(`${base}.>`, bytes(), { timeoutMs: 1_000 }), 'a request to a wildcard')).code, 'BAD_REQUEST');
+    },
+
+    'one header rule: printable ASCII names without colon, no CR or LF in values': async (ctx) => {
+      const { a, b, subject } = await open(ctx);
+      let got: TransportMessage | undefined;
+      b.subscribe(subject('hr'), (m) => (got = m));
+      await ready(b);
+      // nats.js's rule (any printable ASCII but ':'), not HTTP's stricter token grammar: both transports accept these.
+      a.publish(subject('hr'), bytes(1), { headers: { 'X/Y@z': 'v', 'a=b': 'w' } });
+      await waitFor(() => got !== undefined, WAIT_MS, 'a message with unusual header names');
+      assert.is((got as TransportMessage).header('X/Y@z'), 'v');
+      assert.is((got as TransportMessage).header('a=b'), 'w');
+      for (const name of ['a:b', 'a b', '', 'caf\u00e9', 'a\tb']) {
+        assert.is(thrownCode(() => a.publish(subject('hr'), bytes(), { headers: { [name]: 'v' } })), 'BAD_REQUEST', `header name ${JSON.stringify(name)}`);
+      }
+      for (const value of ['a\rb', 'a\nb']) {
+        assert.is(thrownCode(() => a.publish(subject('hr'), bytes(), { headers: { k: value } })), 'BAD_REQUEST', `header value ${JSON.stringify(value)}`);
+      }
+      const r = await rejection(a.request(subject('hr'), bytes(), { timeoutMs: 1_000, headers: { 'a:b': 'v' } }), 'a request with a bad header name');
+      assert.is(r.code, 'BAD_REQUEST');
     },
   };
 

@@ -1,7 +1,10 @@
+import { withTimeout } from '@troupe/runtime/internal';
+
 /**
  * Waits until `predicate` is true, polling every few ms; throws after
- * `timeoutMs` with a message saying what did not happen. Every wait in the
- * tests is bounded this way, never a bare sleep.
+ * `timeoutMs` with a message saying what did not happen. Tests wait on an
+ * event or a condition bounded this way (or with {@link within}); a fixed
+ * {@link sleep} is for handlers that simulate work, not for synchronisation.
  *
  * @example
  * await waitFor(() => received.length === 100, 2000, '100 messages to arrive');
@@ -20,18 +23,10 @@ export async function waitFor(predicate: () => boolean, timeoutMs: number, what:
  * @example
  * const reply = await within(client.call(x), 1000, 'the reply');
  */
-export async function within<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    if (timer) clearTimeout(timer);
-  }
+export function within<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  return withTimeout(p, timeoutMs, () => {
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  });
 }
 
 /**

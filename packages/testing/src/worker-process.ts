@@ -6,6 +6,7 @@
  * Parent side: {@link WorkerProcess.start}. Child side: {@link serveWorker}.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { withTimeout } from '@troupe/runtime/internal';
 
 /** What a worker process reports once it serves. */
 export interface WorkerReady {
@@ -171,17 +172,9 @@ export class WorkerProcess {
   }
 
   private async waitExit(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.exited,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`worker ${this.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
-    } finally {
-      if (timer) clearTimeout(timer);
-    }
+    await withTimeout(this.exited, timeoutMs, () => {
+      throw new Error(`worker ${this.pid} did not exit within ${timeoutMs} ms`);
+    });
   }
 }
 

@@ -1,13 +1,14 @@
-import type { CallerMonitor, Monitored } from './caller-monitor';
+import type { CallerMonitor } from './caller-monitor';
 import { decodeError, MAX_WINDOW, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
 import type { InFlight } from '../discovery/discovery';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import { validateInstanceId } from '../names';
 import type { Plane } from '../plane/plane';
-import { Ctl, Frame, H, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
+import { Ctl, Frame, H, isRefusal, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, ownMailboxSubject } from '../wire/subjects';
 import type { Headers, TransportMessage } from '../transport/transport';
+import { type AttemptOwner, StreamAttempt } from './stream-attempt';
 import { explainNoInstances } from './not-found';
 
 const EMPTY = new Uint8Array(0);
@@ -48,13 +49,12 @@ export interface StreamSink<T> {
  * Caller side of one stream: request, frames, credit, cancel, liveness
  * (through the runtime's {@link CallerMonitor}) and migration. One object
  * lives for the whole stream; each attempt (the first request, a re-send, a
- * migration) has its own reply key, sequence numbers and credit.
+ * migration) is a {@link StreamAttempt} with its own reply key, sequence
+ * numbers and credit, dropped when it ends.
  */
-export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored {
+export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOwner {
   private readonly monitor: CallerMonitor;
   private request!: Req;
-  /** The request of the current attempt (the original, or what `resume` made of it). */
-  private current!: Req;
   private options: StreamOptions<Req, Res> | undefined;
   private deadline = 0;
   private budget = 0;
@@ -77,26 +77,12 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
   private cancelled = false;
   /** Unsubscribed before the instance was known: cancel when its start frame arrives. */
   private cancelOnStart = false;
-
-  // ---- the current attempt ----
-  private key = '';
-  replySubject = '';
-  private subject = '';
-  private picked: string | undefined;
-  instanceId: string | undefined;
-  ctlSubject: string | undefined;
-  /** Next expected sequence number = items received in this attempt. */
-  private received = 0;
-  private consumedSinceGrant = 0;
-  /** Encoded bytes consumed since the last grant (frame bytes; per item on average in pull mode). */
-  private bytesSinceGrant = 0;
-  /** Frame bytes received, for the per-item average in pull mode. */
-  private receivedBytes = 0;
   /** Pull mode: items of earlier attempts still unconsumed (their consumption grants no credit to this attempt). */
   private stale = 0;
-  private untrack: (() => void) | undefined;
-  lastHeard = 0;
-  lastProbe = 0;
+  /** The current attempt; undefined before the first is sent and after the last ended. */
+  private attempt: StreamAttempt<Req> | undefined;
+  /** Where the latest attempt went (for error messages after it ended). */
+  private subject = '';
 
   constructor(
     private readonly plane: Plane,
@@ -149,13 +135,17 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
       return this.finish(toTroupeError(err, 'BAD_REQUEST'));
     }
     const [key, reply] = this.plane.inbox.open(this);
-    this.key = key;
-    this.replySubject = reply;
     this.subject = target.subject;
-    this.picked = target.instanceId;
-    this.current = request;
-    // A routed request names its instance up front: cancel and credit need not wait for the start frame.
-    this.ctlSubject = target.instanceId === undefined ? undefined : ownMailboxSubject(this.address, target.instanceId);
+    const a = new StreamAttempt<Req>(this, this.monitor, {
+      key,
+      replySubject: reply,
+      subject: target.subject,
+      picked: target.instanceId,
+      request,
+      // A routed request names its instance up front: cancel and credit need not wait for the start frame.
+      ctlSubject: target.instanceId === undefined ? undefined : ownMailboxSubject(this.address, target.instanceId),
+    });
+    this.attempt = a;
     const headers = requestHeaders(this.plane, Math.max(1, this.deadline - Date.now()), this.options);
     headers[H.MODE] = MODE_STREAM;
     headers[H.WINDOW] = String(this.window);
@@ -167,15 +157,13 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     } catch (err) {
       return this.finish(toTroupeError(err, 'UNAVAILABLE'));
     }
-    this.untrack = target.track?.(this);
-    this.monitor.add(this);
-    this.lastHeard = this.monitor.now();
-    this.lastProbe = this.lastHeard;
+    a.untrack = target.track?.(this);
+    this.monitor.add(a);
   }
 
-  /** The instance serving this attempt, as far as known (for the monitor). */
-  get target(): string | undefined {
-    return this.instanceId ?? this.picked;
+  /** The instance serving the current attempt, as far as known. */
+  get instanceId(): string | undefined {
+    return this.attempt?.instanceId;
   }
 
   onReply(msg: TransportMessage): void {
@@ -184,66 +172,61 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
       if (this.cancelOnStart && msg.header(H.INSTANCE) !== undefined) this.cancelAfterStart(msg);
       return;
     }
+    const a = this.attempt;
+    if (!a) return;
     if (msg.noResponders) {
       // The request (or a credit, which carries this stream's reply subject) found no subscriber.
-      if (this.instanceId !== undefined) {
-        return this.lost(new TroupeError('INSTANCE_LOST', `instance ${this.instanceId} is gone: its mailbox has no responders`));
+      if (a.instanceId !== undefined) {
+        return this.lost(new TroupeError('INSTANCE_LOST', `instance ${a.instanceId} is gone: its mailbox has no responders`));
       }
-      return this.unreachable(new TroupeError('NO_INSTANCES', `no instance is serving ${this.subject}`));
+      return this.unreachable(new TroupeError('NO_INSTANCES', `no instance is serving ${a.subject}`));
     }
-    this.heard();
+    a.heard();
     if (msg.header(H.ERROR) !== undefined) {
       const err = decodeError(this.plane, msg);
-      if (this.instanceId === undefined && isRefusal(err)) return this.unreachable(err);
+      if (a.instanceId === undefined && isRefusal(err)) return this.unreachable(err);
       return this.finish(err);
     }
     const frame = msg.header(H.FRAME);
     // The first frame names the instance: a start frame, or the first data (or end) frame.
-    if (this.instanceId === undefined && frame !== Frame.START && msg.header(H.INSTANCE) !== undefined) {
-      this.onStart(msg);
+    if (a.instanceId === undefined && frame !== Frame.START && msg.header(H.INSTANCE) !== undefined) {
+      this.onStart(a, msg);
       if (this.done) return;
     }
     switch (frame) {
       case Frame.START:
-        return this.onStart(msg);
+        return this.onStart(a, msg);
       case Frame.DATA:
-        return this.onData(msg);
+        return this.onData(a, msg);
       case Frame.END:
-        return this.onEnd(msg);
+        return this.onEnd(a, msg);
       case Frame.HEARTBEAT:
         return;
       case Frame.ERROR:
         return this.finish(decodeError(this.plane, msg));
       default:
-        return this.finish(new TroupeError('INTERNAL', `unknown stream frame ${JSON.stringify(frame)} from ${this.subject}`));
+        return this.finish(new TroupeError('INTERNAL', `unknown stream frame ${JSON.stringify(frame)} from ${a.subject}`));
     }
   }
 
   /** Named in a worker's heartbeat. */
   onHeartbeat(): void {
-    this.heard();
+    this.attempt?.heard();
   }
 
-  heard(): void {
-    const now = this.monitor.now();
-    this.lastHeard = now;
-    const target = this.instanceId ?? this.picked;
-    if (target !== undefined) this.monitor.heardFrom(target, now);
-  }
-
-  private onStart(msg: TransportMessage): void {
+  private onStart(a: StreamAttempt<Req>, msg: TransportMessage): void {
     try {
-      this.instanceId = validateInstanceId(msg.header(H.INSTANCE));
+      a.instanceId = validateInstanceId(msg.header(H.INSTANCE));
     } catch {
-      return this.finish(new TroupeError('INTERNAL', `stream start frame from ${this.subject} names no valid instance`));
+      return this.finish(new TroupeError('INTERNAL', `stream start frame from ${a.subject} names no valid instance`));
     }
-    this.ctlSubject = ownMailboxSubject(this.address, this.instanceId);
+    a.ctlSubject = ownMailboxSubject(this.address, a.instanceId);
   }
 
-  private onData(msg: TransportMessage): void {
+  private onData(a: StreamAttempt<Req>, msg: TransportMessage): void {
     const seq = Number(msg.header(H.SEQ));
-    if (seq !== this.received) {
-      return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${this.instanceId ?? this.subject} lost frames: expected item ${this.received}, got ${seq}`));
+    if (seq !== a.received) {
+      return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${a.instanceId ?? a.subject} lost frames: expected item ${a.received}, got ${seq}`));
     }
     let items: unknown;
     try {
@@ -252,23 +235,23 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
       return this.finish(toTroupeError(err, 'INTERNAL'));
     }
     if (!Array.isArray(items)) {
-      return this.finish(new TroupeError('INTERNAL', `malformed data frame from ${this.subject}: not an array`));
+      return this.finish(new TroupeError('INTERNAL', `malformed data frame from ${a.subject}: not an array`));
     }
     const keep = this.items;
     for (const item of items) {
-      this.received++;
+      a.received++;
       this.delivered++;
       keep?.push(item as Res);
       this.sink.next(item as Res);
-      if (this.done) return; // unsubscribed (or errored) inside next()
+      if (this.done || this.attempt !== a) return; // unsubscribed (or errored, or migrated) inside next()
     }
     // After delivery: time a synchronous consumer spent on these items is not the worker's silence.
-    this.heard();
-    this.receivedBytes += msg.data.length;
+    a.heard();
+    a.receivedBytes += msg.data.length;
     if (!this.sink.pull) {
-      this.consumedSinceGrant += items.length;
-      this.bytesSinceGrant += msg.data.length;
-      this.grant();
+      a.consumedSinceGrant += items.length;
+      a.bytesSinceGrant += msg.data.length;
+      this.grant(a);
     }
   }
 
@@ -280,37 +263,38 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
       this.stale -= k;
       n -= k;
     }
-    if (this.done || n === 0) return;
-    this.consumedSinceGrant += n;
-    if (this.received > 0) this.bytesSinceGrant += (this.receivedBytes / this.received) * n;
-    this.grant();
+    const a = this.attempt;
+    if (this.done || n === 0 || !a) return;
+    a.consumedSinceGrant += n;
+    if (a.received > 0) a.bytesSinceGrant += (a.receivedBytes / a.received) * n;
+    this.grant(a);
   }
 
   /**
    * Grants in halves of the window: one control message per window/2 items
    * (or windowBytes/2 bytes, for large items) consumed.
    */
-  private grant(): void {
-    if (!this.ctlSubject || this.consumedSinceGrant === 0) return;
-    if (this.consumedSinceGrant * 2 < this.window && this.bytesSinceGrant * 2 < this.windowBytes) return;
-    const n = this.consumedSinceGrant;
-    this.consumedSinceGrant = 0;
-    this.bytesSinceGrant = 0;
+  private grant(a: StreamAttempt<Req>): void {
+    if (!a.ctlSubject || a.consumedSinceGrant === 0) return;
+    if (a.consumedSinceGrant * 2 < this.window && a.bytesSinceGrant * 2 < this.windowBytes) return;
+    const n = a.consumedSinceGrant;
+    a.consumedSinceGrant = 0;
+    a.bytesSinceGrant = 0;
     this.sendCtl(Ctl.CREDIT, n);
   }
 
-  private onEnd(msg: TransportMessage): void {
+  private onEnd(a: StreamAttempt<Req>, msg: TransportMessage): void {
     const total = Number(msg.header(H.SEQ));
-    if (total !== this.received) {
-      return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${this.instanceId ?? this.subject} ended after ${total} items but ${this.received} arrived`));
+    if (total !== a.received) {
+      return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${a.instanceId ?? a.subject} ended after ${total} items but ${a.received} arrived`));
     }
     this.finish();
   }
 
-  /** Silent past the idle bound (from the monitor). */
+  /** Silent past the idle bound (from the monitor, through the current attempt). */
   silent(silenceMs: number): void {
     if (this.done) return this.endAttempt(); // waited for a start frame to cancel; give up
-    const target = this.instanceId ?? this.picked;
+    const target = this.attempt?.target;
     if (target === undefined) {
       return this.lost(new TroupeError('INSTANCE_LOST', `no instance accepted the stream sent to ${this.subject} within ${this.monitor.idleMs} ms`));
     }
@@ -325,7 +309,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
    * responders" to the probe in milliseconds, a frozen one hits the idle bound).
    */
   lose(_err: TroupeError): void {
-    this.monitor.suspect(this);
+    if (this.attempt) this.monitor.suspect(this.attempt);
   }
 
   /**
@@ -336,7 +320,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     if (this.done) return;
     const stats = this.plane.stats;
     stats.streamsLost++;
-    const failed = this.instanceId ?? this.picked;
+    const failed = this.attempt?.target;
     this.endAttempt(true);
     const migrate = this.migrate;
     if (migrate && this.route && this.migrations < this.maxMigrations && !this.cancelled && this.deadline - Date.now() > 0) {
@@ -359,14 +343,15 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
 
   /** The request never reached an instance: re-send it elsewhere when the client routes, else fail. */
   private unreachable(err: TroupeError): void {
-    const failed = this.picked;
-    if (failed !== undefined && this.route && this.reroutes < MAX_REROUTES && this.deadline - Date.now() > 0) {
+    const a = this.attempt;
+    const failed = a?.picked;
+    if (a && failed !== undefined && this.route && this.reroutes < MAX_REROUTES && this.deadline - Date.now() > 0) {
       this.endAttempt(false);
       const target = this.route(failed);
       if (target) {
         this.reroutes++;
         // This attempt's request was never received: send the same one again.
-        return this.send(target, this.current);
+        return this.send(target, a.request);
       }
     }
     this.finish(this.delivered > 0 ? new TroupeError(err.code, err.message, { cause: err, data: this.progress(failed) }) : err);
@@ -394,7 +379,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.cancelled = true;
     this.done = true;
     this.clearTimers();
-    if (this.ctlSubject || !this.key) {
+    if (this.attempt?.ctlSubject !== undefined || !this.attempt) {
       this.sendCtl(Ctl.CANCEL);
       this.endAttempt();
     } else {
@@ -407,7 +392,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
   private cancelAfterStart(msg: TransportMessage): void {
     this.cancelOnStart = false;
     try {
-      this.ctlSubject = ownMailboxSubject(this.address, validateInstanceId(msg.header(H.INSTANCE)));
+      if (this.attempt) this.attempt.ctlSubject = ownMailboxSubject(this.address, validateInstanceId(msg.header(H.INSTANCE)));
       this.sendCtl(Ctl.CANCEL);
     } catch {
       // no valid instance named: nothing to cancel
@@ -415,40 +400,36 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, Monitored
     this.endAttempt();
   }
 
+  /** Sends a control message about the current attempt to its instance (nothing when its instance is not known yet). */
   private sendCtl(kind: Ctl, credit?: number): void {
-    if (!this.ctlSubject) return;
-    const stream = this.replySubject;
+    const a = this.attempt;
+    const ctl = a?.ctlSubject;
+    if (!a || !ctl) return;
+    const stream = a.replySubject;
     try {
       if (credit === undefined) {
-        this.plane.transport.publish(this.ctlSubject, EMPTY, { headers: { [H.CTL]: kind, [H.STREAM]: stream } });
+        this.plane.transport.publish(ctl, EMPTY, { headers: { [H.CTL]: kind, [H.STREAM]: stream } });
       } else {
         // With a reply subject: a dead instance's mailbox answers "no responders" to this stream at once.
         const headers: Headers = { [H.CTL]: kind, [H.STREAM]: stream, [H.CREDIT]: String(credit) };
-        this.plane.transport.publish(this.ctlSubject, EMPTY, { reply: stream, headers });
+        this.plane.transport.publish(ctl, EMPTY, { reply: stream, headers });
       }
     } catch (err) {
       // A lost credit stalls the worker until a heartbeat or probe; a lost cancel is caught by the worker's heartbeat ("gone").
-      this.plane.logger.warn('stream control message not sent', { subject: this.ctlSubject, kind, error: (err as Error).message });
+      this.plane.logger.warn('stream control message not sent', { subject: ctl, kind, error: (err as Error).message });
     }
   }
 
-  /** Ends the current attempt: stops watching it, forgets its reply key, optionally cancels it at the worker. */
+  /** Ends the current attempt: stops watching it, forgets its reply key, optionally cancels it at the worker, and drops it. */
   private endAttempt(cancelRemote = false): void {
-    this.monitor.delete(this);
-    this.untrack?.();
-    this.untrack = undefined;
-    if (cancelRemote) this.sendCtl(Ctl.CANCEL); // a frozen worker that wakes up stops at once
-    if (this.key) this.plane.inbox.close(this.key);
-    this.key = '';
     this.cancelOnStart = false;
+    const a = this.attempt;
+    if (!a) return;
+    a.drop();
+    if (cancelRemote) this.sendCtl(Ctl.CANCEL); // a frozen worker that wakes up stops at once
+    this.plane.inbox.close(a.key);
     if (this.sink.pull) this.stale = this.delivered - this.consumedTotal;
-    this.received = 0;
-    this.receivedBytes = 0;
-    this.consumedSinceGrant = 0;
-    this.bytesSinceGrant = 0;
-    this.instanceId = undefined;
-    this.ctlSubject = undefined;
-    this.picked = undefined;
+    this.attempt = undefined;
   }
 
   /** The runtime closed: end the stream with `err` now. */
@@ -487,9 +468,4 @@ function checkMigrate(m: MigrateOptions<unknown, unknown> | undefined): TroupeEr
     return new TroupeError('BAD_REQUEST', `migrate.attempts must be an integer in 0..${MAX_MIGRATIONS}, got ${String(m.attempts)}`);
   }
   return undefined;
-}
-
-/** Refused without running (an instance that is stopping): safe to send elsewhere. */
-function isRefusal(err: TroupeError): boolean {
-  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
 }

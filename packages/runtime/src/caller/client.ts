@@ -6,6 +6,7 @@ import type { Endpoints } from '../endpoint-keys';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { TroupeError, toTroupeError } from '../errors';
 import { validateInstanceId } from '../names';
+import { withTimeout } from '../timeout';
 import type { Plane } from '../plane/plane';
 import type { InstanceRecord } from '../discovery/registry';
 import { resolveRouter, type Router, type RouterSpec } from '../discovery/routers';
@@ -160,7 +161,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     if (refusal) return Promise.reject(refusal);
     let router: Router | 'queue';
     try {
-      router = options?.router === undefined ? this.router : this.instanceId === undefined ? resolveRouter(options.router) : 'queue';
+      router = this.routerFor(options);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -170,10 +171,20 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     } catch (err) {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
-    if (router === 'queue' || this.instanceId !== undefined) {
+    if (router === 'queue') {
       return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).send(this.subject, data, budget, options));
     }
     return this.callRouted(router, request, data, budget, options);
+  }
+
+  /**
+   * The router of one request: `queue` for a pinned client (its one mailbox is
+   * the route), else the call's own `router` option, else the client's.
+   * Throws BAD_REQUEST for an unknown router spec.
+   */
+  private routerFor(options: CallOptions | undefined): Router | 'queue' {
+    if (this.instanceId !== undefined) return 'queue';
+    return options?.router === undefined ? this.router : resolveRouter(options.router);
   }
 
   private callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined): Promise<Res> {
@@ -232,7 +243,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     }
     let router: Router | 'queue';
     try {
-      router = this.instanceId !== undefined ? 'queue' : options?.router === undefined ? this.router : resolveRouter(options.router);
+      router = this.routerFor(options);
     } catch (err) {
       sink.error(err);
       return s;
@@ -247,8 +258,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const picker = router;
     const route: StreamRoute = (failed) => {
       if (failed !== undefined) view.inhibit(failed);
-      const candidates = view.candidates(this.options.filter, failed === undefined ? undefined : new Set([failed]));
-      const id = candidates.length > 0 ? picker.pick(candidates, request, view) : undefined;
+      const id = view.pick(picker, request, { filter: this.options.filter, exclude: failed === undefined ? undefined : new Set([failed]) });
       return id === undefined ? undefined : { subject: ownMailboxSubject(this.address, id), instanceId: id, track: (f) => view.track(id, f) };
     };
     const go = (): void => {
@@ -266,18 +276,10 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   }
 }
 
-async function untilReady(view: EndpointView, budget: number, subject: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      view.ready,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `discovery of ${subject} did not complete within ${budget} ms`)), budget);
-      }),
-    ]);
-  } finally {
-    if (timer) clearTimeout(timer);
-  }
+function untilReady(view: EndpointView, budget: number, subject: string): Promise<void> {
+  return withTimeout(view.ready, budget, () => {
+    throw new TroupeError('TIMEOUT', `discovery of ${subject} did not complete within ${budget} ms`);
+  });
 }
 
 // ---- typed clients --------------------------------------------------------

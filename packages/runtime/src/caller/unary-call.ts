@@ -5,7 +5,7 @@ import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
-import { H } from '../wire/protocol';
+import { H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
 import type { TransportMessage } from '../transport/transport';
@@ -83,9 +83,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
 
   private next(): void {
     const r = this.route as Route;
-    let candidates = r.view.candidates(r.filter, this.tried);
-    if (candidates.length === 0 && this.retries > 0) candidates = r.view.candidates(r.filter);
-    const id = candidates.length > 0 ? r.router.pick(candidates, r.request, r.view) : undefined;
+    // A retry may go back to an instance already tried when no other is left.
+    let id = r.view.pick(r.router, r.request, { filter: r.filter, exclude: this.tried });
+    if (id === undefined && this.retries > 0) id = r.view.pick(r.router, r.request, { filter: r.filter });
     if (id === undefined) {
       this.finish(this.lastErr ?? new TroupeError('NO_INSTANCES', `no instance of ${r.subject} is registered${r.filter ? ' matching the filter' : ''}`));
       return;
@@ -220,8 +220,3 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** Refused without running (an instance that is stopping): safe to send elsewhere. */
-export function isRefusal(err: TroupeError): boolean {
-  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
-}

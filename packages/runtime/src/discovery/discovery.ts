@@ -2,6 +2,7 @@ import { Observable, type Subscription } from 'rxjs';
 import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import {
   type DiscoverySettings,
   type InstanceRecord,
@@ -54,6 +55,8 @@ export class Discovery {
   private lastLeaseEvent = 0;
   private statusSub: Subscription | undefined;
   private closed = false;
+  /** Janitor timers (sweeps of dead leases' records): cleared by close(), so a closed runtime is not kept for a TTL. */
+  private readonly janitors = new Set<NodeJS.Timeout>();
   /** Listing watches of components a failed call asked about (see {@link endpointsOf}), per `ns.comp`. */
   private readonly componentWatches = new Map<string, ComponentWatch>();
   private componentSweep: NodeJS.Timeout | undefined;
@@ -163,13 +166,10 @@ export class Discovery {
   private readLease(lease: string): Promise<KvEntry | undefined> {
     const bucket = this.leasesBucket;
     if (!bucket) return Promise.resolve(undefined);
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      bucket.get(lease),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `lease ${lease} not read within ${this.settings.heartbeatMs} ms`)), this.settings.heartbeatMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const ms = this.settings.heartbeatMs;
+    return withTimeout(bucket.get(lease), ms, () => {
+      throw new TroupeError('TIMEOUT', `lease ${lease} not read within ${ms} ms`);
+    });
   }
 
   /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */
@@ -191,8 +191,17 @@ export class Discovery {
     for (const v of this.views.values()) v.leaseChanged(lease, true);
     for (const l of this.leaseListeners) l();
     // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
-    const t = setTimeout(() => void this.sweep(lease), this.settings.leaseTtlMs);
+    this.later(() => void this.sweep(lease), this.settings.leaseTtlMs);
+  }
+
+  /** Runs `fn` after `ms` unless closed first; never keeps the process alive. */
+  private later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.janitors.delete(t);
+      fn();
+    }, ms);
     t.unref();
+    this.janitors.add(t);
   }
 
   private async sweep(lease: string, again = false): Promise<void> {
@@ -223,7 +232,7 @@ export class Discovery {
    * is dead — the only way to notice that watch when every lease went quiet.
    */
   private sweepAgain(lease: string): void {
-    if (!this.closed && this.knows(lease)) setTimeout(() => void this.sweep(lease, true), this.settings.leaseTtlMs).unref();
+    if (!this.closed && this.knows(lease)) this.later(() => void this.sweep(lease, true), this.settings.leaseTtlMs);
   }
 
   private knows(lease: string): boolean {
@@ -433,6 +442,10 @@ export class Discovery {
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();
+    for (const t of this.janitors) clearTimeout(t);
+    this.janitors.clear();
+    if (this.viewRestart) clearTimeout(this.viewRestart);
+    this.viewRestart = undefined;
     for (const v of this.views.values()) v.close();
     this.views.clear();
   }

@@ -4,7 +4,7 @@ import { type EndpointAddress, queueSubject, registryFilter } from '../wire/subj
 import type { KvEntry } from '../transport/transport';
 import type { Discovery, InFlight } from './discovery';
 import type { InstanceRecord } from './registry';
-import type { RouterContext } from './routers';
+import type { Router, RouterContext } from './routers';
 
 /**
  * One endpoint as this process sees it: the routable instances, their
@@ -247,6 +247,16 @@ export class EndpointView implements RouterContext {
       return until === undefined || until <= now;
     });
     return ok.length > 0 ? ok : all;
+  }
+
+  /**
+   * The instance `router` picks for `request` among the {@link candidates}
+   * (undefined when there is none, or the router declines): the one place a
+   * unary call and a stream choose where to go.
+   */
+  pick(router: Router, request: unknown, among: { filter?: (r: InstanceRecord) => boolean; exclude?: ReadonlySet<string> } = {}): string | undefined {
+    const candidates = this.candidates(among.filter, among.exclude);
+    return candidates.length > 0 ? router.pick(candidates, request, this) : undefined;
   }
 
   /** Skips `id` for a while: doubling for repeat offenders, reset by a success. */

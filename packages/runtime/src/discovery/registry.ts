@@ -3,6 +3,7 @@ import type { Codec } from '../codec/codec';
 import { TroupeError, toTroupeError } from '../errors';
 import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
+import { withTimeout } from '../timeout';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, registryKey } from '../wire/subjects';
 import type { KvBucket, Persistence } from '../transport/transport';
@@ -306,7 +307,6 @@ export class Registry {
   /** One heartbeat: write the lease, and register again if the marker vanished. */
   heartbeat(): Promise<void> {
     this.beating ??= (async () => {
-      let timer: NodeJS.Timeout | undefined;
       try {
         const beat = (async () => {
           await this.writeLease();
@@ -320,16 +320,13 @@ export class Registry {
         // A KV request sent while the connection is down is dropped by nats.js and waits for
         // the JetStream timeout (5 s, past the lease TTL): stop waiting after one period so the
         // next heartbeat writes the lease as soon as the bus is back.
-        await Promise.race([
-          beat,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `no answer within the ${this.settings.heartbeatMs} ms heartbeat period`)), this.settings.heartbeatMs);
-          }),
-        ]);
+        const ms = this.settings.heartbeatMs;
+        await withTimeout(beat, ms, () => {
+          throw new TroupeError('TIMEOUT', `no answer within the ${ms} ms heartbeat period`);
+        });
       } catch (err) {
         this.logger.warn('registry heartbeat failed; retrying next period', { error: toTroupeError(err).message });
       } finally {
-        if (timer) clearTimeout(timer);
         this.beating = undefined;
       }
     })();

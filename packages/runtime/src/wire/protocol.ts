@@ -3,6 +3,8 @@
  * travels in NATS headers so generic NATS tools can read it; bodies are
  * msgpack. Version 1.
  */
+import { ErrorCode, TroupeError } from '../errors';
+
 export const PROTOCOL_VERSION = '1';
 
 /** Header names (case as sent; NATS header lookup in nats.js is case-sensitive by default). */
@@ -66,3 +68,25 @@ export type Ctl = (typeof Ctl)[keyof typeof Ctl];
 
 /** Request mode value for streams. */
 export const MODE_STREAM = 's';
+
+/**
+ * The reply of an instance that refuses a request without running it (it is
+ * stopping): `UNAVAILABLE` marked `data.refused`, so the caller knows the
+ * request is safe to send to another instance, idempotent or not.
+ *
+ * @example
+ * sendError(reply, refusal(`instance ${id} is stopping`));
+ */
+export function refusal(message: string): TroupeError {
+  return new TroupeError(ErrorCode.UNAVAILABLE, message, { data: { refused: true } });
+}
+
+/**
+ * Whether `err` is a {@link refusal}: the request never ran, so re-routing it is safe.
+ *
+ * @example
+ * if (isRefusal(err)) return sendElsewhere();
+ */
+export function isRefusal(err: TroupeError): boolean {
+  return err.code === ErrorCode.UNAVAILABLE && (err.data as { refused?: unknown } | undefined)?.refused === true;
+}

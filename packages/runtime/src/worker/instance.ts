@@ -4,10 +4,11 @@ import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
+import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
-import { Frame, H, MODE_STREAM } from '../wire/protocol';
+import { Frame, H, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
@@ -201,17 +202,17 @@ export class ActorInstance {
       .then(() => this.eventHandlers?.stop())
       .catch(() => undefined);
     const drainMs = Math.min(graceMs, drainWithinMs);
-    if (!(await withTimeout(leaving, drainMs))) {
+    if (!(await settlesWithin(leaving, drainMs))) {
       for (const s of this.subs) s.unsubscribe();
       this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
     }
-    const finished = await withTimeout(this.mailbox.idle(), Math.max(0, deadline - Date.now()));
+    const finished = await settlesWithin(this.mailbox.idle(), deadline - Date.now());
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
       for (const job of this.mailbox.takeQueued()) job();
       for (const ctx of this.active) ctx.abort(lost);
-      await withTimeout(this.mailbox.idle(), Math.min(1000, graceMs));
+      await settlesWithin(this.mailbox.idle(), Math.min(1000, graceMs));
     }
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
@@ -239,7 +240,7 @@ export class ActorInstance {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
       // `refused`: never ran, so the caller's router sends it elsewhere.
-      if (reply) this.sendError(reply, new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} is stopping`, { data: { refused: true } }));
+      if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
       return;
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
@@ -559,14 +560,4 @@ function closeQuietly(v: unknown): void {
     const it = v[Symbol.asyncIterator]();
     void Promise.resolve(it.return?.()).catch(() => undefined);
   }
-}
-
-function withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    void p.then(() => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
 }

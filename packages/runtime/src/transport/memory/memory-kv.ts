@@ -1,7 +1,7 @@
-import { TroupeError } from '../../errors';
 import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
 import { MemoryLogs } from './memory-log';
 import { subjectMatches } from '../../wire/subject-grammar';
+import { checkBucketName, checkKvKey } from '../kv-names';
 
 interface Stored {
   value: Uint8Array;
@@ -40,7 +40,7 @@ class MemoryBucket implements KvBucket {
   }
 
   async put(key: string, value: Uint8Array): Promise<number> {
-    checkKey(key);
+    checkKvKey(key);
     const revision = ++this.revision;
     const copy = value.slice();
     this.entries.set(key, { value: copy, revision, at: Date.now() });
@@ -49,12 +49,13 @@ class MemoryBucket implements KvBucket {
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
+    checkKvKey(key);
     const e = this.live(key);
     return e ? { key, value: e.value, revision: e.revision, operation: 'PUT' } : undefined;
   }
 
   async delete(key: string): Promise<void> {
-    checkKey(key);
+    checkKvKey(key);
     this.entries.delete(key);
     this.notify({ key, value: new Uint8Array(0), revision: ++this.revision, operation: 'DEL' });
   }
@@ -71,6 +72,8 @@ class MemoryBucket implements KvBucket {
       const e = this.live(key, now);
       if (e && subjectMatches(filter, key)) initial.push({ key, value: e.value, revision: e.revision, operation: 'PUT' });
     }
+    // In revision order, as JetStream replays its stream: a key written again comes after the keys written since.
+    initial.sort((x, y) => x.revision - y.revision);
     this.watchers.add(w);
     setImmediate(() => {
       if (!this.watchers.has(w)) return;
@@ -93,12 +96,6 @@ class MemoryBucket implements KvBucket {
   }
 }
 
-function checkKey(key: string): void {
-  if (!/^[A-Za-z0-9_=/-]+(\.[A-Za-z0-9_=/-]+)*$/.test(key)) {
-    throw new TroupeError('BAD_REQUEST', `invalid key ${JSON.stringify(key)}: dot-separated tokens of letters, digits, "_", "-", "/" and "="`);
-  }
-}
-
 /**
  * The memory network's storage: buckets live as long as the network, shared
  * by all its connections, and nothing is global.
@@ -113,7 +110,7 @@ export class MemoryPersistence implements Persistence {
   }
 
   async kv(bucket: string, options: KvOptions): Promise<KvBucket> {
-    if (!/^[A-Za-z0-9_-]+$/.test(bucket)) throw new TroupeError('BAD_REQUEST', `invalid bucket name ${JSON.stringify(bucket)}`);
+    checkBucketName(bucket);
     let b = this.buckets.get(bucket);
     if (!b) {
       b = new MemoryBucket(options.ttlMs);

@@ -182,15 +182,21 @@ test('stats - subscriptions and connections return to zero after close', async (
 test('delivery - a chatty pair of handlers does not starve timers', async () => {
   const net = new MemoryNetwork();
   const t = net.connect();
-  let stop = false;
+  // The chat ends by itself after LIMIT volleys, so a delivery that starved timers makes this test fail, not hang:
+  // no timer (not even a test timeout) could fire while it chats.
+  const LIMIT = 200_000;
   let volleys = 0;
-  t.subscribe('ping', () => stop || (volleys++, t.publish('pong', EMPTY)));
-  t.subscribe('pong', () => stop || t.publish('ping', EMPTY));
+  let firedAt: number | undefined;
+  t.subscribe('ping', () => firedAt === undefined && volleys < LIMIT && (volleys++, t.publish('pong', EMPTY)));
+  t.subscribe('pong', () => firedAt === undefined && t.publish('ping', EMPTY));
   t.publish('ping', EMPTY);
-  // Without yielding to the event loop this timer would never fire.
-  await new Promise<void>((resolve) => setTimeout(resolve, 0));
-  stop = true;
-  assert.ok(volleys > 0);
+  await new Promise<void>((resolve) =>
+    setTimeout(() => {
+      firedAt = volleys;
+      resolve();
+    }, 0),
+  );
+  assert.ok(firedAt !== undefined && firedAt > 0 && firedAt < LIMIT, `the timer fired after ${firedAt} of ${LIMIT} volleys`);
   await t.close();
 });
 

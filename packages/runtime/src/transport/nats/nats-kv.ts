@@ -2,6 +2,7 @@ import type { KV, KvEntry as NatsKvEntry, NatsConnection } from 'nats';
 import { TroupeError } from '../../errors';
 import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
 import { openNatsLog } from './nats-log';
+import { checkBucketName, checkKvKey } from '../kv-names';
 
 /**
  * JetStream storage behind the {@link Persistence} seam: KV buckets through
@@ -16,6 +17,7 @@ export class NatsPersistence implements Persistence {
   }
 
   async kv(bucket: string, options: KvOptions): Promise<KvBucket> {
+    checkBucketName(bucket);
     if (this.nc.info && this.nc.info.jetstream !== true) {
       throw new TroupeError(
         'UNAVAILABLE',
@@ -42,6 +44,7 @@ class NatsBucket implements KvBucket {
   ) {}
 
   async put(key: string, value: Uint8Array): Promise<number> {
+    checkKvKey(key);
     try {
       return await this.kv.put(key, value);
     } catch (err) {
@@ -50,11 +53,13 @@ class NatsBucket implements KvBucket {
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
+    checkKvKey(key);
     const e = await this.kv.get(key);
     return e && e.operation === 'PUT' ? toEntry(e) : undefined;
   }
 
   async delete(key: string): Promise<void> {
+    checkKvKey(key);
     try {
       await this.kv.delete(key);
     } catch (err) {
@@ -70,7 +75,16 @@ class NatsBucket implements KvBucket {
   }
 
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
-    let iter = await this.kv.watch({ key: filter, initializedFn: () => onSynced?.() });
+    // Until synced the watch lists current entries only: JetStream replays delete and purge
+    // markers too, which would be deletes of keys this watcher never saw (the memory bus lists none).
+    let synced = false;
+    let iter = await this.kv.watch({
+      key: filter,
+      initializedFn: () => {
+        synced = true;
+        onSynced?.();
+      },
+    });
     let stopped = false;
     let last = 0;
     void (async () => {
@@ -78,6 +92,7 @@ class NatsBucket implements KvBucket {
         try {
           for await (const e of iter) {
             last = e.revision;
+            if (!synced && e.operation !== 'PUT') continue;
             handler(toEntry(e));
           }
         } catch {

@@ -10,6 +10,7 @@ import {
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { settlesWithin } from '../../settle';
 import { TroupeError } from '../../errors';
+import { checkHeader } from '../../wire/header-grammar';
 import type {
   Headers,
   MessageHandler,
@@ -198,8 +199,6 @@ function checkSubject(subject: string): void {
   }
 }
 
-const HEADER_NAME = /^[!#-'*+\-.0-9A-Z^-z|~]+$/;
-const CRLF = /[\r\n]/;
 
 /** Encodings of frozen header records (callers reuse them for identical metadata). */
 const encodedCache = new WeakMap<Headers, EncodedHeaders>();
@@ -215,7 +214,10 @@ function encodeHeaders(h: Headers): EncodedHeaders {
 
 function toNatsHeaders(h: Headers): MsgHdrs {
   const out = natsHeaders();
-  for (const k in h) out.set(k, h[k] as string);
+  for (const k in h) {
+    checkHeader(k, h[k]);
+    out.set(k, h[k] as string);
+  }
   return out;
 }
 
@@ -231,8 +233,7 @@ class EncodedHeaders {
     let block = 'NATS/1.0\r\n';
     for (const k in h) {
       const v = h[k] as string;
-      if (!HEADER_NAME.test(k)) throw new TroupeError('BAD_REQUEST', `invalid header name ${JSON.stringify(k)}`);
-      if (CRLF.test(v)) throw new TroupeError('BAD_REQUEST', `header ${k} has a CR or LF in its value`);
+      checkHeader(k, v);
       block += `${k}: ${v}\r\n`;
     }
     block += '\r\n';
