@@ -344,7 +344,7 @@ export class ActorInstance {
         this.plane.stats.instancesStuck++;
         this.broken(
           new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} of ${this.meta.name} is stuck: no message started or finished for ${stalled} ms with all ${box.concurrency} slots held past their deadlines`, {
-            data: { refused: true, stuck: true },
+            data: { stuck: true },
           }),
           'stuck',
         );
@@ -366,9 +366,7 @@ export class ActorInstance {
     this.brokenReason = reason;
     clearTimeout(this.progressWatch);
     this.progressWatch = undefined;
-    this.refusal = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} of ${this.meta.name} was withdrawn: ${reason.message}`, {
-      data: { refused: true, instanceId: this.info.instanceId },
-    });
+    this.refusal = refusal(`instance ${this.info.instanceId} of ${this.meta.name} was withdrawn: ${reason.message}`);
     // Unsubscribed, not drained: nothing more should reach a broken instance through its groups.
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
