@@ -28,7 +28,12 @@ export interface RestartPolicy {
   resetAfterMs?: number;
 }
 
-/** `restart` of a spawn: `'never'` or a {@link RestartPolicy}. */
+/**
+ * `restart` of a spawn: `'never'` or a {@link RestartPolicy}.
+ *
+ * @example
+ * const restart: RestartOption = process.env.PROD ? { attempts: 5, backoffMs: 200 } : 'never';
+ */
 export type RestartOption = 'never' | RestartPolicy;
 
 type ResolvedPolicy = Required<RestartPolicy>;
@@ -196,7 +201,9 @@ export class Replica {
     // Out of discovery first: callers' routers drop it while it refuses what still reaches it.
     await h.deregister(old).catch(() => undefined);
     await h.stop(old, kind === 'stuck' ? 0 : BROKEN_GRACE_MS).catch(() => undefined);
-    let delay = this.stopped ? undefined : this.nextDelay();
+    // The spawn is stopping (or the runtime closing): no restart, and no give-up to report.
+    if (this.stopped) return this.gone(old);
+    let delay = this.nextDelay();
     const fields = { instance: id, kind, error: reason.message };
     if (delay === undefined) {
       this.giveUp(old, this.policy ? `after ${this.policy.attempts} restarts in a row` : "(restart: 'never')", fields);
@@ -212,8 +219,9 @@ export class Replica {
         await next.start();
       } catch (err) {
         const e = toTroupeError(err);
+        if (this.stopped) return this.gone(old);
         delay = this.nextDelay();
-        if (delay === undefined || this.stopped) {
+        if (delay === undefined) {
           this.giveUp(old, `onStart kept failing: ${e.message}`, fields);
           return;
         }
