@@ -24,6 +24,7 @@ export const PERSISTENCE_CASES = [
   'kv - revisions increase with every write to the bucket',
   'kv - two connections share a bucket',
   'kv - delete: get is undefined and watchers see a DEL',
+  'kv - purgeDeletes removes old delete markers: a new watch replays none, live keys stay',
   'kv - purge removes every key',
   'kv - watch delivers current entries, then onSynced, then changes',
   'kv - watch filters with * and >',
@@ -219,6 +220,23 @@ export function persistenceSuite(name: string, factory: PersistenceFactory): voi
       assert.ok(r1 < r2 && r2 < r3, `revisions ${r1}, ${r2}, ${r3}`);
       assert.is((await kv.get('x'))?.revision, r3);
       assert.is(text(await kv.get('x')), '3');
+    },
+
+    'kv - purgeDeletes removes old delete markers: a new watch replays none, live keys stay': async (ctx) => {
+      const { bucket, name } = await open(ctx);
+      const kv = await bucket(name('kv'));
+      for (const k of ['gone1', 'gone2', 'gone3']) await kv.put(k, utf8('v'));
+      await kv.put('live', utf8('here'));
+      for (const k of ['gone1', 'gone2', 'gone3']) await kv.delete(k);
+      const removed = await kv.purgeDeletes(0);
+      // A bus that keeps a marker per deleted key (JetStream) removes the 3; one whose deletes leave nothing returns 0.
+      assert.ok(removed === 3 || removed === 0, `purgeDeletes removed ${removed} markers (3 deleted keys)`);
+      assert.is(text(await kv.get('live')), 'here', 'a live key is untouched');
+      assert.is(await kv.get('gone1'), undefined);
+      const w = await record(kv, '>');
+      w.stop();
+      assert.equal(w.seen, ['live=here', '|'], 'a new watch lists the live key only');
+      assert.is(await kv.purgeDeletes(0), 0, 'nothing left to remove');
     },
 
     'kv - two connections share a bucket': async (ctx) => {

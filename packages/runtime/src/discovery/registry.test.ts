@@ -51,6 +51,9 @@ class FakeBucket implements KvBucket {
   purge(): Promise<void> {
     return this.op(() => this.data.clear());
   }
+  purgeDeletes(): Promise<number> {
+    return Promise.resolve(0);
+  }
   watch(): Promise<() => void> {
     return Promise.resolve(() => undefined);
   }

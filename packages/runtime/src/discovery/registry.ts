@@ -15,6 +15,11 @@ export const LEASES_BUCKET = 'troupe_leases';
 /** Marker record of a process in the records bucket; its absence means "register again". */
 export const markerKey = (lease: string): string => `_proc.${lease}`;
 
+/** How often (on average) a process removes old delete markers from the records bucket, ms. */
+const COMPACT_EVERY_MS = 10 * 60_000;
+/** Delete markers younger than this stay: a watcher that starts now may still need to see the delete, ms. */
+const COMPACT_AFTER_MS = 10 * 60_000;
+
 /**
  * What discovery publishes about one endpoint of one instance. Static after
  * registration; dynamic properties travel on the process lease.
@@ -120,6 +125,8 @@ export class Registry {
   private seq = 0;
   private closed = false;
   private beating: Promise<void> | undefined;
+  /** When this process next removes old delete markers from the records bucket (jittered so processes spread it). */
+  private nextCompaction = Date.now() + COMPACT_EVERY_MS * (0.5 + Math.random());
   private readonly startedAt = Date.now();
   private readonly host = hostname();
   /** Registry writes so far (records + leases), for the scale figures. */
@@ -311,6 +318,7 @@ export class Registry {
         const beat = (async () => {
           await this.writeLease();
           if (this.gone.size > 0) void this.deleteGone();
+          if (Date.now() >= this.nextCompaction) void this.compact();
           if (this.mine.size > 0 && this.records) {
             const marker = await this.records.get(markerKey(this.lease));
             if (!marker) await this.repair();
@@ -331,6 +339,22 @@ export class Registry {
       }
     })();
     return this.beating;
+  }
+
+  /**
+   * Removes delete markers of records deleted over {@link COMPACT_AFTER_MS}
+   * ago (JetStream keeps one per deleted key for good, and every new watch
+   * reads them all). Whichever process's turn comes does it for everyone.
+   */
+  private async compact(): Promise<void> {
+    this.nextCompaction = Date.now() + COMPACT_EVERY_MS * (0.5 + Math.random());
+    if (!this.records || this.closed) return;
+    try {
+      const n = await this.records.purgeDeletes(COMPACT_AFTER_MS);
+      if (n > 0) this.logger.debug('registry: removed old delete markers', { markers: n });
+    } catch (err) {
+      this.logger.debug('registry: removing old delete markers failed; next turn retries', { error: toTroupeError(err).message });
+    }
   }
 
   private async repair(): Promise<void> {

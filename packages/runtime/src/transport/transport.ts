@@ -191,6 +191,14 @@ export interface KvBucket {
   /** Deletes every key (watchers see deletes or nothing; they must tolerate both). */
   purge(): Promise<void>;
   /**
+   * Removes the delete markers of keys deleted more than `olderThanMs` ago
+   * and returns how many it removed. JetStream keeps one marker per deleted
+   * key for good (a bucket without max age; 2.9 has no per-key TTL), so a
+   * registry of random instance ids grows without bound and slows every new
+   * watch; a bus whose deletes leave nothing returns 0.
+   */
+  purgeDeletes(olderThanMs: number): Promise<number>;
+  /**
    * Watches keys matching `filter` (NATS wildcards `*`/`>`): first every
    * current entry, then `onSynced`, then changes as they happen. Stop with
    * the returned function.

@@ -64,6 +64,11 @@ class MemoryBucket implements KvBucket {
     for (const key of [...this.entries.keys()]) await this.delete(key);
   }
 
+  /** Deletes here leave no marker behind: nothing to remove. */
+  async purgeDeletes(): Promise<number> {
+    return 0;
+  }
+
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
     const w: Watcher = { filter, handler };
     const now = Date.now();

@@ -74,6 +74,16 @@ class NatsBucket implements KvBucket {
     for (const k of keys) await this.kv.purge(k);
   }
 
+  async purgeDeletes(olderThanMs: number): Promise<number> {
+    try {
+      // nats.js's Bucket has it; its `KV` interface does not declare it.
+      const bucket = this.kv as KV & { purgeDeletes?(olderMillis: number): Promise<{ purged: number }> };
+      return bucket.purgeDeletes ? (await bucket.purgeDeletes(olderThanMs)).purged : 0;
+    } catch (err) {
+      throw new TroupeError('UNAVAILABLE', `KV purge of delete markers failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
     // Until synced the watch lists current entries only: JetStream replays delete and purge
     // markers too, which would be deletes of keys this watcher never saw (the memory bus lists none).
