@@ -103,4 +103,4 @@ export type { NatsTransportOptions } from './transport/nats/nats-transport';
 export { MemoryNetwork, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-network';
 export { MemoryTransport } from './transport/memory/memory-transport';
 export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-network';
-export { Replica, resolveRestart, resolveFailures, spawnFailure, type ReplicaHost } from './worker/supervisor';
+export { resolveRestart, resolveFailures, spawnFailure } from './worker/supervisor';
