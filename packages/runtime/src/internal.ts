@@ -8,7 +8,7 @@
  */
 import 'reflect-metadata';
 
-export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode } from './errors';
+export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode, isRemoteError } from './errors';
 export type { WireError } from './errors';
 export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
 export type { NameKind } from './names';

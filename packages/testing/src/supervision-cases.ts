@@ -4,6 +4,7 @@ import {
   component,
   type Context,
   endpoint,
+  injectClient,
   injectConfig,
   injectInstance,
   type InstanceInfo,
@@ -14,6 +15,7 @@ import {
   type Runtime,
   type RuntimeOptions,
   TroupeError,
+  type TypedClient,
 } from '@troupe/runtime/internal';
 import { waitFor, within } from './wait';
 
@@ -74,6 +76,20 @@ class Fragile implements OnStart, OnStop {
   /** Never settles and ignores its signal: holds its mailbox slot for good. */
   @endpoint() hang(): Promise<never> {
     return new Promise<never>(() => {});
+  }
+}
+
+/** Calls `fragile.breakMe` and lets its fatal error through: that breaks the fragile instance, not this one. */
+@component('relay')
+class Relay {
+  constructor(@injectClient(Fragile) private readonly fragile: TypedClient<Fragile>) {}
+
+  @endpoint() async pass(_: undefined, ctx: Context): Promise<void> {
+    await this.fragile.breakMe(undefined, { parent: ctx });
+  }
+
+  @endpoint() ok(): string {
+    return 'ok';
   }
 }
 
@@ -180,6 +196,23 @@ export function addSupervisionCases<C extends object>(s: Test<C>, open: (ctx: C,
       lines.some((l) => l.level === 'warn' && /is broken \(fatal\); restarting/.test(l.msg) && l.instance === old),
       `a warn line names the broken instance: ${JSON.stringify(lines.filter((l) => l.level !== 'debug'))}`,
     );
+  });
+
+  s('supervision - a fatal error raised downstream and let through breaks the instance that raised it, not the caller instance', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const restart = { attempts: 3, backoffMs: 50 };
+    await worker.spawn(Fragile, { namespace: ns, config: { failStarts: [], starts: 0, stops: 0 }, restart });
+    const relay = await worker.spawn(Relay, { namespace: ns, restart });
+    const relayId = relay.instanceIds[0];
+    const client = caller.namespace(ns).client(Relay);
+    const e = await failure(client.pass(undefined), 'relay.pass');
+    assert.is(e.code, 'INTERNAL');
+    assert.equal(e.data, { fatal: true }, 'the caller still sees the error as fatal');
+    await waitFor(() => worker.stats().instancesRestarted === 1, 5_000, 'the fragile instance to be restarted');
+    assert.is(await within(client.ok(undefined), 5_000, 'relay.ok'), 'ok');
+    assert.equal(relay.instanceIds, [relayId], 'the relay instance was not replaced');
+    assert.is(worker.stats().instancesRestarted, 1, 'only the fragile instance restarted');
   });
 
   s("supervision - failures: { count: 3, withinMs } breaks an instance whose handlers keep throwing; restart: 'never' gives up, logged at error and counted", async (ctx) => {

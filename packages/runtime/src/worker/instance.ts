@@ -2,7 +2,7 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
-import { TroupeError, toTroupeError, type WireError } from '../errors';
+import { isRemoteError, TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
 import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
@@ -466,7 +466,8 @@ export class ActorInstance {
   private handlerFailed(ctx: RequestContext, err: unknown): TroupeError {
     const e = toTroupeError(err);
     if (err instanceof TroupeError) {
-      if ((e.data as { fatal?: unknown } | undefined)?.fatal === true) {
+      // A fatal error raised downstream (and let through) broke that instance, not this one.
+      if ((e.data as { fatal?: unknown } | undefined)?.fatal === true && !isRemoteError(e)) {
         ctx.logger.error('handler declared the instance broken', { code: e.code, error: e.message });
         this.broken(e, 'fatal');
       } else {
