@@ -38,6 +38,8 @@ export { Routers } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
+export type { Metadata, TraceContext } from './wire/trace-context';
+export { METADATA_LIMITS } from './wire/trace-context';
 export type { OnStart, OnStop, FailureThreshold } from './worker/instance';
 export type { RestartPolicy, RestartOption } from './worker/supervisor';
 export type { InstanceProperties } from './worker/instance-properties';

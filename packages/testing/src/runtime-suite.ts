@@ -20,6 +20,7 @@ import {
 import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
 import { addSupervisionCases } from './supervision-cases';
+import { addContextCases } from './context-cases';
 import { sleep, waitFor, within } from './wait';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
@@ -651,6 +652,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
   addStreamCases(s, open);
   addRoutingCases(s, open);
   addSupervisionCases(s, open);
+  addContextCases(s, open);
 
   s.run();
 }

@@ -1,3 +1,4 @@
+import { lastValueFrom, take } from 'rxjs';
 import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -88,22 +89,36 @@ class Source implements AbortLog {
 @component('relay')
 class Relay implements AbortLog {
   aborts: { code: string; at: number }[] = [];
+  /** Codes of the nested stream's errors. */
+  failures: string[] = [];
   constructor(@injectClient(Source) private readonly source: TypedClient<Source>) {}
 
   @endpoint() async *relay(_req: undefined, ctx: Context): AsyncGenerator<number> {
     recordAborts(this, ctx);
-    yield* this.source.forever(undefined, { parent: ctx });
+    try {
+      yield* this.source.forever(undefined, { parent: ctx });
+    } catch (err) {
+      this.failures.push((err as TroupeError).code);
+      throw err;
+    }
   }
 }
 
 @component('edge')
 class Edge implements AbortLog {
   aborts: { code: string; at: number }[] = [];
+  /** Codes of the nested stream's errors. */
+  failures: string[] = [];
   constructor(@injectClient(Relay) private readonly relay: TypedClient<Relay>) {}
 
   @endpoint() async *edge(_req: undefined, ctx: Context): AsyncGenerator<number> {
     recordAborts(this, ctx);
-    yield* this.relay.relay(undefined, { parent: ctx });
+    try {
+      yield* this.relay.relay(undefined, { parent: ctx });
+    } catch (err) {
+      this.failures.push((err as TroupeError).code);
+      throw err;
+    }
   }
 }
 
@@ -358,8 +373,41 @@ export function addStreamCases<C extends object>(s: Test<C>, open: (ctx: C, opti
     for (const [i, l] of logs.entries()) {
       const ms = (l.aborts[0]?.at as number) - t0;
       assert.ok(ms < 500, `hop ${i + 1} aborted ${ms} ms after the cancel`);
+      assert.is(l.aborts[0]?.code, 'CANCELLED', `hop ${i + 1} reads the cancel as a cancel`);
     }
     await waitFor(() => caller.pendingReplies === 0 && worker.pendingReplies === 0, 1_000, 'every stream released');
+  });
+
+  s('deadline - a deadline on the outer stream reads as TIMEOUT, not a cancel, at every hop (issue #18)', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const hs = await worker.spawn(Source, { namespace: ns });
+    const hr = await worker.spawn(Relay, { namespace: ns });
+    const he = await worker.spawn(Edge, { namespace: ns });
+    const logs = [he.instance(he.instanceIds[0] as string), hr.instance(hr.instanceIds[0] as string), hs.instance(hs.instanceIds[0] as string)];
+    // Warm up: every hop's discovery view is synced before the 300 ms budget starts counting.
+    await within(lastValueFrom(caller.namespace(ns).client(Edge).edge(undefined).pipe(take(1))), 10_000, 'the warm-up stream');
+    await waitFor(() => logs.every((l) => l.aborts.length > 0), 3_000, 'the warm-up stream to be cancelled at every hop');
+    for (const l of logs) l.aborts.length = 0;
+    for (const l of [logs[0], logs[1]] as [Edge, Relay]) l.failures.length = 0;
+    const t0 = Date.now();
+    const s1 = collect(caller.namespace(ns).client(Edge).edge(undefined, { timeout: 300 }));
+    const err = await within(s1.done, 3_000, 'the outer stream to time out');
+    assert.is(err?.code, 'TIMEOUT', `the outer stream: ${err?.message}`);
+    // Every hop's deadline passes at about the same moment; whichever fires first, the generator
+    // two hops down is aborted with TIMEOUT, and a hop above it is either aborted with TIMEOUT
+    // or (when the hop below timed out first) ends with its nested stream's TIMEOUT. Never CANCELLED.
+    const [edge, relay, source] = logs as [Edge, Relay, Source];
+    await waitFor(() => source.aborts.length > 0, 3_000, 'the generator two hops down to be aborted');
+    assert.is(source.aborts[0]?.code, 'TIMEOUT', "the generator's ctx.signal.reason reads the deadline as a deadline");
+    const sourceMs = (source.aborts[0]?.at as number) - t0;
+    assert.ok(sourceMs >= 250 && sourceMs < 2_300, `the generator aborted ${sourceMs} ms after a 300 ms call began`);
+    for (const [name, hop] of [['hop 1', edge], ['hop 2', relay]] as const) {
+      await waitFor(() => hop.aborts.length > 0 || hop.failures.length > 0, 3_000, `${name} to be aborted or to see its nested stream fail`);
+      const seen = hop.aborts[0]?.code ?? hop.failures[0];
+      assert.is(seen, 'TIMEOUT', `${name} reads the deadline as a deadline (aborts ${JSON.stringify(hop.aborts)}, nested failures ${JSON.stringify(hop.failures)})`);
+    }
+    await waitFor(() => caller.pendingReplies === 0 && worker.pendingReplies === 0, 3_000, 'every stream released');
   });
 
   for (const router of ['round-robin', 'queue'] as const) {

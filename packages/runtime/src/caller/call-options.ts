@@ -2,7 +2,9 @@ import type { ParentContext } from '../component/context';
 import type { RouterSpec } from '../discovery/routers';
 import { fromWire, TroupeError } from '../errors';
 import type { Plane } from '../plane/plane';
+import type { ClientSpan } from '../plane/telemetry';
 import { H } from '../wire/protocol';
+import { encodeMetadata, formatTraceparent, type Metadata, mergeMetadata } from '../wire/trace-context';
 import type { Headers, TransportMessage } from '../transport/transport';
 
 /** Options of a unary call. */
@@ -17,6 +19,13 @@ export interface CallOptions {
   router?: RouterSpec;
   /** Retry an idempotent call on NO_INSTANCES / INSTANCE_LOST / OVERLOADED, to another instance (default: the client's). */
   retry?: RetryOptions | false;
+  /**
+   * Request metadata (tenant, priority, routing hints): string values, at
+   * most 16 entries and 1024 bytes encoded (`BAD_REQUEST` past that). The
+   * handler reads it as `ctx.metadata`; calls it makes with `parent: ctx`
+   * carry it on, merged with their own (theirs win).
+   */
+  metadata?: Metadata;
 }
 
 /** Retries of idempotent unary calls: to another instance, with exponential backoff, within the call's deadline. */
@@ -75,10 +84,28 @@ export function precheck(options: CallOptions | undefined, budget: number, subje
     return new TroupeError('BAD_REQUEST', `timeout must be a positive number of ms, got ${String(options.timeout)}`);
   }
   if (options?.signal?.aborted || options?.parent?.signal.aborted) {
-    return new TroupeError('CANCELLED', `call to ${subject} cancelled before it was sent`);
+    return abortError(options, `call to ${subject} ${abortCode(options) === 'TIMEOUT' ? 'timed out' : 'cancelled'} before it was sent`);
   }
   if (budget <= 0) return new TroupeError('TIMEOUT', `deadline already passed before calling ${subject}`);
   return undefined;
+}
+
+/**
+ * Why the caller's or the parent's signal aborted: `TIMEOUT` when the parent
+ * context's deadline passed (its reason is a TIMEOUT TroupeError) or the
+ * caller's signal is an `AbortSignal.timeout()`, else `CANCELLED`. A
+ * deadline two hops down must not read as a cancel (#18).
+ */
+export function abortCode(options: CallOptions | undefined): 'TIMEOUT' | 'CANCELLED' {
+  const own = options?.signal;
+  const reason: unknown = own?.aborted ? own.reason : options?.parent?.signal.reason;
+  if (reason instanceof TroupeError) return reason.code === 'TIMEOUT' ? 'TIMEOUT' : 'CANCELLED';
+  return (reason as { name?: unknown } | undefined)?.name === 'TimeoutError' ? 'TIMEOUT' : 'CANCELLED';
+}
+
+/** The error a call ends with when its caller's or parent's signal aborts. */
+export function abortError(options: CallOptions | undefined, message: string, data?: unknown): TroupeError {
+  return new TroupeError(abortCode(options), message, data === undefined ? undefined : { data });
 }
 
 /** Listens to the caller's and the parent's abort signals; returns the remover. */
@@ -94,11 +121,44 @@ export function onAbort(options: CallOptions | undefined, fn: () => void): (() =
   };
 }
 
-export function requestHeaders(plane: Plane, budget: number, options: CallOptions | undefined): Record<string, string> {
-  return {
-    [H.ID]: options?.parent?.requestId ?? plane.nextRequestId(),
-    [H.TIMEOUT]: String(budget),
-  };
+/**
+ * The `Troupe-Meta` header of a call: its own metadata merged over the
+ * parent's; undefined when there is none. Throws `BAD_REQUEST` past the bounds.
+ */
+export function metadataHeader(options: CallOptions | undefined): string | undefined {
+  if (options === undefined) return undefined;
+  const parent = options.parent;
+  if (options.metadata === undefined && parent === undefined) return undefined;
+  const meta = mergeMetadata(parent?.metadata, options.metadata);
+  return meta === undefined ? undefined : encodeMetadata(meta);
+}
+
+/**
+ * The headers a call carries besides its budget: the parent's request id,
+ * the trace context (the client span's, else the parent's), the metadata.
+ * Undefined when there are none, which keeps the plain call on cached headers.
+ */
+export function carriedHeaders(options: CallOptions | undefined, meta: string | undefined, span: ClientSpan | undefined): Record<string, string> | undefined {
+  const parent = options?.parent;
+  if (parent === undefined && meta === undefined && span === undefined) return undefined;
+  const out: Record<string, string> = span ? { ...span.headers } : {};
+  if (parent) {
+    out[H.ID] = parent.requestId;
+    const t = span ? undefined : parent.trace;
+    if (t) {
+      // No tracer provider: the parent handler's own span id is the parent of the next hop.
+      out[H.TRACEPARENT] = formatTraceparent(t.traceId, t.spanId, t.flags);
+      if (t.tracestate) out[H.TRACESTATE] = t.tracestate;
+    }
+  }
+  if (meta !== undefined) out[H.META] = meta;
+  return out;
+}
+
+/** Headers of a stream request (the caller fills in the stream's own): a request id, the budget, and what the call carries. */
+export function requestHeaders(plane: Plane, budget: number, carried: Record<string, string> | undefined): Record<string, string> {
+  if (carried === undefined) return { [H.ID]: plane.nextRequestId(), [H.TIMEOUT]: String(budget) };
+  return { [H.ID]: plane.nextRequestId(), ...carried, [H.TIMEOUT]: String(budget) };
 }
 
 const cachedUnaryHeaders = new Map<number, Headers>();
@@ -111,14 +171,14 @@ export function cachedHeaderRecords(): number {
 }
 
 /**
- * Headers of a unary request: the remaining budget, and the request id only
- * when a parent context gives one (otherwise the worker names the request by
- * its unique reply subject). Records for a budget are cached and frozen, so
- * the NATS transport encodes each one once.
+ * Headers of a unary request: the remaining budget, and what the call
+ * carries (request id, trace context, metadata) when it carries anything
+ * (otherwise the worker names the request by its unique reply subject).
+ * Records of a plain call are cached per budget and frozen, so the NATS
+ * transport encodes each one once.
  */
-export function unaryHeaders(budget: number, options: CallOptions | undefined): Headers {
-  const parent = options?.parent;
-  if (parent) return { [H.ID]: parent.requestId, [H.TIMEOUT]: String(budget) };
+export function unaryHeaders(budget: number, carried: Record<string, string> | undefined): Headers {
+  if (carried !== undefined) return { ...carried, [H.TIMEOUT]: String(budget) };
   let h = cachedUnaryHeaders.get(budget);
   if (!h) {
     if (cachedUnaryHeaders.size >= HEADER_CACHE_MAX) cachedUnaryHeaders.clear();

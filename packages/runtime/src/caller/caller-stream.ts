@@ -1,5 +1,6 @@
 import type { CallerMonitor } from './caller-monitor';
-import { decodeError, MAX_WINDOW, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import { abortCode, carriedHeaders, decodeError, MAX_WINDOW, metadataHeader, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import { callAttributes, type ClientSpan, endSpan, startClientSpan, tracingActive } from '../plane/telemetry';
 import type { InFlight } from '../discovery/discovery';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
@@ -56,6 +57,10 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   private readonly monitor: CallerMonitor;
   private request!: Req;
   private options: StreamOptions<Req, Res> | undefined;
+  /** What every attempt's request carries besides its budget (request id, trace context, metadata). */
+  private carried: Record<string, string> | undefined;
+  /** The client span of the whole stream (all attempts), when a tracer provider is registered. */
+  private span: ClientSpan | undefined;
   private deadline = 0;
   private budget = 0;
   private window = 0;
@@ -109,6 +114,14 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
         : new TroupeError('BAD_REQUEST', `window must be an integer in 1..${MAX_WINDOW}, got ${String(window)}`)) ??
       checkMigrate(migrate);
     if (refusal) return this.finish(refusal);
+    let meta: string | undefined;
+    try {
+      meta = metadataHeader(options);
+    } catch (err) {
+      return this.finish(toTroupeError(err, 'BAD_REQUEST'));
+    }
+    if (tracingActive()) this.span = startClientSpan(target.subject, options?.parent?.trace, callAttributes(this.address, target.subject, true));
+    this.carried = carriedHeaders(options, meta, this.span);
     this.request = request;
     this.options = options;
     this.window = window;
@@ -146,7 +159,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       ctlSubject: target.instanceId === undefined ? undefined : ownMailboxSubject(this.address, target.instanceId),
     });
     this.attempt = a;
-    const headers = requestHeaders(this.plane, Math.max(1, this.deadline - Date.now()), this.options);
+    const headers = requestHeaders(this.plane, Math.max(1, this.deadline - Date.now()), this.carried);
     headers[H.MODE] = MODE_STREAM;
     headers[H.WINDOW] = String(this.window);
     headers[H.WINDOW_BYTES] = String(this.windowBytes);
@@ -363,14 +376,17 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
 
   private readonly onTimeout = (): void => {
     this.timer = undefined;
-    this.sendCtl(Ctl.CANCEL);
+    this.sendCtl(Ctl.CANCEL, undefined, 'TIMEOUT');
     this.finish(new TroupeError('TIMEOUT', `stream from ${this.subject} did not finish within ${this.budget} ms`, { data: this.progress(this.instanceId) }));
   };
 
   private readonly onAbortSignal = (): void => {
+    // The parent's deadline passing reads as TIMEOUT downstream, not as a cancel (#18).
+    const code = abortCode(this.options);
     this.cancelled = true;
-    this.sendCtl(Ctl.CANCEL);
-    this.finish(new TroupeError('CANCELLED', `stream from ${this.subject} cancelled`, { data: this.progress(this.instanceId) }));
+    this.sendCtl(Ctl.CANCEL, undefined, code);
+    const why = code === 'TIMEOUT' ? "timed out (its parent's deadline passed)" : 'cancelled';
+    this.finish(new TroupeError(code, `stream from ${this.subject} ${why}`, { data: this.progress(this.instanceId) }));
   };
 
   /** Unsubscribed (or the iterator returned): cancel the remote handler and release everything. */
@@ -379,6 +395,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     this.cancelled = true;
     this.done = true;
     this.clearTimers();
+    if (this.span) {
+      this.span.span.setAttribute('troupe.unsubscribed', true);
+      endSpan(this.span.span);
+      this.span = undefined;
+    }
     if (this.attempt?.ctlSubject !== undefined || !this.attempt) {
       this.sendCtl(Ctl.CANCEL);
       this.endAttempt();
@@ -401,14 +422,15 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   }
 
   /** Sends a control message about the current attempt to its instance (nothing when its instance is not known yet). */
-  private sendCtl(kind: Ctl, credit?: number): void {
+  private sendCtl(kind: Ctl, credit?: number, reason?: 'TIMEOUT' | 'CANCELLED'): void {
     const a = this.attempt;
     const ctl = a?.ctlSubject;
     if (!a || !ctl) return;
     const stream = a.replySubject;
     try {
       if (credit === undefined) {
-        this.plane.transport.publish(ctl, EMPTY, { headers: { [H.CTL]: kind, [H.STREAM]: stream } });
+        const headers: Headers = reason === undefined ? { [H.CTL]: kind, [H.STREAM]: stream } : { [H.CTL]: kind, [H.STREAM]: stream, [H.REASON]: reason };
+        this.plane.transport.publish(ctl, EMPTY, { headers });
       } else {
         // With a reply subject: a dead instance's mailbox answers "no responders" to this stream at once.
         const headers: Headers = { [H.CTL]: kind, [H.STREAM]: stream, [H.CREDIT]: String(credit) };
@@ -443,6 +465,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     this.clearTimers();
     this.endAttempt();
     this.items = undefined;
+    if (this.span) endSpan(this.span.span, err);
+    this.span = undefined;
     if (err?.code === ErrorCode.NO_INSTANCES) {
       // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
       void explainNoInstances(this.plane, this.address, err).then((e) => this.sink.error(e));

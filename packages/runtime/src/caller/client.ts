@@ -1,5 +1,6 @@
 import { map, Observable } from 'rxjs';
-import { type CallOptions, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
+import { type CallOptions, carriedHeaders, metadataHeader, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
+import { callAttributes, endSpan, startClientSpan, tracingActive } from '../plane/telemetry';
 import { CallerStream, type StreamRoute, type StreamSink, type StreamTarget } from './caller-stream';
 import { type Class, componentMeta } from '../component/decorators';
 import type { Endpoints } from '../endpoint-keys';
@@ -160,21 +161,41 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const refusal = precheck(options, budget, this.subject);
     if (refusal) return Promise.reject(refusal);
     let router: Router | 'queue';
+    let data: Uint8Array;
+    let meta: string | undefined;
     try {
       router = this.routerFor(options);
+      meta = metadataHeader(options);
     } catch (err) {
       return Promise.reject(err);
     }
-    let data: Uint8Array;
     try {
       data = this.plane.codec.encode(request);
     } catch (err) {
       return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
     }
-    if (router === 'queue') {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).send(this.subject, data, budget, options));
-    }
-    return this.callRouted(router, request, data, budget, options);
+    // Span work only when the application registered a tracer provider.
+    const span = tracingActive() ? startClientSpan(this.subject, options?.parent?.trace, callAttributes(this.address, this.subject, false)) : undefined;
+    const carried = carriedHeaders(options, meta, span);
+    const pinned = router === 'queue' || this.instanceId !== undefined;
+    const reply = pinned
+      ? new Promise<Res>((resolve, reject) => {
+          const c = new UnaryCall<Res>(this.plane, resolve, reject, this.address);
+          c.carried = carried;
+          c.send(this.subject, data, budget, options, this.instanceId !== undefined);
+        })
+      : this.callRouted(router as Router, request, data, budget, options, carried);
+    if (!span) return reply;
+    return reply.then(
+      (v) => {
+        endSpan(span.span);
+        return v;
+      },
+      (err: unknown) => {
+        endSpan(span.span, toTroupeError(err));
+        throw err;
+      },
+    );
   }
 
   /**
@@ -187,20 +208,24 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     return options?.router === undefined ? this.router : resolveRouter(options.router);
   }
 
-  private callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined): Promise<Res> {
+  private callRouted(router: Router, request: Req, data: Uint8Array, budget: number, options: CallOptions | undefined, carried: Record<string, string> | undefined): Promise<Res> {
     const view = this.view();
     const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
     const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
-    if (view.synced) {
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, budget, options));
-    }
+    const go = (left: number) =>
+      new Promise<Res>((resolve, reject) => {
+        const c = new UnaryCall<Res>(this.plane, resolve, reject, this.address);
+        c.carried = carried;
+        c.sendRouted(route, data, left, options);
+      });
+    if (view.synced) return go(budget);
     const started = Date.now();
     return untilReady(view, budget, this.subject).then(() => {
       const left = budget - (Date.now() - started);
       // Cancelled (or out of time) while the first list was read: the abort event has fired already, nobody would see it later.
       const late = precheck(options, left, this.subject);
       if (late) throw late;
-      return new Promise<Res>((resolve, reject) => new UnaryCall<Res>(this.plane, resolve, reject, this.address).sendRouted(route, data, left, options));
+      return go(left);
     });
   }
 

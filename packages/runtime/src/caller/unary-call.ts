@@ -1,11 +1,11 @@
-import { type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
+import { abortCode, type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
 import { DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
-import { H, isRefusal } from '../wire/protocol';
+import { Ctl, H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
 import type { TransportMessage } from '../transport/transport';
@@ -48,6 +48,12 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   /** The backoff before a retry: cleared when the call settles meanwhile, so it does not hold the call. */
   private backoff: NodeJS.Timeout | undefined;
   private lastErr: TroupeError | undefined;
+  /** `subject` is one instance's mailbox (a pinned client): a cancel can reach the handler. */
+  private pinned = false;
+  /** The reply subject of the current attempt (names the call in a cancel). */
+  private reply = '';
+  /** What the call carries besides its budget (request id, trace context, metadata); undefined for a plain call. */
+  carried: Record<string, string> | undefined;
 
   constructor(
     private readonly plane: Plane,
@@ -58,7 +64,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   ) {}
 
   /** Sends to one subject (queue group or a pinned mailbox). */
-  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined, pinned = false): void {
+    this.pinned = pinned;
     this.arm(data, budget, options);
     this.publish(subject, budget);
   }
@@ -99,8 +106,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.subject = subject;
     const [key, reply] = this.plane.inbox.open(this);
     this.key = key;
+    this.reply = reply;
     try {
-      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.options) });
+      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.carried) });
     } catch (err) {
       this.finish(toTroupeError(err, 'UNAVAILABLE'));
     }
@@ -145,7 +153,17 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   }
 
   private cancel(): void {
-    this.finish(new TroupeError('CANCELLED', `call to ${this.subject} cancelled`));
+    const code = abortCode(this.options);
+    // A handler still running for a cancelled call is told, when we know its instance (client-side routing or a pinned client).
+    const mailbox = this.id !== undefined ? this.route?.view.mailbox(this.id) : this.pinned ? this.subject : undefined;
+    if (mailbox !== undefined && this.reply) {
+      try {
+        this.plane.transport.publish(mailbox, EMPTY, { headers: { [H.CTL]: Ctl.CANCEL, [H.STREAM]: this.reply, [H.REASON]: code } });
+      } catch {
+        // disconnected: the handler runs to its deadline
+      }
+    }
+    this.finish(new TroupeError(code, `call to ${this.subject} ${code === 'TIMEOUT' ? 'timed out (its parent\'s deadline passed)' : 'cancelled'}`));
   }
 
   /** An attempt failed: re-route when that is safe (or asked for), else finish. */
@@ -213,6 +231,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.backoff = undefined;
     this.data = EMPTY;
     this.options = undefined;
+    this.carried = undefined;
     this.route = undefined;
     this.tried = undefined;
     this.lastErr = undefined;

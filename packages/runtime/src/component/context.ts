@@ -1,5 +1,6 @@
 import type { EventToken, PublishEventOptions } from '../events/events';
 import type { Logger } from '../logger';
+import type { Metadata, TraceContext } from '../wire/trace-context';
 
 /**
  * What every handler receives beside its request. Pass it as `parent` in the
@@ -24,8 +25,19 @@ export interface Context {
   readonly namespace: string;
   readonly component: string;
   readonly endpoint: string;
-  /** A logger labelled with the request and the instance. */
+  /**
+   * A logger labelled with the instance, the endpoint, the request id and
+   * (when the request is traced) the trace id; created on first use.
+   */
   readonly logger: Logger;
+  /**
+   * The W3C trace context of the request (from its `traceparent` header, or
+   * the server span when an OpenTelemetry tracer provider is registered);
+   * undefined when the request is not traced.
+   */
+  readonly trace: TraceContext | undefined;
+  /** The request metadata set by the first caller (`call(req, { metadata })`); empty when none. */
+  readonly metadata: Metadata;
   /** Milliseconds left until the deadline (never negative). */
   remainingMs(): number;
   /**
@@ -65,4 +77,8 @@ export interface ParentContext {
   readonly requestId: string;
   readonly deadline: number;
   readonly signal: AbortSignal;
+  /** Nested calls continue this trace, with `spanId` as their parent. */
+  readonly trace?: TraceContext | undefined;
+  /** Nested calls carry this metadata on. */
+  readonly metadata?: Metadata;
 }

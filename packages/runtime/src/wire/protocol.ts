@@ -33,6 +33,12 @@ export const H = {
   CTL: 'Troupe-Ctl',
   /** The stream a control message is for: the caller's reply subject. */
   STREAM: 'Troupe-Stream',
+  /**
+   * Why a cancel control message was sent: `TIMEOUT` when the caller's
+   * (propagated) deadline passed, absent or `CANCELLED` when the caller
+   * cancelled; the handler's `ctx.signal.reason` carries that code.
+   */
+  REASON: 'Troupe-Reason',
   /** Credit granted by a control message (items). */
   CREDIT: 'Troupe-Credit',
   /** On a stream request: how often (ms) the worker must show it is alive while the stream is open. */
@@ -43,6 +49,12 @@ export const H = {
   EVENT_SEQ: 'Troupe-Event-Seq',
   /** When an event was published, epoch ms on the publisher's clock. */
   TIME: 'Troupe-Time',
+  /** W3C Trace Context `traceparent` (lowercase, as W3C and OpenTelemetry's NATS conventions write it). */
+  TRACEPARENT: 'traceparent',
+  /** W3C Trace Context `tracestate`. */
+  TRACESTATE: 'tracestate',
+  /** Request metadata: `key=value` pairs joined by `&`, values percent-encoded (see `encodeMetadata`). */
+  META: 'Troupe-Meta',
 } as const;
 
 /** Stream frame kinds. */

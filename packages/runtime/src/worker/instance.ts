@@ -8,13 +8,15 @@ import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
-import { Frame, H, MODE_STREAM, refusal } from '../wire/protocol';
+import { Ctl, Frame, H, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
+import { callAttributes, runInContext, startServerSpan, tracingActive } from '../plane/telemetry';
+import { METADATA_LIMITS, parseTraceparent } from '../wire/trace-context';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
-import { acceptStream, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
+import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
 export interface OnStart {
@@ -75,6 +77,8 @@ export class ActorInstance {
   private readonly mailboxSubs: TransportSubscription[] = [];
   private readonly active = new Set<RequestContext>();
   private readonly streams = new Map<string, WorkerStream>();
+  /** Unary requests whose handler is still running, by reply subject: what a cancel control message names. */
+  private readonly calls = new Map<string, RequestContext>();
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
@@ -376,6 +380,10 @@ export class ActorInstance {
   }
 
   private onControl(kind: string, msg: TransportMessage): void {
+    if (kind === Ctl.CANCEL) {
+      const call = this.calls.get(msg.header(H.STREAM) ?? '');
+      if (call) return call.abort(cancelReason(msg, 'call'));
+    }
     streamControl(this.plane, this.streams, kind, msg);
   }
 
@@ -401,9 +409,35 @@ export class ActorInstance {
       if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
       return;
     }
+    const meta = msg.header(H.META);
+    if (meta !== undefined && meta.length > METADATA_LIMITS.maxBytes) {
+      if (reply) this.sendError(reply, new TroupeError('BAD_REQUEST', `request metadata of ${meta.length} bytes exceeds ${METADATA_LIMITS.maxBytes}`));
+      return;
+    }
     // Without a propagated id the unique reply subject names the request.
     const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
     ctx.budgetMs = budget;
+    ctx.metaHeader = meta;
+    const traceparent = msg.header(H.TRACEPARENT);
+    if (traceparent !== undefined) {
+      ctx.traceparent = traceparent;
+      ctx.tracestate = msg.header(H.TRACESTATE);
+    }
+    if (tracingActive()) {
+      // Nothing of this runs unless the application registered a tracer provider.
+      const stream = msg.header(H.MODE) === MODE_STREAM;
+      const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
+      const attrs = callAttributes(addr, msg.subject, stream);
+      attrs['troupe.instance_id'] = this.info.instanceId;
+      attrs['troupe.request_id'] = ctx.requestId;
+      ctx.server = startServerSpan(queueSubject(addr), parseTraceparent(traceparent), msg, attrs);
+      return runInContext(ctx.server.context, () => this.serve(handler, request, ctx, msg));
+    }
+    return this.serve(handler, request, ctx, msg);
+  }
+
+  private serve(handler: Handler, request: unknown, ctx: RequestContext, msg: TransportMessage): void | Promise<void> {
+    const reply = msg.reply;
     if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
     return this.serveUnary(handler, request, ctx, reply);
   }
@@ -415,27 +449,37 @@ export class ActorInstance {
     } catch (err) {
       const e = this.handlerFailed(ctx, err);
       if (reply) this.sendError(reply, e);
+      if (ctx.server) ctx.endSpan(e);
       return;
     }
     if (!isPromiseLike(result)) {
       if (reply) this.sendValue(reply, result);
+      if (ctx.server) ctx.endSpan();
       return;
     }
     this.active.add(ctx);
+    if (reply) this.calls.set(reply, ctx);
     ctx.armDeadline();
     return Promise.resolve(result).then(
       (value) => {
-        this.active.delete(ctx);
-        ctx.dispose();
+        this.settled(ctx, reply);
         if (reply) this.sendValue(reply, value);
+        ctx.endSpan();
       },
       (err: unknown) => {
-        this.active.delete(ctx);
-        ctx.dispose();
-        const e = this.handlerFailed(ctx, err);
+        this.settled(ctx, reply);
+        // A handler that rethrows its signal's abort as something else still reads as the abort.
+        const e = ctx.aborted && !(err instanceof TroupeError) ? ctx.reason : this.handlerFailed(ctx, err);
         if (reply) this.sendError(reply, e);
+        ctx.endSpan(e);
       },
     );
+  }
+
+  private settled(ctx: RequestContext, reply: string | undefined): void {
+    this.active.delete(ctx);
+    if (reply) this.calls.delete(reply);
+    ctx.dispose();
   }
 
   private sendValue(reply: string, value: unknown): void {
@@ -521,23 +565,27 @@ export class ActorInstance {
     stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
     this.active.add(ctx);
     ctx.armDeadline();
+    let failed: TroupeError | undefined;
     try {
       if (ctx.aborted) throw ctx.reason;
       let result = handler.call(this.actor, request, ctx);
       if (isPromiseLike(result)) result = await result;
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
+        failed = ctx.reason;
         if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
+      failed = e;
       if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
     } finally {
       stream.forget();
       this.active.delete(ctx);
       ctx.dispose();
+      ctx.endSpan(failed);
     }
   }
 

@@ -3,6 +3,8 @@ import type { InstanceInfo } from '../component/decorators';
 import type { EventPublisher, EventRef, PublishEventOptions } from '../events/events';
 import { TroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { endSpan, type ServerSpan } from '../plane/telemetry';
+import { decodeMetadata, type Metadata, newSpanId, parseTraceparent, type TraceContext } from '../wire/trace-context';
 
 /** What a request context needs of its instance. */
 export interface ContextOwner {
@@ -25,6 +27,16 @@ export class RequestContext implements Context {
   private abortReason: TroupeError | undefined;
   private listeners: Array<() => void> | undefined;
   private log: Logger | undefined;
+  /** `null`: the request is not traced (computed once, on first use). */
+  private traceCache: TraceContext | null | undefined;
+  private meta: Metadata | undefined;
+  /** The request's `traceparent`, `tracestate` and `Troupe-Meta` headers as they arrived (parsed on first use). */
+  traceparent: string | undefined;
+  tracestate: string | undefined;
+  metaHeader: string | undefined;
+  /** The server span, when a tracer provider is registered. */
+  server: ServerSpan | undefined;
+  private spanEnded = false;
 
   constructor(
     private readonly owner: ContextOwner,
@@ -42,9 +54,43 @@ export class RequestContext implements Context {
   get component(): string {
     return this.owner.info.component;
   }
+  /** Created on first use: a handler that never logs pays nothing for its child logger. */
   get logger(): Logger {
-    this.log ??= this.owner.logger.child({ endpoint: this.endpoint, requestId: this.requestId });
+    if (!this.log) {
+      const t = this.trace;
+      this.log = this.owner.logger.child(
+        t ? { endpoint: this.endpoint, requestId: this.requestId, traceId: t.traceId, spanId: t.spanId } : { endpoint: this.endpoint, requestId: this.requestId },
+      );
+    }
     return this.log;
+  }
+  get trace(): TraceContext | undefined {
+    if (this.traceCache === undefined) this.traceCache = this.traceContext() ?? null;
+    return this.traceCache ?? undefined;
+  }
+  get metadata(): Metadata {
+    this.meta ??= decodeMetadata(this.metaHeader);
+    return this.meta;
+  }
+
+  private traceContext(): TraceContext | undefined {
+    const incoming = parseTraceparent(this.traceparent);
+    const tracestate = incoming ? this.tracestate : undefined;
+    const span = this.server?.span.spanContext();
+    if (span) {
+      return { traceId: span.traceId, spanId: span.spanId, parentSpanId: incoming?.spanId, flags: span.traceFlags, tracestate: span.traceState?.serialize() ?? tracestate };
+    }
+    if (!incoming) return undefined;
+    // No tracer provider: this hop still gets its own span id, so nested calls name it as their parent.
+    return { traceId: incoming.traceId, spanId: newSpanId(), parentSpanId: incoming.spanId, flags: incoming.flags, tracestate };
+  }
+
+  /** Ends the server span (if any), failed with `err` when given. */
+  endSpan(err?: TroupeError): void {
+    const s = this.server;
+    if (!s || this.spanEnded) return;
+    this.spanEnded = true;
+    endSpan(s.span, err);
   }
   get signal(): AbortSignal {
     if (!this.controller) {

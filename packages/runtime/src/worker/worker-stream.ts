@@ -235,8 +235,19 @@ export function streamControl(plane: Plane, table: Map<string, WorkerStream>, ki
     const n = Number(msg.header(H.CREDIT));
     if (Number.isInteger(n) && n > 0) stream.grant(n);
   } else if (kind === Ctl.CANCEL) {
-    stream.abort(new TroupeError('CANCELLED', 'the caller cancelled the stream'));
+    stream.abort(cancelReason(msg, 'stream'));
   }
+}
+
+/**
+ * The abort reason a cancel control message carries: `TIMEOUT` when the
+ * caller's (propagated) deadline passed, else `CANCELLED` — so a handler can
+ * tell a deadline from a cancel however many hops up it happened.
+ */
+export function cancelReason(msg: TransportMessage, what: 'stream' | 'call'): TroupeError {
+  return msg.header(H.REASON) === 'TIMEOUT'
+    ? new TroupeError('TIMEOUT', `the caller's deadline passed (the ${what} timed out upstream)`)
+    : new TroupeError('CANCELLED', `the caller cancelled the ${what}`);
 }
 
 /** Answers a probe with the streams (of those named) this instance does not know; an empty answer means "all alive". */

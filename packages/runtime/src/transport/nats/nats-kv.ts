@@ -27,12 +27,19 @@ export class NatsPersistence implements Persistence {
     try {
       const js = this.nc.jetstream();
       const kv = await js.views.kv(bucket, { ttl: options.ttlMs > 0 ? options.ttlMs : 0, history: 1, replicas: options.replicas ?? 1 });
-      return new NatsBucket(kv, this.nc);
+      return new NatsBucket(kv, this.nc, bucket);
     } catch (err) {
       throw new TroupeError('UNAVAILABLE', `cannot open the JetStream KV bucket ${bucket}: ${(err as Error).message}`, { cause: err });
     }
   }
 }
+
+/** Delete markers removed per `purgeDeletes` call at most (the rest waits for the next call). */
+const PURGE_BATCH = 10_000;
+/** Longest read of a bucket's markers, ms. */
+const PURGE_READ_MS = 30_000;
+/** Stream purge requests in flight at once. */
+const PURGE_IN_FLIGHT = 64;
 
 /** Pause between attempts to resume a watch that nats.js ended. */
 const WATCH_RETRY_MS = 250;
@@ -41,6 +48,7 @@ class NatsBucket implements KvBucket {
   constructor(
     private readonly kv: KV,
     private readonly nc: NatsConnection,
+    private readonly name: string,
   ) {}
 
   async put(key: string, value: Uint8Array): Promise<number> {
@@ -74,11 +82,38 @@ class NatsBucket implements KvBucket {
     for (const k of keys) await this.kv.purge(k);
   }
 
+  /**
+   * nats.js's own `purgeDeletes` sends one stream purge per marker all at
+   * once: with tens of thousands of markers every request times out. This
+   * reads the markers the same way (a watch until it is initialised) and
+   * purges at most {@link PURGE_BATCH} of them per call, {@link PURGE_IN_FLIGHT}
+   * at a time; the next call takes the rest.
+   */
   async purgeDeletes(olderThanMs: number): Promise<number> {
+    const before = Date.now() - olderThanMs;
+    const old: string[] = [];
     try {
-      // nats.js's Bucket has it; its `KV` interface does not declare it.
-      const bucket = this.kv as KV & { purgeDeletes?(olderMillis: number): Promise<{ purged: number }> };
-      return bucket.purgeDeletes ? (await bucket.purgeDeletes(olderThanMs)).purged : 0;
+      // Read every entry once: the last one replayed has nothing pending after it (delta 0).
+      if ((await this.kv.status()).values === 0) return 0;
+      const iter = await this.kv.watch({ key: '>' });
+      const guard = setTimeout(() => iter.stop(), PURGE_READ_MS);
+      try {
+        for await (const e of iter) {
+          if (e.operation !== 'PUT' && e.created.getTime() < before && old.length < PURGE_BATCH) old.push(e.key);
+          if (e.delta === 0) break;
+        }
+      } finally {
+        clearTimeout(guard);
+        iter.stop();
+      }
+      const jsm = await this.nc.jetstreamManager();
+      const stream = `KV_${this.name}`;
+      let purged = 0;
+      for (let i = 0; i < old.length; i += PURGE_IN_FLIGHT) {
+        const results = await Promise.all(old.slice(i, i + PURGE_IN_FLIGHT).map((k) => jsm.streams.purge(stream, { filter: `$KV.${this.name}.${k}`, keep: 0 })));
+        for (const r of results) purged += r.purged;
+      }
+      return purged;
     } catch (err) {
       throw new TroupeError('UNAVAILABLE', `KV purge of delete markers failed: ${(err as Error).message}`, { cause: err });
     }
