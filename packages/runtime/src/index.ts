@@ -40,6 +40,8 @@ export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { Metadata, TraceContext } from './wire/trace-context';
 export { METADATA_LIMITS } from './wire/trace-context';
+export { threadFunction } from './threads/thread-function';
+export type { ThreadContext, ThreadFunction } from './threads/thread-function';
 export type { OnStart, OnStop, FailureThreshold } from './worker/instance';
 export type { RestartPolicy, RestartOption } from './worker/supervisor';
 export type { InstanceProperties } from './worker/instance-properties';

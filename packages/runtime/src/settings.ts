@@ -1,5 +1,6 @@
 import type { DiscoverySettings } from './discovery/registry';
 import { resolveRouter } from './discovery/routers';
+import { availableParallelism } from 'node:os';
 import { TroupeError } from './errors';
 import type { PlaneSettings } from './plane/plane';
 
@@ -33,6 +34,9 @@ export const DEFAULTS: PlaneSettings = {
   mailboxCapacity: 1024,
   // 2 × requestTimeoutMs: see resolveSettings.
   stuckAfterMs: 60_000,
+  // One core stays with the event loop (actors, heartbeats, I/O).
+  threadPoolSize: Math.max(1, availableParallelism() - 1),
+  threadAbortGraceMs: 1_000,
 };
 
 /**
@@ -75,6 +79,8 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     dev: options.dev ?? DEFAULTS.dev,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
     mailboxCapacity: options.mailboxCapacity ?? DEFAULTS.mailboxCapacity,
+    threadPoolSize: options.threadPoolSize ?? DEFAULTS.threadPoolSize,
+    threadAbortGraceMs: options.threadAbortGraceMs ?? DEFAULTS.threadAbortGraceMs,
     router: options.router ?? (options.discovery === false ? 'queue' : DEFAULTS.router),
     // Twice the default budget: a handler that holds its slot that long has ignored its abort
     // signal for a whole budget (the check also requires every running handler to be past its
@@ -96,6 +102,8 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
   checkPositiveInt('concurrency', s.concurrency, 1);
   checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
   checkPositiveInt('stuckAfterMs', s.stuckAfterMs, 0);
+  checkPositiveInt('threadPoolSize', s.threadPoolSize, 1);
+  checkPositiveInt('threadAbortGraceMs', s.threadAbortGraceMs, 0);
   return s;
 }
 

@@ -13,6 +13,7 @@ import { ReplyInbox } from './reply-inbox';
 import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import type { Transport } from '../transport/transport';
+import { ThreadPool } from '../threads/thread-pool';
 
 /** Resolved runtime settings that clients and instances read. */
 export interface PlaneSettings {
@@ -45,6 +46,10 @@ export interface PlaneSettings {
    * policy, ms; 0 turns the check off. Default 2 × `requestTimeoutMs`.
    */
   readonly stuckAfterMs: number;
+  /** Worker threads at most for `ctx.runInThread` / `ctx.streamInThread` (started on demand); default `os.availableParallelism() - 1`, at least 1. */
+  readonly threadPoolSize: number;
+  /** How long a thread may ignore its task's abort (cancel, deadline) before it is terminated and replaced, ms. */
+  readonly threadAbortGraceMs: number;
 }
 
 /** The services of a plane that live above it (caller, worker, events), built by the runtime. */
@@ -91,6 +96,8 @@ export class Plane {
   readonly heartbeats: Heartbeats;
   readonly events: RuntimeEvents;
   readonly eventStreams: EventStreams;
+  /** Worker threads for CPU-bound handler work; none start until a handler asks. */
+  readonly threads: ThreadPool;
   private requestSeq = 0;
   private readonly requestPrefix = newToken();
   private readonly owner: string;
@@ -106,6 +113,7 @@ export class Plane {
     this.owner = parts.owner;
     this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
     this.wheel = new DeadlineWheel();
+    this.threads = new ThreadPool({ size: parts.settings.threadPoolSize, abortGraceMs: parts.settings.threadAbortGraceMs }, parts.logger);
     const s = services(this);
     this.monitor = s.monitor;
     this.heartbeats = s.heartbeats;
@@ -157,6 +165,7 @@ export class Plane {
     this.heartbeats.close();
     this.inbox.stop(reason);
     this.wheel.close();
+    await this.threads.close(reason);
     return stopped;
   }
 }

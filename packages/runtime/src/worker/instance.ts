@@ -14,6 +14,7 @@ import type { Headers, TransportMessage, TransportSubscription } from '../transp
 import { RequestContext } from './request-context';
 import { callAttributes, runInContext, startServerSpan, tracingActive } from '../plane/telemetry';
 import { METADATA_LIMITS, parseTraceparent } from '../wire/trace-context';
+import type { ThreadPool } from '../threads/thread-pool';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
@@ -125,6 +126,11 @@ export class ActorInstance {
   /** The addresses of this instance's endpoints. */
   get addresses(): EndpointAddress[] {
     return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
+  }
+
+  /** The runtime's worker threads (`ctx.runInThread`). */
+  get threads(): ThreadPool {
+    return this.plane.threads;
   }
 
   /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */

@@ -5,6 +5,8 @@ import { TroupeError } from '../errors';
 import type { Logger } from '../logger';
 import { endSpan, type ServerSpan } from '../plane/telemetry';
 import { decodeMetadata, type Metadata, newSpanId, parseTraceparent, type TraceContext } from '../wire/trace-context';
+import { isThreadFunction, type ThreadFunction } from '../threads/thread-function';
+import type { ThreadPool } from '../threads/thread-pool';
 
 /** What a request context needs of its instance. */
 export interface ContextOwner {
@@ -14,6 +16,7 @@ export interface ContextOwner {
   setProperty(key: string, value: unknown): void;
   /** Marks the instance broken (see {@link Context.fail}). */
   broken(reason: TroupeError): void;
+  readonly threads: ThreadPool;
 }
 
 /**
@@ -126,6 +129,15 @@ export class RequestContext implements Context {
 
   /** Warned once as overdue (running well past its deadline); set by the instance's watchdog. */
   overdueWarned = false;
+  runInThread<Req, Res>(fn: ThreadFunction<Req, Res>, request: Req): Promise<Awaited<Res>> {
+    if (!isThreadFunction(fn)) return Promise.reject(notThreadFunction('runInThread', fn));
+    return this.owner.threads.run<Req, Res>(fn, request, { signal: this.signal, deadline: this.deadline });
+  }
+
+  streamInThread<Req, T>(fn: ThreadFunction<Req, Iterable<T> | AsyncIterable<T>>, request: Req): AsyncIterable<T> {
+    if (!isThreadFunction(fn)) throw notThreadFunction('streamInThread', fn);
+    return this.owner.threads.stream<Req, T>(fn, request, { signal: this.signal, deadline: this.deadline });
+  }
 
   remainingMs(): number {
     return Math.max(0, this.deadline - Date.now());
@@ -153,3 +165,7 @@ export class RequestContext implements Context {
   }
 }
 
+
+function notThreadFunction(method: string, fn: unknown): TroupeError {
+  return new TroupeError('BAD_REQUEST', `ctx.${method} needs a function made by threadFunction(module, name, fn) and exported from that module, got ${typeof fn}`);
+}
