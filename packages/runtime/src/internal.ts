@@ -8,7 +8,7 @@
  */
 import 'reflect-metadata';
 
-export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode } from './errors';
+export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode, isRemoteError } from './errors';
 export type { WireError } from './errors';
 export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
 export type { NameKind } from './names';
@@ -75,7 +75,8 @@ export type { Metadata, TraceContext } from './wire/trace-context';
 export { METADATA_LIMITS } from './wire/trace-context';
 export { threadFunction } from './threads/thread-function';
 export type { ThreadContext, ThreadFunction } from './threads/thread-function';
-export type { OnStart, OnStop } from './worker/instance';
+export type { OnStart, OnStop, FailureThreshold } from './worker/instance';
+export type { RestartPolicy, RestartOption } from './worker/supervisor';
 export { PropertyBoard } from './worker/instance-properties';
 export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events/events';
@@ -121,3 +122,4 @@ export type { NatsTransportOptions } from './transport/nats/nats-transport';
 export { MemoryNetwork, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-network';
 export { MemoryTransport } from './transport/memory/memory-transport';
 export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-network';
+export { resolveRestart, resolveFailures, spawnFailure } from './worker/supervisor';

@@ -26,7 +26,8 @@ import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { startPulse } from './transport/pulse';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
-import { ActorInstance } from './worker/instance';
+import { ActorInstance, type FailureThreshold } from './worker/instance';
+import { Replica, type ReplicaHost, type RestartOption, resolveFailures, resolveRestart, spawnFailure } from './worker/supervisor';
 import { isSemver, MicroResponder } from './ops/micro';
 import { HealthChecker } from './ops/health-checks';
 import { type MetricsOptions, RuntimeMetrics } from './ops/metrics';
@@ -109,6 +110,22 @@ export interface SpawnOptions<Config = unknown> {
   mailboxCapacity?: number;
   /** The version the instances report to NATS micro clients (`$SRV.INFO`); a semantic version, default `0.0.0`. */
   version?: string;
+  /**
+   * What happens to a replica whose `onStart` throws or whose instance
+   * breaks: `'never'` (default: the spawn fails / the replica stays down) or
+   * `{ attempts, backoffMs, maxBackoffMs?, resetAfterMs? }` — restart with a
+   * fresh actor (new instance id) after an exponential backoff. See
+   * docs/operations.md, "Supervision".
+   */
+  restart?: RestartOption;
+  /**
+   * Unexpected handler throws (not a TroupeError) that make an instance
+   * broken: `count` of them within `withinMs`. Default: none (only
+   * `ctx.fail` or a TroupeError with `data: { fatal: true }` breaks it).
+   */
+  failures?: FailureThreshold;
+  /** No mailbox progress this long (every slot held past its deadline) withdraws and replaces the instance, ms; 0: never. Default: the runtime's (2 × requestTimeoutMs). */
+  stuckAfterMs?: number;
 }
 
 /**
@@ -121,7 +138,7 @@ export interface SpawnOptions<Config = unknown> {
 export interface SpawnHandle<C = unknown> {
   readonly namespace: string;
   readonly component: string;
-  /** One 16-hex-char id per replica. */
+  /** One 16-hex-char id per serving replica (a restarted replica has a new id; a replica given up is absent). */
   readonly instanceIds: readonly string[];
   /** The actor object of one instance (for tests and introspection). */
   instance(instanceId: string): C;
@@ -334,8 +351,10 @@ export class Runtime {
    * Starts `replicas` instances of a component class in `namespace`. Each
    * instance is constructed through the DI container (config, runtime,
    * logger, clients), runs `onStart`, then listens on its mailbox and in the
-   * queue group of each endpoint. A start hook that throws fails the spawn
-   * with that error (instances already started are stopped).
+   * queue group of each endpoint. A start hook that throws is retried per
+   * `restart`; a replica that still fails fails the spawn with one
+   * TroupeError (the first failure's code, `data.failed` listing every
+   * failed replica and its error; the instances that started are stopped).
    *
    * @example
    * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2, config: { model: 'x' } });
@@ -361,56 +380,120 @@ export class Runtime {
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
     checkConstructor(target);
 
-    const record: SpawnRecord = { instances: [] };
+    const restart = resolveRestart(options.restart);
+    const failures = resolveFailures(options.failures);
+    const stuckAfterMs = options.stuckAfterMs ?? this.plane.settings.stuckAfterMs;
+    checkPositiveInt('stuckAfterMs', stuckAfterMs, 0);
+
+    const record: SpawnRecord = { instances: [], replicas: [] };
     this.spawns.add(record);
+    const host = this.replicaHost(record, target, meta.name, namespace, options, { concurrency, mailboxCapacity, failures, stuckAfterMs });
     try {
-      const built: ActorInstance[] = [];
-      for (let i = 0; i < replicas; i++) {
-        const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
-        const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
-        const registry = this.registry;
-        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
-        const actor = this.construct(target, { info, logger, config: options.config, properties });
-        const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
-        instance.properties = properties;
-        built.push(instance);
-      }
-      // Start hooks run concurrently (bounded); the subscriptions reach the server with one flush for all.
-      await pool(built, START_CONCURRENCY, async (instance) => {
-        await instance.start(replicas === 1);
-        record.instances.push(instance);
+      const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host, restart));
+      const failed: Array<{ replica: number; error: unknown }> = [];
+      // Start hooks run concurrently (bounded), each retried per the restart policy; the
+      // subscriptions reach the server with one flush for all.
+      await pool(slots, START_CONCURRENCY, async (replica) => {
+        try {
+          await replica.start(replicas === 1);
+        } catch (err) {
+          failed.push({ replica: replica.index, error: err });
+        }
       });
+      // Handle order is spawn order, whatever order the starts finished in; `current` follows a restart made meanwhile.
+      for (const r of slots) {
+        if (!r.current) continue;
+        record.replicas.push(r);
+        record.instances.push(r.current);
+      }
+      if (failed.length > 0) throw spawnFailure(meta.name, replicas, failed.sort((a, b) => a.replica - b.replica));
       if (replicas > 1) await this.transport.flush();
       // Registered only once they serve: routable means served. One batch: one lease write, pipelined records.
       await this.registry?.registerMany(
         record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: { ...options.properties } })),
       );
-      // Handle order is spawn order, whatever order the starts finished in (all of them started).
-      record.instances.splice(0, record.instances.length, ...built);
-      for (const instance of built) {
+      for (const instance of record.instances) {
         this.micro?.add(instance, version);
         this.checker.add(instance);
       }
     } catch (err) {
+      await Promise.all(record.replicas.map((r) => r.stop()));
       await this.stopInstances(record.instances);
       this.spawns.delete(record);
       throw err;
     }
-    const byId = new Map(record.instances.map((i) => [i.info.instanceId, i]));
     let stopping: Promise<void> | undefined;
     return {
       namespace,
       component: meta.name,
-      instanceIds: record.instances.map((i) => i.info.instanceId),
+      // Read each time: a restart replaces an instance id.
+      get instanceIds() {
+        return record.instances.map((i) => i.info.instanceId);
+      },
       instance: (id: string) => {
-        const inst = byId.get(id);
-        if (!inst) throw new TroupeError('NOT_FOUND', `no instance ${id} in this spawn of ${meta.name}`);
+        const inst = record.instances.find((i) => i.info.instanceId === id);
+        if (!inst) throw new TroupeError('NOT_FOUND', `no instance ${id} in this spawn of ${meta.name} (stopped, or replaced by a restart)`);
         return inst.actor as C;
       },
       stop: () =>
-        (stopping ??= this.stopInstances(record.instances).then(() => {
+        (stopping ??= (async () => {
+          // No restart may start an instance once the stop took the list.
+          await settlesWithin(Promise.all(record.replicas.map((r) => r.stop())), SHUTDOWN_STEP_MS);
+          await this.stopInstances(record.instances);
           this.spawns.delete(record);
-        })),
+        })()),
+    };
+  }
+
+  /** What the supervisors of one spawn's replicas use: build through DI, register, withdraw, stop, and the spawn's instance list. */
+  private replicaHost(
+    record: SpawnRecord,
+    target: Class,
+    component: string,
+    namespace: string,
+    options: SpawnOptions,
+    settings: ConstructorParameters<typeof ActorInstance>[4],
+  ): ReplicaHost {
+    const meta = componentMeta(target);
+    return {
+      build: () => {
+        const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component };
+        const logger = this.logger.child({ namespace, component, instance: info.instanceId });
+        const registry = this.registry;
+        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
+        const actor = this.construct(target, { info, logger, config: options.config, properties });
+        const instance = new ActorInstance(this.plane, meta, actor as object, info, settings, logger);
+        instance.properties = properties;
+        return instance;
+      },
+      register: async (i) => {
+        await this.registry?.register(i.addresses, i.info.instanceId, { ...options.properties });
+      },
+      deregister: async (i) => {
+        if (!this.registry) return;
+        i.properties?.leave();
+        await settlesWithin(this.registry.deregister(i.addresses, i.info.instanceId), SHUTDOWN_STEP_MS);
+      },
+      // Bounded: an onStop hook that never returns must not hold the replica's restart.
+      stop: async (i, graceMs) => {
+        if (!(await settlesWithin(i.stop(graceMs, Math.min(graceMs, SHUTDOWN_STEP_MS)), graceMs + 2 * SHUTDOWN_STEP_MS))) {
+          this.logger.warn(`instance ${i.info.instanceId} did not stop within ${graceMs + 2 * SHUTDOWN_STEP_MS} ms (an onStop hook still running); going on`);
+        }
+      },
+      replaced: (old, next) => {
+        const k = record.instances.indexOf(old);
+        if (k < 0) return;
+        this.micro?.remove(old.info.instanceId);
+        this.checker.remove(old.info.instanceId);
+        if (next) {
+          record.instances[k] = next;
+          this.micro?.add(next, options.version ?? '0.0.0');
+          this.checker.add(next);
+        } else record.instances.splice(k, 1);
+      },
+      stats: this.plane.stats,
+      logger: this.logger.child({ namespace, component }),
+      component,
     };
   }
 
@@ -505,6 +588,8 @@ export class Runtime {
     let silent = this.transport.status !== TransportStatus.CONNECTED;
     const bound = (): number => (silent ? SHUTDOWN_SILENT_STEP_MS : SHUTDOWN_STEP_MS);
     const leaveMs = bound();
+    // Supervisors first: no restart may start an instance once the list is taken.
+    await settlesWithin(Promise.all([...this.spawns].flatMap((s) => s.replicas.map((r) => r.stop()))), leaveMs);
     const instances = [...this.spawns].flatMap((s) => s.instances);
     this.spawns.clear();
     let notLeft = 0;
@@ -764,7 +849,10 @@ export class Runtime {
 }
 
 interface SpawnRecord {
+  /** The serving instance of each replica (a restart swaps it, a give-up removes it). */
   instances: ActorInstance[];
+  /** The replicas' supervisors. */
+  replicas: Replica[];
 }
 
 /**

@@ -34,6 +34,8 @@ export const DEFAULTS: PlaneSettings = {
   dev: false,
   concurrency: 1,
   mailboxCapacity: 1024,
+  // 2 × requestTimeoutMs: see resolveSettings.
+  stuckAfterMs: 60_000,
   // One core stays with the event loop (actors, heartbeats, I/O).
   threadPoolSize: Math.max(1, availableParallelism() - 1),
   threadAbortGraceMs: 1_000,
@@ -83,6 +85,10 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     threadPoolSize: options.threadPoolSize ?? DEFAULTS.threadPoolSize,
     threadAbortGraceMs: options.threadAbortGraceMs ?? DEFAULTS.threadAbortGraceMs,
     router: options.router ?? (options.discovery === false ? 'queue' : DEFAULTS.router),
+    // Twice the default budget: a handler that holds its slot that long has ignored its abort
+    // signal for a whole budget (the check also requires every running handler to be past its
+    // deadline, so a call given a longer budget is never taken for stuck).
+    stuckAfterMs: options.stuckAfterMs ?? 2 * (options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs),
   };
   resolveRouter(s.router);
   checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
@@ -99,6 +105,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
   checkPositiveInt('busyLimitMs', s.busyLimitMs, 0);
   checkPositiveInt('concurrency', s.concurrency, 1);
   checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
+  checkPositiveInt('stuckAfterMs', s.stuckAfterMs, 0);
   checkPositiveInt('threadPoolSize', s.threadPoolSize, 1);
   checkPositiveInt('threadAbortGraceMs', s.threadAbortGraceMs, 0);
   return s;

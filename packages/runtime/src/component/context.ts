@@ -59,6 +59,21 @@ export interface Context {
    */
   setProperty(key: string, value: unknown): void;
   /**
+   * Declares this instance broken (its state can no longer be trusted: a
+   * lost model, a corrupt cache) and throws a `TroupeError` `INTERNAL` with
+   * `data: { fatal: true }`, which the caller receives. The instance is
+   * withdrawn from discovery at once (queued requests are refused so routers
+   * send them elsewhere) and, when spawned with a `restart` policy, replaced
+   * by a fresh actor with a new instance id. Throwing such a TroupeError
+   * yourself does the same. See docs/operations.md, "Supervision".
+   *
+   * @example
+   * \@endpoint() async generate(req: Req, ctx: Context) {
+   *   if (!this.model.healthy) ctx.fail('model weights lost');
+   * }
+   */
+  fail(reason: string): never;
+  /**
    * Runs a {@link ThreadFunction} in the runtime's worker-thread pool and
    * resolves with its result, so CPU-bound work never blocks this process's
    * actors, heartbeats and I/O. The request's cancel or deadline aborts it

@@ -46,6 +46,13 @@ export interface PlaneSettings {
   readonly mailboxCapacity: number;
   /** Default router of clients. */
   readonly router: RouterSpec;
+  /**
+   * Default bound after which an instance whose mailbox makes no progress
+   * (every slot held by a handler past its deadline, nothing started or
+   * finished) is withdrawn from discovery and replaced per its restart
+   * policy, ms; 0 turns the check off. Default 2 × `requestTimeoutMs`.
+   */
+  readonly stuckAfterMs: number;
   /** Worker threads at most for `ctx.runInThread` / `ctx.streamInThread` (started on demand); default `os.availableParallelism() - 1`, at least 1. */
   readonly threadPoolSize: number;
   /** How long a thread may ignore its task's abort (cancel, deadline) before it is terminated and replaced, ms. */

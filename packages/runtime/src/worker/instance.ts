@@ -2,7 +2,7 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
-import { TroupeError, toTroupeError, type WireError } from '../errors';
+import { isRemoteError, TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
 import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
@@ -34,7 +34,29 @@ export interface OnStop {
 export interface InstanceSettings {
   concurrency: number;
   mailboxCapacity: number;
+  /** Unexpected handler throws that make the instance broken (undefined: only a declared break does). */
+  failures?: FailureThreshold;
+  /** No mailbox progress this long, every slot held past its deadline: the instance is stuck (0: never). */
+  stuckAfterMs?: number;
 }
+
+/**
+ * `failures` of a spawn: this many unexpected handler throws (not a
+ * TroupeError) within `withinMs` make the instance broken.
+ *
+ * @example
+ * await runtime.spawn(Decode, { namespace: 'llm', failures: { count: 5, withinMs: 10_000 }, restart: { attempts: 3, backoffMs: 100 } });
+ */
+export interface FailureThreshold {
+  count: number;
+  withinMs: number;
+}
+
+/** Why an instance was declared broken: a handler said so, its handlers kept failing, or its mailbox stopped moving. */
+export type BrokenKind = 'fatal' | 'failures' | 'stuck';
+
+/** A handler running this long past its deadline (capped) is logged as overdue: 2× its budget, at most deadline + 5 s. */
+export const OVERDUE_MAX_MS = 5_000;
 
 type Handler = (req: unknown, ctx: Context) => unknown;
 
@@ -72,6 +94,19 @@ export class ActorInstance {
   /** Watches a mailbox queue that is not draining (see {@link watchQueue}); undefined while idle or once warned. */
   private queueWatch: NodeJS.Timeout | undefined;
   private queueWarned = false;
+  /** Watches running handlers for overdue ones and the mailbox for progress (see {@link watchProgress}); armed only while something runs. */
+  private progressWatch: NodeJS.Timeout | undefined;
+  /** The mailbox's progress count at the last check, and when it last changed. */
+  private lastProgress = -1;
+  private lastProgressAt = 0;
+  /** Times of recent unexpected handler throws (only with a `failures` threshold). */
+  private recentFailures: number[] | undefined;
+  /** Set once the instance is declared broken (see {@link broken}). */
+  brokenReason: TroupeError | undefined;
+  /** Told once when the instance is declared broken; set by its supervisor. */
+  onBroken: ((reason: TroupeError, kind: BrokenKind) => void) | undefined;
+  private readonly failures: FailureThreshold | undefined;
+  private readonly stuckAfterMs: number;
 
   constructor(
     private readonly plane: Plane,
@@ -83,6 +118,8 @@ export class ActorInstance {
   ) {
     this.info = info;
     this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
+    this.failures = settings.failures;
+    this.stuckAfterMs = settings.stuckAfterMs ?? 0;
     this.publisher = plane.events.publisherOf(info);
     this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
   }
@@ -203,6 +240,8 @@ export class ActorInstance {
     this.state = State.Stopping;
     clearTimeout(this.queueWatch);
     this.queueWatch = undefined;
+    clearTimeout(this.progressWatch);
+    this.progressWatch = undefined;
     const deadline = Date.now() + graceMs;
     // Messages the server already delivered to the queue subscription are still handled. A
     // drain waits for the server's answer: a dead or frozen server must not hold the stop
@@ -242,6 +281,11 @@ export class ActorInstance {
     if (ctl !== undefined) return this.onControl(ctl, msg);
     const reply = msg.reply;
     served.meter.bytesIn += msg.data.length;
+    if (this.brokenReason && this.refusal) {
+      // Withdrawn: never run here, so the caller's router sends it elsewhere at once.
+      if (reply) this.sendError(reply, this.refusal);
+      return;
+    }
     if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
@@ -260,6 +304,11 @@ export class ActorInstance {
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
     if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
+    if (box.running > 0 && this.progressWatch === undefined && this.stuckAfterMs > 0) {
+      this.lastProgress = box.progress;
+      this.lastProgressAt = Date.now();
+      this.watchProgress();
+    }
     if (!accepted) stream?.forget();
     if (!accepted) served.meter.overloaded++;
     if (!accepted && reply) {
@@ -308,6 +357,75 @@ export class ActorInstance {
     this.queueWatch.unref();
   }
 
+  /**
+   * While anything runs, every {@link progressCheckMs}: a handler running
+   * past its deadline by its budget (at most {@link OVERDUE_MAX_MS}) is
+   * logged once (warn, request id, endpoint) and counted — it ignored its
+   * abort signal; and when no message started or finished for
+   * `stuckAfterMs` while every slot is held and no running handler is still
+   * within its deadline, the instance is stuck: declared broken, so its
+   * supervisor withdraws it from discovery and replaces it. Armed only while
+   * the mailbox runs something, so an idle instance costs no timer.
+   */
+  private watchProgress(): void {
+    const every = progressCheckMs(this.stuckAfterMs);
+    this.progressWatch = setTimeout(() => {
+      this.progressWatch = undefined;
+      const box = this.mailbox;
+      if (this.state !== State.Serving || this.brokenReason) return;
+      const now = Date.now();
+      if (box.progress !== this.lastProgress) {
+        this.lastProgress = box.progress;
+        this.lastProgressAt = now;
+      }
+      let withinDeadline = false;
+      for (const ctx of this.active) {
+        if (now <= ctx.deadline) withinDeadline = true;
+        else if (!ctx.overdueWarned && now > ctx.deadline + Math.min(ctx.budgetMs, OVERDUE_MAX_MS)) {
+          ctx.overdueWarned = true;
+          this.plane.stats.handlersOverdue++;
+          ctx.logger.warn(`handler still running ${now - ctx.deadline} ms past its deadline: it ignores ctx.signal (it holds a mailbox slot until it settles)`, {
+            overdueMs: now - ctx.deadline,
+            budgetMs: ctx.budgetMs,
+          });
+        }
+      }
+      const stalled = now - this.lastProgressAt;
+      if (box.running >= box.concurrency && !withinDeadline && stalled >= this.stuckAfterMs) {
+        this.plane.stats.instancesStuck++;
+        this.broken(
+          new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} of ${this.meta.name} is stuck: no message started or finished for ${stalled} ms with all ${box.concurrency} slots held past their deadlines`, {
+            data: { stuck: true },
+          }),
+          'stuck',
+        );
+        return;
+      }
+      if (box.running > 0) this.watchProgress();
+    }, every);
+    this.progressWatch.unref();
+  }
+
+  /**
+   * Declares the instance broken, once: it leaves its queue groups at once,
+   * refuses what waits in its mailbox and every later message with
+   * `UNAVAILABLE` `refused` (callers' routers send them elsewhere), and its
+   * supervisor is told (it deregisters, stops and maybe replaces it).
+   */
+  broken(reason: TroupeError, kind: BrokenKind = 'fatal'): void {
+    if (this.brokenReason || this.state !== State.Serving) return;
+    this.brokenReason = reason;
+    clearTimeout(this.progressWatch);
+    this.progressWatch = undefined;
+    this.refusal = refusal(`instance ${this.info.instanceId} of ${this.meta.name} was withdrawn: ${reason.message}`);
+    // Unsubscribed, not drained: nothing more should reach a broken instance through its groups.
+    for (const s of this.subs) s.unsubscribe();
+    this.subs.length = 0;
+    for (const job of this.mailbox.takeQueued()) job();
+    if (this.onBroken) this.onBroken(reason, kind);
+    else this.logger.error('instance broken with no supervisor', { kind, error: reason.message });
+  }
+
   private onControl(kind: string, msg: TransportMessage): void {
     if (kind === Ctl.CANCEL) {
       const call = this.calls.get(msg.header(H.STREAM) ?? '');
@@ -353,6 +471,7 @@ export class ActorInstance {
     }
     // Without a propagated id the unique reply subject names the request.
     const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
+    ctx.budgetMs = budget;
     ctx.metaHeader = meta;
     const traceparent = msg.header(H.TRACEPARENT);
     if (traceparent !== undefined) {
@@ -471,11 +590,29 @@ export class ActorInstance {
   private handlerFailed(ctx: RequestContext, err: unknown): TroupeError {
     const e = toTroupeError(err);
     if (err instanceof TroupeError) {
-      ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+      // A fatal error raised downstream (and let through) broke that instance, not this one.
+      if ((e.data as { fatal?: unknown } | undefined)?.fatal === true && !isRemoteError(e)) {
+        ctx.logger.error('handler declared the instance broken', { code: e.code, error: e.message });
+        this.broken(e, 'fatal');
+      } else {
+        ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+      }
     } else {
       ctx.logger.error('handler threw', { code: e.code, error: e.message, stack: err instanceof Error ? err.stack : undefined });
+      if (this.failures) this.countFailure(this.failures);
     }
     return e;
+  }
+
+  /** Past `failures.count` unexpected throws within `failures.withinMs`, the instance is broken. */
+  private countFailure(f: FailureThreshold): void {
+    const now = Date.now();
+    const recent = (this.recentFailures ??= []);
+    recent.push(now);
+    while (recent.length > 0 && (recent[0] as number) <= now - f.withinMs) recent.shift();
+    if (recent.length >= f.count) {
+      this.broken(new TroupeError('INTERNAL', `${recent.length} handler failures within ${f.withinMs} ms (threshold ${f.count})`, { data: { fatal: true } }), 'failures');
+    }
   }
 
   /** Sends an error to a caller; never throws. */
@@ -544,6 +681,10 @@ export class ActorInstance {
 
 const EMPTY = new Uint8Array(0);
 const NO_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
+/** How often the progress watch looks while something runs: a quarter of the stuck bound, within 20 ms..1 s. */
+function progressCheckMs(stuckAfterMs: number): number {
+  return Math.max(20, Math.min(1_000, Math.floor(stuckAfterMs / 4)));
+}
 /** How long requests must wait without a break before the idle-queue warning. */
 const QUEUE_WARN_MS = 1_000;
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {

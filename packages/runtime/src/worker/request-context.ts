@@ -14,6 +14,8 @@ export interface ContextOwner {
   readonly logger: Logger;
   readonly publisher: EventPublisher;
   setProperty(key: string, value: unknown): void;
+  /** Marks the instance broken (see {@link Context.fail}). */
+  broken(reason: TroupeError): void;
   readonly threads: ThreadPool;
 }
 
@@ -115,6 +117,18 @@ export class RequestContext implements Context {
     this.owner.publisher.publish(event as string, data, options);
   }
 
+  fail(reason: string): never {
+    const err = new TroupeError('INTERNAL', `instance ${this.instanceId} declared itself broken: ${String(reason)}`, { data: { fatal: true } });
+    // Marked now, not when the throw reaches the mailbox: a handler that catches its own throw is still broken.
+    this.owner.broken(err);
+    throw err;
+  }
+
+  /** The request's budget (deadline minus arrival), ms; set by the instance. */
+  budgetMs = 0;
+
+  /** Warned once as overdue (running well past its deadline); set by the instance's watchdog. */
+  overdueWarned = false;
   runInThread<Req, Res>(fn: ThreadFunction<Req, Res>, request: Req): Promise<Awaited<Res>> {
     if (!isThreadFunction(fn)) return Promise.reject(notThreadFunction('runInThread', fn));
     return this.owner.threads.run<Req, Res>(fn, request, { signal: this.signal, deadline: this.deadline });
