@@ -26,9 +26,11 @@ async function killNodeWithoutStreams(ctx: Ctx, ns: string, replicas: 1 | 3): Pr
   await killed.kill('SIGKILL');
   // Long enough for every lease to lapse if heartbeats stopped landing.
   await new Promise((r) => setTimeout(r, TIMING.leaseTtlMs * 2));
-  // With R3 the client's records watch may have lived on the killed node: nats.js re-creates
-  // it after two missed 5 s idle heartbeats, so new instances can take ~10-15 s to show.
-  const fresh = await freshListed(workers[0] as WorkerProcess, watch, replicas === 1 ? 5_000 : 20_000);
+  // With R3 the client's records watch may have lived on the killed node: nats.js alone
+  // re-creates it after two missed 5 s idle heartbeats (new instances took ~11 s to show).
+  // The spawner's beat announces its write, and a watch whose consumer does not answer is
+  // resumed on a fresh one (issue #17.2): within 2 s.
+  const fresh = await freshListed(workers[0] as WorkerProcess, watch, replicas === 1 ? 5_000 : 2_000);
   const outcomes = await load.stop();
   const dropped = ids.filter((id) => watch.dropped.has(id));
   const servedBy = new Set(outcomes.filter((o) => o.ok && o.sentAt > killedAt).map((o) => o.id));
@@ -40,6 +42,7 @@ async function killNodeWithoutStreams(ctx: Ctx, ns: string, replicas: 1 | 3): Pr
   assert.equal(dropped, [], 'no live instance left the list');
   assert.ok(ids.every((id) => servedBy.has(id)), 'both workers served after the kill');
   if (replicas === 1) assert.ok(fresh <= 100, `a new instance took ${ms(fresh)} ms to be listed after the node loss`);
+  else assert.ok(fresh <= 2_000, `a new instance took ${ms(fresh)} ms to be listed after the node loss`);
 }
 
 s('R1 buckets: killing the node that holds no registry stream, no worker and no client costs no request', async (ctx) => {

@@ -200,4 +200,21 @@ s('registry watch consumers deleted (as when the node holding them dies): live i
   assert.ok(fresh <= 100, `a new instance took ${ms(fresh)} ms to be listed`);
 });
 
+s('a records watch whose consumer was deleted sees a spawn made right after within 2 s (issue #17.2)', async (ctx) => {
+  const { rt, watch, ids, workers } = await setup(ctx, 'rconsumer');
+  const api = async (subject: string): Promise<Record<string, unknown>> => {
+    const reply = await rt.bus.request(subject, new TextEncoder().encode('{}'), { timeoutMs: 2_000 });
+    return JSON.parse(new TextDecoder().decode(reply.data)) as Record<string, unknown>;
+  };
+  // Only the records watches: the lease watch lives, so nothing else tells the client.
+  const names = ((await api('$JS.API.CONSUMER.NAMES.KV_troupe_instances'))['consumers'] as string[] | null) ?? [];
+  for (const name of names) await api(`$JS.API.CONSUMER.DELETE.KV_troupe_instances.${name}`);
+  assert.ok(names.length >= 1, `deleted ${names.length} records consumers (the client's watch at least)`);
+  // Measured before the fix: nats.js re-creates the consumer after two missed 5 s idle
+  // heartbeats, so the spawn was seen ~11 s later. The spawner's beat announces its write.
+  const fresh = await newInstanceListed(workers[0] as WorkerProcess, watch);
+  console.log(`discovery: ${names.length} records watch consumer(s) deleted; a spawn made at once was listed ${ms(fresh)} ms later`);
+  assert.ok(ids.every((id) => watch.has(id)), 'the live instances stayed listed');
+});
+
 s.run();

@@ -96,6 +96,21 @@ export function toTroupeError(err: unknown, fallback: ErrorCode = 'INTERNAL'): T
 }
 
 /** Rebuilds a TroupeError from its wire shape; unknown codes become INTERNAL. */
+/** Marks an error decoded from the wire (non-enumerable: it never travels, never shows in JSON). */
+const REMOTE = Symbol('troupe.remote');
+
+/**
+ * Whether `err` came from another instance (decoded from a reply), not
+ * raised here. A downstream instance's `data: { fatal: true }` breaks that
+ * instance only: a handler that lets it propagate does not break its own.
+ *
+ * @example
+ * catch (err) { if (err instanceof TroupeError && isRemoteError(err)) console.log('raised downstream'); }
+ */
+export function isRemoteError(err: TroupeError): boolean {
+  return (err as unknown as Record<symbol, unknown>)[REMOTE] === true;
+}
+
 export function fromWire(value: unknown): TroupeError {
   if (value !== null && typeof value === 'object') {
     const v = value as Partial<WireError>;
@@ -103,6 +118,7 @@ export function fromWire(value: unknown): TroupeError {
     const message = typeof v.message === 'string' ? v.message : 'remote error without a message';
     const err = new TroupeError(code, message, v.data === undefined ? undefined : { data: v.data });
     if (typeof v.stack === 'string') err.stack = `${err.name}: ${message}\n    --- remote ---\n${v.stack}`;
+    Object.defineProperty(err, REMOTE, { value: true });
     return err;
   }
   return new TroupeError('INTERNAL', `malformed remote error: ${safeString(value)}`);

@@ -17,9 +17,10 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectMetrics,
   injectProperties,
 } from './component/decorators';
-export type { EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export type { EndpointOptions, EndpointDecorator, InstanceInfo, Class, HealthCheck } from './component/decorators';
 export { Endpoints } from './endpoint-keys';
 export type { DeclaredEndpoints } from './endpoint-keys';
 export { on } from './events/event-handlers';
@@ -34,13 +35,20 @@ export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClie
 export type { MigrateOptions } from './caller/call-options';
 export type { StreamObservable } from './caller/stream-iterator';
 export type { RuntimeStats } from './plane/stats';
+export { RuntimeMetrics } from './ops/metrics';
+export type { MetricsOptions } from './ops/metrics';
+export type { StatusOptions, RuntimeHealth, InstanceHealth } from './ops/status-server';
+export { microServiceName } from './ops/micro';
 export { Routers } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { Metadata, TraceContext } from './wire/trace-context';
 export { METADATA_LIMITS } from './wire/trace-context';
-export type { OnStart, OnStop } from './worker/instance';
+export { threadFunction } from './threads/thread-function';
+export type { ThreadContext, ThreadFunction } from './threads/thread-function';
+export type { OnStart, OnStop, FailureThreshold } from './worker/instance';
+export type { RestartPolicy, RestartOption } from './worker/supervisor';
 export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope } from './events/events';
 export type { EventEnvelope, EventToken, EventRef, EventPublisher, PublishEventOptions, EventLogOptions } from './events/events';

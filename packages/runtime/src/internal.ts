@@ -8,7 +8,7 @@
  */
 import 'reflect-metadata';
 
-export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode } from './errors';
+export { ErrorCode, TroupeError, toTroupeError, fromWire, isErrorCode, isRemoteError } from './errors';
 export type { WireError } from './errors';
 export { NAME_RULE, validateName, validateInstanceId, INSTANCE_ID_RULE } from './names';
 export type { NameKind } from './names';
@@ -26,6 +26,9 @@ export {
   anyComponentEventWildcard,
   eventLogName,
   parseEventSubject,
+  leaseBeatSubject,
+  LEASE_BEAT_PREFIX,
+  LEASE_BEAT_WILDCARD,
 } from './wire/subjects';
 export type { EndpointAddress, EventSubjectParts } from './wire/subjects';
 export {
@@ -37,6 +40,7 @@ export {
   injectInstance,
   injectClient,
   injectPublisher,
+  injectMetrics,
   injectProperties,
   CONFIG,
   LOGGER,
@@ -44,7 +48,7 @@ export {
   PUBLISHER,
   PROPERTIES,
 } from './component/decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class } from './component/decorators';
+export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class, HealthCheck, ResolvedHealthCheck } from './component/decorators';
 export { Endpoints } from './endpoint-keys';
 export type { DeclaredEndpoints } from './endpoint-keys';
 export { refuseStandardDecorator } from './decorator-shape';
@@ -57,13 +61,22 @@ export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClie
 export type { MigrateOptions } from './caller/call-options';
 export type { StreamObservable } from './caller/stream-iterator';
 export type { RuntimeStats } from './plane/stats';
+export { RuntimeMetrics } from './ops/metrics';
+export type { MetricsOptions } from './ops/metrics';
+export type { StatusOptions, RuntimeHealth, InstanceHealth } from './ops/status-server';
+export { microServiceName } from './ops/micro';
+export { MicroType, SERVICE_API_PREFIX } from './ops/micro';
+export { Meter, EndpointMeter, CallMeter, Durations, DURATION_BUCKETS } from './plane/meter';
 export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
-export type { InstanceRecord, DiscoverySettings } from './discovery/registry';
+export type { InstanceRecord, DiscoverySettings, LeaseBeat } from './discovery/registry';
 export type { Context, ParentContext } from './component/context';
 export type { Metadata, TraceContext } from './wire/trace-context';
 export { METADATA_LIMITS } from './wire/trace-context';
-export type { OnStart, OnStop } from './worker/instance';
+export { threadFunction } from './threads/thread-function';
+export type { ThreadContext, ThreadFunction } from './threads/thread-function';
+export type { OnStart, OnStop, FailureThreshold } from './worker/instance';
+export type { RestartPolicy, RestartOption } from './worker/supervisor';
 export { PropertyBoard } from './worker/instance-properties';
 export type { InstanceProperties } from './worker/instance-properties';
 export { defineEvent, EventScope, EVENT_HEADERS, DEFAULT_EVENT_LOG } from './events/events';
@@ -97,6 +110,8 @@ export type {
   LogConsumeOptions,
   LogMessage,
   LogConsumer,
+  Pulse,
+  PulseOptions,
   Persistence,
   KvBucket,
   KvEntry,
@@ -107,3 +122,4 @@ export type { NatsTransportOptions } from './transport/nats/nats-transport';
 export { MemoryNetwork, MEMORY_DEFAULT_MAX_PAYLOAD } from './transport/memory/memory-network';
 export { MemoryTransport } from './transport/memory/memory-transport';
 export type { MemoryNetworkOptions, MemoryNetworkStats } from './transport/memory/memory-network';
+export { resolveRestart, resolveFailures, spawnFailure } from './worker/supervisor';

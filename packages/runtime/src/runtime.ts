@@ -6,7 +6,7 @@ import { CallerMonitor } from './caller/caller-monitor';
 import { typedClient } from './caller/client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, PROPERTIES, PUBLISHER } from './component/decorators';
+import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, METRICS, PROPERTIES, PUBLISHER } from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, pool, Registry } from './discovery/registry';
@@ -23,12 +23,19 @@ import { checkPositiveInt, resolveDiscovery, resolveSettings, SHUTDOWN_SILENT_ST
 import { settlesWithin } from './settle';
 import type { MemoryNetwork } from './transport/memory/memory-network';
 import type { NatsTransportOptions } from './transport/nats/nats-transport';
+import { startPulse } from './transport/pulse';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
-import { ActorInstance } from './worker/instance';
+import { ActorInstance, type FailureThreshold } from './worker/instance';
+import { Replica, type ReplicaHost, type RestartOption, resolveFailures, resolveRestart, spawnFailure } from './worker/supervisor';
+import { isSemver, MicroResponder } from './ops/micro';
+import { HealthChecker } from './ops/health-checks';
+import { type MetricsOptions, RuntimeMetrics } from './ops/metrics';
+import { checkStatusOptions, type RuntimeHealth, type StatusOptions, StatusServer, statusFromEnv } from './ops/status-server';
+import type { AddressInfo } from 'node:net';
 import { PropertyBoard } from './worker/instance-properties';
 import { Ctl, H } from './wire/protocol';
-import { endpointAddress, validateInboxPrefix } from './wire/subjects';
+import { endpointAddress, LEASE_BEAT_WILDCARD, validateInboxPrefix } from './wire/subjects';
 
 /** Instances of one spawn starting at once (their `onStart` hooks run concurrently up to this). */
 const START_CONCURRENCY = 64;
@@ -64,6 +71,20 @@ export interface RuntimeOptions extends Partial<PlaneSettings> {
    * clients can only use the `queue` router and nothing needs JetStream).
    */
   discovery?: false | Partial<DiscoverySettings & { inhibitMs: number }>;
+  /** Prometheus metrics options, or `false` to turn Troupe's metrics off (`runtime.metrics.registry` stays for yours). */
+  metrics?: false | MetricsOptions;
+  /**
+   * Starts the status server (`/metrics`, `/health`, `/live`) on this port
+   * and host (default `127.0.0.1`). Default: `TROUPE_STATUS_PORT` and
+   * `TROUPE_STATUS_HOST` when set, else no server.
+   */
+  status?: StatusOptions;
+  /**
+   * Answer the NATS micro protocol (`$SRV.PING|INFO|STATS`) for this
+   * runtime's instances (default true). Set false when the NATS account may
+   * not subscribe to `$SRV.>`.
+   */
+  micro?: boolean;
 }
 
 /** Options of {@link Runtime.spawn}. */
@@ -87,6 +108,24 @@ export interface SpawnOptions<Config = unknown> {
   concurrency?: number;
   /** Messages that may wait in one instance's mailbox before it answers OVERLOADED. */
   mailboxCapacity?: number;
+  /** The version the instances report to NATS micro clients (`$SRV.INFO`); a semantic version, default `0.0.0`. */
+  version?: string;
+  /**
+   * What happens to a replica whose `onStart` throws or whose instance
+   * breaks: `'never'` (default: the spawn fails / the replica stays down) or
+   * `{ attempts, backoffMs, maxBackoffMs?, resetAfterMs? }` — restart with a
+   * fresh actor (new instance id) after an exponential backoff. See
+   * docs/operations.md, "Supervision".
+   */
+  restart?: RestartOption;
+  /**
+   * Unexpected handler throws (not a TroupeError) that make an instance
+   * broken: `count` of them within `withinMs`. Default: none (only
+   * `ctx.fail` or a TroupeError with `data: { fatal: true }` breaks it).
+   */
+  failures?: FailureThreshold;
+  /** No mailbox progress this long (every slot held past its deadline) withdraws and replaces the instance, ms; 0: never. Default: the runtime's (2 × requestTimeoutMs). */
+  stuckAfterMs?: number;
 }
 
 /**
@@ -99,7 +138,7 @@ export interface SpawnOptions<Config = unknown> {
 export interface SpawnHandle<C = unknown> {
   readonly namespace: string;
   readonly component: string;
-  /** One 16-hex-char id per replica. */
+  /** One 16-hex-char id per serving replica (a restarted replica has a new id; a replica given up is absent). */
   readonly instanceIds: readonly string[];
   /** The actor object of one instance (for tests and introspection). */
   instance(instanceId: string): C;
@@ -131,6 +170,12 @@ export class Runtime {
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
+  /** Answers `$SRV.PING|INFO|STATS` for this runtime's instances. */
+  private readonly micro: MicroResponder | undefined;
+  private readonly runtimeMetrics: RuntimeMetrics;
+  /** Canary health checks of endpoints that declare one. */
+  private readonly checker: HealthChecker;
+  private status: { address: AddressInfo; detach: () => Promise<void> } | undefined;
 
   private constructor(
     private readonly transport: Transport,
@@ -144,12 +189,16 @@ export class Runtime {
     const d = resolveDiscovery(options);
     let discovery: Discovery | undefined;
     if (d) {
-      this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger);
+      this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger, (o) => startPulse(transport, o));
       discovery = new Discovery(transport.persistence, codec, d, this.logger, transport.status$, (mailbox, timeoutMs) =>
         transport.request(mailbox, new Uint8Array(0), { timeoutMs, headers: { [H.CTL]: Ctl.PROBE } }).then(
           (): ProbeResult => 'alive',
           (err: unknown): ProbeResult => ((err as TroupeError).code === 'NO_INSTANCES' ? 'gone' : 'silent'),
         ),
+        (handler) => {
+          const sub = transport.subscribe(LEASE_BEAT_WILDCARD, (m) => handler(m.data));
+          return () => sub.unsubscribe();
+        },
       );
     }
     this.plane = new Plane(
@@ -169,6 +218,36 @@ export class Runtime {
         events: new RuntimeEvents(plane, this.id),
         eventStreams: new EventStreams(),
       }),
+    );
+    // `metrics: false` also takes the clock reads off the hot path (counts stay, for $SRV.STATS).
+    this.plane.meter.timed = options.metrics !== false;
+    this.micro = options.micro === false ? undefined : new MicroResponder(transport, this.id, this.logger);
+    this.checker = new HealthChecker(
+      this.plane,
+      {
+        withdraw: async (i) => {
+          if (this.registry && !(await this.registry.deregister(i.addresses, i.info.instanceId))) {
+            throw new TroupeError('UNAVAILABLE', `the registry did not confirm the withdrawal of ${i.info.instanceId}`);
+          }
+        },
+        restore: async (i) => {
+          if (!this.registry || !i.serving) return;
+          await this.registry.register(i.addresses, i.info.instanceId, { ...i.properties?.statics });
+          for (const [k, v] of Object.entries(i.dynamic)) this.registry.setDynamic(i.info.instanceId, k, v);
+        },
+      },
+      this.logger,
+    );
+    this.runtimeMetrics = new RuntimeMetrics(
+      {
+        meter: this.plane.meter,
+        stats: this.plane.stats,
+        transport,
+        discovery,
+        registry: this.registry,
+        instances: () => [...this.spawns].flatMap((s) => s.instances),
+      },
+      options.metrics ?? {},
     );
     this.container = rootContainer.createChildContainer();
     this.container.registerInstance(Runtime as unknown as Class<Runtime>, this);
@@ -204,6 +283,11 @@ export class Runtime {
   private static async open(options: RuntimeOptions, embedded: boolean): Promise<Runtime> {
     resolveSettings(options); // refuse bad settings before connecting
     resolveDiscovery(options);
+    const status = options.status !== undefined ? checkStatusOptions(options.status) : statusFromEnv();
+    if (options.micro !== undefined && typeof options.micro !== 'boolean') throw new TroupeError('BAD_REQUEST', `micro must be a boolean, got ${String(options.micro)}`);
+    if (options.metrics !== undefined && options.metrics !== false && (options.metrics === null || typeof options.metrics !== 'object')) {
+      throw new TroupeError('BAD_REQUEST', `metrics must be false or an options object, got ${String(options.metrics)}`);
+    }
     if (options.inboxPrefix !== undefined) validateInboxPrefix(options.inboxPrefix);
     const { transport, network } = await openTransport(options, embedded);
     let rt: Runtime;
@@ -215,6 +299,14 @@ export class Runtime {
     }
     if (!network) await transport.flush();
     await rt.openDiscovery();
+    if (status) {
+      try {
+        rt.status = await StatusServer.attach(status, { registry: rt.runtimeMetrics.registry, health: () => rt.health() });
+      } catch (err) {
+        await rt.close();
+        throw err;
+      }
+    }
     return rt;
   }
 
@@ -259,8 +351,10 @@ export class Runtime {
    * Starts `replicas` instances of a component class in `namespace`. Each
    * instance is constructed through the DI container (config, runtime,
    * logger, clients), runs `onStart`, then listens on its mailbox and in the
-   * queue group of each endpoint. A start hook that throws fails the spawn
-   * with that error (instances already started are stopped).
+   * queue group of each endpoint. A start hook that throws is retried per
+   * `restart`; a replica that still fails fails the spawn with one
+   * TroupeError (the first failure's code, `data.failed` listing every
+   * failed replica and its error; the instances that started are stopped).
    *
    * @example
    * const h = await runtime.spawn(Decode, { namespace: 'llama_8b', replicas: 2, config: { model: 'x' } });
@@ -279,57 +373,127 @@ export class Runtime {
     }
     const concurrency = options.concurrency ?? this.plane.settings.concurrency;
     const mailboxCapacity = options.mailboxCapacity ?? this.plane.settings.mailboxCapacity;
+    const version = options.version ?? '0.0.0';
+    if (!isSemver(version)) throw new TroupeError('BAD_REQUEST', `version must be a semantic version such as 1.2.3 (NATS micro requires one), got ${String(version)}`);
     checkPositiveInt('concurrency', concurrency, 1);
     checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
     checkConstructor(target);
 
-    const record: SpawnRecord = { instances: [] };
+    const restart = resolveRestart(options.restart);
+    const failures = resolveFailures(options.failures);
+    const stuckAfterMs = options.stuckAfterMs ?? this.plane.settings.stuckAfterMs;
+    checkPositiveInt('stuckAfterMs', stuckAfterMs, 0);
+
+    const record: SpawnRecord = { instances: [], replicas: [] };
     this.spawns.add(record);
+    const host = this.replicaHost(record, target, meta.name, namespace, options, { concurrency, mailboxCapacity, failures, stuckAfterMs });
     try {
-      const built: ActorInstance[] = [];
-      for (let i = 0; i < replicas; i++) {
-        const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component: meta.name };
-        const logger = this.logger.child({ namespace, component: meta.name, instance: info.instanceId });
-        const registry = this.registry;
-        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
-        const actor = this.construct(target, { info, logger, config: options.config, properties });
-        const instance = new ActorInstance(this.plane, meta, actor as object, info, { concurrency, mailboxCapacity }, logger);
-        instance.properties = properties;
-        built.push(instance);
-      }
-      // Start hooks run concurrently (bounded); the subscriptions reach the server with one flush for all.
-      await pool(built, START_CONCURRENCY, async (instance) => {
-        await instance.start(replicas === 1);
-        record.instances.push(instance);
+      const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host, restart));
+      const failed: Array<{ replica: number; error: unknown }> = [];
+      // Start hooks run concurrently (bounded), each retried per the restart policy; the
+      // subscriptions reach the server with one flush for all.
+      await pool(slots, START_CONCURRENCY, async (replica) => {
+        try {
+          await replica.start(replicas === 1);
+        } catch (err) {
+          failed.push({ replica: replica.index, error: err });
+        }
       });
+      // Handle order is spawn order, whatever order the starts finished in; `current` follows a restart made meanwhile.
+      for (const r of slots) {
+        if (!r.current) continue;
+        record.replicas.push(r);
+        record.instances.push(r.current);
+      }
+      if (failed.length > 0) throw spawnFailure(meta.name, replicas, failed.sort((a, b) => a.replica - b.replica));
       if (replicas > 1) await this.transport.flush();
       // Registered only once they serve: routable means served. One batch: one lease write, pipelined records.
       await this.registry?.registerMany(
         record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: { ...options.properties } })),
       );
-      // Handle order is spawn order, whatever order the starts finished in (all of them started).
-      record.instances.splice(0, record.instances.length, ...built);
+      for (const instance of record.instances) {
+        this.micro?.add(instance, version);
+        this.checker.add(instance);
+      }
     } catch (err) {
+      await Promise.all(record.replicas.map((r) => r.stop()));
       await this.stopInstances(record.instances);
       this.spawns.delete(record);
       throw err;
     }
-    const byId = new Map(record.instances.map((i) => [i.info.instanceId, i]));
     let stopping: Promise<void> | undefined;
     return {
       namespace,
       component: meta.name,
-      instanceIds: record.instances.map((i) => i.info.instanceId),
+      // Read each time: a restart replaces an instance id.
+      get instanceIds() {
+        return record.instances.map((i) => i.info.instanceId);
+      },
       instance: (id: string) => {
-        const inst = byId.get(id);
-        if (!inst) throw new TroupeError('NOT_FOUND', `no instance ${id} in this spawn of ${meta.name}`);
+        const inst = record.instances.find((i) => i.info.instanceId === id);
+        if (!inst) throw new TroupeError('NOT_FOUND', `no instance ${id} in this spawn of ${meta.name} (stopped, or replaced by a restart)`);
         return inst.actor as C;
       },
       stop: () =>
-        (stopping ??= this.stopInstances(record.instances).then(() => {
+        (stopping ??= (async () => {
+          // No restart may start an instance once the stop took the list.
+          await settlesWithin(Promise.all(record.replicas.map((r) => r.stop())), SHUTDOWN_STEP_MS);
+          await this.stopInstances(record.instances);
           this.spawns.delete(record);
-        })),
+        })()),
+    };
+  }
+
+  /** What the supervisors of one spawn's replicas use: build through DI, register, withdraw, stop, and the spawn's instance list. */
+  private replicaHost(
+    record: SpawnRecord,
+    target: Class,
+    component: string,
+    namespace: string,
+    options: SpawnOptions,
+    settings: ConstructorParameters<typeof ActorInstance>[4],
+  ): ReplicaHost {
+    const meta = componentMeta(target);
+    return {
+      build: () => {
+        const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component };
+        const logger = this.logger.child({ namespace, component, instance: info.instanceId });
+        const registry = this.registry;
+        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
+        const actor = this.construct(target, { info, logger, config: options.config, properties });
+        const instance = new ActorInstance(this.plane, meta, actor as object, info, settings, logger);
+        instance.properties = properties;
+        return instance;
+      },
+      register: async (i) => {
+        await this.registry?.register(i.addresses, i.info.instanceId, { ...options.properties });
+      },
+      deregister: async (i) => {
+        if (!this.registry) return;
+        i.properties?.leave();
+        await settlesWithin(this.registry.deregister(i.addresses, i.info.instanceId), SHUTDOWN_STEP_MS);
+      },
+      // Bounded: an onStop hook that never returns must not hold the replica's restart.
+      stop: async (i, graceMs) => {
+        if (!(await settlesWithin(i.stop(graceMs, Math.min(graceMs, SHUTDOWN_STEP_MS)), graceMs + 2 * SHUTDOWN_STEP_MS))) {
+          this.logger.warn(`instance ${i.info.instanceId} did not stop within ${graceMs + 2 * SHUTDOWN_STEP_MS} ms (an onStop hook still running); going on`);
+        }
+      },
+      replaced: (old, next) => {
+        const k = record.instances.indexOf(old);
+        if (k < 0) return;
+        this.micro?.remove(old.info.instanceId);
+        this.checker.remove(old.info.instanceId);
+        if (next) {
+          record.instances[k] = next;
+          this.micro?.add(next, options.version ?? '0.0.0');
+          this.checker.add(next);
+        } else record.instances.splice(k, 1);
+      },
+      stats: this.plane.stats,
+      logger: this.logger.child({ namespace, component }),
+      component,
     };
   }
 
@@ -345,6 +509,10 @@ export class Runtime {
    */
   private async stopInstances(list: readonly ActorInstance[], leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
     if (list.length === 0) return;
+    for (const i of list) {
+      this.micro?.remove(i.info.instanceId);
+      this.checker.remove(i.info.instanceId);
+    }
     let left = true;
     if (this.registry) {
       // The records are going: a later property change must not bring them back to the lease.
@@ -372,6 +540,7 @@ export class Runtime {
     child.registerInstance(INSTANCE, info);
     child.registerInstance(PROPERTIES, deps.properties);
     child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
+    child.registerInstance(METRICS, this.runtimeMetrics);
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
     }
@@ -419,6 +588,8 @@ export class Runtime {
     let silent = this.transport.status !== TransportStatus.CONNECTED;
     const bound = (): number => (silent ? SHUTDOWN_SILENT_STEP_MS : SHUTDOWN_STEP_MS);
     const leaveMs = bound();
+    // Supervisors first: no restart may start an instance once the list is taken.
+    await settlesWithin(Promise.all([...this.spawns].flatMap((s) => s.replicas.map((r) => r.stop()))), leaveMs);
     const instances = [...this.spawns].flatMap((s) => s.instances);
     this.spawns.clear();
     let notLeft = 0;
@@ -446,6 +617,10 @@ export class Runtime {
       );
       silent = true;
     }
+    this.micro?.close();
+    this.checker.close();
+    this.runtimeMetrics.close();
+    await this.status?.detach();
     // Durable consumers give back what they hold before the drain; waiting replies fail now.
     const consumersMs = bound();
     if (!(await this.plane.close(new TroupeError('UNAVAILABLE', 'the runtime closed before the reply arrived'), consumersMs))) {
@@ -555,6 +730,66 @@ export class Runtime {
     return discovery.listing(scope);
   }
 
+  /**
+   * This runtime's Prometheus metrics: its own prom-client registry (Troupe's
+   * metrics unless `metrics: false`, and any you register) and its text.
+   *
+   * @example
+   * new Counter({ name: 'tokens_total', help: 'tokens', registers: [runtime.metrics.registry] });
+   */
+  get metrics(): RuntimeMetrics {
+    return this.runtimeMetrics;
+  }
+
+  /**
+   * Where the status server listens (`status` option or
+   * `TROUPE_STATUS_PORT`); undefined when it is off.
+   *
+   * @example
+   * const { port } = runtime.statusAddress ?? { port: 0 };
+   */
+  get statusAddress(): { host: string; port: number } | undefined {
+    return this.status ? { host: this.status.address.address, port: this.status.address.port } : undefined;
+  }
+
+  /**
+   * This runtime's health as `/health` reports it: connected to NATS, lease
+   * current, every instance serving, registered and passing its canary
+   * checks.
+   *
+   * @example
+   * if (!runtime.health().ready) console.warn(runtime.health());
+   */
+  health(): RuntimeHealth {
+    const connected = this.transport.status === TransportStatus.CONNECTED;
+    const reg = this.registry;
+    const instances = [...this.spawns].flatMap((s) => s.instances);
+    let lease: RuntimeHealth['lease'] = null;
+    if (reg && reg.lastLeaseWrite > 0) {
+      const ageMs = Date.now() - reg.lastLeaseWrite;
+      lease = { current: ageMs < reg.settings.leaseTtlMs, ageMs, ttlMs: reg.settings.leaseTtlMs };
+    }
+    const list = instances.map((i) => {
+      const endpoints = [...i.component.endpoints.values()].map((ep) => {
+        const check = i.checks.get(ep.name);
+        const status: 'ok' | 'failing' | 'unchecked' = check === undefined ? 'unchecked' : check.ok ? 'ok' : 'failing';
+        return { name: ep.name, subject: `${i.info.namespace}.${i.info.component}.${ep.name}`, status, ...(check?.lastError ? { lastError: check.lastError } : {}) };
+      });
+      return {
+        namespace: i.info.namespace,
+        component: i.info.component,
+        instanceId: i.info.instanceId,
+        serving: i.serving,
+        registered: reg ? reg.has(i.info.instanceId) : true,
+        healthy: endpoints.every((e) => e.status !== 'failing'),
+        endpoints,
+      };
+    });
+    // A closing runtime is not ready: an orchestrator stops sending it traffic while it drains.
+    const ready = !this.closing && connected && (lease === null ? !reg || instances.length === 0 : lease.current) && list.every((i) => i.serving && i.registered && i.healthy);
+    return { ready, runtime: this.id, nats: { connected, server: this.transport.describe }, lease, instances: list };
+  }
+
   /** Whether the connection is up. */
   get connected(): boolean {
     return this.transport.status === TransportStatus.CONNECTED;
@@ -614,7 +849,10 @@ export class Runtime {
 }
 
 interface SpawnRecord {
+  /** The serving instance of each replica (a restart swaps it, a give-up removes it). */
   instances: ActorInstance[];
+  /** The replicas' supervisors. */
+  replicas: Replica[];
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { DiscoverySettings } from './discovery/registry';
 import { resolveRouter } from './discovery/routers';
+import { availableParallelism } from 'node:os';
 import { TroupeError } from './errors';
 import type { PlaneSettings } from './plane/plane';
 
@@ -27,10 +28,17 @@ export const DEFAULTS: PlaneSettings = {
   streamWindowBytes: 1024 * 1024,
   streamHeartbeatMs: 100,
   streamIdleMs: 1_500,
+  // 0: a busy worker (alive, its loop blocked) is bounded by the call's own deadline.
+  busyLimitMs: 0,
   gracePeriodMs: 10_000,
   dev: false,
   concurrency: 1,
   mailboxCapacity: 1024,
+  // 2 × requestTimeoutMs: see resolveSettings.
+  stuckAfterMs: 60_000,
+  // One core stays with the event loop (actors, heartbeats, I/O).
+  threadPoolSize: Math.max(1, availableParallelism() - 1),
+  threadAbortGraceMs: 1_000,
 };
 
 /**
@@ -69,11 +77,18 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     streamWindowBytes: options.streamWindowBytes ?? DEFAULTS.streamWindowBytes,
     streamHeartbeatMs: options.streamHeartbeatMs ?? DEFAULTS.streamHeartbeatMs,
     streamIdleMs: options.streamIdleMs ?? DEFAULTS.streamIdleMs,
+    busyLimitMs: options.busyLimitMs ?? DEFAULTS.busyLimitMs,
     gracePeriodMs: options.gracePeriodMs ?? DEFAULTS.gracePeriodMs,
     dev: options.dev ?? DEFAULTS.dev,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
     mailboxCapacity: options.mailboxCapacity ?? DEFAULTS.mailboxCapacity,
+    threadPoolSize: options.threadPoolSize ?? DEFAULTS.threadPoolSize,
+    threadAbortGraceMs: options.threadAbortGraceMs ?? DEFAULTS.threadAbortGraceMs,
     router: options.router ?? (options.discovery === false ? 'queue' : DEFAULTS.router),
+    // Twice the default budget: a handler that holds its slot that long has ignored its abort
+    // signal for a whole budget (the check also requires every running handler to be past its
+    // deadline, so a call given a longer budget is never taken for stuck).
+    stuckAfterMs: options.stuckAfterMs ?? 2 * (options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs),
   };
   resolveRouter(s.router);
   checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
@@ -87,8 +102,12 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     throw new TroupeError('BAD_REQUEST', `streamIdleMs (${s.streamIdleMs}) must be at least 3 × streamHeartbeatMs (${s.streamHeartbeatMs})`);
   }
   checkPositiveInt('gracePeriodMs', s.gracePeriodMs, 0);
+  checkPositiveInt('busyLimitMs', s.busyLimitMs, 0);
   checkPositiveInt('concurrency', s.concurrency, 1);
   checkPositiveInt('mailboxCapacity', s.mailboxCapacity, 0);
+  checkPositiveInt('stuckAfterMs', s.stuckAfterMs, 0);
+  checkPositiveInt('threadPoolSize', s.threadPoolSize, 1);
+  checkPositiveInt('threadAbortGraceMs', s.threadAbortGraceMs, 0);
   return s;
 }
 

@@ -6,6 +6,7 @@ export { runtimeSuite } from './runtime-suite';
 export { retentionSuite } from './retention-suite';
 export type { RuntimeFactory, RuntimePair } from './runtime-suite';
 export { eventsSuite } from './events-suite';
+export { threadsSuite } from './threads-suite';
 export type { EventsFactory } from './events-suite';
 export { sleep, waitFor, within } from './wait';
 export { transportSuite, TRANSPORT_CASES } from './transport-suite';

@@ -19,6 +19,7 @@ import {
 } from '@troupe/runtime/internal';
 import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
+import { addSupervisionCases } from './supervision-cases';
 import { addContextCases } from './context-cases';
 import { sleep, waitFor, within } from './wait';
 
@@ -525,11 +526,12 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.is(h.instance(h.instanceIds[0]!).peakRunning, 4);
   });
 
-  s('lifecycle - a start hook that throws fails the spawn with that error', async (ctx) => {
+  s('lifecycle - a start hook that throws fails the spawn with its code, naming each replica and the error', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
     const e = await expectError(worker.spawn(Broken, { namespace: ns, replicas: 2 }), 'UNAVAILABLE', 'spawn');
-    assert.is(e.message, 'model weights missing');
+    assert.is(e.message, 'spawn of broken failed: 2 of 2 replicas did not start (replica 0: model weights missing; replica 1: model weights missing)');
+    assert.equal((e.data as { failed: Array<{ replica: number }> }).failed.map((f) => f.replica), [0, 1]);
     await expectError(caller.namespace(ns).client(Broken).ping(undefined as never), 'NO_INSTANCES', 'nothing serves after a failed spawn');
   });
 
@@ -649,6 +651,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
 
   addStreamCases(s, open);
   addRoutingCases(s, open);
+  addSupervisionCases(s, open);
   addContextCases(s, open);
 
   s.run();

@@ -55,6 +55,8 @@ export class CallerMonitor {
   private readonly instances = new Map<string, number>();
   /** Streams to probe at the next tick whatever their silence (their instance is suspected). */
   private readonly suspects = new Set<Monitored>();
+  /** Instances found busy since last heard from (counted once per busy spell). */
+  private readonly busyNoted = new Set<string>();
   private ticks = 0;
   private timer: NodeJS.Timeout | undefined;
   private clock = 0;
@@ -120,11 +122,25 @@ export class CallerMonitor {
     this.suspects.clear();
     this.probes.clear();
     this.instances.clear();
+    this.busyNoted.clear();
   }
 
   /** Streams watched now (for tests). */
   get size(): number {
     return this.live.size;
+  }
+
+  /** Whether `instanceId`'s process is busy (a fresh beat says its loop is blocked) and within the busy bound. */
+  private busy(instanceId: string, silenceMs: number): boolean {
+    const lag = this.plane.discovery?.busyFor(instanceId);
+    if (lag === undefined) return false;
+    const limit = this.plane.settings.busyLimitMs;
+    if (limit > 0 && silenceMs >= limit) return false;
+    if (!this.busyNoted.has(instanceId)) {
+      this.busyNoted.add(instanceId);
+      this.plane.stats.busyWaits++;
+    }
+    return true;
   }
 
   /** Probes awaiting an answer, and instances whose last sign of life is remembered (leak tests). */
@@ -135,6 +151,7 @@ export class CallerMonitor {
   /** Something arrived from `instanceId` (a frame of any stream, a heartbeat naming one): it is alive. */
   heardFrom(instanceId: string, at: number): void {
     this.instances.set(instanceId, at);
+    if (this.busyNoted.size > 0) this.busyNoted.delete(instanceId);
   }
 
   private readonly tick = (): void => {
@@ -150,6 +167,10 @@ export class CallerMonitor {
       // Lost only when its instance as a whole went quiet: under load one stream's frames may wait behind others'.
       const instanceSilence = target === undefined ? silence : now - Math.max(s.lastHeard, this.instances.get(target) ?? 0);
       if (instanceSilence >= this.idleMs) {
+        // Alive but busy (its beat thread reports a blocked event loop): not lost. The
+        // call's deadline bounds it, or `busyLimitMs` when set; a frozen or dead process
+        // has no fresh beat and is lost at the idle bound as before.
+        if (target !== undefined && this.busy(target, instanceSilence)) continue;
         s.silent(instanceSilence);
         continue;
       }

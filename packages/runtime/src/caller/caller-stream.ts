@@ -1,3 +1,4 @@
+import { type CallMeter, now } from '../plane/meter';
 import type { CallerMonitor } from './caller-monitor';
 import { abortCode, carriedHeaders, decodeError, MAX_WINDOW, metadataHeader, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
 import { callAttributes, type ClientSpan, endSpan, startClientSpan, tracingActive } from '../plane/telemetry';
@@ -95,7 +96,12 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     private readonly sink: StreamSink<Res>,
   ) {
     this.monitor = plane.monitor;
+    this.meter = plane.meter.callMeter(address.namespace, address.component, address.endpoint);
+    this.startedAt = this.meter ? now() : 0;
   }
+
+  private readonly meter: CallMeter | undefined;
+  private readonly startedAt: number;
 
   /**
    * Sends the request to `target`. `route` (when given) picks where a request
@@ -467,6 +473,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     this.items = undefined;
     if (this.span) endSpan(this.span.span, err);
     this.span = undefined;
+    this.meter?.finish(this.startedAt, err ? err.code : 'OK');
     if (err?.code === ErrorCode.NO_INSTANCES) {
       // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
       void explainNoInstances(this.plane, this.address, err).then((e) => this.sink.error(e));

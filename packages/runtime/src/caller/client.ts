@@ -1,3 +1,4 @@
+import type { CallMeter } from '../plane/meter';
 import { map, Observable } from 'rxjs';
 import { type CallOptions, carriedHeaders, metadataHeader, precheck, remainingBudget, type RetryOptions, type StreamOptions } from './call-options';
 import { callAttributes, endSpan, startClientSpan, tracingActive } from '../plane/telemetry';
@@ -43,6 +44,8 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   readonly subject: string;
   private readonly router: Router | 'queue';
   private viewCache: EndpointView | undefined;
+  /** Client-side counters of this endpoint (shared by every client of it in this runtime). */
+  private readonly meter: CallMeter | undefined;
 
   constructor(
     private readonly plane: Plane,
@@ -53,6 +56,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   ) {
     this.subject = instanceId === undefined ? queueSubject(address) : mailboxSubject(address, instanceId);
     this.router = resolveRouter(options.router ?? plane.settings.router);
+    this.meter = plane.meter.callMeter(address.namespace, address.component, address.endpoint);
     if (this.router !== 'queue' && !plane.discovery) {
       throw new TroupeError('BAD_REQUEST', `router ${this.router.name} needs discovery, which this runtime has turned off; use router 'queue' or enable discovery`);
     }
@@ -180,7 +184,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const pinned = router === 'queue' || this.instanceId !== undefined;
     const reply = pinned
       ? new Promise<Res>((resolve, reject) => {
-          const c = new UnaryCall<Res>(this.plane, resolve, reject, this.address);
+          const c = this.unary(resolve, reject);
           c.carried = carried;
           c.send(this.subject, data, budget, options, this.instanceId !== undefined);
         })
@@ -196,6 +200,12 @@ export class EndpointClient<Req = unknown, Res = unknown> {
         throw err;
       },
     );
+  }
+
+  private unary(resolve: (v: Res) => void, reject: (e: TroupeError) => void): UnaryCall<Res> {
+    const c = new UnaryCall<Res>(this.plane, resolve, reject, this.address);
+    c.meter = this.meter;
+    return c;
   }
 
   /**
@@ -214,7 +224,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
     const go = (left: number) =>
       new Promise<Res>((resolve, reject) => {
-        const c = new UnaryCall<Res>(this.plane, resolve, reject, this.address);
+        const c = this.unary(resolve, reject);
         c.carried = carried;
         c.sendRouted(route, data, left, options);
       });

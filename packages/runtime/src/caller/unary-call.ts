@@ -5,6 +5,7 @@ import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
+import { type CallMeter, now } from '../plane/meter';
 import { Ctl, H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
@@ -54,6 +55,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private reply = '';
   /** What the call carries besides its budget (request id, trace context, metadata); undefined for a plain call. */
   carried: Record<string, string> | undefined;
+  /** The client's counters of this endpoint; set by the client before sending. */
+  meter: CallMeter | undefined;
+  private startedAt = 0;
 
   constructor(
     private readonly plane: Plane,
@@ -78,6 +82,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   }
 
   private arm(data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+    if (this.meter) this.startedAt = now();
     this.data = data;
     this.budget = budget;
     this.options = options;
@@ -133,6 +138,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     if (this.id !== undefined) this.route?.view.succeeded(this.id);
     this.done = true;
     this.cleanup();
+    this.meter?.finish(this.startedAt, 'OK');
     this.resolve(value as Res);
   }
 
@@ -204,6 +210,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     if (this.done) return;
     this.done = true;
     this.cleanup();
+    this.meter?.finish(this.startedAt, err.code);
     if (err.code === ErrorCode.NO_INSTANCES && this.address) {
       // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
       void explainNoInstances(this.plane, this.address, err).then(this.reject);

@@ -1,6 +1,7 @@
 import type { EventToken, PublishEventOptions } from '../events/events';
 import type { Logger } from '../logger';
 import type { Metadata, TraceContext } from '../wire/trace-context';
+import type { ThreadFunction } from '../threads/thread-function';
 
 /**
  * What every handler receives beside its request. Pass it as `parent` in the
@@ -12,6 +13,8 @@ import type { Metadata, TraceContext } from '../wire/trace-context';
  *   const kv = await this.prefill.prefill(req, { parent: ctx });
  *   while (!ctx.signal.aborted) yield next(kv);
  * }
+ * // CPU-bound work in a worker thread (see threadFunction):
+ * \@endpoint() primes(req: { upTo: number }, ctx: Context) { return ctx.runInThread(primes, req); }
  */
 export interface Context {
   /** The request id (propagated to nested calls for logs). */
@@ -55,6 +58,37 @@ export interface Context {
    * Outside handlers use `@injectProperties()`.
    */
   setProperty(key: string, value: unknown): void;
+  /**
+   * Declares this instance broken (its state can no longer be trusted: a
+   * lost model, a corrupt cache) and throws a `TroupeError` `INTERNAL` with
+   * `data: { fatal: true }`, which the caller receives. The instance is
+   * withdrawn from discovery at once (queued requests are refused so routers
+   * send them elsewhere) and, when spawned with a `restart` policy, replaced
+   * by a fresh actor with a new instance id. Throwing such a TroupeError
+   * yourself does the same. See docs/operations.md, "Supervision".
+   *
+   * @example
+   * \@endpoint() async generate(req: Req, ctx: Context) {
+   *   if (!this.model.healthy) ctx.fail('model weights lost');
+   * }
+   */
+  fail(reason: string): never;
+  /**
+   * Runs a {@link ThreadFunction} in the runtime's worker-thread pool and
+   * resolves with its result, so CPU-bound work never blocks this process's
+   * actors, heartbeats and I/O. The request's cancel or deadline aborts it
+   * (the function sees `ctx.aborted` / `ctx.signal`; one ignoring it past
+   * `threadAbortGraceMs` loses its thread) and rejects at once with the
+   * reason. What the function throws rejects as a handler's throw would.
+   */
+  runInThread<Req, Res>(fn: ThreadFunction<Req, Res>, request: NoInfer<Req>): Promise<Awaited<Res>>;
+  /**
+   * Runs a generator {@link ThreadFunction} in the pool and yields its items
+   * in order; return it (or `yield*` it) from a streaming endpoint. The
+   * thread pauses when it runs a few items ahead of the stream's consumer,
+   * so the stream's credit window governs it.
+   */
+  streamInThread<Req, T>(fn: ThreadFunction<Req, Iterable<T> | AsyncIterable<T>>, request: NoInfer<Req>): AsyncIterable<T>;
 }
 
 /** The part of a {@link Context} that nested calls inherit. */

@@ -15,6 +15,36 @@ export interface EndpointMeta {
   readonly method: string;
   /** Whether the endpoint streams (async generator, `Observable` return type, or `stream: true`). */
   readonly stream: boolean;
+  /** The canary check the runtime sends to idle instances (`@endpoint({ healthCheck })`), resolved. */
+  readonly healthCheck?: ResolvedHealthCheck;
+}
+
+/**
+ * A canary health check of an endpoint: the runtime sends `payload` to
+ * each of its own instances when the endpoint has been idle for
+ * `intervalMs`; an error or no answer within `timeoutMs` marks the instance
+ * unhealthy and withdraws it from discovery until a check passes again (as
+ * Dynamo's canary health checks do). A stream endpoint passes when its
+ * first item (or its end) arrives in time.
+ *
+ * @example
+ * \@endpoint({ healthCheck: { payload: { prompt: 'ping', maxTokens: 1 }, intervalMs: 5000 } })
+ * async *generate(req: Req) { ... }
+ */
+export interface HealthCheck {
+  /** The request sent (encoded by the runtime's codec like any request). */
+  payload: unknown;
+  /** Idle time before a check, and the period of checks while unhealthy, ms (default 5000). */
+  intervalMs?: number;
+  /** How long the check may take, ms (default 2000). */
+  timeoutMs?: number;
+}
+
+/** A {@link HealthCheck} with defaults applied. */
+export interface ResolvedHealthCheck {
+  readonly payload: unknown;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
 }
 
 /** What `@component` records about a class. */
@@ -33,6 +63,21 @@ export interface EndpointOptions {
    * that returns an `AsyncIterable` so typed clients call it as a stream.
    */
   stream?: boolean;
+  /** A canary check the runtime sends to idle instances of this endpoint. */
+  healthCheck?: HealthCheck;
+}
+
+function resolveHealthCheck(where: string, hc: HealthCheck | undefined): ResolvedHealthCheck | undefined {
+  if (hc === undefined) return undefined;
+  if (hc === null || typeof hc !== 'object' || !('payload' in hc)) {
+    throw new TroupeError('BAD_REQUEST', `${where}: healthCheck must be { payload, intervalMs?, timeoutMs? }`);
+  }
+  const intervalMs = hc.intervalMs ?? 5_000;
+  const timeoutMs = hc.timeoutMs ?? 2_000;
+  for (const [k, v] of [['intervalMs', intervalMs], ['timeoutMs', timeoutMs]] as const) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 10) throw new TroupeError('BAD_REQUEST', `${where}: healthCheck.${k} must be an integer >= 10 ms, got ${String(v)}`);
+  }
+  return { payload: hc.payload, intervalMs, timeoutMs };
 }
 
 /**
@@ -113,7 +158,8 @@ export function endpoint(nameOrOptions?: string | EndpointOptions): EndpointDeco
     const returnType: unknown = Reflect.getMetadata('design:returntype', target, propertyKey);
     const stream =
       opts.stream ?? (fn.constructor?.name === 'AsyncGeneratorFunction' || returnType === Observable);
-    list.set(name, { name, method: propertyKey, stream });
+    const healthCheck = resolveHealthCheck(`@endpoint ${ctor.name}.${propertyKey}`, opts.healthCheck);
+    list.set(name, healthCheck ? { name, method: propertyKey, stream, healthCheck } : { name, method: propertyKey, stream });
   };
 }
 
@@ -158,6 +204,7 @@ export const LOGGER = Symbol.for('troupe:logger');
 export const INSTANCE = Symbol.for('troupe:instance');
 /** tsyringe token of the instance's `EventPublisher`. */
 export const PUBLISHER = Symbol.for('troupe:publisher');
+export const METRICS = Symbol.for('troupe:metrics');
 /** tsyringe token of the instance's `InstanceProperties`. */
 export const PROPERTIES = Symbol.for('troupe:properties');
 
@@ -201,6 +248,19 @@ export function injectInstance(): ParameterDecorator {
  */
 export function injectPublisher(): ParameterDecorator {
   return inject(PUBLISHER) as ParameterDecorator;
+}
+
+/**
+ * Injects the runtime's metrics (`RuntimeMetrics`): make your own counters,
+ * gauges and histograms in the runtime's registry, scraped with Troupe's.
+ *
+ * @example
+ * constructor(\@injectMetrics() metrics: RuntimeMetrics) {
+ *   this.tokens = metrics.counter({ name: 'tokens_total', help: 'tokens generated' });
+ * }
+ */
+export function injectMetrics(): ParameterDecorator {
+  return inject(METRICS) as ParameterDecorator;
 }
 
 /**

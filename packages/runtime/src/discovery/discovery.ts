@@ -4,8 +4,10 @@ import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
 import { withTimeout } from '../timeout';
 import {
+  BUSY_AFTER_MS,
   type DiscoverySettings,
   type InstanceRecord,
+  type LeaseBeat,
   LEASES_BUCKET,
   type LeaseValue,
   markerKey,
@@ -25,9 +27,21 @@ interface LeaseState {
   /** Instances the lease names as gone (a graceful stop whose record deletes may still be on the way). */
   gone: ReadonlySet<string>;
   timer: NodeJS.Timeout;
-  /** KV revision of `value`: tells a silent watch from a silent process. */
+  /** KV revision of `value`: tells a silent watch from a silent process (0: known from beats alone). */
   revision: number;
+  /** When its last beat arrived here (epoch ms); undefined: none yet. */
+  beatAt: number | undefined;
+  /** How late the process's main loop was at that beat, ms. */
+  lagMs: number;
 }
+
+const beatDecoder = new TextDecoder();
+
+/** How long a write announced by a beat may take to reach a live watch before the watch is checked, ms. */
+const WATCH_GRACE_MS = 250;
+
+/** Leases removed gracefully stay ignored this long: a beat sent just before the delete may arrive after it. */
+const DEPARTED_MEMORY_MS = 60_000;
 
 /** What a mailbox probe found. */
 export type ProbeResult = 'alive' | 'gone' | 'silent';
@@ -62,6 +76,12 @@ export class Discovery {
   private componentSweep: NodeJS.Timeout | undefined;
   /** Called whenever a lease appears, changes or is dropped (listings recompute). */
   private readonly leaseListeners = new Set<() => void>();
+  /** Leases deleted from the bucket (graceful close), until their next write: late beats do not revive them. */
+  private readonly departed = new Map<string, number>();
+  private stopBeats: (() => void) | undefined;
+  /** Highest record / lease revision a beat announced (the watches are checked against it). */
+  private readonly announced = { records: 0, leases: 0 };
+  private readonly checks: { records?: NodeJS.Timeout; leases?: NodeJS.Timeout } = {};
 
   constructor(
     private readonly persistence: Persistence,
@@ -71,6 +91,12 @@ export class Discovery {
     status$: Observable<TransportStatus>,
     /** Asks an instance mailbox whether anyone is there (answered outside the mailbox queue). */
     readonly probe: (mailbox: string, timeoutMs: number) => Promise<ProbeResult>,
+    /**
+     * Subscribes to every process's beats (`_TROUPE.lease.*`, plain core NATS): a lease is
+     * alive while its beats *or* its KV record arrive, so a JetStream leader election (writes
+     * and watches stalled for seconds) drops no live process. Undefined: KV alone.
+     */
+    private readonly subscribeBeats?: (handler: (data: Uint8Array) => void) => () => void,
   ) {
     let wasDown = false;
     this.statusSub = status$.subscribe((s) => {
@@ -80,6 +106,11 @@ export class Discovery {
         void this.rewatch();
       }
     });
+  }
+
+  /** Each watched endpoint with the number of instances it lists now, and the live leases (metrics). */
+  sizes(): { endpoints: Array<{ address: EndpointAddress; instances: number }>; leases: number } {
+    return { endpoints: [...this.views.values()].map((v) => ({ address: v.address, instances: v.instances.length })), leases: this.leases.size };
   }
 
   /** The shared view of one endpoint (created, and its watch started, on first use). */
@@ -101,6 +132,8 @@ export class Discovery {
 
   /** @internal */
   async buckets(): Promise<{ records: KvBucket }> {
+    // Beats are heard only by a process that watches (a worker that calls nobody gets none).
+    if (!this.stopBeats && !this.closed) this.stopBeats = this.subscribeBeats?.((data) => this.onBeat(data));
     this.leasesReady ??= this.watchLeases();
     await this.leasesReady;
     return { records: this.records as KvBucket };
@@ -118,6 +151,7 @@ export class Discovery {
     this.lastLeaseEvent = Date.now();
     const old = this.leases.get(e.key);
     if (e.operation === 'DEL') {
+      this.depart(e.key);
       if (old) this.dropLease(e.key);
       return;
     }
@@ -128,6 +162,7 @@ export class Discovery {
       return;
     }
     if (!value || typeof value !== 'object' || typeof value.lease !== 'string') return;
+    this.departed.delete(e.key);
     if (old) clearTimeout(old.timer);
     if (!old && this.dropped.delete(e.key)) {
       // A lease declared dead is alive: the watch path was broken (a lost cluster node, an
@@ -136,12 +171,94 @@ export class Discovery {
       this.scheduleViewRestart();
     }
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
-    const timer = setTimeout(() => this.expire(e.key), ttl);
-    timer.unref();
     const gone = Array.isArray(value.gone) && value.gone.length > 0 ? new Set(value.gone.filter((x) => typeof x === 'string')) : NONE_GONE;
-    this.leases.set(e.key, { value, timer, revision: e.revision, gone });
+    this.leases.set(e.key, { value, timer: this.expiry(e.key, ttl), revision: e.revision, gone, beatAt: old?.beatAt, lagMs: old?.lagMs ?? 0 });
     for (const v of this.views.values()) v.leaseChanged(e.key, !old);
     for (const l of this.leaseListeners) l();
+  }
+
+  private expiry(lease: string, ttl: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.expire(lease), ttl);
+    timer.unref();
+    return timer;
+  }
+
+  /**
+   * Remembers a gracefully deleted lease for a while (late beats must not revive it).
+   * Pruned on insert, not by timers: a timer would hold this object (and through its
+   * closures the runtime) for a minute after close.
+   */
+  private depart(lease: string): void {
+    const now = Date.now();
+    for (const [l, at] of this.departed) {
+      if (now - at < DEPARTED_MEMORY_MS) break; // insertion order: the rest are younger
+      this.departed.delete(l);
+    }
+    this.departed.set(lease, now);
+  }
+
+  /**
+   * A process beat (plain subject): refreshes its lease like a KV write does. A lease known
+   * from beats alone (its KV record not seen yet: the watch is dead or lagging) is listed
+   * with no dynamic properties until the record arrives.
+   */
+  private onBeat(data: Uint8Array): void {
+    if (this.closed) return;
+    let b: LeaseBeat;
+    try {
+      b = JSON.parse(beatDecoder.decode(data)) as LeaseBeat;
+    } catch {
+      return;
+    }
+    if (!b || typeof b !== 'object' || typeof b.lease !== 'string' || this.departed.has(b.lease)) return;
+    if (typeof b.rrev === 'number') this.announce('records', b.rrev);
+    if (typeof b.lrev === 'number') this.announce('leases', b.lrev);
+    const ttl = typeof b.ttl === 'number' && b.ttl > 0 ? b.ttl : this.settings.leaseTtlMs;
+    const lagMs = typeof b.lagMs === 'number' && b.lagMs > 0 ? b.lagMs : 0;
+    const now = Date.now();
+    const old = this.leases.get(b.lease);
+    if (old) {
+      clearTimeout(old.timer);
+      old.timer = this.expiry(b.lease, ttl);
+      old.beatAt = now;
+      old.lagMs = lagMs;
+      return;
+    }
+    // A lease declared dead that beats again: the KV path was broken; re-open the records watches.
+    if (this.dropped.delete(b.lease)) this.scheduleViewRestart();
+    const hb = typeof b.hb === 'number' && b.hb > 0 ? b.hb : this.settings.heartbeatMs;
+    const value: LeaseValue = { lease: b.lease, host: String(b.host ?? ''), pid: Number(b.pid) || 0, startedAt: 0, heartbeatMs: hb, ttlMs: ttl, seq: 0, dyn: {} };
+    this.leases.set(b.lease, { value, timer: this.expiry(b.lease, ttl), revision: 0, gone: NONE_GONE, beatAt: now, lagMs });
+    for (const v of this.views.values()) v.leaseChanged(b.lease, true);
+    for (const l of this.leaseListeners) l();
+  }
+
+  /**
+   * A beat announced a registry write at `revision` (beats repeat it). Once it had time to
+   * reach our watches ({@link WATCH_GRACE_MS}), every watch that has not delivered it and
+   * was not checked for it yet is checked on the bus and resumed if its JetStream consumer
+   * is gone or silent — within a second or so, where nats.js notices a dead consumer only
+   * after two missed 5 s idle heartbeats. A dead lease watch usually means dead records
+   * watches too (the same node held them): those are checked then.
+   */
+  private announce(kind: 'records' | 'leases', revision: number): void {
+    if (this.closed) return;
+    if (revision > this.announced[kind]) this.announced[kind] = revision;
+    if (this.checks[kind]) return;
+    const timer = setTimeout(() => {
+      this.checks[kind] = undefined;
+      void this.verify(kind).catch(() => undefined);
+    }, WATCH_GRACE_MS);
+    timer.unref();
+    this.checks[kind] = timer;
+  }
+
+  private async verify(kind: 'records' | 'leases'): Promise<void> {
+    const bucket = kind === 'records' ? this.records : this.leasesBucket;
+    const resumed = (await bucket?.verifyWatches?.(this.announced[kind])) ?? 0;
+    if (resumed === 0 || this.closed) return;
+    this.logger.warn('discovery watch consumer lost or silent; resumed it', { bucket: kind, watches: resumed });
+    if (kind === 'leases') await this.records?.verifyWatches?.(0, true);
   }
 
   /**
@@ -175,7 +292,8 @@ export class Discovery {
   /** A live lease the watch did not deliver: take it, and re-open the watches unless others still flow. */
   private missed(e: KvEntry): void {
     // Other leases still flowing: this write merely raced the timer. Else the watch is dead.
-    const silent = Date.now() - this.lastLeaseEvent > this.settings.heartbeatMs;
+    // (Records are rewritten every half TTL when beats carry liveness: a TTL of quiet is silence.)
+    const silent = Date.now() - this.lastLeaseEvent > this.settings.leaseTtlMs;
     this.onLease(e);
     if (!silent) return;
     if (!this.rewatching) this.logger.warn('discovery watch is silent while leases are refreshed; re-opening it', { lease: e.key });
@@ -238,6 +356,23 @@ export class Discovery {
   private knows(lease: string): boolean {
     for (const v of this.views.values()) if (v.keysOfLease(lease).length > 0) return true;
     return false;
+  }
+
+  /**
+   * @internal How long the process hosting `instanceId` has had its main loop
+   * blocked, ms, when a beat heard within 1.5 beat periods says it is busy
+   * (late by more than {@link BUSY_AFTER_MS}); undefined when it is not known
+   * to be busy — idle, frozen (no fresh beat: SIGSTOP stops its beat thread
+   * too), gone, or not watched here.
+   */
+  busyFor(instanceId: string): number | undefined {
+    let lease: string | undefined;
+    for (const v of this.views.values()) if ((lease = v.leaseOfInstance(instanceId)) !== undefined) break;
+    const state = lease === undefined ? undefined : this.leases.get(lease);
+    if (!state || state.beatAt === undefined || state.lagMs <= BUSY_AFTER_MS) return undefined;
+    const since = Date.now() - state.beatAt;
+    if (since > 1.5 * (state.value.heartbeatMs || this.settings.heartbeatMs)) return undefined;
+    return state.lagMs + since;
   }
 
   /** @internal */
@@ -439,6 +574,10 @@ export class Discovery {
     this.componentWatches.clear();
     this.leaseListeners.clear();
     this.statusSub?.unsubscribe();
+    this.stopBeats?.();
+    this.departed.clear();
+    clearTimeout(this.checks.records);
+    clearTimeout(this.checks.leases);
     this.stopLeases?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();

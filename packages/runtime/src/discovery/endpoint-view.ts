@@ -158,6 +158,11 @@ export class EndpointView implements RouterContext {
     if (membership || this.listed.length > 0) this.recompute();
   }
 
+  /** @internal The lease of a known instance of this endpoint (listed or not). */
+  leaseOfInstance(id: string): string | undefined {
+    return this.records.get(id)?.lease;
+  }
+
   /** @internal Registry keys of this endpoint's records under `lease` (for the janitor). */
   keysOfLease(lease: string): string[] {
     const out: string[] = [];
@@ -212,6 +217,10 @@ export class EndpointView implements RouterContext {
     const timeout = Math.max(200, this.discovery.settings.heartbeatMs);
     const found = await this.discovery.probe(this.mailbox(id), timeout);
     if (found === 'alive') return;
+    // A blocked event loop answers no probe, but its beat thread says "busy": the calls'
+    // own deadlines bound it, not the lease (beats keep a busy process's lease alive, so
+    // this is the rare lease lapse of a busy process, e.g. its beat thread fell back).
+    if (found === 'silent' && this.discovery.busyFor(id) !== undefined) return;
     this.inhibit(id);
     const why = found === 'gone' ? 'its mailbox has no responders' : `its mailbox did not answer a probe in ${timeout} ms`;
     this.loseAll(id, new TroupeError('INSTANCE_LOST', `instance ${id} of ${queueSubject(this.address)} lost its lease and ${why}`));

@@ -5,8 +5,8 @@ import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import { withTimeout } from '../timeout';
 import { PROTOCOL_VERSION } from '../wire/protocol';
-import { type EndpointAddress, registryKey } from '../wire/subjects';
-import type { KvBucket, Persistence } from '../transport/transport';
+import { type EndpointAddress, leaseBeatSubject, registryKey } from '../wire/subjects';
+import type { KvBucket, Persistence, Pulse, PulseOptions } from '../transport/transport';
 
 /** Bucket of instance records, keyed `{ns}.{comp}.{ep}.{instance_id}`; no max age (leases carry liveness). */
 export const RECORDS_BUCKET = 'troupe_instances';
@@ -42,7 +42,41 @@ export interface InstanceRecord {
   readonly dynamic?: Readonly<Record<string, unknown>>;
 }
 
-/** The lease value a process writes every heartbeat (one write per process, whatever its instance count). */
+/**
+ * What a process beats on `_TROUPE.lease.{lease}` every heartbeat (JSON, plain
+ * core NATS: no JetStream write, so a stream-leader election does not silence
+ * it). On NATS it comes from a `worker_threads` thread with its own connection,
+ * so a blocked main loop still beats and says how late it is (`lagMs`).
+ *
+ * @example
+ * const beat = JSON.parse(new TextDecoder().decode(msg.data)) as LeaseBeat;
+ * if (beat.lagMs > 250) console.log(`process ${beat.pid} on ${beat.host} is busy for ${beat.lagMs} ms`);
+ */
+export interface LeaseBeat {
+  lease: string;
+  /** Beat period and lease TTL of the sender, ms. */
+  hb: number;
+  ttl: number;
+  pid: number;
+  host: string;
+  /** From 1, per pulse. */
+  seq: number;
+  /** How long the sender's main event loop has not run, ms (0 from the main loop itself). */
+  lagMs: number;
+  /** Revision of the sender's last lease-record write: a watcher whose lease watch has not delivered it checks that watch. */
+  lrev?: number;
+  /** Revision of the sender's last instance-record write (sent at once after a registration): a watcher whose records watches have not delivered it checks them. */
+  rrev?: number;
+}
+
+/**
+ * A main loop late by more than this is busy (a synchronous handler), not
+ * idle: its thread beats at once to say so. 250 ms is far past a healthy
+ * loop's jitter (timers run within a few ms) and well under the idle bounds.
+ */
+export const BUSY_AFTER_MS = 250;
+
+/** The lease record a process writes to KV (one write per process, whatever its instance count): on change of dynamic properties and every half TTL. */
 export interface LeaseValue {
   lease: string;
   host: string;
@@ -123,6 +157,8 @@ export class Registry {
   private throttle: NodeJS.Timeout | undefined;
   private lastWrite = 0;
   private seq = 0;
+  /** Highest revision of this process's record writes (what its beats announce). */
+  private recordsRev = 0;
   private closed = false;
   private beating: Promise<void> | undefined;
   /** When this process next removes old delete markers from the records bucket (jittered so processes spread it). */
@@ -131,6 +167,10 @@ export class Registry {
   private readonly host = hostname();
   /** Registry writes so far (records + leases), for the scale figures. */
   writes = 0;
+  /** Lease heartbeats that failed (metrics). */
+  failures = 0;
+  /** When the lease was last written successfully (epoch ms; 0 before the first). */
+  lastLeaseWrite = 0;
 
   constructor(
     private readonly persistence: Persistence,
@@ -138,7 +178,16 @@ export class Registry {
     readonly lease: string,
     readonly settings: DiscoverySettings,
     private readonly logger: Logger,
+    /** Starts the process beat (the runtime gives the transport's threaded pulse); none: KV writes alone. */
+    private readonly startPulse?: (options: PulseOptions) => Pulse,
   ) {}
+
+  private pulse: Pulse | undefined;
+
+  /** Every how many ms the KV lease record is rewritten when nothing changed: half the TTL (the beats carry liveness). */
+  private get leaseWriteMs(): number {
+    return Math.max(this.settings.heartbeatMs, Math.floor(this.settings.leaseTtlMs / 2));
+  }
 
   /** Opens both buckets (fails with the bus's clear error when it has no storage). */
   open(): Promise<void> {
@@ -154,6 +203,12 @@ export class Registry {
     if (this.timer || this.closed) return;
     this.timer = setInterval(() => void this.heartbeat(), this.settings.heartbeatMs);
     this.timer.unref();
+    this.pulse ??= this.startPulse?.({
+      subject: leaseBeatSubject(this.lease),
+      intervalMs: this.settings.heartbeatMs,
+      fields: { lease: this.lease, hb: this.settings.heartbeatMs, ttl: this.settings.leaseTtlMs, pid: process.pid, host: this.host, rrev: this.recordsRev },
+      busyAfterMs: BUSY_AFTER_MS,
+    });
   }
 
   /**
@@ -196,6 +251,14 @@ export class Registry {
     await pool(entries, REGISTRY_CONCURRENCY, (e) => this.put(this.records, e.key, e.value));
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
     this.ensureHeartbeat();
+    // Watchers whose records watch died learn of this write from the beat, not a 10 s consumer timeout.
+    this.pulse?.set({ rrev: this.recordsRev }, true);
+  }
+
+  /** Whether an instance's records are registered by this process (health). */
+  has(instanceId: string): boolean {
+    for (const k of this.mine.keys()) if (k.endsWith(instanceId)) return true;
+    return false;
   }
 
   /** Removes one instance (graceful stop: before it stops serving); false when the registry did not take the leave. */
@@ -311,12 +374,19 @@ export class Registry {
     this.throttle.unref();
   }
 
-  /** One heartbeat: write the lease, and register again if the marker vanished. */
+  /**
+   * One heartbeat period: rewrite the KV lease record when half a TTL passed
+   * since the last write (every period without a pulse), retry record deletes
+   * of instances that left, and register again if the marker vanished.
+   */
   heartbeat(): Promise<void> {
     this.beating ??= (async () => {
       try {
         const beat = (async () => {
-          await this.writeLease();
+          // With a pulse the beats carry liveness: the lease record is rewritten every half TTL
+          // (a quarter period of slack against timer jitter); the marker is still checked every
+          // period, so a wiped registry is repaired within one heartbeat.
+          if (!this.pulse || Date.now() - this.lastWrite >= this.leaseWriteMs - this.settings.heartbeatMs / 4) await this.writeLease();
           if (this.gone.size > 0) void this.deleteGone();
           if (Date.now() >= this.nextCompaction) void this.compact();
           if (this.mine.size > 0 && this.records) {
@@ -333,6 +403,7 @@ export class Registry {
           throw new TroupeError('TIMEOUT', `no answer within the ${ms} ms heartbeat period`);
         });
       } catch (err) {
+        this.failures++;
         this.logger.warn('registry heartbeat failed; retrying next period', { error: toTroupeError(err).message });
       } finally {
         this.beating = undefined;
@@ -361,6 +432,7 @@ export class Registry {
     this.logger.warn('registry records lost (bucket purged or JetStream restarted); registering again', { instances: this.mine.size });
     for (const { key, value } of this.mine.values()) await this.put(this.records, key, value);
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
+    this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
   private async writeLease(): Promise<void> {
@@ -383,18 +455,24 @@ export class Registry {
       if (this.gone.size > 0) value.gone = [...this.gone.keys()];
     }
     this.lastWrite = Date.now();
-    await this.put(this.leases, this.lease, this.codec.encode(value));
+    const rev = await this.put(this.leases, this.lease, this.codec.encode(value));
+    this.lastLeaseWrite = Date.now();
+    if (rev > 0) this.pulse?.set({ lrev: rev });
   }
 
-  private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<void> {
-    if (!bucket) return;
-    await bucket.put(key, value);
+  private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<number> {
+    if (!bucket) return 0;
+    const rev = await bucket.put(key, value);
     this.writes++;
+    if (bucket === this.records && rev > this.recordsRev) this.recordsRev = rev;
+    return rev;
   }
 
   /** Stops heartbeating and removes the lease and the marker (after every instance deregistered). */
   async close(): Promise<void> {
     this.closed = true;
+    await this.pulse?.stop();
+    this.pulse = undefined;
     if (this.timer) clearInterval(this.timer);
     if (this.throttle) clearTimeout(this.throttle);
     this.timer = undefined;

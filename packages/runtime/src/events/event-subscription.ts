@@ -333,6 +333,8 @@ export class EventSubscription {
 
   /** Hands one envelope to the sink; a sink that throws is logged, never breaks delivery. */
   private deliver(env: Parameters<EventSink>[0], event: string): ReturnType<EventSink> {
+    this.plane.meter.eventsDelivered++;
+    if (env.gap !== undefined) this.plane.meter.eventGaps += env.gap;
     try {
       return this.hooks.sink(env);
     } catch (err) {

@@ -155,6 +155,7 @@ export class SequencedPublisher {
     });
     // Counted only once sent: a refused publish (too large, disconnected) is no gap.
     this.seqs.set(subject, seq);
+    this.plane.meter.eventsPublished++;
   }
 }
 

@@ -7,12 +7,14 @@ import { newToken } from '../ids';
 import type { Heartbeats } from '../worker/heartbeats';
 import { DeadlineWheel } from './deadline-wheel';
 import { newRuntimeStats, type RuntimeStats } from './stats';
+import { Meter } from './meter';
 import type { Discovery } from '../discovery/discovery';
 import type { RouterSpec } from '../discovery/routers';
 import { ReplyInbox } from './reply-inbox';
 import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import type { Transport } from '../transport/transport';
+import { ThreadPool } from '../threads/thread-pool';
 
 /** Resolved runtime settings that clients and instances read. */
 export interface PlaneSettings {
@@ -28,6 +30,12 @@ export interface PlaneSettings {
   readonly streamHeartbeatMs: number;
   /** A stream whose worker was silent this long (no frame, heartbeat or probe answer) fails with INSTANCE_LOST, ms. */
   readonly streamIdleMs: number;
+  /**
+   * How long a stream may wait on a worker that is alive but busy (its beat
+   * thread reports a blocked event loop) before INSTANCE_LOST, ms; 0 (the
+   * default): the call's own deadline bounds it.
+   */
+  readonly busyLimitMs: number;
   /** How long `stop()` / `close()` wait for in-flight work, ms. */
   readonly gracePeriodMs: number;
   /** Send remote stacks with errors (development only). */
@@ -38,6 +46,17 @@ export interface PlaneSettings {
   readonly mailboxCapacity: number;
   /** Default router of clients. */
   readonly router: RouterSpec;
+  /**
+   * Default bound after which an instance whose mailbox makes no progress
+   * (every slot held by a handler past its deadline, nothing started or
+   * finished) is withdrawn from discovery and replaced per its restart
+   * policy, ms; 0 turns the check off. Default 2 × `requestTimeoutMs`.
+   */
+  readonly stuckAfterMs: number;
+  /** Worker threads at most for `ctx.runInThread` / `ctx.streamInThread` (started on demand); default `os.availableParallelism() - 1`, at least 1. */
+  readonly threadPoolSize: number;
+  /** How long a thread may ignore its task's abort (cancel, deadline) before it is terminated and replaced, ms. */
+  readonly threadAbortGraceMs: number;
 }
 
 /** The services of a plane that live above it (caller, worker, events), built by the runtime. */
@@ -80,10 +99,14 @@ export class Plane {
   readonly inbox: ReplyInbox;
   readonly wheel: DeadlineWheel;
   readonly stats: RuntimeStats = newRuntimeStats();
+  /** Plain counters read by `$SRV.STATS` and the Prometheus exporter at scrape time. */
+  readonly meter = new Meter();
   readonly monitor: CallerMonitor;
   readonly heartbeats: Heartbeats;
   readonly events: RuntimeEvents;
   readonly eventStreams: EventStreams;
+  /** Worker threads for CPU-bound handler work; none start until a handler asks. */
+  readonly threads: ThreadPool;
   private requestSeq = 0;
   private readonly requestPrefix = newToken();
   private readonly owner: string;
@@ -99,6 +122,7 @@ export class Plane {
     this.owner = parts.owner;
     this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
     this.wheel = new DeadlineWheel();
+    this.threads = new ThreadPool({ size: parts.settings.threadPoolSize, abortGraceMs: parts.settings.threadAbortGraceMs }, parts.logger);
     const s = services(this);
     this.monitor = s.monitor;
     this.heartbeats = s.heartbeats;
@@ -150,6 +174,7 @@ export class Plane {
     this.heartbeats.close();
     this.inbox.stop(reason);
     this.wheel.close();
+    await this.threads.close(reason);
     return stopped;
   }
 }

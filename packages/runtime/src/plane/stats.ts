@@ -23,9 +23,19 @@ export interface RuntimeStats {
   callsRerouted: number;
   /** Stream handlers this runtime aborted because their caller was gone (its inbox had no subscriber, or no longer knew the stream). */
   callersLost: number;
+  /** Times this runtime's clients found a silent stream's instance busy (its beat thread reports a blocked event loop) and kept waiting instead of failing it: once per busy spell. */
+  busyWaits: number;
+  /** Instances replaced by their supervisor after they broke (declared, too many failures, stuck) or their `onStart` threw. */
+  instancesRestarted: number;
+  /** Replicas whose supervisor gave up (restart attempts used up, or no restart policy): they stay down. */
+  restartGiveUps: number;
+  /** Handlers logged as still running well past their deadline (they ignore `ctx.signal`). */
+  handlersOverdue: number;
+  /** Instances withdrawn because their mailbox made no progress for `stuckAfterMs`. */
+  instancesStuck: number;
 }
 
 /** Fresh zeroed counters (one set per plane). */
 export function newRuntimeStats(): RuntimeStats {
-  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callsRerouted: 0, callersLost: 0 };
+  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callsRerouted: 0, callersLost: 0, busyWaits: 0, instancesRestarted: 0, restartGiveUps: 0, handlersOverdue: 0, instancesStuck: 0 };
 }

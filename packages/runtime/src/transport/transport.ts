@@ -42,6 +42,14 @@ export interface Transport {
    */
   request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportMessage>;
 
+  /**
+   * Optional: starts a process heartbeat that survives a blocked event loop —
+   * on NATS, a `worker_threads` thread with its own connection publishes it
+   * and measures how late the main loop is. Without it (the memory network)
+   * the runtime beats from the main thread with {@link publish}.
+   */
+  pulse?(options: PulseOptions): Pulse;
+
   /** Resolves when everything published so far has reached the bus. */
   flush(): Promise<void>;
 
@@ -204,6 +212,15 @@ export interface KvBucket {
    * the returned function.
    */
   watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void>;
+  /**
+   * Optional: a write at `revision` happened (another process said so): checks
+   * on the bus every watch of this object that has not delivered that revision
+   * yet and resumes those whose consumer is gone or does not answer (a
+   * JetStream consumer can die with its node or be deleted; nats.js notices
+   * only after two missed 5 s idle heartbeats). `all`: check every watch.
+   * Resolves with how many it resumed; never rejects.
+   */
+  verifyWatches?(revision: number, all?: boolean): Promise<number>;
 }
 
 /** One entry as seen by `get` or `watch`. */
@@ -265,4 +282,38 @@ export interface TransportSubscription {
   drain(): Promise<void>;
   /** Whether the subscription is closed. */
   readonly closed: boolean;
+}
+
+/**
+ * Options of {@link Transport.pulse}.
+ *
+ * @example
+ * const options: PulseOptions = { subject: '_TROUPE.lease.9f3c0a7e12b4d8e1', intervalMs: 1000, fields: { lease: '9f3c0a7e12b4d8e1' }, busyAfterMs: 250 };
+ */
+export interface PulseOptions {
+  /** Where each beat goes (a plain subject, no JetStream). */
+  readonly subject: string;
+  /** Period of beats, ms. */
+  readonly intervalMs: number;
+  /** Fields every beat carries (JSON-serialisable), merged with `seq` and `lagMs`. */
+  readonly fields: Readonly<Record<string, unknown>>;
+  /** A main loop late by more than this is "busy": a beat goes out at once to say so, ms. */
+  readonly busyAfterMs: number;
+}
+
+/**
+ * A running process heartbeat. Each beat is a JSON object: the given fields,
+ * `seq` (from 1) and `lagMs` (how long the main event loop has not run, ms;
+ * 0 when the beat comes from the main loop itself).
+ *
+ * @example
+ * const pulse = transport.pulse?.({ subject: '_TROUPE.lease.9f3c0a7e12b4d8e1', intervalMs: 1000, fields: {}, busyAfterMs: 250 });
+ * pulse?.set({ rrev: 42 }, true);
+ * await pulse?.stop();
+ */
+export interface Pulse {
+  /** Merges `fields` into every later beat; with `beatNow`, one beat goes out at once (news watchers should not wait a period for). */
+  set(fields: Readonly<Record<string, unknown>>, beatNow?: boolean): void;
+  /** Stops beating and releases the thread and connection, if any. Never rejects. */
+  stop(): Promise<void>;
 }

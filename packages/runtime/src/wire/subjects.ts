@@ -91,6 +91,37 @@ export function registryKey(a: EndpointAddress, instanceId: string): string {
   return `${queueSubject(a)}.${instanceId}`;
 }
 
+/**
+ * Prefix of process heartbeats ("beats"): `_TROUPE.lease.{lease}`, one small
+ * message per process per heartbeat on plain core NATS, so liveness needs no
+ * JetStream write (a stream-leader election stalls those for seconds). A
+ * lease is per process and spans namespaces, so it lives outside `{ns}.>`:
+ * a process that hosts instances needs publish on `_TROUPE.lease.{its lease}`
+ * (or `_TROUPE.lease.*`), a watcher subscribe on `_TROUPE.lease.*`.
+ *
+ * @example
+ * LEASE_BEAT_PREFIX; // '_TROUPE.lease'
+ */
+export const LEASE_BEAT_PREFIX = '_TROUPE.lease';
+
+/**
+ * `_TROUPE.lease.{lease}`: where the process holding `lease` beats.
+ *
+ * @example
+ * leaseBeatSubject('9f3c0a7e12b4d8e1'); // '_TROUPE.lease.9f3c0a7e12b4d8e1'
+ */
+export function leaseBeatSubject(lease: string): string {
+  return `${LEASE_BEAT_PREFIX}.${lease}`;
+}
+
+/**
+ * `_TROUPE.lease.*`: every process's beats (what watchers subscribe to).
+ *
+ * @example
+ * transport.subscribe(LEASE_BEAT_WILDCARD, (m) => console.log(new TextDecoder().decode(m.data)));
+ */
+export const LEASE_BEAT_WILDCARD = `${LEASE_BEAT_PREFIX}.*`;
+
 /** `{ns}.{comp}.{ep}.*`: every registry key of one endpoint. */
 export function registryFilter(a: EndpointAddress): string {
   return `${queueSubject(a)}.*`;

@@ -43,10 +43,13 @@ export interface InstanceProperties {
 export class PropertyBoard implements InstanceProperties {
   private readonly values: Record<string, unknown>;
   private left = false;
+  /** The dynamic properties set so far (what `$SRV.STATS` reports as `data`). */
+  readonly dynamic: Record<string, unknown> = {};
 
   constructor(
     private readonly instanceId: string,
-    statics: Readonly<Record<string, unknown>>,
+    /** The static properties from `spawn` (registered with the instance's records). */
+    readonly statics: Readonly<Record<string, unknown>>,
     private readonly sink: ((key: string, value: unknown) => void) | undefined,
   ) {
     this.values = { ...statics };
@@ -63,6 +66,7 @@ export class PropertyBoard implements InstanceProperties {
       );
     }
     this.values[key] = value;
+    this.dynamic[key] = value;
     if (!this.left) this.sink(key, value);
   }
 

@@ -2,7 +2,7 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
-import { TroupeError, toTroupeError, type WireError } from '../errors';
+import { isRemoteError, TroupeError, toTroupeError, type WireError } from '../errors';
 import type { Logger } from '../logger';
 import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
@@ -14,8 +14,10 @@ import type { Headers, TransportMessage, TransportSubscription } from '../transp
 import { RequestContext } from './request-context';
 import { callAttributes, runInContext, startServerSpan, tracingActive } from '../plane/telemetry';
 import { METADATA_LIMITS, parseTraceparent } from '../wire/trace-context';
+import type { ThreadPool } from '../threads/thread-pool';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
+import type { EndpointMeter } from '../plane/meter';
 import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
@@ -32,9 +34,38 @@ export interface OnStop {
 export interface InstanceSettings {
   concurrency: number;
   mailboxCapacity: number;
+  /** Unexpected handler throws that make the instance broken (undefined: only a declared break does). */
+  failures?: FailureThreshold;
+  /** No mailbox progress this long, every slot held past its deadline: the instance is stuck (0: never). */
+  stuckAfterMs?: number;
 }
 
+/**
+ * `failures` of a spawn: this many unexpected handler throws (not a
+ * TroupeError) within `withinMs` make the instance broken.
+ *
+ * @example
+ * await runtime.spawn(Decode, { namespace: 'llm', failures: { count: 5, withinMs: 10_000 }, restart: { attempts: 3, backoffMs: 100 } });
+ */
+export interface FailureThreshold {
+  count: number;
+  withinMs: number;
+}
+
+/** Why an instance was declared broken: a handler said so, its handlers kept failing, or its mailbox stopped moving. */
+export type BrokenKind = 'fatal' | 'failures' | 'stuck';
+
+/** A handler running this long past its deadline (capped) is logged as overdue: 2× its budget, at most deadline + 5 s. */
+export const OVERDUE_MAX_MS = 5_000;
+
 type Handler = (req: unknown, ctx: Context) => unknown;
+
+/** One endpoint as served: its metadata, the bound method and its counters (looked up once at start, not per message). */
+interface Served {
+  readonly ep: EndpointMeta;
+  readonly handler: Handler;
+  readonly meter: EndpointMeter;
+}
 
 const enum State {
   Starting,
@@ -63,6 +94,19 @@ export class ActorInstance {
   /** Watches a mailbox queue that is not draining (see {@link watchQueue}); undefined while idle or once warned. */
   private queueWatch: NodeJS.Timeout | undefined;
   private queueWarned = false;
+  /** Watches running handlers for overdue ones and the mailbox for progress (see {@link watchProgress}); armed only while something runs. */
+  private progressWatch: NodeJS.Timeout | undefined;
+  /** The mailbox's progress count at the last check, and when it last changed. */
+  private lastProgress = -1;
+  private lastProgressAt = 0;
+  /** Times of recent unexpected handler throws (only with a `failures` threshold). */
+  private recentFailures: number[] | undefined;
+  /** Set once the instance is declared broken (see {@link broken}). */
+  brokenReason: TroupeError | undefined;
+  /** Told once when the instance is declared broken; set by its supervisor. */
+  onBroken: ((reason: TroupeError, kind: BrokenKind) => void) | undefined;
+  private readonly failures: FailureThreshold | undefined;
+  private readonly stuckAfterMs: number;
 
   constructor(
     private readonly plane: Plane,
@@ -74,7 +118,37 @@ export class ActorInstance {
   ) {
     this.info = info;
     this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
+    this.failures = settings.failures;
+    this.stuckAfterMs = settings.stuckAfterMs ?? 0;
     this.publisher = plane.events.publisherOf(info);
+    this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
+  }
+
+  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus). */
+  readonly meters: ReadonlyMap<string, EndpointMeter>;
+  /** This instance's dynamic properties as last set (`$SRV.STATS` `data`); empty before any. */
+  get dynamic(): Readonly<Record<string, unknown>> {
+    return this.properties?.dynamic ?? NO_PROPERTIES;
+  }
+  /** When the instance started serving (ISO 8601), for `$SRV.STATS` `started`. */
+  started = '';
+
+  /** The component's metadata (name, endpoints). */
+  get component(): ComponentMeta {
+    return this.meta;
+  }
+
+  /** Canary health-check results by endpoint (endpoints that declare `healthCheck`). */
+  readonly checks = new Map<string, { ok: boolean; lastError?: string; at: number }>();
+
+  /** Requests waiting in the mailbox now. */
+  get queued(): number {
+    return this.mailbox.queued;
+  }
+
+  /** Whether the instance is serving (started, not stopping). */
+  get serving(): boolean {
+    return this.state === State.Serving;
   }
 
   /** Publishes this instance's events (`ctx.publish`, `@injectPublisher()`). */
@@ -88,6 +162,11 @@ export class ActorInstance {
   /** The addresses of this instance's endpoints. */
   get addresses(): EndpointAddress[] {
     return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
+  }
+
+  /** The runtime's worker threads (`ctx.runInThread`). */
+  get threads(): ThreadPool {
+    return this.plane.threads;
   }
 
   /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
@@ -117,7 +196,8 @@ export class ActorInstance {
         if (typeof handler !== 'function') {
           throw new TroupeError('INTERNAL', `${this.meta.name}.${ep.method} is not a function on the instance`);
         }
-        const onMsg = (msg: TransportMessage): void => this.onMessage(ep, handler as Handler, msg);
+        const served: Served = { ep, handler: handler as Handler, meter: this.meters.get(ep.name) as EndpointMeter };
+        const onMsg = (msg: TransportMessage): void => this.onMessage(served, msg);
         this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
         this.mailboxSubs.push(t.subscribe(ownMailboxSubject(addr, this.info.instanceId), onMsg));
       }
@@ -137,6 +217,7 @@ export class ActorInstance {
       throw err;
     }
     this.state = State.Serving;
+    this.started = new Date().toISOString();
   }
 
   /**
@@ -159,6 +240,8 @@ export class ActorInstance {
     this.state = State.Stopping;
     clearTimeout(this.queueWatch);
     this.queueWatch = undefined;
+    clearTimeout(this.progressWatch);
+    this.progressWatch = undefined;
     const deadline = Date.now() + graceMs;
     // Messages the server already delivered to the queue subscription are still handled. A
     // drain waits for the server's answer: a dead or frozen server must not hold the stop
@@ -181,6 +264,7 @@ export class ActorInstance {
     }
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
+    this.plane.meter.retire(this.info.instanceId);
     this.plane.events.release(this.info.instanceId);
     const hook = (this.actor as Partial<OnStop>).onStop;
     if (typeof hook === 'function') {
@@ -192,10 +276,16 @@ export class ActorInstance {
     }
   }
 
-  private onMessage(ep: EndpointMeta, handler: Handler, msg: TransportMessage): void {
+  private onMessage(served: Served, msg: TransportMessage): void {
     const ctl = msg.header(H.CTL);
     if (ctl !== undefined) return this.onControl(ctl, msg);
     const reply = msg.reply;
+    served.meter.bytesIn += msg.data.length;
+    if (this.brokenReason && this.refusal) {
+      // Withdrawn: never run here, so the caller's router sends it elsewhere at once.
+      if (reply) this.sendError(reply, this.refusal);
+      return;
+    }
     if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
       // drained from the queue subscription: already ours, handle it
     } else if (this.state !== State.Serving) {
@@ -205,7 +295,7 @@ export class ActorInstance {
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
     const arrived = Date.now();
-    const job = (): void | Promise<void> => this.handle(ep, handler, msg, arrived);
+    const job = (): void | Promise<void> => this.handle(served, msg, arrived);
     // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
     const box = this.mailbox;
     const stream =
@@ -214,7 +304,13 @@ export class ActorInstance {
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
     if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
+    if (box.running > 0 && this.progressWatch === undefined && this.stuckAfterMs > 0) {
+      this.lastProgress = box.progress;
+      this.lastProgressAt = Date.now();
+      this.watchProgress();
+    }
     if (!accepted) stream?.forget();
+    if (!accepted) served.meter.overloaded++;
     if (!accepted && reply) {
       this.sendError(
         reply,
@@ -261,6 +357,75 @@ export class ActorInstance {
     this.queueWatch.unref();
   }
 
+  /**
+   * While anything runs, every {@link progressCheckMs}: a handler running
+   * past its deadline by its budget (at most {@link OVERDUE_MAX_MS}) is
+   * logged once (warn, request id, endpoint) and counted — it ignored its
+   * abort signal; and when no message started or finished for
+   * `stuckAfterMs` while every slot is held and no running handler is still
+   * within its deadline, the instance is stuck: declared broken, so its
+   * supervisor withdraws it from discovery and replaces it. Armed only while
+   * the mailbox runs something, so an idle instance costs no timer.
+   */
+  private watchProgress(): void {
+    const every = progressCheckMs(this.stuckAfterMs);
+    this.progressWatch = setTimeout(() => {
+      this.progressWatch = undefined;
+      const box = this.mailbox;
+      if (this.state !== State.Serving || this.brokenReason) return;
+      const now = Date.now();
+      if (box.progress !== this.lastProgress) {
+        this.lastProgress = box.progress;
+        this.lastProgressAt = now;
+      }
+      let withinDeadline = false;
+      for (const ctx of this.active) {
+        if (now <= ctx.deadline) withinDeadline = true;
+        else if (!ctx.overdueWarned && now > ctx.deadline + Math.min(ctx.budgetMs, OVERDUE_MAX_MS)) {
+          ctx.overdueWarned = true;
+          this.plane.stats.handlersOverdue++;
+          ctx.logger.warn(`handler still running ${now - ctx.deadline} ms past its deadline: it ignores ctx.signal (it holds a mailbox slot until it settles)`, {
+            overdueMs: now - ctx.deadline,
+            budgetMs: ctx.budgetMs,
+          });
+        }
+      }
+      const stalled = now - this.lastProgressAt;
+      if (box.running >= box.concurrency && !withinDeadline && stalled >= this.stuckAfterMs) {
+        this.plane.stats.instancesStuck++;
+        this.broken(
+          new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} of ${this.meta.name} is stuck: no message started or finished for ${stalled} ms with all ${box.concurrency} slots held past their deadlines`, {
+            data: { stuck: true },
+          }),
+          'stuck',
+        );
+        return;
+      }
+      if (box.running > 0) this.watchProgress();
+    }, every);
+    this.progressWatch.unref();
+  }
+
+  /**
+   * Declares the instance broken, once: it leaves its queue groups at once,
+   * refuses what waits in its mailbox and every later message with
+   * `UNAVAILABLE` `refused` (callers' routers send them elsewhere), and its
+   * supervisor is told (it deregisters, stops and maybe replaces it).
+   */
+  broken(reason: TroupeError, kind: BrokenKind = 'fatal'): void {
+    if (this.brokenReason || this.state !== State.Serving) return;
+    this.brokenReason = reason;
+    clearTimeout(this.progressWatch);
+    this.progressWatch = undefined;
+    this.refusal = refusal(`instance ${this.info.instanceId} of ${this.meta.name} was withdrawn: ${reason.message}`);
+    // Unsubscribed, not drained: nothing more should reach a broken instance through its groups.
+    for (const s of this.subs) s.unsubscribe();
+    this.subs.length = 0;
+    for (const job of this.mailbox.takeQueued()) job();
+    if (this.onBroken) this.onBroken(reason, kind);
+    else this.logger.error('instance broken with no supervisor', { kind, error: reason.message });
+  }
+
   private onControl(kind: string, msg: TransportMessage): void {
     if (kind === Ctl.CANCEL) {
       const call = this.calls.get(msg.header(H.STREAM) ?? '');
@@ -269,17 +434,21 @@ export class ActorInstance {
     streamControl(this.plane, this.streams, kind, msg);
   }
 
-  private handle(ep: EndpointMeta, handler: Handler, msg: TransportMessage, arrived: number): void | Promise<void> {
+  private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
+    const { ep, meter } = served;
     const reply = msg.reply;
     if (this.refusal) {
       if (reply) this.sendError(reply, this.refusal);
       return;
     }
+    const t0 = meter.start();
     let request: unknown;
     try {
       request = this.plane.codec.decode(msg.data);
     } catch (err) {
-      if (reply) this.sendError(reply, toTroupeError(err, 'BAD_REQUEST'));
+      const e = toTroupeError(err, 'BAD_REQUEST');
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       else this.logger.warn('malformed request without a reply subject dropped', { endpoint: ep.name });
       return;
     }
@@ -288,22 +457,28 @@ export class ActorInstance {
     const deadline = arrived + budget;
     if (!(budget > 0) || deadline <= Date.now()) {
       // The caller has given up: running the handler would be wasted work.
-      if (reply) this.sendError(reply, new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`));
+      const e = new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`);
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       return;
     }
     const meta = msg.header(H.META);
     if (meta !== undefined && meta.length > METADATA_LIMITS.maxBytes) {
-      if (reply) this.sendError(reply, new TroupeError('BAD_REQUEST', `request metadata of ${meta.length} bytes exceeds ${METADATA_LIMITS.maxBytes}`));
+      const e = new TroupeError('BAD_REQUEST', `request metadata of ${meta.length} bytes exceeds ${METADATA_LIMITS.maxBytes}`);
+      meter.finish(t0, e.code, e.message);
+      if (reply) this.sendError(reply, e);
       return;
     }
     // Without a propagated id the unique reply subject names the request.
     const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
+    ctx.budgetMs = budget;
     ctx.metaHeader = meta;
     const traceparent = msg.header(H.TRACEPARENT);
     if (traceparent !== undefined) {
       ctx.traceparent = traceparent;
       ctx.tracestate = msg.header(H.TRACESTATE);
     }
+    meter.inFlight++;
     if (tracingActive()) {
       // Nothing of this runs unless the application registered a tracer provider.
       const stream = msg.header(H.MODE) === MODE_STREAM;
@@ -312,29 +487,34 @@ export class ActorInstance {
       attrs['troupe.instance_id'] = this.info.instanceId;
       attrs['troupe.request_id'] = ctx.requestId;
       ctx.server = startServerSpan(queueSubject(addr), parseTraceparent(traceparent), msg, attrs);
-      return runInContext(ctx.server.context, () => this.serve(handler, request, ctx, msg));
+      return runInContext(ctx.server.context, () => this.serve(served, { request, ctx, msg, t0 }));
     }
-    return this.serve(handler, request, ctx, msg);
+    return this.serve(served, { request, ctx, msg, t0 });
   }
 
-  private serve(handler: Handler, request: unknown, ctx: RequestContext, msg: TransportMessage): void | Promise<void> {
-    const reply = msg.reply;
-    if (msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(handler, request, ctx, reply, msg);
-    return this.serveUnary(handler, request, ctx, reply);
+  private serve(served: Served, r: { request: unknown; ctx: RequestContext; msg: TransportMessage; t0: number }): void | Promise<void> {
+    const reply = r.msg.reply;
+    if (r.msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(served, r.request, r.ctx, reply, r.msg, r.t0);
+    return this.serveUnary(served, r.request, r.ctx, reply, r.t0);
   }
 
-  private serveUnary(handler: Handler, request: unknown, ctx: RequestContext, reply: string | undefined): void | Promise<void> {
+  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
+  private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: string | undefined, t0: number): void | Promise<void> {
+    const meter = served.meter;
     let result: unknown;
     try {
-      result = handler.call(this.actor, request, ctx);
+      result = served.handler.call(this.actor, request, ctx);
     } catch (err) {
       const e = this.handlerFailed(ctx, err);
+      meter.inFlight--;
+      meter.finish(t0, e.code, e.message);
       if (reply) this.sendError(reply, e);
       if (ctx.server) ctx.endSpan(e);
       return;
     }
     if (!isPromiseLike(result)) {
-      if (reply) this.sendValue(reply, result);
+      meter.inFlight--;
+      this.answer(meter, t0, reply, result);
       if (ctx.server) ctx.endSpan();
       return;
     }
@@ -344,13 +524,16 @@ export class ActorInstance {
     return Promise.resolve(result).then(
       (value) => {
         this.settled(ctx, reply);
-        if (reply) this.sendValue(reply, value);
+        meter.inFlight--;
+        this.answer(meter, t0, reply, value);
         ctx.endSpan();
       },
       (err: unknown) => {
         this.settled(ctx, reply);
         // A handler that rethrows its signal's abort as something else still reads as the abort.
         const e = ctx.aborted && !(err instanceof TroupeError) ? ctx.reason : this.handlerFailed(ctx, err);
+        meter.inFlight--;
+        meter.finish(t0, e.code, e.message);
         if (reply) this.sendError(reply, e);
         ctx.endSpan(e);
       },
@@ -363,22 +546,38 @@ export class ActorInstance {
     ctx.dispose();
   }
 
-  private sendValue(reply: string, value: unknown): void {
+  /** Sends a handler's value (when there is a reply subject) and counts the request. */
+  private answer(meter: EndpointMeter, t0: number, reply: string | undefined, value: unknown): void {
+    const failed = reply ? this.sendValue(reply, value, meter) : undefined;
+    if (failed) meter.finish(t0, failed.code, failed.message);
+    else meter.finish(t0);
+  }
+
+  /** Sends a unary reply; returns the error sent instead when the value could not go. */
+  private sendValue(reply: string, value: unknown, meter: EndpointMeter): TroupeError | undefined {
+    let failed: TroupeError | undefined;
     if (isObservable(value) || isAsyncIterable(value)) {
       closeQuietly(value);
-      return this.sendError(reply, new TroupeError('BAD_REQUEST', `endpoint streams: call it with stream(), not call()`));
+      failed = new TroupeError('BAD_REQUEST', `endpoint streams: call it with stream(), not call()`);
+      this.sendError(reply, failed);
+      return failed;
     }
     let data: Uint8Array;
     try {
       data = value === undefined ? EMPTY : this.plane.codec.encode(value);
     } catch (err) {
-      return this.sendError(reply, new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`));
+      failed = new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`);
+      this.sendError(reply, failed);
+      return failed;
     }
     try {
       this.plane.transport.publish(reply, data);
+      meter.bytesOut += data.length;
     } catch (err) {
-      this.sendError(reply, toTroupeError(err));
+      failed = toTroupeError(err);
+      this.sendError(reply, failed);
     }
+    return failed;
   }
 
   /**
@@ -391,11 +590,29 @@ export class ActorInstance {
   private handlerFailed(ctx: RequestContext, err: unknown): TroupeError {
     const e = toTroupeError(err);
     if (err instanceof TroupeError) {
-      ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+      // A fatal error raised downstream (and let through) broke that instance, not this one.
+      if ((e.data as { fatal?: unknown } | undefined)?.fatal === true && !isRemoteError(e)) {
+        ctx.logger.error('handler declared the instance broken', { code: e.code, error: e.message });
+        this.broken(e, 'fatal');
+      } else {
+        ctx.logger.debug('handler answered an error', { code: e.code, error: e.message });
+      }
     } else {
       ctx.logger.error('handler threw', { code: e.code, error: e.message, stack: err instanceof Error ? err.stack : undefined });
+      if (this.failures) this.countFailure(this.failures);
     }
     return e;
+  }
+
+  /** Past `failures.count` unexpected throws within `failures.withinMs`, the instance is broken. */
+  private countFailure(f: FailureThreshold): void {
+    const now = Date.now();
+    const recent = (this.recentFailures ??= []);
+    recent.push(now);
+    while (recent.length > 0 && (recent[0] as number) <= now - f.withinMs) recent.shift();
+    if (recent.length >= f.count) {
+      this.broken(new TroupeError('INTERNAL', `${recent.length} handler failures within ${f.withinMs} ms (threshold ${f.count})`, { data: { fatal: true } }), 'failures');
+    }
   }
 
   /** Sends an error to a caller; never throws. */
@@ -423,31 +640,39 @@ export class ActorInstance {
     }
   }
 
-  private async serveStream(handler: Handler, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage): Promise<void> {
+  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
+  private async serveStream(served: Served, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage, t0: number): Promise<void> {
+    const meter = served.meter;
     const stream = this.streams.get(reply) ?? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply);
     stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
+    stream.meter = meter;
+    stream.startedAt = t0;
     this.active.add(ctx);
     ctx.armDeadline();
+    // `failed` ends the span; `counted` is what the metrics see: a caller's cancel is no failure of the handler.
     let failed: TroupeError | undefined;
+    let counted: TroupeError | undefined;
     try {
       if (ctx.aborted) throw ctx.reason;
-      let result = handler.call(this.actor, request, ctx);
+      let result = served.handler.call(this.actor, request, ctx);
       if (isPromiseLike(result)) result = await result;
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
         failed = ctx.reason;
-        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, ctx.reason, true);
+        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, (counted = ctx.reason), true);
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
       failed = e;
-      if (e.code !== 'CANCELLED') this.sendError(reply, e, true);
+      if (e.code !== 'CANCELLED') this.sendError(reply, (counted = e), true);
     } finally {
       stream.forget();
       this.active.delete(ctx);
       ctx.dispose();
+      meter.inFlight--;
+      meter.finish(t0, counted?.code, counted?.message);
       ctx.endSpan(failed);
     }
   }
@@ -455,6 +680,11 @@ export class ActorInstance {
 }
 
 const EMPTY = new Uint8Array(0);
+const NO_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
+/** How often the progress watch looks while something runs: a quarter of the stuck bound, within 20 ms..1 s. */
+function progressCheckMs(stuckAfterMs: number): number {
+  return Math.max(20, Math.min(1_000, Math.floor(stuckAfterMs / 4)));
+}
 /** How long requests must wait without a break before the idle-queue warning. */
 const QUEUE_WARN_MS = 1_000;
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {

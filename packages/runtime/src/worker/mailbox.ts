@@ -32,6 +32,9 @@ export class Mailbox {
   /** When the queue last went from empty to non-empty (ms epoch); 0 while nothing waits. */
   waitingSince = 0;
 
+  /** Jobs started plus jobs finished so far: unchanged over a while means the mailbox makes no progress. */
+  progress = 0;
+
   /** Jobs running now. */
   get running(): number {
     return this.active;
@@ -74,6 +77,7 @@ export class Mailbox {
   /** Starts `job` in a free slot; a synchronous job frees its slot before returning. */
   private run(job: Job): void {
     this.active++;
+    this.progress++;
     let result: void | Promise<void>;
     try {
       result = job();
@@ -85,12 +89,14 @@ export class Mailbox {
       (result as Promise<void>).then(this.onAsyncDone, this.onAsyncDone);
     } else {
       this.active--;
+      this.progress++;
       this.pump();
     }
   }
 
   private readonly onAsyncDone = (): void => {
     this.active--;
+    this.progress++;
     this.pump();
   };
 

@@ -5,6 +5,8 @@ import { TroupeError } from '../errors';
 import type { Logger } from '../logger';
 import { endSpan, type ServerSpan } from '../plane/telemetry';
 import { decodeMetadata, type Metadata, newSpanId, parseTraceparent, type TraceContext } from '../wire/trace-context';
+import { isThreadFunction, type ThreadFunction } from '../threads/thread-function';
+import type { ThreadPool } from '../threads/thread-pool';
 
 /** What a request context needs of its instance. */
 export interface ContextOwner {
@@ -12,6 +14,9 @@ export interface ContextOwner {
   readonly logger: Logger;
   readonly publisher: EventPublisher;
   setProperty(key: string, value: unknown): void;
+  /** Marks the instance broken (see {@link Context.fail}). */
+  broken(reason: TroupeError): void;
+  readonly threads: ThreadPool;
 }
 
 /**
@@ -112,6 +117,28 @@ export class RequestContext implements Context {
     this.owner.publisher.publish(event as string, data, options);
   }
 
+  fail(reason: string): never {
+    const err = new TroupeError('INTERNAL', `instance ${this.instanceId} declared itself broken: ${String(reason)}`, { data: { fatal: true } });
+    // Marked now, not when the throw reaches the mailbox: a handler that catches its own throw is still broken.
+    this.owner.broken(err);
+    throw err;
+  }
+
+  /** The request's budget (deadline minus arrival), ms; set by the instance. */
+  budgetMs = 0;
+
+  /** Warned once as overdue (running well past its deadline); set by the instance's watchdog. */
+  overdueWarned = false;
+  runInThread<Req, Res>(fn: ThreadFunction<Req, Res>, request: Req): Promise<Awaited<Res>> {
+    if (!isThreadFunction(fn)) return Promise.reject(notThreadFunction('runInThread', fn));
+    return this.owner.threads.run<Req, Res>(fn, request, { signal: this.signal, deadline: this.deadline });
+  }
+
+  streamInThread<Req, T>(fn: ThreadFunction<Req, Iterable<T> | AsyncIterable<T>>, request: Req): AsyncIterable<T> {
+    if (!isThreadFunction(fn)) throw notThreadFunction('streamInThread', fn);
+    return this.owner.threads.stream<Req, T>(fn, request, { signal: this.signal, deadline: this.deadline });
+  }
+
   remainingMs(): number {
     return Math.max(0, this.deadline - Date.now());
   }
@@ -138,3 +165,7 @@ export class RequestContext implements Context {
   }
 }
 
+
+function notThreadFunction(method: string, fn: unknown): TroupeError {
+  return new TroupeError('BAD_REQUEST', `ctx.${method} needs a function made by threadFunction(module, name, fn) and exported from that module, got ${typeof fn}`);
+}

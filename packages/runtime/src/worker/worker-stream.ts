@@ -1,3 +1,4 @@
+import { type EndpointMeter, now } from '../plane/meter';
 import { isObservable, type Observable } from 'rxjs';
 import { TroupeError, toTroupeError } from '../errors';
 import { packTokens, replyKeyOf, unpackTokens } from '../plane/reply-inbox';
@@ -50,6 +51,10 @@ function packArray(items: Uint8Array[], bytes: number): Uint8Array {
  */
 export class WorkerStream {
   credit: number;
+  /** The endpoint's counters, set when the handler starts (items, frames, first-item time, stalls). */
+  meter: EndpointMeter | undefined;
+  /** When the handler started (from `now()`), for the time to the first item. */
+  startedAt = 0;
   /** The caller's inbox key: the last token of the reply subject. */
   readonly key: string;
   private ctx: RequestContext | undefined;
@@ -287,9 +292,17 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
     const frame = packArray(batch, batchBytes);
     const first = sent;
     sent += batch.length;
+    const n = batch.length;
     batch = [];
     batchBytes = 0;
     stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
+    const m = stream.meter;
+    if (m) {
+      if (first === 0 && m.timed) m.firstItem.observeMs(now() - stream.startedAt);
+      m.streamItems += n;
+      m.streamFrames++;
+      m.bytesOut += frame.length;
+    }
   };
   const closeTick = (): void => {
     tickOpen = false;
@@ -306,6 +319,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
   try {
     for (;;) {
       if (stream.aborted) break;
+      if (!stream.open && stream.meter) stream.meter.creditStalls++;
       while (!stream.open) {
         flush();
         await stream.waitForCredit();

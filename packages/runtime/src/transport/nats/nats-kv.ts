@@ -1,5 +1,6 @@
 import type { KV, KvEntry as NatsKvEntry, NatsConnection } from 'nats';
 import { TroupeError } from '../../errors';
+import { withTimeout } from '../../timeout';
 import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
 import { openNatsLog } from './nats-log';
 import { checkBucketName, checkKvKey } from '../kv-names';
@@ -44,7 +45,42 @@ const PURGE_IN_FLIGHT = 64;
 /** Pause between attempts to resume a watch that nats.js ended. */
 const WATCH_RETRY_MS = 250;
 
+/** How long a consumer check may take before the watch is doubled by a fresh consumer, ms. */
+const CHECK_TIMEOUT_MS = 500;
+
+type Iter = { stop(err?: Error): void };
+
+/** One live watch of a {@link NatsBucket}. */
+interface WatchState {
+  readonly filter: string;
+  readonly handler: (entry: KvEntry) => void;
+  /** Last revision delivered (entries at or below it from another iterator are duplicates). */
+  last: number;
+  /** Highest announced revision a check found this watch's consumer alive for. */
+  checked: number;
+  checking: boolean;
+  stopped: boolean;
+  /** The initial listing is over (delete markers before it are skipped). */
+  synced: boolean;
+  /** Its nats.js iterators, newest last: usually one; two while a suspect consumer is doubled. */
+  readonly iters: Iter[];
+}
+
+/** The JetStream subscription behind a nats.js KV watch iterator (nats.js v2 keeps it in `_data`; not public API). */
+function subscriptionOf(iter: unknown): { consumerInfo(): Promise<unknown> } | undefined {
+  const sub = (iter as { _data?: { consumerInfo?: () => Promise<unknown> } })._data;
+  return typeof sub?.consumerInfo === 'function' ? (sub as { consumerInfo(): Promise<unknown> }) : undefined;
+}
+
+/** JetStream's answer for a consumer that does not exist (API error 10014, status 404). */
+function consumerGone(err: unknown): boolean {
+  const api = (err as { api_error?: { err_code?: number; code?: number } })?.api_error;
+  return api?.err_code === 10014 || (api?.code === 404 && /consumer not found/i.test((err as Error).message ?? ''));
+}
+
 class NatsBucket implements KvBucket {
+  private readonly watches = new Set<WatchState>();
+
   constructor(
     private readonly kv: KV,
     private readonly nc: NatsConnection,
@@ -93,14 +129,16 @@ class NatsBucket implements KvBucket {
     const before = Date.now() - olderThanMs;
     const old: string[] = [];
     try {
-      // Read every entry once: the last one replayed has nothing pending after it (delta 0).
-      if ((await this.kv.status()).values === 0) return 0;
+      // Read every entry up to the stream's last sequence now (later writes are the next call's).
+      const status = await this.kv.status();
+      if (status.values === 0) return 0;
+      const last = status.streamInfo.state.last_seq;
       const iter = await this.kv.watch({ key: '>' });
       const guard = setTimeout(() => iter.stop(), PURGE_READ_MS);
       try {
         for await (const e of iter) {
-          if (e.operation !== 'PUT' && e.created.getTime() < before && old.length < PURGE_BATCH) old.push(e.key);
-          if (e.delta === 0) break;
+          if (e.operation !== 'PUT' && e.created.getTime() <= before && old.length < PURGE_BATCH) old.push(e.key);
+          if (e.revision >= last) break;
         }
       } finally {
         clearTimeout(guard);
@@ -122,48 +160,107 @@ class NatsBucket implements KvBucket {
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
     // Until synced the watch lists current entries only: JetStream replays delete and purge
     // markers too, which would be deletes of keys this watcher never saw (the memory bus lists none).
-    let synced = false;
-    let iter = await this.kv.watch({
+    const state: WatchState = { filter, handler, last: 0, checked: 0, checking: false, stopped: false, synced: false, iters: [] };
+    const first = await this.kv.watch({
       key: filter,
       initializedFn: () => {
-        synced = true;
+        state.synced = true;
         onSynced?.();
       },
     });
-    let stopped = false;
-    let last = 0;
+    this.watches.add(state);
+    this.pump(state, first);
+    return () => {
+      state.stopped = true;
+      this.watches.delete(state);
+      for (const it of state.iters.splice(0)) it.stop();
+    };
+  }
+
+  /**
+   * Delivers one iterator's entries, skipping revisions already delivered (two iterators of
+   * one watch, both ordered, may overlap). When the last iterator of a live watch ends,
+   * resumes after the last revision delivered: nats.js ends a watch whose ordered consumer
+   * it could not re-create (the stream had no leader: a JetStream election).
+   */
+  private pump(state: WatchState, iter: AsyncIterable<NatsKvEntry> & Iter): void {
+    state.iters.push(iter);
+    // At most two: a third (the check doubled a watch twice) retires the oldest.
+    if (state.iters.length > 2) state.iters.shift()?.stop();
     void (async () => {
+      try {
+        for await (const e of iter) {
+          if (e.revision <= state.last) continue;
+          state.last = e.revision;
+          if (!state.synced && e.operation !== 'PUT') continue;
+          state.handler(toEntry(e));
+        }
+      } catch {
+        // ended with an error: resumed below like a plain end
+      }
+      const i = state.iters.indexOf(iter);
+      if (i >= 0) state.iters.splice(i, 1);
+      if (state.iters.length > 0) return; // another iterator carries the watch
       for (;;) {
+        if (state.stopped || this.nc.isClosed()) return;
+        await new Promise((r) => setTimeout(r, WATCH_RETRY_MS));
+        if (state.stopped || this.nc.isClosed()) return;
+        let next: AsyncIterable<NatsKvEntry> & Iter;
         try {
-          for await (const e of iter) {
-            last = e.revision;
-            if (!synced && e.operation !== 'PUT') continue;
-            handler(toEntry(e));
-          }
+          next = await this.kv.watch({ key: state.filter, resumeFromRevision: state.last + 1 });
         } catch {
-          // ended with an error: resumed below like a plain end
+          continue;
         }
-        // nats.js ends a watch whose ordered consumer it could not re-create (the stream had
-        // no leader: a JetStream election after a cluster node died). Resume after the last
-        // revision seen until stopped or the connection is closed.
-        for (;;) {
-          if (stopped || this.nc.isClosed()) return;
-          await new Promise((r) => setTimeout(r, WATCH_RETRY_MS));
-          if (stopped || this.nc.isClosed()) return;
-          try {
-            iter = await this.kv.watch({ key: filter, resumeFromRevision: last + 1 });
-          } catch {
-            continue;
-          }
-          if (stopped) return iter.stop();
-          break;
-        }
+        if (state.stopped) return next.stop();
+        return this.pump(state, next);
       }
     })();
-    return () => {
-      stopped = true;
-      iter.stop();
-    };
+  }
+
+  /**
+   * Checks each watch that has not delivered `revision` (and was not found alive for it
+   * already): its consumer must answer a consumer-info request within
+   * {@link CHECK_TIMEOUT_MS}. One that is gone is replaced; one that does not answer (its
+   * node died, or the JetStream API is in an election) is doubled by a fresh consumer
+   * resuming after the last revision delivered — the old one keeps running in case it was
+   * merely slow, and duplicates are skipped. `all` checks every watch (a sibling watch was
+   * found dead) without recording the revision.
+   */
+  async verifyWatches(revision: number, all = false): Promise<number> {
+    let resumed = 0;
+    await Promise.all(
+      [...this.watches].map(async (w) => {
+        if (w.checking || (!all && (w.last >= revision || w.checked >= revision))) return;
+        const current = w.iters.at(-1);
+        const sub = subscriptionOf(current);
+        if (!sub) return;
+        w.checking = true;
+        let gone = false;
+        try {
+          await withTimeout(sub.consumerInfo(), CHECK_TIMEOUT_MS, () => {
+            throw new Error(`consumer did not answer within ${CHECK_TIMEOUT_MS} ms`);
+          });
+          if (!all) w.checked = Math.max(w.checked, revision);
+          return;
+        } catch (err) {
+          gone = consumerGone(err);
+        } finally {
+          w.checking = false;
+        }
+        if (w.stopped) return;
+        try {
+          const next = await this.kv.watch({ key: w.filter, resumeFromRevision: w.last + 1 });
+          if (w.stopped) return next.stop();
+          this.pump(w, next);
+          resumed++;
+          if (!all) w.checked = Math.max(w.checked, revision);
+          if (gone && current) current.stop();
+        } catch {
+          // No consumer could be created now (an election): the next announcement retries.
+        }
+      }),
+    );
+    return resumed;
   }
 }
 

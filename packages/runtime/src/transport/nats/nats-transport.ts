@@ -23,6 +23,9 @@ import type {
 } from '../transport';
 import { TransportStatus, type Persistence } from '../transport';
 import { NatsPersistence } from './nats-kv';
+import { MainLoopPulse } from '../pulse';
+import { ThreadPulse, threadConnectOptions } from './thread-pulse';
+import type { Pulse, PulseOptions } from '../transport';
 
 /** Options for {@link NatsTransport.connect}; anything of nats.js's `ConnectionOptions` passes through. */
 export interface NatsTransportOptions extends Partial<ConnectionOptions> {
@@ -59,6 +62,9 @@ export class NatsTransport implements Transport {
   readonly describe: string;
   readonly persistence: Persistence;
 
+  /** What the beat thread connects with (undefined: the options need a function, e.g. an authenticator). */
+  private pulseConnect: Partial<ConnectionOptions> | undefined;
+
   private constructor(readonly nc: NatsConnection) {
     this.describe = `nats ${nc.getServer()}`;
     this.persistence = new NatsPersistence(nc);
@@ -69,14 +75,27 @@ export class NatsTransport implements Transport {
   /** Connects to NATS; a server that cannot be reached is a TroupeError `UNAVAILABLE`. */
   static async connect(options: NatsTransportOptions): Promise<NatsTransport> {
     try {
-      const nc = await connect({ ...NATS_DEFAULTS, ...options });
-      return new NatsTransport(nc);
+      const all = { ...NATS_DEFAULTS, ...options };
+      const nc = await connect(all);
+      const t = new NatsTransport(nc);
+      t.pulseConnect = threadConnectOptions(all);
+      return t;
     } catch (err) {
       const servers = Array.isArray(options.servers) ? options.servers.join(', ') : options.servers;
       throw new TroupeError('UNAVAILABLE', `cannot connect to NATS at ${servers}: ${(err as Error).message}`, {
         cause: err,
       });
     }
+  }
+
+  /**
+   * The process heartbeat from a `worker_threads` thread with its own
+   * connection (it survives a blocked main loop and measures its lag); from
+   * the main loop when the connection options cannot cross to a thread.
+   */
+  pulse(options: PulseOptions): Pulse {
+    if (!this.pulseConnect) return new MainLoopPulse(this, options);
+    return new ThreadPulse(this, this.pulseConnect, options);
   }
 
   get status(): TransportStatus {

@@ -1,0 +1,188 @@
+import { hostname } from 'node:os';
+import type { Logger } from '../logger';
+import type { Transport, TransportMessage, TransportSubscription } from '../transport/transport';
+import type { ActorInstance } from '../worker/instance';
+import { ownMailboxSubject, endpointAddress, queueGroup, queueSubject } from '../wire/subjects';
+
+/** The NATS service API prefix (ADR-32): `$SRV.{PING|INFO|STATS}[.{name}[.{id}]]`. */
+export const SERVICE_API_PREFIX = '$SRV';
+
+/** The micro protocol's response types (ADR-32, nats.js `ServiceResponseType`). */
+export const MicroType = {
+  PING: 'io.nats.micro.v1.ping_response',
+  INFO: 'io.nats.micro.v1.info_response',
+  STATS: 'io.nats.micro.v1.stats_response',
+} as const;
+
+/** Semantic version a micro service must carry (nats.js and nats.go parse it). */
+const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+
+/** Whether `v` is a semantic version as NATS micro requires. */
+export function isSemver(v: unknown): v is string {
+  return typeof v === 'string' && SEMVER.test(v);
+}
+
+/**
+ * The NATS micro service name of a component: `{namespace}_{component}`.
+ * Troupe names (`[A-Za-z0-9][A-Za-z0-9_-]*`) already satisfy micro's
+ * `^[A-Za-z0-9\-_]+$`, so the join is always a valid name; it is the name
+ * Dynamo gives its components' services (`{ns}_{comp}`), so tools written
+ * for Dynamo find Troupe workers under the same name. Since `_` may occur in
+ * either part the join is not reversible: the exact namespace and component
+ * travel in the service metadata.
+ *
+ * @example
+ * microServiceName('llama_8b', 'decode'); // 'llama_8b_decode'
+ */
+export function microServiceName(namespace: string, component: string): string {
+  return `${namespace}_${component}`;
+}
+
+/** One instance as a micro service: the instance and what it reports besides its counters. */
+interface Entry {
+  readonly instance: ActorInstance;
+  readonly name: string;
+  readonly version: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Answers the NATS service protocol for every instance of one runtime, as if
+ * each were its own NATS micro service (name {@link microServiceName}, id
+ * the instance id). One wildcard subscription per runtime (`$SRV.>`, while
+ * it has instances), not per instance; a discovery verb gets one reply per matching instance, as
+ * separate micro services would send. Internal; started by the runtime at
+ * its first spawn.
+ */
+export class MicroResponder {
+  private sub: TransportSubscription | undefined;
+  private readonly entries = new Map<string, Entry>();
+  private readonly host = hostname();
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly runtimeId: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Answers for `instance` from now on (call once it serves). */
+  add(instance: ActorInstance, version: string): void {
+    const { namespace, component, instanceId } = instance.info;
+    this.entries.set(instanceId, {
+      instance,
+      name: microServiceName(namespace, component),
+      version,
+      metadata: { namespace, component, instance_id: instanceId, host: this.host, pid: String(process.pid), runtime: this.runtimeId, troupe: '1' },
+    });
+    this.sub ??= this.transport.subscribe(`${SERVICE_API_PREFIX}.>`, (msg) => this.onRequest(msg));
+  }
+
+  /** Stops answering for an instance (it stopped); the subscription goes with the last one, so a runtime without instances holds none. */
+  remove(instanceId: string): void {
+    this.entries.delete(instanceId);
+    if (this.entries.size === 0) {
+      this.sub?.unsubscribe();
+      this.sub = undefined;
+    }
+  }
+
+  /** Unsubscribes. */
+  close(): void {
+    this.sub?.unsubscribe();
+    this.sub = undefined;
+    this.entries.clear();
+  }
+
+  private onRequest(msg: TransportMessage): void {
+    const reply = msg.reply;
+    if (!reply) return;
+    const parts = msg.subject.split('.');
+    if (parts.length < 2 || parts.length > 4) return;
+    const verb = parts[1];
+    const name = parts[2];
+    const id = parts[3];
+    for (const e of this.entries.values()) {
+      if (name !== undefined && e.name !== name) continue;
+      if (id !== undefined && e.instance.info.instanceId !== id) continue;
+      let body: object;
+      switch (verb) {
+        case 'PING':
+          body = this.ping(e);
+          break;
+        case 'INFO':
+          body = this.info(e);
+          break;
+        case 'STATS':
+          body = this.stats(e);
+          break;
+        default:
+          return; // another verb (a newer protocol): not ours to answer
+      }
+      try {
+        this.transport.publish(reply, encoder.encode(JSON.stringify(body)));
+      } catch (err) {
+        this.logger.warn('$SRV reply not sent', { subject: msg.subject, error: (err as Error).message });
+        return;
+      }
+    }
+  }
+
+  /** Fields every response starts with (ADR-32 `ServiceIdentity`). */
+  private identity(e: Entry): { name: string; id: string; version: string; metadata: Readonly<Record<string, string>> } {
+    return { name: e.name, id: e.instance.info.instanceId, version: e.version, metadata: e.metadata };
+  }
+
+  private ping(e: Entry): object {
+    return { type: MicroType.PING, ...this.identity(e) };
+  }
+
+  private info(e: Entry): object {
+    const { namespace, instanceId } = e.instance.info;
+    const meta = e.instance.component;
+    return {
+      type: MicroType.INFO,
+      ...this.identity(e),
+      description: `Troupe component ${meta.name} in namespace ${namespace}`,
+      endpoints: [...meta.endpoints.values()].map((ep) => {
+        const addr = endpointAddress(namespace, meta.name, ep.name);
+        return {
+          name: ep.name,
+          subject: queueSubject(addr),
+          queue_group: queueGroup(addr),
+          metadata: { mailbox: ownMailboxSubject(addr, instanceId), stream: String(ep.stream) },
+        };
+      }),
+    };
+  }
+
+  private stats(e: Entry): object {
+    const { namespace } = e.instance.info;
+    const meta = e.instance.component;
+    const data = e.instance.dynamic;
+    return {
+      type: MicroType.STATS,
+      ...this.identity(e),
+      started: e.instance.started,
+      endpoints: [...meta.endpoints.values()].map((ep) => {
+        const addr = endpointAddress(namespace, meta.name, ep.name);
+        const m = e.instance.meters.get(ep.name);
+        const requests = m?.requests ?? 0;
+        // micro reports durations as integer nanoseconds (Go's time.Duration)
+        const processingNs = Math.round((m?.processingMs ?? 0) * 1e6);
+        return {
+          name: ep.name,
+          subject: queueSubject(addr),
+          queue_group: queueGroup(addr),
+          num_requests: requests,
+          num_errors: m?.errors ?? 0,
+          last_error: m?.lastError ?? '',
+          processing_time: processingNs,
+          average_processing_time: requests > 0 ? Math.round(processingNs / requests) : 0,
+          data,
+        };
+      }),
+    };
+  }
+}

@@ -1,0 +1,50 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CallMeter, DURATION_BUCKETS, Durations, Meter } from './meter';
+
+test('meter - a duration lands in the first bucket whose bound it does not exceed; +Inf past the last', () => {
+  const d = new Durations();
+  d.observeMs(0.5); // exactly 0.0005 s: le="0.0005"
+  d.observeMs(0.6);
+  d.observeMs(1_000_000);
+  assert.is(d.counts[0], 1);
+  assert.is(d.counts[1], 1);
+  assert.is(d.counts[DURATION_BUCKETS.length], 1);
+  assert.is(d.count, 3);
+  assert.ok(Math.abs(d.sum - (0.0005 + 0.0006 + 1000)) < 1e-9);
+});
+
+test('meter - a stopped instance folds into its endpoint totals, so counters never go down', () => {
+  const m = new Meter();
+  const eps = m.instance('a'.repeat(16), 'ns', 'comp', ['ep']);
+  const e = eps.get('ep');
+  e?.finish(0);
+  e?.finish(0, 'INTERNAL', 'boom');
+  m.retire('a'.repeat(16));
+  assert.is(m.live.size, 0);
+  const r = m.retired.get('ns.comp.ep');
+  assert.is(r?.requests, 2);
+  assert.is(r?.errors, 1);
+  assert.is(r?.errorCodes.get('INTERNAL'), 1);
+  assert.is(r?.lastError, 'boom');
+  assert.is(r?.durations.count, 2);
+  const again = m.instance('b'.repeat(16), 'ns', 'comp', ['ep']);
+  again.get('ep')?.finish(0);
+  m.retire('b'.repeat(16));
+  assert.is(m.retired.get('ns.comp.ep')?.requests, 3);
+});
+
+test('meter - client outcomes: successes in a plain field, failures by code; one meter per endpoint', () => {
+  const m = new Meter();
+  const c = m.callMeter('ns', 'comp', 'ep') as CallMeter;
+  assert.is(m.callMeter('ns', 'comp', 'ep'), c);
+  c.finish(0, 'OK');
+  c.finish(0, 'OK');
+  c.finish(0, 'TIMEOUT');
+  assert.is(c.ok, 2);
+  assert.equal([...c.errors], [['TIMEOUT', 1]]);
+  assert.is(c.durations.count, 3);
+  assert.instance(c, CallMeter);
+});
+
+test.run();

@@ -1,0 +1,202 @@
+import { performance } from 'node:perf_hooks';
+
+/**
+ * Upper bounds of the duration histograms, seconds (Prometheus `le`). Chosen
+ * for a request plane whose loopback round trip is ~0.5 ms and whose streams
+ * run for minutes; the last bucket is +Inf.
+ */
+export const DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+/** A monotonic clock in ms with sub-ms resolution (what every meter measures with). */
+export const now: () => number = () => performance.now();
+
+/**
+ * A duration histogram in plain integers: counts per bucket (not
+ * cumulative; the exporter sums them at scrape time), the sum in seconds and
+ * the count. Observing is a short scan and three adds — no prom-client call
+ * on the hot path.
+ */
+export class Durations {
+  /** One count per bucket of {@link DURATION_BUCKETS}, then +Inf. */
+  readonly counts: number[] = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
+  sum = 0;
+  count = 0;
+
+  /** Records one duration given in ms. */
+  observeMs(ms: number): void {
+    const s = ms / 1000;
+    let i = 0;
+    const b = DURATION_BUCKETS;
+    while (i < b.length && s > (b[i] as number)) i++;
+    this.counts[i]!++;
+    this.sum += s;
+    this.count++;
+  }
+
+  /** Adds another histogram's counts into this one (folding a stopped instance into its endpoint's totals). */
+  add(o: Durations): void {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i]! += o.counts[i]!;
+    this.sum += o.sum;
+    this.count += o.count;
+  }
+}
+
+/**
+ * The counters of one endpoint of one instance, worker side. Updated on the
+ * hot path with plain integer adds; read by the NATS micro responder
+ * (`$SRV.STATS`, per instance) and by the Prometheus exporter (summed per
+ * namespace/component/endpoint at scrape time). Internal.
+ */
+export class EndpointMeter {
+  /** Requests whose handler ran to an answer (value or error), as NATS micro counts `num_requests`. */
+  requests = 0;
+  /** Requests answered with an error (handler threw, bad request, deadline passed). */
+  errors = 0;
+  /** Message of the last error, for `$SRV.STATS` `last_error`. */
+  lastError = '';
+  /** Errors by code. */
+  readonly errorCodes = new Map<string, number>();
+  /** Handler time in ms (summed; micro reports nanoseconds). */
+  processingMs = 0;
+  readonly durations = new Durations();
+  /** Handlers running now. */
+  inFlight = 0;
+  /** Requests refused at once because the mailbox was full. */
+  overloaded = 0;
+  /** Request body bytes received. */
+  bytesIn = 0;
+  /** Reply and stream frame body bytes sent. */
+  bytesOut = 0;
+  /** Stream items sent. */
+  streamItems = 0;
+  /** Stream data frames sent (items coalesced per tick). */
+  streamFrames = 0;
+  /** Times a producer had to wait for the caller's credit. */
+  creditStalls = 0;
+  /** Time from handler start to the first stream item leaving. */
+  readonly firstItem = new Durations();
+  /** Whether requests are timed (off with `metrics: false`: no clock read on the hot path; counts stay). */
+  timed = true;
+
+  constructor(
+    readonly namespace: string,
+    readonly component: string,
+    readonly endpoint: string,
+  ) {}
+
+  /** When a request starts (`now()`), or 0 when requests are not timed. */
+  start(): number {
+    return this.timed ? now() : 0;
+  }
+
+  /** Counts one finished request that started at {@link start}; `code` and `message` when it failed. */
+  finish(startedAt: number, code?: string, message?: string): void {
+    this.requests++;
+    if (this.timed) {
+      const ms = now() - startedAt;
+      this.processingMs += ms;
+      this.durations.observeMs(ms);
+    }
+    if (code !== undefined) this.error(code, message ?? code);
+  }
+
+  /** Counts one error answer. */
+  error(code: string, message: string): void {
+    this.errors++;
+    this.lastError = message;
+    this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
+  }
+
+  /** Adds a stopped instance's counters into this (per-endpoint totals never go down). */
+  add(o: EndpointMeter): void {
+    this.requests += o.requests;
+    this.errors += o.errors;
+    if (o.lastError) this.lastError = o.lastError;
+    for (const [c, n] of o.errorCodes) this.errorCodes.set(c, (this.errorCodes.get(c) ?? 0) + n);
+    this.processingMs += o.processingMs;
+    this.durations.add(o.durations);
+    this.overloaded += o.overloaded;
+    this.bytesIn += o.bytesIn;
+    this.bytesOut += o.bytesOut;
+    this.streamItems += o.streamItems;
+    this.streamFrames += o.streamFrames;
+    this.creditStalls += o.creditStalls;
+    this.firstItem.add(o.firstItem);
+  }
+}
+
+/** Client-side counters of calls to one endpoint (whichever instance answered). */
+export class CallMeter {
+  /** Calls (unary) and streams that succeeded: a plain field, so the common case costs no map update. */
+  ok = 0;
+  /** Calls and streams that failed, by error code. */
+  readonly errors = new Map<string, number>();
+  readonly durations = new Durations();
+
+  constructor(
+    readonly namespace: string,
+    readonly component: string,
+    readonly endpoint: string,
+  ) {}
+
+  /** Counts one finished call that started at `startedAt` (from `now()`). */
+  finish(startedAt: number, code: string): void {
+    this.durations.observeMs(now() - startedAt);
+    if (code === 'OK') this.ok++;
+    else this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
+  }
+}
+
+/**
+ * Every plain counter of one runtime, a field of its plane: per-endpoint
+ * worker meters (live instances and the folded totals of stopped ones),
+ * client call meters, event and discovery counts, connection figures. The
+ * exporter reads it at scrape time. Internal.
+ */
+export class Meter {
+  /** Live instances' meters, by instance id then endpoint name. */
+  readonly live = new Map<string, Map<string, EndpointMeter>>();
+  /** Totals of stopped instances, by `ns.comp.ep`. */
+  readonly retired = new Map<string, EndpointMeter>();
+  /** Client meters by `ns.comp.ep`. */
+  readonly calls = new Map<string, CallMeter>();
+  eventsPublished = 0;
+  eventsDelivered = 0;
+  eventGaps = 0;
+  /** Whether requests and calls are timed and client calls counted (false with `metrics: false`). */
+  timed = true;
+
+  /** The meters of a new instance, one per endpoint. */
+  instance(instanceId: string, namespace: string, component: string, endpoints: Iterable<string>): Map<string, EndpointMeter> {
+    const m = new Map<string, EndpointMeter>();
+    for (const ep of endpoints) {
+      const e = new EndpointMeter(namespace, component, ep);
+      e.timed = this.timed;
+      m.set(ep, e);
+    }
+    this.live.set(instanceId, m);
+    return m;
+  }
+
+  /** Folds a stopped instance's counts into its endpoints' totals. */
+  retire(instanceId: string): void {
+    const m = this.live.get(instanceId);
+    if (!m) return;
+    this.live.delete(instanceId);
+    for (const e of m.values()) {
+      const key = `${e.namespace}.${e.component}.${e.endpoint}`;
+      let r = this.retired.get(key);
+      if (!r) this.retired.set(key, (r = new EndpointMeter(e.namespace, e.component, e.endpoint)));
+      r.add(e);
+    }
+  }
+
+  /** The client meter of one endpoint (created on first use; a client keeps its reference); undefined when not timed. */
+  callMeter(namespace: string, component: string, endpoint: string): CallMeter | undefined {
+    if (!this.timed) return undefined;
+    const key = `${namespace}.${component}.${endpoint}`;
+    let m = this.calls.get(key);
+    if (!m) this.calls.set(key, (m = new CallMeter(namespace, component, endpoint)));
+    return m;
+  }
+}

@@ -1,0 +1,3 @@
+import { openMemoryPair, threadsSuite } from '@troupe/testing';
+
+threadsSuite('memory', { open: openMemoryPair });

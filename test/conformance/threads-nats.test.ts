@@ -1,0 +1,3 @@
+import { openNatsPair, threadsSuite } from '@troupe/testing';
+
+threadsSuite('nats', { open: openNatsPair });
