@@ -41,7 +41,10 @@ export function foreignCores(start: CpuMark | undefined, end: CpuMark | undefine
 
 function pidTicks(pid: string, withChildren: boolean): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
   // fields after the name, 0-based from state: utime 11, stime 12, cutime 13, cstime 14
   const own = (f[11] ?? 0) + (f[12] ?? 0);
   return withChildren ? own + (f[13] ?? 0) + (f[14] ?? 0) : own;

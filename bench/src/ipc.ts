@@ -21,10 +21,7 @@ export interface CallerJob {
   endpoint?: string;
 }
 
-export type ToParent =
-  | { type: 'ready'; endpoint?: string }
-  | { type: 'result'; results: MeasureResult[] }
-  | { type: 'error'; message: string };
+export type ToParent = { type: 'ready'; endpoint?: string } | { type: 'result'; results: MeasureResult[] } | { type: 'error'; message: string };
 
 export type ToChild = { type: 'stop' };
 

@@ -4,7 +4,17 @@
  * throughput with N calls in flight over a fixed window, and one stream
  * counted item by item for loss and duplicates.
  */
-import type { DiscoveryResult, EventDelivery, EventLatencyResult, EventRateResult, LatencyResult, Measure, MeasureResult, StreamResult, ThroughputResult } from './plan';
+import type {
+  DiscoveryResult,
+  EventDelivery,
+  EventLatencyResult,
+  EventRateResult,
+  LatencyResult,
+  Measure,
+  MeasureResult,
+  StreamResult,
+  ThroughputResult,
+} from './plan';
 import { percentile, sortNumbers } from './stats';
 import type { Driver, EventChannel } from './systems/system';
 import { delay, within } from './time';
@@ -166,7 +176,13 @@ async function throughput(call: () => Promise<unknown>, m: Extract<Measure, { ki
   if (errors > MAX_ERROR_SHARE * Math.max(completed, 1)) {
     throw new Error(`${errors} calls failed against ${completed} completed in the window; first error: ${firstError}`);
   }
-  const result: ThroughputResult = { kind: 'throughput', rps: completed / (durationMs / 1000), peak_heap_mb: Math.round((peakHeap / (1024 * 1024)) * 10) / 10, completed, errors };
+  const result: ThroughputResult = {
+    kind: 'throughput',
+    rps: completed / (durationMs / 1000),
+    peak_heap_mb: Math.round((peakHeap / (1024 * 1024)) * 10) / 10,
+    completed,
+    errors,
+  };
   if (firstError !== undefined) result.firstError = firstError;
   return result;
 }
@@ -179,7 +195,12 @@ async function stream(
 ): Promise<StreamResult> {
   const { items, warmupItems } = m;
   const bound = (n: number): number => 10_000 + Math.ceil((n / MIN_STREAM_RATE) * 1000);
-  if (warmupItems > 0) await within(run(warmupItems, () => undefined), bound(warmupItems), `${label}: warm-up stream of ${warmupItems} items`);
+  if (warmupItems > 0)
+    await within(
+      run(warmupItems, () => undefined),
+      bound(warmupItems),
+      `${label}: warm-up stream of ${warmupItems} items`,
+    );
   const seen = new Uint8Array(items);
   let received = 0;
   let duplicated = 0;

@@ -110,8 +110,7 @@ export function wallMs(): number {
 
 /** What the publisher of an event run does: `paced` (n events, one per interval) or `flood` (as fast as it can for a window, flushing every `flushEvery`). */
 export type PublishSpec =
-  | { run: number; mode: 'paced'; n: number; intervalMs: number }
-  | { run: number; mode: 'flood'; durationMs: number; flushEvery: number };
+  { run: number; mode: 'paced'; n: number; intervalMs: number } | { run: number; mode: 'flood'; durationMs: number; flushEvery: number };
 
 /** The publisher's account of a run: events sent and how long it took, ms. */
 export interface PublishReport {

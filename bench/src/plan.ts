@@ -178,23 +178,14 @@ export interface LlmResult {
   errors: number;
   firstError?: string;
 }
-export type MeasureResult = LifecycleResult | LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
+export type MeasureResult =
+  LifecycleResult | LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
 
 /** Worker processes; `none` for embedded systems (the driver hosts both sides). */
 export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'llm' | 'none';
 /** Caller-side implementations (see caller.ts). */
 export type DriverKind =
-  | 'troupe'
-  | 'troupe_queue'
-  | 'troupe_rr'
-  | 'raw_mux'
-  | 'raw_request'
-  | 'raw_pubsub'
-  | 'moleculer'
-  | 'nestjs'
-  | 'troupe_embedded'
-  | 'moleculer_local'
-  | 'llm';
+  'troupe' | 'troupe_queue' | 'troupe_rr' | 'raw_mux' | 'raw_request' | 'raw_pubsub' | 'moleculer' | 'nestjs' | 'troupe_embedded' | 'moleculer_local' | 'llm';
 
 /** A runnable system: what serves and what calls. */
 export interface Runner {
@@ -242,7 +233,13 @@ export interface Scenario {
 
 const throughput =
   (concurrency: number, bodyBytes?: number) =>
-  (s: Settings): Measure => ({ kind: 'throughput', concurrency, warmupMs: s.warmupMs, durationMs: s.durationMs, ...(bodyBytes === undefined ? {} : { bodyBytes }) });
+  (s: Settings): Measure => ({
+    kind: 'throughput',
+    concurrency,
+    warmupMs: s.warmupMs,
+    durationMs: s.durationMs,
+    ...(bodyBytes === undefined ? {} : { bodyBytes }),
+  });
 const stream = (s: Settings): Measure => ({ kind: 'stream', items: s.streamItems, warmupItems: s.streamWarmupItems });
 
 export const SCENARIOS = {
@@ -288,7 +285,15 @@ export const SCENARIOS = {
       ['--role', 'decode', '--replicas', '1', '--kv-blocks', '320'],
     ],
     measures: {
-      load: (s) => ({ kind: 'llm', requests: s.llmRequests, warmup: s.llmWarmup, concurrency: s.llmConcurrency, prefixes: 8, systemChars: 4_000, maxTokens: 32 }),
+      load: (s) => ({
+        kind: 'llm',
+        requests: s.llmRequests,
+        warmup: s.llmWarmup,
+        concurrency: s.llmConcurrency,
+        prefixes: 8,
+        systemChars: 4_000,
+        maxTokens: 32,
+      }),
     },
   },
 } as const satisfies Record<string, Scenario>;
@@ -628,12 +633,32 @@ export const CASES: readonly CaseDef[] = [
     variants: [],
   },
   { ...lifecycleCase('dereg_failures', 'deregistration failures logged while stopping 10,000 instances', [{ max: 0 }]), unit: 'count' },
-  llmCase({ key: 'llm_ttft_p50_ms', title: 'LLM pipeline, prefix-sharing load: time to first token, p50', unit: 'ms', better: 'lower', field: 'ttft_p50_ms', goals: [{ vs: 'troupe_rr', max: 0.95 }] }),
+  llmCase({
+    key: 'llm_ttft_p50_ms',
+    title: 'LLM pipeline, prefix-sharing load: time to first token, p50',
+    unit: 'ms',
+    better: 'lower',
+    field: 'ttft_p50_ms',
+    goals: [{ vs: 'troupe_rr', max: 0.95 }],
+  }),
   llmCase({ key: 'llm_ttft_p99_ms', title: 'LLM pipeline: time to first token, p99', unit: 'ms', better: 'lower', field: 'ttft_p99_ms' }),
   llmCase({ key: 'llm_itl_p50_ms', title: 'LLM pipeline: inter-token latency, p50', unit: 'ms', better: 'lower', field: 'itl_p50_ms' }),
   llmCase({ key: 'llm_itl_p99_ms', title: 'LLM pipeline: inter-token latency, p99', unit: 'ms', better: 'lower', field: 'itl_p99_ms' }),
-  llmCase({ key: 'llm_output_tokens_per_s', title: 'LLM pipeline: output tokens per second', unit: 'tokens/s', better: 'higher', field: 'output_tokens_per_s' }),
-  llmCase({ key: 'llm_kv_hit_pct', title: "LLM pipeline: prompt KV blocks found in the decode worker's cache", unit: '%', better: 'higher', field: 'kv_hit_pct', goals: [{ vs: 'troupe_rr', min: 1.05 }] }),
+  llmCase({
+    key: 'llm_output_tokens_per_s',
+    title: 'LLM pipeline: output tokens per second',
+    unit: 'tokens/s',
+    better: 'higher',
+    field: 'output_tokens_per_s',
+  }),
+  llmCase({
+    key: 'llm_kv_hit_pct',
+    title: "LLM pipeline: prompt KV blocks found in the decode worker's cache",
+    unit: '%',
+    better: 'higher',
+    field: 'kv_hit_pct',
+    goals: [{ vs: 'troupe_rr', min: 1.05 }],
+  }),
 ];
 
 /** Systems of the lifecycle cases: on NATS (JetStream KV registry) and embedded (memory registry). */

@@ -106,7 +106,7 @@ function packageOf(frame: CallFrame): string {
     return parts[0]?.startsWith('@') ? `${parts[0]}/${parts[1]}` : (parts[0] ?? url);
   }
   const ours = /\/(packages\/[^/]+|bench|examples\/[^/]+)\//.exec(url);
-  return ours ? ours[1] as string : url;
+  return ours ? (ours[1] as string) : url;
 }
 
 export function profileMarkdown(title: string, s: ProfileSummary): string {

@@ -336,7 +336,11 @@ export function markdown(r: Results): string {
     }
   }
   out.push('');
-  const failed = Object.entries(r.call_errors).flatMap(([key, per]) => Object.entries(per).filter(([, n]) => n > 0).map(([sys, n]) => `\`${key}\` ${sys}: ${n}`));
+  const failed = Object.entries(r.call_errors).flatMap(([key, per]) =>
+    Object.entries(per)
+      .filter(([, n]) => n > 0)
+      .map(([sys, n]) => `\`${key}\` ${sys}: ${n}`),
+  );
   if (failed.length > 0) out.push(`Failed calls (under the 1% that fails a run), summed over rounds: ${failed.join('; ')}.`, '');
   if (Object.keys(r.event_delivery).length > 0) {
     out.push('## Event delivery', '');
@@ -348,7 +352,9 @@ export function markdown(r: Results): string {
     out.push('| Case | System | Sent | Received | Lost | Gaps | Missed (by gaps) | Duplicated |', '|---|---|--:|--:|--:|--:|--:|--:|');
     for (const [key, per] of Object.entries(r.event_delivery)) {
       for (const [system, v] of Object.entries(per)) {
-        out.push(`| \`${key}\` | ${system} | ${fmt(v.sent)} | ${fmt(v.received)} | ${fmt(v.lost)} | ${fmt(v.gaps)} | ${fmt(v.gap_missed)} | ${fmt(v.duplicated)} |`);
+        out.push(
+          `| \`${key}\` | ${system} | ${fmt(v.sent)} | ${fmt(v.received)} | ${fmt(v.lost)} | ${fmt(v.gaps)} | ${fmt(v.gap_missed)} | ${fmt(v.duplicated)} |`,
+        );
       }
     }
     out.push('');
@@ -359,29 +365,36 @@ export function markdown(r: Results): string {
     }
   }
   if (r.pending.systems.length + r.pending.cases.length > 0) out.push('## Not yet measured', '');
-  for (const p of r.pending.systems) out.push(`- \`${p.system}\` in ${p.cases.map((c) => `\`${c}\``).join(', ')}: not yet measured (feature pending: ${p.why}).`);
+  for (const p of r.pending.systems)
+    out.push(`- \`${p.system}\` in ${p.cases.map((c) => `\`${c}\``).join(', ')}: not yet measured (feature pending: ${p.why}).`);
   for (const p of r.pending.cases) out.push(`- \`${p.key}\`: not yet measured (${p.why}).`);
   if (r.pending.systems.length + r.pending.cases.length > 0) out.push('');
   out.push('## How each system is called', '');
   out.push(
-    '- **troupe**: the typed client of a `@component` with `@endpoint() echo(req) { return req; }` and an async-generator `items` endpoint, with the runtime\'s default router (client-side round-robin over instances discovered in the JetStream KV registry, sent to the instance\'s mailbox); msgpack bodies; Troupe\'s NATS connection sets `noAsyncTraces: true`. **troupe_queue**: the same client with `router: \'queue\'` (the NATS queue group balances; no discovery on the path). **troupe_rr**: `router: \'round-robin\'` explicitly.',
+    "- **troupe**: the typed client of a `@component` with `@endpoint() echo(req) { return req; }` and an async-generator `items` endpoint, with the runtime's default router (client-side round-robin over instances discovered in the JetStream KV registry, sent to the instance's mailbox); msgpack bodies; Troupe's NATS connection sets `noAsyncTraces: true`. **troupe_queue**: the same client with `router: 'queue'` (the NATS queue group balances; no discovery on the path). **troupe_rr**: `router: 'round-robin'` explicitly.",
     '- **raw_mux**: hand-written nats.js: `publish` with a reply subject and one wildcard inbox subscription; msgpack (reused Encoder/Decoder) on both sides; the worker decodes, re-encodes and `respond`s in a queue group. No per-call timer, id or header: the floor Troupe is held to.',
     '- **raw_request**: `nc.request()` with nats.js default options (1 s timeout, async traces **on**: what users write); same worker and payload.',
-    '- **raw (1 msg/item)**: the worker `publish`es each item to the caller\'s reply subject, then an empty end marker; no flow control, no batching.',
+    "- **raw (1 msg/item)**: the worker `publish`es each item to the caller's reply subject, then an empty end marker; no flow control, no batching.",
     '- **moleculer**: `ServiceBroker` with the NATS transporter, default JSON serializer and balancer, `echo` action returning `ctx.params`; the caller waits for the service before it is timed. **moleculer_local**: the same service without a transporter (local calls; parameters are passed by reference, no serialization). Its local stream is an object-mode `Readable` returned by the action.',
     '- **nestjs**: a NestJS microservice on the NATS transport (`@MessagePattern` echo, default JSON serializer), called with `ClientProxy.send`; NestJS 12 uses nats.js v3 (`@nats-io/transport-node`).',
     '- **troupe_embedded**: one runtime on the in-process `MemoryNetwork` (no server) hosting the component and calling it; bodies are still msgpack-encoded.',
     `- The unary request is the same ~100-byte object everywhere (100 bytes as msgpack, 123 as JSON for Moleculer and NestJS); stream items are ~32 bytes of msgpack.`,
-    '- **Events** (`event_p50_us`, `event_p99_us`, `events_per_s`): the worker process publishes, the caller process subscribes; the caller asks for each run over the system itself (Troupe: a `bench_ctl` endpoint; raw: `nc.request()`), untimed. **troupe**: `ctx.publish(\'tick\', e)` in that endpoint (component scope, with the publisher, `seq` and time headers), received with `runtime.namespace(\'bench\').component(\'bench_ctl\').events(\'tick\')` (gap detection on). **raw**: `nc.publish` of the msgpack payload (no headers) and one plain `nc.subscribe` decoding it. The event is 100 bytes of msgpack carrying its publish time, the host wall clock at µs precision (`performance.timeOrigin + performance.now()`), which the subscriber reads against the same clock on arrival.',
-    '- **Discovery** (`discovery_visible_*_ms`, Troupe only, no anchor): the caller process watches `instances$` of a probe component\'s endpoint; per iteration it asks the worker (over a `bench_ctl` endpoint) to `runtime.spawn()` one instance, which answers with the wall-clock time the spawn resolved; the figure is the time the caller\'s watch first listed it minus that (negative: listed before the spawn resolved). The worker then stops it and the caller waits until it leaves the list.',
-    '- **LLM pipeline** (`llm_*`): examples/llm, one process per component (frontend with its OpenAI-compatible HTTP API, router, two prefill and two decode workers) on the bench\'s nats-server; **troupe_kv**: the router\'s KV-cache-aware routing (prefix overlap from the decode workers\' `kv_events` vs their load), **troupe_rr**: the same router sending round-robin. The caller streams chat completions through HTTP (SSE): eight ~900-token system prompts (~56 blocks of 16 tokens each) shared by all requests in a fixed, well-mixed order, a short unique question, 32 output tokens (`ignore_eos`), against decode workers caching 320 blocks each (LRU) — one worker cannot hold every prefix, two can. Simulated costs: 200 µs per uncached prompt token (prefill), 10 ms per decode step. TTFT: request sent to first content chunk; ITL: between content chunks; tokens/s: completion tokens over the measured wall time; KV hit: prompt blocks found in the serving decode worker\'s cache over those looked up (the workers\' counters before and after the measured requests).',
+    "- **Events** (`event_p50_us`, `event_p99_us`, `events_per_s`): the worker process publishes, the caller process subscribes; the caller asks for each run over the system itself (Troupe: a `bench_ctl` endpoint; raw: `nc.request()`), untimed. **troupe**: `ctx.publish('tick', e)` in that endpoint (component scope, with the publisher, `seq` and time headers), received with `runtime.namespace('bench').component('bench_ctl').events('tick')` (gap detection on). **raw**: `nc.publish` of the msgpack payload (no headers) and one plain `nc.subscribe` decoding it. The event is 100 bytes of msgpack carrying its publish time, the host wall clock at µs precision (`performance.timeOrigin + performance.now()`), which the subscriber reads against the same clock on arrival.",
+    "- **Discovery** (`discovery_visible_*_ms`, Troupe only, no anchor): the caller process watches `instances$` of a probe component's endpoint; per iteration it asks the worker (over a `bench_ctl` endpoint) to `runtime.spawn()` one instance, which answers with the wall-clock time the spawn resolved; the figure is the time the caller's watch first listed it minus that (negative: listed before the spawn resolved). The worker then stops it and the caller waits until it leaves the list.",
+    "- **LLM pipeline** (`llm_*`): examples/llm, one process per component (frontend with its OpenAI-compatible HTTP API, router, two prefill and two decode workers) on the bench's nats-server; **troupe_kv**: the router's KV-cache-aware routing (prefix overlap from the decode workers' `kv_events` vs their load), **troupe_rr**: the same router sending round-robin. The caller streams chat completions through HTTP (SSE): eight ~900-token system prompts (~56 blocks of 16 tokens each) shared by all requests in a fixed, well-mixed order, a short unique question, 32 output tokens (`ignore_eos`), against decode workers caching 320 blocks each (LRU) — one worker cannot hold every prefix, two can. Simulated costs: 200 µs per uncached prompt token (prefill), 10 ms per decode step. TTFT: request sent to first content chunk; ITL: between content chunks; tokens/s: completion tokens over the measured wall time; KV hit: prompt blocks found in the serving decode worker's cache over those looked up (the workers' counters before and after the measured requests).",
     `- Throughput: ${s.durationMs} ms window after ${s.warmupMs} ms of warm-up, closed loop with N calls in flight. Latency: ${s.seqCount} sequential calls after ${s.seqWarmup} unmeasured. Streams: one stream of ${s.streamItems.toLocaleString('en-US')} items after a ${s.streamWarmupItems.toLocaleString('en-US')}-item warm-up stream. First item: ${s.firstCount} sequential single-item calls after ${s.firstWarmup} unmeasured. Event latency: ${s.eventCount} events after ${s.eventWarmup} unmeasured, one every ${s.eventIntervalMs} ms (a timer between publishes). Event throughput: the publisher publishes as fast as it can for ${s.durationMs} ms after a ${s.warmupMs} ms warm-up run, awaiting a flush every ${s.eventFlushEvery} events; the rate is events received over first-to-last arrival. Discovery: ${s.discoverySpawns} spawns after ${s.discoveryWarmup} unmeasured. LLM: ${s.llmRequests} requests after ${s.llmWarmup} unmeasured, ${s.llmConcurrency} in flight.`,
     '',
   );
   out.push('## Machine and versions', '');
-  out.push(`- Machine: ${r.machine['cpu']}, ${r.machine['cores']} cores (shared by nats-server, workers and callers), ${r.machine['memory_gib']} GiB, ${r.machine['os']}`);
+  out.push(
+    `- Machine: ${r.machine['cpu']}, ${r.machine['cores']} cores (shared by nats-server, workers and callers), ${r.machine['memory_gib']} GiB, ${r.machine['os']}`,
+  );
   out.push(`- Other processes on the machine: ${foreignText(r.foreign_cpu)}`);
-  out.push(`- Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  out.push(
+    `- Versions: ${Object.entries(r.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
   out.push(`- Date: ${r.date}`);
   out.push(`- Command: \`${r.command}\``, '');
   out.push('## Per-round values', '');

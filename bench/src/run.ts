@@ -102,10 +102,7 @@ function parseArgs(argv: string[]): Options {
 function usage(error?: string): never {
   if (error) console.error(`bench: ${error}`);
   console.error(
-    [
-      'usage: pnpm bench [--quick] [--rounds N] [--only case,case] [--profile [system]]',
-      `cases: ${CASES.map((c) => c.key).join(', ')}`,
-    ].join('\n'),
+    ['usage: pnpm bench [--quick] [--rounds N] [--only case,case] [--profile [system]]', `cases: ${CASES.map((c) => c.key).join(', ')}`].join('\n'),
   );
   process.exit(error ? 2 : 0);
 }
@@ -138,14 +135,13 @@ async function main(): Promise<number> {
       data,
       REPO_ROOT,
     );
-    const [jsonFile, mdFile] =
-      opts.standard
-        ? [path.join(BENCH_DIR, 'results.json'), path.join(BENCH_DIR, 'RESULTS.md')]
-        : [path.join(BENCH_DIR, `results.tmp-${s.mode}.json`), path.join(BENCH_DIR, `results.tmp-${s.mode}.md`)];
+    const [jsonFile, mdFile] = opts.standard
+      ? [path.join(BENCH_DIR, 'results.json'), path.join(BENCH_DIR, 'RESULTS.md')]
+      : [path.join(BENCH_DIR, `results.tmp-${s.mode}.json`), path.join(BENCH_DIR, `results.tmp-${s.mode}.md`)];
     writeAtomic(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
     writeAtomic(mdFile, markdown(results));
     console.log(`\n${table(results)}\n`);
-    for (const g of results.goals) if (!g.met) console.log(`goal not met: ${goalLine(g).replace(/`/g, "")}`);
+    for (const g of results.goals) if (!g.met) console.log(`goal not met: ${goalLine(g).replace(/`/g, '')}`);
     for (const n of results.notes) console.log(`note: ${n.case}: ${n.note}`);
     console.log(`\nbench: wrote ${path.relative(REPO_ROOT, jsonFile)} and ${path.relative(REPO_ROOT, mdFile)} in ${results.elapsed_s} s`);
     return integrityFailures(data, cases);
@@ -183,7 +179,9 @@ async function runRounds(server: NatsServer, s: Settings, cases: readonly CaseDe
         record(data, cases, { scenario, runner, names, results });
         if (foreign !== undefined) data.foreignCpu.push({ round: round + 1, scenario, system: runner, cores: Math.round(foreign * 100) / 100 });
         const other = foreign === undefined ? '' : `, other processes ${foreign.toFixed(2)} cores`;
-        console.log(`[round ${round + 1}/${s.rounds}] ${scenario} · ${runner}: ${describe(names, results)} (${((Date.now() - started) / 1000).toFixed(1)} s${other})`);
+        console.log(
+          `[round ${round + 1}/${s.rounds}] ${scenario} · ${runner}: ${describe(names, results)} (${((Date.now() - started) / 1000).toFixed(1)} s${other})`,
+        );
       }
     }
   }
@@ -226,7 +224,9 @@ async function runOnce(spec: RunSpec): Promise<MeasureResult[]> {
       roles.forEach((role, i) => {
         const args = [...role, ...runnerArgs, ...runArgs];
         const job: WorkerJob = args.length === 0 ? { worker: def.worker, url } : { worker: def.worker, url, args };
-        workers.push(Child.fork(`${runner} worker ${i + 1}${role.length ? ` (${role.join(' ')})` : ''}`, WORKER_JS, { job, execArgv: execArgv(`worker${i + 1}`) }));
+        workers.push(
+          Child.fork(`${runner} worker ${i + 1}${role.length ? ` (${role.join(' ')})` : ''}`, WORKER_JS, { job, execArgv: execArgv(`worker${i + 1}`) }),
+        );
       });
       const ready = await Promise.all(workers.map((w) => w.waitFor('ready', READY_TIMEOUT_MS, 'ready')));
       endpoint = ready.map((m) => m.endpoint).find((e) => e !== undefined);
@@ -266,7 +266,11 @@ function callerBound(job: CallerJob): number {
   return ms;
 }
 
-function record(data: Collected, cases: readonly CaseDef[], run: { scenario: ScenarioKey; runner: RunnerKey; names: string[]; results: MeasureResult[] }): void {
+function record(
+  data: Collected,
+  cases: readonly CaseDef[],
+  run: { scenario: ScenarioKey; runner: RunnerKey; names: string[]; results: MeasureResult[] },
+): void {
   const { scenario, runner, names, results } = run;
   for (const c of cases) {
     if (c.scenario !== scenario) continue;
@@ -363,7 +367,12 @@ async function profile(url: string, runner: RunnerKey, only: string[] | undefine
   });
   const line = describe([c.measure], results);
   console.log(`profile run: ${line}`);
-  const parts = [`# CPU profile: ${runner}, ${key} (${c.title})`, '', `\`${commandLine(['--profile', runner, '--only', key])}\`; ${line} (the profiler slows it).`, ''];
+  const parts = [
+    `# CPU profile: ${runner}, ${key} (${c.title})`,
+    '',
+    `\`${commandLine(['--profile', runner, '--only', key])}\`; ${line} (the profiler slows it).`,
+    '',
+  ];
   for (const role of embedded ? ['caller'] : ['caller', 'worker1']) {
     const file = path.join(dir, names(role));
     if (!fs.existsSync(file)) throw new Error(`no profile written at ${file}: the ${role} did not exit cleanly`);

@@ -114,7 +114,10 @@ test.after(() => {
 
 test('docs - every TypeScript block type-checks under the documented strict settings', () => {
   const blocks = tsBlocks();
-  assert.ok(blocks.some((b) => b.file === 'README.md'), 'the README tour was not found');
+  assert.ok(
+    blocks.some((b) => b.file === 'README.md'),
+    'the README tour was not found',
+  );
   project = scratchProject(blocks);
   const tsc = path.join(ROOT, 'node_modules', '.bin', 'tsc');
   const out = spawnSync(tsc, ['-p', project.dir, '--pretty', 'false'], { encoding: 'utf8', timeout: 120_000 });
@@ -124,7 +127,14 @@ test('docs - every TypeScript block type-checks under the documented strict sett
     .filter((l) => l.trim() !== '')
     .map((l) => {
       const m = /^(.+?)\((\d+),(\d+)\): (error TS\d+: .*)$/.exec(l);
-      const block = m ? project?.names.get(path.relative(project.dir, path.resolve(project.dir, m[1] ?? '')).split(path.sep).join('/')) : undefined;
+      const block = m
+        ? project?.names.get(
+            path
+              .relative(project.dir, path.resolve(project.dir, m[1] ?? ''))
+              .split(path.sep)
+              .join('/'),
+          )
+        : undefined;
       return block && m ? `${block.file}:${block.line + Number(m[2]) - 1}:${m[3]} ${m[4]}` : l;
     });
   assert.ok(out.status === 0 && errors.length === 0, `code blocks in the docs do not compile (tsc exit ${String(out.status)}):\n${errors.join('\n')}`);
@@ -133,7 +143,10 @@ test('docs - every TypeScript block type-checks under the documented strict sett
 test('docs - blocks marked `ts run` (the README tour among them) run on the embedded runtime', () => {
   assert.ok(project, 'the type-check case did not build the scratch project');
   const runnable = [...project.names].filter(([, b]) => b.flags.includes('run'));
-  assert.ok(runnable.some(([, b]) => b.file === 'README.md'), 'the README tour is not marked `ts run`');
+  assert.ok(
+    runnable.some(([, b]) => b.file === 'README.md'),
+    'the README tour is not marked `ts run`',
+  );
   const env: NodeJS.ProcessEnv = { ...process.env, TROUPE_LOG: 'error' };
   delete env.NATS_URL; // embedded
   for (const [name, b] of runnable) {
@@ -173,7 +186,9 @@ test('docs - every relative link resolves inside the repository', () => {
       if (/^\s*(`{3,}|~{3,})/.test(line)) inFence = !inFence;
       if (inFence) return;
       const where = `${file}:${i + 1}`;
-      const targets = [...line.replace(/`[^`]*`/g, '').matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)|^\s*\[[^\]]+\]:\s*(\S+)/g)].map((m) => m[1] ?? m[2] ?? '');
+      const targets = [...line.replace(/`[^`]*`/g, '').matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)|^\s*\[[^\]]+\]:\s*(\S+)/g)].map(
+        (m) => m[1] ?? m[2] ?? '',
+      );
       for (const target of targets) {
         if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto:
         if (target.includes('shared/')) problems.push(`${where}: links the shared folder outside the repository: ${target}`);

@@ -25,7 +25,9 @@ const STEPDOWN_TRIES = 20;
 
 /** Whether `target` holds a current copy of `stream` (a restarted node catches up first; elections skip it until then). */
 async function current(cluster: NatsCluster, stream: string, target: NatsServer): Promise<boolean> {
-  type Jsz = { account_details?: Array<{ stream_detail?: Array<{ name: string; cluster?: { leader?: string; replicas?: Array<{ name: string; current?: boolean }> } }> }> };
+  type Jsz = {
+    account_details?: Array<{ stream_detail?: Array<{ name: string; cluster?: { leader?: string; replicas?: Array<{ name: string; current?: boolean }> } }> }>;
+  };
   for (const server of cluster.servers) {
     const jsz = await server.monitor<Jsz>('/jsz?streams=true').catch(() => undefined);
     for (const a of jsz?.account_details ?? []) {
@@ -100,11 +102,14 @@ s('R3 buckets: killing each registry stream leader in turn under 100 req/s drops
     await waitFor(() => load.outcomes.some((o) => o.sentAt > until + 2_000), 10_000, 'requests to settle after the election');
     const during = load.outcomes.filter((o) => o.sentAt > killedAt && o.sentAt < until);
     lines.push(
-      `${stream} leader ${killed.serverName} killed (meta leader ${meta === killed.serverName ? 'too' : meta ?? '?'}): writes failed ${ms(writable - killedAt)} ms; ` +
+      `${stream} leader ${killed.serverName} killed (meta leader ${meta === killed.serverName ? 'too' : (meta ?? '?')}): writes failed ${ms(writable - killedAt)} ms; ` +
         `longest absence from the client's list ${ms(gapClient)} ms, from the listing ${ms(gapListing)} ms; ${during.filter((o) => !o.ok).length}/${during.length} requests failed`,
     );
     assert.ok(gapClient <= TIMING.heartbeatMs, `an instance left the client's list for ${ms(gapClient)} ms (bound: one ${TIMING.heartbeatMs} ms heartbeat)`);
-    assert.ok(gapListing <= TIMING.heartbeatMs, `an instance left the runtime listing for ${ms(gapListing)} ms (bound: one ${TIMING.heartbeatMs} ms heartbeat)`);
+    assert.ok(
+      gapListing <= TIMING.heartbeatMs,
+      `an instance left the runtime listing for ${ms(gapListing)} ms (bound: one ${TIMING.heartbeatMs} ms heartbeat)`,
+    );
     assert.is(during.filter((o) => !o.ok).length, 0, `requests failed while ${stream}'s leader was lost: ${describeFailures(during)}`);
   }
   // A watch whose consumer died with a leader is resumed on a fresh one (issue #17.2).

@@ -40,7 +40,10 @@ async function killNodeWithoutStreams(ctx: Ctx, ns: string, replicas: 1 | 3): Pr
   );
   assert.is(outcomes.filter((o) => !o.ok).length, 0, `failures: ${describeFailures(outcomes)}`);
   assert.equal(dropped, [], 'no live instance left the list');
-  assert.ok(ids.every((id) => servedBy.has(id)), 'both workers served after the kill');
+  assert.ok(
+    ids.every((id) => servedBy.has(id)),
+    'both workers served after the kill',
+  );
   if (replicas === 1) assert.ok(fresh <= 100, `a new instance took ${ms(fresh)} ms to be listed after the node loss`);
   else assert.ok(fresh <= 2_000, `a new instance took ${ms(fresh)} ms to be listed after the node loss`);
 }

@@ -56,7 +56,10 @@ s('SIGSTOP of 1 of 2 workers under load: ≥ 99% of requests after the first tim
   );
   assert.ok(laterOk >= 0.99 * later.length, `only ${laterOk}/${later.length} requests after the first timeout succeeded: ${describeFailures(later)}`);
   assert.ok(leftAfter <= FAST.leaseTtlMs + 100, `the frozen instance left the list ${ms(leftAfter)} ms after SIGSTOP (TTL ${FAST.leaseTtlMs} ms)`);
-  assert.ok(outcomes.some((o) => o.ok && o.id === survivor.ready.instanceIds[0] && o.sentAt > firstTimeout), 'the survivor served');
+  assert.ok(
+    outcomes.some((o) => o.ok && o.id === survivor.ready.instanceIds[0] && o.sentAt > firstTimeout),
+    'the survivor served',
+  );
 });
 
 s.run();

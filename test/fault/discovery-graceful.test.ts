@@ -52,7 +52,10 @@ s('replicas stopped one by one under 100 req/s: every instance leaves the list b
   assert.is((r ?? []).filter((o) => !o.ok).length, 0, `round-robin failures: ${describeFailures(r ?? [])}`);
   assert.is((q ?? []).filter((o) => !o.ok).length, 0, `queue failures: ${describeFailures(q ?? [])}`);
   assert.ok(tail.length > 50, `only ${tail.length} requests after the last stop`);
-  assert.ok(tail.every((o) => o.id === last), 'after two stops, the remaining instance serves everything');
+  assert.ok(
+    tail.every((o) => o.id === last),
+    'after two stops, the remaining instance serves everything',
+  );
 });
 
 /** Lets the load run for a while: the load itself is the point, there is no event to await. */

@@ -21,7 +21,11 @@ async function killOneOfTwo(ctx: { cleanup: Cleanup; server?: NatsServer }, vari
   const options = { servers: url, discovery: { ...FAST }, requestTimeoutMs: 3_000 };
   const a = ctx.cleanup.runtime(await Runtime.connect(options));
   const b = ctx.cleanup.runtime(await Runtime.connect(options));
-  const ca = a.namespace(ns).component('svc').endpoint('work').client<undefined, WorkReply>(retry ? { retry } : {});
+  const ca = a
+    .namespace(ns)
+    .component('svc')
+    .endpoint('work')
+    .client<undefined, WorkReply>(retry ? { retry } : {});
   const cb = b.namespace(ns).component('svc').endpoint('work').client<undefined, WorkReply>();
   await Promise.all([ca.waitForInstances(2, { timeout: 5_000 }), cb.waitForInstances(2, { timeout: 5_000 })]);
   const watches = [new ListWatch(ca.instances$), new ListWatch(cb.instances$)];
@@ -62,7 +66,9 @@ async function killOneOfTwo(ctx: { cleanup: Cleanup; server?: NatsServer }, vari
   for (const t of leftAfter) assert.ok(t <= FAST.leaseTtlMs + 100, `left a client's list ${ms(t)} ms after the kill, past the ${FAST.leaseTtlMs} ms TTL`);
   // The request in flight at the kill waited for the lease to expire (INSTANCE_LOST), then went elsewhere or failed.
   const caught = outcomes.filter((o) => o.sentAt < killedAt && o.doneAt > killedAt);
-  console.log(`discovery: the request in flight at the kill ${retry ? 'was re-routed and answered' : 'failed'} ${caught.map((o) => ms(o.doneAt - killedAt)).join(', ')} ms after the kill`);
+  console.log(
+    `discovery: the request in flight at the kill ${retry ? 'was re-routed and answered' : 'failed'} ${caught.map((o) => ms(o.doneAt - killedAt)).join(', ')} ms after the kill`,
+  );
   assert.is(caught.length, 1, 'one request was in flight to the victim when it died');
   if (retry) assert.is(failed.length, 0, `with retries: ${describeFailures(outcomes)}`);
   else {

@@ -64,7 +64,10 @@ s('purging the records bucket: every worker is listed again within one heartbeat
   console.log(
     `discovery: purge of troupe_instances (${ms(purgeEnd - purgeStart)} ms): all ${WORKERS} workers listed again ${ms(back)} ms after the purge (heartbeat ${FAST.heartbeatMs} ms)`,
   );
-  assert.ok(back <= FAST.heartbeatMs + SLACK_MS, `listed again ${ms(back)} ms after the purge, more than a heartbeat (${FAST.heartbeatMs} ms) + ${SLACK_MS} ms`);
+  assert.ok(
+    back <= FAST.heartbeatMs + SLACK_MS,
+    `listed again ${ms(back)} ms after the purge, more than a heartbeat (${FAST.heartbeatMs} ms) + ${SLACK_MS} ms`,
+  );
   await allAnswer(client, ids);
 });
 
@@ -138,7 +141,11 @@ s('a JetStream store wiped by a crash: the buckets are re-created and every work
   const up = clock();
   // The client's list may never have dropped them (a worker can re-register before the
   // client's watch is re-opened), so ask the registry itself.
-  const registered = await untilRegistered(rt, ids.map((id) => `wipe.svc.work.${id}`), 10_000);
+  const registered = await untilRegistered(
+    rt,
+    ids.map((id) => `wipe.svc.work.${id}`),
+    10_000,
+  );
   await waitFor(() => ids.every((id) => watch.has(id)), 5_000, 'every worker to be listed after the wipe');
   const answerIn = await untilAllAnswer(client, ids, 5_000);
   const fresh = await newInstanceListed(workers[0] as WorkerProcess, watch);
@@ -214,7 +221,10 @@ s('a records watch whose consumer was deleted sees a spawn made right after with
   // heartbeats, so the spawn was seen ~11 s later. The spawner's beat announces its write.
   const fresh = await newInstanceListed(workers[0] as WorkerProcess, watch);
   console.log(`discovery: ${names.length} records watch consumer(s) deleted; a spawn made at once was listed ${ms(fresh)} ms later`);
-  assert.ok(ids.every((id) => watch.has(id)), 'the live instances stayed listed');
+  assert.ok(
+    ids.every((id) => watch.has(id)),
+    'the live instances stayed listed',
+  );
 });
 
 s.run();

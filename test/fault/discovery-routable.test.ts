@@ -51,7 +51,9 @@ s('a newly spawned instance is listed and answers an existing client within 100 
   watch.stop();
 
   const line = (name: string, xs: number[]): string => `${name} p50=${ms(percentile(xs, 50))}ms p99=${ms(percentile(xs, 99))}ms max=${ms(Math.max(...xs))}ms`;
-  console.log(`discovery: spawn→routable over ${SPAWNS} spawns: ${line('spawn resolved→listed', fromResolved)}; ${line('spawn called→listed', fromCall)}; ${line('spawn resolved→first reply', toAnswer)}`);
+  console.log(
+    `discovery: spawn→routable over ${SPAWNS} spawns: ${line('spawn resolved→listed', fromResolved)}; ${line('spawn called→listed', fromCall)}; ${line('spawn resolved→first reply', toAnswer)}`,
+  );
   // Negative values are fine: the watch can deliver the record before the worker sees its own put acknowledged.
   assert.ok(percentile(fromResolved, 99) <= 100, `p99 spawn resolved→listed ${ms(percentile(fromResolved, 99))} ms > 100 ms`);
   assert.ok(percentile(fromCall, 99) <= 100, `p99 spawn called→listed ${ms(percentile(fromCall, 99))} ms > 100 ms`);

@@ -78,7 +78,9 @@ async function measure(ctx: { cleanup: Cleanup; server?: NatsServer }, perProc: 
     counting.on = false;
     const after = await Promise.all(workers.map((w) => command(w, { type: 'stats' }, 'stats')));
     const varz = await server.monitor<{ subscriptions: number }>('/varz');
-    const writes = after.map((a, i) => ((a['writes'] as number) - (before[i]?.['writes'] as number)) / (((a['t'] as number) - (before[i]?.['t'] as number)) / 1000));
+    const writes = after.map(
+      (a, i) => ((a['writes'] as number) - (before[i]?.['writes'] as number)) / (((a['t'] as number) - (before[i]?.['t'] as number)) / 1000),
+    );
     const props = (await client.instances()).filter((x) => typeof x.properties['load'] === 'number').length;
     assert.is(props, PROCS * perProc, 'every instance shows its dynamic property to the client');
     return {
@@ -98,29 +100,32 @@ async function measure(ctx: { cleanup: Cleanup; server?: NatsServer }, perProc: 
   }
 }
 
-s(`registry writes and watch traffic grow with processes, not instances (${PROCS} processes × ${SIZES.join(' then ')} instances, properties every ${TICK_MS} ms)`, async (ctx) => {
-  const rows: Row[] = [];
-  for (const perProc of SIZES) rows.push(await measure(ctx, perProc));
-  console.log('discovery: scale (each instance sets a dynamic property every 100 ms; heartbeat 1000 ms, property throttle 100 ms)');
-  console.log('  procs | inst/proc | instances | start s | list s | writes/s/proc | watch msgs/s | watch KB/s | lease bytes | server subs | watcher CPU %');
-  for (const r of rows) {
-    console.log(
-      `  ${String(r.procs).padStart(5)} | ${String(r.perProc).padStart(9)} | ${String(r.procs * r.perProc).padStart(9)} | ${r.registerSec.toFixed(1).padStart(7)} | ${r.listSec.toFixed(2).padStart(6)} | ` +
-        `${r.writesPerProcPerSec.toFixed(1).padStart(13)} | ${r.watchMsgsPerSec.toFixed(1).padStart(12)} | ${r.watchKBPerSec.toFixed(1).padStart(10)} | ${String(r.leaseBytes).padStart(11)} | ${String(r.subscriptions).padStart(11)} | ${ms(r.clientCpuPct).padStart(13)}`,
+s(
+  `registry writes and watch traffic grow with processes, not instances (${PROCS} processes × ${SIZES.join(' then ')} instances, properties every ${TICK_MS} ms)`,
+  async (ctx) => {
+    const rows: Row[] = [];
+    for (const perProc of SIZES) rows.push(await measure(ctx, perProc));
+    console.log('discovery: scale (each instance sets a dynamic property every 100 ms; heartbeat 1000 ms, property throttle 100 ms)');
+    console.log('  procs | inst/proc | instances | start s | list s | writes/s/proc | watch msgs/s | watch KB/s | lease bytes | server subs | watcher CPU %');
+    for (const r of rows) {
+      console.log(
+        `  ${String(r.procs).padStart(5)} | ${String(r.perProc).padStart(9)} | ${String(r.procs * r.perProc).padStart(9)} | ${r.registerSec.toFixed(1).padStart(7)} | ${r.listSec.toFixed(2).padStart(6)} | ` +
+          `${r.writesPerProcPerSec.toFixed(1).padStart(13)} | ${r.watchMsgsPerSec.toFixed(1).padStart(12)} | ${r.watchKBPerSec.toFixed(1).padStart(10)} | ${String(r.leaseBytes).padStart(11)} | ${String(r.subscriptions).padStart(11)} | ${ms(r.clientCpuPct).padStart(13)}`,
+      );
+    }
+    const [small, large] = rows as [Row, Row];
+    const growth = large.perProc / small.perProc;
+    // ~11 writes/s/process: the throttled lease write (10/s) and the heartbeat, whatever the instance count.
+    assert.ok(
+      large.writesPerProcPerSec <= small.writesPerProcPerSec * 1.5 && large.writesPerProcPerSec >= small.writesPerProcPerSec / 1.5,
+      `writes/s per process went from ${small.writesPerProcPerSec.toFixed(1)} to ${large.writesPerProcPerSec.toFixed(1)} when instances per process grew ${growth}×`,
     );
-  }
-  const [small, large] = rows as [Row, Row];
-  const growth = large.perProc / small.perProc;
-  // ~11 writes/s/process: the throttled lease write (10/s) and the heartbeat, whatever the instance count.
-  assert.ok(
-    large.writesPerProcPerSec <= small.writesPerProcPerSec * 1.5 && large.writesPerProcPerSec >= small.writesPerProcPerSec / 1.5,
-    `writes/s per process went from ${small.writesPerProcPerSec.toFixed(1)} to ${large.writesPerProcPerSec.toFixed(1)} when instances per process grew ${growth}×`,
-  );
-  assert.ok(large.writesPerProcPerSec <= 1000 / TICK_MS + 5, `${large.writesPerProcPerSec.toFixed(1)} writes/s per process, more than one per property tick`);
-  assert.ok(
-    large.watchMsgsPerSec <= small.watchMsgsPerSec * 1.5,
-    `a watcher received ${small.watchMsgsPerSec.toFixed(1)} then ${large.watchMsgsPerSec.toFixed(1)} msgs/s when instances grew ${growth}×`,
-  );
-});
+    assert.ok(large.writesPerProcPerSec <= 1000 / TICK_MS + 5, `${large.writesPerProcPerSec.toFixed(1)} writes/s per process, more than one per property tick`);
+    assert.ok(
+      large.watchMsgsPerSec <= small.watchMsgsPerSec * 1.5,
+      `a watcher received ${small.watchMsgsPerSec.toFixed(1)} then ${large.watchMsgsPerSec.toFixed(1)} msgs/s when instances grew ${growth}×`,
+    );
+  },
+);
 
 s.run();

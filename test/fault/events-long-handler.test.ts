@@ -66,7 +66,7 @@ s('control: with a 2 s ack wait, a message nobody acks or keeps in progress come
   const deliveries: Array<{ at: number; redelivered: boolean }> = [];
   const consumer = await log.consume({ filter: undefined, durable: 'control', start: 'all', ackWaitMs: ACK_WAIT_MS }, (m) => {
     deliveries.push({ at: Date.now(), redelivered: m.redelivered });
-    assert.is(m.ackWaitMs, ACK_WAIT_MS, 'the message reports the consumer\'s ack wait');
+    assert.is(m.ackWaitMs, ACK_WAIT_MS, "the message reports the consumer's ack wait");
   });
   ctx.cleanup.add(() => consumer.stop());
   rt.namespace(ns).publish('job', { id: 0, ms: 0 });

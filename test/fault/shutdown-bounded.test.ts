@@ -79,7 +79,11 @@ s('a second signal exits at once, while the first is still waiting for in-flight
   held.catch(() => undefined);
   await worker.waitFor('holding', 5_000);
   worker.signal('SIGTERM');
-  await waitFor(() => worker.log.includes('closing on SIGTERM: draining 1 in-flight request'), 5_000, `the worker to log that it is closing on SIGTERM; output:\n${worker.log}`);
+  await waitFor(
+    () => worker.log.includes('closing on SIGTERM: draining 1 in-flight request'),
+    5_000,
+    `the worker to log that it is closing on SIGTERM; output:\n${worker.log}`,
+  );
   const t0 = performance.now();
   try {
     await worker.kill('SIGINT', 2_000);

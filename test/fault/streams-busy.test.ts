@@ -1,5 +1,5 @@
 import * as assert from 'uvu/assert';
-import { Runtime, TroupeError } from '@troupe/runtime';
+import { Runtime, type TroupeError } from '@troupe/runtime';
 import { Cleanup, type NatsServer, serverSuite, WorkerProcess, within } from '@troupe/testing';
 
 // Issue #19 item 2: busy is not dead. A handler that blocks its worker's event loop
@@ -49,13 +49,17 @@ s(`a stream whose handler blocks the worker's loop for ${BLOCK_MS} ms per item c
   const t0 = Date.now();
   await within(
     new Promise<void>((resolve, reject) =>
-      steps.stream({ n: 2, stepMs: BLOCK_MS }, { timeout: 30_000, migrate: { attempts: 2, resume: (req) => req } }).subscribe({ next: (x) => items.push(x.i), error: reject, complete: resolve }),
+      steps
+        .stream({ n: 2, stepMs: BLOCK_MS }, { timeout: 30_000, migrate: { attempts: 2, resume: (req) => req } })
+        .subscribe({ next: (x) => items.push(x.i), error: reject, complete: resolve }),
     ),
     35_000,
     'the blocking stream',
   );
   const stats = rt.stats();
-  console.log(`streams: 2 items each after ${BLOCK_MS} ms of blocked loop arrived in ${Date.now() - t0} ms; caller waited on a busy worker ${stats.busyWaits} time(s)`);
+  console.log(
+    `streams: 2 items each after ${BLOCK_MS} ms of blocked loop arrived in ${Date.now() - t0} ms; caller waited on a busy worker ${stats.busyWaits} time(s)`,
+  );
   assert.equal(items, [0, 1]);
   assert.is(stats.streamsLost, 0, 'no attempt ended in INSTANCE_LOST');
   assert.is(stats.streamsMigrated, 0, 'no migration');
@@ -71,7 +75,9 @@ s('a SIGSTOPped worker is still lost within the idle bound (stream) and the leas
   let first!: () => void;
   const gotFirst = new Promise<void>((r) => (first = r));
   const streamEnd = new Promise<TroupeError>((resolve, reject) =>
-    steps.stream({ n: 1_000_000, stepMs: 20 }, { timeout: 60_000 }).subscribe({ next: () => first(), error: resolve, complete: () => reject(new Error('the stream completed')) }),
+    steps
+      .stream({ n: 1_000_000, stepMs: 20 }, { timeout: 60_000 })
+      .subscribe({ next: () => first(), error: resolve, complete: () => reject(new Error('the stream completed')) }),
   );
   await within(gotFirst, 5_000, 'the first item');
   process.kill(w.pid, 'SIGSTOP');

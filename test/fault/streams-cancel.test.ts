@@ -40,7 +40,12 @@ for (const how of ['unsubscribes', 'aborts its signal'] as const) {
     const ns = how === 'unsubscribes' ? 'unsub' : 'abort';
     const worker = await ctx.cleanup.worker(url, ns);
     const base = ((await command(worker, { type: 'mark' }, 'marked')) as unknown as { produced: number }).produced;
-    const client = (ctx.caller as Runtime).namespace(ns).component('tokens').endpoint('count').client<CountReq, number>().direct(worker.ready.instanceIds[0] as string);
+    const client = (ctx.caller as Runtime)
+      .namespace(ns)
+      .component('tokens')
+      .endpoint('count')
+      .client<CountReq, number>()
+      .direct(worker.ready.instanceIds[0] as string);
     const ac = new AbortController();
     const since = worker.messages.length;
     let received = 0;
@@ -59,7 +64,9 @@ for (const how of ['unsubscribes', 'aborts its signal'] as const) {
     });
     const aborted = (await nextOf(worker, 'aborted', since, 5_000)) as unknown as Aborted;
     const after = aborted.produced - base - received;
-    console.log(`streams: caller ${how} after ${received} items: handler aborted ${ms(aborted.t - cancelledAt)} ms later (${aborted.code}); ${after} items produced past what was consumed (window ${WINDOW})`);
+    console.log(
+      `streams: caller ${how} after ${received} items: handler aborted ${ms(aborted.t - cancelledAt)} ms later (${aborted.code}); ${after} items produced past what was consumed (window ${WINDOW})`,
+    );
     assert.is(aborted.code, 'CANCELLED');
     assert.ok(aborted.t - cancelledAt < BOUND_MS, `aborted ${ms(aborted.t - cancelledAt)} ms after`);
     assert.ok(after <= WINDOW + 1, `${after} items past the consumer, window ${WINDOW}`);
@@ -117,7 +124,10 @@ s(`a three-hop chain (edge -> relay -> tokens, three processes): cancelling at t
     assert.is(a.code, 'CANCELLED', `${a.name}`);
     assert.ok(a.t - cancelledAt < BOUND_MS, `${a.name} aborted ${ms(a.t - cancelledAt)} ms after the cancel`);
   }
-  assert.equal(got.slice(0, 50), Array.from({ length: 50 }, (_, i) => i));
+  assert.equal(
+    got.slice(0, 50),
+    Array.from({ length: 50 }, (_, i) => i),
+  );
 });
 
 s.run();

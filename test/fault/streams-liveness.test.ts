@@ -71,19 +71,25 @@ s(`kill -9 of the worker after 20 of 1,000 items: INSTANCE_LOST { delivered: 20 
       assert.instance(out.error, TroupeError, 'the stream failed');
       assert.is(out.error?.code, 'INSTANCE_LOST', out.error?.message);
       assert.is((out.error?.data as { delivered: number }).delivered, 20, 'data.delivered');
-      assert.equal(out.items, Array.from({ length: 20 }, (_, i) => i));
+      assert.equal(
+        out.items,
+        Array.from({ length: 20 }, (_, i) => i),
+      );
       latencies.push(out.endedAt - killedAt);
     }
   }
   latencies.sort((a, b) => a - b);
-  console.log(`streams: kill -9 latencies (ms): ${latencies.map((l) => l.toFixed(0)).join(" ")}`);
+  console.log(`streams: kill -9 latencies (ms): ${latencies.map((l) => l.toFixed(0)).join(' ')}`);
   const p50 = percentile(latencies, 50);
   const p99 = percentile(latencies, 99);
   console.log(
     `streams: kill -9 after 20 of 1,000 items -> INSTANCE_LOST{delivered: 20} p50 ${ms(p50)} ms, p99 ${ms(p99)} ms, max ${ms(latencies.at(-1) as number)} ms after the kill (${latencies.length} runs; heartbeat 100 ms, probe after 125 ms of silence)`,
   );
   // One run in 20 may be late on a shared CI machine (a CPU-starved timer); never past the idle bound.
-  assert.ok(latencies.filter((l) => l > KILL_BOUND_MS).length <= 1, `more than one run past ${KILL_BOUND_MS} ms: ${latencies.map((l) => l.toFixed(0)).join(' ')}`);
+  assert.ok(
+    latencies.filter((l) => l > KILL_BOUND_MS).length <= 1,
+    `more than one run past ${KILL_BOUND_MS} ms: ${latencies.map((l) => l.toFixed(0)).join(' ')}`,
+  );
   assert.ok((latencies.at(-1) as number) < 1_500, 'every run within the idle bound');
   assert.is(caller.pendingReplies, 0, 'nothing left behind');
 });

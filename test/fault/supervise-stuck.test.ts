@@ -66,7 +66,10 @@ s('one of two instances hangs: it leaves the list within the bound, 0 failed cal
   assert.is(outcomes.filter((o) => !o.ok).length, 0, `failed calls: ${describeFailures(outcomes)}`);
   assert.ok(worst < 10_000, 'no call waited for its deadline');
   assert.ok(!after.some((o) => o.id === stuck), 'nothing reached the stuck instance after the list settled');
-  assert.ok(after.some((o) => o.id === fresh), 'the replacement serves');
+  assert.ok(
+    after.some((o) => o.id === fresh),
+    'the replacement serves',
+  );
   assert.equal(ids.sort(), [other, fresh].sort(), "the spawn's instances are the survivor and the replacement");
   assert.is(stats.instancesStuck, 1);
   assert.is(stats.instancesRestarted, 1);

@@ -27,7 +27,10 @@ async function setup(ctx: { cleanup: Cleanup; server?: NatsServer }, ns: string)
 const ep = <Req, Res>(x: Setup, name: string) => x.rt.namespace(x.ns).component('cpu').endpoint(name).client<Req, Res>();
 
 async function failure(p: Promise<unknown>): Promise<TroupeError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   assert.instance(e, TroupeError, 'the call failed with a TroupeError');
   return e as TroupeError;
 }
@@ -58,7 +61,14 @@ s('while a thread computes for 2 s, the same process answers pings in under 10 m
   }
   const result = await within(burning, 10_000, 'the 2 s burn');
   const burnMs = Date.now() - started;
-  const tickFailure = await within(ticking.then(() => undefined, (e: unknown) => e), 10_000, 'the ticks stream');
+  const tickFailure = await within(
+    ticking.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    10_000,
+    'the ticks stream',
+  );
   assert.is(tickFailure, undefined, `the concurrent stream failed (its heartbeats stopped?): ${String(tickFailure)}`);
   const sorted = [...pings].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)] as number;
@@ -111,7 +121,10 @@ s('a thread stream delivers N items in order under a window of 2; with a slow co
   // Item k exists only once item k - lead was consumed: the thread's buffer (16) + the credit window + slack.
   const lead = 16 + window + 4;
   for (let k = lead; k < n; k++) {
-    assert.ok((producedAt[k] as number) >= (consumedAt[k - lead] as number) - 1, `item ${k} was produced before item ${k - lead} was consumed: the thread ran ahead of the credits`);
+    assert.ok(
+      (producedAt[k] as number) >= (consumedAt[k - lead] as number) - 1,
+      `item ${k} was produced before item ${k - lead} was consumed: the thread ran ahead of the credits`,
+    );
   }
   const span = (producedAt[n - 1] as number) - (producedAt[0] as number);
   console.log(`threads: ${n} items (1 ms of CPU each), window ${window}, 10 ms consumer: the thread produced over ${span} ms`);

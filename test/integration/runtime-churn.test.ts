@@ -170,8 +170,7 @@ s(`nats: ${RUNTIMES} runtimes opened and closed leave no timers, sockets, server
   ctx.server = server;
   // Fast discovery so each lifetime is short; the defaults are exercised everywhere else.
   const options: RuntimeOptions = { servers: server.url, discovery: { heartbeatMs: 200, leaseTtlMs: 600 } };
-  const connz = (): Promise<{ num_connections: number; connections: Array<{ subscriptions_list?: string[] }> }> =>
-    server.monitor('/connz?subs=1');
+  const connz = (): Promise<{ num_connections: number; connections: Array<{ subscriptions_list?: string[] }> }> => server.monitor('/connz?subs=1');
   const serverSubs = async (): Promise<{ connections: number; subscriptions: number }> => {
     const c = await connz();
     return { connections: c.num_connections, subscriptions: c.connections.reduce((n, x) => n + (x.subscriptions_list?.length ?? 0), 0) };
@@ -192,7 +191,9 @@ s(`nats: ${RUNTIMES} runtimes opened and closed leave no timers, sockets, server
     'the server to drop every closed connection and its subscriptions',
   ).catch(async (err: unknown) => {
     const c = await connz();
-    throw new Error(`${(err as Error).message}: server has ${JSON.stringify(seen)}, baseline ${JSON.stringify(base)}; connections ${JSON.stringify(c.connections).slice(0, 2_000)}`);
+    throw new Error(
+      `${(err as Error).message}: server has ${JSON.stringify(seen)}, baseline ${JSON.stringify(base)}; connections ${JSON.stringify(c.connections).slice(0, 2_000)}`,
+    );
   });
   const left = await serverSubs();
   report('nats', r, `server connections/subscriptions ${JSON.stringify(base)} -> ${JSON.stringify(left)}`);

@@ -117,7 +117,11 @@ for (const kind of ['module', 'commonjs'] as const) {
     assert.match(embedded.stdout, /^embedded: HELLO FROM THE TROUPE STARTER$/m);
     assert.match(embedded.stdout, /has no endpoint "nope"; its running instances serve: generate/);
 
-    const onNats = run(process.execPath, [main], { cwd: project, env: { ...env, NATS_URL, STARTER_NAMESPACE: `starter${process.pid}${kind}` }, timeoutMs: 30_000 });
+    const onNats = run(process.execPath, [main], {
+      cwd: project,
+      env: { ...env, NATS_URL, STARTER_NAMESPACE: `starter${process.pid}${kind}` },
+      timeoutMs: 30_000,
+    });
     assert.is(onNats.status, 0, `${onNats.stdout}\n${onNats.stderr}`);
     assert.match(onNats.stdout, /^nats: HELLO FROM THE TROUPE STARTER$/m);
 

@@ -16,7 +16,10 @@ const status = async (url: string): Promise<number> => (await get(url)).status;
 
 s('/health turns 503 within one heartbeat when NATS goes away and 200 again after it restarts', async (ctx) => {
   const server = ctx.server as NatsServer;
-  const w = await WorkerProcess.start(WORKER, { env: { NATS_URL: server.url, TROUPE_NS: 'health', TROUPE_SPAWN: 'prep:2', TROUPE_STATUS_PORT: '0' }, readyTimeoutMs: 15_000 });
+  const w = await WorkerProcess.start(WORKER, {
+    env: { NATS_URL: server.url, TROUPE_NS: 'health', TROUPE_SPAWN: 'prep:2', TROUPE_STATUS_PORT: '0' },
+    readyTimeoutMs: 15_000,
+  });
   ctx.cleanup.add(() => w.kill('SIGKILL'));
   const health = `http://127.0.0.1:${Number(w.ready['statusPort'])}/health`;
   await until(async () => ((await status(health)) === 200 ? true : undefined), 5_000, '/health to be 200 while connected', 20);
@@ -27,7 +30,12 @@ s('/health turns 503 within one heartbeat when NATS goes away and 200 again afte
 
   const killedAt = Date.now();
   await server.kill('SIGKILL');
-  await until(async () => ((await status(health)) === 503 ? true : undefined), HEARTBEAT_MS, `/health to turn 503 within one heartbeat (${HEARTBEAT_MS} ms) of the server's death`, 10);
+  await until(
+    async () => ((await status(health)) === 503 ? true : undefined),
+    HEARTBEAT_MS,
+    `/health to turn 503 within one heartbeat (${HEARTBEAT_MS} ms) of the server's death`,
+    10,
+  );
   const down = Date.now() - killedAt;
   const during = JSON.parse((await get(health)).body) as { status: string; runtimes: Array<{ nats: { connected: boolean } }> };
   assert.is(during.status, 'unavailable');
@@ -56,11 +64,24 @@ async function withdrawAndReturn(ctx: { cleanup: Cleanup; server?: NatsServer },
 
   const t0 = Date.now();
   h.instance(sick).sickness = sickness;
-  await until(async () => ((await client.instances()).some((r) => r.instanceId === sick) ? undefined : true), 3_000, `the ${sickness} instance to leave the caller's list`, 10);
+  await until(
+    async () => ((await client.instances()).some((r) => r.instanceId === sick) ? undefined : true),
+    3_000,
+    `the ${sickness} instance to leave the caller's list`,
+    10,
+  );
   const withdrawnMs = Date.now() - t0;
   const served = await Promise.all(Array.from({ length: 20 }, () => client.call({})));
-  assert.ok(served.every((id) => id === well), `the router sent work to the withdrawn instance: ${served.join(',')}`);
-  const report = JSON.parse((await get(health)).body) as { status: string; runtimes: Array<{ instances: Array<{ instanceId: string; healthy: boolean; registered: boolean; endpoints: Array<{ status: string; lastError?: string }> }> }> };
+  assert.ok(
+    served.every((id) => id === well),
+    `the router sent work to the withdrawn instance: ${served.join(',')}`,
+  );
+  const report = JSON.parse((await get(health)).body) as {
+    status: string;
+    runtimes: Array<{
+      instances: Array<{ instanceId: string; healthy: boolean; registered: boolean; endpoints: Array<{ status: string; lastError?: string }> }>;
+    }>;
+  };
   assert.is(report.status, 'unavailable', '/health is 503 while an instance fails its check');
   const bad = report.runtimes[0]?.instances.find((i) => i.instanceId === sick);
   assert.is(bad?.healthy, false);

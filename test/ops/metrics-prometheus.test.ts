@@ -60,7 +60,10 @@ s('a real Prometheus reads request counts and latency quantiles per endpoint', a
     250,
   );
   const errors = await prom.query(`sum by (endpoint, code) (troupe_request_errors_total{namespace="${ns}"})`);
-  assert.equal(errors.map((e) => [e.metric['endpoint'], e.metric['code'], e.value[1]]), [['tokenize', 'INTERNAL', '1']]);
+  assert.equal(
+    errors.map((e) => [e.metric['endpoint'], e.metric['code'], e.value[1]]),
+    [['tokenize', 'INTERNAL', '1']],
+  );
   const items = await prom.query(`sum(troupe_stream_items_total{namespace="${ns}",endpoint="generate"})`);
   assert.is(items[0]?.value[1], '40');
 

@@ -39,7 +39,8 @@ interface ProbeResult {
 
 /** Builds the probe offline: GOPATH mode (GO111MODULE=off), GOPROXY=off, Debian's sources only. */
 async function buildProbe(): Promise<string> {
-  if (!existsSync('/usr/bin/go')) throw new Error('go is not installed (/usr/bin/go); run .ci/run or apt-get install -y golang-go golang-github-nats-io-go-nats-dev');
+  if (!existsSync('/usr/bin/go'))
+    throw new Error('go is not installed (/usr/bin/go); run .ci/run or apt-get install -y golang-go golang-github-nats-io-go-nats-dev');
   if (!existsSync(GOCODE)) throw new Error(`nats.go's micro package is not installed (${GOCODE}); apt-get install -y golang-github-nats-io-go-nats-dev`);
   const gopath = mkdtempSync(join(tmpdir(), 'troupe-gopath-'));
   const dir = join(gopath, 'src', 'microprobe');
@@ -94,7 +95,9 @@ s('nats.go micro lists every instance on PING and INFO, and reads STATS in the v
   assert.ok((tok?.processing_time ?? 0) > 0);
   assert.equal(r.named.map((p) => p.id).sort(), [...a.ready.instanceIds].sort(), 'PING.{name}');
   assert.is(r.byId.length, 1, 'PING.{name}.{id}: one instance');
-  console.log(`micro: nats.go ${'micro'} read ${r.pings.length} pings, ${r.infos.length} infos, ${r.stats.length} stats; tokenize on ${p0}: ${tok?.num_requests} requests`);
+  console.log(
+    `micro: nats.go ${'micro'} read ${r.pings.length} pings, ${r.infos.length} infos, ${r.stats.length} stats; tokenize on ${p0}: ${tok?.num_requests} requests`,
+  );
 });
 
 s.run();

@@ -45,10 +45,13 @@ s('ping, info and stats list every instance with its endpoints and per-endpoint 
   const [p0, p1] = prepIds as [string, string];
   for (let i = 0; i < 3; i++) await prep.direct(p0).call({ text: 'a b c' });
   await prep.direct(p1).call({ text: 'x y' });
-  await prep.direct(p1).call({ text: 'x', fail: 'BAD_REQUEST' }).then(
-    () => assert.unreachable('the call asked to fail'),
-    (e: { code: string }) => assert.is(e.code, 'BAD_REQUEST'),
-  );
+  await prep
+    .direct(p1)
+    .call({ text: 'x', fail: 'BAD_REQUEST' })
+    .then(
+      () => assert.unreachable('the call asked to fail'),
+      (e: { code: string }) => assert.is(e.code, 'BAD_REQUEST'),
+    );
   const gen = rt.namespace(ns).component('gen').endpoint('generate').client<{ n: number }, number>();
   await gen.waitForInstances(1, { timeout: 5_000 });
   for (let i = 0; i < 2; i++) {
@@ -71,7 +74,11 @@ s('ping, info and stats list every instance with its endpoints and per-endpoint 
   const prepPings = await collect(client.ping(`${ns}_prep`));
   assert.equal(prepPings.map((p) => p.id).sort(), [...prepIds].sort(), 'PING.{name}: the prep instances only');
   const one = await collect(client.ping(`${ns}_gen`, genIds[0]));
-  assert.equal(one.map((p) => p.id), genIds, 'PING.{name}.{id}: that instance');
+  assert.equal(
+    one.map((p) => p.id),
+    genIds,
+    'PING.{name}.{id}: that instance',
+  );
 
   const infos = byId(await collect(client.info()));
   assert.is(infos.size, 3, 'INFO: one reply per instance');
@@ -80,14 +87,14 @@ s('ping, info and stats list every instance with its endpoints and per-endpoint 
   assert.is(pi.name, `${ns}_prep`);
   assert.equal(pi.metadata?.['component'], 'prep');
   assert.ok(Number(pi.metadata?.['pid']) > 0 && pi.metadata?.['host'], 'metadata names host and pid');
+  assert.equal(pi.endpoints.map((e) => [e.name, e.subject, e.queue_group]).sort(), [
+    ['health', `${ns}.prep.health`, `${ns}.prep.health`],
+    ['tokenize', `${ns}.prep.tokenize`, `${ns}.prep.tokenize`],
+  ]);
   assert.equal(
-    pi.endpoints.map((e) => [e.name, e.subject, e.queue_group]).sort(),
-    [
-      ['health', `${ns}.prep.health`, `${ns}.prep.health`],
-      ['tokenize', `${ns}.prep.tokenize`, `${ns}.prep.tokenize`],
-    ],
+    (infos.get(genIds[0] as string) as ServiceInfo).endpoints.map((e) => e.name),
+    ['generate'],
   );
-  assert.equal((infos.get(genIds[0] as string) as ServiceInfo).endpoints.map((e) => e.name), ['generate']);
 
   const stats = byId(await collect(client.stats()));
   assert.is(stats.size, 3, 'STATS: one reply per instance');

@@ -31,7 +31,9 @@ test('issue 18 - Ctrl-C with a stream in flight says what it drains; a second Ct
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   try {
     await waitForOutput(() => out, /ready/, 10_000, 'the fixture stream');
     child.kill('SIGINT');

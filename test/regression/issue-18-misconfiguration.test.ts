@@ -81,8 +81,14 @@ test('issue 18 - a class without decorator metadata (emitDecoratorMetadata off, 
 
 test('issue 18 - a standard (TC39) decorator call names the tsconfig fix', () => {
   const standard = { kind: 'method', name: 'generate' };
-  assert.throws(() => (endpoint() as unknown as (v: unknown, c: unknown) => void)(() => 1, standard), /"experimentalDecorators": true and "emitDecoratorMetadata": true/);
-  assert.throws(() => (component('x') as unknown as (v: unknown, c: unknown) => void)(class {}, { kind: 'class', name: 'X' }), /@component\('x'\) \(on X\) was called as a standard \(TC39\) decorator/);
+  assert.throws(
+    () => (endpoint() as unknown as (v: unknown, c: unknown) => void)(() => 1, standard),
+    /"experimentalDecorators": true and "emitDecoratorMetadata": true/,
+  );
+  assert.throws(
+    () => (component('x') as unknown as (v: unknown, c: unknown) => void)(class {}, { kind: 'class', name: 'X' }),
+    /@component\('x'\) \(on X\) was called as a standard \(TC39\) decorator/,
+  );
 });
 
 test('issue 18 - code compiled without experimentalDecorators fails at load with the fix named', () => {
@@ -95,7 +101,10 @@ test('issue 18 - code compiled without experimentalDecorators fails at load with
     );
     writeFileSync(
       join(dir, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'commonjs', moduleResolution: 'node10', strict: true, skipLibCheck: true, types: [], outDir: 'out' }, files: ['main.ts'] }),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'commonjs', moduleResolution: 'node10', strict: true, skipLibCheck: true, types: [], outDir: 'out' },
+        files: ['main.ts'],
+      }),
     );
     const tsc = spawnSync(TSC, ['-p', dir], { encoding: 'utf8', timeout: 60_000 });
     assert.ok(tsc.status !== null, `tsc did not finish: ${tsc.error?.message}`);

@@ -121,7 +121,10 @@ test('issue 18 - a client injected for the wrong component answers NOT_FOUND nam
     } catch (e) {
       assert.instance(e, TroupeError);
       assert.is((e as TroupeError).code, 'NOT_FOUND');
-      assert.match((e as Error).message, /ask is not an endpoint of component flaky \(class Flaky\).*@injectClient\(Flaky\) sits on a parameter typed TypedClient<Flaky>/);
+      assert.match(
+        (e as Error).message,
+        /ask is not an endpoint of component flaky \(class Flaky\).*@injectClient\(Flaky\) sits on a parameter typed TypedClient<Flaky>/,
+      );
     }
   } finally {
     await rt.close();
@@ -136,7 +139,10 @@ test('issue 18 - @injectClient on a parameter typed as a component class is refu
   } catch (e) {
     assert.instance(e, TroupeError, String(e));
     assert.is((e as TroupeError).code, 'BAD_REQUEST');
-    assert.match((e as Error).message, /parameter 0 \(front\) of ClassTyped's constructor is typed Front, but @injectClient\(Front\) injects a client: type it TypedClient<Front>/);
+    assert.match(
+      (e as Error).message,
+      /parameter 0 \(front\) of ClassTyped's constructor is typed Front, but @injectClient\(Front\) injects a client: type it TypedClient<Front>/,
+    );
   } finally {
     await rt.close();
   }

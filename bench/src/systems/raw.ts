@@ -50,7 +50,11 @@ export const startWorker: StartWorker = async (url) => {
     callback: (err, m) => {
       if (err) return;
       const spec = decoder.decode(m.data) as PublishSpec;
-      void publishRun(spec, (e) => nc.publish(NAMES.rawEvent, encoder.encode(e)), () => nc.flush()).then(
+      void publishRun(
+        spec,
+        (e) => nc.publish(NAMES.rawEvent, encoder.encode(e)),
+        () => nc.flush(),
+      ).then(
         (report) => m.respond(encoder.encode(report)),
         (e: unknown) => console.error(`raw event run failed: ${(e as Error)?.message ?? String(e)}`),
       );

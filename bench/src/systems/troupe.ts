@@ -7,7 +7,17 @@
  * `Runtime.embedded()` (the in-process MemoryNetwork).
  */
 import 'reflect-metadata';
-import { component, consoleLogger, type Context, endpoint, type InstanceRecord, type Logger, type RouterSpec, Runtime, type SpawnHandle } from '@troupe/runtime/internal';
+import {
+  component,
+  consoleLogger,
+  type Context,
+  endpoint,
+  type InstanceRecord,
+  type Logger,
+  type RouterSpec,
+  Runtime,
+  type SpawnHandle,
+} from '@troupe/runtime/internal';
 import type { Observable } from 'rxjs';
 import { publishRun } from '../publish';
 import {
@@ -72,7 +82,11 @@ export class BenchControl {
   @endpoint()
   async publishEvents(spec: PublishSpec, ctx: Context): Promise<PublishReport> {
     const rt = need(workerRuntime);
-    return publishRun(spec, (e) => ctx.publish(NAMES.event, e), () => rt.bus.flush());
+    return publishRun(
+      spec,
+      (e) => ctx.publish(NAMES.event, e),
+      () => rt.bus.flush(),
+    );
   }
 
   /** Spawns one Probe; `resolvedAt` is read as soon as the spawn resolves. */

@@ -26,7 +26,10 @@ api.after(async (ctx) => {
 
 api('GET /v1/models lists the model the decode workers serve (from discovery properties)', async (ctx) => {
   const list = await (ctx.client as OpenAI).models.list();
-  assert.equal(list.data.map((m) => m.id), [MODEL]);
+  assert.equal(
+    list.data.map((m) => m.id),
+    [MODEL],
+  );
   assert.is(list.data[0]?.object, 'model');
   const created = list.data[0]?.created ?? 0;
   assert.ok(created > 1_700_000_000 && created <= Date.now() / 1000, `created ${created}: when the serving workers started`);
@@ -49,7 +52,14 @@ api('chat completion: text, finish reason and usage counted with the real tokeni
 api('streaming chat: role first, deltas, a finish chunk, the usage chunk, and the same text as without streaming', async (ctx) => {
   const client = ctx.client as OpenAI;
   const whole = await client.chat.completions.create({ model: MODEL, messages, max_completion_tokens: 40, seed: 7 });
-  const stream = await client.chat.completions.create({ model: MODEL, messages, max_completion_tokens: 40, seed: 7, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model: MODEL,
+    messages,
+    max_completion_tokens: 40,
+    seed: 7,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
   for await (const c of stream) chunks.push(c);
   assert.is(chunks[0]?.choices[0]?.delta.role, 'assistant');
@@ -67,11 +77,15 @@ api('streaming chat: role first, deltas, a finish chunk, the usage chunk, and th
 
 api('seeded determinism: the same seed gives the same text, other seeds other texts', async (ctx) => {
   const client = ctx.client as OpenAI;
-  const run = async (seed: number) => (await client.chat.completions.create({ model: MODEL, messages, max_tokens: 30, seed, temperature: 1 })).choices[0]?.message.content;
+  const run = async (seed: number) =>
+    (await client.chat.completions.create({ model: MODEL, messages, max_tokens: 30, seed, temperature: 1 })).choices[0]?.message.content;
   const a = await run(1234);
   assert.is(await run(1234), a);
   const others = await Promise.all([1, 2, 3].map(run));
-  assert.ok(others.some((o) => o !== a), 'at least one other seed differs');
+  assert.ok(
+    others.some((o) => o !== a),
+    'at least one other seed differs',
+  );
 });
 
 api('completions: streaming and non-streaming agree; max_tokens bounds the output', async (ctx) => {
@@ -93,8 +107,14 @@ api('an emoji the model emits as three partial tokens streams as one whole chara
   const stream = await client.completions.create({ model: MODEL, prompt, max_tokens: 6, temperature: 0, stream: true });
   const deltas: string[] = [];
   for await (const c of stream) deltas.push(c.choices[0]?.text ?? '');
-  assert.ok(deltas.some((d) => d.includes('🌊')), `an intact wave in ${JSON.stringify(deltas)}`);
-  assert.not.ok(deltas.some((d) => d.includes('\uFFFD')), `no broken character in ${JSON.stringify(deltas)}`);
+  assert.ok(
+    deltas.some((d) => d.includes('🌊')),
+    `an intact wave in ${JSON.stringify(deltas)}`,
+  );
+  assert.not.ok(
+    deltas.some((d) => d.includes('\uFFFD')),
+    `no broken character in ${JSON.stringify(deltas)}`,
+  );
   const whole = await client.completions.create({ model: MODEL, prompt, max_tokens: 6, temperature: 0 });
   assert.is(deltas.join(''), whole.choices[0]?.text);
   assert.is(whole.usage?.completion_tokens, 6);
@@ -185,7 +205,10 @@ api('closing the HTTP connection mid-stream aborts the decode handler within 500
     const latency = aborted.at - closedAt;
     console.log(`llm: HTTP close -> decode handler aborted in ${latency} ms (embedded)`);
     assert.ok(latency <= 500, `aborted ${latency} ms after the close`);
-    assert.not.ok(events.some((e) => e.requestId === id && e.phase === 'end'), 'the generation did not run to its end');
+    assert.not.ok(
+      events.some((e) => e.requestId === id && e.phase === 'end'),
+      'the generation did not run to its end',
+    );
   } finally {
     sub.unsubscribe();
   }
@@ -225,7 +248,13 @@ faults('429 when the decode worker is full (OVERLOADED at once, not queued)', as
   const p = await startEmbedded({ replicas: { frontend: 1, router: 1, prefill: 1, decode: 1 }, decodeConcurrency: 1, decodeCapacity: 0, decodeStepMs: 20 });
   ctx.pipelines.push(p);
   const client = openaiFor(p.url as string);
-  const first = await client.chat.completions.create({ model: MODEL, messages, stream: true, max_tokens: 200, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
+  const first = await client.chat.completions.create({
+    model: MODEL,
+    messages,
+    stream: true,
+    max_tokens: 200,
+    ignore_eos: true,
+  } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
   const it = first[Symbol.asyncIterator]();
   await it.next(); // the first is being served
   const t0 = Date.now();
@@ -253,7 +282,13 @@ faults('504 when the deadline passes before the first token; after the first chu
   }
   const fast = await startEmbedded({ timeoutMs: 600, decodeStepMs: 50 });
   ctx.pipelines.push(fast);
-  const stream = await openaiFor(fast.url as string).chat.completions.create({ model: MODEL, messages, max_tokens: 100, stream: true, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
+  const stream = await openaiFor(fast.url as string).chat.completions.create({
+    model: MODEL,
+    messages,
+    max_tokens: 100,
+    stream: true,
+    ignore_eos: true,
+  } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
   let text = '';
   const t0 = Date.now();
   const failure = await within(

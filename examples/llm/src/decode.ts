@@ -6,15 +6,7 @@
  * router's prefix index feeds on them) and its load as dynamic properties
  * (`active`, `free_blocks`).
  */
-import {
-  component,
-  endpoint,
-  injectClient,
-  injectConfig,
-  TroupeError,
-  type Context,
-  type TypedClient,
-} from '@troupe/runtime';
+import { component, endpoint, injectClient, injectConfig, TroupeError, type Context, type TypedClient } from '@troupe/runtime';
 import { BlockCache, blockHashes, chainRefs, kvPayload, type BlockRef } from './blocks';
 import type { PipelineConfig } from './config';
 import { NgramModel } from './model';
@@ -68,7 +60,12 @@ export class Decode {
       const offset = req.tokens.length - req.promptTokens; // tokens generated before a migration
       for (let i = 0; i < req.maxTokens; i++) {
         await simulate(this.cfg.decodeStepMs * (1 + this.cfg.batchPenalty * (this.active - 1)), ctx.signal);
-        const token = this.model.sample(context, { seed: req.seed, position: offset + i, temperature: req.temperature, exclude: req.ignoreEos ? EOS : undefined });
+        const token = this.model.sample(context, {
+          seed: req.seed,
+          position: offset + i,
+          temperature: req.temperature,
+          exclude: req.ignoreEos ? EOS : undefined,
+        });
         context.push(token);
         if (context.length > 2) context.shift();
         generated++;
@@ -111,7 +108,8 @@ export class Decode {
       try {
         const reply = await this.prefill.prefill({ tokens: req.tokens, fromBlock: hit }, { parent: ctx });
         blocks = reply.blocks.map((b) => {
-          if (b.kv.length !== this.cfg.kvBytesPerBlock || b.kv[0] !== kvPayload(b.hash, 1)[0]) throw new TroupeError('INTERNAL', `prefill sent a corrupt KV block ${b.hash}`);
+          if (b.kv.length !== this.cfg.kvBytesPerBlock || b.kv[0] !== kvPayload(b.hash, 1)[0])
+            throw new TroupeError('INTERNAL', `prefill sent a corrupt KV block ${b.hash}`);
           return b.parent === undefined ? { hash: b.hash } : { hash: b.hash, parent: b.parent };
         });
         this.counters.remotePrefills++;

@@ -128,17 +128,22 @@ export class Frontend {
 
   private routes(): void {
     const app = this.app;
-    app.get('/v1/models', (c) => c.json({ object: 'list', data: this.models().map((id) => ({ id, object: 'model', created: this.servedSince(id), owned_by: 'troupe' })) }));
+    app.get('/v1/models', (c) =>
+      c.json({ object: 'list', data: this.models().map((id) => ({ id, object: 'model', created: this.servedSince(id), owned_by: 'troupe' })) }),
+    );
     const limit = bodyLimit({
       maxSize: MAX_BODY_BYTES,
-      onError: (c) => this.errorResponse(c, new TroupeError('PAYLOAD_TOO_LARGE', `the request body exceeds ${MAX_BODY_BYTES} bytes`, { data: { param: 'body' } })),
+      onError: (c) =>
+        this.errorResponse(c, new TroupeError('PAYLOAD_TOO_LARGE', `the request body exceeds ${MAX_BODY_BYTES} bytes`, { data: { param: 'body' } })),
     });
     app.use('/v1/*', limit);
     app.post('/v1/chat/completions', (c) => this.generate('chat', c));
     app.post('/v1/completions', (c) => this.generate('completion', c));
     app.get('/health', (c) => c.json({ status: 'ok', models: this.models(), inflight: this.inflight }));
     app.get('/troupe/stats', async (c) => c.json(await this.stats()));
-    app.notFound((c) => c.json({ error: { message: `no route ${c.req.method} ${c.req.path}`, type: 'invalid_request_error', param: null, code: 'not_found' } }, 404));
+    app.notFound((c) =>
+      c.json({ error: { message: `no route ${c.req.method} ${c.req.path}`, type: 'invalid_request_error', param: null, code: 'not_found' } }, 404),
+    );
     app.onError((err, c) => this.errorResponse(c, toTroupeError(err)));
   }
 
@@ -162,9 +167,13 @@ export class Frontend {
       return this.errorResponse(c, toTroupeError(err));
     }
     const models = this.models();
-    if (models.length === 0) return this.errorResponse(c, new TroupeError('NO_INSTANCES', `no decode worker serves any model in namespace ${this.cfg.namespace} yet`));
+    if (models.length === 0)
+      return this.errorResponse(c, new TroupeError('NO_INSTANCES', `no decode worker serves any model in namespace ${this.cfg.namespace} yet`));
     if (!models.includes(req.model)) {
-      return this.errorResponse(c, new TroupeError('NOT_FOUND', `the model ${JSON.stringify(req.model)} does not exist; served: ${models.join(', ')}`, { data: { param: 'model' } }));
+      return this.errorResponse(
+        c,
+        new TroupeError('NOT_FOUND', `the model ${JSON.stringify(req.model)} does not exist; served: ${models.join(', ')}`, { data: { param: 'model' } }),
+      );
     }
     const tokens = kind === 'chat' ? applyChatTemplate(req.messages ?? []) : encode(req.prompt ?? '');
     if (tokens.length + req.maxTokens > MAX_CONTEXT_TOKENS) {
@@ -299,7 +308,10 @@ export class Frontend {
     const ask = <T>(comp: string, ids: string[]): Promise<T[]> =>
       Promise.all(ids.map((id) => ns.component(comp).endpoint('stats').client<undefined, T>().direct(id).call(undefined, { timeout: 5_000 })));
     const ids = (comp: string): string[] => list.filter((x) => x.component === comp && x.endpoint === 'stats').map((x) => x.instanceId);
-    const [decode, router] = await Promise.all([ask<DecodeStats>(Components.decode, ids(Components.decode)), ask<RouterStats>(Components.router, ids(Components.router))]);
+    const [decode, router] = await Promise.all([
+      ask<DecodeStats>(Components.decode, ids(Components.decode)),
+      ask<RouterStats>(Components.router, ids(Components.router)),
+    ]);
     return { decode, router };
   }
 }

@@ -11,7 +11,7 @@ import { openaiFor, testConfig } from './test-support';
 // misses some (an envelope with `gap`), it reloads that worker's blocks
 // through the worker's `blocks` endpoint instead of routing on a stale index.
 
-test('kv router - a gap in a decode worker\'s kv_events makes the router reload that worker\'s blocks', async () => {
+test("kv router - a gap in a decode worker's kv_events makes the router reload that worker's blocks", async () => {
   const network = new MemoryNetwork();
   // The decode worker's runtime can lose outgoing messages; everything else shares the network untouched.
   const cut = new SeverableTransport(network.connect('decode'));
@@ -30,7 +30,15 @@ test('kv router - a gap in a decode worker\'s kv_events makes the router reload 
     const cache = () => (decodeH.instance(worker) as Decode).blocks().blocks.length;
     await waitFor(() => router.stats().resyncs === 1, 2_000, 'the router to load the worker it found at start');
     const ask = (topic: string) =>
-      client.chat.completions.create({ model: cfg.model, max_tokens: 2, seed: 1, messages: [{ role: 'system', content: `${topic} `.repeat(120) }, { role: 'user', content: 'go' }] });
+      client.chat.completions.create({
+        model: cfg.model,
+        max_tokens: 2,
+        seed: 1,
+        messages: [
+          { role: 'system', content: `${topic} `.repeat(120) },
+          { role: 'user', content: 'go' },
+        ],
+      });
 
     await ask('lighthouse');
     await waitFor(() => router.index.blocksOf(worker) === cache(), 2_000, 'the index to follow the kv event');
@@ -42,7 +50,7 @@ test('kv router - a gap in a decode worker\'s kv_events makes the router reload 
     router.index.resync(worker, []); // forget everything, so only a reload can restore it
     await ask('river');
     await waitFor(() => router.stats().resyncs === 2, 2_000, 'a resync after the gap');
-    await waitFor(() => router.index.blocksOf(worker) === cache(), 2_000, 'the index to match the worker\'s cache again');
+    await waitFor(() => router.index.blocksOf(worker) === cache(), 2_000, "the index to match the worker's cache again");
     assert.ok(cache() > 3 * 6, `three prompts' blocks cached: ${cache()}`);
   } finally {
     await front.stop();

@@ -79,10 +79,7 @@ export class NgramModel {
   sample(context: readonly number[], opts: { seed: number; position: number; temperature: number; exclude?: number | undefined }): number {
     const a = context.at(-2);
     const b = context.at(-1);
-    const dist =
-      (a !== undefined && b !== undefined ? this.tri.get(`${a},${b}`) : undefined) ??
-      (b !== undefined ? this.bi.get(b) : undefined) ??
-      this.uni;
+    const dist = (a !== undefined && b !== undefined ? this.tri.get(`${a},${b}`) : undefined) ?? (b !== undefined ? this.bi.get(b) : undefined) ?? this.uni;
     let entries = [...dist.entries()].sort((x, y) => x[0] - y[0]);
     if (opts.exclude !== undefined) {
       entries = entries.filter(([t]) => t !== opts.exclude);

@@ -42,7 +42,7 @@ async function startTopology(natsUrl: string, caller: Runtime, ns: string, roles
   await caller.namespace(ns).component('decode').endpoint('generate').client().waitForInstances(decoders, { timeout: 10_000 });
   await caller.namespace(ns).component('router').endpoint('generate').client().waitForInstances(1, { timeout: 10_000 });
   // The frontend's own view (its watch) may trail the caller's by a heartbeat.
-  for (const until = Date.now() + 10_000; ; ) {
+  for (const until = Date.now() + 10_000; ;) {
     const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: Array<{ id: string }> };
     if (models.data.length > 0) break;
     if (Date.now() > until) throw new Error('the frontend never listed a model');
@@ -66,7 +66,9 @@ const messages = [
   { role: 'user' as const, content: 'Who measured the tides?' },
 ];
 
-const s = suite<{ server?: NatsServer; caller?: Runtime; topo?: Topology; client?: OpenAI; extra: WorkerProcess[] }>('llm - multi-process on NATS', { extra: [] });
+const s = suite<{ server?: NatsServer; caller?: Runtime; topo?: Topology; client?: OpenAI; extra: WorkerProcess[] }>('llm - multi-process on NATS', {
+  extra: [],
+});
 
 s.before(async (ctx) => {
   ctx.server = await NatsServer.start({ jetstream: true });
@@ -89,14 +91,24 @@ s.after(async (ctx) => {
 
 s('openai client: models, a chat completion and a stream with usage, through six processes', async (ctx) => {
   const client = ctx.client as OpenAI;
-  assert.equal((await client.models.list()).data.map((m) => m.id), [MODEL]);
+  assert.equal(
+    (await client.models.list()).data.map((m) => m.id),
+    [MODEL],
+  );
   const listed = await (ctx.caller as Runtime).instances('mp');
   const components = new Set(listed.map((x) => x.component));
   assert.equal([...components].sort(), ['decode', 'frontend', 'prefill', 'router']);
   assert.is(listed.find((x) => x.component === 'frontend')?.properties['url'], (ctx.topo as Topology).url, 'the frontend is discoverable with its URL');
   const whole = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 30, seed: 21 });
   assert.ok((whole.choices[0]?.message.content ?? '').length > 0);
-  const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 30, seed: 21, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model: MODEL,
+    messages,
+    max_tokens: 30,
+    seed: 21,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let text = '';
   let usage: OpenAI.CompletionUsage | null | undefined;
   for await (const c of stream) {
@@ -138,7 +150,11 @@ s('closing the HTTP connection mid-stream aborts the decode handler (another pro
   const gen = watchGenerations(caller, 'mp');
   try {
     const abort = new AbortController();
-    const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(chatBody('A long story, please.', { stream: true, max_tokens: 4000, ignore_eos: true })), signal: abort.signal });
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify(chatBody('A long story, please.', { stream: true, max_tokens: 4000, ignore_eos: true })),
+      signal: abort.signal,
+    });
     assert.is(res.status, 200);
     let id = '';
     let n = 0;
@@ -152,7 +168,9 @@ s('closing the HTTP connection mid-stream aborts the decode handler (another pro
       await waitFor(() => gen.events.some((e) => e.requestId === id && e.phase === 'aborted'), 3_000, `the decode worker to report ${id} aborted`);
     } catch (err) {
       const seen = gen.events.filter((e) => e.requestId === id).map((e) => `${e.phase}@${e.instanceId}+${e.at - closedAt}ms`);
-      throw new Error(`${(err as Error).message}; its events: ${seen.join(', ') || 'none'}; frontend log:\n${(ctx.topo as Topology).procs['frontend']?.log}\nrouter log:\n${(ctx.topo as Topology).procs['router']?.log}`);
+      throw new Error(
+        `${(err as Error).message}; its events: ${seen.join(', ') || 'none'}; frontend log:\n${(ctx.topo as Topology).procs['frontend']?.log}\nrouter log:\n${(ctx.topo as Topology).procs['router']?.log}`,
+      );
     }
     const ev = gen.events.find((e) => e.requestId === id && e.phase === 'aborted') as Received;
     const latency = ev.at - closedAt;
@@ -174,7 +192,11 @@ s('kill -9 of the decode worker serving a stream: the stream completes on the ot
   const refText = reference.choices[0]?.message.content ?? '';
   const gen = watchGenerations(caller, 'mp');
   try {
-    const stream = await client.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
+    const stream = await client.chat.completions.create({
+      ...req,
+      stream: true,
+      stream_options: { include_usage: true },
+    } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
     const deltas: string[] = [];
     let id = '';
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -195,7 +217,9 @@ s('kill -9 of the decode worker serving a stream: the stream completes on the ot
       }
     }
     const starts = gen.events.filter((e) => e.requestId === id && e.phase === 'start');
-    console.log(`llm: kill -9 after 15 deltas -> migrated to ${starts.at(-1)?.instanceId} in ${(starts.at(-1)?.receivedAt ?? 0) - killedAt} ms; ${deltas.length} deltas`);
+    console.log(
+      `llm: kill -9 after 15 deltas -> migrated to ${starts.at(-1)?.instanceId} in ${(starts.at(-1)?.receivedAt ?? 0) - killedAt} ms; ${deltas.length} deltas`,
+    );
     assert.is(deltas.join(''), refText, 'the migrated stream is the same text, gap-free and duplicate-free');
     assert.equal(usage, reference.usage);
     assert.is(starts.length, 2, 'a second decode worker took over');
@@ -218,7 +242,13 @@ s('with migration off, kill -9 of the serving decode worker ends the stream with
   ctx.extra.push(...Object.values(topo.procs));
   const gen = watchGenerations(caller, 'mp-nomig');
   try {
-    const stream = await openaiFor(topo.url).chat.completions.create({ model: MODEL, messages, max_tokens: 400, stream: true, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
+    const stream = await openaiFor(topo.url).chat.completions.create({
+      model: MODEL,
+      messages,
+      max_tokens: 400,
+      stream: true,
+      ignore_eos: true,
+    } as OpenAI.Chat.ChatCompletionCreateParamsStreaming);
     let deltas = 0;
     let killedAt = 0;
     const failure = await within(

@@ -60,7 +60,10 @@ export function parseRequest(kind: 'chat' | 'completion', body: unknown): Parsed
   const max = b['max_completion_tokens'] ?? b['max_tokens'];
   if (max !== undefined && max !== null) {
     if (!Number.isInteger(max) || (max as number) < 1 || (max as number) > MAX_TOKENS_LIMIT) {
-      throw bad(`\`max_tokens\` / \`max_completion_tokens\` must be an integer from 1 to ${MAX_TOKENS_LIMIT}`, b['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens');
+      throw bad(
+        `\`max_tokens\` / \`max_completion_tokens\` must be an integer from 1 to ${MAX_TOKENS_LIMIT}`,
+        b['max_completion_tokens'] !== undefined ? 'max_completion_tokens' : 'max_tokens',
+      );
     }
     out.maxTokens = max as number;
   }
@@ -111,7 +114,10 @@ function parseMessage(m: unknown, i: number): ChatMessage {
   if (typeof role !== 'string' || !ROLES.has(role)) throw bad(`messages[${i}].role must be one of ${[...ROLES].join(', ')}`, `messages[${i}].role`);
   let text: string;
   if (typeof content === 'string') text = content;
-  else if (Array.isArray(content) && content.every((p) => p && typeof p === 'object' && (p as { type?: unknown }).type === 'text' && typeof (p as { text?: unknown }).text === 'string')) {
+  else if (
+    Array.isArray(content) &&
+    content.every((p) => p && typeof p === 'object' && (p as { type?: unknown }).type === 'text' && typeof (p as { text?: unknown }).text === 'string')
+  ) {
     text = content.map((p) => (p as { text: string }).text).join('');
   } else if (content === null && role === 'assistant') text = '';
   else throw bad(`messages[${i}].content must be a string or an array of text parts`, `messages[${i}].content`);

@@ -47,7 +47,13 @@ export async function startPipeline(cfg: PipelineConfig, runtime?: Runtime): Pro
   try {
     // Workers first, so a frontend in the same process is routable the moment it listens.
     if (cfg.roles.includes('prefill')) {
-      handles.prefill = await rt.spawn(Prefill, { namespace: cfg.namespace, replicas: cfg.replicas.prefill, config: cfg, concurrency: 1, mailboxCapacity: 1024 });
+      handles.prefill = await rt.spawn(Prefill, {
+        namespace: cfg.namespace,
+        replicas: cfg.replicas.prefill,
+        config: cfg,
+        concurrency: 1,
+        mailboxCapacity: 1024,
+      });
     }
     if (cfg.roles.includes('decode')) {
       handles.decode = await rt.spawn(Decode, {

@@ -87,10 +87,11 @@ export class KvAwareRouter implements OnStart, OnStop {
     this.subs.push(
       this.runtime.watchInstances(`${this.info.namespace}.${Components.decode}.blocks`).subscribe((list) => {
         const live = new Set(list.map((x) => x.instanceId));
-        for (const id of live) if (!this.seen.has(id)) {
-          this.seen.add(id);
-          void this.resync(id);
-        }
+        for (const id of live)
+          if (!this.seen.has(id)) {
+            this.seen.add(id);
+            void this.resync(id);
+          }
         for (const w of this.index.workers) if (!live.has(w)) this.index.forget(w);
       }),
     );

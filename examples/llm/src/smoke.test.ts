@@ -23,7 +23,13 @@ test('smoke - main.js starts the embedded pipeline, curl -N streams tokens, SIGI
     const url = (/listening on (http:\/\/\S+)/.exec(out) as RegExpExecArray)[1] as string;
     assert.match(out, /model: troupe-ngram/);
     assert.match(out, /curl -N /, 'prints a curl line');
-    const body = JSON.stringify({ model: 'troupe-ngram', stream: true, max_tokens: 20, seed: 5, messages: [{ role: 'user', content: 'Tell me about the lighthouse.' }] });
+    const body = JSON.stringify({
+      model: 'troupe-ngram',
+      stream: true,
+      max_tokens: 20,
+      seed: 5,
+      messages: [{ role: 'user', content: 'Tell me about the lighthouse.' }],
+    });
     const sse = await within(
       new Promise<string>((resolve, reject) =>
         execFile('curl', ['-sN', '--max-time', '20', `${url}/v1/chat/completions`, '-H', 'content-type: application/json', '-d', body], (err, stdout) =>

@@ -13,7 +13,10 @@ import * as cl100k from 'gpt-tokenizer/cjs/encoding/cl100k_base';
 test('tokenizer - the detokenizer never splits a multi-byte character across deltas', () => {
   const text = 'Zoë 🙂 said “soupe à l’oignon” 🌊🌊 and 灯台.';
   const ids = encode(text);
-  assert.ok(ids.some((t) => decode([t]).includes('\uFFFD')), 'the text has tokens that end inside a character');
+  assert.ok(
+    ids.some((t) => decode([t]).includes('\uFFFD')),
+    'the text has tokens that end inside a character',
+  );
   assert.is(decode(ids), text, 'decoding is stateless: the broken characters above left nothing behind');
   const d = new Detokenizer();
   const deltas = ids.map((t) => d.push(t));
@@ -39,7 +42,10 @@ test('model - same seed and position give the same token; temperature 0 is greed
   const ctx = encode('the sea and the');
   const run = (seed: number) => Array.from({ length: 20 }, (_, i) => m.sample(ctx, { seed, position: i, temperature: 1 }));
   assert.equal(run(7), run(7));
-  assert.ok([1, 2, 3].some((s) => run(s).join() !== run(7).join()), 'different seeds differ somewhere');
+  assert.ok(
+    [1, 2, 3].some((s) => run(s).join() !== run(7).join()),
+    'different seeds differ somewhere',
+  );
   const g = m.sample(ctx, { seed: 1, position: 0, temperature: 0 });
   assert.is(m.sample(ctx, { seed: 99, position: 5, temperature: 0 }), g);
 });
@@ -65,12 +71,18 @@ test('blocks - hashes are chained: equal prefixes share hashes, a change changes
 
 test('blocks - the LRU cache evicts least recently used blocks and reports them', () => {
   const c = new BlockCache(4);
-  const h = blockHashes(Array.from({ length: 96 }, (_, i) => i), 16);
+  const h = blockHashes(
+    Array.from({ length: 96 }, (_, i) => i),
+    16,
+  );
   assert.equal(c.store(chainRefs(h.slice(0, 4))).removed, []);
   assert.is(c.matchPrefix(h), 4);
   c.matchPrefix(h.slice(0, 1)); // block 0 most recent
   const { stored, removed } = c.store(chainRefs(h, 4));
-  assert.equal(stored.map((b) => b.hash), [h[4], h[5]]);
+  assert.equal(
+    stored.map((b) => b.hash),
+    [h[4], h[5]],
+  );
   assert.equal(removed, [h[1], h[2]]);
   assert.is(c.free, 0);
   assert.is(c.matchPrefix(h), 1, 'block 1 is gone, so the prefix stops after block 0');
@@ -78,7 +90,10 @@ test('blocks - the LRU cache evicts least recently used blocks and reports them'
 
 test('kv index - overlap counts leading blocks per worker; removal and resync update it', () => {
   const idx = new KvIndex();
-  const h = blockHashes(Array.from({ length: 80 }, (_, i) => i), 16);
+  const h = blockHashes(
+    Array.from({ length: 80 }, (_, i) => i),
+    16,
+  );
   idx.apply('w1', { stored: chainRefs(h.slice(0, 4)), removed: [] });
   idx.apply('w2', { stored: chainRefs(h.slice(0, 2)), removed: [] });
   assert.equal(Object.fromEntries(idx.overlap(h)), { w1: 4, w2: 2 });

@@ -74,7 +74,11 @@ async function oneRequest(url: string, body: unknown): Promise<{ ttft: number; i
       const line = buf.slice(0, i);
       buf = buf.slice(i + 2);
       if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-      const ev = JSON.parse(line.slice(6)) as { error?: { message: string }; choices?: Array<{ delta?: { content?: string } }>; usage?: { completion_tokens: number } };
+      const ev = JSON.parse(line.slice(6)) as {
+        error?: { message: string };
+        choices?: Array<{ delta?: { content?: string } }>;
+        usage?: { completion_tokens: number };
+      };
       if (ev.error) throw new Error(`SSE error: ${ev.error.message}`);
       if (ev.usage) tokens = ev.usage.completion_tokens;
       if (ev.choices?.[0]?.delta?.content) {

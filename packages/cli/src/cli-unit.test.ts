@@ -18,9 +18,16 @@ test('scope - parses ns, ns.comp, ns.comp.ep and refuses bad names as usage erro
   assert.equal(parseScope(undefined, 3).text, '');
   assert.equal(parseEndpoint('llama_8b.decode.generate'), { namespace: 'llama_8b', component: 'decode', endpoint: 'generate' });
   for (const bad of ['a.b', 'a.b.c.d', 'a..c', 'a.*.c', 'a.b.>', '_x.b.c']) {
-    assert.throws(() => parseEndpoint(bad), (e: unknown) => e instanceof CliError && e.code === 'USAGE', bad);
+    assert.throws(
+      () => parseEndpoint(bad),
+      (e: unknown) => e instanceof CliError && e.code === 'USAGE',
+      bad,
+    );
   }
-  assert.throws(() => parseScope('a.b.c', 2), (e: unknown) => e instanceof CliError && e.exitCode === ExitCode.USAGE);
+  assert.throws(
+    () => parseScope('a.b.c', 2),
+    (e: unknown) => e instanceof CliError && e.exitCode === ExitCode.USAGE,
+  );
 });
 
 test('body - inline JSON, stdin, none; bad JSON is a usage error', async () => {
@@ -53,12 +60,24 @@ test('events --from - start, new, ages and ISO times', () => {
   assert.is(parseFrom('new'), 'new');
   assert.is((parseFrom('10m', 1_000_000_000) as Date).getTime(), 1_000_000_000 - 600_000);
   assert.is((parseFrom('2026-11-30T12:00:00Z') as Date).toISOString(), '2026-11-30T12:00:00.000Z');
-  assert.throws(() => parseFrom('yesterday'), (e: unknown) => e instanceof CliError && e.code === 'USAGE');
+  assert.throws(
+    () => parseFrom('yesterday'),
+    (e: unknown) => e instanceof CliError && e.code === 'USAGE',
+  );
 });
 
 test('run --properties - JSON values parsed, bare strings kept', () => {
-  assert.equal(parseProperties(['model=llama3', 'slots=4', 'gpu=true', 'tags=["a"]', 'eq=a=b']), { model: 'llama3', slots: 4, gpu: true, tags: ['a'], eq: 'a=b' });
-  assert.throws(() => parseProperties(['=x']), (e: unknown) => e instanceof CliError && e.code === 'USAGE');
+  assert.equal(parseProperties(['model=llama3', 'slots=4', 'gpu=true', 'tags=["a"]', 'eq=a=b']), {
+    model: 'llama3',
+    slots: 4,
+    gpu: true,
+    tags: ['a'],
+    eq: 'a=b',
+  });
+  assert.throws(
+    () => parseProperties(['=x']),
+    (e: unknown) => e instanceof CliError && e.code === 'USAGE',
+  );
 });
 
 test('stats - folds micro stats responses per endpoint, filters by metadata', () => {
@@ -68,14 +87,34 @@ test('stats - folds micro stats responses per endpoint, filters by metadata', ()
     id,
     version: '0.1.0',
     metadata: { namespace: ns, component: 'svc', host: 'h', pid: '7' },
-    endpoints: [{ name: 'work', subject: `${ns}.svc.work`, num_requests: requests, num_errors: errors, processing_time: timeNs, average_processing_time: requests ? timeNs / requests : 0, data: { load: requests } }],
+    endpoints: [
+      {
+        name: 'work',
+        subject: `${ns}.svc.work`,
+        num_requests: requests,
+        num_errors: errors,
+        processing_time: timeNs,
+        average_processing_time: requests ? timeNs / requests : 0,
+        data: { load: requests },
+      },
+    ],
   });
-  const eps = aggregate({ namespace: 'a', component: undefined }, [reply('i1', 'a', [3, 1, 3e6]), reply('i2', 'a', [1, 0, 5e6]), reply('i1', 'a', [3, 1, 3e6]), reply('i3', 'b', [9, 9, 1])], []);
+  const eps = aggregate(
+    { namespace: 'a', component: undefined },
+    [reply('i1', 'a', [3, 1, 3e6]), reply('i2', 'a', [1, 0, 5e6]), reply('i1', 'a', [3, 1, 3e6]), reply('i3', 'b', [9, 9, 1])],
+    [],
+  );
   assert.is(eps.length, 1);
   assert.is(eps[0]?.requests, 4, 'a duplicate answer counts once, another namespace not at all');
   assert.is(eps[0]?.errors, 1);
   assert.is(eps[0]?.averageLatencyMs, 2, '8 ms over 4 requests');
-  assert.equal(eps[0]?.instances.map((i) => [i.instanceId, i.requests, i.averageLatencyMs, i.load['load'], i.pid]), [['i1', 3, 1, 3, 7], ['i2', 1, 5, 1, 7]]);
+  assert.equal(
+    eps[0]?.instances.map((i) => [i.instanceId, i.requests, i.averageLatencyMs, i.load['load'], i.pid]),
+    [
+      ['i1', 3, 1, 3, 7],
+      ['i2', 1, 5, 1, 7],
+    ],
+  );
 });
 
 test('format - ages and properties', () => {

@@ -86,4 +86,3 @@ export async function connect(flags: ConnectionFlags, extra: RuntimeOptions = {}
     throw new CliError('CONNECTION', msg.includes(where) ? msg : `cannot connect to NATS at ${where}: ${msg}`, { cause: err });
   }
 }
-

@@ -57,8 +57,8 @@ export function program(): Command {
   p.command('call')
     .description('send one request to an endpoint and print the reply')
     .argument('<endpoint>', 'ns.comp.ep')
-    .argument('[body]', "JSON body, @file.json, or - for stdin (default: no body)")
-    .option('-i, --instance <id>', 'send to this instance\'s mailbox instead of the queue group')
+    .argument('[body]', 'JSON body, @file.json, or - for stdin (default: no body)')
+    .option('-i, --instance <id>', "send to this instance's mailbox instead of the queue group")
     .option('-t, --timeout <ms>', 'deadline of the call', positiveInt('--timeout'), 10_000)
     .action((address: string, body: string | undefined, _o: unknown, cmd: Command) => call(address, body, cmd.optsWithGlobals()));
 
@@ -66,7 +66,7 @@ export function program(): Command {
     .description('call a streaming endpoint and print items as they arrive; Ctrl-C cancels the remote handler')
     .argument('<endpoint>', 'ns.comp.ep')
     .argument('[body]', 'JSON body, @file.json, or - for stdin (default: no body)')
-    .option('-i, --instance <id>', 'send to this instance\'s mailbox instead of the queue group')
+    .option('-i, --instance <id>', "send to this instance's mailbox instead of the queue group")
     .option('-t, --timeout <ms>', 'deadline of the whole stream', positiveInt('--timeout'), 300_000)
     .option('--window <items>', 'credit window: items the worker may send ahead of this consumer', positiveInt('--window'))
     .action((address: string, body: string | undefined, _o: unknown, cmd: Command) => stream(address, body, cmd.optsWithGlobals()));
@@ -83,7 +83,7 @@ export function program(): Command {
     .action((scope: string, event: string | undefined, _o: unknown, cmd: Command) => events(scope, event, cmd.optsWithGlobals()));
 
   p.command('stats')
-    .description('requests, errors, average latency per endpoint and per instance ($SRV.STATS) with each instance\'s load')
+    .description("requests, errors, average latency per endpoint and per instance ($SRV.STATS) with each instance's load")
     .argument('[scope]', 'ns or ns.comp (default: every Troupe service)')
     .option('-w, --watch', 'refresh (one JSON line per refresh with --json)', false)
     .option('--window <ms>', 'how long answers to $SRV.STATS are gathered', positiveInt('--window'), 300)

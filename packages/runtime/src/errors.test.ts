@@ -35,7 +35,18 @@ test('errors - wire round trip keeps code, message and data; unknown codes becom
     assert.is(key, code);
     assert.is(fromWire(new TroupeError(code, 'm').toJSON()).code, code, `${code} over the wire`);
   }
-  const design = ['BAD_REQUEST', 'NOT_FOUND', 'NO_INSTANCES', 'INSTANCE_LOST', 'TIMEOUT', 'CANCELLED', 'OVERLOADED', 'PAYLOAD_TOO_LARGE', 'UNAVAILABLE', 'INTERNAL'];
+  const design = [
+    'BAD_REQUEST',
+    'NOT_FOUND',
+    'NO_INSTANCES',
+    'INSTANCE_LOST',
+    'TIMEOUT',
+    'CANCELLED',
+    'OVERLOADED',
+    'PAYLOAD_TOO_LARGE',
+    'UNAVAILABLE',
+    'INTERNAL',
+  ];
   for (const code of design) assert.ok(code in ErrorCode, `${code} (DESIGN.md) is an ErrorCode`);
 });
 

@@ -48,7 +48,16 @@ export {
   PUBLISHER,
   PROPERTIES,
 } from './component/decorators';
-export type { ComponentMeta, EndpointMeta, EndpointOptions, EndpointDecorator, InstanceInfo, Class, HealthCheck, ResolvedHealthCheck } from './component/decorators';
+export type {
+  ComponentMeta,
+  EndpointMeta,
+  EndpointOptions,
+  EndpointDecorator,
+  InstanceInfo,
+  Class,
+  HealthCheck,
+  ResolvedHealthCheck,
+} from './component/decorators';
 export { Endpoints } from './endpoint-keys';
 export type { DeclaredEndpoints } from './endpoint-keys';
 export { refuseStandardDecorator } from './decorator-shape';
@@ -57,7 +66,8 @@ export { NamespaceRef, ComponentRef, EndpointRef } from './refs';
 export type { RuntimeOptions, SpawnOptions, SpawnHandle, RetainedState } from './runtime';
 export type { PlaneSettings } from './plane/plane';
 export { EndpointClient } from './caller/client';
-export type { CallOptions, StreamOptions, RetryOptions, ClientOptions, TypedClient, TypedClientOptions, ClientMethod } from './caller/client';
+export type { CallOptions, StreamOptions, RetryOptions, ClientOptions } from './caller/client';
+export type { TypedClient, TypedClientOptions, ClientMethod } from './component/typed-client';
 export type { MigrateOptions } from './caller/call-options';
 export type { StreamObservable } from './caller/stream-iterator';
 export type { RuntimeStats } from './plane/stats';

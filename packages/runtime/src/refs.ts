@@ -1,5 +1,6 @@
 import type { Observable } from 'rxjs';
-import { type ClientOptions, EndpointClient, typedClient, type TypedClient, type TypedClientOptions } from './caller/client';
+import { type ClientOptions, EndpointClient } from './caller/client';
+import { typedClient, type TypedClient, type TypedClientOptions } from './component/typed-client';
 import type { Class } from './component/decorators';
 import { eventStream, eventTarget, type EventsOptions } from './events/event-subscription';
 import { type EventEnvelope, type EventLogOptions, type EventRef, type EventToken, openEventLog } from './events/events';
@@ -33,7 +34,7 @@ export class NamespaceRef {
    * await runtime.namespace('demo').client(Echo).say('hi');
    */
   client<C>(target: Class<C>, options?: TypedClientOptions): TypedClient<C> {
-    return typedClient(this.plane, this.name, target, options);
+    return typedClient(this.plane, { namespace: this.name, target, options });
   }
 
   /**

@@ -3,10 +3,22 @@ import { constants as osConstants } from 'node:os';
 import type { Observable } from 'rxjs';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { CallerMonitor } from './caller/caller-monitor';
-import { typedClient } from './caller/client';
+import { typedClient } from './component/typed-client';
 import type { Codec } from './codec/codec';
 import { MsgpackCodec } from './codec/msgpack';
-import { checkConstructor, type Class, CONFIG, clientDependencies, componentMeta, INSTANCE, type InstanceInfo, LOGGER, METRICS, PROPERTIES, PUBLISHER } from './component/decorators';
+import {
+  checkConstructor,
+  type Class,
+  CONFIG,
+  clientDependencies,
+  componentMeta,
+  INSTANCE,
+  type InstanceInfo,
+  LOGGER,
+  METRICS,
+  PROPERTIES,
+  PUBLISHER,
+} from './component/decorators';
 import { openTransport } from './connect';
 import { Discovery, type ProbeResult } from './discovery/discovery';
 import { type DiscoverySettings, type InstanceRecord, pool, Registry } from './discovery/registry';
@@ -190,11 +202,17 @@ export class Runtime {
     let discovery: Discovery | undefined;
     if (d) {
       this.registry = new Registry(transport.persistence, codec, this.id, d, this.logger, (o) => startPulse(transport, o));
-      discovery = new Discovery(transport.persistence, codec, d, this.logger, transport.status$, (mailbox, timeoutMs) =>
-        transport.request(mailbox, new Uint8Array(0), { timeoutMs, headers: { [H.CTL]: Ctl.PROBE } }).then(
-          (): ProbeResult => 'alive',
-          (err: unknown): ProbeResult => ((err as TroupeError).code === 'NO_INSTANCES' ? 'gone' : 'silent'),
-        ),
+      discovery = new Discovery(
+        transport.persistence,
+        codec,
+        d,
+        this.logger,
+        transport.status$,
+        (mailbox, timeoutMs) =>
+          transport.request(mailbox, new Uint8Array(0), { timeoutMs, headers: { [H.CTL]: Ctl.PROBE } }).then(
+            (): ProbeResult => 'alive',
+            (err: unknown): ProbeResult => ((err as TroupeError).code === 'NO_INSTANCES' ? 'gone' : 'silent'),
+          ),
         (handler) => {
           const sub = transport.subscribe(LEASE_BEAT_WILDCARD, (m) => handler(m.data));
           return () => sub.unsubscribe();
@@ -284,7 +302,8 @@ export class Runtime {
     resolveSettings(options); // refuse bad settings before connecting
     resolveDiscovery(options);
     const status = options.status !== undefined ? checkStatusOptions(options.status) : statusFromEnv();
-    if (options.micro !== undefined && typeof options.micro !== 'boolean') throw new TroupeError('BAD_REQUEST', `micro must be a boolean, got ${String(options.micro)}`);
+    if (options.micro !== undefined && typeof options.micro !== 'boolean')
+      throw new TroupeError('BAD_REQUEST', `micro must be a boolean, got ${String(options.micro)}`);
     if (options.metrics !== undefined && options.metrics !== false && (options.metrics === null || typeof options.metrics !== 'object')) {
       throw new TroupeError('BAD_REQUEST', `metrics must be false or an options object, got ${String(options.metrics)}`);
     }
@@ -374,7 +393,8 @@ export class Runtime {
     const concurrency = options.concurrency ?? this.plane.settings.concurrency;
     const mailboxCapacity = options.mailboxCapacity ?? this.plane.settings.mailboxCapacity;
     const version = options.version ?? '0.0.0';
-    if (!isSemver(version)) throw new TroupeError('BAD_REQUEST', `version must be a semantic version such as 1.2.3 (NATS micro requires one), got ${String(version)}`);
+    if (!isSemver(version))
+      throw new TroupeError('BAD_REQUEST', `version must be a semantic version such as 1.2.3 (NATS micro requires one), got ${String(version)}`);
     checkPositiveInt('concurrency', concurrency, 1);
     checkPositiveInt('mailboxCapacity', mailboxCapacity, 0);
     for (const dep of clientDependencies(target)) componentMeta(dep.target);
@@ -406,7 +426,12 @@ export class Runtime {
         record.replicas.push(r);
         record.instances.push(r.current);
       }
-      if (failed.length > 0) throw spawnFailure(meta.name, replicas, failed.sort((a, b) => a.replica - b.replica));
+      if (failed.length > 0)
+        throw spawnFailure(
+          meta.name,
+          replicas,
+          failed.sort((a, b) => a.replica - b.replica),
+        );
       if (replicas > 1) await this.transport.flush();
       // Registered only once they serve: routable means served. One batch: one lease write, pipelined records.
       await this.registry?.registerMany(
@@ -460,7 +485,11 @@ export class Runtime {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component };
         const logger = this.logger.child({ namespace, component, instance: info.instanceId });
         const registry = this.registry;
-        const properties = new PropertyBoard(info.instanceId, { ...options.properties }, registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined);
+        const properties = new PropertyBoard(
+          info.instanceId,
+          { ...options.properties },
+          registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined,
+        );
         const actor = this.construct(target, { info, logger, config: options.config, properties });
         const instance = new ActorInstance(this.plane, meta, actor as object, info, settings, logger);
         instance.properties = properties;
@@ -528,7 +557,11 @@ export class Runtime {
     const grace = this.plane.settings.gracePeriodMs;
     const step = left ? Math.min(grace, SHUTDOWN_STEP_MS) : SHUTDOWN_SILENT_STEP_MS;
     await Promise.all(
-      list.map((i) => i.stop(grace, step).catch((err: unknown) => this.logger.error('instance stop failed', { instance: i.info.instanceId, error: toTroupeError(err).message }))),
+      list.map((i) =>
+        i
+          .stop(grace, step)
+          .catch((err: unknown) => this.logger.error('instance stop failed', { instance: i.info.instanceId, error: toTroupeError(err).message })),
+      ),
     );
   }
 
@@ -542,7 +575,7 @@ export class Runtime {
     child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
     child.registerInstance(METRICS, this.runtimeMetrics);
     for (const dep of clientDependencies(target)) {
-      child.registerInstance(dep.token, typedClient(this.plane, dep.namespace ?? info.namespace, dep.target));
+      child.registerInstance(dep.token, typedClient(this.plane, { namespace: dep.namespace ?? info.namespace, target: dep.target }));
     }
     try {
       return child.resolve(target);
@@ -694,7 +727,11 @@ export class Runtime {
     const list$ = this.watchInstances(scope);
     const timeoutMs = this.plane.settings.requestTimeoutMs;
     return new Promise<InstanceRecord[]>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      // The timer fires long after `sub` exists; `next` may run synchronously, after `timer` exists.
+      const timer = setTimeout(() => {
+        sub.unsubscribe();
+        reject(new TroupeError('UNAVAILABLE', `the registry did not answer a listing within ${timeoutMs} ms`));
+      }, timeoutMs);
       const sub = list$.subscribe({
         next: (list) => {
           clearTimeout(timer);
@@ -706,10 +743,6 @@ export class Runtime {
           reject(err as Error);
         },
       });
-      timer = setTimeout(() => {
-        sub.unsubscribe();
-        reject(new TroupeError('UNAVAILABLE', `the registry did not answer a listing within ${timeoutMs} ms`));
-      }, timeoutMs);
     });
   }
 
@@ -773,7 +806,12 @@ export class Runtime {
       const endpoints = [...i.component.endpoints.values()].map((ep) => {
         const check = i.checks.get(ep.name);
         const status: 'ok' | 'failing' | 'unchecked' = check === undefined ? 'unchecked' : check.ok ? 'ok' : 'failing';
-        return { name: ep.name, subject: `${i.info.namespace}.${i.info.component}.${ep.name}`, status, ...(check?.lastError ? { lastError: check.lastError } : {}) };
+        return {
+          name: ep.name,
+          subject: `${i.info.namespace}.${i.info.component}.${ep.name}`,
+          status,
+          ...(check?.lastError ? { lastError: check.lastError } : {}),
+        };
       });
       return {
         namespace: i.info.namespace,
@@ -786,7 +824,11 @@ export class Runtime {
       };
     });
     // A closing runtime is not ready: an orchestrator stops sending it traffic while it drains.
-    const ready = !this.closing && connected && (lease === null ? !reg || instances.length === 0 : lease.current) && list.every((i) => i.serving && i.registered && i.healthy);
+    const ready =
+      !this.closing &&
+      connected &&
+      (lease === null ? !reg || instances.length === 0 : lease.current) &&
+      list.every((i) => i.serving && i.registered && i.healthy);
     return { ready, runtime: this.id, nats: { connected, server: this.transport.describe }, lease, instances: list };
   }
 
@@ -937,4 +979,3 @@ function onSignals(signals: readonly NodeJS.Signals[], first: (sig: NodeJS.Signa
     for (const s of signals) process.off(s, handler);
   };
 }
-

@@ -94,7 +94,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
   checkPositiveInt('requestTimeoutMs', s.requestTimeoutMs, 1);
   checkPositiveInt('streamTimeoutMs', s.streamTimeoutMs, 1);
   checkPositiveInt('streamWindow', s.streamWindow, 1);
-  checkPositiveInt('streamWindowBytes', s.streamWindowBytes, 1024)
+  checkPositiveInt('streamWindowBytes', s.streamWindowBytes, 1024);
   checkPositiveInt('streamHeartbeatMs', s.streamHeartbeatMs, 10);
   checkPositiveInt('streamIdleMs', s.streamIdleMs, 1);
   if (s.streamIdleMs < 3 * s.streamHeartbeatMs) {
@@ -110,7 +110,6 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
   checkPositiveInt('threadAbortGraceMs', s.threadAbortGraceMs, 0);
   return s;
 }
-
 
 /** Discovery settings with defaults applied, checked; undefined when discovery is off. */
 export function resolveDiscovery(options: SettingsInput): ResolvedDiscovery | undefined {

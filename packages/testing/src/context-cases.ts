@@ -221,7 +221,11 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
     assert.is(leaf.aborts[0]?.code, 'TIMEOUT', 'hop 2: ctx.signal.reason of a deadline');
     assert.ok(leaf.aborts[0]?.isTroupeError, 'hop 2: the reason is a TroupeError');
     await waitFor(() => mid.aborts.length === 1 || mid.failures.length === 1, 3_000, 'hop 1 to see the deadline');
-    assert.is(mid.aborts[0]?.code ?? mid.failures[0], 'TIMEOUT', `hop 1 reads the deadline as a deadline: ${JSON.stringify({ aborts: mid.aborts, failures: mid.failures })}`);
+    assert.is(
+      mid.aborts[0]?.code ?? mid.failures[0],
+      'TIMEOUT',
+      `hop 1 reads the deadline as a deadline: ${JSON.stringify({ aborts: mid.aborts, failures: mid.failures })}`,
+    );
     mid.aborts.length = 0;
     mid.failures.length = 0;
     leaf.aborts.length = 0;
@@ -234,7 +238,10 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
     const cancelled = await failure(call, 'the cancelled call');
     assert.is(cancelled.code, 'CANCELLED', cancelled.message);
     await waitFor(() => leaf.aborts.length === 1 && mid.aborts.length === 1, 3_000, 'both handlers to see the cancel');
-    for (const [name, log] of [['hop 1', mid], ['hop 2', leaf]] as const) {
+    for (const [name, log] of [
+      ['hop 1', mid],
+      ['hop 2', leaf],
+    ] as const) {
       assert.is(log.aborts[0]?.code, 'CANCELLED', `${name}: ctx.signal.reason of a cancel`);
       assert.ok(log.aborts[0]?.isTroupeError, `${name}: the reason is a TroupeError`);
       assert.ok((log.aborts[0]?.at as number) - t0 < 500, `${name} aborted within 500 ms of the cancel`);
@@ -284,7 +291,10 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
     const metadata = { tenant: 'a', priority: 'high', route: 'gpu=h100&zone=eu/1' };
     const unary = await within(client.chain(undefined, { metadata }), 5_000, 'the unary chain');
     const stream = await within(lastValueFrom(client.chainStream(undefined, { metadata }).pipe(toArray())), 5_000, 'the stream chain');
-    for (const [kind, hops] of [['unary', unary], ['stream', stream]] as const) {
+    for (const [kind, hops] of [
+      ['unary', unary],
+      ['stream', stream],
+    ] as const) {
       assert.is(hops.length, 3, kind);
       assert.equal(hops[0]?.metadata, metadata, `${kind}: hop 1`);
       assert.equal(hops[1]?.metadata, metadata, `${kind}: hop 2`);
@@ -339,10 +349,17 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
           root.end();
           return { rootTraceId: root.spanContext().traceId, rootSpanId: root.spanContext().spanId, hops };
         });
-        await waitFor(() => otel.exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === rootTraceId).length >= 7, 2_000, `7 finished spans of the ${kind} trace`);
+        await waitFor(
+          () => otel.exporter.getFinishedSpans().filter((x) => x.spanContext().traceId === rootTraceId).length >= 7,
+          2_000,
+          `7 finished spans of the ${kind} trace`,
+        );
         const spans = otel.exporter.getFinishedSpans();
         const byId = new Map<string, ReadableSpan>(spans.map((x) => [x.spanContext().spanId, x]));
-        assert.ok(spans.every((x) => x.spanContext().traceId === rootTraceId), `${kind}: every span is in the caller's trace`);
+        assert.ok(
+          spans.every((x) => x.spanContext().traceId === rootTraceId),
+          `${kind}: every span is in the caller's trace`,
+        );
         const clients = spans.filter((x) => x.kind === 2 /* CLIENT */);
         const servers = spans.filter((x) => x.kind === 1 /* SERVER */);
         assert.is(clients.length, 3, `${kind}: one client span per call`);
@@ -393,7 +410,10 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
     const ns = freshNamespace();
     await worker.spawn(Hop3, { namespace: ns });
     await caller.namespace(ns).component('tracehop3').endpoint('log').client().waitForInstances(1, { timeout: 5_000 });
-    const reply = await caller.bus.request(`${ns}.tracehop3.log`, codec.encode('hello from the handler'), { timeoutMs: 5_000, headers: { traceparent: TRACEPARENT } });
+    const reply = await caller.bus.request(`${ns}.tracehop3.log`, codec.encode('hello from the handler'), {
+      timeoutMs: 5_000,
+      headers: { traceparent: TRACEPARENT },
+    });
     const requestId = codec.decode(reply.data) as string;
     const line = logger.lines.find((l) => l.msg === 'hello from the handler');
     assert.ok(line, 'the handler logged through ctx.logger');

@@ -155,7 +155,11 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     for (const sub of ctx.subs) sub.unsubscribe();
     ctx.subs = [];
     const rt = ctx.pair?.caller;
-    for (const ns of ctx.logs) await rt?.namespace(ns).deleteEventLog().catch(() => undefined);
+    for (const ns of ctx.logs)
+      await rt
+        ?.namespace(ns)
+        .deleteEventLog()
+        .catch(() => undefined);
     ctx.logs = [];
     await ctx.pair?.close();
     ctx.pair = undefined;
@@ -205,12 +209,18 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     const g2 = await Promise.all([0, 1].map(() => collect(ctx, (o) => worker.namespace(ns).events(Load, o), { group: 'audit' })));
     const n = 3_000;
     for (let i = 1; i <= n; i++) caller.namespace(ns).publish(Load, { active: i });
-    for (const [label, group] of [['meters', g1], ['audit', g2]] as const) {
+    for (const [label, group] of [
+      ['meters', g1],
+      ['audit', g2],
+    ] as const) {
       await waitFor(() => group.reduce((sum, g) => sum + g.length, 0) >= n, 10_000, `group ${label} to receive ${n} events`);
       const seqs = group.flatMap((g) => g.map((e) => e.seq)).sort((x, y) => x - y);
       assert.is(seqs.length, n, `group ${label}: each event once`);
       for (let i = 0; i < n; i++) if (seqs[i] !== i + 1) assert.unreachable(`group ${label}: event ${i + 1} missing or repeated`);
-      assert.ok(group.every((g) => g.every((e) => e.gap === undefined)), `group ${label}: members do not report each other's events as gaps`);
+      assert.ok(
+        group.every((g) => g.every((e) => e.gap === undefined)),
+        `group ${label}: members do not report each other's events as gaps`,
+      );
       assert.ok(group.filter((g) => g.length > 0).length >= 2, `group ${label}: the load was spread (${group.map((g) => g.length).join(',')})`);
       assert.is(group[0]?.[0]?.publisher, caller.id, 'a runtime-level publish carries the runtime id');
     }
@@ -233,7 +243,10 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     await waitFor(() => replay.length >= 1_200, 5_000, `a replay of 1,200 events (has ${replay.length})`);
     ref.publish(KvEvents, { i: 1_201, blocks: [] });
     await waitFor(() => fresh.length >= 1 && replay.length >= 1_201, 5_000, 'the next event to reach both');
-    assert.equal(fresh.map((e) => e.seq), [1_201]);
+    assert.equal(
+      fresh.map((e) => e.seq),
+      [1_201],
+    );
   });
 
   s('durable - a durable subscriber that stops mid-stream and restarts continues without loss or duplicates', async (ctx) => {
@@ -249,12 +262,19 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     await worker.bus.flush();
     const rest = await within(firstValueFrom(events().pipe(take(700), toArray())), 5_000, 'the other 700 events after the restart');
     const seqs = [...first, ...rest].map((e) => e.seq);
-    assert.equal(seqs, Array.from({ length: 1_000 }, (_, i) => i + 1), 'every event once, in order, across the restart');
+    assert.equal(
+      seqs,
+      Array.from({ length: 1_000 }, (_, i) => i + 1),
+      'every event once, in order, across the restart',
+    );
     // Nothing left over: a third subscription of the name gets only what comes next.
     const after = await collect(ctx, (o) => caller.namespace(ns).events(Load, { ...o, durable: 'meter' }));
     pub.publish(Load, { active: 1_001 });
     await waitFor(() => after.length >= 1, 5_000, 'the next event');
-    assert.equal(after.map((e) => e.seq), [1_001]);
+    assert.equal(
+      after.map((e) => e.seq),
+      [1_001],
+    );
   });
 
   s('durable - subscribers sharing a durable name share its events, each once', async (ctx) => {
@@ -266,7 +286,10 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     for (let i = 1; i <= 600; i++) worker.namespace(ns).publish(Load, { active: i });
     await waitFor(() => members[0]!.length + members[1]!.length >= 600, 5_000, '600 events between the two');
     const seqs = members.flatMap((m) => m.map((e) => e.seq)).sort((x, y) => x - y);
-    assert.equal(seqs, Array.from({ length: 600 }, (_, i) => i + 1));
+    assert.equal(
+      seqs,
+      Array.from({ length: 600 }, (_, i) => i + 1),
+    );
   });
 
   s('durable - replay from a time starts at the first event stored at or after it', async (ctx) => {
@@ -281,10 +304,13 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     await waitFor(() => watch.length >= 150, 5_000, 'the next 50 events to be stored');
     const later = await collect(ctx, (o) => caller.namespace(ns).events(Load, o), { start: from });
     await waitFor(() => later.length >= 50, 5_000, `the replay from ${from.toISOString()}`);
-    assert.equal(later.map((e) => e.data.active), Array.from({ length: 50 }, (_, i) => 101 + i));
+    assert.equal(
+      later.map((e) => e.data.active),
+      Array.from({ length: 50 }, (_, i) => 101 + i),
+    );
   });
 
-  s('wildcards - a component\'s events() gets all its events; a namespace\'s events() every event of the namespace', async (ctx) => {
+  s("wildcards - a component's events() gets all its events; a namespace's events() every event of the namespace", async (ctx) => {
     const { caller, worker } = await open(ctx);
     const ns = freshNamespace();
     const nsRef = caller.namespace(ns);
@@ -299,7 +325,11 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     worker.namespace(ns).component('c1').publish('b', 2);
     worker.namespace(ns).component('c2').publish('b', 3);
     worker.namespace(ns).component('c1').publish('c', 4);
-    await waitFor(() => all.length >= 4 && star.length >= 4 && c1.length >= 2 && c1star.length >= 2 && onlyA.length >= 1, 5_000, 'every subscriber to see its events');
+    await waitFor(
+      () => all.length >= 4 && star.length >= 4 && c1.length >= 2 && c1star.length >= 2 && onlyA.length >= 1,
+      5_000,
+      'every subscriber to see its events',
+    );
     const shape = (e: EventEnvelope): string => `${e.scope}:${e.component ?? '-'}:${e.event}=${String(e.data)}`;
     assert.equal(all.map(shape).sort(), ['component:c1:b=2', 'component:c1:c=4', 'component:c2:b=3', 'namespace:-:a=1']);
     assert.equal(star.map(shape).sort(), all.map(shape).sort());
@@ -322,8 +352,14 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     const routers = h.instanceIds.map((id) => h.instance(id));
     await waitFor(() => routers.every((r) => r.kv.length >= 20 && r.all.length >= 21), 5_000, 'both instances to handle every event');
     for (const r of routers) {
-      assert.equal(r.kv.map((e) => e.data.i), Array.from({ length: 20 }, (_, i) => i + 1));
-      assert.equal(r.all.filter((e) => e.scope === 'namespace').map((e) => e.data), ['world']);
+      assert.equal(
+        r.kv.map((e) => e.data.i),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      assert.equal(
+        r.all.filter((e) => e.scope === 'namespace').map((e) => e.data),
+        ['world'],
+      );
     }
     await h.stop();
     if (before !== undefined) assert.is(factory.subscriptions?.(worker), before, 'no subscription remains after stop()');
@@ -332,7 +368,10 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     caller.namespace(ns).component('backend').publish(KvEvents, { i: 99, blocks: [] });
     caller.namespace(ns).publish('marker', 1);
     await waitFor(() => marker.length === 1, 5_000, 'the marker event');
-    assert.ok(routers.every((r) => r.kv.length === 20), 'a stopped instance handles no event');
+    assert.ok(
+      routers.every((r) => r.kv.length === 20),
+      'a stopped instance handles no event',
+    );
   });
 
   s('declared handlers - a durable @on handler resumes across a restart without loss or duplicates', async (ctx) => {
@@ -347,7 +386,10 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     const h2 = await worker.spawn(Indexer, { namespace: ns });
     const b = h2.instance(h2.instanceIds[0]!);
     await waitFor(() => b.seen.length >= 50, 5_000, 'the next 50 jobs after the restart');
-    assert.equal([...a.seen, ...b.seen], Array.from({ length: 100 }, (_, i) => i + 1));
+    assert.equal(
+      [...a.seen, ...b.seen],
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
     await h2.stop();
   });
 
@@ -370,8 +412,17 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     await waitFor(() => blocked.finished >= 1, 5_000, 'the first event to be handled');
     pub.publish(Load, { active: 6 });
     await waitFor(() => blocked.got.length >= 2, 5_000, 'event 6 to be handled');
-    assert.equal(blocked.got.map((e) => [e.seq, e.gap]), [[1, undefined], [6, 4]]);
-    assert.ok(watch.every((e) => e.gap === undefined), 'the watcher missed nothing');
+    assert.equal(
+      blocked.got.map((e) => [e.seq, e.gap]),
+      [
+        [1, undefined],
+        [6, 4],
+      ],
+    );
+    assert.ok(
+      watch.every((e) => e.gap === undefined),
+      'the watcher missed nothing',
+    );
   });
 
   s('gaps - a publisher whose events were lost on the way is reported with the count missed', async (ctx) => {
@@ -403,7 +454,14 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     await expectCode(() => pub.publish('big', new Uint8Array(caller.bus.maxPayload + 1)), 'PAYLOAD_TOO_LARGE', 'an oversized event');
     pub.publish('big', new Uint8Array(10));
     await waitFor(() => got.length >= 2, 5_000, 'two events');
-    assert.equal(got.map((e) => [e.seq, e.gap]), [[1, undefined], [2, undefined]], 'a refused publish is no gap');
+    assert.equal(
+      got.map((e) => [e.seq, e.gap]),
+      [
+        [1, undefined],
+        [2, undefined],
+      ],
+      'a refused publish is no gap',
+    );
     await expectCode(() => pub.publish('bad.name', 1), 'BAD_REQUEST', 'a name with a dot');
     await expectCode(() => pub.publish('_ev', 1), 'BAD_REQUEST', 'a reserved name');
     await expectCode(() => pub.events('a>'), 'BAD_REQUEST', 'a subscription with a wildcard character in the name');
@@ -413,7 +471,14 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     assert.is(namespaceEventSubject(ns, 'big'), `${ns}._ev.big`);
     await caller.close();
     await expectCode(() => pub.publish('big', 1), 'UNAVAILABLE', 'a publish after close');
-    const err = await within(firstValueFrom(pub.events('big')).then(() => undefined, (e: unknown) => e), 2_000, 'events() after close');
+    const err = await within(
+      firstValueFrom(pub.events('big')).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      2_000,
+      'events() after close',
+    );
     assert.instance(err, TroupeError);
     assert.is((err as TroupeError).code, 'UNAVAILABLE');
   });
@@ -438,14 +503,21 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     assert.ok(factory.subscriptions(caller) >= before + 5, `subscribed: ${factory.subscriptions(caller)} vs ${before}`);
     for (const s of ctx.subs) s.unsubscribe();
     ctx.subs = [];
-    await waitFor(() => factory.subscriptions?.(caller) === before, 3_000, `the subscription count to return to ${before} (is ${factory.subscriptions(caller)})`);
+    await waitFor(
+      () => factory.subscriptions?.(caller) === before,
+      3_000,
+      `the subscription count to return to ${before} (is ${factory.subscriptions(caller)})`,
+    );
   });
 
   s('typed tokens - one token types the publisher and the subscriber', async (ctx) => {
     const { caller } = await open(ctx);
     const ns = freshNamespace();
     const got = await collect(ctx, (o) => caller.namespace(ns).component('backend').events(KvEvents, o));
-    caller.namespace(ns).component('backend').publish(KvEvents, { i: 1, blocks: [7, 8] });
+    caller
+      .namespace(ns)
+      .component('backend')
+      .publish(KvEvents, { i: 1, blocks: [7, 8] });
     const compileTimeOnly = (c: Context): void => {
       // @ts-expect-error the payload must match the token's type
       c.publish(KvEvents, { i: 'one', blocks: [] });
@@ -462,7 +534,12 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     const { caller } = await open(ctx);
     const ns = freshNamespace();
     const done = new Promise<string>((resolve) => {
-      ctx.subs.push(caller.namespace(ns).events(undefined, { onReady: () => void caller.close() }).subscribe({ complete: () => resolve('complete'), error: (e) => resolve(`error ${String(e)}`) }));
+      ctx.subs.push(
+        caller
+          .namespace(ns)
+          .events(undefined, { onReady: () => void caller.close() })
+          .subscribe({ complete: () => resolve('complete'), error: (e) => resolve(`error ${String(e)}`) }),
+      );
     });
     assert.is(await within(done, 5_000, 'the stream to complete'), 'complete');
   });

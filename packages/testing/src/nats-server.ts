@@ -492,9 +492,7 @@ export class NatsCluster {
     for (let attempt = 1; ; attempt++) {
       const routePorts = await freePorts(n);
       const results = await Promise.allSettled(
-        routePorts.map((port, i) =>
-          NatsServer.start({ ...serverOptions, cluster: { name, port, routes: routePorts.filter((_, j) => j !== i) } }),
-        ),
+        routePorts.map((port, i) => NatsServer.start({ ...serverOptions, cluster: { name, port, routes: routePorts.filter((_, j) => j !== i) } })),
       );
       const servers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
@@ -536,7 +534,12 @@ export class NatsCluster {
     await until(
       async () => {
         seen = await Promise.all(
-          this.servers.map((s) => s.monitor<{ num_routes?: number }>('/routez').then((r) => r.num_routes ?? 0, () => -1)),
+          this.servers.map((s) =>
+            s.monitor<{ num_routes?: number }>('/routez').then(
+              (r) => r.num_routes ?? 0,
+              () => -1,
+            ),
+          ),
         );
         return seen.every((x) => x === want) ? true : undefined;
       },

@@ -1,7 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type KvBucket, type KvEntry, type LogConsumeOptions, type LogConsumer, type LogMessage, type MessageLog, type Transport, TroupeError } from '@troupe/runtime/internal';
+import {
+  type KvBucket,
+  type KvEntry,
+  type LogConsumeOptions,
+  type LogConsumer,
+  type LogMessage,
+  type MessageLog,
+  type Transport,
+  TroupeError,
+} from '@troupe/runtime/internal';
 import { waitFor, within } from './wait';
 
 /** Two connections to one bus, whose storage the suite uses through `persistence`. */
@@ -207,7 +216,10 @@ export function persistenceSuite(name: string, factory: PersistenceFactory): voi
       const rev = await kv.put('a.b', utf8('one'));
       assert.ok(Number.isInteger(rev) && rev > 0, `revision ${rev}`);
       const e = await kv.get('a.b');
-      assert.equal({ key: e?.key, value: text(e), revision: e?.revision, operation: e?.operation }, { key: 'a.b', value: 'one', revision: rev, operation: 'PUT' });
+      assert.equal(
+        { key: e?.key, value: text(e), revision: e?.revision, operation: e?.operation },
+        { key: 'a.b', value: 'one', revision: rev, operation: 'PUT' },
+      );
       assert.is(await kv.get('missing'), undefined);
     },
 
@@ -375,8 +387,14 @@ export function persistenceSuite(name: string, factory: PersistenceFactory): voi
           [subject('sentinel'), 9, undefined],
         ],
       );
-      assert.ok(got.every((m, i) => i === 0 || m.seq > (got[i - 1] as LogMessage).seq), 'seqs increase');
-      assert.ok(got.every((m) => Math.abs(m.timestamp - Date.now()) < 60_000), 'timestamps are epoch ms');
+      assert.ok(
+        got.every((m, i) => i === 0 || m.seq > (got[i - 1] as LogMessage).seq),
+        'seqs increase',
+      );
+      assert.ok(
+        got.every((m) => Math.abs(m.timestamp - Date.now()) < 60_000),
+        'timestamps are epoch ms',
+      );
     },
 
     'log - a durable resumes after its last ack when consumed again': async (ctx) => {
@@ -407,7 +425,11 @@ export function persistenceSuite(name: string, factory: PersistenceFactory): voi
       await a.flush();
       await waitFor(() => one.got.length + two.got.length >= n, WAIT_MS, `${n} messages between the two consumers`);
       const all = [...payloads(one.got), ...payloads(two.got)].sort((x, y) => x - y);
-      assert.equal(all, Array.from({ length: n }, (_, i) => i + 1), 'every message once, none twice');
+      assert.equal(
+        all,
+        Array.from({ length: n }, (_, i) => i + 1),
+        'every message once, none twice',
+      );
     },
 
     'log - nak with a delay redelivers after the delay, marked redelivered': async (ctx) => {
@@ -489,10 +511,16 @@ export function persistenceSuite(name: string, factory: PersistenceFactory): voi
       const l = await log(name('log'));
       const first = await consume(l, { durable: 'd', filter: subject('x.*') });
       await first.consumer.stop();
-      const err = await rejection(l.consume({ filter: subject('y.*'), durable: 'd', start: 'all' }, () => undefined), 'a durable with another filter');
+      const err = await rejection(
+        l.consume({ filter: subject('y.*'), durable: 'd', start: 'all' }, () => undefined),
+        'a durable with another filter',
+      );
       assert.is(err.code, 'BAD_REQUEST');
       assert.match(err.message, 'another durable name');
-      const whole = await rejection(l.consume({ filter: undefined, durable: 'd', start: 'all' }, () => undefined), 'a durable without its filter');
+      const whole = await rejection(
+        l.consume({ filter: undefined, durable: 'd', start: 'all' }, () => undefined),
+        'a durable without its filter',
+      );
       assert.is(whole.code, 'BAD_REQUEST');
     },
   };

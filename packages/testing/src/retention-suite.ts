@@ -109,35 +109,38 @@ export function retentionSuite(name: string, factory: RuntimeFactory): void {
   });
 
   const heapCase = (bodyBytes: number, calls: number, why: string): void => {
-    s(`unary - ${calls.toLocaleString('en')} calls of ${bodyBytes} B at ${IN_FLIGHT} in flight: heap back within 20 MB, no settled call in the deadline wheel (#16)${why}`, async (ctx) => {
-      const gc = gcOrFail();
-      ctx.pair = await factory.open();
-      const { worker, caller } = ctx.pair;
-      const ns = freshNamespace();
-      await worker.spawn(Keeper, { namespace: ns, replicas: 2, concurrency: 64, mailboxCapacity: 4096 });
-      const client = caller.namespace(ns).client(Keeper);
-      await listed(caller, ns, 2);
-      const body = new Uint8Array(bodyBytes).fill(7);
-      // Warm-up: JIT, header caches, the route cache and the transport's buffers reach their working size.
-      await load(() => client.echo(body), 10_000);
-      const before = await settledHeap(gc);
-      let peak = 0;
-      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 50);
-      let rps: number;
-      try {
-        rps = await load(() => client.echo(body), calls);
-      } finally {
-        clearInterval(sampler);
-      }
-      // The default deadline (30 s) has not passed for most of these calls: a wheel that kept settled ones would hold them now.
-      assert.is(retainedState(caller).wheelScheduled, 0, 'the deadline wheel holds no settled call');
-      assertNothingLeft(caller, 'caller');
-      assertNothingLeft(worker, 'worker');
-      const after = await settledHeap(gc);
-      const grown = after - before;
-      console.log(`  retention[${name}] ${bodyBytes} B: ${Math.round(rps)} calls/s, heap ${mb(before)} -> ${mb(after)} MB (peak ${mb(peak)} MB)`);
-      assert.ok(grown < HEAP_SLACK_BYTES, `heap grew ${mb(grown)} MB over ${calls} calls (${mb(before)} -> ${mb(after)} MB)`);
-    });
+    s(
+      `unary - ${calls.toLocaleString('en')} calls of ${bodyBytes} B at ${IN_FLIGHT} in flight: heap back within 20 MB, no settled call in the deadline wheel (#16)${why}`,
+      async (ctx) => {
+        const gc = gcOrFail();
+        ctx.pair = await factory.open();
+        const { worker, caller } = ctx.pair;
+        const ns = freshNamespace();
+        await worker.spawn(Keeper, { namespace: ns, replicas: 2, concurrency: 64, mailboxCapacity: 4096 });
+        const client = caller.namespace(ns).client(Keeper);
+        await listed(caller, ns, 2);
+        const body = new Uint8Array(bodyBytes).fill(7);
+        // Warm-up: JIT, header caches, the route cache and the transport's buffers reach their working size.
+        await load(() => client.echo(body), 10_000);
+        const before = await settledHeap(gc);
+        let peak = 0;
+        const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 50);
+        let rps: number;
+        try {
+          rps = await load(() => client.echo(body), calls);
+        } finally {
+          clearInterval(sampler);
+        }
+        // The default deadline (30 s) has not passed for most of these calls: a wheel that kept settled ones would hold them now.
+        assert.is(retainedState(caller).wheelScheduled, 0, 'the deadline wheel holds no settled call');
+        assertNothingLeft(caller, 'caller');
+        assertNothingLeft(worker, 'worker');
+        const after = await settledHeap(gc);
+        const grown = after - before;
+        console.log(`  retention[${name}] ${bodyBytes} B: ${Math.round(rps)} calls/s, heap ${mb(before)} -> ${mb(after)} MB (peak ${mb(peak)} MB)`);
+        assert.ok(grown < HEAP_SLACK_BYTES, `heap grew ${mb(grown)} MB over ${calls} calls (${mb(before)} -> ${mb(after)} MB)`);
+      },
+    );
   };
 
   heapCase(100, 200_000, '');
@@ -195,7 +198,10 @@ export function retentionSuite(name: string, factory: RuntimeFactory): void {
     await worker.spawn(Keeper, { namespace: ns });
     const controller = new AbortController();
     // No view of this endpoint yet: the call waits for the first list, and the abort comes meanwhile.
-    const call = caller.namespace(ns).client(Keeper).overloaded(undefined, { signal: controller.signal, retry: { attempts: 3, backoffMs: 60_000 } });
+    const call = caller
+      .namespace(ns)
+      .client(Keeper)
+      .overloaded(undefined, { signal: controller.signal, retry: { attempts: 3, backoffMs: 60_000 } });
     controller.abort();
     const err = await within(
       call.then(
@@ -226,7 +232,11 @@ export function retentionSuite(name: string, factory: RuntimeFactory): void {
     };
     await within(Promise.all(Array.from({ length: 64 }, lane)), 60_000, '2,000 streams');
     // The worker ends a stream with its end frame; its heartbeat group goes with its last stream.
-    await waitFor(() => retainedState(worker).heartbeatGroups === 0 && retainedState(worker).workerStreams === 0, 5_000, 'the worker to forget its finished streams');
+    await waitFor(
+      () => retainedState(worker).heartbeatGroups === 0 && retainedState(worker).workerStreams === 0,
+      5_000,
+      'the worker to forget its finished streams',
+    );
     assertNothingLeft(caller, 'caller');
     assertNothingLeft(worker, 'worker');
   });
@@ -250,7 +260,11 @@ export function retentionSuite(name: string, factory: RuntimeFactory): void {
       );
     }
     // The worker's registry forgets them too: records deleted, and (one heartbeat later) no longer named gone on the lease.
-    await waitFor(() => retainedState(worker).registryGone === 0, 10_000, `the worker's lease to stop naming stopped instances (${JSON.stringify(retainedState(worker))})`);
+    await waitFor(
+      () => retainedState(worker).registryGone === 0,
+      10_000,
+      `the worker's lease to stop naming stopped instances (${JSON.stringify(retainedState(worker))})`,
+    );
     const st = retainedState(caller);
     assert.is(st.viewMailboxes, 0, 'cached mailbox subjects of stopped instances');
     assert.is(st.viewInhibited, 0, 'inhibitions of stopped instances');

@@ -34,7 +34,6 @@ interface Pair {
 let nsCounter = 0;
 const freshNamespace = (): string => `rt${process.pid}x${Date.now().toString(36)}x${(nsCounter++).toString(36)}`;
 
-
 @component('routed')
 class Routed {
   /** Handlers running now: tests await it instead of sleeping until a request has started. */
@@ -155,7 +154,11 @@ export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, opt
       const nsListing = (await caller.instances(ns)).find((x) => x.instanceId === one && x.endpoint === 'setLoad');
       assert.equal(nsListing?.dynamic, { load: 8 }, 'the namespace listing carries them too');
       // Routers see it too: least-loaded by `load` avoids the loaded instance.
-      const who = caller.namespace(ns).component('routed').endpoint('who').client<{ ms?: number }, string>({ router: Routers.leastLoaded('load') });
+      const who = caller
+        .namespace(ns)
+        .component('routed')
+        .endpoint('who')
+        .client<{ ms?: number }, string>({ router: Routers.leastLoaded('load') });
       await who.waitForInstances(2, { timeout: 5_000 });
       let whoList: readonly InstanceRecord[] = [];
       const whoSub = who.instances$.subscribe((xs) => (whoList = xs));
@@ -176,20 +179,32 @@ export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, opt
     const idle = await worker.spawn(Reporter, { namespace: ns, config: { load: 0 } });
     const busyId = busy.instanceIds[0] as string;
     const idleId = idle.instanceIds[0] as string;
-    const who = caller.namespace(ns).component('reporter').endpoint('who').client<undefined, string>({ router: Routers.leastLoaded('load') });
+    const who = caller
+      .namespace(ns)
+      .component('reporter')
+      .endpoint('who')
+      .client<undefined, string>({ router: Routers.leastLoaded('load') });
     await who.waitForInstances(2, { timeout: 5_000 });
     let latest: readonly InstanceRecord[] = [];
     const sub = who.instances$.subscribe((xs) => (latest = xs));
     try {
       const loadOf = (id: string): unknown => latest.find((x) => x.instanceId === id)?.properties['load'];
-      await waitFor(() => loadOf(busyId) === 9 && loadOf(idleId) === 0, 3_000, 'both reporters\' load to show in the client\'s instance list');
+      await waitFor(() => loadOf(busyId) === 9 && loadOf(idleId) === 0, 3_000, "both reporters' load to show in the client's instance list");
       const listed = await caller.instances(`${ns}.reporter.who`);
-      assert.equal(listed.find((x) => x.instanceId === busyId)?.properties, { model: 'llama', load: 9 }, 'runtime.instances(): static and dynamic properties together');
+      assert.equal(
+        listed.find((x) => x.instanceId === busyId)?.properties,
+        { model: 'llama', load: 9 },
+        'runtime.instances(): static and dynamic properties together',
+      );
       assert.is(busy.instance(busyId).props.get('load'), 9, 'get() reads back what the loop set');
       assert.is(busy.instance(busyId).props.get('model'), 'llama', 'get() reads a static property');
       const picks: string[] = [];
       for (let i = 0; i < 10; i++) picks.push(await who.call(undefined));
-      assert.equal([...new Set(picks)], [idleId], `least-loaded by load sent ${picks.filter((p) => p === busyId).length} of 10 requests to the loaded instance`);
+      assert.equal(
+        [...new Set(picks)],
+        [idleId],
+        `least-loaded by load sent ${picks.filter((p) => p === busyId).length} of 10 requests to the loaded instance`,
+      );
     } finally {
       sub.unsubscribe();
     }
@@ -199,7 +214,11 @@ export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, opt
     const { worker, caller } = await open(ctx, { discovery: false });
     const ns = freshNamespace();
     // The handle, from onStart: the spawn fails with the error.
-    const fromHandle = await expectCode(worker.spawn(Reporter, { namespace: ns, config: { load: 1, syncInStart: true } }), 'BAD_REQUEST', 'props.set with discovery off');
+    const fromHandle = await expectCode(
+      worker.spawn(Reporter, { namespace: ns, config: { load: 1, syncInStart: true } }),
+      'BAD_REQUEST',
+      'props.set with discovery off',
+    );
     assert.match(fromHandle.message, '{ discovery: false }');
     // ctx.setProperty in a handler: the caller gets it.
     await worker.spawn(Routed, { namespace: ns });

@@ -145,7 +145,9 @@ function expand(root: string, pattern: string): string[] {
   for (const segment of pattern.split('/')) {
     dirs = dirs.flatMap((d) => {
       if (segment !== '*') return [path.join(d, segment)];
-      return readDir(d).filter((e) => e.isDirectory() && e.name !== 'node_modules').map((e) => path.join(d, e.name));
+      return readDir(d)
+        .filter((e) => e.isDirectory() && e.name !== 'node_modules')
+        .map((e) => path.join(d, e.name));
     });
   }
   return dirs.filter((d) => fs.existsSync(d));

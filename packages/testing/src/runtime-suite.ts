@@ -36,7 +36,6 @@ export interface RuntimeFactory {
   open(options?: RuntimeOptions): Promise<RuntimePair>;
 }
 
-
 let nsCounter = 0;
 const freshNamespace = (): string => `t${process.pid}x${Date.now().toString(36)}x${(nsCounter++).toString(36)}`;
 
@@ -223,7 +222,11 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     const client = caller.namespace(ns).client(Worker);
     const replies = await Promise.all(Array.from({ length: 90 }, () => client.whoami(undefined)));
     const handled = h.instanceIds.map((id) => h.instance(id).calls);
-    assert.is(handled.reduce((a, b) => a + b, 0), 90, `each request handled once: ${handled.join('+')}`);
+    assert.is(
+      handled.reduce((a, b) => a + b, 0),
+      90,
+      `each request handled once: ${handled.join('+')}`,
+    );
     for (const r of replies) assert.ok(h.instanceIds.includes(r));
     assert.ok(handled.filter((n) => n > 0).length >= 2, `the queue group spread load: ${handled.join(',')}`);
     assert.is(caller.pendingReplies, 0, 'no reply handler left behind');
@@ -248,13 +251,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     let received = 0;
     let worstLead = 0;
     await within(
-      lastValueFrom(
-        caller
-          .namespace(ns)
-          .client(Worker)
-          .count({ n: 5_000 }, { window }),
-        { defaultValue: -1 },
-      ).then(() => undefined),
+      lastValueFrom(caller.namespace(ns).client(Worker).count({ n: 5_000 }, { window }), { defaultValue: -1 }).then(() => undefined),
       15_000,
       'the windowed stream',
     ).catch((e: unknown) => {
@@ -303,7 +300,10 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     const ns = freshNamespace();
     await worker.spawn(Worker, { namespace: ns });
     const client = caller.namespace(ns).client(Worker);
-    assert.equal(await lastValueFrom(client.tokens(100).pipe(toArray())), Array.from({ length: 100 }, (_, i) => i));
+    assert.equal(
+      await lastValueFrom(client.tokens(100).pipe(toArray())),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
     const raw = caller.namespace(ns).component('worker').endpoint('echo').client<string, string>();
     assert.equal(await lastValueFrom(raw.stream('one').pipe(toArray())), ['one']);
     const streaming = caller.namespace(ns).component('worker').endpoint('count').client<{ n: number }, number>();
@@ -371,7 +371,9 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.is(asyncErr.message, 'async boom');
     const seen: number[] = [];
     const mid = await expectError(
-      new Promise((resolve, reject) => client.boomMid(undefined as never).subscribe({ next: (v) => seen.push(v), error: reject, complete: () => resolve(undefined) })),
+      new Promise((resolve, reject) =>
+        client.boomMid(undefined as never).subscribe({ next: (v) => seen.push(v), error: reject, complete: () => resolve(undefined) }),
+      ),
       'INTERNAL',
       'mid-stream throw',
     );
@@ -397,7 +399,15 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     await expectError(lastValueFrom(comp.endpoint('nope').client().stream({}, { timeout: 10_000 })), 'NOT_FOUND', 'routed stream');
     await expectError(lastValueFrom(comp.endpoint('nope').client({ router: 'queue' }).stream({}, { timeout: 10_000 })), 'NOT_FOUND', 'queue-group stream');
     assert.ok(Date.now() - t0 < 5_000, `five NOT_FOUNDs took ${Date.now() - t0} ms (deadlines 10 s): at once`);
-    const filtered = await expectError(comp.endpoint('echo').client().where(() => false).call(1), 'NO_INSTANCES', 'an endpoint that exists, filtered out');
+    const filtered = await expectError(
+      comp
+        .endpoint('echo')
+        .client()
+        .where(() => false)
+        .call(1),
+      'NO_INSTANCES',
+      'an endpoint that exists, filtered out',
+    );
     assert.ok(filtered.retryable, 'an endpoint that exists but has nobody to route to stays a retryable NO_INSTANCES');
     await h.stop();
     await expectError(comp.endpoint('echo').client().call(1), 'NO_INSTANCES', 'a component with no live instance is an outage');
@@ -438,10 +448,16 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.ok(typeof bug.instance === 'string', 'names the instance');
     assert.match(String(bug.stack), /boomAsync/, 'the handler frame is in the stack');
     await expectError(lastValueFrom(client.boomMid(undefined as never)), 'INTERNAL', 'mid-stream throw');
-    assert.ok(lines.some((l) => l.level === 'error' && l.endpoint === 'boomMid' && /boomMid/.test(String(l.stack))), 'a stream handler bug is logged too');
+    assert.ok(
+      lines.some((l) => l.level === 'error' && l.endpoint === 'boomMid' && /boomMid/.test(String(l.stack))),
+      'a stream handler bug is logged too',
+    );
     await expectError(client.boomSync(undefined as never), 'NOT_FOUND', 'a meant TroupeError');
     assert.ok(!lines.some((l) => l.level !== 'debug' && l.endpoint === 'boomSync'), 'a meant TroupeError is not an error line');
-    assert.ok(lines.some((l) => l.level === 'debug' && l.endpoint === 'boomSync' && l.code === 'NOT_FOUND'), 'it is a debug line');
+    assert.ok(
+      lines.some((l) => l.level === 'debug' && l.endpoint === 'boomSync' && l.code === 'NOT_FOUND'),
+      'it is a debug line',
+    );
     assert.ok(!JSON.stringify(lines).includes('secret-body'), 'the request body is never logged');
   });
 
@@ -531,8 +547,18 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     const ns = freshNamespace();
     const e = await expectError(worker.spawn(Broken, { namespace: ns, replicas: 2 }), 'UNAVAILABLE', 'spawn');
     assert.is(e.message, 'spawn of broken failed: 2 of 2 replicas did not start (replica 0: model weights missing; replica 1: model weights missing)');
-    assert.equal((e.data as { failed: Array<{ replica: number }> }).failed.map((f) => f.replica), [0, 1]);
-    await expectError(caller.namespace(ns).client(Broken).ping(undefined as never), 'NO_INSTANCES', 'nothing serves after a failed spawn');
+    assert.equal(
+      (e.data as { failed: Array<{ replica: number }> }).failed.map((f) => f.replica),
+      [0, 1],
+    );
+    await expectError(
+      caller
+        .namespace(ns)
+        .client(Broken)
+        .ping(undefined as never),
+      'NO_INSTANCES',
+      'nothing serves after a failed spawn',
+    );
   });
 
   s('lifecycle - stop() runs the stop hook and the instance stops serving', async (ctx) => {
@@ -584,7 +610,9 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     );
     const got: number[] = [];
     const stream = new Promise<TroupeError | undefined>((resolve) =>
-      client.forever(undefined, { timeout: 20_000 }).subscribe({ next: (v) => got.push(v), error: (e) => resolve(e as TroupeError), complete: () => resolve(undefined) }),
+      client
+        .forever(undefined, { timeout: 20_000 })
+        .subscribe({ next: (v) => got.push(v), error: (e) => resolve(e as TroupeError), complete: () => resolve(undefined) }),
     );
     await waitFor(() => got.length > 0, 2_000, 'the stream to start');
     const t0 = Date.now();
@@ -618,7 +646,10 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
     assert.equal(echoes.map((r) => r.instanceId).sort(), [...w.instanceIds].sort());
     assert.ok((await caller.instances(`${ns}.frontend`)).every((r) => r.component === 'frontend'));
     assert.equal(await caller.instances(`${ns}x`), [], 'an unknown namespace lists nothing');
-    assert.ok((await caller.instances()).some((r) => r.namespace === ns), 'the unscoped listing sees every namespace');
+    assert.ok(
+      (await caller.instances()).some((r) => r.namespace === ns),
+      'the unscoped listing sees every namespace',
+    );
     assert.match((await expectError(caller.instances('a.b.c.d'), 'BAD_REQUEST', 'a 4-token scope')).message, /listing scope/);
     assert.match((await expectError(caller.instances('a.*'), 'BAD_REQUEST', 'a wildcard scope')).message, /invalid component name/);
     const lists: number[] = [];

@@ -129,7 +129,9 @@ export class SeverableTransport implements Transport {
 
   request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportMessage> {
     if (this.state === Severed.NO && !this.dropping?.(subject, options)) return this.inner.request(subject, data, options);
-    return new Promise((_, reject) => setTimeout(() => reject(new TroupeError('TIMEOUT', `no reply from ${subject} in ${options.timeoutMs} ms`)), options.timeoutMs));
+    return new Promise((_, reject) =>
+      setTimeout(() => reject(new TroupeError('TIMEOUT', `no reply from ${subject} in ${options.timeoutMs} ms`)), options.timeoutMs),
+    );
   }
 
   flush(): Promise<void> {

@@ -27,7 +27,6 @@ import { sleep, waitFor, within } from './wait';
 /** Fast liveness so the cases stay short: heartbeat 50 ms, a killed worker found in ~75 ms, a frozen one in 400 ms. */
 export const FAST_LIVENESS = { streamHeartbeatMs: 50, streamIdleMs: 400 } as const;
 
-
 /** What every stream handler here records about its aborts. */
 interface AbortLog {
   aborts: { code: string; at: number }[];
@@ -402,10 +401,17 @@ export function addStreamCases<C extends object>(s: Test<C>, open: (ctx: C, opti
     assert.is(source.aborts[0]?.code, 'TIMEOUT', "the generator's ctx.signal.reason reads the deadline as a deadline");
     const sourceMs = (source.aborts[0]?.at as number) - t0;
     assert.ok(sourceMs >= 250 && sourceMs < 2_300, `the generator aborted ${sourceMs} ms after a 300 ms call began`);
-    for (const [name, hop] of [['hop 1', edge], ['hop 2', relay]] as const) {
+    for (const [name, hop] of [
+      ['hop 1', edge],
+      ['hop 2', relay],
+    ] as const) {
       await waitFor(() => hop.aborts.length > 0 || hop.failures.length > 0, 3_000, `${name} to be aborted or to see its nested stream fail`);
       const seen = hop.aborts[0]?.code ?? hop.failures[0];
-      assert.is(seen, 'TIMEOUT', `${name} reads the deadline as a deadline (aborts ${JSON.stringify(hop.aborts)}, nested failures ${JSON.stringify(hop.failures)})`);
+      assert.is(
+        seen,
+        'TIMEOUT',
+        `${name} reads the deadline as a deadline (aborts ${JSON.stringify(hop.aborts)}, nested failures ${JSON.stringify(hop.failures)})`,
+      );
     }
     await waitFor(() => caller.pendingReplies === 0 && worker.pendingReplies === 0, 3_000, 'every stream released');
   });

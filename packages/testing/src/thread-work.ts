@@ -40,14 +40,10 @@ export interface ThreadReport {
 export const whichThread = threadFunction(__filename, 'whichThread', (): ThreadReport => ({ threadId, started: [...started] }));
 
 /** Resolves when the task's signal fires (an async function: it sees the abort as an event). */
-export const untilAborted = threadFunction(
-  __filename,
-  'untilAborted',
-  (_req: null, ctx: ThreadContext): Promise<number> => {
-    started.push('untilAborted');
-    return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(threadId)));
-  },
-);
+export const untilAborted = threadFunction(__filename, 'untilAborted', (_req: null, ctx: ThreadContext): Promise<number> => {
+  started.push('untilAborted');
+  return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(threadId)));
+});
 
 /** Throws a TroupeError (with data) or a plain Error. */
 export const fail = threadFunction(__filename, 'fail', (req: { troupe: boolean }): never => {

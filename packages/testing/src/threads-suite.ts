@@ -91,8 +91,14 @@ export function threadsSuite(name: string, factory: RuntimeFactory): void {
     const { caller, ns } = await open(ctx);
     const client = caller.namespace(ns).client(Crunch);
     for (const troupe of [true, false]) {
-      const inThread = await client.fail({ troupe }).then(() => undefined, (e: unknown) => e);
-      const onMain = await client.failHere({ troupe }).then(() => undefined, (e: unknown) => e);
+      const inThread = await client.fail({ troupe }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const onMain = await client.failHere({ troupe }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       assert.instance(inThread, TroupeError);
       assert.instance(onMain, TroupeError);
       const a = inThread as TroupeError;
@@ -105,16 +111,26 @@ export function threadsSuite(name: string, factory: RuntimeFactory): void {
     const { caller, ns } = await open(ctx);
     const client = caller.namespace(ns).client(Crunch);
     const first = (await client.whichThread(null)).threadId;
-    const err = await client.burn({ ms: 20_000, cooperative: true }, { timeout: 1_000 }).then(() => undefined, (e: unknown) => e);
+    const err = await client.burn({ ms: 20_000, cooperative: true }, { timeout: 1_000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.instance(err, TroupeError);
     assert.is((err as TroupeError).code, 'TIMEOUT');
     let report: ThreadReport | undefined;
     const took = await timed(async () => (report = await client.whichThread(null)));
     assert.equal(report, { threadId: first, started: ['burn'] }, 'the same thread ran the burn and stopped on ctx.aborted: it was not replaced');
     assert.ok(took < 1_000, `the next call took ${took.toFixed(0)} ms`);
-    const err2 = await client.untilAborted(null, { timeout: 1_000 }).then(() => undefined, (e: unknown) => e);
+    const err2 = await client.untilAborted(null, { timeout: 1_000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.is((err2 as TroupeError).code, 'TIMEOUT');
-    assert.equal(await client.whichThread(null), { threadId: first, started: ['burn', 'untilAborted'] }, 'the same thread: its signal fired and the async function returned');
+    assert.equal(
+      await client.whichThread(null),
+      { threadId: first, started: ['burn', 'untilAborted'] },
+      'the same thread: its signal fired and the async function returned',
+    );
   });
 
   s('threads - cancelling a stream frees its thread: the next call starts at once', async (ctx) => {
@@ -140,7 +156,10 @@ export function threadsSuite(name: string, factory: RuntimeFactory): void {
     const { caller, ns } = await open(ctx);
     const client = caller.namespace(ns).client(Crunch);
     const first = (await client.whichThread(null)).threadId;
-    const err = await client.burn({ ms: 20_000, cooperative: false }, { timeout: 1_000 }).then(() => undefined, (e: unknown) => e);
+    const err = await client.burn({ ms: 20_000, cooperative: false }, { timeout: 1_000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.is((err as TroupeError).code, 'TIMEOUT');
     let next: ThreadReport | undefined;
     const took = await timed(async () => (next = await client.whichThread(null)));
@@ -166,21 +185,35 @@ export function threadsSuite(name: string, factory: RuntimeFactory): void {
     // Item k can only be produced once the consumer took item k - lead: the thread's own buffer (16), the credit window, slack.
     const lead = 16 + window + 4;
     for (let k = lead; k < n; k++) {
-      assert.ok((producedAt[k] as number) >= (consumedAt[k - lead] as number) - 1, `item ${k} was produced before item ${k - lead} was consumed: the thread ran ahead`);
+      assert.ok(
+        (producedAt[k] as number) >= (consumedAt[k - lead] as number) - 1,
+        `item ${k} was produced before item ${k - lead} was consumed: the thread ran ahead`,
+      );
     }
-    console.log(`threads[${name}]: ${n} items, window ${window}, 10 ms consumer: produced over ${(producedAt[n - 1] as number) - (producedAt[0] as number)} ms`);
+    console.log(
+      `threads[${name}]: ${n} items, window ${window}, 10 ms consumer: produced over ${(producedAt[n - 1] as number) - (producedAt[0] as number)} ms`,
+    );
   });
 
   s('threads - misuse answers a clear error: a plain function, a result that cannot cross, a relative module path', async (ctx) => {
     const { caller, ns } = await open(ctx);
     const client = caller.namespace(ns).client(Crunch);
-    const a = (await client.notThreaded(null).then(() => undefined, (e: unknown) => e)) as TroupeError;
+    const a = (await client.notThreaded(null).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as TroupeError;
     assert.is(a.code, 'BAD_REQUEST');
     assert.match(a.message, /threadFunction/);
-    const b = (await client.unclonable(null).then(() => undefined, (e: unknown) => e)) as TroupeError;
+    const b = (await client.unclonable(null).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as TroupeError;
     assert.is(b.code, 'INTERNAL');
     assert.match(b.message, /structured-cloneable/);
-    assert.throws(() => threadFunction('./work.js', 'work', () => 1), (e: unknown) => e instanceof TroupeError && e.code === 'BAD_REQUEST' && /absolute path/.test(e.message));
+    assert.throws(
+      () => threadFunction('./work.js', 'work', () => 1),
+      (e: unknown) => e instanceof TroupeError && e.code === 'BAD_REQUEST' && /absolute path/.test(e.message),
+    );
   });
 
   s.run();

@@ -205,7 +205,10 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       await barrier();
       assert.is(sum(), 1000, `each message to exactly one member: ${members.join('+')}`);
       assert.is(plain, 1000, 'a plain subscriber gets every message');
-      assert.ok(members.every((n) => n > 0), `every member got some: ${members.join(',')}`);
+      assert.ok(
+        members.every((n) => n > 0),
+        `every member got some: ${members.join(',')}`,
+      );
     },
 
     'no responders reply arrives at once': async (ctx) => {
@@ -322,7 +325,10 @@ export function transportSuite(name: string, factory: TransportFactory): void {
     'counts headers toward maxPayload': async (ctx) => {
       const { a, subject } = await open(ctx);
       // "NATS/1.0\r\nk: v\r\n\r\n" alone is 18 bytes.
-      assert.is(thrownCode(() => a.publish(subject('big'), new Uint8Array(a.maxPayload - 4), { headers: { k: 'v' } })), 'PAYLOAD_TOO_LARGE');
+      assert.is(
+        thrownCode(() => a.publish(subject('big'), new Uint8Array(a.maxPayload - 4), { headers: { k: 'v' } })),
+        'PAYLOAD_TOO_LARGE',
+      );
     },
 
     'keeps per-publisher order': async (ctx) => {
@@ -340,7 +346,10 @@ export function transportSuite(name: string, factory: TransportFactory): void {
         a.publish(subject('seq'), buf);
       }
       await waitFor(() => onA.length === n && onB.length === n, 15_000, `${n} messages on both connections`);
-      for (const [who, got] of [['b', onB], ['a', onA]] as const) {
+      for (const [who, got] of [
+        ['b', onB],
+        ['a', onA],
+      ] as const) {
         for (let i = 0; i < n; i++) if (got[i] !== i) assert.unreachable(`on ${who}: message ${i} is ${String(got[i])}`);
       }
     },
@@ -441,8 +450,14 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       } finally {
         watch.unsubscribe();
       }
-      assert.is(thrownCode(() => a.publish(subject('x'), bytes())), 'UNAVAILABLE');
-      assert.is(thrownCode(() => a.subscribe(subject('x'), () => undefined)), 'UNAVAILABLE');
+      assert.is(
+        thrownCode(() => a.publish(subject('x'), bytes())),
+        'UNAVAILABLE',
+      );
+      assert.is(
+        thrownCode(() => a.subscribe(subject('x'), () => undefined)),
+        'UNAVAILABLE',
+      );
       assert.is((await rejection(a.request(subject('x'), bytes(), { timeoutMs: 1_000 }), 'a request after close')).code, 'UNAVAILABLE');
       await within(a.close(), WAIT_MS, 'a second close');
       await within(a.flush(), WAIT_MS, 'flush after close');
@@ -452,9 +467,17 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       const { a, subject } = await open(ctx);
       const base = subject('p');
       for (const bad of [`${base}.*`, `${base}.>`, '*', '>', `${base}..x`, `.${base}`, `${base}.`, '', `${base} x`, `${base}\tx`]) {
-        assert.is(thrownCode(() => a.publish(bad, bytes())), 'BAD_REQUEST', `publish to ${JSON.stringify(bad)}`);
+        assert.is(
+          thrownCode(() => a.publish(bad, bytes())),
+          'BAD_REQUEST',
+          `publish to ${JSON.stringify(bad)}`,
+        );
       }
-      assert.is(thrownCode(() => a.publish(base, bytes(), { reply: `${base}.*` })), 'BAD_REQUEST', 'a wildcard reply subject');
+      assert.is(
+        thrownCode(() => a.publish(base, bytes(), { reply: `${base}.*` })),
+        'BAD_REQUEST',
+        'a wildcard reply subject',
+      );
       assert.is((await rejection(a.request(`${base}.>`, bytes(), { timeoutMs: 1_000 }), 'a request to a wildcard')).code, 'BAD_REQUEST');
     },
 
@@ -469,10 +492,18 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       assert.is((got as TransportMessage).header('X/Y@z'), 'v');
       assert.is((got as TransportMessage).header('a=b'), 'w');
       for (const name of ['a:b', 'a b', '', 'caf\u00e9', 'a\tb']) {
-        assert.is(thrownCode(() => a.publish(subject('hr'), bytes(), { headers: { [name]: 'v' } })), 'BAD_REQUEST', `header name ${JSON.stringify(name)}`);
+        assert.is(
+          thrownCode(() => a.publish(subject('hr'), bytes(), { headers: { [name]: 'v' } })),
+          'BAD_REQUEST',
+          `header name ${JSON.stringify(name)}`,
+        );
       }
       for (const value of ['a\rb', 'a\nb']) {
-        assert.is(thrownCode(() => a.publish(subject('hr'), bytes(), { headers: { k: value } })), 'BAD_REQUEST', `header value ${JSON.stringify(value)}`);
+        assert.is(
+          thrownCode(() => a.publish(subject('hr'), bytes(), { headers: { k: value } })),
+          'BAD_REQUEST',
+          `header value ${JSON.stringify(value)}`,
+        );
       }
       const r = await rejection(a.request(subject('hr'), bytes(), { timeoutMs: 1_000, headers: { 'a:b': 'v' } }), 'a request with a bad header name');
       assert.is(r.code, 'BAD_REQUEST');

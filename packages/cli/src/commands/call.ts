@@ -32,9 +32,11 @@ export async function call(address: string, bodyArg: string | undefined, flags: 
   const runtime = await out.spin('connecting', connect(flags, { discovery: false, requestTimeoutMs: flags.timeout }));
   try {
     const client = endpointClient(runtime, address, instance);
-    const reply = await out.spin(`calling ${address}${instance ? ` on ${instance}` : ''}`, client.call(body, { timeout: flags.timeout })).catch((err: unknown) => {
-      throw toCliError(err);
-    });
+    const reply = await out
+      .spin(`calling ${address}${instance ? ` on ${instance}` : ''}`, client.call(body, { timeout: flags.timeout }))
+      .catch((err: unknown) => {
+        throw toCliError(err);
+      });
     if (out.json) out.jsonLine({ reply });
     else out.line(typeof reply === 'string' ? reply : toJson(reply, 2));
   } finally {

@@ -70,7 +70,9 @@ export async function run(file: string, flags: RunFlags): Promise<void> {
         out.jsonLine({ event: 'serving', namespace, component: f.name, endpoints: f.endpoints, instanceIds: [...handle.instanceIds], pid: process.pid });
       } else {
         const c = out.color;
-        out.line(`${c.green('serving')} ${c.bold(`${namespace}.${f.name}`)} (${f.exportName}) endpoints ${f.endpoints.join(', ')}: ${handle.instanceIds.join(', ')}`);
+        out.line(
+          `${c.green('serving')} ${c.bold(`${namespace}.${f.name}`)} (${f.exportName}) endpoints ${f.endpoints.join(', ')}: ${handle.instanceIds.join(', ')}`,
+        );
       }
     }
     if (out.json) out.jsonLine({ event: 'ready', pid: process.pid });
@@ -126,7 +128,10 @@ export async function loadComponents(abs: string, only: string[] | undefined): P
     const picked = found.filter((f) => only.includes(f.name) || only.includes(f.exportName));
     const missing = only.filter((n) => !found.some((f) => f.name === n || f.exportName === n));
     if (missing.length > 0) {
-      throw new CliError('USAGE', `${abs} exports no component ${missing.join(', ')}; it exports ${found.map((f) => `${f.name} (${f.exportName})`).join(', ') || 'none'}`);
+      throw new CliError(
+        'USAGE',
+        `${abs} exports no component ${missing.join(', ')}; it exports ${found.map((f) => `${f.name} (${f.exportName})`).join(', ') || 'none'}`,
+      );
     }
     return picked;
   }

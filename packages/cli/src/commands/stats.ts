@@ -59,7 +59,10 @@ export interface StatsDocument {
  */
 export async function stats(scopeArg: string | undefined, flags: StatsFlags): Promise<void> {
   const scope = parseScope(scopeArg, 2);
-  for (const [k, v] of [['--window', flags.window], ['--interval', flags.interval]] as const) {
+  for (const [k, v] of [
+    ['--window', flags.window],
+    ['--interval', flags.interval],
+  ] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new CliError('USAGE', `${k} takes a positive number of ms`);
   }
   const out = Output.from(flags);
@@ -158,11 +161,26 @@ function print(out: Output, doc: StatsDocument, redraw = false): void {
   if (doc.endpoints.length === 0) {
     text = `${head}\n${c.dim('(no Troupe service answered $SRV.STATS)')}`;
   } else {
-    const table = plainTable(['ENDPOINT / INSTANCE', 'REQUESTS', 'ERRORS', 'AVG LATENCY', 'LOAD'].map((h) => c.dim(h)), ['left', 'right', 'right', 'right', 'left']);
+    const table = plainTable(
+      ['ENDPOINT / INSTANCE', 'REQUESTS', 'ERRORS', 'AVG LATENCY', 'LOAD'].map((h) => c.dim(h)),
+      ['left', 'right', 'right', 'right', 'left'],
+    );
     for (const ep of doc.endpoints) {
-      table.push([c.bold(`${ep.namespace}.${ep.component}.${ep.endpoint}`), String(ep.requests), errors(out, ep.errors), ms(ep.averageLatencyMs), c.dim(`${ep.instances.length} instance${ep.instances.length === 1 ? '' : 's'}`)]);
+      table.push([
+        c.bold(`${ep.namespace}.${ep.component}.${ep.endpoint}`),
+        String(ep.requests),
+        errors(out, ep.errors),
+        ms(ep.averageLatencyMs),
+        c.dim(`${ep.instances.length} instance${ep.instances.length === 1 ? '' : 's'}`),
+      ]);
       for (const i of ep.instances) {
-        table.push([`  ${i.instanceId} ${c.dim(`${i.host ?? '?'}:${i.pid ?? '?'}`)}`, String(i.requests), errors(out, i.errors), ms(i.averageLatencyMs), formatProperties(i.load)]);
+        table.push([
+          `  ${i.instanceId} ${c.dim(`${i.host ?? '?'}:${i.pid ?? '?'}`)}`,
+          String(i.requests),
+          errors(out, i.errors),
+          ms(i.averageLatencyMs),
+          formatProperties(i.load),
+        ]);
       }
     }
     text = `${head}\n${trimLines(table.toString())}`;

@@ -85,7 +85,9 @@ s('call errors: one line naming the code, distinct exit codes', async (ctx) => {
   }
   // --json errors are one JSON object on stderr.
   const j = await runCli(['call', 'errs.svc.nothing', '--json', '--server', url]);
-  assert.equal(JSON.parse(j.stderr), { error: { code: 'NO_INSTANCES', message: (JSON.parse(j.stderr) as { error: { message: string } }).error.message, exitCode: 4 } });
+  assert.equal(JSON.parse(j.stderr), {
+    error: { code: 'NO_INSTANCES', message: (JSON.parse(j.stderr) as { error: { message: string } }).error.message, exitCode: 4 },
+  });
   const down = await runCli(['call', 'errs.svc.work', '--server', 'nats://127.0.0.1:1']);
   assert.is(down.code, ExitCode.CONNECTION);
   oneLineError(down.stderr, 'CONNECTION_FAILED');
@@ -96,8 +98,14 @@ s('stream prints every item (one JSON line each with --json), from the endpoint 
   const ws = await workers(ctx, 'streams');
   const r = await runCli(['stream', 'streams.svc.count', '{"n":50}', '--json', '--server', url]);
   assert.is(r.code, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; item: number });
-  assert.equal(lines, Array.from({ length: 50 }, (_, i) => ({ seq: i + 1, item: i + 1 })));
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { seq: number; item: number });
+  assert.equal(
+    lines,
+    Array.from({ length: 50 }, (_, i) => ({ seq: i + 1, item: i + 1 })),
+  );
   const target = ws[1] as WorkerProcess;
   const id = target.ready.instanceIds[0] as string;
   const before = target.messages.filter((m) => m.type === 'stream-started').length;
@@ -110,7 +118,7 @@ s('stream prints every item (one JSON line each with --json), from the endpoint 
   oneLineError(none.stderr, 'NO_INSTANCES');
 });
 
-s('stream: SIGINT (Ctrl-C) aborts the worker\'s handler and exits 130', async (ctx) => {
+s("stream: SIGINT (Ctrl-C) aborts the worker's handler and exits 130", async (ctx) => {
   const url = (ctx.server as NatsServer).url;
   const [w] = await workers(ctx, 'cancel');
   const worker = w as WorkerProcess;

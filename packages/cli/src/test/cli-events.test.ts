@@ -29,7 +29,7 @@ function tail(ctx: { cleanup: Cleanup }, args: string[]): CliProcess {
 
 const listening = (l: string): boolean => l.startsWith('troupe: listening');
 
-s('events receives a component\'s events as they are published (one JSON line each)', async (ctx) => {
+s("events receives a component's events as they are published (one JSON line each)", async (ctx) => {
   const url = (ctx.server as NatsServer).url;
   const id = await worker(ctx, 'evs');
   const one = tail(ctx, ['evs.svc', 'tick', '--count', '5', '--timeout', '10000', '--server', url]);
@@ -41,8 +41,14 @@ s('events receives a component\'s events as they are published (one JSON line ea
   assert.is((await one.waitExit(10_000)).code, 0, one.err.join('\n'));
   assert.is((await all.waitExit(10_000)).code, 0, all.err.join('\n'));
   const got = one.json<EventLine>();
-  assert.equal(got.map((e) => (e.data as { i: number }).i), [1, 2, 3, 4, 5]);
-  assert.equal(got.map((e) => e.seq), [1, 2, 3, 4, 5]);
+  assert.equal(
+    got.map((e) => (e.data as { i: number }).i),
+    [1, 2, 3, 4, 5],
+  );
+  assert.equal(
+    got.map((e) => e.seq),
+    [1, 2, 3, 4, 5],
+  );
   for (const e of got) {
     assert.equal(Object.keys(e), ['event', 'scope', 'namespace', 'component', 'publisher', 'seq', 'timestamp', 'gap', 'data']);
     assert.is(e.event, 'tick');
@@ -50,7 +56,11 @@ s('events receives a component\'s events as they are published (one JSON line ea
     assert.is(e.publisher, id);
     assert.is(e.gap, 0);
   }
-  assert.equal(all.json<EventLine>().map((e) => e.event), ['tick', 'tick', 'tick', 'tick', 'tick', 'tock'], 'the namespace tail gets every event');
+  assert.equal(
+    all.json<EventLine>().map((e) => e.event),
+    ['tick', 'tick', 'tick', 'tick', 'tick', 'tock'],
+    'the namespace tail gets every event',
+  );
 });
 
 s('events --durable replays from the start, then resumes where it stopped', async (ctx) => {
@@ -59,22 +69,62 @@ s('events --durable replays from the start, then resumes where it stopped', asyn
   const rt = ctx.cleanup.runtime(await Runtime.connect({ servers: url, discovery: false }));
   await rt.namespace('evd').persistEvents();
   await emit(url, 'evd', 'tick', 4); // before any tail exists
-  const first = await runCli(['events', 'evd.svc', 'tick', '--durable', 'audit', '--from', 'start', '--count', '4', '--timeout', '10000', '--json', '--server', url]);
+  const first = await runCli([
+    'events',
+    'evd.svc',
+    'tick',
+    '--durable',
+    'audit',
+    '--from',
+    'start',
+    '--count',
+    '4',
+    '--timeout',
+    '10000',
+    '--json',
+    '--server',
+    url,
+  ]);
   assert.is(first.code, 0, first.stderr);
-  const replayed = first.stdout.trim().split('\n').map((l) => JSON.parse(l) as EventLine);
-  assert.equal(replayed.map((e) => (e.data as { i: number }).i), [1, 2, 3, 4]);
+  const replayed = first.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as EventLine);
+  assert.equal(
+    replayed.map((e) => (e.data as { i: number }).i),
+    [1, 2, 3, 4],
+  );
   await emit(url, 'evd', 'tick', 2);
   const second = await runCli(['events', 'evd.svc', 'tick', '--durable', 'audit', '--count', '2', '--timeout', '10000', '--json', '--server', url]);
   assert.is(second.code, 0, second.stderr);
-  const resumed = second.stdout.trim().split('\n').map((l) => JSON.parse(l) as EventLine);
-  assert.equal(resumed.map((e) => e.seq), [5, 6], 'the durable resumed after the last event it delivered');
+  const resumed = second.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as EventLine);
+  assert.equal(
+    resumed.map((e) => e.seq),
+    [5, 6],
+    'the durable resumed after the last event it delivered',
+  );
   // A tail that stops at its count mid-batch leaves the rest to the next tail of the durable, at once.
   await emit(url, 'evd', 'tick', 4);
   const part = await runCli(['events', 'evd.svc', 'tick', '--durable', 'audit', '--count', '1', '--timeout', '10000', '--json', '--server', url]);
-  assert.equal(part.stdout.trim().split('\n').map((l) => (JSON.parse(l) as EventLine).seq), [7]);
+  assert.equal(
+    part.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as EventLine).seq),
+    [7],
+  );
   const rest = await runCli(['events', 'evd.svc', 'tick', '--durable', 'audit', '--count', '3', '--timeout', '3000', '--json', '--server', url]);
   assert.is(rest.code, 0, `the events the first tail did not print came back within 3 s: ${rest.stderr}`);
-  assert.equal(rest.stdout.trim().split('\n').map((l) => (JSON.parse(l) as EventLine).seq), [8, 9, 10]);
+  assert.equal(
+    rest.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as EventLine).seq),
+    [8, 9, 10],
+  );
   // A one-off replay from a time (no durable) sees everything stored since.
   const again = await runCli(['events', 'evd', '--from', '1h', '--count', '10', '--timeout', '10000', '--json', '--server', url]);
   assert.is(again.code, 0, again.stderr);
@@ -96,14 +146,18 @@ s('events --group balances: tails sharing a group get each event once between th
   await new Promise((r) => setTimeout(r, 200)); // a duplicate would show up now
   const seen = tails.flatMap((t) => t.json<EventLine>().map((e) => (e.data as { i: number }).i)).sort((a, b) => a - b);
   console.log(`cli events --group: 40 events split ${tails.map((t) => t.json<EventLine>().length).join(' + ')}`);
-  assert.equal(seen, Array.from({ length: 40 }, (_, i) => i + 1), 'each event exactly once');
+  assert.equal(
+    seen,
+    Array.from({ length: 40 }, (_, i) => i + 1),
+    'each event exactly once',
+  );
   for (const t of tails) {
     t.signal('SIGINT');
     assert.is((await t.waitExit(5_000)).code, 0);
   }
 });
 
-s('events shows gaps in a publisher\'s sequence', async (ctx) => {
+s("events shows gaps in a publisher's sequence", async (ctx) => {
   const url = (ctx.server as NatsServer).url;
   const rt = ctx.cleanup.runtime(await Runtime.connect({ servers: url, discovery: false }));
   const codec = new MsgpackCodec();
@@ -121,8 +175,17 @@ s('events shows gaps in a publisher\'s sequence', async (ctx) => {
   await rt.bus.flush();
   assert.is((await json.waitExit(5_000)).code, 0, json.err.join('\n'));
   assert.is((await text.waitExit(5_000)).code, 0, text.err.join('\n'));
-  assert.equal(json.json<EventLine>().map((e) => [e.seq, e.gap]), [[1, 0], [4, 2]]);
-  assert.ok(text.out.some((l) => /gap: 2 events of tick from 00000000000000aa missed before #4/.test(l)), text.out.join('\n'));
+  assert.equal(
+    json.json<EventLine>().map((e) => [e.seq, e.gap]),
+    [
+      [1, 0],
+      [4, 2],
+    ],
+  );
+  assert.ok(
+    text.out.some((l) => /gap: 2 events of tick from 00000000000000aa missed before #4/.test(l)),
+    text.out.join('\n'),
+  );
 });
 
 s.run();

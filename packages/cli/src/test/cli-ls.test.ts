@@ -41,7 +41,10 @@ s('ls --json lists exactly the spawned instances, with host, pid, age and proper
   }
   // Scoped to one endpoint.
   const one = JSON.parse((await runCli(['ls', 'lsexact.svc.work', '--json', '--server', url])).stdout) as LsDocument;
-  assert.equal(one.instances.map((i) => i.endpoint), ['work', 'work', 'work']);
+  assert.equal(
+    one.instances.map((i) => i.endpoint),
+    ['work', 'work', 'work'],
+  );
   // The tree off a terminal: plain text, every instance once per endpoint.
   const text = await runCli(['ls', 'lsexact', '--server', url]);
   assert.is(text.code, 0, text.stderr);

@@ -101,7 +101,10 @@ s('run drains on SIGTERM: zero failed requests from a concurrent caller', async 
   assert.is(failed.length, 0, failed.map((f) => f.error).join('; '));
   assert.ok(byA.length > 0, 'the stopped process served requests before SIGTERM');
   assert.is(lateA.length, 0, 'nothing answered by the stopped process after it exited');
-  assert.ok(outcomes.some((o) => o.id === idB && o.at > exitedAt), 'the other process kept serving');
+  assert.ok(
+    outcomes.some((o) => o.id === idB && o.at > exitedAt),
+    'the other process kept serving',
+  );
 });
 
 s('run: bad input is a one-line usage error (exit 2)', async (ctx) => {

@@ -72,7 +72,9 @@ s('stats sums requests, errors and latency per endpoint and shows each instance 
   // The bare micro service shares the queue group, so some calls went to it: count only what the two Troupe-like ones served.
   const servedByTroupe = [a, b].reduce((n, x) => n + x.served.ok + x.served.failed, 0);
   const failedByTroupe = a.served.failed + b.served.failed;
-  console.log(`cli stats: ${calls} calls (${failures} failing), ${servedByTroupe} to the two stand-ins; stats says ${ep.requests} requests, ${ep.errors} errors, avg ${ep.averageLatencyMs} ms`);
+  console.log(
+    `cli stats: ${calls} calls (${failures} failing), ${servedByTroupe} to the two stand-ins; stats says ${ep.requests} requests, ${ep.errors} errors, avg ${ep.averageLatencyMs} ms`,
+  );
   assert.is(ep.namespace, 'st');
   assert.is(ep.component, 'svc');
   assert.is(ep.endpoint, 'work');
@@ -91,7 +93,10 @@ s('stats sums requests, errors and latency per endpoint and shows each instance 
   // More calls, and the counts follow.
   for (let i = 0; i < 10; i++) await nc.request('st.svc.work', enc({}), { timeout: 2_000 });
   const after = JSON.parse((await runCli(['stats', 'st.svc', '--json', '--no-discovery', '--server', url])).stdout) as StatsDocument;
-  assert.is(after.endpoints[0]?.requests, [a, b].reduce((n, x) => n + x.served.ok + x.served.failed, 0));
+  assert.is(
+    after.endpoints[0]?.requests,
+    [a, b].reduce((n, x) => n + x.served.ok + x.served.failed, 0),
+  );
   // Text off a terminal: a table with the endpoint and both instances.
   const text = await runCli(['stats', 'st', '--no-discovery', '--server', url]);
   assert.is(text.code, 0, text.stderr);

@@ -89,7 +89,17 @@ s('stream shows a progress line (items, items/s) on the terminal while items go 
   const sock = `troupe-cli-test-p${process.pid}`;
   const tmux = (...args: string[]): string => execFileSync('tmux', ['-L', sock, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   // stdout to a pipe (wc), stderr on the terminal; the shell stays so the last screen can be read.
-  tmux('new-session', '-d', '-x', '120', '-y', '10', '-s', 'st', `${process.execPath} ${BIN} stream progress.svc.count '{"n":600,"everyMs":5}' --server ${url} | wc -l; sleep 30`);
+  tmux(
+    'new-session',
+    '-d',
+    '-x',
+    '120',
+    '-y',
+    '10',
+    '-s',
+    'st',
+    `${process.execPath} ${BIN} stream progress.svc.count '{"n":600,"everyMs":5}' --server ${url} | wc -l; sleep 30`,
+  );
   ctx.cleanup.add(async () => {
     try {
       tmux('kill-server');
@@ -99,10 +109,18 @@ s('stream shows a progress line (items, items/s) on the terminal while items go 
   });
   let screen = '';
   const capture = (): string => (screen = tmux('capture-pane', '-p', '-t', 'st'));
-  await waitFor(() => /progress\.svc\.count: \d+ items, \d+ items\/s/.test(capture()) && !/✔/.test(screen), 8_000, `a running progress line; screen:\n${screen}`);
+  await waitFor(
+    () => /progress\.svc\.count: \d+ items, \d+ items\/s/.test(capture()) && !/✔/.test(screen),
+    8_000,
+    `a running progress line; screen:\n${screen}`,
+  );
   const running = screen.trim();
   // wc prints its count once the CLI closed the pipe, after the final progress line.
-  await waitFor(() => /✔ progress\.svc\.count: 600 items/.test(capture()) && /^\s*600$/m.test(screen), 10_000, `the final progress line and every item through the pipe; screen:\n${screen}`);
+  await waitFor(
+    () => /✔ progress\.svc\.count: 600 items/.test(capture()) && /^\s*600$/m.test(screen),
+    10_000,
+    `the final progress line and every item through the pipe; screen:\n${screen}`,
+  );
   console.log(`cli stream in tmux: running "${running}", then "${screen.trim().split('\n')[0]}"`);
 });
 

@@ -118,7 +118,10 @@ export class CliProcess {
       return await Promise.race([
         this.exited,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`troupe (pid ${this.pid}) did not exit within ${timeoutMs} ms; stderr:\n${this.err.join('\n')}`)), timeoutMs);
+          timer = setTimeout(
+            () => reject(new Error(`troupe (pid ${this.pid}) did not exit within ${timeoutMs} ms; stderr:\n${this.err.join('\n')}`)),
+            timeoutMs,
+          );
         }),
       ]);
     } finally {

@@ -195,4 +195,3 @@ export function decodeError(plane: Plane, msg: TransportMessage): TroupeError {
     return fromWire({ code: msg.header(H.ERROR), message: 'remote error with a malformed body' });
   }
 }
-

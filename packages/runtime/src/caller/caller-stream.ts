@@ -1,6 +1,18 @@
 import { type CallMeter, now } from '../plane/meter';
 import type { CallerMonitor } from './caller-monitor';
-import { abortCode, carriedHeaders, decodeError, MAX_WINDOW, metadataHeader, type MigrateOptions, onAbort, precheck, remainingBudget, requestHeaders, type StreamOptions } from './call-options';
+import {
+  abortCode,
+  carriedHeaders,
+  decodeError,
+  MAX_WINDOW,
+  metadataHeader,
+  type MigrateOptions,
+  onAbort,
+  precheck,
+  remainingBudget,
+  requestHeaders,
+  type StreamOptions,
+} from './call-options';
 import { callAttributes, type ClientSpan, endSpan, startClientSpan, tracingActive } from '../plane/telemetry';
 import type { InFlight } from '../discovery/discovery';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
@@ -318,7 +330,10 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       return this.lost(new TroupeError('INSTANCE_LOST', `no instance accepted the stream sent to ${this.subject} within ${this.monitor.idleMs} ms`));
     }
     this.lost(
-      new TroupeError('INSTANCE_LOST', `instance ${target} was silent for ${Math.round(silenceMs)} ms (idle bound ${this.monitor.idleMs} ms): frozen, partitioned or dead`),
+      new TroupeError(
+        'INSTANCE_LOST',
+        `instance ${target} was silent for ${Math.round(silenceMs)} ms (idle bound ${this.monitor.idleMs} ms): frozen, partitioned or dead`,
+      ),
     );
   }
 
@@ -353,7 +368,12 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       if (target) {
         this.migrations++;
         stats.streamsMigrated++;
-        this.plane.logger.info('stream migrated', { from: failed, to: target.instanceId ?? target.subject, delivered: this.delivered, attempt: this.migrations });
+        this.plane.logger.info('stream migrated', {
+          from: failed,
+          to: target.instanceId ?? target.subject,
+          delivered: this.delivered,
+          attempt: this.migrations,
+        });
         return this.send(target, next as Req);
       }
     }

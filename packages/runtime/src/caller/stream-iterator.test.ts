@@ -6,7 +6,13 @@ import { packTokens, unpackTokens } from '../plane/reply-inbox';
 import { StreamIterator, streamObservable } from './stream-iterator';
 
 /** A fake stream: records what the iterator reports, exposes the sink it was given. */
-function fake(): { sink: () => StreamSink<number>; consumed: number[]; teardowns: number; opens: number; open: (s: StreamSink<number>) => { consumed(n: number): void; teardown(): void } } {
+function fake(): {
+  sink: () => StreamSink<number>;
+  consumed: number[];
+  teardowns: number;
+  opens: number;
+  open: (s: StreamSink<number>) => { consumed(n: number): void; teardown(): void };
+} {
   let sink: StreamSink<number> | undefined;
   const f = {
     consumed: [] as number[],

@@ -1,5 +1,5 @@
 import { abortCode, type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
-import { DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
+import { type DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, TroupeError, toTroupeError } from '../errors';
@@ -169,7 +169,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
         // disconnected: the handler runs to its deadline
       }
     }
-    this.finish(new TroupeError(code, `call to ${this.subject} ${code === 'TIMEOUT' ? 'timed out (its parent\'s deadline passed)' : 'cancelled'}`));
+    this.finish(new TroupeError(code, `call to ${this.subject} ${code === 'TIMEOUT' ? "timed out (its parent's deadline passed)" : 'cancelled'}`));
   }
 
   /** An attempt failed: re-route when that is safe (or asked for), else finish. */

@@ -76,8 +76,7 @@ export class MsgpackCodec implements Codec {
  * an explicit state stack, so the limit is enforced where a state is pushed.
  */
 function limitDepth(decoder: Decoder, maxDepth: number): void {
-  const stack = (decoder as unknown as { stack?: { stackHeadPosition: number; getUninitializedStateFromPool(): unknown } })
-    .stack;
+  const stack = (decoder as unknown as { stack?: { stackHeadPosition: number; getUninitializedStateFromPool(): unknown } }).stack;
   if (!stack || typeof stack.getUninitializedStateFromPool !== 'function') {
     throw new Error('@msgpack/msgpack internals changed: cannot enforce the decode depth limit');
   }

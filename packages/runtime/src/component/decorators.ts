@@ -74,8 +74,12 @@ function resolveHealthCheck(where: string, hc: HealthCheck | undefined): Resolve
   }
   const intervalMs = hc.intervalMs ?? 5_000;
   const timeoutMs = hc.timeoutMs ?? 2_000;
-  for (const [k, v] of [['intervalMs', intervalMs], ['timeoutMs', timeoutMs]] as const) {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 10) throw new TroupeError('BAD_REQUEST', `${where}: healthCheck.${k} must be an integer >= 10 ms, got ${String(v)}`);
+  for (const [k, v] of [
+    ['intervalMs', intervalMs],
+    ['timeoutMs', timeoutMs],
+  ] as const) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 10)
+      throw new TroupeError('BAD_REQUEST', `${where}: healthCheck.${k} must be an integer >= 10 ms, got ${String(v)}`);
   }
   return { payload: hc.payload, intervalMs, timeoutMs };
 }
@@ -156,8 +160,7 @@ export function endpoint(nameOrOptions?: string | EndpointOptions): EndpointDeco
       );
     }
     const returnType: unknown = Reflect.getMetadata('design:returntype', target, propertyKey);
-    const stream =
-      opts.stream ?? (fn.constructor?.name === 'AsyncGeneratorFunction' || returnType === Observable);
+    const stream = opts.stream ?? (fn.constructor?.name === 'AsyncGeneratorFunction' || returnType === Observable);
     const healthCheck = resolveHealthCheck(`@endpoint ${ctor.name}.${propertyKey}`, opts.healthCheck);
     list.set(name, healthCheck ? { name, method: propertyKey, stream, healthCheck } : { name, method: propertyKey, stream });
   };
@@ -183,8 +186,7 @@ function ownEndpoints(ctor: object): Map<string, EndpointMeta> {
  */
 export function componentMeta(target: unknown): ComponentMeta {
   const name = typeof target === 'function' ? target.name || '<anonymous class>' : String(target);
-  const meta: ComponentMeta | undefined =
-    typeof target === 'function' ? Reflect.getOwnMetadata(COMPONENT, target) : undefined;
+  const meta: ComponentMeta | undefined = typeof target === 'function' ? Reflect.getOwnMetadata(COMPONENT, target) : undefined;
   if (!meta) {
     throw new TroupeError('BAD_REQUEST', `${name} is not a component: decorate the class with @component('name')`);
   }
@@ -400,5 +402,5 @@ export function checkConstructor(target: Class): void {
 function parameterNames(target: Class): string[] {
   const m = /constructor\s*\(([^)]*)\)/.exec(Function.prototype.toString.call(target));
   if (!m?.[1]) return [];
-  return m[1].split(',').map((p) => (/^\s*([A-Za-z_$][\w$]*)/.exec(p)?.[1] ?? ''));
+  return m[1].split(',').map((p) => /^\s*([A-Za-z_$][\w$]*)/.exec(p)?.[1] ?? '');
 }

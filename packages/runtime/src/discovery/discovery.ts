@@ -227,7 +227,16 @@ export class Discovery {
     // A lease declared dead that beats again: the KV path was broken; re-open the records watches.
     if (this.dropped.delete(b.lease)) this.scheduleViewRestart();
     const hb = typeof b.hb === 'number' && b.hb > 0 ? b.hb : this.settings.heartbeatMs;
-    const value: LeaseValue = { lease: b.lease, host: String(b.host ?? ''), pid: Number(b.pid) || 0, startedAt: 0, heartbeatMs: hb, ttlMs: ttl, seq: 0, dyn: {} };
+    const value: LeaseValue = {
+      lease: b.lease,
+      host: String(b.host ?? ''),
+      pid: Number(b.pid) || 0,
+      startedAt: 0,
+      heartbeatMs: hb,
+      ttlMs: ttl,
+      seq: 0,
+      dyn: {},
+    };
     this.leases.set(b.lease, { value, timer: this.expiry(b.lease, ttl), revision: 0, gone: NONE_GONE, beatAt: now, lagMs });
     for (const v of this.views.values()) v.leaseChanged(b.lease, true);
     for (const l of this.leaseListeners) l();

@@ -355,7 +355,10 @@ export class Registry {
     return Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TroupeError('TIMEOUT', `${what}: no answer within the ${this.settings.heartbeatMs} ms heartbeat period`)), this.settings.heartbeatMs);
+        timer = setTimeout(
+          () => reject(new TroupeError('TIMEOUT', `${what}: no answer within the ${this.settings.heartbeatMs} ms heartbeat period`)),
+          this.settings.heartbeatMs,
+        );
       }),
     ]).finally(() => clearTimeout(timer));
   }

@@ -133,7 +133,10 @@ export function resolveRouter(spec: RouterSpec): Router | 'queue' {
     case 'power-of-two':
       return Routers.powerOfTwo();
     default:
-      throw new TroupeError('BAD_REQUEST', `unknown router ${JSON.stringify(spec)}: use queue, round-robin, random, least-loaded, power-of-two, a Router or a function`);
+      throw new TroupeError(
+        'BAD_REQUEST',
+        `unknown router ${JSON.stringify(spec)}: use queue, round-robin, random, least-loaded, power-of-two, a Router or a function`,
+      );
   }
 }
 

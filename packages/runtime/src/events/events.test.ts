@@ -28,17 +28,35 @@ test('events - ackWaitMs: for durables only, an integer >= 300 ms', () => {
   const t = eventTarget('ns', 'c', 'a');
   assert.is(planEvents(t, { durable: 'd', ackWaitMs: 2_000 }).ackWaitMs, 2_000);
   assert.is(planEvents(t, { durable: 'd' }).ackWaitMs, undefined, 'default: the log decides (30 s)');
-  assert.is(code(() => planEvents(t, { ackWaitMs: 2_000 })), 'BAD_REQUEST', 'without a durable name');
-  assert.is(code(() => planEvents(t, { start: 'all', ackWaitMs: 2_000 })), 'BAD_REQUEST', 'a replay has no acks');
+  assert.is(
+    code(() => planEvents(t, { ackWaitMs: 2_000 })),
+    'BAD_REQUEST',
+    'without a durable name',
+  );
+  assert.is(
+    code(() => planEvents(t, { start: 'all', ackWaitMs: 2_000 })),
+    'BAD_REQUEST',
+    'a replay has no acks',
+  );
   for (const bad of [0, 299, 1.5, Number.NaN, '1000' as unknown as number]) {
-    assert.is(code(() => planEvents(t, { durable: 'd', ackWaitMs: bad })), 'BAD_REQUEST', `ackWaitMs ${String(bad)}`);
+    assert.is(
+      code(() => planEvents(t, { durable: 'd', ackWaitMs: bad })),
+      'BAD_REQUEST',
+      `ackWaitMs ${String(bad)}`,
+    );
   }
 });
 
 test('events - delivery modes from options; gaps off for groups', () => {
   const t = eventTarget('ns', 'c', 'a');
   assert.equal(
-    [planEvents(t, {}), planEvents(t, { group: 'g' }), planEvents(t, { durable: 'd' }), planEvents(t, { start: 'new' })].map((p) => [p.log, p.queue, p.durable, p.start, p.gaps]),
+    [planEvents(t, {}), planEvents(t, { group: 'g' }), planEvents(t, { durable: 'd' }), planEvents(t, { start: 'new' })].map((p) => [
+      p.log,
+      p.queue,
+      p.durable,
+      p.start,
+      p.gaps,
+    ]),
     [
       [false, undefined, undefined, 'all', true],
       [false, 'g', undefined, 'all', false],
@@ -50,15 +68,42 @@ test('events - delivery modes from options; gaps off for groups', () => {
 
 test('events - bad names and options are refused before anything is sent', () => {
   const t = eventTarget('ns', undefined, 'a');
-  assert.is(code(() => eventTarget('ns', undefined, 'a.b')), 'BAD_REQUEST');
-  assert.is(code(() => eventTarget('ns', undefined, '>')), 'BAD_REQUEST');
-  assert.is(code(() => eventTarget('ns', '_x', 'a')), 'BAD_REQUEST');
-  assert.is(code(() => planEvents(t, { group: 'a b' })), 'BAD_REQUEST');
-  assert.is(code(() => planEvents(t, { durable: 'a.b' })), 'BAD_REQUEST');
-  assert.is(code(() => planEvents(t, { group: 'g', start: 'all' })), 'BAD_REQUEST');
-  assert.is(code(() => planEvents(t, { start: 'yesterday' as 'all' })), 'BAD_REQUEST');
-  assert.is(code(() => defineEvent('')), 'BAD_REQUEST');
-  assert.is(code(() => eventName({ name: 'ok' })), undefined);
+  assert.is(
+    code(() => eventTarget('ns', undefined, 'a.b')),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => eventTarget('ns', undefined, '>')),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => eventTarget('ns', '_x', 'a')),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => planEvents(t, { group: 'a b' })),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => planEvents(t, { durable: 'a.b' })),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => planEvents(t, { group: 'g', start: 'all' })),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => planEvents(t, { start: 'yesterday' as 'all' })),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => defineEvent('')),
+    'BAD_REQUEST',
+  );
+  assert.is(
+    code(() => eventName({ name: 'ok' })),
+    undefined,
+  );
 });
 
 test('events - event subjects parse back into scope, component and name', () => {

@@ -193,7 +193,12 @@ export class RuntimeMetrics {
         return histogramSamples(name, g.labels, d);
       });
 
-    reg('troupe_requests_total', 'Requests handled by this runtime\'s instances (answered with a value or an error).', 'counter', perEndpoint((m) => m.requests));
+    reg(
+      'troupe_requests_total',
+      "Requests handled by this runtime's instances (answered with a value or an error).",
+      'counter',
+      perEndpoint((m) => m.requests),
+    );
     reg('troupe_request_errors_total', 'Requests answered with an error, by error code.', 'counter', () =>
       this.endpointGroups(perInstance).flatMap((g) => {
         const byCode = new Map<string, number>();
@@ -201,16 +206,61 @@ export class RuntimeMetrics {
         return [...byCode].map(([code, value]) => ({ labels: { ...g.labels, code }, value }));
       }),
     );
-    reg('troupe_request_duration_seconds', 'Handler time of a request (a stream: until its last frame), seconds.', 'histogram', merged((m) => m.durations, 'troupe_request_duration_seconds'));
-    reg('troupe_requests_in_flight', 'Handlers running now.', 'gauge', perEndpoint((m) => m.inFlight));
-    reg('troupe_overloaded_total', 'Requests refused with OVERLOADED because the mailbox was full.', 'counter', perEndpoint((m) => m.overloaded));
-    reg('troupe_request_bytes_total', 'Request body bytes received.', 'counter', perEndpoint((m) => m.bytesIn));
-    reg('troupe_response_bytes_total', 'Reply and stream frame body bytes sent.', 'counter', perEndpoint((m) => m.bytesOut));
-    reg('troupe_stream_items_total', 'Stream items sent.', 'counter', perEndpoint((m) => m.streamItems));
-    reg('troupe_stream_frames_total', 'Stream data frames sent (items of one tick share a frame).', 'counter', perEndpoint((m) => m.streamFrames));
-    reg('troupe_stream_credit_stalls_total', 'Times a stream producer waited for the caller\'s credit.', 'counter', perEndpoint((m) => m.creditStalls));
-    reg('troupe_stream_first_item_seconds', 'Time from handler start to the first stream item sent, seconds.', 'histogram', merged((m) => m.firstItem, 'troupe_stream_first_item_seconds'));
-    reg('troupe_mailbox_depth', 'Requests waiting in the mailboxes of a component\'s instances.', 'gauge', () => {
+    reg(
+      'troupe_request_duration_seconds',
+      'Handler time of a request (a stream: until its last frame), seconds.',
+      'histogram',
+      merged((m) => m.durations, 'troupe_request_duration_seconds'),
+    );
+    reg(
+      'troupe_requests_in_flight',
+      'Handlers running now.',
+      'gauge',
+      perEndpoint((m) => m.inFlight),
+    );
+    reg(
+      'troupe_overloaded_total',
+      'Requests refused with OVERLOADED because the mailbox was full.',
+      'counter',
+      perEndpoint((m) => m.overloaded),
+    );
+    reg(
+      'troupe_request_bytes_total',
+      'Request body bytes received.',
+      'counter',
+      perEndpoint((m) => m.bytesIn),
+    );
+    reg(
+      'troupe_response_bytes_total',
+      'Reply and stream frame body bytes sent.',
+      'counter',
+      perEndpoint((m) => m.bytesOut),
+    );
+    reg(
+      'troupe_stream_items_total',
+      'Stream items sent.',
+      'counter',
+      perEndpoint((m) => m.streamItems),
+    );
+    reg(
+      'troupe_stream_frames_total',
+      'Stream data frames sent (items of one tick share a frame).',
+      'counter',
+      perEndpoint((m) => m.streamFrames),
+    );
+    reg(
+      'troupe_stream_credit_stalls_total',
+      "Times a stream producer waited for the caller's credit.",
+      'counter',
+      perEndpoint((m) => m.creditStalls),
+    );
+    reg(
+      'troupe_stream_first_item_seconds',
+      'Time from handler start to the first stream item sent, seconds.',
+      'histogram',
+      merged((m) => m.firstItem, 'troupe_stream_first_item_seconds'),
+    );
+    reg('troupe_mailbox_depth', "Requests waiting in the mailboxes of a component's instances.", 'gauge', () => {
       const by = new Map<string, Sample>();
       for (const i of this.sources.instances()) {
         const labels: Labels = { namespace: i.info.namespace, component: i.info.component };
@@ -224,9 +274,16 @@ export class RuntimeMetrics {
     });
 
     const calls = () => [...this.sources.meter.calls.values()];
-    const callLabels = (c: { namespace: string; component: string; endpoint: string }): Labels => ({ namespace: c.namespace, component: c.component, endpoint: c.endpoint });
-    reg('troupe_client_calls_total', 'Calls and streams made by this runtime\'s clients, by outcome code (OK on success).', 'counter', () =>
-      calls().flatMap((c) => [{ labels: { ...callLabels(c), code: 'OK' }, value: c.ok }, ...[...c.errors].map(([code, value]) => ({ labels: { ...callLabels(c), code }, value }))]),
+    const callLabels = (c: { namespace: string; component: string; endpoint: string }): Labels => ({
+      namespace: c.namespace,
+      component: c.component,
+      endpoint: c.endpoint,
+    });
+    reg('troupe_client_calls_total', "Calls and streams made by this runtime's clients, by outcome code (OK on success).", 'counter', () =>
+      calls().flatMap((c) => [
+        { labels: { ...callLabels(c), code: 'OK' }, value: c.ok },
+        ...[...c.errors].map(([code, value]) => ({ labels: { ...callLabels(c), code }, value })),
+      ]),
     );
     reg('troupe_client_call_duration_seconds', 'Client-side duration of a call (a stream: until it ended), seconds.', 'histogram', () =>
       calls().flatMap((c) => histogramSamples('troupe_client_call_duration_seconds', callLabels(c), c.durations)),
@@ -234,19 +291,22 @@ export class RuntimeMetrics {
 
     const scalar = (name: string, help: string, type: MetricType, read: () => number): void => reg(name, help, type, () => [{ labels: {}, value: read() }]);
     const st = this.sources.stats;
-    scalar('troupe_streams_lost_total', 'Stream attempts of this runtime\'s clients that ended in INSTANCE_LOST.', 'counter', () => st.streamsLost);
+    scalar('troupe_streams_lost_total', "Stream attempts of this runtime's clients that ended in INSTANCE_LOST.", 'counter', () => st.streamsLost);
     scalar('troupe_streams_migrated_total', 'Streams re-issued to another instance after INSTANCE_LOST.', 'counter', () => st.streamsMigrated);
     scalar('troupe_stream_probes_total', 'Liveness probes sent to silent instances.', 'counter', () => st.probesSent);
-    scalar('troupe_stream_heartbeats_total', 'Stream heartbeat messages sent by this runtime\'s instances.', 'counter', () => st.heartbeatsSent);
+    scalar('troupe_stream_heartbeats_total', "Stream heartbeat messages sent by this runtime's instances.", 'counter', () => st.heartbeatsSent);
     scalar('troupe_callers_lost_total', 'Stream handlers aborted because their caller was gone.', 'counter', () => st.callersLost);
     const meter = this.sources.meter;
     scalar('troupe_events_published_total', 'Events published by this runtime.', 'counter', () => meter.eventsPublished);
-    scalar('troupe_events_delivered_total', 'Events delivered to this runtime\'s subscribers.', 'counter', () => meter.eventsDelivered);
-    scalar('troupe_event_gaps_total', 'Events missed, as seen in publishers\' sequence numbers.', 'counter', () => meter.eventGaps);
+    scalar('troupe_events_delivered_total', "Events delivered to this runtime's subscribers.", 'counter', () => meter.eventsDelivered);
+    scalar('troupe_event_gaps_total', "Events missed, as seen in publishers' sequence numbers.", 'counter', () => meter.eventGaps);
     const discovery = this.sources.discovery;
     if (discovery) {
       reg('troupe_discovery_instances', 'Instances a watched endpoint lists now.', 'gauge', () =>
-        discovery.sizes().endpoints.map((e) => ({ labels: { namespace: e.address.namespace, component: e.address.component, endpoint: e.address.endpoint }, value: e.instances })),
+        discovery.sizes().endpoints.map((e) => ({
+          labels: { namespace: e.address.namespace, component: e.address.component, endpoint: e.address.endpoint },
+          value: e.instances,
+        })),
       );
       scalar('troupe_discovery_leases', 'Live process leases this runtime sees.', 'gauge', () => discovery.sizes().leases);
     }

@@ -55,7 +55,8 @@ export function checkStatusOptions(o: unknown): StatusOptions {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
     throw new TroupeError('BAD_REQUEST', `status.port must be an integer 0..65535, got ${String(port)}`);
   }
-  if (host !== undefined && (typeof host !== 'string' || host.length === 0)) throw new TroupeError('BAD_REQUEST', `status.host must be a non-empty string, got ${String(host)}`);
+  if (host !== undefined && (typeof host !== 'string' || host.length === 0))
+    throw new TroupeError('BAD_REQUEST', `status.host must be a non-empty string, got ${String(host)}`);
   return { port, host: host ?? '127.0.0.1' };
 }
 
@@ -90,7 +91,9 @@ export class StatusServer {
   ) {
     this.server = createServer((req, res) => void this.route(req, res));
     this.listening = new Promise<AddressInfo>((resolve, reject) => {
-      this.server.once('error', (err) => reject(new TroupeError('UNAVAILABLE', `status server cannot listen on ${options.host}:${options.port}: ${err.message}`, { cause: err })));
+      this.server.once('error', (err) =>
+        reject(new TroupeError('UNAVAILABLE', `status server cannot listen on ${options.host}:${options.port}: ${err.message}`, { cause: err })),
+      );
       this.server.listen(options.port, options.host, () => resolve(this.server.address() as AddressInfo));
     });
   }
@@ -125,23 +128,23 @@ export class StatusServer {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'GET only\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, ['text/plain', 'GET only\n']);
     try {
       switch (path) {
         case '/metrics':
-          return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', await this.metrics());
+          return send(res, 200, ['text/plain; version=0.0.4; charset=utf-8', await this.metrics()]);
         case '/live':
-          return send(res, 200, 'application/json', '{"status":"live"}\n');
+          return send(res, 200, ['application/json', '{"status":"live"}\n']);
         case '/health': {
           const runtimes = [...this.sources].map((s) => s.health());
           const ready = runtimes.length > 0 && runtimes.every((r) => r.ready);
-          return send(res, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'unavailable', runtimes })}\n`);
+          return send(res, ready ? 200 : 503, ['application/json', `${JSON.stringify({ status: ready ? 'ready' : 'unavailable', runtimes })}\n`]);
         }
         default:
-          return send(res, 404, 'text/plain', 'routes: /metrics /health /live\n');
+          return send(res, 404, ['text/plain', 'routes: /metrics /health /live\n']);
       }
     } catch (err) {
-      return send(res, 500, 'text/plain', `${(err as Error).message}\n`);
+      return send(res, 500, ['text/plain', `${(err as Error).message}\n`]);
     }
   }
 
@@ -154,7 +157,7 @@ export class StatusServer {
   }
 }
 
-function send(res: ServerResponse, status: number, type: string, body: string): void {
+function send(res: ServerResponse, status: number, [type, body]: [string, string]): void {
   res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
   res.end(body);
 }

@@ -37,5 +37,17 @@ export interface RuntimeStats {
 
 /** Fresh zeroed counters (one set per plane). */
 export function newRuntimeStats(): RuntimeStats {
-  return { streamsMigrated: 0, streamsLost: 0, probesSent: 0, heartbeatsSent: 0, callsRerouted: 0, callersLost: 0, busyWaits: 0, instancesRestarted: 0, restartGiveUps: 0, handlersOverdue: 0, instancesStuck: 0 };
+  return {
+    streamsMigrated: 0,
+    streamsLost: 0,
+    probesSent: 0,
+    heartbeatsSent: 0,
+    callsRerouted: 0,
+    callersLost: 0,
+    busyWaits: 0,
+    instancesRestarted: 0,
+    restartGiveUps: 0,
+    handlersOverdue: 0,
+    instancesStuck: 0,
+  };
 }

@@ -4,7 +4,10 @@ import { pathToFileURL } from 'node:url';
 import { TroupeError } from '../errors';
 import { isThreadFunction, threadFunction } from './thread-function';
 
-const badRequest = (pattern: RegExp) => (e: unknown): boolean => e instanceof TroupeError && e.code === 'BAD_REQUEST' && pattern.test(e.message);
+const badRequest =
+  (pattern: RegExp) =>
+  (e: unknown): boolean =>
+    e instanceof TroupeError && e.code === 'BAD_REQUEST' && pattern.test(e.message);
 
 test('threadFunction - records the module path (from __filename or a file URL) and the export name', () => {
   const f = threadFunction(__filename, 'double', (n: number) => n * 2);
@@ -20,7 +23,10 @@ test('threadFunction - refuses what a thread could not find, with a typed error 
   assert.throws(() => threadFunction('', 'w', () => 1), badRequest(/__filename/));
   assert.throws(() => threadFunction(__filename, 'not an identifier', () => 1), badRequest(/export's identifier/));
   assert.throws(() => threadFunction(__filename, 'w', 3 as never), badRequest(/must be a function/));
-  assert.not.ok(isThreadFunction(() => 1), 'a plain function is not one');
+  assert.not.ok(
+    isThreadFunction(() => 1),
+    'a plain function is not one',
+  );
 });
 
 test.run();

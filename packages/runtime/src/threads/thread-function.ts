@@ -74,11 +74,17 @@ export interface ThreadFunction<Req, Res> {
  */
 export function threadFunction<Req, Res>(module: string, name: string, fn: (request: Req, ctx: ThreadContext) => Res): ThreadFunction<Req, Res> {
   if (typeof module !== 'string' || module === '') {
-    throw new TroupeError('BAD_REQUEST', `threadFunction(${String(name)}): module must be the path of the module exporting it (__filename, or import.meta.url in ESM)`);
+    throw new TroupeError(
+      'BAD_REQUEST',
+      `threadFunction(${String(name)}): module must be the path of the module exporting it (__filename, or import.meta.url in ESM)`,
+    );
   }
   const path = module.startsWith('file:') ? fileURLToPath(module) : module;
   if (!isAbsolute(path)) {
-    throw new TroupeError('BAD_REQUEST', `threadFunction(${String(name)}): module must be an absolute path or a file URL (__filename or import.meta.url), got ${module}`);
+    throw new TroupeError(
+      'BAD_REQUEST',
+      `threadFunction(${String(name)}): module must be an absolute path or a file URL (__filename or import.meta.url), got ${module}`,
+    );
   }
   if (typeof name !== 'string' || !/^[A-Za-z_$][\w$]*$/.test(name)) {
     throw new TroupeError('BAD_REQUEST', `threadFunction: name must be the export's identifier, got ${String(name)}`);

@@ -118,7 +118,10 @@ async function run(task: TaskMessage): Promise<void> {
 
 function isIterable(v: unknown): boolean {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
-  return typeof (v as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function' || (!ArrayBuffer.isView(v) && !(v instanceof Map) && !(v instanceof Set) && typeof (v as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function');
+  return (
+    typeof (v as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function' ||
+    (!ArrayBuffer.isView(v) && !(v instanceof Map) && !(v instanceof Set) && typeof (v as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function')
+  );
 }
 
 function iterate(result: unknown, name: string): AsyncIterator<unknown> | Iterator<unknown> {

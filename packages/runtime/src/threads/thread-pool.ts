@@ -92,6 +92,7 @@ export class ThreadPool {
    * iteration early aborts the thread's work.
    */
   stream<Req, T>(f: ThreadFunction<Req, unknown>, request: Req, options: ThreadTaskOptions): AsyncIterable<T> {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the iterator's own methods (not arrows) read the pool
     const pool = this;
     return {
       [Symbol.asyncIterator](): AsyncIterator<T> {
@@ -191,7 +192,11 @@ export class ThreadPool {
     } catch (err) {
       channel.port1.close();
       this.release(slot);
-      handlers.fail(new TroupeError('BAD_REQUEST', `the request to ${f.name} cannot be sent to a thread (not structured-cloneable): ${(err as Error).message}`, { cause: err }));
+      handlers.fail(
+        new TroupeError('BAD_REQUEST', `the request to ${f.name} cannot be sent to a thread (not structured-cloneable): ${(err as Error).message}`, {
+          cause: err,
+        }),
+      );
       return undefined;
     }
     slot.task = running;
@@ -203,7 +208,9 @@ export class ThreadPool {
       handlers.fail(reason);
       running.graceTimer = setTimeout(() => {
         if (slot.task !== running) return;
-        this.logger.warn(`a thread running ${f.name} ignored its abort for ${this.settings.abortGraceMs} ms: terminated, a new one replaces it`, { module: f.module });
+        this.logger.warn(`a thread running ${f.name} ignored its abort for ${this.settings.abortGraceMs} ms: terminated, a new one replaces it`, {
+          module: f.module,
+        });
         this.discard(slot);
       }, this.settings.abortGraceMs);
       running.graceTimer.unref();

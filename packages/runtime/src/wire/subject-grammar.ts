@@ -52,4 +52,3 @@ export function tokensMatch(pattern: readonly string[], subject: readonly string
   }
   return n === subject.length;
 }
-

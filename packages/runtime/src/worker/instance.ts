@@ -258,7 +258,7 @@ export class ActorInstance {
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
-      for (const job of this.mailbox.takeQueued()) job();
+      for (const job of this.mailbox.takeQueued()) void job();
       for (const ctx of this.active) ctx.abort(lost);
       await settlesWithin(this.mailbox.idle(), Math.min(1000, graceMs));
     }
@@ -384,19 +384,26 @@ export class ActorInstance {
         else if (!ctx.overdueWarned && now > ctx.deadline + Math.min(ctx.budgetMs, OVERDUE_MAX_MS)) {
           ctx.overdueWarned = true;
           this.plane.stats.handlersOverdue++;
-          ctx.logger.warn(`handler still running ${now - ctx.deadline} ms past its deadline: it ignores ctx.signal (it holds a mailbox slot until it settles)`, {
-            overdueMs: now - ctx.deadline,
-            budgetMs: ctx.budgetMs,
-          });
+          ctx.logger.warn(
+            `handler still running ${now - ctx.deadline} ms past its deadline: it ignores ctx.signal (it holds a mailbox slot until it settles)`,
+            {
+              overdueMs: now - ctx.deadline,
+              budgetMs: ctx.budgetMs,
+            },
+          );
         }
       }
       const stalled = now - this.lastProgressAt;
       if (box.running >= box.concurrency && !withinDeadline && stalled >= this.stuckAfterMs) {
         this.plane.stats.instancesStuck++;
         this.broken(
-          new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} of ${this.meta.name} is stuck: no message started or finished for ${stalled} ms with all ${box.concurrency} slots held past their deadlines`, {
-            data: { stuck: true },
-          }),
+          new TroupeError(
+            'UNAVAILABLE',
+            `instance ${this.info.instanceId} of ${this.meta.name} is stuck: no message started or finished for ${stalled} ms with all ${box.concurrency} slots held past their deadlines`,
+            {
+              data: { stuck: true },
+            },
+          ),
           'stuck',
         );
         return;
@@ -421,7 +428,7 @@ export class ActorInstance {
     // Unsubscribed, not drained: nothing more should reach a broken instance through its groups.
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
-    for (const job of this.mailbox.takeQueued()) job();
+    for (const job of this.mailbox.takeQueued()) void job();
     if (this.onBroken) this.onBroken(reason, kind);
     else this.logger.error('instance broken with no supervisor', { kind, error: reason.message });
   }
@@ -498,7 +505,6 @@ export class ActorInstance {
     return this.serveUnary(served, r.request, r.ctx, reply, r.t0);
   }
 
-  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
   private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: string | undefined, t0: number): void | Promise<void> {
     const meter = served.meter;
     let result: unknown;
@@ -611,7 +617,10 @@ export class ActorInstance {
     recent.push(now);
     while (recent.length > 0 && (recent[0] as number) <= now - f.withinMs) recent.shift();
     if (recent.length >= f.count) {
-      this.broken(new TroupeError('INTERNAL', `${recent.length} handler failures within ${f.withinMs} ms (threshold ${f.count})`, { data: { fatal: true } }), 'failures');
+      this.broken(
+        new TroupeError('INTERNAL', `${recent.length} handler failures within ${f.withinMs} ms (threshold ${f.count})`, { data: { fatal: true } }),
+        'failures',
+      );
     }
   }
 
@@ -640,7 +649,6 @@ export class ActorInstance {
     }
   }
 
-  // eslint-disable-next-line max-params -- the hot path: one call, no options object allocated per request
   private async serveStream(served: Served, request: unknown, ctx: RequestContext, reply: string, msg: TransportMessage, t0: number): Promise<void> {
     const meter = served.meter;
     const stream = this.streams.get(reply) ?? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply);
@@ -676,7 +684,6 @@ export class ActorInstance {
       ctx.endSpan(failed);
     }
   }
-
 }
 
 const EMPTY = new Uint8Array(0);

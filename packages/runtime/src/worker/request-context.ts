@@ -62,7 +62,9 @@ export class RequestContext implements Context {
     if (!this.log) {
       const t = this.trace;
       this.log = this.owner.logger.child(
-        t ? { endpoint: this.endpoint, requestId: this.requestId, traceId: t.traceId, spanId: t.spanId } : { endpoint: this.endpoint, requestId: this.requestId },
+        t
+          ? { endpoint: this.endpoint, requestId: this.requestId, traceId: t.traceId, spanId: t.spanId }
+          : { endpoint: this.endpoint, requestId: this.requestId },
       );
     }
     return this.log;
@@ -81,7 +83,13 @@ export class RequestContext implements Context {
     const tracestate = incoming ? this.tracestate : undefined;
     const span = this.server?.span.spanContext();
     if (span) {
-      return { traceId: span.traceId, spanId: span.spanId, parentSpanId: incoming?.spanId, flags: span.traceFlags, tracestate: span.traceState?.serialize() ?? tracestate };
+      return {
+        traceId: span.traceId,
+        spanId: span.spanId,
+        parentSpanId: incoming?.spanId,
+        flags: span.traceFlags,
+        tracestate: span.traceState?.serialize() ?? tracestate,
+      };
     }
     if (!incoming) return undefined;
     // No tracer provider: this hop still gets its own span id, so nested calls name it as their parent.
@@ -165,7 +173,9 @@ export class RequestContext implements Context {
   }
 }
 
-
 function notThreadFunction(method: string, fn: unknown): TroupeError {
-  return new TroupeError('BAD_REQUEST', `ctx.${method} needs a function made by threadFunction(module, name, fn) and exported from that module, got ${typeof fn}`);
+  return new TroupeError(
+    'BAD_REQUEST',
+    `ctx.${method} needs a function made by threadFunction(module, name, fn) and exported from that module, got ${typeof fn}`,
+  );
 }

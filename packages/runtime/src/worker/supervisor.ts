@@ -140,11 +140,14 @@ export class Replica {
         const e = toTroupeError(err);
         const delay = this.nextDelay();
         if (delay === undefined || this.stopped) throw err;
-        this.host.logger.warn(`onStart of ${this.host.component} replica ${this.index} threw; restarting in ${delay} ms (restart ${this.restarts} of ${this.policy?.attempts})`, {
-          instance: instance.info.instanceId,
-          code: e.code,
-          error: e.message,
-        });
+        this.host.logger.warn(
+          `onStart of ${this.host.component} replica ${this.index} threw; restarting in ${delay} ms (restart ${this.restarts} of ${this.policy?.attempts})`,
+          {
+            instance: instance.info.instanceId,
+            code: e.code,
+            error: e.message,
+          },
+        );
         await this.sleep(delay);
         if (this.stopped) throw err;
         this.host.stats.instancesRestarted++;
@@ -209,7 +212,10 @@ export class Replica {
       this.giveUp(old, this.policy ? `after ${this.policy.attempts} restarts in a row` : "(restart: 'never')", fields);
       return;
     }
-    h.logger.warn(`${h.component} instance ${id} (replica ${this.index}) is broken (${kind}); restarting with a fresh actor in ${delay} ms (restart ${this.restarts} of ${this.policy?.attempts})`, fields);
+    h.logger.warn(
+      `${h.component} instance ${id} (replica ${this.index}) is broken (${kind}); restarting with a fresh actor in ${delay} ms (restart ${this.restarts} of ${this.policy?.attempts})`,
+      fields,
+    );
     for (;;) {
       await this.sleep(delay);
       if (this.stopped) return this.gone(old);
@@ -236,16 +242,24 @@ export class Replica {
       h.replaced(old, next);
       h.stats.instancesRestarted++;
       await h.register(next).catch((err: unknown) => {
-        h.logger.error(`restarted ${h.component} instance ${next.info.instanceId} could not register; it serves its queue groups only`, { error: toTroupeError(err).message });
+        h.logger.error(`restarted ${h.component} instance ${next.info.instanceId} could not register; it serves its queue groups only`, {
+          error: toTroupeError(err).message,
+        });
       });
-      h.logger.warn(`${h.component} replica ${this.index} restarted: instance ${id} replaced by ${next.info.instanceId}`, { instance: next.info.instanceId, replaced: id });
+      h.logger.warn(`${h.component} replica ${this.index} restarted: instance ${id} replaced by ${next.info.instanceId}`, {
+        instance: next.info.instanceId,
+        replaced: id,
+      });
       return;
     }
   }
 
   private giveUp(old: ActorInstance, why: string, fields: Record<string, unknown>): void {
     this.host.stats.restartGiveUps++;
-    this.host.logger.error(`${this.host.component} replica ${this.index} is down for good: instance ${old.info.instanceId} broke and is not restarted ${why}`, fields);
+    this.host.logger.error(
+      `${this.host.component} replica ${this.index} is down for good: instance ${old.info.instanceId} broke and is not restarted ${why}`,
+      fields,
+    );
     this.gone(old);
   }
 

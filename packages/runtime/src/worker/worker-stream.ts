@@ -454,8 +454,6 @@ function observableToIterable(source: Observable<unknown>, stream: WorkerStream)
   };
 }
 
-
 export function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
   return v !== null && typeof v === 'object' && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 }
-

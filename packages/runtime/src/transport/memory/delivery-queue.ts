@@ -67,4 +67,3 @@ export class DeliveryQueue {
     return msg;
   }
 }
-

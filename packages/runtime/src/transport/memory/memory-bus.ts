@@ -324,4 +324,3 @@ export class MemoryBus {
     for (const w of ready) w.resolve();
   }
 }
-

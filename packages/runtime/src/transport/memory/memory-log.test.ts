@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TroupeError } from '../../errors';
+import { type TroupeError } from '../../errors';
 import type { LogConsumeOptions, LogMessage, MessageLog } from '../transport';
 import { MemoryNetwork } from './memory-network';
 
@@ -37,10 +37,13 @@ test('memory log - stores publishes to its subjects from the moment it exists, n
   pub('ns.c._ev.b', 3);
   pub('ns.c.ep', 4); // a request subject: not stored
   const { got } = await read(log, {}, 2);
-  assert.equal(got.map((m) => [m.seq, m.subject, m.data[0], m.header('X-N')]), [
-    [1, 'ns._ev.a', 2, '2'],
-    [2, 'ns.c._ev.b', 3, '3'],
-  ]);
+  assert.equal(
+    got.map((m) => [m.seq, m.subject, m.data[0], m.header('X-N')]),
+    [
+      [1, 'ns._ev.a', 2, '2'],
+      [2, 'ns.c._ev.b', 3, '3'],
+    ],
+  );
 });
 
 test('memory log - a durable resumes after its last ack; a filter selects; start new and start at a time', async () => {
@@ -48,11 +51,18 @@ test('memory log - a durable resumes after its last ack; a filter selects; start
   const log = await open();
   for (let i = 1; i <= 5; i++) pub(i % 2 ? 'ns.c._ev.x' : 'ns._ev.y', i);
   const first = await read(log, { durable: 'd', filter: 'ns.c._ev.*' }, 3);
-  assert.equal(first.got.map((m) => m.data[0]), [1, 3, 5]);
+  assert.equal(
+    first.got.map((m) => m.data[0]),
+    [1, 3, 5],
+  );
   await first.stop();
   pub('ns.c._ev.x', 7);
   const again = await read(log, { durable: 'd', filter: 'ns.c._ev.*', start: 'all' }, 1);
-  assert.equal(again.got.map((m) => m.data[0]), [7], 'resumed, start ignored for an existing durable');
+  assert.equal(
+    again.got.map((m) => m.data[0]),
+    [7],
+    'resumed, start ignored for an existing durable',
+  );
   const fresh = await log.consume({ filter: undefined, durable: undefined, start: 'new' }, () => assert.unreachable('nothing new'));
   const at = await read(log, { start: new Date(0) }, 6);
   assert.is(at.got[0]?.seq, 1);
@@ -77,11 +87,18 @@ test('memory log - unacked messages wait; a nak gives one back first in line; ma
   const log = await open();
   for (let i = 1; i <= 4; i++) pub('ns._ev.a', i);
   const held = await read(log, { durable: 'd', maxInFlight: 2 }, 2, false);
-  assert.equal(held.got.map((m) => m.seq), [1, 2], 'no more than 2 unacked');
+  assert.equal(
+    held.got.map((m) => m.seq),
+    [1, 2],
+    'no more than 2 unacked',
+  );
   held.got[1]?.nak();
   held.got[0]?.ack();
   for (let i = 0; i < 5; i++) await turn();
-  assert.equal(held.got.map((m) => `${m.seq}${m.redelivered ? 'r' : ''}`), ['1', '2', '2r', '3']);
+  assert.equal(
+    held.got.map((m) => `${m.seq}${m.redelivered ? 'r' : ''}`),
+    ['1', '2', '2r', '3'],
+  );
   await held.stop();
 });
 
@@ -97,7 +114,10 @@ test('memory log - consumers sharing a durable name share messages; stop and des
   await turn();
   for (let i = 1; i <= 10; i++) pub('ns._ev.a', i);
   for (let i = 0; i < 5; i++) await turn();
-  assert.equal([...a, ...b].sort((x, y) => x - y), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.equal(
+    [...a, ...b].sort((x, y) => x - y),
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+  );
   assert.ok(a.length > 0 && b.length > 0);
   await ca.stop();
   let ended: TroupeError | undefined;
@@ -117,7 +137,10 @@ test('memory log - messages past max age are gone', async () => {
   while (Date.now() < until) await turn();
   pub('x.a', 2);
   const { got } = await read(log, {}, 1);
-  assert.equal(got.map((m) => m.data[0]), [2]);
+  assert.equal(
+    got.map((m) => m.data[0]),
+    [2],
+  );
 });
 
 test.run();

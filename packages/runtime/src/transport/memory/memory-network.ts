@@ -93,4 +93,3 @@ export class MemoryNetwork {
     return { connections: this.bus.openConnections, subscriptions: this.bus.subscriptionCount, queued: this.bus.queued };
   }
 }
-

@@ -142,8 +142,14 @@ test('payload limit - counts encoded headers and refuses bad header names', () =
     assert.is((e as TroupeError).code, 'PAYLOAD_TOO_LARGE');
     assert.equal((e as TroupeError).data, { size: 101, max: 100 });
   }
-  assert.throws(() => t.publish('p', new Uint8Array(0), { headers: { 'bad key': 'v' } }), (e: unknown) => (e as TroupeError).code === 'BAD_REQUEST');
-  assert.throws(() => t.publish('p', new Uint8Array(0), { headers: { k: 'a\r\nb' } }), (e: unknown) => (e as TroupeError).code === 'BAD_REQUEST');
+  assert.throws(
+    () => t.publish('p', new Uint8Array(0), { headers: { 'bad key': 'v' } }),
+    (e: unknown) => (e as TroupeError).code === 'BAD_REQUEST',
+  );
+  assert.throws(
+    () => t.publish('p', new Uint8Array(0), { headers: { k: 'a\r\nb' } }),
+    (e: unknown) => (e as TroupeError).code === 'BAD_REQUEST',
+  );
   void t.close();
 });
 

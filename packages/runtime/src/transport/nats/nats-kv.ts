@@ -148,7 +148,9 @@ class NatsBucket implements KvBucket {
       const stream = `KV_${this.name}`;
       let purged = 0;
       for (let i = 0; i < old.length; i += PURGE_IN_FLIGHT) {
-        const results = await Promise.all(old.slice(i, i + PURGE_IN_FLIGHT).map((k) => jsm.streams.purge(stream, { filter: `$KV.${this.name}.${k}`, keep: 0 })));
+        const results = await Promise.all(
+          old.slice(i, i + PURGE_IN_FLIGHT).map((k) => jsm.streams.purge(stream, { filter: `$KV.${this.name}.${k}`, keep: 0 })),
+        );
         for (const r of results) purged += r.purged;
       }
       return purged;

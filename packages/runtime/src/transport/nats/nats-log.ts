@@ -106,8 +106,10 @@ class NatsLog implements MessageLog {
       if (options.durable === undefined) return await this.ordered(options, handler);
       const info = await this.durable(options, options.durable);
       const durable = options.durable;
-      const c = new DurableConsumer(this.js.consumers.getPullConsumerFor(info), { handler, onError: options.onError, ackWaitMs: info.config.ack_wait ? millis(info.config.ack_wait) : ACK_WAIT_MS }, () =>
-        this.jsm.consumers.info(this.name, durable),
+      const c = new DurableConsumer(
+        this.js.consumers.getPullConsumerFor(info),
+        { handler, onError: options.onError, ackWaitMs: info.config.ack_wait ? millis(info.config.ack_wait) : ACK_WAIT_MS },
+        () => this.jsm.consumers.info(this.name, durable),
       );
       await c.start();
       return c;

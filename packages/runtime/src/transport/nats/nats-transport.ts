@@ -1,12 +1,4 @@
-import {
-  connect,
-  headers as natsHeaders,
-  type ConnectionOptions,
-  type Msg,
-  type MsgHdrs,
-  type NatsConnection,
-  type Subscription,
-} from 'nats';
+import { connect, headers as natsHeaders, type ConnectionOptions, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { settlesWithin } from '../../settle';
 import { TroupeError } from '../../errors';
@@ -218,7 +210,6 @@ function checkSubject(subject: string): void {
   }
 }
 
-
 /** Encodings of frozen header records (callers reuse them for identical metadata). */
 const encodedCache = new WeakMap<Headers, EncodedHeaders>();
 
@@ -263,7 +254,6 @@ class EncodedHeaders {
     return this.bytes;
   }
 }
-
 
 function mapPublishError(err: unknown, subject: string, size: number, max: number): TroupeError {
   if (err instanceof TroupeError) return err;
