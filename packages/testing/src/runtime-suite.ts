@@ -9,7 +9,6 @@ import {
   injectConfig,
   injectInstance,
   type InstanceInfo,
-  type Logger,
   type OnStart,
   type OnStop,
   Runtime,
@@ -22,6 +21,7 @@ import { addRoutingCases } from './routing-cases';
 import { addSupervisionCases } from './supervision-cases';
 import { addContextCases } from './context-cases';
 import { sleep, waitFor, within } from './wait';
+import { captureLogger, type LogLine } from './capture-logger';
 
 /** Two runtimes on one bus: `worker` hosts instances, `caller` calls them over the wire. */
 export interface RuntimePair {
@@ -150,23 +150,6 @@ class Broken implements OnStart {
   @endpoint() ping(): string {
     return 'pong';
   }
-}
-
-/** One captured log line: level, message and every field. */
-interface LogLine {
-  level: string;
-  msg: string;
-  [field: string]: unknown;
-}
-
-/** A logger that keeps every line (all levels) in `lines`. */
-function captureLogger(lines: LogLine[], fields: Record<string, unknown> = {}): Logger {
-  const at =
-    (level: string) =>
-    (msg: string, extra?: Record<string, unknown>): void => {
-      lines.push({ ...fields, ...extra, level, msg });
-    };
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: (f) => captureLogger(lines, { ...fields, ...f }) };
 }
 
 async function expectError(p: Promise<unknown>, code: string, what: string): Promise<TroupeError> {

@@ -8,7 +8,6 @@ import {
   injectConfig,
   injectInstance,
   type InstanceInfo,
-  type Logger,
   type OnStart,
   type OnStop,
   Routers,
@@ -18,6 +17,7 @@ import {
   type TypedClient,
 } from '@troupe/runtime/internal';
 import { waitFor, within } from './wait';
+import { captureLogger, type LogLine } from './capture-logger';
 
 /**
  * Supervision cases of the runtime conformance suite (issue #17): restart
@@ -91,22 +91,6 @@ class Relay {
   @endpoint() ok(): string {
     return 'ok';
   }
-}
-
-/** One captured log line: level, message and every field. */
-interface LogLine {
-  level: string;
-  msg: string;
-  [field: string]: unknown;
-}
-
-function captureLogger(lines: LogLine[], fields: Record<string, unknown> = {}): Logger {
-  const at =
-    (level: string) =>
-    (msg: string, extra?: Record<string, unknown>): void => {
-      lines.push({ ...fields, ...extra, level, msg });
-    };
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: (f) => captureLogger(lines, { ...fields, ...f }) };
 }
 
 async function failure(p: Promise<unknown>, what: string): Promise<TroupeError> {
