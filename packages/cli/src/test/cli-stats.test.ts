@@ -6,12 +6,9 @@ import type { StatsDocument } from '../commands/stats';
 import { CliProcess, runCli } from './cli';
 
 // issue #12: `troupe stats` reads the NATS service protocol ($SRV.STATS,
-// io.nats.micro.v1.stats_response). The Troupe runtime does not answer $SRV
-// yet (NATS micro compatibility is being added in parallel), so the CLI side is
-// proven against real micro services built with nats.js's own `nc.services`,
-// carrying the metadata the runtime will publish (namespace, component, host,
-// pid) and dynamic properties in the endpoint's stats `data`. A test against
-// Troupe instances belongs here once that work is merged.
+// io.nats.micro.v1.stats_response). Here against micro services that nobody on this project
+// wrote (nats.js's own `nc.services`), to prove the CLI reads the standard schema; against
+// Troupe instances in cli-stats-troupe.test.ts.
 
 const s = serverSuite('cli - stats', new Cleanup());
 
