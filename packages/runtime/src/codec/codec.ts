@@ -5,6 +5,11 @@
 export interface Codec {
   /** Encodes a value; throws a TroupeError `BAD_REQUEST` for values it cannot carry. */
   encode(value: unknown): Uint8Array;
+  /**
+   * Optional: encodes a value into a buffer the codec reuses, valid only until its next call
+   * (the stream pump copies it into the frame at once, sparing one allocation per item).
+   */
+  encodeShared?(value: unknown): Uint8Array;
   /** Decodes bytes; throws a TroupeError `BAD_REQUEST` for malformed or over-limit input. */
   decode(bytes: Uint8Array): unknown;
 }

@@ -59,6 +59,14 @@ export class MsgpackCodec implements Codec {
     }
   }
 
+  encodeShared(value: unknown): Uint8Array {
+    try {
+      return this.encoder.encodeSharedRef(value);
+    } catch (err) {
+      throw new TroupeError('BAD_REQUEST', `cannot encode value: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   decode(bytes: Uint8Array): unknown {
     if (bytes.length === 0) return undefined;
     try {

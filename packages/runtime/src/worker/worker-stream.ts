@@ -2,6 +2,7 @@ import { type EndpointMeter, now } from '../plane/meter';
 import { isObservable, type Observable } from 'rxjs';
 import { TroupeError, toTroupeError } from '../errors';
 import { packTokens, replyKeyOf, unpackTokens } from '../plane/reply-inbox';
+import { FrameBuilder } from './frame-builder';
 import type { Job } from './mailbox';
 import type { Plane } from '../plane/plane';
 import { Ctl, Frame, H } from '../wire/protocol';
@@ -20,28 +21,6 @@ const EMPTY = new Uint8Array(0);
 /** Bounds on the heartbeat interval a caller may ask for. */
 const MIN_HEARTBEAT_MS = 10;
 const MAX_HEARTBEAT_MS = 60_000;
-
-/** Concatenates msgpack-encoded items into one msgpack array. */
-function packArray(items: Uint8Array[], bytes: number): Uint8Array {
-  const n = items.length;
-  const head = n < 16 ? 1 : n < 65536 ? 3 : 5;
-  const out = new Uint8Array(head + bytes);
-  if (n < 16) out[0] = 0x90 | n;
-  else if (n < 65536) {
-    out[0] = 0xdc;
-    out[1] = n >>> 8;
-    out[2] = n & 0xff;
-  } else {
-    out[0] = 0xdd;
-    new DataView(out.buffer).setUint32(1, n);
-  }
-  let o = head;
-  for (const b of items) {
-    out.set(b, o);
-    o += b.length;
-  }
-  return out;
-}
 
 /**
  * Worker-side state of one stream, from the moment the instance accepts the
@@ -293,19 +272,17 @@ function clockDue(batchLength: number): boolean {
 export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
   const codec = plane.codec;
   const maxBytes = Math.min(MAX_BATCH_BYTES, plane.transport.maxPayload - HEADER_ROOM);
-  let batch: Uint8Array[] = [];
-  let batchBytes = 0;
+  const batch = new FrameBuilder();
+  const encode = codec.encodeShared ? codec.encodeShared.bind(codec) : codec.encode.bind(codec);
   let sent = 0;
   let tickOpen = false;
   let tickStart = 0;
   const flush = (): void => {
-    if (batch.length === 0) return;
-    const frame = packArray(batch, batchBytes);
+    const n = batch.count;
+    if (n === 0) return;
+    const frame = batch.take();
     const first = sent;
-    sent += batch.length;
-    const n = batch.length;
-    batch = [];
-    batchBytes = 0;
+    sent += n;
     stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
     const m = stream.meter;
     if (m) {
@@ -343,16 +320,22 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
         finished = true;
         break;
       }
-      const bytes = r.value === undefined ? NIL : codec.encode(r.value);
+      const bytes = r.value === undefined ? NIL : encode(r.value);
       if (bytes.length > maxBytes) {
-        throw new TroupeError('PAYLOAD_TOO_LARGE', `stream item ${sent + batch.length} is ${bytes.length} bytes; a frame holds at most ${maxBytes}`, {
+        throw new TroupeError('PAYLOAD_TOO_LARGE', `stream item ${sent + batch.count} is ${bytes.length} bytes; a frame holds at most ${maxBytes}`, {
           data: { size: bytes.length, max: maxBytes },
         });
       }
-      if (batchBytes + bytes.length > maxBytes) flush();
-      batch.push(bytes);
-      batchBytes += bytes.length;
-      stream.sentItem(bytes.length);
+      const size = bytes.length;
+      if (batch.bytes + size > maxBytes) {
+        // flush() may run other code that encodes (a metric, a nested frame): keep this item's bytes
+        const own = bytes.slice();
+        flush();
+        batch.add(own);
+      } else {
+        batch.add(bytes);
+      }
+      stream.sentItem(size);
       if (!tickOpen) {
         tickOpen = true;
         tickStart = performance.now();
@@ -361,9 +344,9 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
         // nats.js writes what was published from a microtask: let it run before the handler's next
         // step, which may be synchronous work that would hold this item back until it ends.
         await undefined;
-      } else if (batch.length >= MAX_BATCH_ITEMS) {
+      } else if (batch.count >= MAX_BATCH_ITEMS) {
         flush();
-      } else if (clockDue(batch.length) && performance.now() - tickStart > TICK_MS) {
+      } else if (clockDue(batch.count) && performance.now() - tickStart > TICK_MS) {
         // A generator whose steps are synchronous never lets the tick close: time, not the
         // event loop, decides that this item is late already and goes out now (and is written
         // before the next step, as above).
