@@ -41,7 +41,10 @@ export interface Context {
    * @example
    * \@endpoint() async *generate(req: { prompt: string }, ctx: Context) {
    *   for (const token of model.tokens(req.prompt)) {
-   *     if (ctx.stopSignal.aborted) return yield { finish: 'stopped' };
+   *     if (ctx.stopSignal.aborted) {
+   *       yield { finish: 'stopped' };
+   *       return;
+   *     }
    *     yield { token };
    *   }
    * }

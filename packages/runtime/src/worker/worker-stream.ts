@@ -98,11 +98,6 @@ export class WorkerStream {
     else this.earlyStop ??= graceMs;
   }
 
-  /** Whether the caller asked the handler to stop. */
-  get stopped(): boolean {
-    return this.ctx ? this.ctx.stopped : this.earlyStop !== undefined;
-  }
-
   /** Runs `fn` when the stream is aborted (its context must be attached). */
   onAbort(fn: () => void): void {
     this.ctx?.onAbort(fn);
