@@ -1,6 +1,7 @@
 import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { component, type Context, endpoint, injectClient, type Runtime, type RuntimeOptions, TroupeError, type TypedClient } from '@troupe/runtime/internal';
+import type { Observable } from 'rxjs';
 import { sleep, waitFor, within } from './wait';
 
 /**
@@ -107,7 +108,7 @@ let nsCounter = 0;
 const freshNamespace = (): string => `st${process.pid}x${Date.now().toString(36)}x${(nsCounter++).toString(36)}`;
 
 /** Collects a stream's items; resolves with them on completion, rejects with its error. */
-function collect(o: import('rxjs').Observable<Item>, items: Item[]): Promise<Item[]> {
+function collect(o: Observable<Item>, items: Item[]): Promise<Item[]> {
   return new Promise((resolve, reject) => o.subscribe({ next: (v) => items.push(v), error: reject, complete: () => resolve(items) }));
 }
 

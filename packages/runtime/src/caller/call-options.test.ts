@@ -33,14 +33,24 @@ test('call options - a stop listener listens to the own and the parent stop sign
   assert.is(fired, 1);
   remove?.();
   assert.is(getEventListeners(own.signal, 'abort').length, 0);
-  assert.is(onStop({ signal: own.signal }, () => undefined), undefined, 'nothing to listen to');
+  assert.is(
+    onStop({ signal: own.signal }, () => undefined),
+    undefined,
+    'nothing to listen to',
+  );
 });
 
 test('call options - the stop grace is the call own (default 2 s), capped by what is left of a stopped parent', () => {
   assert.is(stopGraceOf(undefined), DEFAULT_STOP_GRACE_MS);
   assert.is(stopGraceOf({ stopGraceMs: 50 }), 50);
   const stopped = new AbortController();
-  const parent = { requestId: 'r', deadline: Date.now() + 10_000, signal: new AbortController().signal, stopSignal: stopped.signal, stopDeadline: Date.now() + 300 };
+  const parent = {
+    requestId: 'r',
+    deadline: Date.now() + 10_000,
+    signal: new AbortController().signal,
+    stopSignal: stopped.signal,
+    stopDeadline: Date.now() + 300,
+  };
   assert.is(stopGraceOf({ parent }), DEFAULT_STOP_GRACE_MS, 'a parent not stopped caps nothing');
   stopped.abort();
   const g = stopGraceOf({ parent });

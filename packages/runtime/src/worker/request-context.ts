@@ -147,7 +147,11 @@ export class RequestContext implements Context {
     this.stopController?.abort(stopReason());
     this.stopTimer = setTimeout(() => {
       this.stopTimer = undefined;
-      this.abort(new TroupeError('CANCELLED', `the handler of ${this.endpoint} did not stop within ${graceMs} ms of the caller's stop`, { data: { stopGraceMs: graceMs } }));
+      this.abort(
+        new TroupeError('CANCELLED', `the handler of ${this.endpoint} did not stop within ${graceMs} ms of the caller's stop`, {
+          data: { stopGraceMs: graceMs },
+        }),
+      );
     }, graceMs);
     for (const fn of this.stopListeners ?? []) fn();
   }
