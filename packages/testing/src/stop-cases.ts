@@ -282,6 +282,25 @@ export function addStopCases<C extends { pair?: unknown }>(s: Test<C>, open: (ct
     assert.is(leaf.log.kills[0]?.code, 'CANCELLED');
   });
 
+  s('stop - a stream sent to the queue group is stopped once its first frame names the instance', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const leaf = await spawnLeaf(worker, caller, ns);
+    const client = caller.namespace(ns).component('stopleaf').endpoint('gen').client<{ ignoreStop?: boolean }, Item>({ router: 'queue' });
+    // Stopped at once: the stop waits for the start frame (the caller does not know the instance before).
+    const got = await within(collect(client.stream({}, { stopSignal: AbortSignal.abort() }), []), 3_000, 'the queued stream');
+    assert.equal(got.at(-1), { finish: 'stopped' });
+    assert.ok(got.length <= 2, `${got.length} items`);
+    const stop = new AbortController();
+    const items: Item[] = [];
+    const done = collect(client.stream({}, { stopSignal: stop.signal }), items);
+    await waitFor(() => items.length >= 3, 3_000, '3 tokens');
+    stop.abort();
+    assert.equal((await within(done, 3_000, 'the stopped queue-routed stream')).at(-1), { finish: 'stopped' });
+    assert.is(leaf.log.stops, 2);
+    assert.equal(leaf.log.kills, []);
+  });
+
   s('stop - a stream stopped before it starts runs its handler already stopped', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
