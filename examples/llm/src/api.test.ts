@@ -323,4 +323,47 @@ faults('the router modes (kv, round-robin, queue) serve the same seeded text', a
   assert.equal(texts, [texts[0], texts[0], texts[0]]);
 });
 
+faults(
+  'a shutdown past its grace stops in-flight generations: the SSE response ends cleanly (finish chunk, [DONE]) and decode ends, not aborted',
+  async (ctx) => {
+    const p = await startEmbedded({ decodeStepMs: 10 });
+    ctx.pipelines.push(p);
+    const events: GenerationEvent[] = [];
+    const sub = p.runtime
+      .namespace(p.config.namespace)
+      .component('decode')
+      .events(GenerationEvents)
+      .subscribe((e) => events.push(e.data));
+    try {
+      const res = await fetch(`${p.url}/v1/chat/completions`, {
+        method: 'POST',
+        body: JSON.stringify(chatBody('Tell me a long story.', { stream: true, max_tokens: 4000, ignore_eos: true })),
+      });
+      assert.is(res.status, 200);
+      const reader = sseEvents(res);
+      const first = (await within(reader.next(), 5_000, 'the first chunk')).value as { id: string };
+      // A 100 ms grace: the 4000-token generation (40 s) cannot finish in it, so the frontend stops it.
+      const stopping = (p.frontend as NonNullable<Pipeline['frontend']>).stop(100);
+      const rest: unknown[] = [];
+      await within(
+        (async () => {
+          for await (const ev of reader) rest.push(ev);
+        })(),
+        5_000,
+        'the response to end',
+      );
+      await within(stopping, 5_000, 'the frontend to stop');
+      const finish = rest.map((ev) => (ev as { choices: Array<{ finish_reason?: string | null }> }).choices[0]?.finish_reason).filter((r) => r);
+      assert.equal(finish, ['length'], 'one finish chunk: the response ended cleanly');
+      await waitFor(() => events.some((e) => e.requestId === first.id && e.phase === 'end'), 2_000, `an 'end' report for ${first.id}`);
+      assert.not.ok(
+        events.some((e) => e.requestId === first.id && e.phase === 'aborted'),
+        'the generation was stopped, not killed',
+      );
+    } finally {
+      sub.unsubscribe();
+    }
+  },
+);
+
 faults.run();

@@ -72,6 +72,8 @@ export class Decode {
         this.counters.generated++;
         yield token;
         if (token === EOS) break;
+        // Asked to stop (the frontend shutting down past its grace): end cleanly with what was generated.
+        if (ctx.stopSignal.aborted) break;
       }
       report('end', generated);
     } catch (err) {

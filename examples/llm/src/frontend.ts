@@ -26,6 +26,8 @@ import { resumeGeneration, type RouterStats } from './router';
 import { TextOutput } from './text-output';
 import { applyChatTemplate, encode } from './tokenizer';
 
+/** How long a shutdown lets stopped generations end cleanly (and the decode workers' grace) before cutting them, ms. */
+const STOP_MS = 1_000;
 /** Largest request body accepted (the prompt is further bounded in tokens by `MAX_CONTEXT_TOKENS`). */
 const MAX_BODY_BYTES = 1024 * 1024;
 /**
@@ -52,7 +54,8 @@ export class Frontend {
   private modelsSub: Subscription | undefined;
   private readonly router: EndpointClient<GenerateRequest, number>;
   private inflight = 0;
-  private readonly streams = new Set<AbortController>();
+  /** In-flight generations: `kill` cuts one (client gone, stop sequence), `stop` lets it end cleanly (shutdown). */
+  private readonly streams = new Set<{ kill: AbortController; stop: AbortController }>();
 
   constructor(
     private readonly runtime: Runtime,
@@ -91,7 +94,10 @@ export class Frontend {
 
   /**
    * Stops accepting, lets in-flight responses finish — written to their
-   * sockets, not just produced — within `graceMs`, then cuts what is left.
+   * sockets, not just produced — within `graceMs`; then stops the
+   * generations still running (each response ends cleanly with the text so
+   * far, `finish_reason: "length"`) and cuts what is left after
+   * {@link STOP_MS} more.
    */
   async stop(graceMs: number): Promise<void> {
     const server = this.server;
@@ -103,8 +109,15 @@ export class Frontend {
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([closed.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)))]);
     clearTimeout(timer);
+    if (!drained && graceMs > 0 && this.streams.size > 0) {
+      for (const g of this.streams) g.stop.abort();
+      timer = undefined;
+      const ended = await Promise.race([closed.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), STOP_MS)))]);
+      clearTimeout(timer);
+      if (ended) return;
+    }
     if (!drained) {
-      for (const a of this.streams) a.abort();
+      for (const g of this.streams) g.kill.abort();
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await closed;
     }
@@ -195,23 +208,27 @@ export class Frontend {
       seed: req.seed ?? randomInt(0, 2 ** 31),
       ...(req.ignoreEos ? { ignoreEos: true } : {}),
     };
-    // One controller per request: the HTTP client going away, a stop sequence, or shutdown cancel the stream behind it.
+    // Two controllers per request: `abort` kills the stream behind it (the HTTP client going away, a stop
+    // sequence, a shutdown past its grace); `stop` asks the decode worker to end it cleanly (a shutdown).
     const abort = new AbortController();
+    const generation = { kill: abort, stop: new AbortController() };
     const httpSignal = c.req.raw.signal;
     const onHttpAbort = (): void => abort.abort();
     httpSignal.addEventListener('abort', onHttpAbort, { once: true });
-    this.streams.add(abort);
+    this.streams.add(generation);
     this.inflight++;
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
       httpSignal.removeEventListener('abort', onHttpAbort);
-      this.streams.delete(abort);
+      this.streams.delete(generation);
       this.inflight--;
     };
     const items = this.router.iterate(gen, {
       signal: abort.signal,
+      stopSignal: generation.stop.signal,
+      stopGraceMs: STOP_MS,
       timeout: this.cfg.timeoutMs,
       migrate: this.cfg.migrate ? { attempts: 2, resume: resumeGeneration } : undefined,
     });

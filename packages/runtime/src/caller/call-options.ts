@@ -3,7 +3,7 @@ import type { RouterSpec } from '../discovery/routers';
 import { fromWire, TroupeError } from '../errors';
 import type { Plane } from '../plane/plane';
 import type { ClientSpan } from '../plane/telemetry';
-import { H } from '../wire/protocol';
+import { Ctl, H } from '../wire/protocol';
 import { encodeMetadata, formatTraceparent, type Metadata, mergeMetadata } from '../wire/trace-context';
 import type { Headers, TransportMessage } from '../transport/transport';
 
@@ -11,8 +11,21 @@ import type { Headers, TransportMessage } from '../transport/transport';
 export interface CallOptions {
   /** Deadline in ms from now (default: the runtime's `requestTimeoutMs`, or `streamTimeoutMs` for streams). */
   timeout?: number;
-  /** Aborting it cancels the call (and the remote handler). */
+  /** Aborting it kills the call: the remote handler's `ctx.signal` aborts and the call fails with `CANCELLED` at once. */
   signal?: AbortSignal;
+  /**
+   * Aborting it stops the call gracefully: the remote handler's
+   * `ctx.stopSignal` aborts, it finishes on its own, and a stream completes
+   * normally with every item produced (final ones included); a unary call
+   * resolves with what the handler returns. A handler still running
+   * `stopGraceMs` later is killed (a stream then completes with what
+   * arrived; a unary call fails with `CANCELLED`). The stop reaches the
+   * handler when the caller knows its instance (streams always; unary
+   * calls with client-side routers or pinned clients).
+   */
+  stopSignal?: AbortSignal;
+  /** How long a stopped handler may take to finish before it is killed, ms (default 2 000; 0..600 000). */
+  stopGraceMs?: number;
   /** The handler context this call is made on behalf of: its cancellation and remaining deadline apply. */
   parent?: ParentContext;
   /** The router for this call (default: the client's). */
@@ -83,6 +96,10 @@ export function precheck(options: CallOptions | undefined, budget: number, subje
   if (options?.timeout !== undefined && (typeof options.timeout !== 'number' || Number.isNaN(options.timeout) || options.timeout <= 0)) {
     return new TroupeError('BAD_REQUEST', `timeout must be a positive number of ms, got ${String(options.timeout)}`);
   }
+  const grace = options?.stopGraceMs;
+  if (grace !== undefined && !(Number.isInteger(grace) && grace >= 0 && grace <= MAX_STOP_GRACE_MS)) {
+    return new TroupeError('BAD_REQUEST', `stopGraceMs must be an integer in 0..${MAX_STOP_GRACE_MS}, got ${String(grace)}`);
+  }
   if (options?.signal?.aborted || options?.parent?.signal.aborted) {
     return abortError(options, `call to ${subject} ${abortCode(options) === 'TIMEOUT' ? 'timed out' : 'cancelled'} before it was sent`);
   }
@@ -119,6 +136,40 @@ export function onAbort(options: CallOptions | undefined, fn: () => void): (() =
     a?.removeEventListener('abort', fn);
     b?.removeEventListener('abort', fn);
   };
+}
+
+/** The default of `stopGraceMs`. */
+export const DEFAULT_STOP_GRACE_MS = 2_000;
+/** The largest `stopGraceMs`. */
+export const MAX_STOP_GRACE_MS = 600_000;
+
+/** Listens to the caller's and the parent's stop signals; returns the remover (undefined when there is none). */
+export function onStop(options: CallOptions | undefined, fn: () => void): (() => void) | undefined {
+  const a = options?.stopSignal;
+  const b = options?.parent?.stopSignal;
+  if (!a && !b) return undefined;
+  a?.addEventListener('abort', fn, { once: true });
+  b?.addEventListener('abort', fn, { once: true });
+  return () => {
+    a?.removeEventListener('abort', fn);
+    b?.removeEventListener('abort', fn);
+  };
+}
+
+/**
+ * The grace a stop gives the handler, ms: the call's `stopGraceMs` (default
+ * 2 000), no more than what is left of a stopped parent's grace, so a stop
+ * turns into a kill at every hop by the time it does at the first.
+ */
+export function stopGraceOf(options: CallOptions | undefined): number {
+  const own = options?.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+  const until = options?.parent?.stopSignal?.aborted ? options.parent.stopDeadline : undefined;
+  return until === undefined ? own : Math.max(0, Math.min(own, Math.floor(until - Date.now())));
+}
+
+/** The headers of a stop control message for the call or stream replying to `reply`. */
+export function stopHeaders(reply: string, graceMs: number): Headers {
+  return { [H.CTL]: Ctl.STOP, [H.STREAM]: reply, [H.GRACE]: String(graceMs) };
 }
 
 /**

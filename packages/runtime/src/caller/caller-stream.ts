@@ -8,9 +8,12 @@ import {
   metadataHeader,
   type MigrateOptions,
   onAbort,
+  onStop,
   precheck,
   remainingBudget,
   requestHeaders,
+  stopGraceOf,
+  stopHeaders,
   type StreamOptions,
 } from './call-options';
 import { callAttributes, type ClientSpan, endSpan, startClientSpan, tracingActive } from '../plane/telemetry';
@@ -87,6 +90,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   private reroutes = 0;
   private timer: NodeJS.Timeout | undefined;
   private unlisten: (() => void) | undefined;
+  private unlistenStop: (() => void) | undefined;
+  /** The caller (or the parent) asked the handler to stop: the grace it gives, ms; no migration after it. */
+  private stopGrace: number | undefined;
+  /** A stop not sent yet: the current attempt's instance is not known (its start frame sends it). */
+  private stopPending = false;
   /** Items handed to the sink, over all attempts. */
   private delivered = 0;
   /** Items the consumer reported consumed (pull mode). */
@@ -154,7 +162,9 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     }
     this.timer = setTimeout(this.onTimeout, this.budget);
     this.unlisten = onAbort(options, this.onAbortSignal);
+    this.unlistenStop = onStop(options, this.onStopSignal);
     this.send(target, request);
+    if (options?.stopSignal?.aborted) this.onStopSignal(); // stopped before it started: the handler is told at once
   }
 
   /** Publishes one attempt's request. */
@@ -190,6 +200,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     }
     a.untrack = target.track?.(this);
     this.monitor.add(a);
+    if (this.stopGrace !== undefined) this.sendStop(); // a re-sent request that was stopped before it reached anyone
   }
 
   /** The instance serving the current attempt, as far as known. */
@@ -252,6 +263,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       return this.finish(new TroupeError('INTERNAL', `stream start frame from ${a.subject} names no valid instance`));
     }
     a.ctlSubject = ownMailboxSubject(this.address, a.instanceId);
+    if (this.stopPending) this.sendStop();
   }
 
   private onData(a: StreamAttempt<Req>, msg: TransportMessage): void {
@@ -357,7 +369,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     const failed = this.attempt?.target;
     this.endAttempt(true);
     const migrate = this.migrate;
-    if (migrate && this.route && this.migrations < this.maxMigrations && !this.cancelled && this.deadline - Date.now() > 0) {
+    if (migrate && this.route && this.migrations < this.maxMigrations && !this.cancelled && this.stopGrace === undefined && this.deadline - Date.now() > 0) {
       let next: Req | undefined;
       try {
         next = migrate.resume(this.request, this.items as Res[]);
@@ -415,6 +427,30 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     this.finish(new TroupeError(code, `stream from ${this.subject} ${why}`, { data: this.progress(this.instanceId) }));
   };
 
+  /**
+   * The caller's (or the parent's) stop signal: ask the handler to finish.
+   * The stream stays open and ends with the worker's end frame (or error).
+   */
+  private readonly onStopSignal = (): void => {
+    if (this.done || this.stopGrace !== undefined) return;
+    this.stopGrace = stopGraceOf(this.options);
+    this.sendStop();
+  };
+
+  /** Sends the stop to the current attempt's instance, or when its start frame names it. */
+  private sendStop(): void {
+    const a = this.attempt;
+    const ctl = a?.ctlSubject;
+    this.stopPending = a !== undefined && ctl === undefined;
+    if (!a || !ctl) return;
+    try {
+      this.plane.transport.publish(ctl, EMPTY, { headers: stopHeaders(a.replySubject, this.stopGrace ?? 0) });
+    } catch (err) {
+      // Disconnected: the stream ends at the deadline, or as lost.
+      this.plane.logger.warn('stream stop not sent', { subject: ctl, error: (err as Error).message });
+    }
+  }
+
   /** Unsubscribed (or the iterator returned): cancel the remote handler and release everything. */
   teardown(): void {
     if (this.done) return;
@@ -471,6 +507,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   /** Ends the current attempt: stops watching it, forgets its reply key, optionally cancels it at the worker, and drops it. */
   private endAttempt(cancelRemote = false): void {
     this.cancelOnStart = false;
+    this.stopPending = false;
     const a = this.attempt;
     if (!a) return;
     a.drop();
@@ -506,6 +543,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     this.timer = undefined;
     this.unlisten?.();
     this.unlisten = undefined;
+    this.unlistenStop?.();
+    this.unlistenStop = undefined;
   }
 }
 

@@ -1,4 +1,4 @@
-import { abortCode, type CallOptions, decodeError, onAbort, type RetryOptions, unaryHeaders } from './call-options';
+import { abortCode, type CallOptions, decodeError, onAbort, onStop, type RetryOptions, stopGraceOf, stopHeaders, unaryHeaders } from './call-options';
 import { type DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
@@ -34,6 +34,7 @@ export interface Route {
 export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private key = '';
   private unlisten: (() => void) | undefined;
+  private unlistenStop: (() => void) | undefined;
   private untrack: (() => void) | undefined;
   private subject = '';
   private budget = 0;
@@ -91,6 +92,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.wheel.add(this, this.deadline);
     // The listener closure only when there is a signal: most calls have none, and one closure per call is garbage at 30k calls/s.
     if (options?.signal || options?.parent) this.unlisten = onAbort(options, () => this.cancel());
+    if (options?.stopSignal || options?.parent?.stopSignal) this.unlistenStop = onStop(options, () => this.stop());
   }
 
   private next(): void {
@@ -116,7 +118,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
       this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.carried) });
     } catch (err) {
       this.finish(toTroupeError(err, 'UNAVAILABLE'));
+      return;
     }
+    if (this.options?.stopSignal?.aborted) this.stop(); // stopped before it was sent: the handler is told at once
   }
 
   onReply(msg: TransportMessage): void {
@@ -158,10 +162,26 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.finish(new TroupeError('TIMEOUT', `no reply from ${this.subject} within ${this.budget} ms`));
   }
 
+  /** The mailbox of the instance handling the call, when known (client-side routing or a pinned client). */
+  private mailbox(): string | undefined {
+    return this.id !== undefined ? this.route?.view.mailbox(this.id) : this.pinned ? this.subject : undefined;
+  }
+
+  /** The stop signal: ask the handler to finish; the call still waits for its reply (the worker kills it past the grace). */
+  private stop(): void {
+    const mailbox = this.mailbox();
+    if (this.done || mailbox === undefined || !this.reply) return;
+    try {
+      this.plane.transport.publish(mailbox, EMPTY, { headers: stopHeaders(this.reply, stopGraceOf(this.options)) });
+    } catch {
+      // disconnected: the handler runs on to its end or its deadline
+    }
+  }
+
   private cancel(): void {
     const code = abortCode(this.options);
     // A handler still running for a cancelled call is told, when we know its instance (client-side routing or a pinned client).
-    const mailbox = this.id !== undefined ? this.route?.view.mailbox(this.id) : this.pinned ? this.subject : undefined;
+    const mailbox = this.mailbox();
     if (mailbox !== undefined && this.reply) {
       try {
         this.plane.transport.publish(mailbox, EMPTY, { headers: { [H.CTL]: Ctl.CANCEL, [H.STREAM]: this.reply, [H.REASON]: code } });
@@ -234,6 +254,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.wheel = undefined;
     this.unlisten?.();
     this.unlisten = undefined;
+    this.unlistenStop?.();
+    this.unlistenStop = undefined;
     if (this.backoff) clearTimeout(this.backoff);
     this.backoff = undefined;
     this.data = EMPTY;

@@ -21,8 +21,35 @@ export interface Context {
   readonly requestId: string;
   /** When the caller stops waiting, in epoch milliseconds (this host's clock). */
   readonly deadline: number;
-  /** Aborted when the caller cancels, unsubscribes, or the deadline passes, or the instance stops past its grace period. */
+  /**
+   * Aborted when the request is killed: the caller cancels, unsubscribes, or
+   * the deadline passes, or the instance stops past its grace period, or the
+   * handler ignored a stop past its grace. Stop now; nothing more reaches the
+   * caller.
+   */
   readonly signal: AbortSignal;
+  /**
+   * Aborted when the caller asks the handler to stop generating (a graceful
+   * stop, `stopSignal` in the caller's options, or a stop of the request this
+   * one serves): finish soon — a last item such as a finish reason is
+   * welcome — and return; the stream ends normally with everything produced
+   * (a unary call answers with what the handler returns). A handler still
+   * running `Troupe-Grace` ms later (the caller's `stopGraceMs`, default
+   * 2 000) is killed: `signal` aborts with `CANCELLED`. Calls made with
+   * `{ parent: ctx }` and in flight when the stop arrives are stopped too.
+   *
+   * @example
+   * \@endpoint() async *generate(req: { prompt: string }, ctx: Context) {
+   *   for (const token of model.tokens(req.prompt)) {
+   *     if (ctx.stopSignal.aborted) {
+   *       yield { finish: 'stopped' };
+   *       return;
+   *     }
+   *     yield { token };
+   *   }
+   * }
+   */
+  readonly stopSignal: AbortSignal;
   /** The instance handling the request. */
   readonly instanceId: string;
   readonly namespace: string;
@@ -96,6 +123,10 @@ export interface ParentContext {
   readonly requestId: string;
   readonly deadline: number;
   readonly signal: AbortSignal;
+  /** A stop of the parent request stops nested calls in flight (see {@link Context.stopSignal}). */
+  readonly stopSignal?: AbortSignal;
+  /** When the parent's stop turns into a kill (epoch ms): nested calls stopped with it get the grace that is left. */
+  readonly stopDeadline?: number;
   /** Nested calls continue this trace, with `spanId` as their parent. */
   readonly trace?: TraceContext | undefined;
   /** Nested calls carry this metadata on. */

@@ -39,6 +39,11 @@ export const H = {
    * cancelled; the handler's `ctx.signal.reason` carries that code.
    */
   REASON: 'Troupe-Reason',
+  /**
+   * On a stop control message: how long (ms) the handler may take to finish
+   * after it is asked to stop; past it the worker aborts it (a kill).
+   */
+  GRACE: 'Troupe-Grace',
   /** Credit granted by a control message (items). */
   CREDIT: 'Troupe-Credit',
   /** On a stream request: how often (ms) the worker must show it is alive while the stream is open. */
@@ -70,7 +75,14 @@ export type Frame = (typeof Frame)[keyof typeof Frame];
 /** Control message kinds (caller to worker, on the instance mailbox). */
 export const Ctl = {
   CREDIT: 'credit',
+  /** Abort now (a kill): the handler's `ctx.signal` aborts; nothing more reaches the caller. */
   CANCEL: 'cancel',
+  /**
+   * Finish cleanly (a graceful stop): the handler's `ctx.stopSignal` aborts, it
+   * ends on its own and the stream ends with an end frame (a unary call with
+   * its reply); past `Troupe-Grace` ms the worker aborts it.
+   */
+  STOP: 'stop',
   /** "Are these streams alive?": body = the streams' reply subjects; the answer lists the unknown ones. */
   PROBE: 'probe',
   /** The caller's answer to a heartbeat naming streams it no longer has (body = their keys). */

@@ -18,7 +18,7 @@ import type { ThreadPool } from '../threads/thread-pool';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import type { EndpointMeter } from '../plane/meter';
-import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
+import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, stopGrace, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
 export interface OnStart {
@@ -434,11 +434,39 @@ export class ActorInstance {
   }
 
   private onControl(kind: string, msg: TransportMessage): void {
-    if (kind === Ctl.CANCEL) {
+    if (kind === Ctl.CANCEL || kind === Ctl.STOP) {
       const call = this.calls.get(msg.header(H.STREAM) ?? '');
-      if (call) return call.abort(cancelReason(msg, 'call'));
+      if (call && kind === Ctl.CANCEL) return call.abort(cancelReason(msg, 'call'));
+      if (call) return this.stopCall(call, msg.header(H.STREAM) as string, stopGrace(msg));
     }
     streamControl(this.plane, this.streams, kind, msg);
+  }
+
+  /**
+   * Asks a unary handler to finish within `graceMs`. The caller keeps
+   * waiting for the reply, so a handler killed at the end of the grace
+   * answers `CANCELLED` at once, even if it hangs and never settles.
+   */
+  private stopCall(ctx: RequestContext, reply: string, graceMs: number): void {
+    if (ctx.stopped) return;
+    ctx.onAbort(() => {
+      if (ctx.reason.code === 'CANCELLED') this.sendError(reply, ctx.reason);
+    });
+    ctx.stop(graceMs);
+  }
+
+  /**
+   * A stopped stream whose handler was killed (at the end of its grace, or
+   * cancelled after the stop): the caller asked for the end, so it gets one,
+   * with the items that reached it.
+   */
+  private endStopped(stream: WorkerStream, ctx: RequestContext): void {
+    ctx.logger.warn('stopped handler killed before it finished', { reason: ctx.reason.message, items: stream.framed });
+    try {
+      stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(stream.framed) });
+    } catch {
+      // not connected: the caller's liveness check reports the stream lost
+    }
   }
 
   private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
@@ -657,6 +685,10 @@ export class ActorInstance {
     stream.startedAt = t0;
     this.active.add(ctx);
     ctx.armDeadline();
+    // A stopped handler killed at the end of its grace may hang in an await: the caller asked for the end, so it gets it now.
+    ctx.onAbort(() => {
+      if (ctx.stopped && ctx.reason.code === 'CANCELLED') this.endStopped(stream, ctx);
+    });
     // `failed` ends the span; `counted` is what the metrics see: a caller's cancel is no failure of the handler.
     let failed: TroupeError | undefined;
     let counted: TroupeError | undefined;

@@ -29,6 +29,12 @@ export class RequestContext implements Context {
   private timer: NodeJS.Timeout | undefined;
   private abortReason: TroupeError | undefined;
   private listeners: Array<() => void> | undefined;
+  /** Created on first use, like `controller`: most handlers never read `stopSignal`. */
+  private stopController: AbortController | undefined;
+  private stopTimer: NodeJS.Timeout | undefined;
+  private stopListeners: Array<() => void> | undefined;
+  /** When a stop turns into a kill (epoch ms); undefined until the caller asks the handler to stop. */
+  stopDeadline: number | undefined;
   private log: Logger | undefined;
   /** `null`: the request is not traced (computed once, on first use). */
   private traceCache: TraceContext | null | undefined;
@@ -113,6 +119,42 @@ export class RequestContext implements Context {
   get aborted(): boolean {
     return this.abortReason !== undefined;
   }
+  get stopSignal(): AbortSignal {
+    if (!this.stopController) {
+      this.stopController = new AbortController();
+      if (this.stopDeadline !== undefined) this.stopController.abort(stopReason());
+    }
+    return this.stopController.signal;
+  }
+  /** The caller asked the handler to stop (see {@link Context.stopSignal}). */
+  get stopped(): boolean {
+    return this.stopDeadline !== undefined;
+  }
+
+  /** Runs `fn` when the caller asks the handler to stop. */
+  onStop(fn: () => void): void {
+    (this.stopListeners ??= []).push(fn);
+  }
+
+  /**
+   * The caller asks the handler to finish within `graceMs`: `stopSignal`
+   * aborts now, `signal` (a kill, `CANCELLED`) when the grace has passed and
+   * the handler still runs. A second stop, or a stop after a kill, changes nothing.
+   */
+  stop(graceMs: number): void {
+    if (this.stopDeadline !== undefined || this.abortReason) return;
+    this.stopDeadline = Date.now() + graceMs;
+    this.stopController?.abort(stopReason());
+    this.stopTimer = setTimeout(() => {
+      this.stopTimer = undefined;
+      this.abort(
+        new TroupeError('CANCELLED', `the handler of ${this.endpoint} did not stop within ${graceMs} ms of the caller's stop`, {
+          data: { stopGraceMs: graceMs },
+        }),
+      );
+    }, graceMs);
+    for (const fn of this.stopListeners ?? []) fn();
+  }
   get reason(): TroupeError {
     return this.abortReason ?? new TroupeError('INTERNAL', 'not aborted');
   }
@@ -170,7 +212,14 @@ export class RequestContext implements Context {
   dispose(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.stopTimer) clearTimeout(this.stopTimer);
+    this.stopTimer = undefined;
   }
+}
+
+/** The reason of an aborted `stopSignal`: not an error, the caller's wish. */
+function stopReason(): TroupeError {
+  return new TroupeError('CANCELLED', 'the caller asked the handler to stop generating', { data: { stop: true } });
 }
 
 function notThreadFunction(method: string, fn: unknown): TroupeError {

@@ -39,6 +39,10 @@ export class WorkerStream {
   private ctx: RequestContext | undefined;
   /** Why the stream was aborted before its handler ran (cancelled, or the caller left, while queued). */
   private early: TroupeError | undefined;
+  /** The grace of a stop that arrived while the stream was queued (applied when the handler starts). */
+  private earlyStop: number | undefined;
+  /** Items sent to the caller in data frames (what an end frame counts). */
+  framed = 0;
   private wake: (() => void) | undefined;
   private forgotten = false;
 
@@ -64,6 +68,13 @@ export class WorkerStream {
     this.ctx = ctx;
     ctx.onAbort(() => this.release());
     if (this.early) ctx.abort(this.early);
+    else if (this.earlyStop !== undefined) ctx.stop(this.earlyStop);
+  }
+
+  /** Asks the handler to stop within `graceMs` (or, while queued, as soon as it starts). */
+  stop(graceMs: number): void {
+    if (this.ctx) this.ctx.stop(graceMs);
+    else this.earlyStop ??= graceMs;
   }
 
   /** Runs `fn` when the stream is aborted (its context must be attached). */
@@ -220,7 +231,19 @@ export function streamControl(plane: Plane, table: Map<string, WorkerStream>, ki
     if (Number.isInteger(n) && n > 0) stream.grant(n);
   } else if (kind === Ctl.CANCEL) {
     stream.abort(cancelReason(msg, 'stream'));
+  } else if (kind === Ctl.STOP) {
+    stream.stop(stopGrace(msg));
   }
+}
+
+/** Bounds on the grace of a stop (`Troupe-Grace`), ms; the caller's default is 2 000. */
+const MAX_STOP_GRACE_MS = 600_000;
+const DEFAULT_STOP_GRACE_MS = 2_000;
+
+/** The grace a stop control message gives the handler: its `Troupe-Grace` when valid, else 2 s. */
+export function stopGrace(msg: TransportMessage): number {
+  const g = Number(msg.header(H.GRACE));
+  return Number.isInteger(g) && g >= 0 && g <= MAX_STOP_GRACE_MS ? g : DEFAULT_STOP_GRACE_MS;
 }
 
 /**
@@ -284,6 +307,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
     const first = sent;
     sent += n;
     stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
+    stream.framed = sent;
     const m = stream.meter;
     if (m) {
       if (first === 0 && m.timed) m.firstItem.observeMs(now() - stream.startedAt);
