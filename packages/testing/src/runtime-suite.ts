@@ -20,6 +20,7 @@ import { addStreamCases } from './stream-cases';
 import { addRoutingCases } from './routing-cases';
 import { addSupervisionCases } from './supervision-cases';
 import { addContextCases } from './context-cases';
+import { addLocalCases } from './local-cases';
 import { sleep, waitFor, within } from './wait';
 import { captureLogger, type LogLine } from './capture-logger';
 
@@ -667,6 +668,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
   addRoutingCases(s, open);
   addSupervisionCases(s, open);
   addContextCases(s, open);
+  addLocalCases(s, open);
 
   s.run();
 }
