@@ -110,6 +110,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
   checkPositiveInt('stuckAfterMs', s.stuckAfterMs, 0);
   checkPositiveInt('threadPoolSize', s.threadPoolSize, 1);
   checkPositiveInt('threadAbortGraceMs', s.threadAbortGraceMs, 0);
+  if (typeof s.localCalls !== 'boolean') throw new TroupeError('BAD_REQUEST', `localCalls must be true or false, got ${String(s.localCalls)}`);
   return s;
 }
 

@@ -220,7 +220,7 @@ export function addLocalCases<C extends { pair?: unknown }>(s: Test<C>, open: (c
       const t0 = Date.now();
       const req = await outcome(client.echo('y'.repeat(max + 10)));
       assert.is((req as { code: string }).code, 'PAYLOAD_TOO_LARGE', 'request too large');
-      assert.is(((req as { data: { max: number } }).data).max, max);
+      assert.is((req as { data: { max: number } }).data.max, max);
       const rep = await outcome(client.big(max + 10));
       assert.is((rep as { code: string }).code, 'PAYLOAD_TOO_LARGE', 'reply too large');
       assert.ok(Date.now() - t0 < 2_000, 'at once, not at a deadline');

@@ -171,7 +171,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
       this.finish(tooLarge(size, this.plane.transport.maxPayload, subject));
       return;
     }
-    const req = new LocalRequest(subject, c.value, c.size, this, headers);
+    const req = new LocalRequest(this, c, { subject, headers });
     this.local = req;
     this.handed = req;
     this.localTarget = target;

@@ -408,10 +408,11 @@ export class EventSubscription {
   }
 
   private envelope(msg: EventMessage, parts: EventSubjectParts, data: unknown): { env: EventEnvelope<unknown>; key: string | undefined } {
-    const publisher = msg.header(H.PUBLISHER) ?? '';
-    const rawSeq = Number(msg.header(H.EVENT_SEQ));
+    const meta = eventMeta(msg);
+    const publisher = meta.publisher;
+    const rawSeq = Number(meta.seq);
     const seq = Number.isSafeInteger(rawSeq) && rawSeq > 0 ? rawSeq : 0;
-    const rawTime = Number(msg.header(H.TIME));
+    const rawTime = Number(meta.time);
     const timestamp = Number.isFinite(rawTime) && rawTime > 0 ? rawTime : Date.now();
     const key = this.tracker !== undefined && publisher !== '' && seq > 0 ? `${publisher} ${msg.subject}` : undefined;
     const gap = key === undefined ? 0 : (this.tracker as GapTracker).gap(key, seq);
@@ -431,6 +432,22 @@ export class EventSubscription {
 }
 
 const NOTHING: unique symbol = Symbol('nothing');
+
+/**
+ * An event's publisher, sequence and time, from the packed `Troupe-Event`
+ * header (`{publisher} {seq} {time}`; the publisher is what precedes the
+ * last two fields), else from the three separate headers other publishers
+ * may send. Missing or malformed parts read as absent.
+ */
+function eventMeta(msg: EventMessage): { publisher: string; seq: string | undefined; time: string | undefined } {
+  const packed = msg.header(H.EVENT);
+  if (packed !== undefined) {
+    const b = packed.lastIndexOf(' ');
+    const a = b > 0 ? packed.lastIndexOf(' ', b - 1) : -1;
+    if (a > 0) return { publisher: packed.slice(0, a), seq: packed.slice(a + 1, b), time: packed.slice(b + 1) };
+  }
+  return { publisher: msg.header(H.PUBLISHER) ?? '', seq: msg.header(H.EVENT_SEQ), time: msg.header(H.TIME) };
+}
 
 /**
  * A cold Observable of events: subscribing opens the subscription,

@@ -99,14 +99,24 @@ export class LocalRequest implements TransportMessage {
   readonly data = EMPTY;
   readonly noResponders = false;
 
+  /** The mailbox subject. */
+  readonly subject: string;
+  /** The handler's copy of the request. */
+  readonly request: unknown;
+  /** The request's encoded size (msgpack), for byte counters. */
+  readonly size: number;
+  private readonly headers: Record<string, string>;
+
   constructor(
-    readonly subject: string,
-    readonly request: unknown,
-    /** The request's encoded size (msgpack), for byte counters. */
-    readonly size: number,
     private readonly sink: LocalSink,
-    private readonly headers: Record<string, string>,
-  ) {}
+    copied: Copied,
+    to: { readonly subject: string; readonly headers: Record<string, string> },
+  ) {
+    this.subject = to.subject;
+    this.request = copied.value;
+    this.size = copied.size;
+    this.headers = to.headers;
+  }
 
   header(name: string): string | undefined {
     return this.headers[name];

@@ -19,7 +19,17 @@ import { type EventHandlers, startEventHandlers } from '../events/event-handlers
 import type { EventPublisher } from '../events/events';
 import type { EndpointMeter } from '../plane/meter';
 import { copyValue, localWireError, LocalRequest, tooLarge } from '../plane/local-calls';
-import { acceptStream, cancelError, cancelReason, HEADER_ROOM, isAsyncIterable, pump, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
+import {
+  acceptStream,
+  cancelError,
+  cancelReason,
+  HEADER_ROOM,
+  isAsyncIterable,
+  pump,
+  streamControl,
+  toAsyncIterable,
+  type WorkerStream,
+} from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
 export interface OnStart {
