@@ -312,9 +312,21 @@ export class EventSubscription {
     return `${this.plan.target.namespace}/${this.plan.durable ?? ''}`;
   }
 
+  /** The last subject parsed and its parts: a subscription mostly sees one subject, parsed once instead of per event. */
+  private lastSubject = '';
+  private lastParts: EventSubjectParts | undefined;
+
+  private subjectParts(subject: string): EventSubjectParts | undefined {
+    if (subject !== this.lastSubject) {
+      this.lastParts = parseEventSubject(subject);
+      this.lastSubject = subject;
+    }
+    return this.lastParts;
+  }
+
   private readonly onLive = (msg: TransportMessage): void => {
     if (this.stopped) return;
-    const parts = parseEventSubject(msg.subject);
+    const parts = this.subjectParts(msg.subject);
     if (parts === undefined) return;
     const data = this.decode(msg, parts);
     if (data === NOTHING) return;
@@ -348,7 +360,7 @@ export class EventSubscription {
       m.nak(REFUSED_NAK_MS); // delayed: an immediate nak would bounce straight back to this consumer
       return;
     }
-    const parts = parseEventSubject(m.subject);
+    const parts = this.subjectParts(m.subject);
     const data = parts === undefined ? NOTHING : this.decode(m, parts);
     if (parts === undefined || data === NOTHING) {
       m.ack(); // never deliverable: do not let it come back
