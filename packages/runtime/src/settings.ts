@@ -39,6 +39,7 @@ export const DEFAULTS: PlaneSettings = {
   // One core stays with the event loop (actors, heartbeats, I/O).
   threadPoolSize: Math.max(1, availableParallelism() - 1),
   threadAbortGraceMs: 1_000,
+  localCalls: true,
 };
 
 /**
@@ -84,6 +85,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
     mailboxCapacity: options.mailboxCapacity ?? DEFAULTS.mailboxCapacity,
     threadPoolSize: options.threadPoolSize ?? DEFAULTS.threadPoolSize,
     threadAbortGraceMs: options.threadAbortGraceMs ?? DEFAULTS.threadAbortGraceMs,
+    localCalls: options.localCalls ?? DEFAULTS.localCalls,
     router: options.router ?? (options.discovery === false ? 'queue' : DEFAULTS.router),
     // Twice the default budget: a handler that holds its slot that long has ignored its abort
     // signal for a whole budget (the check also requires every running handler to be past its
@@ -108,6 +110,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
   checkPositiveInt('stuckAfterMs', s.stuckAfterMs, 0);
   checkPositiveInt('threadPoolSize', s.threadPoolSize, 1);
   checkPositiveInt('threadAbortGraceMs', s.threadAbortGraceMs, 0);
+  if (typeof s.localCalls !== 'boolean') throw new TroupeError('BAD_REQUEST', `localCalls must be true or false, got ${String(s.localCalls)}`);
   return s;
 }
 

@@ -21,6 +21,7 @@ import { addRoutingCases } from './routing-cases';
 import { addSupervisionCases } from './supervision-cases';
 import { addContextCases } from './context-cases';
 import { addStopCases } from './stop-cases';
+import { addLocalCases } from './local-cases';
 import { sleep, waitFor, within } from './wait';
 import { captureLogger, type LogLine } from './capture-logger';
 
@@ -669,6 +670,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
   addSupervisionCases(s, open);
   addContextCases(s, open);
   addStopCases(s, open);
+  addLocalCases(s, open);
 
   s.run();
 }

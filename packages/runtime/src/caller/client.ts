@@ -166,7 +166,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const refusal = precheck(options, budget, this.subject);
     if (refusal) return Promise.reject(refusal);
     let router: Router | 'queue';
-    let data: Uint8Array;
+    let data: Uint8Array | undefined;
     let meta: string | undefined;
     try {
       router = this.routerFor(options);
@@ -174,19 +174,24 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     } catch (err) {
       return Promise.reject(err);
     }
-    try {
-      data = this.plane.codec.encode(request);
-    } catch (err) {
-      return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
+    const pinned = router === 'queue' || this.instanceId !== undefined;
+    // With instances in this runtime, the first attempt (made before call() returns) copies or encodes the request
+    // once it knows where it goes (in-process: no encoding); a call that waits for discovery encodes it now.
+    if (this.plane.local.size === 0 || !(pinned || this.view().synced)) {
+      try {
+        data = this.plane.codec.encode(request);
+      } catch (err) {
+        return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
+      }
     }
     // Span work only when the application registered a tracer provider.
     const span = tracingActive() ? startClientSpan(this.subject, options?.parent?.trace, callAttributes(this.address, this.subject, false)) : undefined;
     const carried = carriedHeaders(options, meta, span);
-    const pinned = router === 'queue' || this.instanceId !== undefined;
     const reply = pinned
       ? new Promise<Res>((resolve, reject) => {
           const c = this.unary(resolve, reject);
           c.carried = carried;
+          c.request = request;
           c.send(this.subject, data, budget, options, this.instanceId !== undefined);
         })
       : this.callRouted(router as Router, request, data, budget, options, carried);
@@ -222,7 +227,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   private callRouted(
     router: Router,
     request: Req,
-    data: Uint8Array,
+    data: Uint8Array | undefined,
     budget: number,
     options: CallOptions | undefined,
     carried: Record<string, string> | undefined,
@@ -234,6 +239,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       new Promise<Res>((resolve, reject) => {
         const c = this.unary(resolve, reject);
         c.carried = carried;
+        c.request = request;
         c.sendRouted(route, data, left, options);
       });
     if (view.synced) return go(budget);

@@ -2,7 +2,8 @@ import { abortCode, type CallOptions, decodeError, onAbort, onStop, type RetryOp
 import { type DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
-import { ErrorCode, TroupeError, toTroupeError } from '../errors';
+import { ErrorCode, fromWire, TroupeError, toTroupeError, type WireError } from '../errors';
+import { type Copied, copyValue, headerBlockSize, LocalRequest, type LocalSink, type LocalTarget, tooLarge } from '../plane/local-calls';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
 import { type CallMeter, now } from '../plane/meter';
@@ -31,7 +32,7 @@ export interface Route {
  * delivered ("no responders" from a mailbox, refused by a stopping
  * instance), and on retryable failures when retries are on.
  */
-export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
+export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalSink {
   private key = '';
   private unlisten: (() => void) | undefined;
   private unlistenStop: (() => void) | undefined;
@@ -41,7 +42,16 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   private deadline = 0;
   private done = false;
   private wheel: DeadlineWheel | undefined;
-  private data: Uint8Array = EMPTY;
+  /** The encoded request; undefined until an attempt goes over the transport (the caller set {@link request} instead). */
+  private data: Uint8Array | undefined = EMPTY;
+  /** The caller's request when the client left encoding to the first attempt; cleared once copied or encoded. */
+  request: unknown;
+  /** The request as copied for an in-process attempt (see plane/local-calls.ts). */
+  private copied: Copied | undefined;
+  /** The in-process attempt now in flight, and the one that was handed {@link copied}. */
+  private local: LocalRequest | undefined;
+  private handed: LocalRequest | undefined;
+  private localTarget: LocalTarget | undefined;
   private options: CallOptions | undefined;
   private route: Route | undefined;
   private id: string | undefined;
@@ -69,20 +79,20 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
   ) {}
 
   /** Sends to one subject (queue group or a pinned mailbox). */
-  send(subject: string, data: Uint8Array, budget: number, options: CallOptions | undefined, pinned = false): void {
+  send(subject: string, data: Uint8Array | undefined, budget: number, options: CallOptions | undefined, pinned = false): void {
     this.pinned = pinned;
     this.arm(data, budget, options);
     this.publish(subject, budget);
   }
 
   /** Picks an instance through `route` and sends to its mailbox. */
-  sendRouted(route: Route, data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+  sendRouted(route: Route, data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
     this.route = route;
     this.arm(data, budget, options);
     this.next();
   }
 
-  private arm(data: Uint8Array, budget: number, options: CallOptions | undefined): void {
+  private arm(data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
     if (this.meter) this.startedAt = now();
     this.data = data;
     this.budget = budget;
@@ -111,16 +121,79 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
 
   private publish(subject: string, budget: number): void {
     this.subject = subject;
+    const target = this.plane.local.get(subject);
+    if (target !== undefined) return this.dispatchLocal(target, subject, budget);
+    if (this.data === undefined && !this.encodeRequest()) return;
     const [key, reply] = this.plane.inbox.open(this);
     this.key = key;
     this.reply = reply;
     try {
-      this.plane.transport.publish(subject, this.data, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.carried) });
+      this.plane.transport.publish(subject, this.data as Uint8Array, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.carried) });
     } catch (err) {
       this.finish(toTroupeError(err, 'UNAVAILABLE'));
       return;
     }
     if (this.options?.stopSignal?.aborted) this.stop(); // stopped before it was sent: the handler is told at once
+  }
+
+  /** Encodes the request for a transport attempt; false (and the call failed) when it cannot be encoded. */
+  private encodeRequest(): boolean {
+    try {
+      this.data = this.plane.codec.encode(this.copied ? this.copied.value : this.request);
+    } catch (err) {
+      this.refuse(toTroupeError(err, 'BAD_REQUEST'));
+      return false;
+    }
+    this.request = undefined;
+    return true;
+  }
+
+  /**
+   * An attempt to an instance of this runtime: into its mailbox, no
+   * transport. The handler gets a copy of the request made as the call
+   * started (a retry after a handler got it decodes the encoded request
+   * instead); the bus's payload limit applies to the copy's msgpack size.
+   */
+  private dispatchLocal(target: LocalTarget, subject: string, budget: number): void {
+    const codec = this.plane.codec;
+    let c = this.copied;
+    if (c === undefined || this.handed?.started === true) {
+      try {
+        c = this.data !== undefined ? { value: codec.decode(this.data), size: this.data.length } : copyValue(codec, this.request);
+        // A retry may need the request as sent, after a handler has had (and maybe changed) this copy.
+        if (this.data === undefined && this.route?.retry) this.data = codec.encode(c.value);
+      } catch (err) {
+        this.refuse(toTroupeError(err, 'BAD_REQUEST'));
+        return;
+      }
+      this.request = undefined;
+      this.copied = c;
+    }
+    const headers = unaryHeaders(Math.max(1, Math.floor(budget)), this.carried);
+    const size = c.size + headerBlockSize(headers);
+    if (size > this.plane.transport.maxPayload) {
+      this.finish(tooLarge(size, this.plane.transport.maxPayload, subject));
+      return;
+    }
+    const req = new LocalRequest(this, c, { subject, headers });
+    this.local = req;
+    this.handed = req;
+    this.localTarget = target;
+    this.plane.local.schedule(target, req);
+  }
+
+  waiting(req: LocalRequest): boolean {
+    return req === this.local && !this.done;
+  }
+
+  localReply(req: LocalRequest, value: unknown): void {
+    if (req !== this.local || this.done) return;
+    this.succeed(value);
+  }
+
+  localError(req: LocalRequest, wire: WireError): void {
+    if (req !== this.local || this.done) return;
+    this.fail(fromWire(wire));
   }
 
   onReply(msg: TransportMessage): void {
@@ -139,6 +212,10 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
       this.finish(new TroupeError('INTERNAL', `malformed reply from ${this.subject}: ${(err as Error).message}`, { cause: err }));
       return;
     }
+    this.succeed(value);
+  }
+
+  private succeed(value: unknown): void {
     if (this.id !== undefined) this.route?.view.succeeded(this.id);
     this.done = true;
     this.cleanup();
@@ -169,6 +246,10 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
 
   /** The stop signal: ask the handler to finish; the call still waits for its reply (the worker kills it past the grace). */
   private stop(): void {
+    if (this.local !== undefined) {
+      if (!this.done) this.localTarget?.stop(this.local, stopGraceOf(this.options));
+      return;
+    }
     const mailbox = this.mailbox();
     if (this.done || mailbox === undefined || !this.reply) return;
     try {
@@ -180,6 +261,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
 
   private cancel(): void {
     const code = abortCode(this.options);
+    if (this.local !== undefined) {
+      this.localTarget?.cancel(this.local, code);
+      this.finish(new TroupeError(code, `call to ${this.subject} ${code === 'TIMEOUT' ? "timed out (its parent's deadline passed)" : 'cancelled'}`));
+      return;
+    }
     // A handler still running for a cancelled call is told, when we know its instance (client-side routing or a pinned client).
     const mailbox = this.mailbox();
     if (mailbox !== undefined && this.reply) {
@@ -226,6 +312,12 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.finish(err);
   }
 
+  /** The request could not be encoded: rejected as a client rejects it before sending (not counted as a call). */
+  private refuse(err: TroupeError): void {
+    this.meter = undefined;
+    this.finish(err);
+  }
+
   private finish(err: TroupeError): void {
     if (this.done) return;
     this.done = true;
@@ -245,6 +337,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     this.untrack = undefined;
     if (this.key) this.plane.inbox.close(this.key);
     this.key = '';
+    this.local = undefined;
   }
 
   /** Settled: leave the wheel and drop everything the call held, so a settled call retains nothing. */
@@ -259,6 +352,10 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable {
     if (this.backoff) clearTimeout(this.backoff);
     this.backoff = undefined;
     this.data = EMPTY;
+    this.request = undefined;
+    this.copied = undefined;
+    this.handed = undefined;
+    this.localTarget = undefined;
     this.options = undefined;
     this.carried = undefined;
     this.route = undefined;

@@ -312,9 +312,21 @@ export class EventSubscription {
     return `${this.plan.target.namespace}/${this.plan.durable ?? ''}`;
   }
 
+  /** The last subject parsed and its parts: a subscription mostly sees one subject, parsed once instead of per event. */
+  private lastSubject = '';
+  private lastParts: EventSubjectParts | undefined;
+
+  private subjectParts(subject: string): EventSubjectParts | undefined {
+    if (subject !== this.lastSubject) {
+      this.lastParts = parseEventSubject(subject);
+      this.lastSubject = subject;
+    }
+    return this.lastParts;
+  }
+
   private readonly onLive = (msg: TransportMessage): void => {
     if (this.stopped) return;
-    const parts = parseEventSubject(msg.subject);
+    const parts = this.subjectParts(msg.subject);
     if (parts === undefined) return;
     const data = this.decode(msg, parts);
     if (data === NOTHING) return;
@@ -348,7 +360,7 @@ export class EventSubscription {
       m.nak(REFUSED_NAK_MS); // delayed: an immediate nak would bounce straight back to this consumer
       return;
     }
-    const parts = parseEventSubject(m.subject);
+    const parts = this.subjectParts(m.subject);
     const data = parts === undefined ? NOTHING : this.decode(m, parts);
     if (parts === undefined || data === NOTHING) {
       m.ack(); // never deliverable: do not let it come back
@@ -408,10 +420,11 @@ export class EventSubscription {
   }
 
   private envelope(msg: EventMessage, parts: EventSubjectParts, data: unknown): { env: EventEnvelope<unknown>; key: string | undefined } {
-    const publisher = msg.header(H.PUBLISHER) ?? '';
-    const rawSeq = Number(msg.header(H.EVENT_SEQ));
+    const meta = eventMeta(msg);
+    const publisher = meta.publisher;
+    const rawSeq = Number(meta.seq);
     const seq = Number.isSafeInteger(rawSeq) && rawSeq > 0 ? rawSeq : 0;
-    const rawTime = Number(msg.header(H.TIME));
+    const rawTime = Number(meta.time);
     const timestamp = Number.isFinite(rawTime) && rawTime > 0 ? rawTime : Date.now();
     const key = this.tracker !== undefined && publisher !== '' && seq > 0 ? `${publisher} ${msg.subject}` : undefined;
     const gap = key === undefined ? 0 : (this.tracker as GapTracker).gap(key, seq);
@@ -431,6 +444,22 @@ export class EventSubscription {
 }
 
 const NOTHING: unique symbol = Symbol('nothing');
+
+/**
+ * An event's publisher, sequence and time, from the packed `Troupe-Event`
+ * header (`{publisher} {seq} {time}`; the publisher is what precedes the
+ * last two fields), else from the three separate headers other publishers
+ * may send. Missing or malformed parts read as absent.
+ */
+function eventMeta(msg: EventMessage): { publisher: string; seq: string | undefined; time: string | undefined } {
+  const packed = msg.header(H.EVENT);
+  if (packed !== undefined) {
+    const b = packed.lastIndexOf(' ');
+    const a = b > 0 ? packed.lastIndexOf(' ', b - 1) : -1;
+    if (a > 0) return { publisher: packed.slice(0, a), seq: packed.slice(a + 1, b), time: packed.slice(b + 1) };
+  }
+  return { publisher: msg.header(H.PUBLISHER) ?? '', seq: msg.header(H.EVENT_SEQ), time: msg.header(H.TIME) };
+}
 
 /**
  * A cold Observable of events: subscribing opens the subscription,

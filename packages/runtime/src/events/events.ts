@@ -110,15 +110,18 @@ export interface EventPublisher {
 /**
  * The NATS header names of Troupe's event metadata, for publishers written
  * in other languages (a Rust worker can publish events Troupe subscribers
- * understand: msgpack body, these three headers, subject
- * `{ns}.{comp}._ev.{event}`).
+ * understand: msgpack body, subject `{ns}.{comp}._ev.{event}`, and either
+ * the one packed header `EVENT` — `{publisher} {seq} {time}`, what Troupe
+ * sends — or the three headers `PUBLISHER`, `SEQ`, `TIME`).
  *
  * @example
  * // what any NATS client sends for seq 7 of publisher 9f3c0a7e12b4d8e1:
  * // subject llama_8b.backend._ev.kv_events, body msgpack(data), headers
- * // { [EVENT_HEADERS.PUBLISHER]: '9f3c0a7e12b4d8e1', [EVENT_HEADERS.SEQ]: '7', [EVENT_HEADERS.TIME]: String(Date.now()) }
+ * // { [EVENT_HEADERS.EVENT]: `9f3c0a7e12b4d8e1 7 ${Date.now()}` }
+ * // or { [EVENT_HEADERS.PUBLISHER]: '9f3c0a7e12b4d8e1', [EVENT_HEADERS.SEQ]: '7', [EVENT_HEADERS.TIME]: String(Date.now()) }
  */
 export const EVENT_HEADERS = {
+  EVENT: H.EVENT,
   PUBLISHER: H.PUBLISHER,
   SEQ: H.EVENT_SEQ,
   TIME: H.TIME,
@@ -141,17 +144,22 @@ export const DEFAULT_EVENT_LOG: Required<EventLogOptions> = {
 /** Stamps events with a publisher id and a sequence number per subject, and sends them. */
 export class SequencedPublisher {
   private readonly seqs = new Map<string, number>();
+  /** `{id} `: the start of every packed event header. */
+  private readonly prefix: string;
 
   constructor(
     private readonly plane: Plane,
     readonly id: string,
-  ) {}
+  ) {
+    this.prefix = `${id} `;
+  }
 
   send(subject: string, data: unknown): void {
     const body = this.plane.codec.encode(data);
     const seq = (this.seqs.get(subject) ?? 0) + 1;
     this.plane.transport.publish(subject, body, {
-      headers: { [H.PUBLISHER]: this.id, [H.EVENT_SEQ]: String(seq), [H.TIME]: String(Date.now()) },
+      // One header, not three: the subscriber parses (and NATS carries) one line per event.
+      headers: { [H.EVENT]: `${this.prefix}${seq} ${Date.now()}` },
     });
     // Counted only once sent: a refused publish (too large, disconnected) is no gap.
     this.seqs.set(subject, seq);

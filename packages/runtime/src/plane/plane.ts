@@ -11,6 +11,7 @@ import { Meter } from './meter';
 import type { Discovery } from '../discovery/discovery';
 import type { RouterSpec } from '../discovery/routers';
 import { ReplyInbox } from './reply-inbox';
+import { LocalTargets } from './local-calls';
 import { settlesWithin } from '../settle';
 import type { Logger } from '../logger';
 import type { Transport } from '../transport/transport';
@@ -57,6 +58,14 @@ export interface PlaneSettings {
   readonly threadPoolSize: number;
   /** How long a thread may ignore its task's abort (cancel, deadline) before it is terminated and replaced, ms. */
   readonly threadAbortGraceMs: number;
+  /**
+   * Unary calls to an instance of this runtime go straight into its mailbox
+   * instead of over the transport (same mailbox bound, deadline, cancel,
+   * errors, metrics, trace context; arguments and results copied as msgpack
+   * would). Default true; false sends every call over the transport (NATS or
+   * the embedded memory network). See docs/design-departures.md.
+   */
+  readonly localCalls: boolean;
 }
 
 /** The services of a plane that live above it (caller, worker, events), built by the runtime. */
@@ -98,6 +107,8 @@ export class Plane {
   readonly discovery: Discovery | undefined;
   readonly inbox: ReplyInbox;
   readonly wheel: DeadlineWheel;
+  /** This runtime's instance mailboxes reachable in-process (see {@link PlaneSettings.localCalls}). */
+  readonly local: LocalTargets;
   readonly stats: RuntimeStats = newRuntimeStats();
   /** Plain counters read by `$SRV.STATS` and the Prometheus exporter at scrape time. */
   readonly meter = new Meter();
@@ -122,6 +133,7 @@ export class Plane {
     this.owner = parts.owner;
     this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
     this.wheel = new DeadlineWheel();
+    this.local = new LocalTargets(parts.settings.localCalls);
     this.threads = new ThreadPool({ size: parts.settings.threadPoolSize, abortGraceMs: parts.settings.threadAbortGraceMs }, parts.logger);
     const s = services(this);
     this.monitor = s.monitor;

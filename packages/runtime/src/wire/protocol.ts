@@ -48,6 +48,13 @@ export const H = {
   CREDIT: 'Troupe-Credit',
   /** On a stream request: how often (ms) the worker must show it is alive while the stream is open. */
   HEARTBEAT: 'Troupe-Heartbeat',
+  /**
+   * An event's metadata in one header: `{publisher} {seq} {time}` — who
+   * published it, its sequence number per event subject from 1, and when
+   * (epoch ms on the publisher's clock), space-separated (see `packEventHeader`).
+   * What Troupe publishers send; subscribers also accept the three headers below.
+   */
+  EVENT: 'Troupe-Event',
   /** Who published an event: an instance id, or a runtime id for runtime-level publishes. */
   PUBLISHER: 'Troupe-Publisher',
   /** The publisher's sequence number of an event, per event subject, from 1 (gaps are detectable). */

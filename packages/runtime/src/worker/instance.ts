@@ -18,7 +18,19 @@ import type { ThreadPool } from '../threads/thread-pool';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import type { EndpointMeter } from '../plane/meter';
-import { acceptStream, cancelReason, HEADER_ROOM, isAsyncIterable, pump, stopGrace, streamControl, toAsyncIterable, type WorkerStream } from './worker-stream';
+import { copyValue, localWireError, LocalRequest, tooLarge } from '../plane/local-calls';
+import {
+  acceptStream,
+  cancelError,
+  cancelReason,
+  HEADER_ROOM,
+  isAsyncIterable,
+  pump,
+  stopGrace,
+  streamControl,
+  toAsyncIterable,
+  type WorkerStream,
+} from './worker-stream';
 
 /** Lifecycle hook run before an instance serves; a throw fails the spawn. */
 export interface OnStart {
@@ -60,6 +72,9 @@ export const OVERDUE_MAX_MS = 5_000;
 
 type Handler = (req: unknown, ctx: Context) => unknown;
 
+/** Where a unary answer goes: a reply subject on the transport, or an in-process caller (plane/local-calls.ts). */
+type Reply = string | LocalRequest;
+
 /** One endpoint as served: its metadata, the bound method and its counters (looked up once at start, not per message). */
 interface Served {
   readonly ep: EndpointMeta;
@@ -87,7 +102,9 @@ export class ActorInstance {
   private readonly active = new Set<RequestContext>();
   private readonly streams = new Map<string, WorkerStream>();
   /** Unary requests whose handler is still running, by reply subject: what a cancel control message names. */
-  private readonly calls = new Map<string, RequestContext>();
+  private readonly calls = new Map<Reply, RequestContext>();
+  /** The mailbox subjects this instance listed as in-process targets (see plane/local-calls.ts). */
+  private readonly localSubjects: string[] = [];
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
@@ -199,7 +216,15 @@ export class ActorInstance {
         const served: Served = { ep, handler: handler as Handler, meter: this.meters.get(ep.name) as EndpointMeter };
         const onMsg = (msg: TransportMessage): void => this.onMessage(served, msg);
         this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
-        this.mailboxSubs.push(t.subscribe(ownMailboxSubject(addr, this.info.instanceId), onMsg));
+        const mailbox = ownMailboxSubject(addr, this.info.instanceId);
+        this.mailboxSubs.push(t.subscribe(mailbox, onMsg));
+        // Reachable in-process for exactly as long as its mailbox subscription (callers of this runtime skip the transport).
+        this.plane.local.add(mailbox, {
+          dispatch: (req) => this.onLocal(served, req),
+          cancel: (req, code) => this.cancelLocal(req, code),
+          stop: (req, graceMs) => this.stopLocal(req, graceMs),
+        });
+        this.localSubjects.push(mailbox);
       }
       // `@on` handlers subscribe before the instance counts as started, and run in its mailbox.
       this.eventHandlers = await startEventHandlers({
@@ -212,6 +237,7 @@ export class ActorInstance {
       });
       if (flush) await t.flush();
     } catch (err) {
+      this.unlistLocal();
       for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
       await this.eventHandlers?.stop();
       throw err;
@@ -262,6 +288,7 @@ export class ActorInstance {
       for (const ctx of this.active) ctx.abort(lost);
       await settlesWithin(this.mailbox.idle(), Math.min(1000, graceMs));
     }
+    this.unlistLocal();
     for (const s of this.mailboxSubs) s.unsubscribe();
     this.state = State.Stopped;
     this.plane.meter.retire(this.info.instanceId);
@@ -303,15 +330,50 @@ export class ActorInstance {
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
     const accepted = box.offer(stream ? stream.guard(job) : job);
+    if (!accepted) stream?.forget();
+    this.offered(served, accepted, reply);
+  }
+
+  /** An in-process request (plane/local-calls.ts): the same admission as {@link onMessage} for a mailbox message. */
+  private onLocal(served: Served, req: LocalRequest): void {
+    served.meter.bytesIn += req.size;
+    if (this.brokenReason && this.refusal) return this.sendError(req, this.refusal);
+    if (this.state !== State.Serving) return this.sendError(req, refusal(`instance ${this.info.instanceId} is stopping`));
+    const arrived = Date.now();
+    this.offered(
+      served,
+      this.mailbox.offer(() => this.handle(served, req, arrived)),
+      req,
+    );
+  }
+
+  /** A cancel of an in-process call: as a cancel control message naming it. */
+  private cancelLocal(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void {
+    this.calls.get(req)?.abort(cancelError(code, 'call'));
+  }
+
+  private stopLocal(req: LocalRequest, graceMs: number): void {
+    const call = this.calls.get(req);
+    if (call) this.stopCall(call, req, graceMs);
+  }
+
+  private unlistLocal(): void {
+    for (const subject of this.localSubjects) this.plane.local.delete(subject);
+    this.localSubjects.length = 0;
+  }
+
+  /** After a message was offered to the mailbox: the queue and progress watches, and OVERLOADED when it was not accepted. */
+  private offered(served: Served, accepted: boolean, reply: Reply | undefined): void {
+    const box = this.mailbox;
     if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
     if (box.running > 0 && this.progressWatch === undefined && this.stuckAfterMs > 0) {
       this.lastProgress = box.progress;
       this.lastProgressAt = Date.now();
       this.watchProgress();
     }
-    if (!accepted) stream?.forget();
-    if (!accepted) served.meter.overloaded++;
-    if (!accepted && reply) {
+    if (accepted) return;
+    served.meter.overloaded++;
+    if (reply) {
       this.sendError(
         reply,
         new TroupeError('OVERLOADED', `instance ${this.info.instanceId} of ${this.meta.name} has ${this.mailbox.capacity} requests waiting`, {
@@ -447,7 +509,7 @@ export class ActorInstance {
    * waiting for the reply, so a handler killed at the end of the grace
    * answers `CANCELLED` at once, even if it hangs and never settles.
    */
-  private stopCall(ctx: RequestContext, reply: string, graceMs: number): void {
+  private stopCall(ctx: RequestContext, reply: Reply, graceMs: number): void {
     if (ctx.stopped) return;
     ctx.onAbort(() => {
       if (ctx.reason.code === 'CANCELLED') this.sendError(reply, ctx.reason);
@@ -471,7 +533,8 @@ export class ActorInstance {
 
   private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
     const { ep, meter } = served;
-    const reply = msg.reply;
+    const local = msg instanceof LocalRequest ? msg : undefined;
+    const reply: Reply | undefined = local ?? msg.reply;
     if (this.refusal) {
       if (reply) this.sendError(reply, this.refusal);
       return;
@@ -479,7 +542,7 @@ export class ActorInstance {
     const t0 = meter.start();
     let request: unknown;
     try {
-      request = this.plane.codec.decode(msg.data);
+      request = local ? local.request : this.plane.codec.decode(msg.data);
     } catch (err) {
       const e = toTroupeError(err, 'BAD_REQUEST');
       meter.finish(t0, e.code, e.message);
@@ -505,7 +568,7 @@ export class ActorInstance {
       return;
     }
     // Without a propagated id the unique reply subject names the request.
-    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? reply ?? '', deadline);
+    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? (local ? this.plane.nextRequestId() : msg.reply) ?? '', deadline);
     ctx.budgetMs = budget;
     ctx.metaHeader = meta;
     const traceparent = msg.header(H.TRACEPARENT);
@@ -530,12 +593,13 @@ export class ActorInstance {
   private serve(served: Served, r: { request: unknown; ctx: RequestContext; msg: TransportMessage; t0: number }): void | Promise<void> {
     const reply = r.msg.reply;
     if (r.msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(served, r.request, r.ctx, reply, r.msg, r.t0);
-    return this.serveUnary(served, r.request, r.ctx, reply, r.t0);
+    return this.serveUnary(served, r.request, r.ctx, r.msg instanceof LocalRequest ? r.msg : reply, r.t0);
   }
 
-  private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: string | undefined, t0: number): void | Promise<void> {
+  private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: Reply | undefined, t0: number): void | Promise<void> {
     const meter = served.meter;
     let result: unknown;
+    if (typeof reply === 'object') reply.started = true;
     try {
       result = served.handler.call(this.actor, request, ctx);
     } catch (err) {
@@ -574,21 +638,21 @@ export class ActorInstance {
     );
   }
 
-  private settled(ctx: RequestContext, reply: string | undefined): void {
+  private settled(ctx: RequestContext, reply: Reply | undefined): void {
     this.active.delete(ctx);
     if (reply) this.calls.delete(reply);
     ctx.dispose();
   }
 
   /** Sends a handler's value (when there is a reply subject) and counts the request. */
-  private answer(meter: EndpointMeter, t0: number, reply: string | undefined, value: unknown): void {
+  private answer(meter: EndpointMeter, t0: number, reply: Reply | undefined, value: unknown): void {
     const failed = reply ? this.sendValue(reply, value, meter) : undefined;
     if (failed) meter.finish(t0, failed.code, failed.message);
     else meter.finish(t0);
   }
 
   /** Sends a unary reply; returns the error sent instead when the value could not go. */
-  private sendValue(reply: string, value: unknown, meter: EndpointMeter): TroupeError | undefined {
+  private sendValue(reply: Reply, value: unknown, meter: EndpointMeter): TroupeError | undefined {
     let failed: TroupeError | undefined;
     if (isObservable(value) || isAsyncIterable(value)) {
       closeQuietly(value);
@@ -596,6 +660,7 @@ export class ActorInstance {
       this.sendError(reply, failed);
       return failed;
     }
+    if (typeof reply !== 'string') return this.sendLocalValue(reply, value, meter);
     let data: Uint8Array;
     try {
       data = value === undefined ? EMPTY : this.plane.codec.encode(value);
@@ -612,6 +677,29 @@ export class ActorInstance {
       this.sendError(reply, failed);
     }
     return failed;
+  }
+
+  /** {@link sendValue} to an in-process caller: a copy of the value (as msgpack would carry it), within the same payload limit. */
+  private sendLocalValue(req: LocalRequest, value: unknown, meter: EndpointMeter): TroupeError | undefined {
+    let copied: unknown;
+    if (value !== undefined) {
+      let failed: TroupeError | undefined;
+      try {
+        const c = copyValue(this.plane.codec, value);
+        const max = this.plane.transport.maxPayload;
+        if (c.size > max) failed = tooLarge(c.size, max, 'the caller');
+        else meter.bytesOut += c.size;
+        copied = c.value;
+      } catch (err) {
+        failed = new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`);
+      }
+      if (failed) {
+        this.sendError(req, failed);
+        return failed;
+      }
+    }
+    req.answer(copied);
+    return undefined;
   }
 
   /**
@@ -653,12 +741,16 @@ export class ActorInstance {
   }
 
   /** Sends an error to a caller; never throws. */
-  sendError(reply: string, err: TroupeError, frame?: boolean): void {
+  sendError(reply: Reply, err: TroupeError, frame?: boolean): void {
     const wire: WireError = err.toJSON();
     if (this.plane.settings.dev) {
       // A normalised throw: the stack that helps is the handler's, not the normaliser's.
       const origin = err.cause instanceof Error && !(err.cause instanceof TroupeError) ? err.cause : err;
       if (origin.stack) wire.stack = origin.stack;
+    }
+    if (typeof reply !== 'string') {
+      reply.fail(localWireError(this.plane.codec, wire, this.plane.transport.maxPayload - HEADER_ROOM));
+      return;
     }
     const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
     try {

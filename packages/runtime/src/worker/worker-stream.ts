@@ -252,7 +252,12 @@ export function stopGrace(msg: TransportMessage): number {
  * tell a deadline from a cancel however many hops up it happened.
  */
 export function cancelReason(msg: TransportMessage, what: 'stream' | 'call'): TroupeError {
-  return msg.header(H.REASON) === 'TIMEOUT'
+  return cancelError(msg.header(H.REASON), what);
+}
+
+/** The abort reason of a cancel whose reason (`TIMEOUT`, else a cancel) the caller gave. */
+export function cancelError(reason: string | undefined, what: 'stream' | 'call'): TroupeError {
+  return reason === 'TIMEOUT'
     ? new TroupeError('TIMEOUT', `the caller's deadline passed (the ${what} timed out upstream)`)
     : new TroupeError('CANCELLED', `the caller cancelled the ${what}`);
 }

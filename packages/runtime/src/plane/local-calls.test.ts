@@ -1,0 +1,90 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { MsgpackCodec } from '../codec/msgpack';
+import { TroupeError } from '../errors';
+import { copyValue, headerBlockSize, localWireError } from './local-calls';
+
+const codec = new MsgpackCodec();
+
+/** Values across every size class of msgpack's formats (fix, 8, 16, 32 bits) and the codec's special rules. */
+const SAMPLES: Record<string, unknown> = {
+  small: { id: 123456, user: 'ada@example.com', op: 'echo', tags: ['alpha', 'beta'], values: [1.5, 2.25], ok: true },
+  ints: [0, -0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 31) - 1],
+  floats: [0.5, -1.25, Number.MAX_SAFE_INTEGER + 2, Number.NaN, Number.POSITIVE_INFINITY],
+  strings: ['', 'a'.repeat(31), 'a'.repeat(32), 'a'.repeat(255), 'a'.repeat(256), 'a'.repeat(65_535), 'a'.repeat(65_536), 'café ✓ 日本', '😀'.repeat(20)],
+  undefinedRules: { a: undefined, b: [undefined, null], c: { d: undefined } },
+  arrays: [Array.from({ length: 15 }, (_, i) => i), Array.from({ length: 16 }, (_, i) => i), Array.from({ length: 70_000 }, () => 1)],
+  maps: [Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`k${i}`, i])), Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, i]))],
+  binary: [new Uint8Array(0), new Uint8Array(255), new Uint8Array(256), new Uint8Array(70_000), Buffer.from('hi')],
+  dates: [new Date(0), new Date(1_700_000_000_000), new Date(1_700_000_000_123), new Date(-1), new Date(2 ** 34 * 1000 + 5)],
+  nullProto: Object.assign(Object.create(null) as object, { x: 1 }),
+  top: undefined,
+  nested: { a: { b: { c: { d: [{ e: 'f' }] } } } },
+  // not plain: the codec's own round trip
+  bigints: [2n ** 70n, -5n],
+  classes: [
+    new (class Point {
+      x = 1;
+      y = 2;
+    })(),
+  ],
+  map: new Map([['k', 1]]),
+  deep: JSON.parse('{"a":'.repeat(40) + '1' + '}'.repeat(40)) as unknown,
+};
+
+test('copyValue - gives what the codec delivers and its exact encoded size', () => {
+  for (const [name, value] of Object.entries(SAMPLES)) {
+    const bytes = codec.encode(value);
+    const c = copyValue(codec, value);
+    assert.is(c.size, bytes.length, `${name}: size`);
+    assert.equal(c.value, codec.decode(bytes), `${name}: value`);
+  }
+});
+
+test('copyValue - the copy shares nothing mutable with the original', () => {
+  const v = { list: [1, { n: 1 }], at: new Date(5), bin: new Uint8Array([1]) };
+  const c = copyValue(codec, v).value as typeof v;
+  (c.list[1] as { n: number }).n = 2;
+  c.list.push(3);
+  c.at.setTime(6);
+  (c.bin as Uint8Array)[0] = 9;
+  assert.equal(v, { list: [1, { n: 1 }], at: new Date(5), bin: new Uint8Array([1]) });
+});
+
+test('copyValue - -0 arrives as 0 and undefined as null at the top, as msgpack carries them', () => {
+  assert.ok(Object.is(copyValue(codec, -0).value, 0));
+  assert.is(copyValue(codec, undefined).value, null);
+  assert.is(copyValue(codec, { u: undefined }).size, 1);
+});
+
+test('copyValue - what the codec cannot carry fails with its error', () => {
+  const fails = (v: unknown): TroupeError => {
+    try {
+      copyValue(codec, v);
+    } catch (err) {
+      return err as TroupeError;
+    }
+    throw new Error('did not fail');
+  };
+  for (const v of [{ f: () => 1 }, Symbol('s'), JSON.parse('{"__proto__": {"x": 1}}') as unknown]) {
+    const e = fails(v);
+    assert.instance(e, TroupeError);
+    assert.is(e.code, 'BAD_REQUEST');
+  }
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  assert.is(fails(cyclic).code, 'BAD_REQUEST', 'a cycle fails at the depth limit, not with a stack overflow');
+});
+
+test('localWireError - keeps code, message and data; drops data the codec cannot carry; truncates past the limit', () => {
+  assert.equal(localWireError(codec, { code: 'NOT_FOUND', message: 'm', data: { id: 1 } }, 1_000), { code: 'NOT_FOUND', message: 'm', data: { id: 1 } });
+  assert.equal(localWireError(codec, { code: 'INTERNAL', message: 'm', data: { f: () => 1 } }, 1_000), { code: 'INTERNAL', message: 'm' });
+  const long = localWireError(codec, { code: 'INTERNAL', message: 'x'.repeat(5_000) }, 1_000);
+  assert.is(long.message.length, 1024);
+});
+
+test('headerBlockSize - counts the NATS/1.0 block as the transports do', () => {
+  assert.is(headerBlockSize({ 'Troupe-Timeout': '30000' }), 12 + 14 + 5 + 4);
+});
+
+test.run();

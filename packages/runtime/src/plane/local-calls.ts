@@ -1,0 +1,310 @@
+import type { Codec } from '../codec/codec';
+import { TroupeError, type WireError } from '../errors';
+import type { TransportMessage } from '../transport/transport';
+import { H } from '../wire/protocol';
+
+/**
+ * In-process calls: a unary call whose target instance lives in the
+ * caller's own runtime goes straight into that instance's mailbox instead of
+ * over the transport (embedded runtimes always; on NATS whenever the router
+ * picked an instance of this process). Everything the bus path does is kept
+ * — the mailbox bound and OVERLOADED, concurrency, the deadline and TIMEOUT,
+ * cancel, errors with their codes and data, the payload limit, metrics,
+ * request id, metadata and trace context — only the transport is skipped.
+ * Copy semantics are kept too: the handler gets a copy of the request and
+ * the caller a copy of the reply, made as msgpack would ({@link copyValue}).
+ * What differs is written in docs/design-departures.md.
+ */
+
+/** An instance endpoint reachable in-process: one mailbox. */
+export interface LocalTarget {
+  /** Offers the request to the mailbox (answers through `req`, possibly synchronously). */
+  dispatch(req: LocalRequest): void;
+  /** The caller cancelled (or its deadline passed upstream): aborts the handler if it is running. */
+  cancel(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void;
+  /** The caller asked the handler to stop: it finishes within `graceMs` or is killed. */
+  stop(req: LocalRequest, graceMs: number): void;
+}
+
+/** Who gets the answer of a {@link LocalRequest}: the caller's unary call. */
+export interface LocalSink {
+  waiting(req: LocalRequest): boolean;
+  localReply(req: LocalRequest, value: unknown): void;
+  localError(req: LocalRequest, err: WireError): void;
+}
+
+/**
+ * The in-process mailbox subjects of one runtime: `{ns}.{comp}.{ep}.{id}` →
+ * the instance endpoint. An instance is listed from the moment it serves
+ * until just before its mailbox subscription goes (so a call to it then sees
+ * "no responders" on the bus, as any caller would). Held by the plane.
+ */
+export class LocalTargets {
+  private readonly targets = new Map<string, LocalTarget>();
+
+  /** `enabled` false (runtime option `localCalls: false`): every call goes over the transport. */
+  constructor(readonly enabled: boolean) {}
+
+  get(subject: string): LocalTarget | undefined {
+    return this.targets.size === 0 ? undefined : this.targets.get(subject);
+  }
+
+  add(subject: string, target: LocalTarget): void {
+    if (this.enabled) this.targets.set(subject, target);
+  }
+
+  delete(subject: string): void {
+    this.targets.delete(subject);
+  }
+
+  /**
+   * Dispatches `req` to `target` in the event loop's check phase
+   * (`setImmediate`), as the memory network delivers: the caller's `call()`
+   * has returned first, a chain of in-process calls does not grow the stack,
+   * and a caller that awaits calls in a loop still lets timers (deadlines)
+   * and I/O run — a microtask would starve them. One immediate drains every
+   * request scheduled meanwhile. A request whose call settled meanwhile
+   * (cancelled, timed out) is dropped.
+   */
+  schedule(target: LocalTarget, req: LocalRequest): void {
+    this.pending.push(target, req);
+    if (this.pending.length === 2) setImmediate(this.drain);
+  }
+
+  private pending: Array<LocalTarget | LocalRequest> = [];
+
+  private readonly drain = (): void => {
+    const batch = this.pending;
+    this.pending = [];
+    for (let i = 0; i < batch.length; i += 2) {
+      const req = batch[i + 1] as LocalRequest;
+      if (req.live) (batch[i] as LocalTarget).dispatch(req);
+    }
+  };
+
+  /** Instance endpoints listed now (leak tests). */
+  get size(): number {
+    return this.targets.size;
+  }
+}
+
+/**
+ * One attempt of an in-process unary call: what reaches the mailbox. It reads
+ * like the message the bus would deliver (`header()` gives the budget, request
+ * id, trace context and metadata the call carries), so the instance handles
+ * both through one path; `request` is already the handler's own copy.
+ */
+export class LocalRequest implements TransportMessage {
+  /** Set by the instance when the handler got `request` (a later attempt then needs a fresh copy). */
+  started = false;
+  readonly reply = undefined;
+  readonly data = EMPTY;
+  readonly noResponders = false;
+
+  /** The mailbox subject. */
+  readonly subject: string;
+  /** The handler's copy of the request. */
+  readonly request: unknown;
+  /** The request's encoded size (msgpack), for byte counters. */
+  readonly size: number;
+  private readonly headers: Record<string, string>;
+
+  constructor(
+    private readonly sink: LocalSink,
+    copied: Copied,
+    to: { readonly subject: string; readonly headers: Record<string, string> },
+  ) {
+    this.subject = to.subject;
+    this.request = copied.value;
+    this.size = copied.size;
+    this.headers = to.headers;
+  }
+
+  header(name: string): string | undefined {
+    return this.headers[name];
+  }
+
+  /** Whether the call still waits for this attempt (a settled call's request is not dispatched). */
+  get live(): boolean {
+    return this.sink.waiting(this);
+  }
+
+  /** The request id the bus would name it by: the propagated one, else a fresh one. */
+  get requestId(): string | undefined {
+    return this.headers[H.ID];
+  }
+
+  /** The handler's value, already copied ({@link copyValue}). */
+  answer(value: unknown): void {
+    this.sink.localReply(this, value);
+  }
+
+  /** An error, as the bus would carry it ({@link localWireError}). */
+  fail(err: WireError): void {
+    this.sink.localError(this, err);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A copied value and the size msgpack would encode it to. */
+export interface Copied {
+  readonly value: unknown;
+  readonly size: number;
+}
+
+/**
+ * A copy of `value` as the codec would deliver it, and its exact msgpack size
+ * — without encoding. Plain data (plain objects, arrays, strings, numbers,
+ * booleans, null, `Uint8Array`, `Date`, bigint) is copied directly, with the
+ * codec's rules: `undefined` map values are dropped, `undefined` elsewhere
+ * becomes `null`, `-0` becomes `0`, binary arrives as a `Uint8Array`.
+ * Anything else (class instances, `Map`, a `__proto__` key, deep nesting,
+ * functions) takes the codec's own round trip, so it behaves (and fails)
+ * exactly as over the bus. Throws the codec's `BAD_REQUEST` for what it
+ * cannot carry.
+ *
+ * @example
+ * copyValue(codec, { a: 1, b: undefined }); // { value: { a: 1 }, size: 3 }
+ */
+export function copyValue(codec: Codec, value: unknown): Copied {
+  size = 0;
+  try {
+    const v = copy(value, 0);
+    return { value: v, size };
+  } catch (err) {
+    if (err !== NOT_PLAIN) throw err;
+  }
+  const bytes = codec.encode(value);
+  return { value: codec.decode(bytes), size: bytes.length };
+}
+
+/** Thrown inside the walk: this value is not plain data, use the codec. */
+const NOT_PLAIN = Symbol('not plain');
+/** Deeper than this takes the codec path (it enforces the real depth limit, 100 by default). */
+const PLAIN_DEPTH = 32;
+/** The size of the value walked now (the walk is synchronous and not re-entrant). */
+let size = 0;
+
+function copy(v: unknown, depth: number): unknown {
+  switch (typeof v) {
+    case 'string':
+      size += strSize(v);
+      return v;
+    case 'number':
+      if (Number.isSafeInteger(v)) {
+        size += intSize(v);
+        return v === 0 ? 0 : v; // -0 is encoded as the integer 0
+      }
+      size += 9;
+      return v;
+    case 'boolean':
+      size += 1;
+      return v;
+    case 'undefined':
+      size += 1; // nil
+      return null;
+    case 'object':
+      if (v === null) {
+        size += 1;
+        return null;
+      }
+      if (depth >= PLAIN_DEPTH) throw NOT_PLAIN;
+      return copyObject(v, depth + 1);
+    default:
+      // bigint, function, symbol: the codec decides (bigint has an extension, the rest fail there)
+      throw NOT_PLAIN;
+  }
+}
+
+function copyObject(v: object, depth: number): unknown {
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto === Array.prototype) {
+    const a = v as unknown[];
+    const n = a.length;
+    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+    const out = new Array<unknown>(n);
+    for (let i = 0; i < n; i++) out[i] = copy(a[i], depth);
+    return out;
+  }
+  if (proto === Object.prototype || proto === null) {
+    const o = v as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    let n = 0;
+    for (const k of Object.keys(o)) {
+      const x = o[k];
+      if (x === undefined) continue;
+      if (k === '__proto__') throw NOT_PLAIN;
+      size += strSize(k);
+      out[k] = copy(x, depth);
+      n++;
+    }
+    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+    return out;
+  }
+  if (v instanceof Uint8Array && (proto === Uint8Array.prototype || proto === Buffer.prototype)) {
+    const n = v.byteLength;
+    size += n + (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+    return new Uint8Array(v);
+  }
+  if (proto === Date.prototype) {
+    const ms = (v as Date).getTime();
+    if (!Number.isFinite(ms)) throw NOT_PLAIN;
+    size += dateSize(ms);
+    return new Date(ms);
+  }
+  throw NOT_PLAIN;
+}
+
+function strSize(s: string): number {
+  const n = s.length < 32 && isAscii(s) ? s.length : Buffer.byteLength(s, 'utf8');
+  return n + (n < 32 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** msgpack's integer formats: fixint, 8, 16, 32 or 64 bits. */
+function intSize(v: number): number {
+  if (v >= 0) return v < 0x80 ? 1 : v < 0x100 ? 2 : v < 0x10000 ? 3 : v < 0x100000000 ? 5 : 9;
+  return v >= -0x20 ? 1 : v >= -0x80 ? 2 : v >= -0x8000 ? 3 : v >= -0x80000000 ? 5 : 9;
+}
+
+/** msgpack's timestamp extension: 32, 64 or 96 bits of payload behind its ext header. */
+function dateSize(ms: number): number {
+  const sec = Math.floor(ms / 1000);
+  const nsec = (ms - sec * 1000) * 1e6;
+  if (sec >= 0 && sec < 0x400000000) return nsec === 0 && sec < 0x100000000 ? 6 : 10;
+  return 15;
+}
+
+/**
+ * The error as the bus carries it: `err.toJSON()` (with `stack` in dev
+ * mode), copied through {@link copyValue}; data the codec cannot carry, or
+ * an error body past the payload limit, is dropped as `sendError` drops it
+ * on the bus.
+ */
+export function localWireError(codec: Codec, wire: WireError, maxBody: number): WireError {
+  let c: Copied;
+  try {
+    c = copyValue(codec, wire);
+  } catch {
+    c = copyValue(codec, { code: wire.code, message: wire.message });
+  }
+  if (c.size > maxBody) c = copyValue(codec, { code: wire.code, message: wire.message.slice(0, 1024) });
+  return c.value as WireError;
+}
+
+/** The size the transport would count for `headers` (NATS/1.0 block). */
+export function headerBlockSize(headers: Record<string, string>): number {
+  let n = 12;
+  for (const k in headers) n += k.length + Buffer.byteLength(headers[k] as string) + 4;
+  return n;
+}
+
+/** `PAYLOAD_TOO_LARGE` as the transport raises it for a message that does not fit. */
+export function tooLarge(size: number, max: number, what: string): TroupeError {
+  return new TroupeError('PAYLOAD_TOO_LARGE', `message of ${size} bytes to ${what} exceeds the max payload of ${max} bytes`, { data: { size, max } });
+}
