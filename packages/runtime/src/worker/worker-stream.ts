@@ -57,6 +57,12 @@ export class WorkerStream {
   startedAt = 0;
   /** The caller's inbox key: the last token of the reply subject. */
   readonly key: string;
+  /** The caller migrates this stream (`Troupe-Migrate`): a draining instance hands it off at once. */
+  migrate = false;
+  /** Items sent to the caller in data frames so far (a handoff frame names this count). */
+  sent = 0;
+  /** Ended by a handoff frame (the instance drains): nothing more goes to the caller. */
+  handedOff = false;
   private ctx: RequestContext | undefined;
   /** Why the stream was aborted before its handler ran (cancelled, or the caller left, while queued). */
   private early: TroupeError | undefined;
@@ -221,6 +227,7 @@ export function acceptStream(plane: Plane, table: Map<string, WorkerStream>, ins
   const stream = new WorkerStream(plane, table, reply, window, heartbeatMs);
   const askedBytes = Number(msg.header(H.WINDOW_BYTES));
   if (Number.isInteger(askedBytes) && askedBytes >= 1024) stream.limitBytes(askedBytes);
+  stream.migrate = msg.header(H.MIGRATE) !== undefined;
   table.set(reply, stream);
   stream.announce(instanceId);
   plane.heartbeats.add(stream);
@@ -296,6 +303,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
     batch = [];
     batchBytes = 0;
     stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
+    stream.sent = sent;
     const m = stream.meter;
     if (m) {
       if (first === 0 && m.timed) m.firstItem.observeMs(now() - stream.startedAt);
