@@ -19,7 +19,7 @@ const ITEM_MS = 5;
 const STREAMS = 8;
 const RPS = 100;
 /** The workers' grace period: streams handed off at once must not hold a stop anywhere near it. */
-const GRACE_MS = 10_000;
+const GRACE_MS = 3_000;
 
 const s = suite<{ cleanup: Cleanup; server?: NatsServer; caller?: Runtime }>('streams - rolling restart', { cleanup: new Cleanup() });
 
