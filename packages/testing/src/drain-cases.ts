@@ -179,6 +179,33 @@ export function addDrainCases<C extends object>(s: Test<C>, open: (ctx: C, optio
     assert.is(caller.stats().streamsMigrated, 0, 'not migrated');
   });
 
+  s('drain - a pinned client has nowhere to migrate to: its stream runs through the grace period, then ends UNAVAILABLE', async (ctx) => {
+    const grace = 400;
+    const { worker, caller } = await open(ctx, { ...FAST_LIVENESS, gracePeriodMs: grace });
+    const ns = freshNamespace();
+    const first = await worker.spawn(Drained, { namespace: ns });
+    const pinned = caller.namespace(ns).client(Drained, { instance: first.instanceIds[0] as string });
+    const st = collect(pinned.count({ n: 300, delayMs: 5 }, { migrate: { attempts: 2, resume } }));
+    await waitFor(() => st.items.length >= 20, 5_000, '20 items');
+    const t0 = Date.now();
+    await first.stop();
+    const stopMs = Date.now() - t0;
+    const err = await within(st.done, 5_000, 'the stream to end');
+    assert.is(err?.code, 'UNAVAILABLE', `the stream ended with ${err?.code}: ${err?.message}`);
+    assert.ok(stopMs >= grace - 50, `the stop took ${stopMs} ms: the stream was handed off with nowhere to go`);
+    assert.is((err?.data as { delivered?: number } | undefined)?.delivered, st.items.length, 'data.delivered');
+  });
+
+  s("drain - migrate.onDrain other than 'handoff' or 'finish' is a BAD_REQUEST at once", async (ctx) => {
+    const { worker, caller } = await open(ctx, FAST_LIVENESS);
+    const ns = freshNamespace();
+    await worker.spawn(Drained, { namespace: ns });
+    const bad = { attempts: 1, resume, onDrain: 'later' } as unknown as NonNullable<StreamOptions<CountReq, number>['migrate']>;
+    const err = await within(collect(caller.namespace(ns).client(Drained).count({ n: 3, delayMs: 1 }, { migrate: bad })).done, 2_000, 'the refusal');
+    assert.is(err?.code, 'BAD_REQUEST');
+    assert.match(err?.message ?? '', /onDrain/);
+  });
+
   s('drain - runtime.close() without migrate ends an open stream UNAVAILABLE when the grace period runs out', async (ctx) => {
     const grace = 400;
     const { worker, caller } = await open(ctx, FAST_LIVENESS);

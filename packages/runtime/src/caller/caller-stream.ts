@@ -152,7 +152,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     if (migrate) {
       this.migrate = migrate;
       this.maxMigrations = migrate.attempts ?? 1;
-      this.handoffAtOnce = this.maxMigrations > 0 && migrate.onDrain !== 'finish';
+      // A pinned client has nowhere to migrate to: its stream runs through the grace period as before.
+      this.handoffAtOnce = this.maxMigrations > 0 && migrate.onDrain !== 'finish' && route !== undefined;
       this.items = [];
     }
     this.timer = setTimeout(this.onTimeout, this.budget);
@@ -548,6 +549,9 @@ function checkMigrate(m: MigrateOptions<unknown, unknown> | undefined): TroupeEr
   const a = m.attempts ?? 1;
   if (!Number.isInteger(a) || a < 0 || a > MAX_MIGRATIONS) {
     return new TroupeError('BAD_REQUEST', `migrate.attempts must be an integer in 0..${MAX_MIGRATIONS}, got ${String(m.attempts)}`);
+  }
+  if (m.onDrain !== undefined && m.onDrain !== 'handoff' && m.onDrain !== 'finish') {
+    return new TroupeError('BAD_REQUEST', `migrate.onDrain must be 'handoff' or 'finish', got ${JSON.stringify(m.onDrain)}`);
   }
   return undefined;
 }

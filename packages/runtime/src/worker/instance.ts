@@ -704,14 +704,21 @@ export class ActorInstance {
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
         failed = ctx.reason;
-        if (ctx.reason.code !== 'CANCELLED' && !stream.handedOff) this.sendError(reply, (counted = ctx.reason), true);
+        if (ctx.reason.code !== 'CANCELLED') {
+          counted = ctx.reason;
+          // A handed-off stream got its last frame already (the handoff).
+          if (!stream.handedOff) this.sendError(reply, counted, true);
+        }
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
       failed = e;
-      if (e.code !== 'CANCELLED' && !stream.handedOff) this.sendError(reply, (counted = e), true);
+      if (e.code !== 'CANCELLED') {
+        counted = e;
+        if (!stream.handedOff) this.sendError(reply, e, true);
+      }
     } finally {
       stream.forget();
       this.active.delete(ctx);
