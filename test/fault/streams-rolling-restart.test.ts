@@ -14,12 +14,12 @@ import type { WorkReply } from './fixtures/discovery-common';
 // once and continues on another instance from the next item.
 
 /** Items per stream, one every {@link ITEM_MS}: long enough that every stream spans the three restarts. */
-const ITEMS = envNumber('TROUPE_ROLLING_ITEMS', 1_500);
+const ITEMS = envNumber('TROUPE_ROLLING_ITEMS', 2_400);
 const ITEM_MS = 5;
 const STREAMS = 8;
 const RPS = 100;
 /** The workers' grace period: streams handed off at once must not hold a stop anywhere near it. */
-const GRACE_MS = 3_000;
+const GRACE_MS = 5_000;
 
 const s = suite<{ cleanup: Cleanup; server?: NatsServer; caller?: Runtime }>('streams - rolling restart', { cleanup: new Cleanup() });
 

@@ -29,6 +29,10 @@ class Drained {
   /** Why each handler of this instance was aborted (its signal's reason code). */
   aborts: string[] = [];
 
+  @endpoint() hello(): string {
+    return 'hi';
+  }
+
   @endpoint() async *count(req: CountReq, ctx: Context): AsyncGenerator<number> {
     ctx.signal.addEventListener('abort', () => this.aborts.push((ctx.signal.reason as TroupeError)?.code ?? 'unknown'), { once: true });
     for (let i = req.from ?? 0; i < req.n; i++) {
@@ -95,7 +99,7 @@ export function addDrainCases<C extends object>(s: Test<C>, open: (ctx: C, optio
 
   for (const router of [undefined, 'queue'] as const) {
     s(`drain - handle.stop() hands a migrating stream off at once: it continues on another instance, gap-free (${router ?? 'round-robin'})`, async (ctx) => {
-      const grace = 5_000;
+      const grace = 10_000;
       const { worker, caller } = await open(ctx, { ...FAST_LIVENESS, gracePeriodMs: grace });
       const ns = freshNamespace();
       const first = await worker.spawn(Drained, { namespace: ns });
@@ -122,7 +126,7 @@ export function addDrainCases<C extends object>(s: Test<C>, open: (ctx: C, optio
   }
 
   s('drain - runtime.close() hands a migrating stream off at once: it continues on another runtime, gap-free', async (ctx) => {
-    const grace = 5_000;
+    const grace = 10_000;
     const { worker, caller } = await open(ctx, FAST_LIVENESS);
     // The doomed worker shares the base worker's connection (memory network or NATS) but is a runtime of its own.
     const doomed = await Runtime.connect({ ...FAST_LIVENESS, gracePeriodMs: grace, transport: new SeverableTransport(worker.bus) });
@@ -204,6 +208,46 @@ export function addDrainCases<C extends object>(s: Test<C>, open: (ctx: C, optio
     const err = await within(collect(caller.namespace(ns).client(Drained).count({ n: 3, delayMs: 1 }, { migrate: bad })).done, 2_000, 'the refusal');
     assert.is(err?.code, 'BAD_REQUEST');
     assert.match(err?.message ?? '', /onDrain/);
+  });
+
+  s('drain - a starting instance serves the queue-group requests that reach it before its spawn returns (rolling restart)', async (ctx) => {
+    const { worker, caller } = await open(ctx, FAST_LIVENESS);
+    const ns = freshNamespace();
+    await worker.spawn(Drained, { namespace: ns });
+    const queued = caller.namespace(ns).component('drained').endpoint('hello').client<undefined, string>({ router: 'queue' });
+    const failures: string[] = [];
+    let calls = 0;
+    let running = true;
+    // Queue-group calls back to back while instances join: some reach each newcomer while it subscribes and flushes.
+    const pending = new Set<Promise<void>>();
+    const call = (): void => {
+      calls++;
+      const p = queued.call(undefined, { timeout: 5_000 }).then(
+        () => undefined,
+        (e: unknown) => void failures.push(`${(e as TroupeError).code}: ${(e as TroupeError).message}`),
+      );
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+    };
+    const loop = (): void => {
+      if (!running) return;
+      call();
+      setImmediate(loop);
+    };
+    loop();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const spawned = worker.spawn(Drained, { namespace: ns, replicas: 2 });
+        // A burst as the spawn begins, and more on every turn of the event loop until it returned.
+        for (let k = 0; k < 20; k++) call();
+        await spawned;
+      }
+    } finally {
+      running = false;
+    }
+    await within(Promise.all([...pending]), 6_000, 'the calls to end');
+    assert.ok(calls > 50, `only ${calls} calls`);
+    assert.equal(failures, [], `${failures.length} of ${calls} calls failed`);
   });
 
   s('drain - runtime.close() without migrate ends an open stream UNAVAILABLE when the grace period runs out', async (ctx) => {

@@ -300,6 +300,9 @@ export class ActorInstance {
     }
     if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
       // drained from the queue subscription: already ours, handle it
+    } else if (this.state === State.Starting) {
+      // Subscribed (onStart ran) but still flushing: the queue group already delivers here, and a
+      // queue-group caller cannot re-route a refusal (a replacement joining under load, #17).
     } else if (this.state !== State.Serving) {
       // `refused`: never ran, so the caller's router sends it elsewhere.
       if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
