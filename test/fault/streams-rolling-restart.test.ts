@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, type TroupeError } from '@troupe/runtime/internal';
-import { NatsServer, waitFor, within, type WorkerProcess } from '@troupe/testing';
+import { NatsServer, waitFor, type WorkerProcess } from '@troupe/testing';
 import { clock, type CountReq, envNumber } from './fixtures/stream-common';
 import { Cleanup, ms } from './fixtures/stream-harness';
 import { describeFailures, ListWatch, Load } from './fixtures/discovery-harness';
@@ -98,7 +98,7 @@ s(`SIGTERM rolling restart of 3 workers under ${STREAMS} migrating streams and $
   }
   const restartedAt = clock();
 
-  await within(waitForAll(runs), Math.max(30_000, ITEMS * ITEM_MS * 2), 'every stream to end');
+  await waitFor(() => runs.every((r) => r.done), Math.max(30_000, ITEMS * ITEM_MS * 2), 'every stream to end');
   const outcomes = (await Promise.all(loads.map((l) => l.stop()))).flat();
   const migrated = caller.stats().streamsMigrated - migratedBefore;
 
@@ -139,10 +139,5 @@ s(`SIGTERM rolling restart of 3 workers under ${STREAMS} migrating streams and $
   }
   assert.ok(migrated >= restarts.reduce((n, r) => n + r.handedOff, 0), `${migrated} migrations counted by the caller`);
 });
-
-/** Resolves once every run ended (polled: the runs are plain records). */
-async function waitForAll(runs: readonly Run[]): Promise<void> {
-  while (!runs.every((r) => r.done)) await new Promise((r) => setTimeout(r, 20));
-}
 
 s.run();
