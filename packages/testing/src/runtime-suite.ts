@@ -17,6 +17,7 @@ import {
   type TypedClient,
 } from '@troupe/runtime/internal';
 import { addStreamCases } from './stream-cases';
+import { addDrainCases } from './drain-cases';
 import { addRoutingCases } from './routing-cases';
 import { addSupervisionCases } from './supervision-cases';
 import { addContextCases } from './context-cases';
@@ -666,6 +667,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
   });
 
   addStreamCases(s, open);
+  addDrainCases(s, open);
   addRoutingCases(s, open);
   addSupervisionCases(s, open);
   addContextCases(s, open);

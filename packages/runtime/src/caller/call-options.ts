@@ -61,10 +61,11 @@ export interface StreamOptions<Req = unknown, Res = unknown> extends CallOptions
 
 /**
  * Stream migration: when the instance serving a stream is lost (killed,
- * frozen, its frames lost), the client asks `resume` for a request that
- * continues where the consumer is, and sends it through the client's router
- * to another instance. The consumer sees one gap-free, duplicate-free stream.
- * The items delivered so far are kept while the stream runs (for `resume`).
+ * frozen, its frames lost) or drains (a graceful stop, `runtime.close()`,
+ * SIGTERM), the client asks `resume` for a request that continues where the
+ * consumer is, and sends it through the client's router to another instance.
+ * The consumer sees one gap-free, duplicate-free stream. The items delivered
+ * so far are kept while the stream runs (for `resume`).
  *
  * @example
  * client.stream({ prompt, max: 100 }, {
@@ -77,9 +78,18 @@ export interface MigrateOptions<Req = unknown, Res = unknown> {
   /**
    * The request for the next instance, from the original request and every
    * item delivered so far (across attempts); `undefined` gives up (the
-   * consumer gets the INSTANCE_LOST). Nothing already delivered is delivered again.
+   * consumer gets the INSTANCE_LOST, or the `UNAVAILABLE` of a drained
+   * instance). Nothing already delivered is delivered again.
    */
   resume(request: Req, received: readonly Res[]): Req | undefined;
+  /**
+   * When the serving instance drains: `'handoff'` (default) — it hands the
+   * stream off at once and the stream continues elsewhere; `'finish'` — the
+   * stream runs on there through the instance's grace period and moves only
+   * if it is still running when that ends (for streams that are costly to
+   * resume, such as a long prompt to prefill again).
+   */
+  onDrain?: 'handoff' | 'finish';
 }
 
 export const MAX_WINDOW = 65_536;

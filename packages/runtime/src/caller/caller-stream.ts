@@ -22,7 +22,7 @@ import { ErrorCode, TroupeError, toTroupeError } from '../errors';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import { validateInstanceId } from '../names';
 import type { Plane } from '../plane/plane';
-import { Ctl, Frame, H, isRefusal, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
+import { Ctl, Frame, H, isHandoff, isRefusal, MODE_STREAM, PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, ownMailboxSubject } from '../wire/subjects';
 import type { Headers, TransportMessage } from '../transport/transport';
 import { type AttemptOwner, StreamAttempt } from './stream-attempt';
@@ -84,6 +84,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   private route: StreamRoute | undefined;
   private migrate: MigrateOptions<Req, Res> | undefined;
   private maxMigrations = 0;
+  /** Asks a draining instance to hand the stream off at once (`Troupe-Migrate`). */
+  private handoffAtOnce = false;
   /** Items delivered so far, kept only for `migrate.resume`. */
   private items: Res[] | undefined;
   private migrations = 0;
@@ -158,6 +160,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     if (migrate) {
       this.migrate = migrate;
       this.maxMigrations = migrate.attempts ?? 1;
+      // A pinned client has nowhere to migrate to: its stream runs through the grace period as before.
+      this.handoffAtOnce = this.maxMigrations > 0 && migrate.onDrain !== 'finish' && route !== undefined;
       this.items = [];
     }
     this.timer = setTimeout(this.onTimeout, this.budget);
@@ -193,6 +197,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     headers[H.WINDOW_BYTES] = String(this.windowBytes);
     headers[H.PROTO] = PROTOCOL_VERSION;
     headers[H.HEARTBEAT] = String(this.plane.settings.streamHeartbeatMs);
+    if (this.handoffAtOnce) headers[H.MIGRATE] = '1';
     try {
       this.plane.transport.publish(target.subject, data, { reply, headers });
     } catch (err) {
@@ -227,6 +232,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     if (msg.header(H.ERROR) !== undefined) {
       const err = decodeError(this.plane, msg);
       if (a.instanceId === undefined && isRefusal(err)) return this.unreachable(err);
+      // A draining instance handed the stream off: a migrating stream continues elsewhere, any other ends UNAVAILABLE.
+      if (this.migrate && isHandoff(err)) return this.handedOff(a, msg, err);
       return this.finish(err);
     }
     const frame = msg.header(H.FRAME);
@@ -364,10 +371,34 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
    */
   lost(err: TroupeError): void {
     if (this.done) return;
+    this.plane.stats.streamsLost++;
+    // A frozen worker that wakes up stops at once.
+    this.move(err.code === ErrorCode.INSTANCE_LOST ? err : new TroupeError(ErrorCode.INSTANCE_LOST, err.message, { cause: err.cause }), true);
+  }
+
+  /**
+   * A draining instance ended the attempt with a handoff after `Troupe-Seq`
+   * items: when all of them arrived the stream continues elsewhere from
+   * there; when some did not, frames were lost (as for any gap).
+   */
+  private handedOff(a: StreamAttempt<Req>, msg: TransportMessage, err: TroupeError): void {
+    const sent = Number(msg.header(H.SEQ));
+    if (sent !== a.received) {
+      return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${a.target ?? a.subject} was handed off after ${sent} items but ${a.received} arrived`));
+    }
+    // The instance ended the stream itself: nothing to cancel there.
+    this.move(err, false);
+  }
+
+  /**
+   * The current attempt ended before the stream did (its instance lost or
+   * draining): re-issue it through `migrate.resume` when asked to and
+   * possible, else fail with `err`'s code and the count delivered.
+   */
+  private move(err: TroupeError, cancelRemote: boolean): void {
     const stats = this.plane.stats;
-    stats.streamsLost++;
     const failed = this.attempt?.target;
-    this.endAttempt(true);
+    this.endAttempt(cancelRemote);
     const migrate = this.migrate;
     if (migrate && this.route && this.migrations < this.maxMigrations && !this.cancelled && this.stopGrace === undefined && this.deadline - Date.now() > 0) {
       let next: Req | undefined;
@@ -382,6 +413,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
         stats.streamsMigrated++;
         this.plane.logger.info('stream migrated', {
           from: failed,
+          why: cancelRemote ? 'lost' : 'handoff',
           to: target.instanceId ?? target.subject,
           delivered: this.delivered,
           attempt: this.migrations,
@@ -389,7 +421,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
         return this.send(target, next as Req);
       }
     }
-    this.finish(new TroupeError(ErrorCode.INSTANCE_LOST, err.message, { cause: err.cause, data: this.progress(failed) }));
+    this.finish(new TroupeError(err.code, err.message, { cause: err.cause, data: this.progress(failed) }));
   }
 
   /** The request never reached an instance: re-send it elsewhere when the client routes, else fail. */
@@ -556,6 +588,9 @@ function checkMigrate(m: MigrateOptions<unknown, unknown> | undefined): TroupeEr
   const a = m.attempts ?? 1;
   if (!Number.isInteger(a) || a < 0 || a > MAX_MIGRATIONS) {
     return new TroupeError('BAD_REQUEST', `migrate.attempts must be an integer in 0..${MAX_MIGRATIONS}, got ${String(m.attempts)}`);
+  }
+  if (m.onDrain !== undefined && m.onDrain !== 'handoff' && m.onDrain !== 'finish') {
+    return new TroupeError('BAD_REQUEST', `migrate.onDrain must be 'handoff' or 'finish', got ${JSON.stringify(m.onDrain)}`);
   }
   return undefined;
 }

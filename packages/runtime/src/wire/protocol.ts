@@ -55,6 +55,11 @@ export const H = {
    * What Troupe publishers send; subscribers also accept the three headers below.
    */
   EVENT: 'Troupe-Event',
+  /**
+   * On a stream request (`1`): the caller migrates this stream, so a draining
+   * instance hands it off at once instead of running it through its grace period.
+   */
+  MIGRATE: 'Troupe-Migrate',
   /** Who published an event: an instance id, or a runtime id for runtime-level publishes. */
   PUBLISHER: 'Troupe-Publisher',
   /** The publisher's sequence number of an event, per event subject, from 1 (gaps are detectable). */
@@ -110,6 +115,29 @@ export const MODE_STREAM = 's';
  */
 export function refusal(message: string): TroupeError {
   return new TroupeError(ErrorCode.UNAVAILABLE, message, { data: { refused: true } });
+}
+
+/**
+ * The error frame that ends a stream on a draining instance: `UNAVAILABLE`
+ * marked `data.handoff` (its `Troupe-Seq` says how many items were sent). A
+ * caller that migrates the stream continues it on another instance from the
+ * items it received; any other caller gets the `UNAVAILABLE`.
+ *
+ * @example
+ * handOff(stream, handoff(`instance ${id} is draining: stream handed off`));
+ */
+export function handoff(message: string): TroupeError {
+  return new TroupeError(ErrorCode.UNAVAILABLE, message, { data: { handoff: true } });
+}
+
+/**
+ * Whether `err` is a {@link handoff}: the instance drained, the stream may continue elsewhere.
+ *
+ * @example
+ * if (isHandoff(err) && migrating) return migrate();
+ */
+export function isHandoff(err: TroupeError): boolean {
+  return err.code === ErrorCode.UNAVAILABLE && (err.data as { handoff?: unknown } | undefined)?.handoff === true;
 }
 
 /**

@@ -8,7 +8,7 @@ import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { Plane } from '../plane/plane';
-import { Ctl, Frame, H, MODE_STREAM, refusal } from '../wire/protocol';
+import { Ctl, Frame, H, handoff, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
 import type { Headers, TransportMessage, TransportSubscription } from '../transport/transport';
 import { RequestContext } from './request-context';
@@ -248,11 +248,13 @@ export class ActorInstance {
 
   /**
    * Stops serving: leaves the queue groups at once (the server routes new
-   * requests elsewhere), refuses new direct requests, lets in-flight work
-   * finish within `graceMs` (stream control keeps flowing on the mailbox),
-   * then aborts what is left, and runs `onStop`. Leaving the queue groups
-   * waits at most `drainWithinMs` for the server (less when the server is
-   * known not to answer).
+   * requests elsewhere), refuses new direct requests, hands off the streams
+   * whose callers migrate them (they continue on another instance), lets
+   * in-flight work finish within `graceMs` (stream control keeps flowing on
+   * the mailbox), then hands off the streams still open and aborts what is
+   * left, and runs `onStop`. Leaving the queue groups waits at most
+   * `drainWithinMs` for the server (less when the server is known not to
+   * answer).
    */
   stop(graceMs: number, drainWithinMs = graceMs): Promise<void> {
     // A second caller (a handle's stop, then close) waits for the same stop, not for nothing.
@@ -280,10 +282,20 @@ export class ActorInstance {
       for (const s of this.subs) s.unsubscribe();
       this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
     }
+    // Only now: a migrated stream re-sent to the queue group must not land here again.
+    const moving = [...this.streams.values()].filter((st) => st.migrate);
+    if (moving.length > 0) {
+      const reason = handoff(`instance ${this.info.instanceId} is draining: the stream continues on another instance`);
+      for (const st of moving) this.handOff(st, reason);
+      this.logger.info('streams handed off', { streams: moving.length });
+    }
     const finished = await settlesWithin(this.mailbox.idle(), deadline - Date.now());
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
+      // Streams still open (running or queued) end with a handoff: `UNAVAILABLE` as ever, unless their caller migrates them.
+      const late = handoff(`instance ${this.info.instanceId} stopped before the stream finished (grace period ${graceMs} ms)`);
+      for (const st of [...this.streams.values()]) this.handOff(st, late);
       for (const job of this.mailbox.takeQueued()) void job();
       for (const ctx of this.active) ctx.abort(lost);
       await settlesWithin(this.mailbox.idle(), Math.min(1000, graceMs));
@@ -315,6 +327,9 @@ export class ActorInstance {
     }
     if (this.state === State.Stopping && !msg.subject.endsWith(this.info.instanceId)) {
       // drained from the queue subscription: already ours, handle it
+    } else if (this.state === State.Starting) {
+      // Subscribed (onStart ran) but still flushing: the queue group already delivers here, and a
+      // queue-group caller cannot re-route a refusal (a replacement joining under load, #17).
     } else if (this.state !== State.Serving) {
       // `refused`: never ran, so the caller's router sends it elsewhere.
       if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
@@ -523,9 +538,9 @@ export class ActorInstance {
    * with the items that reached it.
    */
   private endStopped(stream: WorkerStream, ctx: RequestContext): void {
-    ctx.logger.warn('stopped handler killed before it finished', { reason: ctx.reason.message, items: stream.framed });
+    ctx.logger.warn('stopped handler killed before it finished', { reason: ctx.reason.message, items: stream.sent });
     try {
-      stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(stream.framed) });
+      stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(stream.sent) });
     } catch {
       // not connected: the caller's liveness check reports the stream lost
     }
@@ -535,6 +550,8 @@ export class ActorInstance {
     const { ep, meter } = served;
     const local = msg instanceof LocalRequest ? msg : undefined;
     const reply: Reply | undefined = local ?? msg.reply;
+    // A stream handed off while it waited in the mailbox: its caller went elsewhere.
+    if (this.state !== State.Serving && typeof reply === 'string' && this.streams.get(reply)?.handedOff) return;
     if (this.refusal) {
       if (reply) this.sendError(reply, this.refusal);
       return;
@@ -742,30 +759,59 @@ export class ActorInstance {
 
   /** Sends an error to a caller; never throws. */
   sendError(reply: Reply, err: TroupeError, frame?: boolean): void {
+    if (typeof reply !== 'string') {
+      reply.fail(localWireError(this.plane.codec, this.wireOf(err), this.plane.transport.maxPayload - HEADER_ROOM));
+      return;
+    }
+    const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
+    try {
+      this.plane.transport.publish(reply, this.errorBody(err), { headers });
+    } catch (e) {
+      this.logger.warn('error reply not sent', { code: err.code, error: (e as Error).message });
+    }
+  }
+
+  /** An error as the caller sees it (`{ code, message, data?, stack? }`; the stack in dev mode). */
+  private wireOf(err: TroupeError): WireError {
     const wire: WireError = err.toJSON();
     if (this.plane.settings.dev) {
       // A normalised throw: the stack that helps is the handler's, not the normaliser's.
       const origin = err.cause instanceof Error && !(err.cause instanceof TroupeError) ? err.cause : err;
       if (origin.stack) wire.stack = origin.stack;
     }
-    if (typeof reply !== 'string') {
-      reply.fail(localWireError(this.plane.codec, wire, this.plane.transport.maxPayload - HEADER_ROOM));
-      return;
-    }
-    const headers: Headers = frame ? { [H.ERROR]: err.code, [H.FRAME]: Frame.ERROR } : { [H.ERROR]: err.code };
+    return wire;
+  }
+
+  /** The wire body of an error, cut to fit a frame. */
+  private errorBody(err: TroupeError): Uint8Array {
+    const wire = this.wireOf(err);
+    let body: Uint8Array;
     try {
-      let body: Uint8Array;
-      try {
-        body = this.plane.codec.encode(wire);
-      } catch {
-        body = this.plane.codec.encode({ code: err.code, message: err.message });
-      }
-      if (body.length > this.plane.transport.maxPayload - HEADER_ROOM) {
-        body = this.plane.codec.encode({ code: err.code, message: err.message.slice(0, 1024) });
-      }
-      this.plane.transport.publish(reply, body, { headers });
+      body = this.plane.codec.encode(wire);
+    } catch {
+      body = this.plane.codec.encode({ code: err.code, message: err.message });
+    }
+    if (body.length > this.plane.transport.maxPayload - HEADER_ROOM) {
+      body = this.plane.codec.encode({ code: err.code, message: err.message.slice(0, 1024) });
+    }
+    return body;
+  }
+
+  /**
+   * Ends a stream here because the instance drains: aborts its handler (the
+   * pump sends no frame after this), then sends the handoff error frame with
+   * the count of items sent (`Troupe-Seq`), so a migrating caller continues
+   * on another instance from exactly there. Never throws.
+   */
+  private handOff(stream: WorkerStream, reason: TroupeError): void {
+    if (stream.handedOff) return;
+    stream.handedOff = true;
+    stream.abort(reason);
+    try {
+      stream.send({ [H.FRAME]: Frame.ERROR, [H.ERROR]: reason.code, [H.SEQ]: String(stream.sent) }, this.errorBody(reason));
     } catch (e) {
-      this.logger.warn('error reply not sent', { code: err.code, error: (e as Error).message });
+      // The caller hears nothing more: its probe finds the stream gone (INSTANCE_LOST), which migrates too.
+      this.logger.warn('stream handoff not sent', { error: (e as Error).message });
     }
   }
 
@@ -791,14 +837,21 @@ export class ActorInstance {
       const sent = await pump(this.plane, toAsyncIterable(result, stream), stream);
       if (ctx.aborted) {
         failed = ctx.reason;
-        if (ctx.reason.code !== 'CANCELLED') this.sendError(reply, (counted = ctx.reason), true);
+        if (ctx.reason.code !== 'CANCELLED') {
+          counted = ctx.reason;
+          // A handed-off stream got its last frame already (the handoff).
+          if (!stream.handedOff) this.sendError(reply, counted, true);
+        }
       } else {
         stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);
       failed = e;
-      if (e.code !== 'CANCELLED') this.sendError(reply, (counted = e), true);
+      if (e.code !== 'CANCELLED') {
+        counted = e;
+        if (!stream.handedOff) this.sendError(reply, e, true);
+      }
     } finally {
       stream.forget();
       this.active.delete(ctx);

@@ -36,13 +36,17 @@ export class WorkerStream {
   startedAt = 0;
   /** The caller's inbox key: the last token of the reply subject. */
   readonly key: string;
+  /** The caller migrates this stream (`Troupe-Migrate`): a draining instance hands it off at once. */
+  migrate = false;
+  /** Items sent to the caller in data frames so far (what an end frame counts; a handoff frame names this count too). */
+  sent = 0;
+  /** Ended by a handoff frame (the instance drains): nothing more goes to the caller. */
+  handedOff = false;
   private ctx: RequestContext | undefined;
   /** Why the stream was aborted before its handler ran (cancelled, or the caller left, while queued). */
   private early: TroupeError | undefined;
   /** The grace of a stop that arrived while the stream was queued (applied when the handler starts). */
   private earlyStop: number | undefined;
-  /** Items sent to the caller in data frames (what an end frame counts). */
-  framed = 0;
   private wake: (() => void) | undefined;
   private forgotten = false;
 
@@ -211,6 +215,7 @@ export function acceptStream(plane: Plane, table: Map<string, WorkerStream>, ins
   const stream = new WorkerStream(plane, table, reply, window, heartbeatMs);
   const askedBytes = Number(msg.header(H.WINDOW_BYTES));
   if (Number.isInteger(askedBytes) && askedBytes >= 1024) stream.limitBytes(askedBytes);
+  stream.migrate = msg.header(H.MIGRATE) !== undefined;
   table.set(reply, stream);
   stream.announce(instanceId);
   plane.heartbeats.add(stream);
@@ -312,7 +317,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
     const first = sent;
     sent += n;
     stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
-    stream.framed = sent;
+    stream.sent = sent;
     const m = stream.meter;
     if (m) {
       if (first === 0 && m.timed) m.firstItem.observeMs(now() - stream.startedAt);
