@@ -116,9 +116,16 @@ export class NatsTransport implements Transport {
     checkSubject(subject);
     if (options?.reply !== undefined) checkSubject(options.reply);
     const hdrs = options?.headers ? encodeHeaders(options.headers) : undefined;
+    let opts: { reply: string; headers: MsgHdrs | undefined } | undefined;
+    if (hdrs || options?.reply) {
+      // One options object for every publish: nats.js reads it synchronously and keeps nothing of it.
+      opts = PUBLISH_OPTIONS;
+      opts.reply = options?.reply ?? '';
+      opts.headers = hdrs as unknown as MsgHdrs | undefined;
+    }
     try {
       // The transport takes ownership of `data`: nats.js keeps a reference until the socket write.
-      this.nc.publish(subject, data, hdrs || options?.reply ? { reply: options?.reply, headers: hdrs as unknown as MsgHdrs | undefined } : undefined);
+      this.nc.publish(subject, data, opts);
     } catch (err) {
       throw mapPublishError(err, subject, data.length + (hdrs ? hdrs.size : 0), this.maxPayload);
     }
@@ -209,6 +216,8 @@ function checkSubject(subject: string): void {
     throw new TroupeError('BAD_REQUEST', `invalid publish subject ${JSON.stringify(subject)}: no wildcard tokens, empty tokens or whitespace`);
   }
 }
+
+const PUBLISH_OPTIONS: { reply: string; headers: MsgHdrs | undefined } = { reply: '', headers: undefined };
 
 /** Encodings of frozen header records (callers reuse them for identical metadata). */
 const encodedCache = new WeakMap<Headers, EncodedHeaders>();
