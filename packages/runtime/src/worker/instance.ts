@@ -295,14 +295,21 @@ export class ActorInstance {
     }
     // The budget counts from arrival: time spent waiting in the mailbox is spent.
     const arrived = Date.now();
-    const job = (): void | Promise<void> => this.handle(served, msg, arrived);
     // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
     const box = this.mailbox;
     const stream =
       reply && msg.header(H.MODE) === MODE_STREAM && (box.running < box.concurrency || box.queued < box.capacity)
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
-    const accepted = box.offer(stream ? stream.guard(job) : job);
+    let accepted: boolean;
+    if (!stream && box.running < box.concurrency) {
+      // A free slot: run now, without a job closure (the unary hot path).
+      box.runNow(this.handle, this, served, msg, arrived);
+      accepted = true;
+    } else {
+      const job = (): void | Promise<void> => this.handle(served, msg, arrived);
+      accepted = box.offer(stream ? stream.guard(job) : job);
+    }
     if (box.queued > 0 && this.queueWatch === undefined && !this.queueWarned) this.watchQueue(performance.eventLoopUtilization());
     if (box.running > 0 && this.progressWatch === undefined && this.stuckAfterMs > 0) {
       this.lastProgress = box.progress;
@@ -494,15 +501,15 @@ export class ActorInstance {
       attrs['troupe.instance_id'] = this.info.instanceId;
       attrs['troupe.request_id'] = ctx.requestId;
       ctx.server = startServerSpan(queueSubject(addr), parseTraceparent(traceparent), msg, attrs);
-      return runInContext(ctx.server.context, () => this.serve(served, { request, ctx, msg, t0 }));
+      return runInContext(ctx.server.context, () => this.serve(served, request, ctx, msg, t0));
     }
-    return this.serve(served, { request, ctx, msg, t0 });
+    return this.serve(served, request, ctx, msg, t0);
   }
 
-  private serve(served: Served, r: { request: unknown; ctx: RequestContext; msg: TransportMessage; t0: number }): void | Promise<void> {
-    const reply = r.msg.reply;
-    if (r.msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(served, r.request, r.ctx, reply, r.msg, r.t0);
-    return this.serveUnary(served, r.request, r.ctx, reply, r.t0);
+  private serve(served: Served, request: unknown, ctx: RequestContext, msg: TransportMessage, t0: number): void | Promise<void> {
+    const reply = msg.reply;
+    if (reply && msg.header(H.MODE) === MODE_STREAM) return this.serveStream(served, request, ctx, reply, msg, t0);
+    return this.serveUnary(served, request, ctx, reply, t0);
   }
 
   private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: string | undefined, t0: number): void | Promise<void> {
