@@ -309,14 +309,26 @@ function headerIn(block: string, name: string): string | undefined {
   // Most names asked for are absent: one native substring search says so.
   for (let at = block.indexOf(name, 10); at >= 0; at = block.indexOf(name, at + 1)) {
     if (block.charCodeAt(at - 1) !== 10 || block.charCodeAt(at + len) !== 58) continue; // not a whole name at a line start
-    let from = at + len + 1;
-    let to = block.indexOf('\r\n', from);
-    if (to < 0) to = block.length;
-    while (from < to && isBlank(block.charCodeAt(from))) from++;
-    while (to > from && isBlank(block.charCodeAt(to - 1))) to--;
-    return block.slice(from, to);
+    return valueAt(block, at + len + 1);
   }
   return undefined;
+}
+
+/** The trimmed value that starts at `from` and ends at the line's end. */
+function valueAt(block: string, from: number): string {
+  let to = block.indexOf('\r\n', from);
+  if (to < 0) to = block.length;
+  while (from < to && isBlank(block.charCodeAt(from))) from++;
+  while (to > from && isBlank(block.charCodeAt(to - 1))) to--;
+  return block.slice(from, to);
+}
+
+/** The start of the only header line of a block ending in an empty line; -1 when it has more lines (or none). */
+function singleLine(block: string): number {
+  const first = block.indexOf('\r\n') + 2;
+  if (first < 2) return -1;
+  const end = block.indexOf('\r\n', first);
+  return end > first && end === block.length - 4 && block.endsWith('\r\n\r\n') ? first : -1;
 }
 
 function isBlank(c: number): boolean {
@@ -329,6 +341,8 @@ class NatsMessage implements TransportMessage {
   /** Headers read through nats.js's public API, if its internals ever change. */
   private hmap: ReadonlyMap<string, string> | undefined;
   private body: Uint8Array | undefined;
+  /** Where the one header line of the block starts; -1 when there are several (or none). */
+  private single: number | undefined;
   constructor(private readonly m: Msg) {}
   private headerBlock(): string | undefined {
     if (this.block !== undefined) return this.block;
@@ -364,7 +378,12 @@ class NatsMessage implements TransportMessage {
   header(name: string): string | undefined {
     const block = this.headerBlock();
     if (block === undefined) return this.hmap?.get(name);
-    return block.length === 0 ? undefined : headerIn(block, name);
+    if (block.length === 0) return undefined;
+    if (this.single === undefined) this.single = singleLine(block);
+    const at = this.single;
+    if (at < 0 || name === ':status') return headerIn(block, name);
+    // One header line (a plain call's `Troupe-Timeout`): every other name is absent without a search.
+    return block.charCodeAt(at + name.length) === 58 && block.startsWith(name, at) ? valueAt(block, at + name.length + 1) : undefined;
   }
   get noResponders(): boolean {
     return this.header(':status') === '503' && this.m.data.length === 0;
