@@ -15,7 +15,7 @@ export interface ReplyHandler {
 
 /**
  * The inbox token workers send heartbeats to: `{root}._hb`, body = the keys
- * of every open stream of that caller, space-separated. Reply keys are base36
+ * of every open stream of that caller, space-separated. Reply keys are decimal
  * and never start with `_`.
  */
 export const HEARTBEAT_KEY = '_hb';
@@ -51,7 +51,7 @@ const GENERATIONS = 0x20000000;
  * ~3x a hand-written mux at 256 in flight (NATS-FACTS); this is that mux.
  *
  * Handlers sit in numbered slots, reused (the most recently freed first);
- * each reuse bumps the slot's generation. A reply key is one base36 number,
+ * each reuse bumps the slot's generation. A reply key is one decimal number,
  * the ticket `generation × 2^24 + slot`: opening, dispatching and closing
  * allocate nothing but the reply subject (no Map entry, no key string to
  * hash), and a late reply to a key closed meanwhile finds a newer generation
@@ -79,7 +79,7 @@ export class ReplyInbox {
 
   /** Registers `handler` and returns `[key, replySubject]`. */
   open(handler: ReplyHandler): [string, string] {
-    const key = this.take(handler).toString(36);
+    const key = String(this.take(handler));
     return [key, this.prefix + key];
   }
 
@@ -99,7 +99,8 @@ export class ReplyInbox {
 
   /** The reply subject of a ticket. */
   subjectOf(ticket: number): string {
-    return this.prefix + ticket.toString(36);
+    // Decimal: V8 turns a number into decimal text far faster than into base 36.
+    return this.prefix + ticket;
   }
 
   /** Forgets a ticket; later messages to it are dropped. Closing one twice (or a stale one) does nothing. */
@@ -166,18 +167,15 @@ export class ReplyInbox {
   }
 }
 
-/** The ticket a base36 key (from `from` to the end of `s`) names; -1 when it is not one. */
+/** The ticket a decimal key (from `from` to the end of `s`) names; -1 when it is not one. */
 function parseTicket(s: string, from: number): number {
   const n = s.length;
-  if (n <= from || n - from > 11) return -1;
+  if (n <= from || n - from > 16) return -1;
   let t = 0;
   for (let i = from; i < n; i++) {
-    const c = s.charCodeAt(i);
-    let d: number;
-    if (c >= 48 && c <= 57) d = c - 48;
-    else if (c >= 97 && c <= 122) d = c - 87;
-    else return -1;
-    t = t * 36 + d;
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    t = t * 10 + d;
   }
   return t <= Number.MAX_SAFE_INTEGER ? t : -1;
 }

@@ -113,7 +113,8 @@ export class Mailbox {
     } else {
       this.active--;
       this.progress++;
-      this.pump();
+      // Nothing waits and nobody awaits idle (the unary hot path): no pump.
+      if (this.head < this.queue.length || this.idleWaiters.length > 0) this.pump();
     }
   }
 
