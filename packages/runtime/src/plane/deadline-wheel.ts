@@ -134,7 +134,7 @@ export class DeadlineWheel {
 }
 
 function unlinkAll(head: Expirable): void {
-  for (let item: Expirable | undefined = head; item; ) {
+  for (let item: Expirable | undefined = head; item;) {
     const next: Expirable | undefined = item.wheelNext;
     item.wheelSlot = 0;
     item.wheelPrev = undefined;

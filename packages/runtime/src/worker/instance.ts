@@ -293,8 +293,6 @@ export class ActorInstance {
       if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
       return;
     }
-    // The budget counts from arrival: time spent waiting in the mailbox is spent.
-    const arrived = Date.now();
     // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
     const box = this.mailbox;
     const stream =
@@ -304,9 +302,11 @@ export class ActorInstance {
     let accepted: boolean;
     if (!stream && box.running < box.concurrency) {
       // A free slot: run now, without a job closure (the unary hot path).
-      box.runNow(this.handle, this, served, msg, arrived);
+      box.runNow(this.handleNow, served, msg);
       accepted = true;
     } else {
+      // The budget counts from arrival: time spent waiting in the mailbox is spent.
+      const arrived = Date.now();
       const job = (): void | Promise<void> => this.handle(served, msg, arrived);
       accepted = box.offer(stream ? stream.guard(job) : job);
     }
@@ -447,6 +447,9 @@ export class ActorInstance {
     }
     streamControl(this.plane, this.streams, kind, msg);
   }
+
+  /** {@link handle} of a message that runs as it arrives (a free mailbox slot). */
+  private readonly handleNow = (served: Served, msg: TransportMessage): void | Promise<void> => this.handle(served, msg, Date.now());
 
   private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
     const { ep, meter } = served;

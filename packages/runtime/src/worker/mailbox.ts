@@ -75,17 +75,17 @@ export class Mailbox {
   private draining = false;
 
   /**
-   * Runs `fn.call(self, a, b, c)` in a free slot now — {@link offer} of a job
-   * without the job's closure; only while `running < concurrency` (a
-   * RangeError otherwise: nothing may overtake queued jobs).
+   * Runs `fn(a, b)` in a free slot now — {@link offer} of a job without the
+   * job's closure; only while `running < concurrency` (a RangeError
+   * otherwise: nothing may overtake queued jobs).
    */
-  runNow<S, A, B, C>(fn: (this: S, a: A, b: B, c: C) => void | Promise<void>, self: S, a: A, b: B, c: C): void {
+  runNow<A, B>(fn: (a: A, b: B) => void | Promise<void>, a: A, b: B): void {
     if (this.active >= this.concurrency) throw new RangeError('runNow() without a free slot');
     this.active++;
     this.progress++;
     let result: void | Promise<void>;
     try {
-      result = fn.call(self, a, b, c);
+      result = fn(a, b);
     } catch {
       result = undefined;
     }
