@@ -1,20 +1,39 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TroupeError } from '../errors';
-import { MemoryNetwork } from '../transport/memory/memory-network';
-import type { TransportMessage } from '../transport/transport';
+import type { MessageHandler, Transport, TransportMessage } from '../transport/transport';
 import { type ReplyHandler, ReplyInbox, replyKeyOf } from './reply-inbox';
 
-const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+/** A bus of one subscription (the inbox's wildcard), delivering synchronously: enough to drive dispatch. */
+function fakeTransport(): Transport & { send(subject: string, byte: number): void } {
+  let handler: MessageHandler | undefined;
+  const message = (subject: string, data: Uint8Array): TransportMessage => ({
+    subject,
+    data,
+    reply: undefined,
+    noResponders: false,
+    header: () => undefined,
+  });
+  const t = {
+    subscribe(_subject: string, h: MessageHandler) {
+      handler = h;
+      return { unsubscribe: () => (handler = undefined), drain: () => Promise.resolve(), closed: false };
+    },
+    publish: () => undefined,
+    send(subject: string, byte: number) {
+      handler?.(message(subject, new Uint8Array([byte])));
+    },
+  };
+  return t as unknown as Transport & { send(subject: string, byte: number): void };
+}
 
 function recorder(): ReplyHandler & { got: number[] } {
   const got: number[] = [];
   return { got, onReply: (m: TransportMessage) => got.push(m.data[0] ?? -1) };
 }
 
-test('reply inbox - a reused slot gets a new key: a late reply to the closed key reaches nobody', async () => {
-  const network = new MemoryNetwork({ name: 'inbox-test' });
-  const t = network.connect('caller');
+test('reply inbox - a reused slot gets a new key: a late reply to the closed key reaches nobody', () => {
+  const t = fakeTransport();
   const inbox = new ReplyInbox(t, '_INBOX');
   const first = recorder();
   const a = inbox.take(first);
@@ -25,9 +44,8 @@ test('reply inbox - a reused slot gets a new key: a late reply to the closed key
   const replyB = inbox.subjectOf(b);
   assert.is.not(replyA, replyB, 'a reused slot must not reuse its reply subject');
   assert.is(inbox.pending, 1);
-  t.publish(replyA, new Uint8Array([1])); // the answer to the call that gave up
-  t.publish(replyB, new Uint8Array([2]));
-  await settle();
+  t.send(replyA, 1); // the answer to the call that gave up
+  t.send(replyB, 2);
   assert.equal(first.got, [], 'a closed key is dropped');
   assert.equal(second.got, [2], 'only the live key is delivered');
   inbox.release(a); // a stale release must not free the live slot
@@ -36,12 +54,10 @@ test('reply inbox - a reused slot gets a new key: a late reply to the closed key
   inbox.release(b); // twice is harmless
   assert.is(inbox.pending, 0);
   inbox.stop(new TroupeError('UNAVAILABLE', 'test over'));
-  await t.close();
 });
 
-test('reply inbox - string keys (streams) and tickets share the slots; keys never collide with the heartbeat key', async () => {
-  const network = new MemoryNetwork({ name: 'inbox-test-2' });
-  const t = network.connect('caller');
+test('reply inbox - string keys (streams) and tickets share the slots; keys never collide with the heartbeat key', () => {
+  const t = fakeTransport();
   const inbox = new ReplyInbox(t, '_INBOX');
   const h = recorder();
   const opened = Array.from({ length: 40 }, () => inbox.open(h));
@@ -61,7 +77,6 @@ test('reply inbox - string keys (streams) and tickets share the slots; keys neve
   inbox.open(last);
   inbox.stop(new TroupeError('UNAVAILABLE', 'closing'));
   assert.equal(abandoned, ['UNAVAILABLE'], 'stop fails what still waits');
-  await t.close();
 });
 
 test.run();
