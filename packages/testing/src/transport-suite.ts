@@ -23,6 +23,7 @@ export const TRANSPORT_CASES = [
   'request without responders rejects NO_INSTANCES at once',
   'request times out with TIMEOUT',
   'headers arrive',
+  'header lookups match whole names, with one header or several',
   'copies headers at publish',
   'refuses a payload over maxPayload with PAYLOAD_TOO_LARGE at once',
   'counts headers toward maxPayload',
@@ -289,6 +290,29 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       assert.is(m.header('empty'), '');
       assert.is(m.header('missing'), undefined);
       assert.equal([...m.data], [7]);
+    },
+
+    'header lookups match whole names, with one header or several': async (ctx) => {
+      const { a, b, subject } = await open(ctx);
+      const got: TransportMessage[] = [];
+      b.subscribe(subject('w'), (m) => got.push(m));
+      await ready(b);
+      // One header (the NATS transport answers other names without a search), then several whose names nest and recur in values.
+      a.publish(subject('w'), bytes(1), { headers: { 'Troupe-Timeout': '300' } });
+      a.publish(subject('w'), bytes(2), { headers: { 'Troupe-Id': 'a', 'Troupe-Idx': 'Troupe-Id: no', Id: 'b c', k: 'caf\u00e9' } });
+      await waitFor(() => got.length === 2, WAIT_MS, 'two messages with headers');
+      const [one, many] = got as [TransportMessage, TransportMessage];
+      assert.is(one.header('Troupe-Timeout'), '300');
+      for (const name of ['Troupe-Timeou', 'Troupe-Timeout2', 'Timeout', 'troupe-timeout', 'Troupe-Id', '']) {
+        assert.is(one.header(name), undefined, `${JSON.stringify(name)} on a one-header message`);
+      }
+      assert.is(one.noResponders, false);
+      assert.is(many.header('Troupe-Id'), 'a');
+      assert.is(many.header('Troupe-Idx'), 'Troupe-Id: no');
+      assert.is(many.header('Id'), 'b c');
+      assert.is(many.header('k'), 'caf\u00e9');
+      for (const name of ['Troupe-I', 'Troupe', 'no', 'd', 'Troupe-Timeout']) assert.is(many.header(name), undefined, `${JSON.stringify(name)}`);
+      assert.equal([...one.data, ...many.data], [1, 2]);
     },
 
     'copies headers at publish': async (ctx) => {

@@ -209,7 +209,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   }
 
   private unary(resolve: (v: Res) => void, reject: (e: TroupeError) => void): UnaryCall<Res> {
-    const c = new UnaryCall<Res>(this.plane, resolve, reject, this.address);
+    const c = UnaryCall.take<Res>(this.plane, resolve, reject, this.address);
     c.meter = this.meter;
     return c;
   }

@@ -10,7 +10,7 @@ import { type CallMeter, now } from '../plane/meter';
 import { Ctl, H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
-import type { TransportMessage } from '../transport/transport';
+import type { Headers, TransportMessage } from '../transport/transport';
 import type { EndpointAddress } from '../wire/subjects';
 import { explainNoInstances } from './not-found';
 
@@ -25,18 +25,29 @@ export interface Route {
   readonly subject: string;
 }
 
+/** Settled calls kept for reuse: at 256 in flight a call object lives across a round trip, long enough to be promoted, so fresh ones are old-generation garbage. */
+const POOL_MAX = 1024;
+const pool: Array<UnaryCall<unknown>> = [];
+const noop = (): void => undefined;
+const NO_PLANE = undefined as unknown as Plane;
+
 /**
  * One unary call in flight: a reply handler on the muxed inbox, one promise,
  * one slot in the runtime's deadline wheel. A routed call picks an instance through its router and
  * re-picks in place — without a new promise — when the request was never
  * delivered ("no responders" from a mailbox, refused by a stopping
  * instance), and on retryable failures when retries are on.
+ *
+ * Call objects are pooled ({@link UnaryCall.take}): once settled, a call
+ * has left the inbox, the wheel, the instance's in-flight set and its abort
+ * signals, drops everything it held, and goes back to the pool.
  */
 export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalSink {
-  private key = '';
+  /** The inbox ticket of the current attempt; -1 when none is open. */
+  private ticket = -1;
+  private untracked: string | undefined;
   private unlisten: (() => void) | undefined;
   private unlistenStop: (() => void) | undefined;
-  private untrack: (() => void) | undefined;
   private subject = '';
   private budget = 0;
   private deadline = 0;
@@ -69,14 +80,37 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   /** The client's counters of this endpoint; set by the client before sending. */
   meter: CallMeter | undefined;
   private startedAt = 0;
+  /** The deadline wheel's links (see {@link Expirable}). */
+  wheelSlot = 0;
+  wheelPrev: Expirable | undefined = undefined;
+  wheelNext: Expirable | undefined = undefined;
+  /** The publish options of an attempt, reused (the transport reads them during `publish` only). */
+  private readonly pub: { reply: string; headers: Headers | undefined } = { reply: '', headers: undefined };
+  /** The pick options of an attempt, reused. */
+  private readonly among: { filter: ((r: InstanceRecord) => boolean) | undefined; exclude: ReadonlySet<string> | undefined } = {
+    filter: undefined,
+    exclude: undefined,
+  };
 
-  constructor(
-    private readonly plane: Plane,
-    private readonly resolve: (v: Res) => void,
-    private readonly reject: (e: TroupeError) => void,
+  private constructor(
+    private plane: Plane,
+    private resolve: (v: Res) => void,
+    private reject: (e: TroupeError) => void,
     /** The endpoint called, so a "nobody serves it" can say whether the endpoint exists at all. */
-    private readonly address?: EndpointAddress,
+    private address: EndpointAddress | undefined,
   ) {}
+
+  /** A call, from the pool when one is there. */
+  static take<Res>(plane: Plane, resolve: (v: Res) => void, reject: (e: TroupeError) => void, address?: EndpointAddress): UnaryCall<Res> {
+    const c = pool.pop() as UnaryCall<Res> | undefined;
+    if (c === undefined) return new UnaryCall<Res>(plane, resolve, reject, address);
+    c.plane = plane;
+    c.resolve = resolve;
+    c.reject = reject;
+    c.address = address;
+    c.done = false;
+    return c;
+  }
 
   /** Sends to one subject (queue group or a pinned mailbox). */
   send(subject: string, data: Uint8Array | undefined, budget: number, options: CallOptions | undefined, pinned = false): void {
@@ -108,14 +142,23 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   private next(): void {
     const r = this.route as Route;
     // A retry may go back to an instance already tried when no other is left.
-    let id = r.view.pick(r.router, r.request, { filter: r.filter, exclude: this.tried });
-    if (id === undefined && this.retries > 0) id = r.view.pick(r.router, r.request, { filter: r.filter });
+    const among = this.among;
+    among.filter = r.filter;
+    among.exclude = this.tried;
+    let id = r.view.pick(r.router, r.request, among);
+    if (id === undefined && this.retries > 0) {
+      among.exclude = undefined;
+      id = r.view.pick(r.router, r.request, among);
+    }
+    among.filter = undefined;
+    among.exclude = undefined;
     if (id === undefined) {
       this.finish(this.lastErr ?? new TroupeError('NO_INSTANCES', `no instance of ${r.subject} is registered${r.filter ? ' matching the filter' : ''}`));
       return;
     }
     this.id = id;
-    this.untrack = r.view.track(id, this);
+    r.view.enter(id, this);
+    this.untracked = id;
     this.publish(r.view.mailbox(id), this.deadline - Date.now());
   }
 
@@ -124,11 +167,14 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     const target = this.plane.local.get(subject);
     if (target !== undefined) return this.dispatchLocal(target, subject, budget);
     if (this.data === undefined && !this.encodeRequest()) return;
-    const [key, reply] = this.plane.inbox.open(this);
-    this.key = key;
-    this.reply = reply;
+    const inbox = this.plane.inbox;
+    this.ticket = inbox.take(this);
+    this.reply = inbox.subjectOf(this.ticket);
+    const pub = this.pub;
+    pub.reply = this.reply;
+    pub.headers = unaryHeaders(Math.max(1, Math.floor(budget)), this.carried);
     try {
-      this.plane.transport.publish(subject, this.data as Uint8Array, { reply, headers: unaryHeaders(Math.max(1, Math.floor(budget)), this.carried) });
+      this.plane.transport.publish(subject, this.data as Uint8Array, pub);
     } catch (err) {
       this.finish(toTroupeError(err, 'UNAVAILABLE'));
       return;
@@ -218,9 +264,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   private succeed(value: unknown): void {
     if (this.id !== undefined) this.route?.view.succeeded(this.id);
     this.done = true;
+    const resolve = this.resolve;
     this.cleanup();
     this.meter?.finish(this.startedAt, 'OK');
-    this.resolve(value as Res);
+    this.recycle();
+    resolve(value as Res);
   }
 
   /** The runtime closed: fail now. */
@@ -321,22 +369,26 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   private finish(err: TroupeError): void {
     if (this.done) return;
     this.done = true;
+    const { reject, plane, address } = this;
     this.cleanup();
     this.meter?.finish(this.startedAt, err.code);
-    if (err.code === ErrorCode.NO_INSTANCES && this.address) {
+    this.recycle();
+    if (err.code === ErrorCode.NO_INSTANCES && address) {
       // Failure path only: ask discovery whether the endpoint exists at all (a typo is NOT_FOUND, not an outage).
-      void explainNoInstances(this.plane, this.address, err).then(this.reject);
+      void explainNoInstances(plane, address, err).then(reject);
       return;
     }
-    this.reject(err);
+    reject(err);
   }
 
   /** Ends the current attempt (inbox key, in-flight tracking). */
   private release(): void {
-    this.untrack?.();
-    this.untrack = undefined;
-    if (this.key) this.plane.inbox.close(this.key);
-    this.key = '';
+    if (this.untracked !== undefined) this.route?.view.untrack(this.untracked, this);
+    this.untracked = undefined;
+    if (this.ticket >= 0) this.plane.inbox.release(this.ticket);
+    this.ticket = -1;
+    this.pub.reply = '';
+    this.pub.headers = undefined;
     this.local = undefined;
   }
 
@@ -361,6 +413,24 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     this.route = undefined;
     this.tried = undefined;
     this.lastErr = undefined;
+  }
+
+  /** Settled and cleaned up: forget the rest and go back to the pool. */
+  private recycle(): void {
+    this.plane = NO_PLANE; // a pooled call must not keep a closed runtime reachable
+    this.resolve = noop;
+    this.reject = noop;
+    this.address = undefined;
+    this.meter = undefined;
+    this.id = undefined;
+    this.retries = 0;
+    this.pinned = false;
+    this.subject = '';
+    this.reply = '';
+    this.budget = 0;
+    this.deadline = 0;
+    this.startedAt = 0;
+    if (pool.length < POOL_MAX) pool.push(this as UnaryCall<unknown>);
   }
 }
 

@@ -300,8 +300,14 @@ export class EndpointView implements RouterContext {
     return this.counter++;
   }
 
-  /** Tracks work in flight to `id` (for least-loaded and for failing it fast if the instance is lost). */
+  /** Tracks work in flight to `id` (for least-loaded and for failing it fast if the instance is lost); returns the remover. */
   track(id: string, f: InFlight): () => void {
+    this.enter(id, f);
+    return () => this.untrack(id, f);
+  }
+
+  /** {@link track} without the remover closure (the unary hot path calls {@link untrack} itself). */
+  enter(id: string, f: InFlight): void {
     this.inflightCount.set(id, (this.inflightCount.get(id) ?? 0) + 1);
     let set = this.inflightSets.get(id);
     if (!set) {
@@ -309,14 +315,16 @@ export class EndpointView implements RouterContext {
       this.inflightSets.set(id, set);
     }
     set.add(f);
-    return () => {
-      const n = (this.inflightCount.get(id) ?? 1) - 1;
-      if (n <= 0) this.inflightCount.delete(id);
-      else this.inflightCount.set(id, n);
-      const s = this.inflightSets.get(id);
-      // An emptied set goes too: one per instance ever called would pile up with instance churn.
-      if (s && s.delete(f) && s.size === 0) this.inflightSets.delete(id);
-    };
+  }
+
+  /** Ends the tracking of `f` at `id`. */
+  untrack(id: string, f: InFlight): void {
+    const n = (this.inflightCount.get(id) ?? 1) - 1;
+    if (n <= 0) this.inflightCount.delete(id);
+    else this.inflightCount.set(id, n);
+    const s = this.inflightSets.get(id);
+    // An emptied set goes too: one per instance ever called would pile up with instance churn.
+    if (s && s.delete(f) && s.size === 0) this.inflightSets.delete(id);
   }
 
   close(): void {

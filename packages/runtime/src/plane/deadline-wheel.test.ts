@@ -100,4 +100,31 @@ test('deadline wheel - removed entries do not keep the process alive', () => {
   assert.ok(Date.now() - t0 < 5_000, `the process exited after ${Date.now() - t0} ms, not at the 60 s deadline`);
 });
 
+test('deadline wheel - an expiry that settles others of its slot, and an entry added twice, fire each entry once', () => {
+  const clock = new DrivenClock();
+  const wheel = new DeadlineWheel(clock);
+  const t0 = clock.now();
+  const fired: string[] = [];
+  const b: Expirable = { expire: () => fired.push('b') };
+  const a: Expirable = {
+    expire() {
+      fired.push('a');
+      wheel.remove(b); // settles a neighbour in the same slot while the slot fires
+    },
+  };
+  const c: Expirable = { expire: () => fired.push('c') };
+  wheel.add(b, t0 + 20);
+  wheel.add(a, t0 + 20);
+  wheel.add(c, t0 + 20);
+  wheel.add(c, t0 + 45); // moved, not added twice
+  assert.is(wheel.scheduled, 3);
+  clock.advance(25);
+  assert.equal(fired, ['a'], 'a fired; b was removed by it before its turn; c moved later');
+  assert.is(wheel.scheduled, 1);
+  clock.advance(25);
+  assert.equal(fired, ['a', 'c']);
+  assert.is(wheel.scheduled, 0);
+  assert.is(a.wheelNext, undefined, 'a fired entry keeps no link to others');
+});
+
 test.run();

@@ -1,7 +1,18 @@
-/** Something with a deadline that the wheel fires unless it finished first. */
+/**
+ * Something with a deadline that the wheel fires unless it finished first.
+ * The wheel links its entries through the `wheel*` fields (an intrusive list:
+ * no Map entry, Set entry or node object per entry); an entry is in at most
+ * one wheel at a time, and a class that is added often should initialise the
+ * fields in its constructor so its shape never changes.
+ */
 export interface Expirable {
   /** Called at (or just after) the deadline, once, unless removed before. */
   expire(): void;
+  /** The wheel's: the entry's slot (0 while not scheduled). */
+  wheelSlot?: number;
+  /** The wheel's: neighbours in the slot's list. */
+  wheelPrev?: Expirable | undefined;
+  wheelNext?: Expirable | undefined;
 }
 
 /** The clock a wheel runs on: the real one by default, a driven one in tests. */
@@ -41,35 +52,44 @@ const SLOT_MS = 5;
  * wheel.add(call, Date.now() + 300); // later, when the reply came: wheel.remove(call)
  */
 export class DeadlineWheel {
-  private readonly slots = new Map<number, Set<Expirable>>();
-  /** The slot of each scheduled entry, for O(1) removal. */
-  private readonly slotOf = new Map<Expirable, number>();
+  /** The first entry of each slot's list (slots are `ceil(deadline / 5 ms)`; a few hundred exist at most). */
+  private readonly slots = new Map<number, Expirable>();
+  private count = 0;
   private timer: WheelTimer | undefined;
   private nextDue = Infinity;
 
   constructor(private readonly clock: WheelClock = SYSTEM_CLOCK) {}
 
-  /** Schedules `item` to expire at `deadline` (epoch ms of the wheel's clock). */
+  /** Schedules `item` to expire at `deadline` (epoch ms of the wheel's clock); an item already scheduled moves. */
   add(item: Expirable, deadline: number): void {
-    const slot = Math.ceil(deadline / SLOT_MS);
-    const set = this.slots.get(slot);
-    if (set) set.add(item);
-    else this.slots.set(slot, new Set([item]));
-    if (this.slotOf.size === 0) this.timer?.ref?.();
-    this.slotOf.set(item, slot);
+    if (item.wheelSlot) this.remove(item);
+    const slot = Math.max(1, Math.ceil(deadline / SLOT_MS));
+    const head = this.slots.get(slot);
+    item.wheelSlot = slot;
+    item.wheelPrev = undefined;
+    item.wheelNext = head;
+    if (head) head.wheelPrev = item;
+    this.slots.set(slot, item);
+    if (this.count++ === 0) this.timer?.ref?.();
     const due = slot * SLOT_MS;
     if (due < this.nextDue) this.arm(due);
   }
 
-  /** Forgets `item` (it settled before its deadline): no reference to it is kept. */
+  /** Forgets `item` (it settled before its deadline): no reference to it is kept, and it keeps none. */
   remove(item: Expirable): void {
-    const slot = this.slotOf.get(item);
-    if (slot === undefined) return;
-    this.slotOf.delete(item);
-    const set = this.slots.get(slot);
-    if (set && set.delete(item) && set.size === 0) this.slots.delete(slot);
+    const slot = item.wheelSlot;
+    if (!slot) return;
+    const prev = item.wheelPrev;
+    const next = item.wheelNext;
+    if (next) next.wheelPrev = prev;
+    if (prev) prev.wheelNext = next;
+    else if (next) this.slots.set(slot, next);
+    else this.slots.delete(slot);
+    item.wheelSlot = 0;
+    item.wheelPrev = undefined;
+    item.wheelNext = undefined;
     // Nothing waits: the armed timer may fire empty but must not keep the process alive.
-    if (this.slotOf.size === 0) this.timer?.unref?.();
+    if (--this.count === 0) this.timer?.unref?.();
   }
 
   /** Stops the timer and forgets every entry without expiring it (the runtime closes). */
@@ -77,36 +97,48 @@ export class DeadlineWheel {
     if (this.timer) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.nextDue = Infinity;
+    for (const head of this.slots.values()) unlinkAll(head);
     this.slots.clear();
-    this.slotOf.clear();
+    this.count = 0;
   }
 
   private arm(due: number): void {
     if (this.timer) this.clock.clearTimeout(this.timer);
     this.nextDue = due;
     this.timer = this.clock.setTimeout(this.tick, Math.max(0, due - this.clock.now()));
-    if (this.slotOf.size === 0) this.timer.unref?.();
+    if (this.count === 0) this.timer.unref?.();
   }
 
   private readonly tick = (): void => {
     this.timer = undefined;
     this.nextDue = Infinity;
     const now = this.clock.now();
-    let earliest = Infinity;
-    for (const [slot, set] of this.slots) {
-      if (slot * SLOT_MS <= now) {
-        this.slots.delete(slot);
-        for (const item of set) {
-          this.slotOf.delete(item);
-          item.expire();
-        }
-      } else if (slot < earliest) earliest = slot;
+    const due: number[] = [];
+    for (const slot of this.slots.keys()) if (slot * SLOT_MS <= now) due.push(slot);
+    for (const slot of due) {
+      // Unlinked one at a time: an expiry may settle (remove) other entries of the same slot.
+      for (let item = this.slots.get(slot); item; item = this.slots.get(slot)) {
+        this.remove(item);
+        item.expire();
+      }
     }
+    let earliest = Infinity;
+    for (const slot of this.slots.keys()) if (slot < earliest) earliest = slot;
     if (earliest !== Infinity) this.arm(earliest * SLOT_MS);
   };
 
   /** Entries waiting for their deadline (settled ones are gone) — for tests and leak checks. */
   get scheduled(): number {
-    return this.slotOf.size;
+    return this.count;
+  }
+}
+
+function unlinkAll(head: Expirable): void {
+  for (let item: Expirable | undefined = head; item;) {
+    const next: Expirable | undefined = item.wheelNext;
+    item.wheelSlot = 0;
+    item.wheelPrev = undefined;
+    item.wheelNext = undefined;
+    item = next;
   }
 }

@@ -335,16 +335,23 @@ export class ActorInstance {
       if (reply) this.sendError(reply, refusal(`instance ${this.info.instanceId} is stopping`));
       return;
     }
-    // The budget counts from arrival: time spent waiting in the mailbox is spent.
-    const arrived = Date.now();
-    const job = (): void | Promise<void> => this.handle(served, msg, arrived);
     // A stream is accepted before it waits in the mailbox: its start frame and heartbeats keep the caller informed meanwhile.
     const box = this.mailbox;
     const stream =
       reply && msg.header(H.MODE) === MODE_STREAM && (box.running < box.concurrency || box.queued < box.capacity)
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
-    const accepted = box.offer(stream ? stream.guard(job) : job);
+    let accepted: boolean;
+    if (!stream && box.running < box.concurrency) {
+      // A free slot: run now, without a job closure (the unary hot path).
+      box.runNow(this.handleNow, served, msg);
+      accepted = true;
+    } else {
+      // The budget counts from arrival: time spent waiting in the mailbox is spent.
+      const arrived = Date.now();
+      const job = (): void | Promise<void> => this.handle(served, msg, arrived);
+      accepted = box.offer(stream ? stream.guard(job) : job);
+    }
     if (!accepted) stream?.forget();
     this.offered(served, accepted, reply);
   }
@@ -546,6 +553,9 @@ export class ActorInstance {
     }
   }
 
+  /** {@link handle} of a message that runs as it arrives (a free mailbox slot). */
+  private readonly handleNow = (served: Served, msg: TransportMessage): void | Promise<void> => this.handle(served, msg, Date.now());
+
   private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
     const { ep, meter } = served;
     const local = msg instanceof LocalRequest ? msg : undefined;
@@ -602,15 +612,15 @@ export class ActorInstance {
       attrs['troupe.instance_id'] = this.info.instanceId;
       attrs['troupe.request_id'] = ctx.requestId;
       ctx.server = startServerSpan(queueSubject(addr), parseTraceparent(traceparent), msg, attrs);
-      return runInContext(ctx.server.context, () => this.serve(served, { request, ctx, msg, t0 }));
+      return runInContext(ctx.server.context, () => this.serve(served, request, ctx, msg, t0));
     }
-    return this.serve(served, { request, ctx, msg, t0 });
+    return this.serve(served, request, ctx, msg, t0);
   }
 
-  private serve(served: Served, r: { request: unknown; ctx: RequestContext; msg: TransportMessage; t0: number }): void | Promise<void> {
-    const reply = r.msg.reply;
-    if (r.msg.header(H.MODE) === MODE_STREAM && reply) return this.serveStream(served, r.request, r.ctx, reply, r.msg, r.t0);
-    return this.serveUnary(served, r.request, r.ctx, r.msg instanceof LocalRequest ? r.msg : reply, r.t0);
+  private serve(served: Served, request: unknown, ctx: RequestContext, msg: TransportMessage, t0: number): void | Promise<void> {
+    const reply = msg.reply;
+    if (reply && msg.header(H.MODE) === MODE_STREAM) return this.serveStream(served, request, ctx, reply, msg, t0);
+    return this.serveUnary(served, request, ctx, msg instanceof LocalRequest ? msg : reply, t0);
   }
 
   private serveUnary(served: Served, request: unknown, ctx: RequestContext, reply: Reply | undefined, t0: number): void | Promise<void> {

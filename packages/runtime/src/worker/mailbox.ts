@@ -74,6 +74,24 @@ export class Mailbox {
 
   private draining = false;
 
+  /**
+   * Runs `fn(a, b)` in a free slot now — {@link offer} of a job without the
+   * job's closure; only while `running < concurrency` (a RangeError
+   * otherwise: nothing may overtake queued jobs).
+   */
+  runNow<A, B>(fn: (a: A, b: B) => void | Promise<void>, a: A, b: B): void {
+    if (this.active >= this.concurrency) throw new RangeError('runNow() without a free slot');
+    this.active++;
+    this.progress++;
+    let result: void | Promise<void>;
+    try {
+      result = fn(a, b);
+    } catch {
+      result = undefined;
+    }
+    this.ran(result);
+  }
+
   /** Starts `job` in a free slot; a synchronous job frees its slot before returning. */
   private run(job: Job): void {
     this.active++;
@@ -85,12 +103,18 @@ export class Mailbox {
       // jobs report their own errors; a throw here must not wedge the mailbox
       result = undefined;
     }
+    this.ran(result);
+  }
+
+  /** A job returned: its slot frees now (synchronous) or when its promise settles. */
+  private ran(result: void | Promise<void>): void {
     if (result && typeof (result as Promise<void>).then === 'function') {
       (result as Promise<void>).then(this.onAsyncDone, this.onAsyncDone);
     } else {
       this.active--;
       this.progress++;
-      this.pump();
+      // Nothing waits and nobody awaits idle (the unary hot path): no pump.
+      if (this.head < this.queue.length || this.idleWaiters.length > 0) this.pump();
     }
   }
 

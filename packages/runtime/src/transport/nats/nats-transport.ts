@@ -116,9 +116,16 @@ export class NatsTransport implements Transport {
     checkSubject(subject);
     if (options?.reply !== undefined) checkSubject(options.reply);
     const hdrs = options?.headers ? encodeHeaders(options.headers) : undefined;
+    let opts: { reply: string; headers: MsgHdrs | undefined } | undefined;
+    if (hdrs || options?.reply) {
+      // One options object for every publish: nats.js reads it synchronously and keeps nothing of it.
+      opts = PUBLISH_OPTIONS;
+      opts.reply = options?.reply ?? '';
+      opts.headers = hdrs as unknown as MsgHdrs | undefined;
+    }
     try {
       // The transport takes ownership of `data`: nats.js keeps a reference until the socket write.
-      this.nc.publish(subject, data, hdrs || options?.reply ? { reply: options?.reply, headers: hdrs as unknown as MsgHdrs | undefined } : undefined);
+      this.nc.publish(subject, data, opts);
     } catch (err) {
       throw mapPublishError(err, subject, data.length + (hdrs ? hdrs.size : 0), this.maxPayload);
     }
@@ -210,6 +217,8 @@ function checkSubject(subject: string): void {
   }
 }
 
+const PUBLISH_OPTIONS: { reply: string; headers: MsgHdrs | undefined } = { reply: '', headers: undefined };
+
 /** Encodings of frozen header records (callers reuse them for identical metadata). */
 const encodedCache = new WeakMap<Headers, EncodedHeaders>();
 
@@ -279,41 +288,72 @@ interface RawMsg {
   _rdata?: Uint8Array;
 }
 
-const NO_HEADERS: ReadonlyMap<string, string> = new Map();
+/** The status code of a `NATS/1.0 [status [description]]` header block; undefined when it has none. */
+function statusOf(block: string): string | undefined {
+  let eol = block.indexOf('\r\n');
+  if (eol < 0) eol = block.length;
+  const status = block.slice(8, eol).trim(); // after 'NATS/1.0'
+  return status ? (status.split(' ', 1)[0] as string) : undefined;
+}
 
 /**
- * Parses a `NATS/1.0 [status]` header block into a map; the status code goes
- * under the key ':status'.
+ * The value of header `name` in a header block: the first line `name: value`
+ * (exact, case-sensitive name), trimmed. A scan of the block, not a parse
+ * into a map: a request carries one to three headers and the worker asks for
+ * six or seven names, most of them absent; a Map with its key and value
+ * strings per message was a measurable share of a worker's allocations.
  */
-function parseHeaderBlock(block: string): Map<string, string> {
-  const out = new Map<string, string>();
-  let eol = block.indexOf('\r\n');
-  const first = eol < 0 ? block : block.slice(0, eol);
-  const status = first.slice(8).trim(); // after 'NATS/1.0'
-  if (status) out.set(':status', status.split(' ', 1)[0] as string);
-  while (eol >= 0) {
-    const start = eol + 2;
-    eol = block.indexOf('\r\n', start);
-    const line = eol < 0 ? block.slice(start) : block.slice(start, eol);
-    const colon = line.indexOf(':');
-    if (colon > 0) {
-      const k = line.slice(0, colon);
-      if (!out.has(k)) out.set(k, line.slice(colon + 1).trim());
-    }
+function headerIn(block: string, name: string): string | undefined {
+  if (name === ':status') return statusOf(block);
+  const len = name.length;
+  // Most names asked for are absent: one native substring search says so.
+  for (let at = block.indexOf(name, 10); at >= 0; at = block.indexOf(name, at + 1)) {
+    if (block.charCodeAt(at - 1) !== 10 || block.charCodeAt(at + len) !== 58) continue; // not a whole name at a line start
+    return valueAt(block, at + len + 1);
   }
-  return out;
+  return undefined;
+}
+
+/** The trimmed value that starts at `from` and ends at the line's end. */
+function valueAt(block: string, from: number): string {
+  let to = block.indexOf('\r\n', from);
+  if (to < 0) to = block.length;
+  while (from < to && isBlank(block.charCodeAt(from))) from++;
+  while (to > from && isBlank(block.charCodeAt(to - 1))) to--;
+  return block.slice(from, to);
+}
+
+/** The start of the only header line of a block ending in an empty line; -1 when it has more lines (or none). */
+function singleLine(block: string): number {
+  const first = block.indexOf('\r\n') + 2;
+  if (first < 2) return -1;
+  const end = block.indexOf('\r\n', first);
+  return end > first && end === block.length - 4 && block.endsWith('\r\n\r\n') ? first : -1;
+}
+
+function isBlank(c: number): boolean {
+  return c === 32 || c === 9;
 }
 
 class NatsMessage implements TransportMessage {
+  /** The raw header block as text ('' without headers); undefined until first asked. */
+  private block: string | undefined;
+  /** Headers read through nats.js's public API, if its internals ever change. */
   private hmap: ReadonlyMap<string, string> | undefined;
+  private body: Uint8Array | undefined;
+  /** Where the one header line of the block starts; -1 when there are several (or none). */
+  private single: number | undefined;
   constructor(private readonly m: Msg) {}
-  private headerMap(): ReadonlyMap<string, string> {
-    if (this.hmap) return this.hmap;
+  private headerBlock(): string | undefined {
+    if (this.block !== undefined) return this.block;
     const raw = this.m as unknown as RawMsg;
     if (raw._msg && raw._rdata instanceof Uint8Array) {
       const n = raw._msg.hdr;
-      this.hmap = n > 0 ? parseHeaderBlock(Buffer.from(raw._rdata.buffer, raw._rdata.byteOffset, n).toString('utf8')) : NO_HEADERS;
-    } else {
+      const d = raw._rdata;
+      this.block = n <= 0 ? '' : Buffer.isBuffer(d) ? d.toString('utf8', 0, n) : Buffer.from(d.buffer, d.byteOffset, n).toString('utf8');
+      return this.block;
+    }
+    if (!this.hmap) {
       // Fallback through the public API if nats.js internals change.
       const h = this.m.headers;
       const map = new Map<string, string>();
@@ -323,7 +363,7 @@ class NatsMessage implements TransportMessage {
       }
       this.hmap = map;
     }
-    return this.hmap;
+    return undefined;
   }
   get subject(): string {
     return this.m.subject;
@@ -332,13 +372,21 @@ class NatsMessage implements TransportMessage {
     return this.m.reply || undefined;
   }
   get data(): Uint8Array {
-    return this.m.data;
+    // nats.js makes a new subarray per read; the worker reads it twice.
+    return (this.body ??= this.m.data);
   }
   header(name: string): string | undefined {
-    return this.headerMap().get(name);
+    const block = this.headerBlock();
+    if (block === undefined) return this.hmap?.get(name);
+    if (block.length === 0) return undefined;
+    if (this.single === undefined) this.single = singleLine(block);
+    const at = this.single;
+    if (at < 0 || name === ':status') return headerIn(block, name);
+    // One header line (a plain call's `Troupe-Timeout`): every other name is absent without a search.
+    return block.charCodeAt(at + name.length) === 58 && block.startsWith(name, at) ? valueAt(block, at + name.length + 1) : undefined;
   }
   get noResponders(): boolean {
-    return this.headerMap().get(':status') === '503' && this.m.data.length === 0;
+    return this.header(':status') === '503' && this.m.data.length === 0;
   }
 }
 
