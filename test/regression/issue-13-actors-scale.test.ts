@@ -1,0 +1,114 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { component, endpoint, injectProperties, type InstanceProperties, type InstanceRecord, Runtime } from '@troupe/runtime/internal';
+import { waitFor, within } from '@troupe/testing';
+
+// Issue #13, actors by the hundred thousand: the lease stays small whatever the instance count
+// and however many instances publish dynamic properties (they travel in chunk records written on
+// change); a client's instance list is patched, not rebuilt and re-sorted, when a lease is rewritten
+// or one instance's properties change.
+
+const MANY = Number(process.env['TROUPE_ISSUE13_INSTANCES'] ?? 50_000);
+const WAIT_MS = 60_000;
+
+const boards: InstanceProperties[] = [];
+
+@component('loaded')
+class Loaded {
+  constructor(@injectProperties() props: InstanceProperties) {
+    boards.push(props);
+  }
+
+  @endpoint() ping(): boolean {
+    return true;
+  }
+}
+
+const s = suite('issue 13 - actors by the hundred thousand');
+
+async function leaseBytes(rt: Runtime): Promise<number> {
+  const leases = await rt.bus.persistence.kv('troupe_leases', { ttlMs: 3_000 });
+  return (await leases.get(rt.id))?.value.length ?? -1;
+}
+
+s(`the lease stays under 1 KB with ${MANY.toLocaleString('en-US')} instances that each set a dynamic property; a stop of them all keeps it far below max_payload`, async () => {
+  boards.length = 0;
+  const rt = await Runtime.embedded({ discovery: { propertyThrottleMs: 20 } });
+  const watcher = await Runtime.embedded({ network: rt.network });
+  try {
+    const h = await rt.spawn(Loaded, { namespace: 'scale13', replicas: MANY });
+    boards.forEach((b, i) => b.set('load', i % 7));
+    const client = watcher.namespace('scale13').component('loaded').endpoint('ping').client();
+    let latest: readonly InstanceRecord[] = [];
+    const sub = client.instances$.subscribe((xs) => (latest = xs));
+    await waitFor(
+      () => latest.length === MANY && latest.every((x) => typeof x.properties['load'] === 'number'),
+      WAIT_MS,
+      'every instance listed with its dynamic property',
+    );
+    const bytes = await leaseBytes(rt);
+    assert.ok(bytes > 0 && bytes < 1024, `lease of ${bytes} bytes with ${MANY} instances carrying properties`);
+    // One change is one chunk write, seen by the client.
+    const before = rt.registryWrites;
+    boards[123]?.set('load', 99);
+    await waitFor(() => latest.some((x) => x.properties['load'] === 99), WAIT_MS, 'the change listed');
+    assert.ok(rt.registryWrites - before <= 2, `one property change cost ${rt.registryWrites - before} registry writes`);
+
+    // A stop of every instance at once: the lease names at most GONE_ON_LEASE ids (the rest are deleted first).
+    let peak = 0;
+    const leases = await rt.bus.persistence.kv('troupe_leases', { ttlMs: 3_000 });
+    const stopWatch = await leases.watch(rt.id, (e) => (peak = Math.max(peak, e.value.length)));
+    await within(h.stop(), WAIT_MS, 'the stop of every instance');
+    await waitFor(() => latest.length === 0, WAIT_MS, 'every instance gone from the list');
+    stopWatch();
+    sub.unsubscribe();
+    assert.ok(peak < 128 * 1024, `the lease peaked at ${peak} bytes while ${MANY} instances stopped`);
+  } finally {
+    await watcher.close();
+    await rt.close();
+  }
+});
+
+s('a lease rewritten with nothing new leaves the list as it is; one changed instance is patched in, the others stay the same objects', async () => {
+  boards.length = 0;
+  const rt = await Runtime.embedded({ discovery: { heartbeatMs: 50, leaseTtlMs: 400, propertyThrottleMs: 10 } });
+  const watcher = await Runtime.embedded({ network: rt.network });
+  try {
+    const n = 2_000;
+    await rt.spawn(Loaded, { namespace: 'patch13', replicas: n });
+    const client = watcher.namespace('patch13').component('loaded').endpoint('ping').client();
+    await client.waitForInstances(n, { timeout: WAIT_MS });
+    let emissions = 0;
+    let latest: readonly InstanceRecord[] = [];
+    const sub = client.instances$.subscribe((xs) => {
+      emissions++;
+      latest = xs;
+    });
+    const first = latest;
+    emissions = 0;
+    // TTL 400 ms: the lease record is rewritten every 200 ms.
+    const writes0 = rt.registryWrites;
+    await new Promise((r) => setTimeout(r, 700));
+    assert.ok(rt.registryWrites - writes0 >= 2, `the lease was rewritten (${rt.registryWrites - writes0} writes)`);
+    assert.is(emissions, 0, 'no new list for lease rewrites that change nothing');
+    assert.is(latest, first, 'the same list');
+
+    for (const b of boards) b.set('probe', 0);
+    await waitFor(() => latest.every((x) => x.properties['probe'] === 0), WAIT_MS, 'every instance listed with probe = 0');
+    const settled = latest;
+    // One instance changes: the next list differs in that element alone.
+    boards[0]?.set('probe', 1);
+    await waitFor(() => latest.some((x) => x.properties['probe'] === 1), WAIT_MS, 'the change listed');
+    const after = latest;
+    assert.is(after.length, settled.length, 'same length');
+    let differing = 0;
+    for (let i = 0; i < after.length; i++) if (after[i] !== settled[i]) differing++;
+    assert.is(differing, 1, `${differing} elements of the list were rebuilt for one instance's change`);
+    sub.unsubscribe();
+  } finally {
+    await watcher.close();
+    await rt.close();
+  }
+});
+
+s.run();
