@@ -178,6 +178,8 @@ export class Discovery {
       }
     }
     let chunks = this.chunkIds.get(lease);
+    // Chunks of a process never seen alive (killed before this watch began): the janitor looks one TTL later.
+    if (!chunks && e.operation !== 'DEL' && !this.leases.has(lease)) this.later(() => void this.sweep(lease), this.settings.leaseTtlMs);
     const before = chunks?.get(chunk) ?? [];
     const now = Object.keys(dyn);
     for (const id of before) if (!(id in dyn)) this.dyn.delete(id);
