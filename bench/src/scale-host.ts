@@ -26,10 +26,7 @@ async function main(job: ScaleHostJob): Promise<void> {
       await send({ type: 'scale-start', at: performance.timeOrigin + performance.now() });
       return rt.spawn(Life, { namespace, replicas: job.replicas });
     },
-    job.replicas,
-    job.restMs,
-    before,
-    () => Promise.resolve(),
+    { replicas: job.replicas, restMs: job.restMs, before, routable: () => Promise.resolve() },
   );
   const subs = (await subscriptionsOf(job.name)) ?? Number.NaN;
   await send({ type: 'scale', figures: { ...figures, subs_per_instance: (subs - subs0) / job.replicas } });

@@ -36,7 +36,7 @@ export interface HostFigures {
 }
 
 /**
- * Runs `spawn` (one spawn of `replicas` instances on `rt`), reads memory a
+ * Runs `spawn` (one spawn of `run.replicas` instances on `rt`), reads memory a
  * second later (after a GC; `before` was read the same way before the
  * spawn), runs `routable` (the embedded driver waits for a watching client
  * here), then counts registry writes over `restMs` at rest.
@@ -44,11 +44,9 @@ export interface HostFigures {
 export async function hostMany(
   rt: Runtime,
   spawn: () => Promise<unknown>,
-  replicas: number,
-  restMs: number,
-  before: { rss: number; heap: number },
-  routable: () => Promise<void>,
+  run: { replicas: number; restMs: number; before: { rss: number; heap: number }; routable: () => Promise<void> },
 ): Promise<HostFigures> {
+  const { replicas, restMs, before, routable } = run;
   const t0 = performance.now();
   await spawn();
   const spawnS = (performance.now() - t0) / 1000;

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { component, endpoint, injectProperties, type InstanceProperties, type InstanceRecord, Runtime } from '@troupe/runtime/internal';
-import { waitFor, within } from '@troupe/testing';
+import { type Context, component, endpoint, injectProperties, type InstanceProperties, type InstanceRecord, Runtime } from '@troupe/runtime/internal';
+import { NatsServer, waitFor, within } from '@troupe/testing';
 
 // Issue #13, actors by the hundred thousand: the lease stays small whatever the instance count
 // and however many instances publish dynamic properties (they travel in chunk records written on
@@ -24,6 +24,13 @@ class Loaded {
   }
 }
 
+@component('whoami')
+class WhoAmI {
+  @endpoint() who(_: unknown, ctx: Context): string {
+    return ctx.instanceId;
+  }
+}
+
 const s = suite('issue 13 - actors by the hundred thousand');
 
 async function leaseBytes(rt: Runtime): Promise<number> {
@@ -31,43 +38,46 @@ async function leaseBytes(rt: Runtime): Promise<number> {
   return (await leases.get(rt.id))?.value.length ?? -1;
 }
 
-s(`the lease stays under 1 KB with ${MANY.toLocaleString('en-US')} instances that each set a dynamic property; a stop of them all keeps it far below max_payload`, async () => {
-  boards.length = 0;
-  const rt = await Runtime.embedded({ discovery: { propertyThrottleMs: 20 } });
-  const watcher = await Runtime.embedded({ network: rt.network });
-  try {
-    const h = await rt.spawn(Loaded, { namespace: 'scale13', replicas: MANY });
-    boards.forEach((b, i) => b.set('load', i % 7));
-    const client = watcher.namespace('scale13').component('loaded').endpoint('ping').client();
-    let latest: readonly InstanceRecord[] = [];
-    const sub = client.instances$.subscribe((xs) => (latest = xs));
-    await waitFor(
-      () => latest.length === MANY && latest.every((x) => typeof x.properties['load'] === 'number'),
-      WAIT_MS,
-      'every instance listed with its dynamic property',
-    );
-    const bytes = await leaseBytes(rt);
-    assert.ok(bytes > 0 && bytes < 1024, `lease of ${bytes} bytes with ${MANY} instances carrying properties`);
-    // One change is one chunk write, seen by the client.
-    const before = rt.registryWrites;
-    boards[123]?.set('load', 99);
-    await waitFor(() => latest.some((x) => x.properties['load'] === 99), WAIT_MS, 'the change listed');
-    assert.ok(rt.registryWrites - before <= 2, `one property change cost ${rt.registryWrites - before} registry writes`);
+s(
+  `the lease stays under 1 KB with ${MANY.toLocaleString('en-US')} instances that each set a dynamic property; a stop of them all keeps it far below max_payload`,
+  async () => {
+    boards.length = 0;
+    const rt = await Runtime.embedded({ discovery: { propertyThrottleMs: 20 } });
+    const watcher = await Runtime.embedded({ network: rt.network });
+    try {
+      const h = await rt.spawn(Loaded, { namespace: 'scale13', replicas: MANY });
+      boards.forEach((b, i) => b.set('load', i % 7));
+      const client = watcher.namespace('scale13').component('loaded').endpoint('ping').client();
+      let latest: readonly InstanceRecord[] = [];
+      const sub = client.instances$.subscribe((xs) => (latest = xs));
+      await waitFor(
+        () => latest.length === MANY && latest.every((x) => typeof x.properties['load'] === 'number'),
+        WAIT_MS,
+        'every instance listed with its dynamic property',
+      );
+      const bytes = await leaseBytes(rt);
+      assert.ok(bytes > 0 && bytes < 1024, `lease of ${bytes} bytes with ${MANY} instances carrying properties`);
+      // One change is one chunk write, seen by the client.
+      const before = rt.registryWrites;
+      boards[123]?.set('load', 99);
+      await waitFor(() => latest.some((x) => x.properties['load'] === 99), WAIT_MS, 'the change listed');
+      assert.ok(rt.registryWrites - before <= 2, `one property change cost ${rt.registryWrites - before} registry writes`);
 
-    // A stop of every instance at once: the lease names at most GONE_ON_LEASE ids (the rest are deleted first).
-    let peak = 0;
-    const leases = await rt.bus.persistence.kv('troupe_leases', { ttlMs: 3_000 });
-    const stopWatch = await leases.watch(rt.id, (e) => (peak = Math.max(peak, e.value.length)));
-    await within(h.stop(), WAIT_MS, 'the stop of every instance');
-    await waitFor(() => latest.length === 0, WAIT_MS, 'every instance gone from the list');
-    stopWatch();
-    sub.unsubscribe();
-    assert.ok(peak < 128 * 1024, `the lease peaked at ${peak} bytes while ${MANY} instances stopped`);
-  } finally {
-    await watcher.close();
-    await rt.close();
-  }
-});
+      // A stop of every instance at once: the lease names at most GONE_ON_LEASE ids (the rest are deleted first).
+      let peak = 0;
+      const leases = await rt.bus.persistence.kv('troupe_leases', { ttlMs: 3_000 });
+      const stopWatch = await leases.watch(rt.id, (e) => (peak = Math.max(peak, e.value.length)));
+      await within(h.stop(), WAIT_MS, 'the stop of every instance');
+      await waitFor(() => latest.length === 0, WAIT_MS, 'every instance gone from the list');
+      stopWatch();
+      sub.unsubscribe();
+      assert.ok(peak < 128 * 1024, `the lease peaked at ${peak} bytes while ${MANY} instances stopped`);
+    } finally {
+      await watcher.close();
+      await rt.close();
+    }
+  },
+);
 
 s('a lease rewritten with nothing new leaves the list as it is; one changed instance is patched in, the others stay the same objects', async () => {
   boards.length = 0;
@@ -110,5 +120,53 @@ s('a lease rewritten with nothing new leaves the list as it is; one changed inst
     await rt.close();
   }
 });
+
+s(
+  'on NATS an instance holds one server subscription per endpoint (its mailbox) and the process one queue subscription per endpoint; every router still reaches every instance',
+  async () => {
+    const server = await NatsServer.start({ jetstream: true });
+    const name = `issue13-subs-${process.pid}`;
+    const rt = await Runtime.connect({ servers: server.url, name });
+    const caller = await Runtime.connect({ servers: server.url });
+    try {
+      const subs = async (): Promise<number> => {
+        const z = await server.monitor<{ connections: Array<{ name?: string; subscriptions: number }> }>('/connz?limit=1000');
+        return z.connections.filter((c) => c.name === name).reduce((n, c) => n + c.subscriptions, 0);
+      };
+      const warm = await rt.spawn(WhoAmI, { namespace: 'subs13warm' });
+      await warm.stop();
+      const before = await subs();
+      const n = 200;
+      const h = await rt.spawn(WhoAmI, { namespace: 'subs13', replicas: n });
+      const after = await subs();
+      // Per process, whatever its instance count: the endpoint's queue subscription and `$SRV.>` (NATS micro, while it hosts instances).
+      assert.ok(after - before <= n + 2, `${after - before} server subscriptions for ${n} one-endpoint instances (one each, plus two per process)`);
+      assert.ok(after - before >= n, `${after - before} server subscriptions: every instance keeps its own mailbox`);
+
+      const ns = caller.namespace('subs13');
+      const ep = ns.component('whoami').endpoint('who');
+      await ep.client().waitForInstances(n, { timeout: WAIT_MS });
+      // Queue group: one server subscription, dispatched round-robin over the process's instances.
+      const queued = ep.client({ router: 'queue' });
+      const viaQueue = new Set<unknown>();
+      for (let i = 0; i < 50; i++) viaQueue.add(await queued.call(null));
+      assert.is(viaQueue.size, 50, `50 queue-group calls reached ${viaQueue.size} distinct instances`);
+      // Client-side round-robin and direct calls go to each instance's own mailbox.
+      const rr = ep.client({ router: 'round-robin' });
+      const viaRr = new Set<unknown>();
+      for (let i = 0; i < n; i++) viaRr.add(await rr.call(null));
+      assert.is(viaRr.size, n, 'round-robin reached every instance');
+      const target = h.instanceIds[n - 1] as string;
+      assert.is(await ep.client().direct(target).call(null), target, 'a direct call reaches exactly its instance');
+
+      await h.stop();
+      assert.is(await subs(), before, 'a stop of every instance leaves no subscription behind');
+    } finally {
+      await caller.close();
+      await rt.close();
+      await server.stop();
+    }
+  },
+);
 
 s.run();

@@ -164,7 +164,9 @@ const SCALE_LISTING_TIMEOUT_MS = 300_000;
  * the moment that process calls spawn (same host clock).
  */
 async function scaleOnNats(watcher: Runtime, url: string, replicas: number, restMs: number): Promise<Omit<ScaleResult, 'kind'>> {
-  const host = Child.fork('troupe scale host', SCALE_HOST_JS, { job: { url, name: `bench-scale-host-${process.pid}`, replicas, restMs } satisfies ScaleHostJob });
+  const host = Child.fork('troupe scale host', SCALE_HOST_JS, {
+    job: { url, name: `bench-scale-host-${process.pid}`, replicas, restMs } satisfies ScaleHostJob,
+  });
   try {
     const listed = watcher.namespace(`${NAMES.troupeNamespace}_scale${host.pid}`).component(NAMES.troupeLife).endpoint('ping').client();
     await listed.instances();
@@ -187,12 +189,18 @@ async function scaleEmbedded(watcher: Runtime, replicas: number, restMs: number)
     const namespace = `${NAMES.troupeNamespace}_scale${Date.now().toString(36)}`;
     const before = memory();
     let listedS = 0;
-    const figures = await hostMany(rt, () => rt.spawn(Life, { namespace, replicas }), replicas, restMs, before, async () => {
+    const routable = async (): Promise<void> => {
       // A client that starts watching now: how long it takes to list them all.
       const t0 = performance.now();
-      await watcher.namespace(namespace).component(NAMES.troupeLife).endpoint('ping').client().waitForInstances(replicas, { timeout: SCALE_LISTING_TIMEOUT_MS });
+      await watcher
+        .namespace(namespace)
+        .component(NAMES.troupeLife)
+        .endpoint('ping')
+        .client()
+        .waitForInstances(replicas, { timeout: SCALE_LISTING_TIMEOUT_MS });
       listedS = (performance.now() - t0) / 1000;
-    });
+    };
+    const figures = await hostMany(rt, () => rt.spawn(Life, { namespace, replicas }), { replicas, restMs, before, routable });
     return { ...figures, routable_s: figures.spawn_s + listedS, subs_per_instance: 0 };
   } finally {
     await rt.close();

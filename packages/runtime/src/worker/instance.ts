@@ -224,7 +224,15 @@ export class ActorInstance {
         }
         const served: Served = { ep, handler: handler as Handler, meter: this.meters.get(ep.name) as EndpointMeter };
         const onMsg = (msg: TransportMessage): void => this.onMessage(served, msg);
-        if (this.queues) this.memberships.push(this.queues.join(addr, { deliver: onMsg, get accepting() { return self.accepting; } }));
+        if (this.queues)
+          this.memberships.push(
+            this.queues.join(addr, {
+              deliver: onMsg,
+              get accepting() {
+                return self.accepting;
+              },
+            }),
+          );
         else this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
         this.mailboxSubs.push(t.subscribe(ownMailboxSubject(addr, this.info.instanceId), onMsg));
       }
@@ -240,7 +248,7 @@ export class ActorInstance {
       if (flush) await t.flush();
     } catch (err) {
       for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
-      this.leaveQueues(false);
+      void this.leaveQueues(false);
       await this.eventHandlers?.stop();
       throw err;
     }
