@@ -49,7 +49,7 @@ const COMPACT_AFTER_MS = 10 * 60_000;
 
 /**
  * What discovery publishes about one endpoint of one instance. Static after
- * registration; dynamic properties travel on the process lease.
+ * registration; dynamic properties travel in property chunks ({@link DynChunk}).
  */
 export interface InstanceRecord {
   readonly namespace: string;
@@ -103,7 +103,7 @@ export interface LeaseBeat {
  */
 export const BUSY_AFTER_MS = 250;
 
-/** The lease record a process writes to KV (one write per process, whatever its instance count): on change of dynamic properties and every half TTL. */
+/** The lease record a process writes to KV (one small write per process every half TTL, whatever its instance count). */
 export interface LeaseValue {
   lease: string;
   host: string;
@@ -170,9 +170,10 @@ export interface DiscoverySettings {
 
 /**
  * The process side of discovery: one lease per runtime kept alive by
- * heartbeat, instance records written once at registration, dynamic
- * properties of all instances riding on the lease write (O(1) writes per
- * heartbeat, not O(instances)), and self-repair: a process whose marker
+ * heartbeat (the same small write whatever the instance count), instance
+ * records written once at registration, dynamic properties in chunks of
+ * {@link DYN_CHUNK_SIZE} instances rewritten only when one of them changed,
+ * and self-repair: a process whose marker
  * record vanished (bucket purged, JetStream restarted) registers again.
  */
 export class Registry {
