@@ -4,6 +4,7 @@
  * the channel closes (the orchestrator died), so no child outlives a run.
  */
 import type { DriverKind, Measure, MeasureResult, WorkerKind } from './plan';
+import type { HostFigures } from './scale';
 
 export interface WorkerJob {
   worker: Exclude<WorkerKind, 'none'>;
@@ -21,7 +22,21 @@ export interface CallerJob {
   endpoint?: string;
 }
 
-export type ToParent = { type: 'ready'; endpoint?: string } | { type: 'result'; results: MeasureResult[] } | { type: 'error'; message: string };
+export type ToParent =
+  | { type: 'ready'; endpoint?: string }
+  | { type: 'result'; results: MeasureResult[] }
+  | { type: 'error'; message: string }
+  /** The scale case's hosting process: about to spawn (epoch ms), then what it measured. */
+  | { type: 'scale-start'; at: number }
+  | { type: 'scale'; figures: HostFigures & { subs_per_instance: number } };
+
+/** The job of the scale case's hosting process (scale-host.ts). */
+export interface ScaleHostJob {
+  url: string;
+  name: string;
+  replicas: number;
+  restMs: number;
+}
 
 export type ToChild = { type: 'stop' };
 

@@ -92,6 +92,7 @@ export type Measure =
   | { kind: 'event_rate'; warmupMs: number; durationMs: number; flushEvery: number }
   | { kind: 'discovery'; count: number; warmup: number }
   | { kind: 'lifecycle'; replicas: number }
+  | { kind: 'scale'; replicas: number; restMs: number }
   | { kind: 'llm'; requests: number; warmup: number; concurrency: number; prefixes: number; systemChars: number; maxTokens: number };
 
 export interface LatencyResult {
@@ -161,6 +162,29 @@ export interface LifecycleResult {
   stop_close_s: number;
   dereg_failures: number;
 }
+/**
+ * Issue #13, actors by the hundred thousand: `replicas` instances of a
+ * one-endpoint component spawned with one call in one process (on NATS a
+ * process of its own, so its RSS is the hosting side alone), listed by a
+ * watching client, then left idle for `restMs`.
+ */
+export interface ScaleResult {
+  kind: 'scale';
+  /** `spawn` called to resolved, s. */
+  spawn_s: number;
+  /** `spawn` called to every instance listed by a watching client, s. */
+  routable_s: number;
+  /** RSS growth of the hosting process per idle instance (after a GC), bytes. */
+  rss_per_instance_b: number;
+  /** V8 heap growth of the hosting process per idle instance (after a GC), bytes. */
+  heap_per_instance_b: number;
+  /** Server subscriptions the hosting process's connections hold per instance (monitoring port `/connz`; 0 embedded). */
+  subs_per_instance: number;
+  /** Registry writes per second while every instance idles (JetStream last sequence of both buckets; embedded: the registry's own count). */
+  discovery_writes_per_s: number;
+  /** Size of the hosting process's lease record at rest, bytes. */
+  lease_bytes: number;
+}
 /** The LLM pipeline under a prefix-sharing load (see examples/llm/src/workload.ts). */
 export interface LlmResult {
   kind: 'llm';
@@ -179,7 +203,7 @@ export interface LlmResult {
   firstError?: string;
 }
 export type MeasureResult =
-  LifecycleResult | LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
+  LifecycleResult | ScaleResult | LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
 
 /** Worker processes; `none` for embedded systems (the driver hosts both sides). */
 export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'llm' | 'none';
@@ -267,6 +291,8 @@ export const SCENARIOS = {
   unary_heap: { workers: 1, measures: { c256_100: throughput(256, 100), c256_10k: throughput(256, 10 * 1024) } },
   /** Issue #14: 10,000 instances in one process; the caller process is the spawning side (no worker process). */
   lifecycle: { workers: 0, measures: { life10k: () => ({ kind: 'lifecycle', replicas: 10_000 }) } },
+  /** Issue #13: 100,000 instances in one process (on NATS the driver forks the hosting process; no worker of the harness). */
+  scale: { workers: 0, measures: { spawn100k: (s) => ({ kind: 'scale', replicas: 100_000, restMs: s.mode === 'quick' ? 3_000 : 10_000 }) } },
   /**
    * The LLM pipeline, one process per component: frontend, router, two
    * prefill and two decode workers. Eight ~900-token system prompts (~56 KV
@@ -306,6 +332,8 @@ export type ScenarioKey = keyof typeof SCENARIOS;
  */
 export interface Goal {
   vs?: string;
+  /** Only for this system of the case (its Troupe system or a variant); absent: every one. */
+  system?: string;
   min?: number;
   max?: number;
 }
@@ -314,7 +342,7 @@ export interface Goal {
 export interface CaseDef {
   key: string;
   title: string;
-  unit: 'µs' | 'ms' | 's' | 'MB' | 'count' | 'req/s' | 'items/s' | 'events/s' | 'tokens/s' | '%';
+  unit: 'µs' | 'ms' | 's' | 'MB' | 'B' | 'count' | 'req/s' | 'items/s' | 'events/s' | 'tokens/s' | 'writes/s' | 'subs' | '%';
   better: 'lower' | 'higher';
   scenario: ScenarioKey;
   measure: string;
@@ -333,6 +361,11 @@ export interface CaseDef {
     | 'close_s'
     | 'stop_close_s'
     | 'dereg_failures'
+    | 'rss_per_instance_b'
+    | 'heap_per_instance_b'
+    | 'subs_per_instance'
+    | 'discovery_writes_per_s'
+    | 'lease_bytes'
     | 'ttft_p50_ms'
     | 'ttft_p99_ms'
     | 'itl_p50_ms'
@@ -632,6 +665,20 @@ export const CASES: readonly CaseDef[] = [
     troupe: 'troupe_embedded',
     variants: [],
   },
+  scaleCase('spawn_s', 's', 'spawn of 100,000 one-endpoint instances in one process (one spawn call)', { nats: [], embedded: [{ max: 5 }] }),
+  scaleCase('routable_s', 's', 'spawn called to all 100,000 listed by a watching client', { nats: [{ max: 15 }], embedded: [{ max: 15 }] }),
+  scaleCase('rss_per_instance_b', 'B', 'RSS of the hosting process per idle instance (100,000)', { nats: [{ max: 4096 }], embedded: [{ max: 1024 }] }),
+  scaleCase('heap_per_instance_b', 'B', 'V8 heap of the hosting process per idle instance (100,000)', { nats: [], embedded: [] }),
+  {
+    ...scaleCase('subs_per_instance', 'subs', 'server subscriptions of the hosting process per instance (100,000, /connz)', {
+      nats: [{ max: 1.01 }],
+      embedded: [],
+    }),
+    systems: { troupe: 'troupe' },
+    variants: [],
+  },
+  scaleCase('discovery_writes_per_s', 'writes/s', 'registry writes per second with 100,000 idle instances', { nats: [{ max: 1 }], embedded: [] }),
+  scaleCase('lease_bytes', 'B', 'lease record of the hosting process at rest (100,000 instances)', { nats: [{ max: 1024 }], embedded: [{ max: 1024 }] }),
   { ...lifecycleCase('dereg_failures', 'deregistration failures logged while stopping 10,000 instances', [{ max: 0 }]), unit: 'count' },
   llmCase({
     key: 'llm_ttft_p50_ms',
@@ -677,6 +724,24 @@ function lifecycleCase(field: 'spawn_s' | 'routable_s' | 'stop_s' | 'close_s' | 
     goals,
   };
 }
+
+/** A case of the 100,000-instance scenario: NATS (the goals given) and embedded (its own goals, as a variant). */
+function scaleCase(field: 'spawn_s' | 'routable_s' | ScaleField, unit: CaseDef['unit'], title: string, goals: { nats: Goal[]; embedded: Goal[] }): CaseDef {
+  return {
+    key: `spawn_100k_${field}`,
+    title,
+    unit,
+    better: 'lower',
+    scenario: 'scale',
+    measure: 'spawn100k',
+    field,
+    systems: { troupe: 'troupe', troupe_embedded: 'troupe_embedded' },
+    troupe: 'troupe',
+    variants: ['troupe_embedded'],
+    goals: [...goals.nats.map((g) => ({ ...g, system: 'troupe' })), ...goals.embedded.map((g) => ({ ...g, system: 'troupe_embedded' }))],
+  };
+}
+type ScaleField = 'rss_per_instance_b' | 'heap_per_instance_b' | 'subs_per_instance' | 'discovery_writes_per_s' | 'lease_bytes';
 
 /** Systems the issue names that cannot be measured yet; reported, never faked. */
 export const PENDING_SYSTEMS: ReadonlyArray<{ system: string; cases: readonly string[]; why: string }> = [];

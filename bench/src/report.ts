@@ -99,7 +99,7 @@ export function buildResults(run: RunInfo, data: Collected, repoRoot: string): R
     const values: Record<string, number> = {};
     for (const system of Object.keys(c.systems)) {
       const v = median(per[system] ?? []);
-      if (Number.isFinite(v)) values[system] = round(v, c.unit === 's' ? 2 : 1);
+      if (Number.isFinite(v)) values[system] = round(v, TWO_DECIMALS.has(c.unit) ? 2 : 1);
     }
     const ratios = ratiosOf(values, c.troupe);
     const vsRaw = c.anchor === undefined ? undefined : ratios[c.anchor];
@@ -118,6 +118,7 @@ export function buildResults(run: RunInfo, data: Collected, repoRoot: string): R
     };
     for (const [troupe, r] of [[c.troupe, ratios] as const, ...Object.entries(variants)]) {
       for (const g of c.goals) {
+        if (g.system !== undefined && g.system !== troupe) continue;
         const ratio = g.vs === undefined ? values[troupe] : r[g.vs];
         if (ratio !== undefined) goals.push(goalOutcome({ key: c.key, troupe, unit: c.unit }, g, ratio));
       }
@@ -289,13 +290,16 @@ export function goalLine(g: GoalOutcome): string {
   return `\`${g.case}\` ${g.troupe} ÷ ${g.vs} = ${g.ratio.toFixed(3)}× (goal ${bound}×)`;
 }
 
+/** Units whose figures keep two decimals (lifecycle phases are ~1 s; registry writes and subscriptions per instance are ~1). */
+const TWO_DECIMALS: ReadonlySet<string> = new Set(['s', 'writes/s', 'subs']);
+
 function fmt(v: number): string {
   return Math.round(v).toLocaleString('en-US');
 }
 
 /** Milliseconds, MB and percentages keep one decimal (discovery is tens of ms), seconds two (lifecycle phases are ~1 s); everything else is rounded. */
 function fmtIn(v: number, unit: string): string {
-  if (unit === 's') return v.toFixed(2);
+  if (TWO_DECIMALS.has(unit)) return v.toFixed(2);
   return unit === 'ms' || unit === 'MB' || unit === '%' ? v.toFixed(1) : fmt(v);
 }
 

@@ -33,6 +33,7 @@ import {
   type Settings,
 } from './plan';
 import { cpuMark, foreignCores } from './cpu';
+import { MONITOR_ENV } from './scale';
 import { Child, killAllChildren, liveChildren } from './procs';
 import { profileMarkdown, summarizeProfile } from './profile';
 import { buildResults, type Collected, goalLine, markdown, table, writeAtomic } from './report';
@@ -126,6 +127,8 @@ async function main(): Promise<number> {
   // JetStream on: Troupe's discovery registry is a JetStream KV bucket; the other systems never touch it.
   const server = await NatsServer.start({ jetstream: true });
   console.log(`bench: nats-server pid ${server.pid} on ${server.url}`);
+  // The scale case reads subscriptions and registry writes from the server's monitoring port; children inherit it.
+  process.env[MONITOR_ENV] = server.monitorUrl;
   try {
     if (opts.profile) return await profile(server.url, opts.profile, opts.only);
     const cases = opts.only ? CASES.filter((c) => opts.only?.includes(c.key)) : CASES;
@@ -260,6 +263,7 @@ function callerBound(job: CallerJob): number {
     else if (m.kind === 'event_rate') ms += 40_000 + (m.warmupMs + m.durationMs) * 3;
     else if (m.kind === 'discovery') ms += 60_000 + (m.count + m.warmup) * 25_000;
     else if (m.kind === 'lifecycle') ms += 60_000 + m.replicas * 30;
+    else if (m.kind === 'scale') ms += 120_000 + m.restMs + m.replicas * 3;
     else if (m.kind === 'llm') ms += 60_000 + (m.requests + m.warmup) * 1_000;
     else ms += 40_000 + ((m.items + m.warmupItems) / 5_000) * 1000;
   }
@@ -331,6 +335,8 @@ function describe(names: string[], results: MeasureResult[]): string {
           return `${n} p50 ${r.p50_ms.toFixed(1)} ms p99 ${r.p99_ms.toFixed(1)} ms max ${r.max_ms.toFixed(1)} ms over ${r.samples_ms.length} spawns`;
         case 'lifecycle':
           return `${n} spawn ${r.spawn_s.toFixed(2)} s, routable ${r.routable_s.toFixed(2)} s, stop ${r.stop_s.toFixed(2)} s, close ${r.close_s.toFixed(2)} s, ${r.dereg_failures} deregistration failures`;
+        case 'scale':
+          return `${n} spawn ${r.spawn_s.toFixed(2)} s, routable ${r.routable_s.toFixed(2)} s, ${Math.round(r.rss_per_instance_b)} B RSS and ${Math.round(r.heap_per_instance_b)} B heap per instance, ${r.subs_per_instance.toFixed(2)} subscriptions per instance, ${r.discovery_writes_per_s.toFixed(2)} registry writes/s at rest, lease ${r.lease_bytes} B`;
         case 'llm':
           return `${n} TTFT p50 ${r.ttft_p50_ms.toFixed(1)} ms p99 ${r.ttft_p99_ms.toFixed(1)} ms · ITL p50 ${r.itl_p50_ms.toFixed(1)} ms p99 ${r.itl_p99_ms.toFixed(1)} ms · ${Math.round(r.output_tokens_per_s)} tokens/s · KV hit ${r.kv_hit_pct.toFixed(1)}% (${r.requests} requests, ${r.errors} errors)`;
       }

@@ -5,7 +5,7 @@
  * process; their driver hosts both sides in-process.
  */
 import type { EventPayload, Item, Payload, PublishReport, PublishSpec } from '../payload';
-import type { LlmResult, Measure } from '../plan';
+import type { LlmResult, Measure, ScaleResult } from '../plan';
 
 /** A running worker: closing it releases its connection. */
 export interface Worker {
@@ -47,6 +47,12 @@ export interface Driver {
    * closes the runtime; reports each phase.
    */
   lifecycle?(replicas: number): Promise<LifecycleTimes>;
+  /**
+   * Spawns `replicas` instances of a one-endpoint component in one process
+   * (on NATS a process of its own), waits until a watching client lists them
+   * all, lets them idle for `restMs`, and reports what they cost.
+   */
+  scale?(replicas: number, restMs: number): Promise<Omit<ScaleResult, 'kind'>>;
   /** Runs an LLM load against the pipeline's HTTP frontend. */
   llm?(m: Extract<Measure, { kind: 'llm' }>): Promise<LlmResult>;
   /** One small request that must succeed before anything is timed (LLM pipeline). */

@@ -34,6 +34,13 @@ import {
   wallMs,
 } from '../payload';
 import { delay } from '../time';
+import type { ScaleHostJob } from '../ipc';
+import type { ScaleResult } from '../plan';
+import { Child } from '../procs';
+import { hostMany, memory } from '../scale';
+import { join } from 'node:path';
+
+const SCALE_HOST_JS = join(__dirname, '..', 'scale-host.js');
 import { type ConnectDriver, type Driver, type EventChannel, type LifecycleTimes, publishBound, type StartWorker, usSince } from './system';
 
 @component(NAMES.troupeComponent)
@@ -130,7 +137,8 @@ export const startWorker: StartWorker = async (url) => {
 export function connectWith(router?: RouterSpec): ConnectDriver {
   return async (url) => {
     const runtime = await Runtime.connect({ servers: url, name: `bench-troupe-caller-${process.pid}` });
-    return driverOf(runtime, router, (logger) => Runtime.connect({ servers: url, name: `bench-troupe-life-${process.pid}`, logger }));
+    const driver = driverOf(runtime, router, (logger) => Runtime.connect({ servers: url, name: `bench-troupe-life-${process.pid}`, logger }));
+    return { ...driver, scale: (replicas, restMs) => scaleOnNats(runtime, url, replicas, restMs) };
   };
 }
 
@@ -143,8 +151,61 @@ export const connectEmbedded: ConnectDriver = async () => {
     await runtime.close();
     throw err;
   }
-  return driverOf(runtime, undefined, (logger) => Runtime.embedded({ network: runtime.network, logger }));
+  const driver = driverOf(runtime, undefined, (logger) => Runtime.embedded({ network: runtime.network, logger }));
+  return { ...driver, scale: (replicas, restMs) => scaleEmbedded(runtime, replicas, restMs) };
 };
+
+/** Bound on 100,000 instances being listed by the watching client. */
+const SCALE_LISTING_TIMEOUT_MS = 300_000;
+
+/**
+ * The scale case on NATS: a forked process hosts the instances (its RSS is
+ * the hosting side alone); this runtime watches and times routability from
+ * the moment that process calls spawn (same host clock).
+ */
+async function scaleOnNats(watcher: Runtime, url: string, replicas: number, restMs: number): Promise<Omit<ScaleResult, 'kind'>> {
+  const host = Child.fork('troupe scale host', SCALE_HOST_JS, {
+    job: { url, name: `bench-scale-host-${process.pid}`, replicas, restMs } satisfies ScaleHostJob,
+  });
+  try {
+    const listed = watcher.namespace(`${NAMES.troupeNamespace}_scale${host.pid}`).component(NAMES.troupeLife).endpoint('ping').client();
+    await listed.instances();
+    const start = await host.waitFor('scale-start', 60_000, 'the start of its spawn');
+    await listed.waitForInstances(replicas, { timeout: SCALE_LISTING_TIMEOUT_MS });
+    const routable = (performance.timeOrigin + performance.now() - start.at) / 1000;
+    const { figures } = await host.waitFor('scale', SCALE_LISTING_TIMEOUT_MS + restMs, 'its figures');
+    return { ...figures, routable_s: routable };
+  } finally {
+    await host.stop(30_000);
+  }
+}
+
+/** The scale case embedded: a second runtime on this process's MemoryNetwork hosts the instances; this one watches once they are measured. */
+async function scaleEmbedded(watcher: Runtime, replicas: number, restMs: number): Promise<Omit<ScaleResult, 'kind'>> {
+  const rt = await Runtime.embedded({ network: watcher.network });
+  try {
+    const warm = await rt.spawn(Life, { namespace: `${NAMES.troupeNamespace}_warm` });
+    await warm.stop();
+    const namespace = `${NAMES.troupeNamespace}_scale${Date.now().toString(36)}`;
+    const before = memory();
+    let listedS = 0;
+    const routable = async (): Promise<void> => {
+      // A client that starts watching now: how long it takes to list them all.
+      const t0 = performance.now();
+      await watcher
+        .namespace(namespace)
+        .component(NAMES.troupeLife)
+        .endpoint('ping')
+        .client()
+        .waitForInstances(replicas, { timeout: SCALE_LISTING_TIMEOUT_MS });
+      listedS = (performance.now() - t0) / 1000;
+    };
+    const figures = await hostMany(rt, () => rt.spawn(Life, { namespace, replicas }), { replicas, restMs, before, routable });
+    return { ...figures, routable_s: figures.spawn_s + listedS, subs_per_instance: 0 };
+  } finally {
+    await rt.close();
+  }
+}
 
 /** Bound on one instance appearing in (or leaving) the watched list. */
 const LISTING_TIMEOUT_MS = 10_000;

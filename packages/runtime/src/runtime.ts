@@ -26,7 +26,7 @@ import { TroupeError, toTroupeError } from './errors';
 import { EventStreams } from './events/event-subscription';
 import { RuntimeEvents } from './events/events';
 import { newInstanceId } from './ids';
-import { consoleLogger, type Logger } from './logger';
+import { consoleLogger, lazyChild, type Logger } from './logger';
 import { validateName } from './names';
 import { Plane, type PlaneSettings } from './plane/plane';
 import type { RuntimeStats } from './plane/stats';
@@ -46,7 +46,8 @@ import { type MetricsOptions, RuntimeMetrics } from './ops/metrics';
 import { checkStatusOptions, type RuntimeHealth, type StatusOptions, StatusServer, statusFromEnv } from './ops/status-server';
 import type { AddressInfo } from 'node:net';
 import { PropertyBoard } from './worker/instance-properties';
-import { Ctl, H } from './wire/protocol';
+import { Ctl, H, refusal } from './wire/protocol';
+import { QueueHubs } from './worker/queue-hub';
 import { endpointAddress, LEASE_BEAT_WILDCARD, validateInboxPrefix } from './wire/subjects';
 
 /** Instances of one spawn starting at once (their `onStart` hooks run concurrently up to this). */
@@ -182,6 +183,8 @@ export class Runtime {
 
   /** The process side of discovery (lease, records); undefined when discovery is off. */
   private readonly registry: Registry | undefined;
+  /** One queue subscription per endpoint for all of this process's instances of it (they each keep their own mailbox). */
+  private readonly queues: QueueHubs;
   /** Answers `$SRV.PING|INFO|STATS` for this runtime's instances. */
   private readonly micro: MicroResponder | undefined;
   private readonly runtimeMetrics: RuntimeMetrics;
@@ -237,6 +240,15 @@ export class Runtime {
         eventStreams: new EventStreams(),
       }),
     );
+    this.queues = new QueueHubs(transport, (msg) => {
+      if (!msg.reply) return;
+      const err = refusal(`no instance of ${msg.subject} in this process takes requests now (stopping)`);
+      try {
+        transport.publish(msg.reply, codec.encode(err.toJSON()), { headers: { [H.ERROR]: err.code } });
+      } catch {
+        // the caller's deadline covers a refusal that could not be sent
+      }
+    });
     // `metrics: false` also takes the clock reads off the hot path (counts stay, for $SRV.STATS).
     this.plane.meter.timed = options.metrics !== false;
     this.micro = options.micro === false ? undefined : new MicroResponder(transport, this.id, this.logger);
@@ -407,7 +419,7 @@ export class Runtime {
 
     const record: SpawnRecord = { instances: [], replicas: [] };
     this.spawns.add(record);
-    const host = this.replicaHost(record, target, meta.name, namespace, options, { concurrency, mailboxCapacity, failures, stuckAfterMs });
+    const host = this.replicaHost(record, target, meta.name, namespace, options, { concurrency, mailboxCapacity, failures, stuckAfterMs, queues: this.queues });
     try {
       const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host, restart));
       const failed: Array<{ replica: number; error: unknown }> = [];
@@ -483,7 +495,7 @@ export class Runtime {
     return {
       build: () => {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component };
-        const logger = this.logger.child({ namespace, component, instance: info.instanceId });
+        const logger = lazyChild(this.logger, { namespace, component, instance: info.instanceId });
         const registry = this.registry;
         const properties = new PropertyBoard(
           info.instanceId,

@@ -6,6 +6,9 @@ import { withTimeout } from '../timeout';
 import {
   BUSY_AFTER_MS,
   type DiscoverySettings,
+  DYN_PREFIX,
+  type DynChunk,
+  dynKey,
   type InstanceRecord,
   type LeaseBeat,
   LEASES_BUCKET,
@@ -79,6 +82,10 @@ export class Discovery {
   /** Leases deleted from the bucket (graceful close), until their next write: late beats do not revive them. */
   private readonly departed = new Map<string, number>();
   private stopBeats: (() => void) | undefined;
+  private stopChunks: (() => void) | undefined;
+  /** Dynamic properties by instance id, from the processes' property chunks; and which instances each chunk named. */
+  private readonly dyn = new Map<string, Readonly<Record<string, unknown>>>();
+  private readonly chunkIds = new Map<string, Map<number, readonly string[]>>();
   /** Highest record / lease revision a beat announced (the watches are checked against it). */
   private readonly announced = { records: 0, leases: 0 };
   private readonly checks: { records?: NodeJS.Timeout; leases?: NodeJS.Timeout } = {};
@@ -145,6 +152,61 @@ export class Discovery {
     await new Promise<void>((resolve, reject) => {
       this.leasesBucket!.watch('>', (e) => this.onLease(e), resolve).then((stop) => (this.stopLeases = stop), reject);
     });
+    this.stopChunks?.();
+    await new Promise<void>((resolve, reject) => {
+      this.records!.watch(`${DYN_PREFIX}>`, (e) => this.onChunk(e), resolve).then((stop) => (this.stopChunks = stop), reject);
+    });
+  }
+
+  /**
+   * A process's dynamic-property chunk changed: only the instances it names
+   * (now or before) are looked at again, whatever the instance count.
+   */
+  private onChunk(e: KvEntry): void {
+    const rest = e.key.slice(DYN_PREFIX.length);
+    const dot = rest.lastIndexOf('.');
+    const lease = rest.slice(0, dot);
+    const chunk = Number(rest.slice(dot + 1));
+    if (dot <= 0 || !Number.isInteger(chunk)) return;
+    let dyn: DynChunk['dyn'] = {};
+    if (e.operation !== 'DEL') {
+      try {
+        const v = this.codec.decode(e.value) as DynChunk;
+        if (v && typeof v === 'object' && v.dyn && typeof v.dyn === 'object') dyn = v.dyn;
+      } catch {
+        return;
+      }
+    }
+    let chunks = this.chunkIds.get(lease);
+    // Chunks of a process never seen alive (killed before this watch began): the janitor looks one TTL later.
+    if (!chunks && e.operation !== 'DEL' && !this.leases.has(lease)) this.later(() => void this.sweep(lease), this.settings.leaseTtlMs);
+    const before = chunks?.get(chunk) ?? [];
+    const now = Object.keys(dyn);
+    for (const id of before) if (!(id in dyn)) this.dyn.delete(id);
+    for (const id of now) {
+      const props = dyn[id];
+      if (props && typeof props === 'object') this.dyn.set(id, props);
+    }
+    if (now.length > 0) {
+      if (!chunks) this.chunkIds.set(lease, (chunks = new Map()));
+      chunks.set(chunk, now);
+    } else if (chunks) {
+      chunks.delete(chunk);
+      if (chunks.size === 0) this.chunkIds.delete(lease);
+    }
+    const changed = before.length === 0 ? now : [...new Set([...before, ...now])];
+    if (changed.length === 0) return;
+    for (const v of this.views.values()) v.instancesChanged(changed);
+    for (const l of this.leaseListeners) l();
+  }
+
+  /**
+   * @internal The latest dynamic properties of an instance (from its
+   * process's property chunk; from its lease when an older process wrote
+   * them there), undefined when it set none.
+   */
+  dynamicOf(r: InstanceRecord, lease: LeaseValue): Readonly<Record<string, unknown>> | undefined {
+    return this.dyn.get(r.instanceId) ?? lease.dyn?.[r.instanceId];
   }
 
   private onLease(e: KvEntry): void {
@@ -173,7 +235,20 @@ export class Discovery {
     const ttl = typeof value.ttlMs === 'number' && value.ttlMs > 0 ? value.ttlMs : this.settings.leaseTtlMs;
     const gone = Array.isArray(value.gone) && value.gone.length > 0 ? new Set(value.gone.filter((x) => typeof x === 'string')) : NONE_GONE;
     this.leases.set(e.key, { value, timer: this.expiry(e.key, ttl), revision: e.revision, gone, beatAt: old?.beatAt, lagMs: old?.lagMs ?? 0 });
-    for (const v of this.views.values()) v.leaseChanged(e.key, !old);
+    // What the lists must look at again: every instance of a lease that appeared (or of one that
+    // carries its properties itself, from an older process); else only those whose `gone` mark
+    // changed — a plain rewrite (every half TTL) changes nothing and costs nothing here.
+    let changed: readonly string[] | 'all';
+    if (!old || hasDyn(value) || hasDyn(old.value)) changed = 'all';
+    else if (gone === old.gone || (gone.size === 0 && old.gone.size === 0)) changed = [];
+    else {
+      const diff: string[] = [];
+      for (const id of gone) if (!old.gone.has(id)) diff.push(id);
+      for (const id of old.gone) if (!gone.has(id)) diff.push(id);
+      changed = diff;
+    }
+    if (changed !== 'all' && changed.length === 0) return;
+    for (const v of this.views.values()) v.leaseChanged(e.key, changed);
     for (const l of this.leaseListeners) l();
   }
 
@@ -235,10 +310,9 @@ export class Discovery {
       heartbeatMs: hb,
       ttlMs: ttl,
       seq: 0,
-      dyn: {},
     };
     this.leases.set(b.lease, { value, timer: this.expiry(b.lease, ttl), revision: 0, gone: NONE_GONE, beatAt: now, lagMs });
-    for (const v of this.views.values()) v.leaseChanged(b.lease, true);
+    for (const v of this.views.values()) v.leaseChanged(b.lease, 'all');
     for (const l of this.leaseListeners) l();
   }
 
@@ -315,7 +389,7 @@ export class Discovery {
     clearTimeout(state.timer);
     this.leases.delete(lease);
     this.dropped.add(lease);
-    for (const v of this.views.values()) v.leaseChanged(lease, true);
+    for (const v of this.views.values()) v.leaseChanged(lease, 'all');
     for (const l of this.leaseListeners) l();
     // Janitor: records of a lease dead for another TTL are deleted by whoever notices.
     this.later(() => void this.sweep(lease), this.settings.leaseTtlMs);
@@ -347,6 +421,7 @@ export class Discovery {
         for (const key of v.keysOfLease(lease)) await this.records.delete(key);
       }
       await this.records.delete(markerKey(lease));
+      for (const chunk of [...(this.chunkIds.get(lease)?.keys() ?? [])]) await this.records.delete(dynKey(lease, chunk));
     } catch (err) {
       this.logger.debug('registry sweep failed', { lease, error: toTroupeError(err).message });
     }
@@ -464,7 +539,7 @@ export class Discovery {
         for (const r of records.values()) {
           const lease = this.liveLeaseOf(r);
           if (!lease) continue;
-          const dyn = lease.dyn?.[r.instanceId];
+          const dyn = this.dynamicOf(r, lease);
           out.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
         }
         out.sort((a, b) => listingKey(a).localeCompare(listingKey(b)));
@@ -588,6 +663,7 @@ export class Discovery {
     clearTimeout(this.checks.records);
     clearTimeout(this.checks.leases);
     this.stopLeases?.();
+    this.stopChunks?.();
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();
     for (const t of this.janitors) clearTimeout(t);
@@ -600,6 +676,13 @@ export class Discovery {
 }
 
 const NONE_GONE: ReadonlySet<string> = new Set();
+
+/** Whether a lease carries dynamic properties itself (written by a process of protocol 1). */
+function hasDyn(v: LeaseValue): boolean {
+  if (!v.dyn || typeof v.dyn !== 'object') return false;
+  for (const _ in v.dyn) return true;
+  return false;
+}
 
 /** A component listing watch opened by a failed call closes this long after the last lookup. */
 const COMPONENT_WATCH_IDLE_MS = 30_000;

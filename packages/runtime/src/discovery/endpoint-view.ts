@@ -14,7 +14,14 @@ import type { Router, RouterContext } from './routers';
 export class EndpointView implements RouterContext {
   private readonly records = new Map<string, InstanceRecord>();
   private readonly keys = new Map<string, string>();
+  /** Instance ids of each lease (a lease that appears or dies touches its own instances only). */
+  private readonly byLease = new Map<string, Set<string>>();
+  /** The routable instances by id, as listed (dynamic properties merged in). */
+  private readonly live = new Map<string, InstanceRecord>();
+  /** The listed instances sorted by id: a snapshot, replaced (never mutated) when it changes. */
   private listed: InstanceRecord[] = [];
+  /** Ids whose listing changed since the snapshot was built (undefined: rebuild it whole). */
+  private changedIds: Set<string> | undefined = new Set();
   private readonly subject: BehaviorSubject<InstanceRecord[]>;
   private readonly inhibited = new Map<string, number>();
   private readonly strikes = new Map<string, number>();
@@ -75,7 +82,7 @@ export class EndpointView implements RouterContext {
         records.watch(registryFilter(this.address), (e) => this.onRecord(e), resolve).then((stop) => (this.stopWatch = stop), reject);
       });
       this.synced = true;
-      this.recompute();
+      this.evaluateAll();
       this.flush();
       this.resolveReady?.();
     } catch (err) {
@@ -95,10 +102,9 @@ export class EndpointView implements RouterContext {
     this.syncing = undefined;
     for (const id of [...this.records.keys()]) {
       if (seen.has(id)) continue;
-      this.records.delete(id);
-      this.forget(id);
+      this.removeRecord(id);
     }
-    this.recompute();
+    this.evaluateAll();
     this.flush();
   }
 
@@ -106,10 +112,7 @@ export class EndpointView implements RouterContext {
     const id = e.key.slice(e.key.lastIndexOf('.') + 1);
     if (e.operation === 'DEL') {
       // Graceful deregistration: in-flight work still finishes, so nothing is failed here.
-      if (this.records.delete(id)) {
-        this.forget(id);
-        this.recompute();
-      }
+      this.removeRecord(id);
       return;
     }
     let r: InstanceRecord;
@@ -120,9 +123,68 @@ export class EndpointView implements RouterContext {
     }
     if (!r || typeof r !== 'object' || r.instanceId !== id || typeof r.lease !== 'string') return;
     this.syncing?.add(id);
+    const old = this.records.get(id);
+    if (old && old.lease !== r.lease) this.byLease.get(old.lease)?.delete(id);
     this.records.set(id, r);
     this.keys.set(id, e.key);
-    this.recompute();
+    let ids = this.byLease.get(r.lease);
+    if (!ids) this.byLease.set(r.lease, (ids = new Set()));
+    ids.add(id);
+    // A new record is a new listed element: what was listed from the old one goes.
+    const wasLive = this.live.delete(id);
+    this.evaluate(id);
+    if (wasLive && !this.live.has(id)) this.changed(id);
+  }
+
+  private removeRecord(id: string): void {
+    const r = this.records.get(id);
+    if (!r) return;
+    this.records.delete(id);
+    const ids = this.byLease.get(r.lease);
+    if (ids?.delete(id) && ids.size === 0) this.byLease.delete(r.lease);
+    this.forget(id);
+    if (this.live.delete(id)) this.changed(id);
+  }
+
+  /**
+   * Lists or unlists one instance after its record, its lease or its
+   * dynamic properties changed: O(1) here, the sorted snapshot is patched
+   * once per burst ({@link flush}).
+   */
+  private evaluate(id: string): void {
+    if (!this.synced) return;
+    const r = this.records.get(id);
+    const lease = r && this.discovery.liveLeaseOf(r);
+    if (!r || !lease) {
+      if (!this.live.delete(id)) return;
+      this.changed(id);
+      // Its lease died (or was never seen) while the record stays: ask its mailbox before failing
+      // what is in flight to it (a lease can lapse while the instance lives: a blip, a busy watcher).
+      // One the lease names gone left gracefully: its in-flight work finishes.
+      if (r && this.inflightSets.get(id)?.size && !this.discovery.isGone(r.lease, id)) void this.checkLost(id);
+      return;
+    }
+    const dyn = this.discovery.dynamicOf(r, lease);
+    const prev = this.live.get(id);
+    // Listed already from this record (a new record clears it first) with the same properties: nothing to do.
+    if (prev && (dyn ? sameProps(prev.dynamic, dyn) : prev === r)) return;
+    const next = dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r;
+    this.live.set(id, next);
+    this.changed(id);
+  }
+
+  private evaluateAll(): void {
+    for (const id of this.records.keys()) this.evaluate(id);
+  }
+
+  private changed(id: string): void {
+    if (this.changedIds) {
+      // A burst touching a good part of the list rebuilds it whole (one sort) instead of patching it id by id.
+      if (this.changedIds.size >= PATCH_LIMIT) this.changedIds = undefined;
+      else this.changedIds.add(id);
+    }
+    this.dirty = true;
+    this.flushing ??= setImmediate(this.flush);
   }
 
   /**
@@ -152,10 +214,25 @@ export class EndpointView implements RouterContext {
     };
   }
 
-  /** @internal */
-  leaseChanged(_lease: string, membership: boolean): void {
-    // A lease's dynamic properties or liveness changed: recompute (cheap; lists are small).
-    if (membership || this.listed.length > 0) this.recompute();
+  /**
+   * @internal A lease appeared or died (`'all'`: each of its instances is
+   * looked at again), or changed the `gone` mark of some instances (those
+   * alone). A lease rewritten with nothing new costs nothing.
+   */
+  leaseChanged(lease: string, ids: readonly string[] | 'all'): void {
+    if (!this.synced) return;
+    if (ids === 'all') {
+      const mine = this.byLease.get(lease);
+      if (mine) for (const id of mine) this.evaluate(id);
+      return;
+    }
+    for (const id of ids) if (this.records.get(id)?.lease === lease) this.evaluate(id);
+  }
+
+  /** @internal The dynamic properties of these instances changed (a property chunk of their process). */
+  instancesChanged(ids: readonly string[]): void {
+    if (!this.synced) return;
+    for (const id of ids) if (this.records.has(id)) this.evaluate(id);
   }
 
   /** @internal The lease of a known instance of this endpoint (listed or not). */
@@ -166,50 +243,42 @@ export class EndpointView implements RouterContext {
   /** @internal Registry keys of this endpoint's records under `lease` (for the janitor). */
   keysOfLease(lease: string): string[] {
     const out: string[] = [];
-    for (const [id, r] of this.records) if (r.lease === lease) out.push(this.keys.get(id) as string);
+    for (const id of this.byLease.get(lease) ?? []) out.push(this.keys.get(id) as string);
     return out;
   }
 
   /**
-   * Marks the list stale. Registry changes come in bursts (a spawn or a stop
-   * of thousands of instances is a burst of record and lease events), so the
-   * list is rebuilt once per burst — at the next read, or at the end of this
-   * turn of the event loop — not once per event (O(n²) with 10,000 instances).
+   * Brings the sorted snapshot up to date with what changed since it was
+   * built — at the next read, or at the end of this turn of the event loop,
+   * so a burst (a spawn or a stop of thousands of instances) costs one pass,
+   * not one per event. A few changes patch a copy of it (binary search per
+   * id, O(k log n) plus one array copy); a burst of more than
+   * {@link PATCH_LIMIT} rebuilds it with one sort.
    */
-  private recompute(): void {
-    if (!this.synced) return;
-    this.dirty = true;
-    this.flushing ??= setImmediate(this.flush);
-  }
-
   private readonly flush = (): void => {
     if (this.flushing) clearImmediate(this.flushing);
     this.flushing = undefined;
     if (!this.dirty) return;
     this.dirty = false;
-    const before = this.listed;
-    const next: InstanceRecord[] = [];
-    for (const r of this.records.values()) {
-      // A dead lease, or one naming the instance gone (a graceful stop), drops it.
-      const lease = this.discovery.liveLeaseOf(r);
-      if (!lease) continue;
-      const dyn = lease.dyn?.[r.instanceId];
-      next.push(dyn ? { ...r, properties: { ...r.properties, ...dyn }, dynamic: dyn } : r);
-    }
-    next.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
-    this.listed = next;
-    if (next.length > 0) this.listedOnce = true;
-    if (this.inflightSets.size > 0) {
-      const now = new Set(next.map((r) => r.instanceId));
-      // Instances whose lease died: ask their mailbox before failing what is in flight to them
-      // (a lease can lapse while the instance lives: a blip, a busy watcher).
-      for (const { instanceId: id } of before) {
-        if (now.has(id)) continue; // still listed
-        const r = this.records.get(id);
-        if (!r || this.discovery.isGone(r.lease, id)) continue; // gracefully deregistered: in-flight work finishes
-        if (this.inflightSets.get(id)?.size) void this.checkLost(id);
+    const changed = this.changedIds;
+    this.changedIds = new Set();
+    let next: InstanceRecord[];
+    if (!changed) {
+      next = [...this.live.values()];
+      next.sort(byId);
+    } else {
+      next = this.listed.slice();
+      for (const id of changed) {
+        const r = this.live.get(id);
+        const i = indexOf(next, id);
+        const found = i < next.length && (next[i] as InstanceRecord).instanceId === id;
+        if (r && found) next[i] = r;
+        else if (r) next.splice(i, 0, r);
+        else if (found) next.splice(i, 1);
       }
     }
+    this.listed = next;
+    if (next.length > 0) this.listedOnce = true;
     this.subject.next(next);
   };
 
@@ -333,4 +402,35 @@ export class EndpointView implements RouterContext {
     this.stopWatch?.();
     this.subject.complete();
   }
+}
+
+/** More changes than this in one burst rebuild the snapshot with one sort instead of patching it. */
+const PATCH_LIMIT = 64;
+
+function byId(a: InstanceRecord, b: InstanceRecord): number {
+  return a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0;
+}
+
+/** Where `id` is, or would go, in a list sorted by instance id. */
+function indexOf(list: readonly InstanceRecord[], id: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((list[mid] as InstanceRecord).instanceId < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Whether two dynamic-property sets hold the same values (shallow: a chunk rewrite decodes every instance's anew). */
+function sameProps(a: Readonly<Record<string, unknown>> | undefined, b: Readonly<Record<string, unknown>>): boolean {
+  if (!a) return false;
+  let n = 0;
+  for (const k in b) {
+    if (!Object.is(a[k], b[k])) return false;
+    n++;
+  }
+  for (const _ in a) n--;
+  return n === 0;
 }

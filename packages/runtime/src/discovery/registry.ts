@@ -15,6 +15,33 @@ export const LEASES_BUCKET = 'troupe_leases';
 /** Marker record of a process in the records bucket; its absence means "register again". */
 export const markerKey = (lease: string): string => `_proc.${lease}`;
 
+/**
+ * Dynamic properties travel in chunks of this many instances, one KV record
+ * each (`_dyn.{lease}.{chunk}` in the records bucket), rewritten only when a
+ * property of one of its instances changed (throttled): the lease stays the
+ * same size at any instance count, and a property change costs one chunk
+ * write (at most ~256 small entries), not a rewrite of every instance's.
+ */
+export const DYN_CHUNK_SIZE = 256;
+/** Key of one dynamic-property chunk of a process. */
+export const dynKey = (lease: string, chunk: number): string => `${DYN_PREFIX}${lease}.${chunk}`;
+/** Prefix of the dynamic-property chunk keys (the records watch of an endpoint never sees them: its filter starts with a namespace). */
+export const DYN_PREFIX = '_dyn.';
+/** What a dynamic-property chunk holds: the latest dynamic properties of up to {@link DYN_CHUNK_SIZE} instances of one process. */
+export interface DynChunk {
+  lease: string;
+  chunk: number;
+  dyn: Record<string, Record<string, unknown>>;
+}
+
+/**
+ * At most this many instance ids ride on a lease as `gone` (~18 bytes each,
+ * ~74 KB): a stop of more instances at once deletes the records of the rest
+ * first (watchers drop them on those deletes), so the lease stays far below
+ * `max_payload` whatever the batch.
+ */
+export const GONE_ON_LEASE = 4_096;
+
 /** How often (on average) a process removes old delete markers from the records bucket, ms. */
 const COMPACT_EVERY_MS = 10 * 60_000;
 /** Delete markers younger than this stay: a watcher that starts now may still need to see the delete, ms. */
@@ -22,7 +49,7 @@ const COMPACT_AFTER_MS = 10 * 60_000;
 
 /**
  * What discovery publishes about one endpoint of one instance. Static after
- * registration; dynamic properties travel on the process lease.
+ * registration; dynamic properties travel in property chunks ({@link DynChunk}).
  */
 export interface InstanceRecord {
   readonly namespace: string;
@@ -76,7 +103,7 @@ export interface LeaseBeat {
  */
 export const BUSY_AFTER_MS = 250;
 
-/** The lease record a process writes to KV (one write per process, whatever its instance count): on change of dynamic properties and every half TTL. */
+/** The lease record a process writes to KV (one small write per process every half TTL, whatever its instance count). */
 export interface LeaseValue {
   lease: string;
   host: string;
@@ -86,8 +113,13 @@ export interface LeaseValue {
   ttlMs: number;
   /** Incremented on every write. */
   seq: number;
-  /** Dynamic properties of every instance of the process that has any. */
-  dyn: Record<string, Record<string, unknown>>;
+  /**
+   * Dynamic properties by instance, as processes of protocol 1 wrote them
+   * (every instance's on every lease write). This version writes them in
+   * chunk records ({@link DynChunk}) and leaves this out; watchers still read
+   * it from an older process.
+   */
+  dyn?: Record<string, Record<string, unknown>>;
   /**
    * Instances of this process that left (graceful stop) while their records
    * may still be in the bucket: watchers drop them on this one write, however
@@ -138,17 +170,25 @@ export interface DiscoverySettings {
 
 /**
  * The process side of discovery: one lease per runtime kept alive by
- * heartbeat, instance records written once at registration, dynamic
- * properties of all instances riding on the lease write (O(1) writes per
- * heartbeat, not O(instances)), and self-repair: a process whose marker
+ * heartbeat (the same small write whatever the instance count), instance
+ * records written once at registration, dynamic properties in chunks of
+ * {@link DYN_CHUNK_SIZE} instances rewritten only when one of them changed,
+ * and self-repair: a process whose marker
  * record vanished (bucket purged, JetStream restarted) registers again.
  */
 export class Registry {
   private records: KvBucket | undefined;
   private leases: KvBucket | undefined;
   private opening: Promise<void> | undefined;
-  private readonly mine = new Map<string, { key: string; value: Uint8Array }>();
+  /** This process's instance records by registry key (kept as objects: encoded again only by a repair). */
+  private readonly mine = new Map<string, InstanceRecord>();
   private readonly dyn = new Map<string, Record<string, unknown>>();
+  /** The dynamic-property chunk of each instance that set a property, the ids of each chunk, and the chunks to write. */
+  private readonly chunkOf = new Map<string, number>();
+  private readonly chunks = new Map<number, Set<string>>();
+  private readonly dirtyChunks = new Set<number>();
+  private lastChunkWrite = 0;
+  private writingChunks: Promise<void> | undefined;
   /** Instances that left, with their records still to delete (keys) or deleted at (ms, for the lease's grace). */
   private readonly gone = new Map<string, { keys: string[]; deletedAt: number | undefined }>();
   /** The record deletes under way (one batch at a time; a later batch waits its turn). */
@@ -242,9 +282,9 @@ export class Registry {
           proto: PROTOCOL_VERSION,
           properties,
         };
-        const entry = { key: registryKey(a, instanceId), value: this.codec.encode(record) };
-        this.mine.set(entry.key, entry);
-        entries.push(entry);
+        const key = registryKey(a, instanceId);
+        this.mine.set(key, record);
+        entries.push({ key, value: this.codec.encode(record) });
       }
     }
     await this.writeLease();
@@ -257,7 +297,7 @@ export class Registry {
 
   /** Whether an instance's records are registered by this process (health). */
   has(instanceId: string): boolean {
-    for (const k of this.mine.keys()) if (k.endsWith(instanceId)) return true;
+    for (const r of this.mine.values()) if (r.instanceId === instanceId) return true;
     return false;
   }
 
@@ -279,14 +319,22 @@ export class Registry {
    */
   async deregisterMany(batch: readonly Deregistration[]): Promise<boolean> {
     let added = 0;
+    /** Instances past what the lease may name ({@link GONE_ON_LEASE}): their records are deleted first. */
+    const overflow: { id: string; key: string }[] = [];
     for (const { addresses, instanceId } of batch) {
-      this.dyn.delete(instanceId);
+      this.dropDynamic(instanceId);
       const keys = addresses.map((a) => registryKey(a, instanceId));
       const owned = keys.filter((k) => this.mine.delete(k));
       if (owned.length === 0) continue; // never registered, or left already
+      if (this.gone.size >= GONE_ON_LEASE) {
+        for (const key of owned) overflow.push({ id: instanceId, key });
+        continue;
+      }
       this.gone.set(instanceId, { keys: owned, deletedAt: undefined });
       added++;
     }
+    if (overflow.length > 0) await this.deleteOverflow(overflow);
+    if (this.dirtyChunks.size > 0) this.scheduleChunks();
     if (added === 0 || !this.records) return true;
     let written = true;
     try {
@@ -298,6 +346,26 @@ export class Registry {
     }
     void this.deleteGone();
     return written;
+  }
+
+  /**
+   * The part of a stop batch the lease cannot name: their records are
+   * deleted now, pipelined (watchers drop each on its delete, before the
+   * leave delay). A delete that fails goes to the `gone` list like the
+   * others, so the heartbeat retries it.
+   */
+  private async deleteOverflow(items: readonly { id: string; key: string }[]): Promise<void> {
+    const failed = new Map<string, string[]>();
+    await pool(items, REGISTRY_CONCURRENCY, async ({ id, key }) => {
+      try {
+        await this.records?.delete(key);
+        this.writes++;
+      } catch {
+        failed.set(id, [...(failed.get(id) ?? []), key]);
+      }
+    });
+    for (const [id, keys] of failed) this.gone.set(id, { keys, deletedAt: undefined });
+    if (failed.size > 0) this.logger.debug('record deletes of a large stop failed; retrying at the next heartbeat', { instances: failed.size });
   }
 
   /** Deletes the records of instances that left, pipelined; one pass at a time. */
@@ -363,18 +431,95 @@ export class Registry {
     ]).finally(() => clearTimeout(timer));
   }
 
-  /** Records a dynamic property change; written with the lease within the throttle period. */
+  /**
+   * Records a dynamic property change; its chunk ({@link DYN_CHUNK_SIZE}
+   * instances) is rewritten within the throttle period, with every other
+   * chunk that changed meanwhile.
+   */
   setDynamic(instanceId: string, key: string, value: unknown): void {
     const props = this.dyn.get(instanceId) ?? {};
     props[key] = value;
     this.dyn.set(instanceId, props);
-    if (this.throttle || this.closed || !this.leases) return;
-    const wait = Math.max(0, this.lastWrite + this.settings.propertyThrottleMs - Date.now());
+    let chunk = this.chunkOf.get(instanceId);
+    if (chunk === undefined) {
+      chunk = this.freeChunk();
+      this.chunkOf.set(instanceId, chunk);
+      let ids = this.chunks.get(chunk);
+      if (!ids) this.chunks.set(chunk, (ids = new Set()));
+      ids.add(instanceId);
+    }
+    this.dirtyChunks.add(chunk);
+    this.scheduleChunks();
+  }
+
+  /** The lowest chunk with room (chunks of stopped instances are reused). */
+  private freeChunk(): number {
+    for (let c = 0; ; c++) if ((this.chunks.get(c)?.size ?? 0) < DYN_CHUNK_SIZE) return c;
+  }
+
+  /** An instance left: its properties leave its chunk (rewritten, or deleted when empty). */
+  private dropDynamic(instanceId: string): void {
+    this.dyn.delete(instanceId);
+    const chunk = this.chunkOf.get(instanceId);
+    if (chunk === undefined) return;
+    this.chunkOf.delete(instanceId);
+    this.chunks.get(chunk)?.delete(instanceId);
+    this.dirtyChunks.add(chunk);
+  }
+
+  private scheduleChunks(): void {
+    if (this.throttle || this.closed || !this.records) return;
+    const wait = Math.max(0, this.lastChunkWrite + this.settings.propertyThrottleMs - Date.now());
     this.throttle = setTimeout(() => {
       this.throttle = undefined;
-      void this.writeLease().catch(() => undefined);
+      void this.writeChunks().catch(() => undefined);
     }, wait);
     this.throttle.unref();
+  }
+
+  /** Writes every chunk that changed (an emptied one is deleted); one pass at a time, a failed chunk stays dirty for the heartbeat. */
+  private writeChunks(): Promise<void> {
+    if (!this.writingChunks) {
+      const run = this.chunkPasses();
+      this.writingChunks = run;
+      // Cleared once settled, asynchronously (a pass with nothing to do settles at once: a
+      // `finally` inside it would run before the assignment above and leave it set for good).
+      void run.then(
+        () => this.chunkPassDone(run),
+        () => this.chunkPassDone(run),
+      );
+    }
+    return this.writingChunks;
+  }
+
+  private chunkPassDone(run: Promise<void>): void {
+    if (this.writingChunks === run) this.writingChunks = undefined;
+  }
+
+  private async chunkPasses(): Promise<void> {
+    while (this.dirtyChunks.size > 0 && !this.closed && this.records) {
+      const todo = [...this.dirtyChunks];
+      this.dirtyChunks.clear();
+      this.lastChunkWrite = Date.now();
+      await pool(todo, REGISTRY_CONCURRENCY, async (chunk) => {
+        const ids = this.chunks.get(chunk);
+        try {
+          if (!ids || ids.size === 0) {
+            this.chunks.delete(chunk);
+            await this.records?.delete(dynKey(this.lease, chunk));
+            this.writes++;
+            return;
+          }
+          const dyn: Record<string, Record<string, unknown>> = {};
+          for (const id of ids) dyn[id] = this.dyn.get(id) ?? {};
+          const value: DynChunk = { lease: this.lease, chunk, dyn };
+          await this.put(this.records, dynKey(this.lease, chunk), this.codec.encode(value));
+        } catch (err) {
+          this.dirtyChunks.add(chunk);
+          throw err;
+        }
+      });
+    }
   }
 
   /**
@@ -391,6 +536,7 @@ export class Registry {
           // period, so a wiped registry is repaired within one heartbeat.
           if (!this.pulse || Date.now() - this.lastWrite >= this.leaseWriteMs - this.settings.heartbeatMs / 4) await this.writeLease();
           if (this.gone.size > 0) void this.deleteGone();
+          if (this.dirtyChunks.size > 0) void this.writeChunks().catch(() => undefined);
           if (Date.now() >= this.nextCompaction) void this.compact();
           if (this.mine.size > 0 && this.records) {
             const marker = await this.records.get(markerKey(this.lease));
@@ -433,7 +579,9 @@ export class Registry {
 
   private async repair(): Promise<void> {
     this.logger.warn('registry records lost (bucket purged or JetStream restarted); registering again', { instances: this.mine.size });
-    for (const { key, value } of this.mine.values()) await this.put(this.records, key, value);
+    for (const [key, record] of this.mine) await this.put(this.records, key, this.codec.encode(record));
+    for (const chunk of this.chunks.keys()) this.dirtyChunks.add(chunk);
+    await this.writeChunks();
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
@@ -448,19 +596,26 @@ export class Registry {
       heartbeatMs: this.settings.heartbeatMs,
       ttlMs: this.settings.leaseTtlMs,
       seq: ++this.seq,
-      dyn: Object.fromEntries(this.dyn),
     };
     if (this.gone.size > 0) {
       // A deleted record's id leaves the lease one heartbeat after the delete, so no watcher
       // reads a lease without it before the record's delete reached it.
       const cutoff = Date.now() - this.settings.heartbeatMs;
       for (const [id, g] of this.gone) if (g.deletedAt !== undefined && g.deletedAt < cutoff) this.gone.delete(id);
-      if (this.gone.size > 0) value.gone = [...this.gone.keys()];
+      if (this.gone.size > 0) value.gone = this.goneOnLease();
     }
     this.lastWrite = Date.now();
     const rev = await this.put(this.leases, this.lease, this.codec.encode(value));
     this.lastLeaseWrite = Date.now();
     if (rev > 0) this.pulse?.set({ lrev: rev });
+  }
+
+  /** The ids the lease names as gone: at most {@link GONE_ON_LEASE}, those whose records are not deleted yet first. */
+  private goneOnLease(): string[] {
+    const out: string[] = [];
+    for (const [id, g] of this.gone) if (g.deletedAt === undefined && out.length < GONE_ON_LEASE) out.push(id);
+    for (const [id, g] of this.gone) if (g.deletedAt !== undefined && out.length < GONE_ON_LEASE) out.push(id);
+    return out;
   }
 
   private async put(bucket: KvBucket | undefined, key: string, value: Uint8Array): Promise<number> {
@@ -487,6 +642,8 @@ export class Registry {
       // delete, however many record deletes are still on their way.
       await this.leases?.delete(this.lease);
       await this.records?.delete(markerKey(this.lease));
+      // Dynamic-property chunks are not kept past the process (the janitors delete those of a killed one).
+      await pool([...this.chunks.keys()], REGISTRY_CONCURRENCY, (chunk) => this.records?.delete(dynKey(this.lease, chunk)) ?? Promise.resolve());
       // The record deletes get half a heartbeat more (a close is bounded by a one-second step);
       // what the registry has not taken by then is left to the janitors, which delete the
       // records of a dead lease.

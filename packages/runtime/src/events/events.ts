@@ -143,41 +143,40 @@ export const DEFAULT_EVENT_LOG: Required<EventLogOptions> = {
 
 /** Stamps events with a publisher id and a sequence number per subject, and sends them. */
 export class SequencedPublisher {
-  private readonly seqs = new Map<string, number>();
-  /** `{id} `: the start of every packed event header. */
-  private readonly prefix: string;
+  /** Created at the first event (an instance that never publishes, most of 100,000, holds no map). */
+  private seqs: Map<string, number> | undefined;
 
   constructor(
     private readonly plane: Plane,
     readonly id: string,
-  ) {
-    this.prefix = `${id} `;
-  }
+  ) {}
 
   send(subject: string, data: unknown): void {
     const body = this.plane.codec.encode(data);
-    const seq = (this.seqs.get(subject) ?? 0) + 1;
+    const seqs = (this.seqs ??= new Map());
+    const seq = (seqs.get(subject) ?? 0) + 1;
     this.plane.transport.publish(subject, body, {
       // One header, not three: the subscriber parses (and NATS carries) one line per event.
-      headers: { [H.EVENT]: `${this.prefix}${seq} ${Date.now()}` },
+      headers: { [H.EVENT]: `${this.id} ${seq} ${Date.now()}` },
     });
     // Counted only once sent: a refused publish (too large, disconnected) is no gap.
-    this.seqs.set(subject, seq);
+    seqs.set(subject, seq);
     this.plane.meter.eventsPublished++;
   }
 }
 
 /** The subject of an event of `namespace` (and `component`, if given), cached per publisher. */
 class SubjectCache {
-  private readonly map = new Map<string, string>();
+  private map: Map<string, string> | undefined;
   get(namespace: string, component: string | undefined, event: EventRef<unknown>): string {
     const name = typeof event === 'string' ? event : (event as EventToken<unknown> | undefined)?.name;
     const key = `${component ?? ''}/${String(name)}`;
-    let subject = this.map.get(key);
+    const map = (this.map ??= new Map());
+    let subject = map.get(key);
     if (subject === undefined) {
       subject = component === undefined ? namespaceEventSubject(namespace, eventName(event)) : componentEventSubject(namespace, component, eventName(event));
-      if (this.map.size >= 1024) this.map.clear();
-      this.map.set(key, subject);
+      if (map.size >= 1024) map.clear();
+      map.set(key, subject);
     }
     return subject;
   }

@@ -16,6 +16,9 @@ export const now: () => number = () => performance.now();
  * the count. Observing is a short scan and three adds — no prom-client call
  * on the hot path.
  */
+/** The error counts of a meter that saw no error. */
+const NO_CODES: ReadonlyMap<string, number> = new Map();
+
 export class Durations {
   /** One count per bucket of {@link DURATION_BUCKETS}, then +Inf. */
   readonly counts: number[] = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
@@ -55,7 +58,11 @@ export class EndpointMeter {
   /** Message of the last error, for `$SRV.STATS` `last_error`. */
   lastError = '';
   /** Errors by code. */
-  readonly errorCodes = new Map<string, number>();
+  /** Calls by error code (created at the first error: most of 100,000 idle instances never fail). */
+  get errorCodes(): ReadonlyMap<string, number> {
+    return this.codes ?? NO_CODES;
+  }
+  private codes: Map<string, number> | undefined;
   /** Handler time in ms (summed; micro reports nanoseconds). */
   processingMs = 0;
   readonly durations = new Durations();
@@ -104,7 +111,8 @@ export class EndpointMeter {
   error(code: string, message: string): void {
     this.errors++;
     this.lastError = message;
-    this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
+    const codes = (this.codes ??= new Map());
+    codes.set(code, (codes.get(code) ?? 0) + 1);
   }
 
   /** Adds a stopped instance's counters into this (per-endpoint totals never go down). */
@@ -112,7 +120,10 @@ export class EndpointMeter {
     this.requests += o.requests;
     this.errors += o.errors;
     if (o.lastError) this.lastError = o.lastError;
-    for (const [c, n] of o.errorCodes) this.errorCodes.set(c, (this.errorCodes.get(c) ?? 0) + n);
+    if (o.codes) {
+      const codes = (this.codes ??= new Map());
+      for (const [c, n] of o.codes) codes.set(c, (codes.get(c) ?? 0) + n);
+    }
     this.processingMs += o.processingMs;
     this.durations.add(o.durations);
     this.overloaded += o.overloaded;

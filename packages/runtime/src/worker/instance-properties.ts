@@ -4,8 +4,8 @@ import { TroupeError } from '../errors';
  * A handle to one instance's properties, for code that runs outside a
  * handler: a load reporter on a timer, a background loop started in
  * `onStart`. `set` is the same mechanism as `ctx.setProperty`: the value is
- * published in the registry with the process's lease heartbeat (throttled to
- * one write per `propertyThrottleMs` for the whole process), shows in
+ * published in the registry in its process's property chunk (the changed
+ * chunks written at most once per `propertyThrottleMs`), shows in
  * `runtime.instances()` and to routers (`Routers.leastLoaded('load')`).
  * `get` reads back what this instance set last, or its static property from
  * `spawn`. With discovery off (`{ discovery: false }`) there is no registry
@@ -29,7 +29,7 @@ import { TroupeError } from '../errors';
  * }
  */
 export interface InstanceProperties {
-  /** Sets a dynamic property (published with the lease heartbeat, throttled). Throws `BAD_REQUEST` with discovery off or for a key that is not a non-empty string. */
+  /** Sets a dynamic property (published in the registry, throttled). Throws `BAD_REQUEST` with discovery off or for a key that is not a non-empty string. */
   set(key: string, value: unknown): void;
   /** The value this instance set last for `key`, else its static property from `spawn`, else undefined. */
   get(key: string): unknown;

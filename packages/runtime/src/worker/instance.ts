@@ -7,6 +7,7 @@ import type { Logger } from '../logger';
 import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
+import type { QueueHubs, QueueMembership } from './queue-hub';
 import type { Plane } from '../plane/plane';
 import { Ctl, Frame, H, handoff, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
@@ -50,6 +51,8 @@ export interface InstanceSettings {
   failures?: FailureThreshold;
   /** No mailbox progress this long, every slot held past its deadline: the instance is stuck (0: never). */
   stuckAfterMs?: number;
+  /** The process's queue subscriptions, one per endpoint shared by its instances; none: one of its own per endpoint. */
+  queues?: QueueHubs;
 }
 
 /**
@@ -97,12 +100,28 @@ const enum State {
 export class ActorInstance {
   readonly info: InstanceInfo;
   private readonly mailbox: Mailbox;
-  private readonly subs: TransportSubscription[] = [];
-  private readonly mailboxSubs: TransportSubscription[] = [];
-  private readonly active = new Set<RequestContext>();
-  private readonly streams = new Map<string, WorkerStream>();
+  /** Queue subscriptions of its own (only without shared {@link InstanceSettings.queues}). */
+  private subs: TransportSubscription[] = [];
+  /** Its places in the process's shared queue subscriptions. */
+  private memberships: QueueMembership[] = [];
+  private mailboxSubs: TransportSubscription[] = [];
+  private readonly queues: QueueHubs | undefined;
+  // What an instance holds while it works is created at first use: 100,000 idle instances hold none of it.
+  private activeSet: Set<RequestContext> | undefined;
+  private streamMap: Map<string, WorkerStream> | undefined;
+  private callMap: Map<Reply, RequestContext> | undefined;
+  private checkMap: Map<string, { ok: boolean; lastError?: string; at: number }> | undefined;
+  private startedAt = 0;
+  private get active(): Set<RequestContext> {
+    return (this.activeSet ??= new Set());
+  }
+  private get streams(): Map<string, WorkerStream> {
+    return (this.streamMap ??= new Map());
+  }
   /** Unary requests whose handler is still running, by reply subject: what a cancel control message names. */
-  private readonly calls = new Map<Reply, RequestContext>();
+  private get calls(): Map<Reply, RequestContext> {
+    return (this.callMap ??= new Map());
+  }
   /** The mailbox subjects this instance listed as in-process targets (see plane/local-calls.ts). */
   private readonly localSubjects: string[] = [];
   private state = State.Starting;
@@ -137,6 +156,7 @@ export class ActorInstance {
     this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
     this.failures = settings.failures;
     this.stuckAfterMs = settings.stuckAfterMs ?? 0;
+    this.queues = settings.queues;
     this.publisher = plane.events.publisherOf(info);
     this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
   }
@@ -147,8 +167,10 @@ export class ActorInstance {
   get dynamic(): Readonly<Record<string, unknown>> {
     return this.properties?.dynamic ?? NO_PROPERTIES;
   }
-  /** When the instance started serving (ISO 8601), for `$SRV.STATS` `started`. */
-  started = '';
+  /** When the instance started serving (ISO 8601; '' before), for `$SRV.STATS` `started`. */
+  get started(): string {
+    return this.startedAt === 0 ? '' : new Date(this.startedAt).toISOString();
+  }
 
   /** The component's metadata (name, endpoints). */
   get component(): ComponentMeta {
@@ -156,7 +178,9 @@ export class ActorInstance {
   }
 
   /** Canary health-check results by endpoint (endpoints that declare `healthCheck`). */
-  readonly checks = new Map<string, { ok: boolean; lastError?: string; at: number }>();
+  get checks(): Map<string, { ok: boolean; lastError?: string; at: number }> {
+    return (this.checkMap ??= new Map());
+  }
 
   /** Requests waiting in the mailbox now. */
   get queued(): number {
@@ -194,7 +218,7 @@ export class ActorInstance {
 
   /** Requests being handled and streams open here now (leak tests). */
   retained(): { active: number; streams: number } {
-    return { active: this.active.size, streams: this.streams.size };
+    return { active: this.activeSet?.size ?? 0, streams: this.streamMap?.size ?? 0 };
   }
 
   /**
@@ -206,6 +230,8 @@ export class ActorInstance {
     const hook = (this.actor as Partial<OnStart>).onStart;
     if (typeof hook === 'function') await hook.call(this.actor);
     const t = this.plane.transport;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the queue member reads the instance's state when a message arrives
+    const self = this;
     try {
       for (const ep of this.meta.endpoints.values()) {
         const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
@@ -215,7 +241,16 @@ export class ActorInstance {
         }
         const served: Served = { ep, handler: handler as Handler, meter: this.meters.get(ep.name) as EndpointMeter };
         const onMsg = (msg: TransportMessage): void => this.onMessage(served, msg);
-        this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
+        if (this.queues)
+          this.memberships.push(
+            this.queues.join(addr, {
+              deliver: onMsg,
+              get accepting() {
+                return self.accepting;
+              },
+            }),
+          );
+        else this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
         const mailbox = ownMailboxSubject(addr, this.info.instanceId);
         this.mailboxSubs.push(t.subscribe(mailbox, onMsg));
         // Reachable in-process for exactly as long as its mailbox subscription (callers of this runtime skip the transport).
@@ -239,11 +274,16 @@ export class ActorInstance {
     } catch (err) {
       this.unlistLocal();
       for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
+      void this.leaveQueues(false);
       await this.eventHandlers?.stop();
       throw err;
     }
+    // Exactly as long as needed (an array that was pushed to keeps room for 16).
+    this.subs = this.subs.length === 0 ? NO_SUBS : [...this.subs];
+    this.memberships = this.memberships.length === 0 ? NO_MEMBERSHIPS : [...this.memberships];
+    this.mailboxSubs = [...this.mailboxSubs];
     this.state = State.Serving;
-    this.started = new Date().toISOString();
+    this.startedAt = Date.now();
   }
 
   /**
@@ -274,12 +314,13 @@ export class ActorInstance {
     // Messages the server already delivered to the queue subscription are still handled. A
     // drain waits for the server's answer: a dead or frozen server must not hold the stop
     // past `drainWithinMs` (within the grace period; the connection is closed after it anyway).
-    const leaving = Promise.all(this.subs.map((s) => s.drain()))
+    const leaving = Promise.all([...this.subs.map((s) => s.drain()), this.leaveQueues(true)])
       .then(() => this.eventHandlers?.stop())
       .catch(() => undefined);
     const drainMs = Math.min(graceMs, drainWithinMs);
     if (!(await settlesWithin(leaving, drainMs))) {
       for (const s of this.subs) s.unsubscribe();
+      void this.leaveQueues(false);
       this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
     }
     // Only now: a migrated stream re-sent to the queue group must not land here again.
@@ -313,6 +354,16 @@ export class ActorInstance {
         this.logger.error('onStop hook threw', { error: (err as Error)?.message ?? String(err) });
       }
     }
+  }
+
+  /** Whether the shared queue subscription may hand it a new message: serving, not withdrawn. */
+  private get accepting(): boolean {
+    return this.state === State.Serving && this.brokenReason === undefined;
+  }
+
+  /** Leaves the shared queue subscriptions (see {@link QueueMembership.leave}); settles when they drained. */
+  private leaveQueues(drain: boolean): Promise<void> {
+    return Promise.all(this.memberships.map((m) => m.leave(drain))).then(() => undefined);
   }
 
   private onMessage(served: Served, msg: TransportMessage): void {
@@ -511,7 +562,8 @@ export class ActorInstance {
     this.refusal = refusal(`instance ${this.info.instanceId} of ${this.meta.name} was withdrawn: ${reason.message}`);
     // Unsubscribed, not drained: nothing more should reach a broken instance through its groups.
     for (const s of this.subs) s.unsubscribe();
-    this.subs.length = 0;
+    this.subs = NO_SUBS;
+    void this.leaveQueues(false);
     for (const job of this.mailbox.takeQueued()) void job();
     if (this.onBroken) this.onBroken(reason, kind);
     else this.logger.error('instance broken with no supervisor', { kind, error: reason.message });
@@ -874,6 +926,8 @@ export class ActorInstance {
 }
 
 const EMPTY = new Uint8Array(0);
+const NO_SUBS: TransportSubscription[] = [];
+const NO_MEMBERSHIPS: QueueMembership[] = [];
 const NO_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
 /** How often the progress watch looks while something runs: a quarter of the stuck bound, within 20 ms..1 s. */
 function progressCheckMs(stuckAfterMs: number): number {

@@ -1,0 +1,82 @@
+/**
+ * The `spawn_100k` case (issue #13): what 100,000 idle instances of a
+ * one-endpoint component cost the process hosting them. Shared by the
+ * embedded driver (one process) and the NATS hosting child (scale-host.ts).
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Runtime } from '@troupe/runtime/internal';
+import { delay } from './time';
+
+/** Environment variable with the bench server's monitoring URL (set by the orchestrator, inherited by every child). */
+export const MONITOR_ENV = 'TROUPE_BENCH_MONITOR';
+
+/** A full GC, twice (weak references and finalizers of the first pass are collected by the second). */
+export function collect(): void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  gc();
+}
+
+/** RSS and V8 heap in use now, after a full GC, bytes. */
+export function memory(): { rss: number; heap: number } {
+  collect();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed };
+}
+
+/** What one spawn of many idle instances cost the hosting process (see `ScaleResult`). */
+export interface HostFigures {
+  spawn_s: number;
+  rss_per_instance_b: number;
+  heap_per_instance_b: number;
+  discovery_writes_per_s: number;
+  lease_bytes: number;
+}
+
+/**
+ * Runs `spawn` (one spawn of `run.replicas` instances on `rt`), reads memory a
+ * second later (after a GC; `before` was read the same way before the
+ * spawn), runs `routable` (the embedded driver waits for a watching client
+ * here), then counts registry writes over `restMs` at rest.
+ */
+export async function hostMany(
+  rt: Runtime,
+  spawn: () => Promise<unknown>,
+  run: { replicas: number; restMs: number; before: { rss: number; heap: number }; routable: () => Promise<void> },
+): Promise<HostFigures> {
+  const { replicas, restMs, before, routable } = run;
+  const t0 = performance.now();
+  await spawn();
+  const spawnS = (performance.now() - t0) / 1000;
+  await delay(1_000);
+  // Memory before anything watches here (embedded: a watching client in this process would count its list too).
+  const after = memory();
+  await routable();
+  // At rest: registry writes over the window (lease rewrites; nothing per instance should remain).
+  const w0 = rt.registryWrites;
+  const r0 = performance.now();
+  await delay(restMs);
+  const writesPerS = (rt.registryWrites - w0) / ((performance.now() - r0) / 1000);
+  const leases = await rt.bus.persistence.kv('troupe_leases', { ttlMs: 3_000 });
+  const lease = await leases.get(rt.id);
+  return {
+    spawn_s: spawnS,
+    rss_per_instance_b: (after.rss - before.rss) / replicas,
+    heap_per_instance_b: (after.heap - before.heap) / replicas,
+    discovery_writes_per_s: writesPerS,
+    lease_bytes: lease?.value.length ?? -1,
+  };
+}
+
+/** Server subscriptions held by the connections whose name starts with `prefix` (`/connz`), or undefined without a monitoring URL. */
+export async function subscriptionsOf(prefix: string): Promise<number | undefined> {
+  const base = process.env[MONITOR_ENV];
+  if (!base) return undefined;
+  const res = await fetch(`${base}/connz?limit=100000`, { signal: AbortSignal.timeout(5_000) });
+  const body = (await res.json()) as { connections?: Array<{ name?: string; subscriptions?: number }> };
+  let n = 0;
+  for (const c of body.connections ?? []) if (c.name?.startsWith(prefix)) n += c.subscriptions ?? 0;
+  return n;
+}
