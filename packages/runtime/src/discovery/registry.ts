@@ -19,6 +19,8 @@ export const markerKey = (lease: string): string => `_proc.${lease}`;
 const COMPACT_EVERY_MS = 10 * 60_000;
 /** Delete markers younger than this stay: a watcher that starts now may still need to see the delete, ms. */
 const COMPACT_AFTER_MS = 10 * 60_000;
+/** Registration retries back off to at most this many heartbeat periods apart. */
+const RETRY_MAX_PERIODS = 4;
 
 /**
  * What discovery publishes about one endpoint of one instance. Static after
@@ -134,6 +136,33 @@ export interface DiscoverySettings {
   leaveDelayMs: number;
   /** Copies of the registry buckets in a JetStream cluster (1, 3 or 5; default 1: lost with the node that holds them). */
   replicas?: number;
+  /**
+   * How long a spawn waits for the registry to take its instances before it
+   * returns with them serving unregistered (they register in the background
+   * when the registry answers), ms; also the bound of each registry request
+   * of a registration. Default {@link REGISTER_WAIT_MS}.
+   */
+  registerWaitMs?: number;
+}
+
+/**
+ * Default of {@link DiscoverySettings.registerWaitMs}: a healthy registry
+ * answers in milliseconds (a loaded shared one took over 500 ms for a KV
+ * request in our test runs); an unreachable one leaves a KV request waiting
+ * for nats.js's 5 s JetStream timeout.
+ */
+export const REGISTER_WAIT_MS = 1_000;
+
+/**
+ * Whether `err` says the bus has no storage at all (NATS without JetStream):
+ * a configuration error that no wait fixes, unlike a registry that does not
+ * answer (an election, a lost quorum), which instances outlive unregistered.
+ *
+ * @example
+ * if (noStorage(err)) throw err; // else: serve, and register when the registry answers
+ */
+export function noStorage(err: unknown): boolean {
+  return err instanceof TroupeError && (err.data as { noStorage?: unknown } | undefined)?.noStorage === true;
 }
 
 /**
@@ -171,6 +200,19 @@ export class Registry {
   failures = 0;
   /** When the lease was last written successfully (epoch ms; 0 before the first). */
   lastLeaseWrite = 0;
+  /** Registration attempts that failed: the registry did not take waiting instances (metrics). */
+  registrationFailures = 0;
+  /** Instances that serve but wait for the registry to take them, by id (accepted by a spawn, not written yet). */
+  private readonly pending = new Map<string, Registration>();
+  /** Record writes under way per instance (settled promises): a stop that races them deletes after they land. */
+  private readonly writing = new Map<string, Promise<void>>();
+  /** The registration attempt under way (one at a time; it takes instances added meanwhile too). */
+  private attempting: Promise<boolean> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Failed attempts in a row (the backoff's exponent). */
+  private retries = 0;
+  /** Set while the registry does not answer registrations: since when, and the first error (logged once). */
+  private outage: { since: number; error: string } | undefined;
 
   constructor(
     private readonly persistence: Persistence,
@@ -189,13 +231,43 @@ export class Registry {
     return Math.max(this.settings.heartbeatMs, Math.floor(this.settings.leaseTtlMs / 2));
   }
 
-  /** Opens both buckets (fails with the bus's clear error when it has no storage). */
+  /** Opens both buckets (fails with the bus's clear error when it has no storage); a failed open is tried again at the next call. */
   open(): Promise<void> {
-    this.opening ??= (async () => {
-      this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
-      this.leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
-    })();
+    if (!this.opening) {
+      const run = (async () => {
+        this.records ??= await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
+        this.leases ??= await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
+      })();
+      this.opening = run;
+      run.catch(() => {
+        if (this.opening === run) this.opening = undefined;
+      });
+    }
     return this.opening;
+  }
+
+  /** How long a registration waits for the registry before the instances serve unregistered, ms. */
+  get registerWaitMs(): number {
+    return this.settings.registerWaitMs ?? REGISTER_WAIT_MS;
+  }
+
+  /**
+   * Opens the buckets at connect, waiting at most {@link registerWaitMs}.
+   * Rejects only when the bus has no storage at all ({@link noStorage}: a
+   * configuration error); a registry that does not answer in time or fails
+   * otherwise resolves false, and the buckets are opened in the background
+   * (spawns meanwhile serve unregistered and register when it answers).
+   */
+  async start(): Promise<boolean> {
+    const opening = this.open();
+    try {
+      await this.within(opening, 'opening the registry buckets');
+      return true;
+    } catch (err) {
+      if (noStorage(err)) throw err;
+      this.failed(err);
+      return false;
+    }
   }
 
   /** Starts the heartbeat (after the first registration). */
@@ -212,47 +284,196 @@ export class Registry {
   }
 
   /**
-   * Registers the endpoints of one instance: the lease first (so watchers
-   * see a live lease with the records), then the records and the marker.
+   * Registers the endpoints of one instance (see {@link registerMany}).
    */
-  register(addresses: readonly EndpointAddress[], instanceId: string, properties: Record<string, unknown>): Promise<void> {
+  register(addresses: readonly EndpointAddress[], instanceId: string, properties: Record<string, unknown>): Promise<boolean> {
     return this.registerMany([{ addresses, instanceId, properties }]);
   }
 
   /**
-   * Registers many instances as one batch: one lease write, the records
-   * pipelined ({@link REGISTRY_CONCURRENCY} in flight), one marker write.
+   * Registers instances that already serve, as one batch: one lease write
+   * (so watchers see a live lease with the records), the records pipelined
+   * ({@link REGISTRY_CONCURRENCY} in flight), one marker write. Never
+   * rejects: resolves true once the registry took them, false when it did
+   * not answer within {@link registerWaitMs} (each request, so a long batch
+   * that progresses is not cut) or failed — then they keep serving
+   * unregistered (their queue groups and mailboxes need no registry) and are
+   * registered in the background, retried with backoff until the registry
+   * answers (a warning when it stops answering, one when it answers again;
+   * the metric `troupe_unregistered_instances` counts them meanwhile). While
+   * the registry is known not to answer, it resolves false at once.
    */
-  async registerMany(batch: readonly Registration[]): Promise<void> {
-    await this.open();
-    const entries: { key: string; value: Uint8Array }[] = [];
-    const startedAt = Date.now();
-    for (const { addresses, instanceId, properties } of batch) {
-      this.gone.delete(instanceId);
-      for (const a of addresses) {
-        const record: InstanceRecord = {
-          namespace: a.namespace,
-          component: a.component,
-          endpoint: a.endpoint,
-          instanceId,
-          lease: this.lease,
-          host: this.host,
-          pid: process.pid,
-          startedAt,
-          proto: PROTOCOL_VERSION,
-          properties,
-        };
-        const entry = { key: registryKey(a, instanceId), value: this.codec.encode(record) };
-        this.mine.set(entry.key, entry);
-        entries.push(entry);
-      }
+  async registerMany(batch: readonly Registration[]): Promise<boolean> {
+    if (this.closed || batch.length === 0) return !this.closed;
+    for (const r of batch) {
+      this.gone.delete(r.instanceId);
+      this.pending.set(r.instanceId, r);
     }
-    await this.writeLease();
-    await pool(entries, REGISTRY_CONCURRENCY, (e) => this.put(this.records, e.key, e.value));
-    await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
+    if (this.outage) {
+      // Known down: no spawn waits for it; the next retry takes these too.
+      this.scheduleRetry();
+      return false;
+    }
+    for (;;) {
+      if (!(await this.attempt()) || this.closed) return false;
+      // An attempt that was finishing as these arrived did not take them: one more.
+      if (batch.every((r) => !this.pending.has(r.instanceId))) return true;
+    }
+  }
+
+  /** Instances serving unregistered now, waiting for the registry (metrics). */
+  get unregistered(): number {
+    return this.pending.size;
+  }
+
+  /** One registration attempt at a time; a caller while one runs joins it (it takes what was added meanwhile). */
+  private attempt(): Promise<boolean> {
+    if (!this.attempting) {
+      const run = this.attemptNow();
+      this.attempting = run;
+      // Cleared asynchronously (see deleteGone): a `finally` inside could run before the assignment.
+      void run.finally(() => {
+        if (this.attempting === run) this.attempting = undefined;
+      });
+    }
+    return this.attempting;
+  }
+
+  private async attemptNow(): Promise<boolean> {
+    try {
+      await this.within(this.open(), 'opening the registry buckets');
+      while (!this.closed && this.pending.size > 0) {
+        const batch = [...this.pending.values()];
+        await this.writeRegistrations(batch);
+        for (const r of batch) {
+          // Stopped meanwhile: its deregistration deletes what was just written (see deregisterMany).
+          if (this.pending.get(r.instanceId) !== r) continue;
+          this.pending.delete(r.instanceId);
+          for (const e of this.entriesOf(r)) this.mine.set(e.key, e);
+        }
+      }
+      if (!this.closed) this.recovered();
+      return true;
+    } catch (err) {
+      if (this.closed) return false;
+      this.registrationFailures++;
+      this.failed(err);
+      return false;
+    }
+  }
+
+  /** The lease, then the records and the marker of `batch`; each request bounded by {@link registerWaitMs}, the first failure ends it. */
+  private async writeRegistrations(batch: readonly Registration[]): Promise<void> {
+    await this.within(this.writeLease(), 'the lease write');
     this.ensureHeartbeat();
+    const entries = batch.flatMap((r) => this.entriesOf(r).map((e) => ({ ...e, r })));
+    const records = this.records;
+    // Every put sent, settled: one given up on (bounded) may still land later.
+    const sent: Promise<unknown>[] = [];
+    const put = (key: string, value: Uint8Array, what: string): Promise<number> => {
+      const p = this.put(records, key, value);
+      sent.push(p.catch(() => undefined));
+      return this.within(p, what);
+    };
+    const run = (async () => {
+      await pool(entries, REGISTRY_CONCURRENCY, async (e) => {
+        if (this.closed) throw new TroupeError('UNAVAILABLE', 'the registry closed during a registration');
+        // Stopped meanwhile: the rest of its records need not go out (those on their way are deleted once landed).
+        if (this.pending.get(e.r.instanceId) !== e.r) return;
+        await put(e.key, e.value, `the record write ${e.key}`);
+      });
+      await put(markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }), 'the marker write');
+    })();
+    // A stop that races this deletes the records once every put sent has landed or failed.
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    const landed = settled.then(() => Promise.all(sent)).then(() => undefined);
+    for (const r of batch) this.writing.set(r.instanceId, landed);
+    void landed.then(() => {
+      for (const r of batch) if (this.writing.get(r.instanceId) === landed) this.writing.delete(r.instanceId);
+    });
+    await run;
     // Watchers whose records watch died learn of this write from the beat, not a 10 s consumer timeout.
     this.pulse?.set({ rrev: this.recordsRev }, true);
+  }
+
+  private entriesOf(r: Registration): { key: string; value: Uint8Array }[] {
+    const startedAt = Date.now();
+    return r.addresses.map((a) => {
+      const record: InstanceRecord = {
+        namespace: a.namespace,
+        component: a.component,
+        endpoint: a.endpoint,
+        instanceId: r.instanceId,
+        lease: this.lease,
+        host: this.host,
+        pid: process.pid,
+        startedAt,
+        proto: PROTOCOL_VERSION,
+        properties: r.properties,
+      };
+      return { key: registryKey(a, r.instanceId), value: this.codec.encode(record) };
+    });
+  }
+
+  /** A registration attempt failed: say so once per outage, retry with backoff. */
+  private failed(err: unknown): void {
+    const error = toTroupeError(err).message;
+    if (!this.outage) {
+      this.outage = { since: Date.now(), error };
+      const n = this.pending.size;
+      const who = n === 0 ? 'instances spawned meanwhile serve' : `${n} instance${n === 1 ? '' : 's'} serve`;
+      this.logger.warn(
+        `registry not answering (${error}): ${who} their mailboxes and queue groups unregistered, invisible to discovery-routed callers, and register when it answers`,
+        { instances: n, error },
+      );
+    }
+    this.scheduleRetry();
+  }
+
+  /** The registry took everything waiting (or nothing waits any more: `quiet`): say so once if it had stopped answering. */
+  private recovered(quiet = false): void {
+    this.retries = 0;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const o = this.outage;
+    if (!o) return;
+    this.outage = undefined;
+    const ms = Date.now() - o.since;
+    if (quiet) return this.logger.debug('no instance waits for the registry any more (they stopped)', { outageMs: ms });
+    this.logger.warn(`registry answers again after ${ms} ms: every waiting instance is registered`, { outageMs: ms });
+  }
+
+  /**
+   * The next attempt after a backoff: half a heartbeat period, doubling to at
+   * most {@link RETRY_MAX_PERIODS} periods, ±20 % jitter so processes that
+   * lost the registry together do not come back in step.
+   */
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.closed) return;
+    const hb = this.settings.heartbeatMs;
+    const base = Math.min((hb / 2) * 2 ** this.retries, RETRY_MAX_PERIODS * hb);
+    this.retries++;
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = undefined;
+        // Nothing waits any more (those instances stopped) and the buckets are open: the outage is no one's concern.
+        if (this.pending.size === 0 && this.records && this.leases) return this.recovered(true);
+        void this.attempt();
+      },
+      base * (0.8 + 0.4 * Math.random()),
+    );
+    this.retryTimer.unref();
+  }
+
+  /** `p`, or a TIMEOUT naming `what` once {@link registerWaitMs} passed (`p` goes on). */
+  private within<T>(p: Promise<T>, what: string): Promise<T> {
+    const ms = this.registerWaitMs;
+    return withTimeout(p, ms, () => {
+      throw new TroupeError('TIMEOUT', `${what}: no answer from the registry within ${ms} ms`);
+    });
   }
 
   /** Whether an instance's records are registered by this process (health). */
@@ -281,10 +502,13 @@ export class Registry {
     let added = 0;
     for (const { addresses, instanceId } of batch) {
       this.dyn.delete(instanceId);
+      // Waiting to be registered: it never will be.
+      this.pending.delete(instanceId);
       const keys = addresses.map((a) => registryKey(a, instanceId));
       const owned = keys.filter((k) => this.mine.delete(k));
-      if (owned.length === 0) continue; // never registered, or left already
-      this.gone.set(instanceId, { keys: owned, deletedAt: undefined });
+      // Its records may be on their way (a registration racing this stop): delete them once they land.
+      if (owned.length === 0 && !this.writing.has(instanceId)) continue; // never registered, or left already
+      this.gone.set(instanceId, { keys: owned.length > 0 ? owned : keys, deletedAt: undefined });
       added++;
     }
     if (added === 0 || !this.records) return true;
@@ -319,6 +543,9 @@ export class Registry {
       const todo: { id: string; key: string }[] = [];
       for (const [id, g] of this.gone) if (g.deletedAt === undefined) for (const key of g.keys) todo.push({ id, key });
       if (todo.length === 0 || !this.records) return;
+      // A registration's puts still in flight would land after the delete: let them land first.
+      const landing = [...new Set(todo.map((t) => this.writing.get(t.id)))].filter((p) => p !== undefined);
+      if (landing.length > 0) await Promise.all(landing);
       const failed = new Set<string>();
       let firstError: unknown;
       await pool(todo, REGISTRY_CONCURRENCY, async ({ id, key }) => {
@@ -474,6 +701,10 @@ export class Registry {
   /** Stops heartbeating and removes the lease and the marker (after every instance deregistered). */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.pending.clear();
+    this.outage = undefined;
     await this.pulse?.stop();
     this.pulse = undefined;
     if (this.timer) clearInterval(this.timer);
@@ -485,8 +716,11 @@ export class Registry {
       const deleting = this.gone.size > 0 ? this.deleteGone() : undefined;
       // The lease goes first: every watcher drops every instance of this process on that one
       // delete, however many record deletes are still on their way.
-      await this.leases?.delete(this.lease);
-      await this.records?.delete(markerKey(this.lease));
+      // Nothing to remove when no lease write was ever sent (every instance waited for the registry).
+      if (this.seq > 0) {
+        await this.leases?.delete(this.lease);
+        await this.records?.delete(markerKey(this.lease));
+      }
       // The record deletes get half a heartbeat more (a close is bounded by a one-second step);
       // what the registry has not taken by then is left to the janitors, which delete the
       // records of a dead lease.
@@ -497,13 +731,18 @@ export class Registry {
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight; resolves when all settled (rejects with the first error after that). */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight; resolves when all
+ * settled. After a failure no further item starts (a registry that stopped
+ * answering is not sent the rest, one timeout each); rejects with the first
+ * error once those in flight settled.
+ */
 export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
   let firstError: unknown;
   let failed = false;
   const lane = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const item = items[next++] as T;
       try {
         await fn(item);
