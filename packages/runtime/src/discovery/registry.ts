@@ -231,20 +231,32 @@ export class Registry {
     return Math.max(this.settings.heartbeatMs, Math.floor(this.settings.leaseTtlMs / 2));
   }
 
-  /** Opens both buckets (fails with the bus's clear error when it has no storage); a failed open is tried again at the next call. */
+  /**
+   * Opens both buckets (fails with the bus's clear error when it has no
+   * storage). A failed open is tried again at the next call, and so is one
+   * unanswered for {@link registerWaitMs}: a JetStream request sent during an
+   * outage waits nats.js's 5 s timeout, and the next registration attempt
+   * must not wait for it once the registry answers again.
+   */
   open(): Promise<void> {
-    if (!this.opening) {
+    if (this.records && this.leases) return Promise.resolve();
+    if (!this.opening || Date.now() - this.openStarted > this.registerWaitMs) {
       const run = (async () => {
-        this.records ??= await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
-        this.leases ??= await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
+        const records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
+        const leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
+        this.records ??= records;
+        this.leases ??= leases;
       })();
       this.opening = run;
+      this.openStarted = Date.now();
       run.catch(() => {
         if (this.opening === run) this.opening = undefined;
       });
     }
     return this.opening;
   }
+
+  private openStarted = 0;
 
   /** How long a registration waits for the registry before the instances serve unregistered, ms. */
   get registerWaitMs(): number {
@@ -356,7 +368,6 @@ export class Registry {
       return true;
     } catch (err) {
       if (this.closed) return false;
-      this.registrationFailures++;
       this.failed(err);
       return false;
     }
@@ -420,6 +431,7 @@ export class Registry {
 
   /** A registration attempt failed: say so once per outage, retry with backoff. */
   private failed(err: unknown): void {
+    this.registrationFailures++;
     const error = toTroupeError(err).message;
     if (!this.outage) {
       this.outage = { since: Date.now(), error };
