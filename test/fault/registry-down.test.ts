@@ -172,4 +172,35 @@ s('close while the registry is down is bounded and leaves nothing registered', a
   console.log(`registry down: close() took ${closeMs} ms (bound ${CLOSE_BOUND_MS} ms); nothing registered after the registry came back`);
 });
 
+s('no registry bucket yet and no quorum: connect and spawn return, the buckets are created and the instance registered when JetStream answers', async (ctx) => {
+  const ns = 'regdown_fresh';
+  ctx.cluster = await NatsServer.cluster(3, { jetstream: true });
+  await jetStreamReady(ctx.cluster);
+  const [a, ...others] = ctx.cluster.servers as [Server, Server, Server];
+  for (const sv of others) await sv.kill('SIGKILL');
+  const w = await startWorker(ctx, a.url, ns);
+  const id = w.ready.instanceIds[0] as string;
+  const took = Number(w.ready['connectMs']) + Number(w.ready['spawnMs']);
+  assert.ok(took < SPAWN_BOUND_MS, `connect + spawn took ${Math.round(took)} ms with no bucket and no quorum (bound ${SPAWN_BOUND_MS} ms)`);
+  const rt = ctx.cleanup.runtime(await Runtime.connect({ servers: a.url, discovery: false }));
+  const queue = rt.namespace(ns).component('svc').endpoint('work').client<undefined, WorkReply>();
+  assert.is((await queue.call(undefined)).id, id, 'served through the queue group');
+  assert.is(await gauge(w, 'troupe_unregistered_instances'), 1);
+
+  const t0 = Date.now();
+  await restore(ctx.cluster, others);
+  await waitFor(() => /registry answers again/.test(w.log), REGISTER_BOUND_MS, `the recovery line; output:\n${w.log}`);
+  const registeredMs = Date.now() - t0;
+  const caller = ctx.cleanup.runtime(
+    await Runtime.connect({ servers: a.url, discovery: { heartbeatMs: TIMING.heartbeatMs, leaseTtlMs: TIMING.leaseTtlMs, replicas: 3 } }),
+  );
+  const listed = await caller.namespace(ns).component('svc').endpoint('work').client().waitForInstances(1, { timeout: 5_000 });
+  assert.equal(
+    listed.map((r) => r.instanceId),
+    [id],
+  );
+  assert.is(await gauge(w, 'troupe_unregistered_instances'), 0);
+  console.log(`registry down, no bucket yet: connect + spawn ${Math.round(took)} ms; registered ${registeredMs} ms after the nodes were restarted`);
+});
+
 s.run();
