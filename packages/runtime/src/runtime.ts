@@ -376,7 +376,10 @@ export class Runtime {
    * Starts `replicas` instances of a component class in `namespace`. Each
    * instance is constructed through the DI container (config, runtime,
    * logger, clients), runs `onStart`, then listens on its mailbox and in the
-   * queue group of each endpoint. A start hook that throws is retried per
+   * queue group of each endpoint, then registers them in discovery (a
+   * registry that does not answer within `discovery.registerWaitMs` does not
+   * fail the spawn: they serve unregistered and register when it answers,
+   * see docs/discovery.md). A start hook that throws is retried per
    * `restart`; a replica that still fails fails the spawn with one
    * TroupeError (the first failure's code, `data.failed` listing every
    * failed replica and its error; the instances that started are stopped).

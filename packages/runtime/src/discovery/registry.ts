@@ -436,9 +436,9 @@ export class Registry {
     if (!this.outage) {
       this.outage = { since: Date.now(), error };
       const n = this.pending.size;
-      const who = n === 0 ? 'instances spawned meanwhile serve' : `${n} instance${n === 1 ? '' : 's'} serve`;
+      const who = n === 0 ? 'instances spawned meanwhile serve' : n === 1 ? '1 instance serves' : `${n} instances serve`;
       this.logger.warn(
-        `registry not answering (${error}): ${who} their mailboxes and queue groups unregistered, invisible to discovery-routed callers, and register when it answers`,
+        `registry not answering (${error}): ${who} unregistered (queue groups and mailboxes answer; discovery-routed callers do not list them) and register when it answers`,
         { instances: n, error },
       );
     }
