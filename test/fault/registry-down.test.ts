@@ -43,7 +43,11 @@ async function setup(ctx: Ctx, ns: string): Promise<{ a: Server; others: Server[
   await jetStreamReady(ctx.cluster);
   const [a, ...others] = ctx.cluster.servers as [Server, Server, Server];
   const rt = ctx.cleanup.runtime(
-    await Runtime.connect({ servers: a.url, discovery: { heartbeatMs: TIMING.heartbeatMs, leaseTtlMs: TIMING.leaseTtlMs, replicas: 3 }, requestTimeoutMs: 2_000 }),
+    await Runtime.connect({
+      servers: a.url,
+      discovery: { heartbeatMs: TIMING.heartbeatMs, leaseTtlMs: TIMING.leaseTtlMs, replicas: 3 },
+      requestTimeoutMs: 2_000,
+    }),
   );
   const rr = rt.namespace(ns).component('svc').endpoint('work').client<undefined, WorkReply>({ router: 'round-robin' });
   assert.equal(await within(rr.instances(), 10_000, 'the discovery view to sync'), []);
@@ -158,7 +162,7 @@ s('close while the registry is down is bounded and leaves nothing registered', a
   const { records, leases } = buckets;
   // A registry read answering proves the registry is back (reads go to the stream leader).
   const read = async (what: string, p: () => Promise<unknown>): Promise<unknown> => {
-    for (const until = Date.now() + REGISTER_BOUND_MS; ; ) {
+    for (const until = Date.now() + REGISTER_BOUND_MS; ;) {
       try {
         return await within(p(), 1_000, what);
       } catch (err) {

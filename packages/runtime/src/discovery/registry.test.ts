@@ -71,7 +71,10 @@ class FakeBucket implements KvBucket {
   }
 }
 
-function fixture(heartbeatMs = 1_000, registerWaitMs?: number): { registry: Registry; records: FakeBucket; leases: FakeBucket; warnings: string[]; lease: () => LeaseValue } {
+function fixture(
+  heartbeatMs = 1_000,
+  registerWaitMs?: number,
+): { registry: Registry; records: FakeBucket; leases: FakeBucket; warnings: string[]; lease: () => LeaseValue } {
   const records = new FakeBucket();
   const leases = new FakeBucket();
   const persistence = { kv: async (name: string) => (name.includes('lease') ? leases : records) } as unknown as Persistence;
@@ -238,7 +241,10 @@ test('registry - a stop racing a registration leaves no record behind when the p
   await waitUntil(() => registry.leaving.undeleted === 0 && records.inFlight === 0, 'the records to be deleted once landed');
   const keys = [...records.data.keys()];
   assert.ok(!keys.some((k) => k.endsWith(second.instanceId)), `records of the stopped instance left: ${keys.join(', ')}`);
-  assert.ok(keys.some((k) => k.endsWith(first.instanceId)), 'the other instance stays registered');
+  assert.ok(
+    keys.some((k) => k.endsWith(first.instanceId)),
+    'the other instance stays registered',
+  );
   // And no retry brings it back.
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(![...records.data.keys()].some((k) => k.endsWith(second.instanceId)), 'a retry registered the stopped instance again');

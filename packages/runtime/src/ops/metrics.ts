@@ -315,7 +315,7 @@ export class RuntimeMetrics {
       scalar('troupe_lease_heartbeat_failures_total', 'Lease heartbeats of this process that failed.', 'counter', () => registry.failures);
       scalar(
         'troupe_unregistered_instances',
-        "Instances of this runtime that serve but are not in the registry yet: it did not answer (they register when it does).",
+        'Instances of this runtime that serve but are not in the registry yet: it did not answer (they register when it does).',
         'gauge',
         () => registry.unregistered,
       );
