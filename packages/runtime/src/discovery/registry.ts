@@ -107,6 +107,12 @@ export interface Registration {
   readonly properties: Record<string, unknown>;
 }
 
+/** An instance waiting for the registry: its id and its records (encoded once, at spawn). */
+interface Waiting {
+  readonly id: string;
+  readonly entries: readonly { key: string; value: Uint8Array }[];
+}
+
 /** One instance to deregister. */
 export interface Deregistration {
   readonly addresses: readonly EndpointAddress[];
@@ -202,8 +208,8 @@ export class Registry {
   lastLeaseWrite = 0;
   /** Registration attempts that failed: the registry did not take waiting instances (metrics). */
   registrationFailures = 0;
-  /** Instances that serve but wait for the registry to take them, by id (accepted by a spawn, not written yet). */
-  private readonly pending = new Map<string, Registration>();
+  /** Instances that serve but wait for the registry to take them, by id (accepted by a spawn, not written yet), with their records. */
+  private readonly pending = new Map<string, Waiting>();
   /** Record writes under way per instance (settled promises): a stop that races them deletes after they land. */
   private readonly writing = new Map<string, Promise<void>>();
   /** The registration attempt under way (one at a time; it takes instances added meanwhile too). */
@@ -317,9 +323,10 @@ export class Registry {
    */
   async registerMany(batch: readonly Registration[]): Promise<boolean> {
     if (this.closed || batch.length === 0) return !this.closed;
+    const startedAt = Date.now();
     for (const r of batch) {
       this.gone.delete(r.instanceId);
-      this.pending.set(r.instanceId, r);
+      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r, startedAt) });
     }
     if (this.outage) {
       // Known down: no spawn waits for it; the next retry takes these too.
@@ -354,17 +361,19 @@ export class Registry {
   private async attemptNow(): Promise<boolean> {
     try {
       await this.within(this.open(), 'opening the registry buckets');
+      let registered = 0;
       while (!this.closed && this.pending.size > 0) {
         const batch = [...this.pending.values()];
         await this.writeRegistrations(batch);
-        for (const r of batch) {
+        for (const w of batch) {
           // Stopped meanwhile: its deregistration deletes what was just written (see deregisterMany).
-          if (this.pending.get(r.instanceId) !== r) continue;
-          this.pending.delete(r.instanceId);
-          for (const e of this.entriesOf(r)) this.mine.set(e.key, e);
+          if (this.pending.get(w.id) !== w) continue;
+          this.pending.delete(w.id);
+          for (const e of w.entries) this.mine.set(e.key, e);
+          registered++;
         }
       }
-      if (!this.closed) this.recovered();
+      if (!this.closed) this.recovered(registered);
       return true;
     } catch (err) {
       if (this.closed) return false;
@@ -374,10 +383,10 @@ export class Registry {
   }
 
   /** The lease, then the records and the marker of `batch`; each request bounded by {@link registerWaitMs}, the first failure ends it. */
-  private async writeRegistrations(batch: readonly Registration[]): Promise<void> {
+  private async writeRegistrations(batch: readonly Waiting[]): Promise<void> {
     await this.within(this.writeLease(), 'the lease write');
     this.ensureHeartbeat();
-    const entries = batch.flatMap((r) => this.entriesOf(r).map((e) => ({ ...e, r })));
+    const entries = batch.flatMap((w) => w.entries.map((e) => ({ ...e, w })));
     const records = this.records;
     // Every put sent, settled: one given up on (bounded) may still land later.
     const sent: Promise<unknown>[] = [];
@@ -390,7 +399,7 @@ export class Registry {
       await pool(entries, REGISTRY_CONCURRENCY, async (e) => {
         if (this.closed) throw new TroupeError('UNAVAILABLE', 'the registry closed during a registration');
         // Stopped meanwhile: the rest of its records need not go out (those on their way are deleted once landed).
-        if (this.pending.get(e.r.instanceId) !== e.r) return;
+        if (this.pending.get(e.w.id) !== e.w) return;
         await put(e.key, e.value, `the record write ${e.key}`);
       });
       await put(markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }), 'the marker write');
@@ -401,17 +410,16 @@ export class Registry {
       () => undefined,
     );
     const landed = settled.then(() => Promise.all(sent)).then(() => undefined);
-    for (const r of batch) this.writing.set(r.instanceId, landed);
+    for (const w of batch) this.writing.set(w.id, landed);
     void landed.then(() => {
-      for (const r of batch) if (this.writing.get(r.instanceId) === landed) this.writing.delete(r.instanceId);
+      for (const w of batch) if (this.writing.get(w.id) === landed) this.writing.delete(w.id);
     });
     await run;
     // Watchers whose records watch died learn of this write from the beat, not a 10 s consumer timeout.
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
-  private entriesOf(r: Registration): { key: string; value: Uint8Array }[] {
-    const startedAt = Date.now();
+  private entriesOf(r: Registration, startedAt: number): { key: string; value: Uint8Array }[] {
     return r.addresses.map((a) => {
       const record: InstanceRecord = {
         namespace: a.namespace,
@@ -445,8 +453,8 @@ export class Registry {
     this.scheduleRetry();
   }
 
-  /** The registry took everything waiting (or nothing waits any more: `quiet`): say so once if it had stopped answering. */
-  private recovered(quiet = false): void {
+  /** The registry took everything waiting (`registered` instances; undefined: nothing waits any more, they stopped): say so once if it had stopped answering. */
+  private recovered(registered?: number): void {
     this.retries = 0;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
@@ -454,8 +462,8 @@ export class Registry {
     if (!o) return;
     this.outage = undefined;
     const ms = Date.now() - o.since;
-    if (quiet) return this.logger.debug('no instance waits for the registry any more (they stopped)', { outageMs: ms });
-    this.logger.warn(`registry answers again after ${ms} ms: every waiting instance is registered`, { outageMs: ms });
+    if (registered === undefined) return this.logger.debug('no instance waits for the registry any more (they stopped)', { outageMs: ms });
+    this.logger.warn(`registry answers again after ${ms} ms${registered > 0 ? `: ${registered} waiting instances registered` : ''}`, { outageMs: ms, registered });
   }
 
   /**
@@ -472,7 +480,7 @@ export class Registry {
       () => {
         this.retryTimer = undefined;
         // Nothing waits any more (those instances stopped) and the buckets are open: the outage is no one's concern.
-        if (this.pending.size === 0 && this.records && this.leases) return this.recovered(true);
+        if (this.pending.size === 0 && this.records && this.leases) return this.recovered();
         void this.attempt();
       },
       base * (0.8 + 0.4 * Math.random()),
