@@ -153,11 +153,12 @@ export interface DiscoverySettings {
 
 /**
  * Default of {@link DiscoverySettings.registerWaitMs}: a healthy registry
- * answers in milliseconds (a loaded shared one took over 500 ms for a KV
- * request in our test runs); an unreachable one leaves a KV request waiting
- * for nats.js's 5 s JetStream timeout.
+ * answers in milliseconds, but a loaded shared one took over a second to open
+ * the buckets in our test runs (1 s made spawns there return unregistered
+ * now and then); an unreachable one leaves a KV request waiting for nats.js's
+ * 5 s JetStream timeout.
  */
-export const REGISTER_WAIT_MS = 1_000;
+export const REGISTER_WAIT_MS = 2_000;
 
 /**
  * Whether `err` says the bus has no storage at all (NATS without JetStream):
@@ -246,20 +247,23 @@ export class Registry {
    */
   open(): Promise<void> {
     if (this.records && this.leases) return Promise.resolve();
-    if (!this.opening || Date.now() - this.openStarted > this.registerWaitMs) {
-      const run = (async () => {
+    const stale = this.opening && Date.now() - this.openStarted > this.registerWaitMs ? this.opening : undefined;
+    if (!this.opening || stale) {
+      const fresh = (async () => {
         const records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
         const leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
         this.records ??= records;
         this.leases ??= leases;
       })();
+      // A slow open (a loaded server) may still be the first to finish: whichever lands first opens the buckets.
+      const run = stale ? Promise.any([stale, fresh]).catch(() => fresh) : fresh;
       this.opening = run;
       this.openStarted = Date.now();
       run.catch(() => {
         if (this.opening === run) this.opening = undefined;
       });
     }
-    return this.opening;
+    return this.opening as Promise<void>;
   }
 
   private openStarted = 0;
@@ -272,18 +276,20 @@ export class Registry {
   /**
    * Opens the buckets at connect, waiting at most {@link registerWaitMs}.
    * Rejects only when the bus has no storage at all ({@link noStorage}: a
-   * configuration error); a registry that does not answer in time or fails
-   * otherwise resolves false, and the buckets are opened in the background
-   * (spawns meanwhile serve unregistered and register when it answers).
+   * configuration error). A registry that fails otherwise is down (warned,
+   * and spawns meanwhile do not wait for it); one that is merely slow is left
+   * to open in the background — the first spawn waits for it once more.
+   * Resolves whether the buckets are open.
    */
   async start(): Promise<boolean> {
-    const opening = this.open();
     try {
-      await this.within(opening, 'opening the registry buckets');
+      await this.within(this.open(), 'opening the registry buckets');
       return true;
     } catch (err) {
       if (noStorage(err)) throw err;
-      this.failed(err);
+      if (err instanceof TroupeError && err.code === 'TIMEOUT' && (err.data as { slow?: unknown } | undefined)?.slow === true) {
+        this.logger.info('registry buckets not open yet at connect; opening them in the background', { error: err.message });
+      } else this.failed(err);
       return false;
     }
   }
@@ -492,7 +498,7 @@ export class Registry {
   private within<T>(p: Promise<T>, what: string): Promise<T> {
     const ms = this.registerWaitMs;
     return withTimeout(p, ms, () => {
-      throw new TroupeError('TIMEOUT', `${what}: no answer from the registry within ${ms} ms`);
+      throw new TroupeError('TIMEOUT', `${what}: no answer from the registry within ${ms} ms`, { data: { slow: true } });
     });
   }
 
