@@ -265,6 +265,35 @@ test('registry - close while instances wait for the registry is immediate and wr
   assert.is(registry.unregistered, 0);
 });
 
+test('registry - a slow open at connect is no outage: no warning, the buckets open in the background and a spawn registers (#17.3)', async () => {
+  const records = new FakeBucket();
+  const leases = new FakeBucket();
+  let opened = 0;
+  // A loaded server: each bucket takes 40 ms to open, past the 30 ms registerWaitMs.
+  const persistence = {
+    kv: async (name: string) => {
+      await new Promise((r) => setTimeout(r, 40));
+      opened++;
+      return name.includes('lease') ? leases : records;
+    },
+  } as unknown as Persistence;
+  const warnings: string[] = [];
+  const logger: Logger = { debug: () => undefined, info: () => undefined, warn: (m) => void warnings.push(m), error: () => undefined, child: () => logger };
+  const registry = new Registry(
+    persistence,
+    codec,
+    'L1',
+    { heartbeatMs: 40, leaseTtlMs: 120, propertyThrottleMs: 100, leaveDelayMs: 0, registerWaitMs: 30 },
+    logger,
+  );
+  assert.is(await registry.start(), false, 'not open within registerWaitMs');
+  assert.equal(warnings, [], 'a slow open is not reported as an outage');
+  await waitUntil(() => opened >= 2, 'the open to finish in the background');
+  assert.ok(await registry.registerMany(batchOf(1)), 'the first spawn registers');
+  assert.is(registry.unregistered, 0);
+  await registry.close();
+});
+
 async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 2_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!predicate()) {

@@ -469,7 +469,10 @@ export class Registry {
     this.outage = undefined;
     const ms = Date.now() - o.since;
     if (registered === undefined) return this.logger.debug('no instance waits for the registry any more (they stopped)', { outageMs: ms });
-    this.logger.warn(`registry answers again after ${ms} ms${registered > 0 ? `: ${registered} waiting instances registered` : ''}`, { outageMs: ms, registered });
+    this.logger.warn(`registry answers again after ${ms} ms${registered > 0 ? `: ${registered} waiting instances registered` : ''}`, {
+      outageMs: ms,
+      registered,
+    });
   }
 
   /**
