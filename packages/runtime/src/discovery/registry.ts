@@ -19,6 +19,12 @@ export const markerKey = (lease: string): string => `_proc.${lease}`;
 const COMPACT_EVERY_MS = 10 * 60_000;
 /** Delete markers younger than this stay: a watcher that starts now may still need to see the delete, ms. */
 const COMPACT_AFTER_MS = 10 * 60_000;
+/**
+ * Record writes of a registration whose lease write answered wait this many
+ * times `registerWaitMs` (with the default, past nats.js's own 5 s timeout):
+ * the lease write is what tells a registry that does not answer.
+ */
+const RECORD_WAIT_FACTOR = 5;
 /** Registration retries back off to at most this many heartbeat periods apart. */
 const RETRY_MAX_PERIODS = 4;
 
@@ -145,8 +151,9 @@ export interface DiscoverySettings {
   /**
    * How long a spawn waits for the registry to take its instances before it
    * returns with them serving unregistered (they register in the background
-   * when the registry answers), ms; also the bound of each registry request
-   * of a registration. Default {@link REGISTER_WAIT_MS}.
+   * when the registry answers), ms: the bound of opening the buckets and of
+   * the lease write that starts a registration (its record writes get
+   * {@link RECORD_WAIT_FACTOR} times it). Default {@link REGISTER_WAIT_MS}.
    */
   registerWaitMs?: number;
 }
@@ -319,8 +326,9 @@ export class Registry {
    * (so watchers see a live lease with the records), the records pipelined
    * ({@link REGISTRY_CONCURRENCY} in flight), one marker write. Never
    * rejects: resolves true once the registry took them, false when it did
-   * not answer within {@link registerWaitMs} (each request, so a long batch
-   * that progresses is not cut) or failed — then they keep serving
+   * not answer within {@link registerWaitMs} (the lease write; each record
+   * write gets {@link RECORD_WAIT_FACTOR} times it, so a long batch that
+   * progresses is not cut) or failed — then they keep serving
    * unregistered (their queue groups and mailboxes need no registry) and are
    * registered in the background, retried with backoff until the registry
    * answers (a warning when it stops answering, one when it answers again;
@@ -388,7 +396,7 @@ export class Registry {
     }
   }
 
-  /** The lease, then the records and the marker of `batch`; each request bounded by {@link registerWaitMs}, the first failure ends it. */
+  /** The lease (bounded by {@link registerWaitMs}), then the records and the marker of `batch` (each bounded by {@link RECORD_WAIT_FACTOR} times that); the first failure ends it. */
   private async writeRegistrations(batch: readonly Waiting[]): Promise<void> {
     await this.within(this.writeLease(), 'the lease write');
     this.ensureHeartbeat();
@@ -399,7 +407,9 @@ export class Registry {
     const put = (key: string, value: Uint8Array, what: string): Promise<number> => {
       const p = this.put(records, key, value);
       sent.push(p.catch(() => undefined));
-      return this.within(p, what);
+      // The lease write answered: the registry is up, merely slow if a record takes long (a raft
+      // peer lost); a spawn then waits for it as long as nats.js would, not registerWaitMs.
+      return this.within(p, what, RECORD_WAIT_FACTOR);
     };
     const run = (async () => {
       await pool(entries, REGISTRY_CONCURRENCY, async (e) => {
@@ -497,9 +507,9 @@ export class Registry {
     this.retryTimer.unref();
   }
 
-  /** `p`, or a TIMEOUT naming `what` once {@link registerWaitMs} passed (`p` goes on). */
-  private within<T>(p: Promise<T>, what: string): Promise<T> {
-    const ms = this.registerWaitMs;
+  /** `p`, or a TIMEOUT naming `what` once `factor` × {@link registerWaitMs} passed (`p` goes on). */
+  private within<T>(p: Promise<T>, what: string, factor = 1): Promise<T> {
+    const ms = factor * this.registerWaitMs;
     return withTimeout(p, ms, () => {
       throw new TroupeError('TIMEOUT', `${what}: no answer from the registry within ${ms} ms`, { data: { slow: true } });
     });
