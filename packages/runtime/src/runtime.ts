@@ -341,11 +341,17 @@ export class Runtime {
     return rt;
   }
 
-  /** Opens the registry buckets now, so a server without JetStream fails at connect with the fix named. */
+  /**
+   * Opens the registry buckets now, so a server without JetStream fails at
+   * connect with the fix named. A registry that merely does not answer (a
+   * JetStream election, a cluster without quorum) does not fail the connect:
+   * instances spawned meanwhile serve unregistered and register when it
+   * answers (see {@link Registry.registerMany}).
+   */
   private async openDiscovery(): Promise<void> {
     if (!this.registry) return;
     try {
-      await this.registry.open();
+      await this.registry.start();
     } catch (err) {
       await this.transport.close();
       const e = toTroupeError(err, 'UNAVAILABLE');
@@ -382,7 +388,10 @@ export class Runtime {
    * Starts `replicas` instances of a component class in `namespace`. Each
    * instance is constructed through the DI container (config, runtime,
    * logger, clients), runs `onStart`, then listens on its mailbox and in the
-   * queue group of each endpoint. A start hook that throws is retried per
+   * queue group of each endpoint, then registers them in discovery (a
+   * registry that does not answer within `discovery.registerWaitMs` does not
+   * fail the spawn: they serve unregistered and register when it answers,
+   * see docs/discovery.md). A start hook that throws is retried per
    * `restart`; a replica that still fails fails the spawn with one
    * TroupeError (the first failure's code, `data.failed` listing every
    * failed replica and its error; the instances that started are stopped).
@@ -446,6 +455,8 @@ export class Runtime {
         );
       if (replicas > 1) await this.transport.flush();
       // Registered only once they serve: routable means served. One batch: one lease write, pipelined records.
+      // A registry that does not answer within registerWaitMs does not fail the spawn: the instances serve
+      // their queue groups and mailboxes now and are registered in the background when it answers.
       await this.registry?.registerMany(
         record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: { ...options.properties } })),
       );

@@ -1,4 +1,4 @@
-import type { DiscoverySettings } from './discovery/registry';
+import { type DiscoverySettings, REGISTER_WAIT_MS } from './discovery/registry';
 import { resolveRouter } from './discovery/routers';
 import { availableParallelism } from 'node:os';
 import { TroupeError } from './errors';
@@ -16,6 +16,7 @@ export const DISCOVERY_DEFAULTS: ResolvedDiscovery = {
   propertyThrottleMs: 100,
   leaveDelayMs: 100,
   inhibitMs: 5_000,
+  registerWaitMs: REGISTER_WAIT_MS,
 };
 
 export const DEFAULTS: PlaneSettings = {
@@ -118,7 +119,7 @@ export function resolveSettings(options: SettingsInput): PlaneSettings {
 export function resolveDiscovery(options: SettingsInput): ResolvedDiscovery | undefined {
   if (options.discovery === false) return undefined;
   const d = { ...DISCOVERY_DEFAULTS, ...options.discovery };
-  for (const k of ['heartbeatMs', 'leaseTtlMs', 'propertyThrottleMs', 'inhibitMs'] as const) checkPositiveInt(`discovery.${k}`, d[k], 1);
+  for (const k of ['heartbeatMs', 'leaseTtlMs', 'propertyThrottleMs', 'inhibitMs', 'registerWaitMs'] as const) checkPositiveInt(`discovery.${k}`, d[k], 1);
   checkPositiveInt('discovery.leaveDelayMs', d.leaveDelayMs, 0);
   if (d.replicas !== undefined && ![1, 3, 5].includes(d.replicas)) {
     throw new TroupeError('BAD_REQUEST', `discovery.replicas must be 1, 3 or 5, got ${String(d.replicas)}`);

@@ -141,7 +141,14 @@ export class Discovery {
   async buckets(): Promise<{ records: KvBucket }> {
     // Beats are heard only by a process that watches (a worker that calls nobody gets none).
     if (!this.stopBeats && !this.closed) this.stopBeats = this.subscribeBeats?.((data) => this.onBeat(data));
-    this.leasesReady ??= this.watchLeases();
+    if (!this.leasesReady) {
+      const run = this.watchLeases();
+      this.leasesReady = run;
+      // A registry that did not answer is asked again by the next use (a view's retry), not failed for good.
+      run.catch(() => {
+        if (this.leasesReady === run) this.leasesReady = undefined;
+      });
+    }
     await this.leasesReady;
     return { records: this.records as KvBucket };
   }

@@ -45,12 +45,19 @@ export class EndpointView implements RouterContext {
     readonly address: EndpointAddress,
   ) {
     this.subject = new BehaviorSubject<InstanceRecord[]>([]);
+    this.armReady();
+  }
+
+  private armReady(): void {
     this.readyPromise = new Promise<void>((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
     });
     this.readyPromise.catch(() => undefined);
   }
+
+  private closed = false;
+  private retry: NodeJS.Timeout | undefined;
 
   /** Resolves once the first full list is known. */
   get ready(): Promise<void> {
@@ -86,7 +93,17 @@ export class EndpointView implements RouterContext {
       this.flush();
       this.resolveReady?.();
     } catch (err) {
-      this.rejectReady?.(toTroupeError(err, 'UNAVAILABLE'));
+      // Those waiting now fail (UNAVAILABLE, retryable); later ones wait for the next try: a registry
+      // that did not answer (an election, a cluster without quorum) usually answers again.
+      const reject = this.rejectReady;
+      this.armReady();
+      reject?.(toTroupeError(err, 'UNAVAILABLE'));
+      if (this.closed) return;
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        if (!this.closed) void this.start();
+      }, this.discovery.settings.heartbeatMs);
+      this.retry.unref();
     }
   }
 
@@ -397,6 +414,8 @@ export class EndpointView implements RouterContext {
   }
 
   close(): void {
+    this.closed = true;
+    clearTimeout(this.retry);
     if (this.flushing) clearImmediate(this.flushing);
     this.flushing = undefined;
     this.stopWatch?.();

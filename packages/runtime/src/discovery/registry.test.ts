@@ -4,7 +4,7 @@ import { MsgpackCodec } from '../codec/msgpack';
 import type { Logger } from '../logger';
 import type { KvBucket, KvEntry, Persistence } from '../transport/transport';
 import type { EndpointAddress } from '../wire/subjects';
-import { type LeaseValue, pool, REGISTRY_CONCURRENCY, Registry } from './registry';
+import { type LeaseValue, pool, type Registration, REGISTRY_CONCURRENCY, Registry } from './registry';
 
 const codec = new MsgpackCodec();
 
@@ -28,8 +28,20 @@ class FakeBucket implements KvBucket {
     }
   }
 
-  put(key: string, value: Uint8Array): Promise<number> {
+  /** Puts wait until released, then land (a registry that answers late: after the writer gave up). */
+  private held: Promise<void> | undefined;
+  hold(): () => void {
+    let release = (): void => undefined;
+    this.held = new Promise<void>((r) => (release = r));
+    return () => {
+      this.held = undefined;
+      release();
+    };
+  }
+
+  async put(key: string, value: Uint8Array): Promise<number> {
     if (this.hangPuts) return new Promise(() => undefined);
+    if (this.held) await this.held;
     return this.op(() => {
       this.puts++;
       this.data.set(key, value);
@@ -59,7 +71,10 @@ class FakeBucket implements KvBucket {
   }
 }
 
-function fixture(heartbeatMs = 1_000): { registry: Registry; records: FakeBucket; leases: FakeBucket; warnings: string[]; lease: () => LeaseValue } {
+function fixture(
+  heartbeatMs = 1_000,
+  registerWaitMs?: number,
+): { registry: Registry; records: FakeBucket; leases: FakeBucket; warnings: string[]; lease: () => LeaseValue } {
   const records = new FakeBucket();
   const leases = new FakeBucket();
   const persistence = { kv: async (name: string) => (name.includes('lease') ? leases : records) } as unknown as Persistence;
@@ -71,7 +86,13 @@ function fixture(heartbeatMs = 1_000): { registry: Registry; records: FakeBucket
     error: (msg) => void warnings.push(msg),
     child: () => logger,
   };
-  const registry = new Registry(persistence, codec, 'L1', { heartbeatMs, leaseTtlMs: heartbeatMs * 3, propertyThrottleMs: 100, leaveDelayMs: 0 }, logger);
+  const registry = new Registry(
+    persistence,
+    codec,
+    'L1',
+    { heartbeatMs, leaseTtlMs: heartbeatMs * 3, propertyThrottleMs: 100, leaveDelayMs: 0, registerWaitMs },
+    logger,
+  );
   const lease = (): LeaseValue => codec.decode(leases.data.get('L1') as Uint8Array) as LeaseValue;
   return { registry, records, leases, warnings, lease };
 }
@@ -177,6 +198,100 @@ test('registry - pool runs everything with at most the limit in flight and repor
   } catch (err) {
     assert.is((err as Error).message, 'two');
   }
+});
+
+test('registry - instances the registry does not take in time serve unregistered and register in the background when it answers (#17.3)', async () => {
+  const { registry, records, leases, warnings } = fixture(40, 30);
+  const release = leases.hold();
+  const t0 = Date.now();
+  assert.is(await registry.registerMany(batchOf(3)), false, 'not registered');
+  const took = Date.now() - t0;
+  assert.ok(took < 30 + 200, `registerMany returned after ${took} ms (bound: registerWaitMs 30 ms)`);
+  assert.is(registry.unregistered, 3, 'three waiting');
+  // Known down: a later spawn does not wait again.
+  const t1 = Date.now();
+  assert.is(await registry.registerMany(batchOf(5).slice(3)), false);
+  assert.ok(Date.now() - t1 < 20, `a second registration waited ${Date.now() - t1} ms for a registry known down`);
+  assert.is(registry.unregistered, 5);
+  await waitUntil(() => registry.registrationFailures >= 2, 'a retry that fails too');
+  assert.is(warnings.filter((w) => /registry not answering/.test(w)).length, 1, `one warning for the outage: ${warnings.join(' | ')}`);
+  assert.match(warnings[0] as string, /3 instances serve unregistered/);
+  release();
+  await waitUntil(() => registry.unregistered === 0, 'the background registration', 3_000);
+  assert.is(records.data.size, 11, 'two records per instance and the marker');
+  for (const r of batchOf(5)) assert.ok(registry.has(r.instanceId), `${r.instanceId} registered`);
+  assert.is(warnings.filter((w) => /registry answers again/.test(w)).length, 1, `one recovery line: ${warnings.join(' | ')}`);
+  await registry.close();
+});
+
+test('registry - a stop racing a registration leaves no record behind when the puts land after it (#17.3)', async () => {
+  const { registry, records, leases } = fixture(40, 30);
+  // Registered once (lease, marker), so the race is about the new instance's records alone.
+  const [first, second] = batchOf(2) as unknown as [Registration, Registration];
+  assert.ok(await registry.registerMany([first]));
+  const release = records.hold();
+  // The lease write lands; the record puts are held past registerWaitMs: not registered yet, but on their way.
+  assert.is(await registry.registerMany([second]), false);
+  assert.is(registry.unregistered, 1);
+  assert.ok(await registry.deregisterMany([second]), 'the lease write naming it gone landed');
+  assert.is(registry.unregistered, 0, 'nothing waits any more');
+  const lease = codec.decode(leases.data.get('L1') as Uint8Array) as LeaseValue;
+  assert.ok(lease.gone?.includes(second.instanceId), 'the lease names it gone while its records may land');
+  release(); // the held puts land now, after the stop
+  await waitUntil(() => registry.leaving.undeleted === 0 && records.inFlight === 0, 'the records to be deleted once landed');
+  const keys = [...records.data.keys()];
+  assert.ok(!keys.some((k) => k.endsWith(second.instanceId)), `records of the stopped instance left: ${keys.join(', ')}`);
+  assert.ok(
+    keys.some((k) => k.endsWith(first.instanceId)),
+    'the other instance stays registered',
+  );
+  // And no retry brings it back.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(![...records.data.keys()].some((k) => k.endsWith(second.instanceId)), 'a retry registered the stopped instance again');
+  await registry.close();
+});
+
+test('registry - close while instances wait for the registry is immediate and writes nothing (#17.3)', async () => {
+  const { registry, records, leases } = fixture(40, 30);
+  leases.hangPuts = true;
+  assert.is(await registry.registerMany(batchOf(2)), false);
+  const t0 = Date.now();
+  await registry.deregisterMany(batchOf(2));
+  await registry.close();
+  assert.ok(Date.now() - t0 < 100, `took ${Date.now() - t0} ms`);
+  leases.hangPuts = false;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.is(records.data.size, 0, 'no record written after close');
+  assert.is(registry.unregistered, 0);
+});
+
+test('registry - a slow open at connect is no outage: no warning, the buckets open in the background and a spawn registers (#17.3)', async () => {
+  const records = new FakeBucket();
+  const leases = new FakeBucket();
+  let opened = 0;
+  // A loaded server: each bucket takes 40 ms to open, past the 30 ms registerWaitMs.
+  const persistence = {
+    kv: async (name: string) => {
+      await new Promise((r) => setTimeout(r, 40));
+      opened++;
+      return name.includes('lease') ? leases : records;
+    },
+  } as unknown as Persistence;
+  const warnings: string[] = [];
+  const logger: Logger = { debug: () => undefined, info: () => undefined, warn: (m) => void warnings.push(m), error: () => undefined, child: () => logger };
+  const registry = new Registry(
+    persistence,
+    codec,
+    'L1',
+    { heartbeatMs: 40, leaseTtlMs: 120, propertyThrottleMs: 100, leaveDelayMs: 0, registerWaitMs: 30 },
+    logger,
+  );
+  assert.is(await registry.start(), false, 'not open within registerWaitMs');
+  assert.equal(warnings, [], 'a slow open is not reported as an outage');
+  await waitUntil(() => opened >= 2, 'the open to finish in the background');
+  assert.ok(await registry.registerMany(batchOf(1)), 'the first spawn registers');
+  assert.is(registry.unregistered, 0);
+  await registry.close();
 });
 
 async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 2_000): Promise<void> {

@@ -46,6 +46,14 @@ export const GONE_ON_LEASE = 4_096;
 const COMPACT_EVERY_MS = 10 * 60_000;
 /** Delete markers younger than this stay: a watcher that starts now may still need to see the delete, ms. */
 const COMPACT_AFTER_MS = 10 * 60_000;
+/**
+ * Record writes of a registration whose lease write answered wait this many
+ * times `registerWaitMs` (with the default, past nats.js's own 5 s timeout):
+ * the lease write is what tells a registry that does not answer.
+ */
+const RECORD_WAIT_FACTOR = 5;
+/** Registration retries back off to at most this many heartbeat periods apart. */
+const RETRY_MAX_PERIODS = 4;
 
 /**
  * What discovery publishes about one endpoint of one instance. Static after
@@ -137,6 +145,12 @@ export interface Registration {
   readonly properties: Record<string, unknown>;
 }
 
+/** An instance waiting for the registry: its id and its records (encoded once, at spawn). */
+interface Waiting {
+  readonly id: string;
+  readonly entries: readonly { key: string; value: Uint8Array }[];
+}
+
 /** One instance to deregister. */
 export interface Deregistration {
   readonly addresses: readonly EndpointAddress[];
@@ -166,6 +180,35 @@ export interface DiscoverySettings {
   leaveDelayMs: number;
   /** Copies of the registry buckets in a JetStream cluster (1, 3 or 5; default 1: lost with the node that holds them). */
   replicas?: number;
+  /**
+   * How long a spawn waits for the registry to take its instances before it
+   * returns with them serving unregistered (they register in the background
+   * when the registry answers), ms: the bound of opening the buckets and of
+   * the lease write that starts a registration (its record writes get
+   * {@link RECORD_WAIT_FACTOR} times it). Default {@link REGISTER_WAIT_MS}.
+   */
+  registerWaitMs?: number;
+}
+
+/**
+ * Default of {@link DiscoverySettings.registerWaitMs}: a healthy registry
+ * answers in milliseconds, but a loaded shared one took over a second to open
+ * the buckets in our test runs (1 s made spawns there return unregistered
+ * now and then); an unreachable one leaves a KV request waiting for nats.js's
+ * 5 s JetStream timeout.
+ */
+export const REGISTER_WAIT_MS = 2_000;
+
+/**
+ * Whether `err` says the bus has no storage at all (NATS without JetStream):
+ * a configuration error that no wait fixes, unlike a registry that does not
+ * answer (an election, a lost quorum), which instances outlive unregistered.
+ *
+ * @example
+ * if (noStorage(err)) throw err; // else: serve, and register when the registry answers
+ */
+export function noStorage(err: unknown): boolean {
+  return err instanceof TroupeError && (err.data as { noStorage?: unknown } | undefined)?.noStorage === true;
 }
 
 /**
@@ -181,7 +224,7 @@ export class Registry {
   private leases: KvBucket | undefined;
   private opening: Promise<void> | undefined;
   /** This process's instance records by registry key (kept as objects: encoded again only by a repair). */
-  private readonly mine = new Map<string, InstanceRecord>();
+  private readonly mine = new Map<string, { key: string; value: Uint8Array }>();
   private readonly dyn = new Map<string, Record<string, unknown>>();
   /** The dynamic-property chunk of each instance that set a property, the ids of each chunk, and the chunks to write. */
   private readonly chunkOf = new Map<string, number>();
@@ -211,6 +254,19 @@ export class Registry {
   failures = 0;
   /** When the lease was last written successfully (epoch ms; 0 before the first). */
   lastLeaseWrite = 0;
+  /** Registration attempts that failed: the registry did not take waiting instances (metrics). */
+  registrationFailures = 0;
+  /** Instances that serve but wait for the registry to take them, by id (accepted by a spawn, not written yet), with their records. */
+  private readonly pending = new Map<string, Waiting>();
+  /** Record writes under way per instance (settled promises): a stop that races them deletes after they land. */
+  private readonly writing = new Map<string, Promise<void>>();
+  /** The registration attempt under way (one at a time; it takes instances added meanwhile too). */
+  private attempting: Promise<boolean> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Failed attempts in a row (the backoff's exponent). */
+  private retries = 0;
+  /** Set while the registry does not answer registrations: since when, and the first error (logged once). */
+  private outage: { since: number; error: string } | undefined;
 
   constructor(
     private readonly persistence: Persistence,
@@ -229,13 +285,60 @@ export class Registry {
     return Math.max(this.settings.heartbeatMs, Math.floor(this.settings.leaseTtlMs / 2));
   }
 
-  /** Opens both buckets (fails with the bus's clear error when it has no storage). */
+  /**
+   * Opens both buckets (fails with the bus's clear error when it has no
+   * storage). A failed open is tried again at the next call, and so is one
+   * unanswered for {@link registerWaitMs}: a JetStream request sent during an
+   * outage waits nats.js's 5 s timeout, and the next registration attempt
+   * must not wait for it once the registry answers again.
+   */
   open(): Promise<void> {
-    this.opening ??= (async () => {
-      this.records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
-      this.leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
-    })();
-    return this.opening;
+    if (this.records && this.leases) return Promise.resolve();
+    const stale = this.opening && Date.now() - this.openStarted > this.registerWaitMs ? this.opening : undefined;
+    if (!this.opening || stale) {
+      const fresh = (async () => {
+        const records = await this.persistence.kv(RECORDS_BUCKET, { ttlMs: 0, replicas: this.settings.replicas });
+        const leases = await this.persistence.kv(LEASES_BUCKET, { ttlMs: this.settings.leaseTtlMs, replicas: this.settings.replicas });
+        this.records ??= records;
+        this.leases ??= leases;
+      })();
+      // A slow open (a loaded server) may still be the first to finish: whichever lands first opens the buckets.
+      const run = stale ? Promise.any([stale, fresh]).catch(() => fresh) : fresh;
+      this.opening = run;
+      this.openStarted = Date.now();
+      run.catch(() => {
+        if (this.opening === run) this.opening = undefined;
+      });
+    }
+    return this.opening as Promise<void>;
+  }
+
+  private openStarted = 0;
+
+  /** How long a registration waits for the registry before the instances serve unregistered, ms. */
+  get registerWaitMs(): number {
+    return this.settings.registerWaitMs ?? REGISTER_WAIT_MS;
+  }
+
+  /**
+   * Opens the buckets at connect, waiting at most {@link registerWaitMs}.
+   * Rejects only when the bus has no storage at all ({@link noStorage}: a
+   * configuration error). A registry that fails otherwise is down (warned,
+   * and spawns meanwhile do not wait for it); one that is merely slow is left
+   * to open in the background — the first spawn waits for it once more.
+   * Resolves whether the buckets are open.
+   */
+  async start(): Promise<boolean> {
+    try {
+      await this.within(this.open(), 'opening the registry buckets');
+      return true;
+    } catch (err) {
+      if (noStorage(err)) throw err;
+      if (err instanceof TroupeError && err.code === 'TIMEOUT' && (err.data as { slow?: unknown } | undefined)?.slow === true) {
+        this.logger.info('registry buckets not open yet at connect; opening them in the background', { error: err.message });
+      } else this.failed(err);
+      return false;
+    }
   }
 
   /** Starts the heartbeat (after the first registration). */
@@ -252,52 +355,209 @@ export class Registry {
   }
 
   /**
-   * Registers the endpoints of one instance: the lease first (so watchers
-   * see a live lease with the records), then the records and the marker.
+   * Registers the endpoints of one instance (see {@link registerMany}).
    */
-  register(addresses: readonly EndpointAddress[], instanceId: string, properties: Record<string, unknown>): Promise<void> {
+  register(addresses: readonly EndpointAddress[], instanceId: string, properties: Record<string, unknown>): Promise<boolean> {
     return this.registerMany([{ addresses, instanceId, properties }]);
   }
 
   /**
-   * Registers many instances as one batch: one lease write, the records
-   * pipelined ({@link REGISTRY_CONCURRENCY} in flight), one marker write.
+   * Registers instances that already serve, as one batch: one lease write
+   * (so watchers see a live lease with the records), the records pipelined
+   * ({@link REGISTRY_CONCURRENCY} in flight), one marker write. Never
+   * rejects: resolves true once the registry took them, false when it did
+   * not answer within {@link registerWaitMs} (the lease write; each record
+   * write gets {@link RECORD_WAIT_FACTOR} times it, so a long batch that
+   * progresses is not cut) or failed — then they keep serving
+   * unregistered (their queue groups and mailboxes need no registry) and are
+   * registered in the background, retried with backoff until the registry
+   * answers (a warning when it stops answering, one when it answers again;
+   * the metric `troupe_unregistered_instances` counts them meanwhile). While
+   * the registry is known not to answer, it resolves false at once.
    */
-  async registerMany(batch: readonly Registration[]): Promise<void> {
-    await this.open();
-    const entries: { key: string; value: Uint8Array }[] = [];
+  async registerMany(batch: readonly Registration[]): Promise<boolean> {
+    if (this.closed || batch.length === 0) return !this.closed;
     const startedAt = Date.now();
-    for (const { addresses, instanceId, properties } of batch) {
-      this.gone.delete(instanceId);
-      for (const a of addresses) {
-        const record: InstanceRecord = {
-          namespace: a.namespace,
-          component: a.component,
-          endpoint: a.endpoint,
-          instanceId,
-          lease: this.lease,
-          host: this.host,
-          pid: process.pid,
-          startedAt,
-          proto: PROTOCOL_VERSION,
-          properties,
-        };
-        const key = registryKey(a, instanceId);
-        this.mine.set(key, record);
-        entries.push({ key, value: this.codec.encode(record) });
-      }
+    for (const r of batch) {
+      this.gone.delete(r.instanceId);
+      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r, startedAt) });
     }
-    await this.writeLease();
-    await pool(entries, REGISTRY_CONCURRENCY, (e) => this.put(this.records, e.key, e.value));
-    await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
+    if (this.outage) {
+      // Known down: no spawn waits for it; the next retry takes these too.
+      this.scheduleRetry();
+      return false;
+    }
+    for (;;) {
+      if (!(await this.attempt()) || this.closed) return false;
+      // An attempt that was finishing as these arrived did not take them: one more.
+      if (batch.every((r) => !this.pending.has(r.instanceId))) return true;
+    }
+  }
+
+  /** Instances serving unregistered now, waiting for the registry (metrics). */
+  get unregistered(): number {
+    return this.pending.size;
+  }
+
+  /** One registration attempt at a time; a caller while one runs joins it (it takes what was added meanwhile). */
+  private attempt(): Promise<boolean> {
+    if (!this.attempting) {
+      const run = this.attemptNow();
+      this.attempting = run;
+      // Cleared asynchronously (see deleteGone): a `finally` inside could run before the assignment.
+      void run.finally(() => {
+        if (this.attempting === run) this.attempting = undefined;
+      });
+    }
+    return this.attempting;
+  }
+
+  private async attemptNow(): Promise<boolean> {
+    try {
+      await this.within(this.open(), 'opening the registry buckets');
+      let registered = 0;
+      while (!this.closed && this.pending.size > 0) {
+        const batch = [...this.pending.values()];
+        await this.writeRegistrations(batch);
+        for (const w of batch) {
+          // Stopped meanwhile: its deregistration deletes what was just written (see deregisterMany).
+          if (this.pending.get(w.id) !== w) continue;
+          this.pending.delete(w.id);
+          for (const e of w.entries) this.mine.set(e.key, e);
+          registered++;
+        }
+      }
+      if (!this.closed) this.recovered(registered);
+      return true;
+    } catch (err) {
+      if (this.closed) return false;
+      this.failed(err);
+      return false;
+    }
+  }
+
+  /** The lease (bounded by {@link registerWaitMs}), then the records and the marker of `batch` (each bounded by {@link RECORD_WAIT_FACTOR} times that); the first failure ends it. */
+  private async writeRegistrations(batch: readonly Waiting[]): Promise<void> {
+    await this.within(this.writeLease(), 'the lease write');
     this.ensureHeartbeat();
+    const entries = batch.flatMap((w) => w.entries.map((e) => ({ ...e, w })));
+    const records = this.records;
+    // Every put sent, settled: one given up on (bounded) may still land later.
+    const sent: Promise<unknown>[] = [];
+    const put = (key: string, value: Uint8Array, what: string): Promise<number> => {
+      const p = this.put(records, key, value);
+      sent.push(p.catch(() => undefined));
+      // The lease write answered: the registry is up, merely slow if a record takes long (a raft
+      // peer lost); a spawn then waits for it as long as nats.js would, not registerWaitMs.
+      return this.within(p, what, RECORD_WAIT_FACTOR);
+    };
+    const run = (async () => {
+      await pool(entries, REGISTRY_CONCURRENCY, async (e) => {
+        if (this.closed) throw new TroupeError('UNAVAILABLE', 'the registry closed during a registration');
+        // Stopped meanwhile: the rest of its records need not go out (those on their way are deleted once landed).
+        if (this.pending.get(e.w.id) !== e.w) return;
+        await put(e.key, e.value, `the record write ${e.key}`);
+      });
+      await put(markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }), 'the marker write');
+    })();
+    // A stop that races this deletes the records once every put sent has landed or failed.
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    const landed = settled.then(() => Promise.all(sent)).then(() => undefined);
+    for (const w of batch) this.writing.set(w.id, landed);
+    void landed.then(() => {
+      for (const w of batch) if (this.writing.get(w.id) === landed) this.writing.delete(w.id);
+    });
+    await run;
     // Watchers whose records watch died learn of this write from the beat, not a 10 s consumer timeout.
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
+  private entriesOf(r: Registration, startedAt: number): { key: string; value: Uint8Array }[] {
+    return r.addresses.map((a) => {
+      const record: InstanceRecord = {
+        namespace: a.namespace,
+        component: a.component,
+        endpoint: a.endpoint,
+        instanceId: r.instanceId,
+        lease: this.lease,
+        host: this.host,
+        pid: process.pid,
+        startedAt,
+        proto: PROTOCOL_VERSION,
+        properties: r.properties,
+      };
+      return { key: registryKey(a, r.instanceId), value: this.codec.encode(record) };
+    });
+  }
+
+  /** A registration attempt failed: say so once per outage, retry with backoff. */
+  private failed(err: unknown): void {
+    this.registrationFailures++;
+    const error = toTroupeError(err).message;
+    if (!this.outage) {
+      this.outage = { since: Date.now(), error };
+      const n = this.pending.size;
+      const who = n === 0 ? 'instances spawned meanwhile serve' : n === 1 ? '1 instance serves' : `${n} instances serve`;
+      this.logger.warn(
+        `registry not answering (${error}): ${who} unregistered (queue groups and mailboxes answer; discovery-routed callers do not list them) and register when it answers`,
+        { instances: n, error },
+      );
+    }
+    this.scheduleRetry();
+  }
+
+  /** The registry took everything waiting (`registered` instances; undefined: nothing waits any more, they stopped): say so once if it had stopped answering. */
+  private recovered(registered?: number): void {
+    this.retries = 0;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const o = this.outage;
+    if (!o) return;
+    this.outage = undefined;
+    const ms = Date.now() - o.since;
+    if (registered === undefined) return this.logger.debug('no instance waits for the registry any more (they stopped)', { outageMs: ms });
+    this.logger.warn(`registry answers again after ${ms} ms${registered > 0 ? `: ${registered} waiting instances registered` : ''}`, {
+      outageMs: ms,
+      registered,
+    });
+  }
+
+  /**
+   * The next attempt after a backoff: half a heartbeat period, doubling to at
+   * most {@link RETRY_MAX_PERIODS} periods, ±20 % jitter so processes that
+   * lost the registry together do not come back in step.
+   */
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.closed) return;
+    const hb = this.settings.heartbeatMs;
+    const base = Math.min((hb / 2) * 2 ** this.retries, RETRY_MAX_PERIODS * hb);
+    this.retries++;
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = undefined;
+        // Nothing waits any more (those instances stopped) and the buckets are open: the outage is no one's concern.
+        if (this.pending.size === 0 && this.records && this.leases) return this.recovered();
+        void this.attempt();
+      },
+      base * (0.8 + 0.4 * Math.random()),
+    );
+    this.retryTimer.unref();
+  }
+
+  /** `p`, or a TIMEOUT naming `what` once `factor` × {@link registerWaitMs} passed (`p` goes on). */
+  private within<T>(p: Promise<T>, what: string, factor = 1): Promise<T> {
+    const ms = factor * this.registerWaitMs;
+    return withTimeout(p, ms, () => {
+      throw new TroupeError('TIMEOUT', `${what}: no answer from the registry within ${ms} ms`, { data: { slow: true } });
+    });
+  }
+
   /** Whether an instance's records are registered by this process (health). */
   has(instanceId: string): boolean {
-    for (const r of this.mine.values()) if (r.instanceId === instanceId) return true;
+    for (const k of this.mine.keys()) if (k.endsWith(instanceId)) return true;
     return false;
   }
 
@@ -323,14 +583,18 @@ export class Registry {
     const overflow: { id: string; key: string }[] = [];
     for (const { addresses, instanceId } of batch) {
       this.dropDynamic(instanceId);
+      // Waiting to be registered: it never will be.
+      this.pending.delete(instanceId);
       const keys = addresses.map((a) => registryKey(a, instanceId));
       const owned = keys.filter((k) => this.mine.delete(k));
-      if (owned.length === 0) continue; // never registered, or left already
+      // Its records may be on their way (a registration racing this stop): delete them once they land.
+      if (owned.length === 0 && !this.writing.has(instanceId)) continue; // never registered, or left already
+      const doomed = owned.length > 0 ? owned : keys;
       if (this.gone.size >= GONE_ON_LEASE) {
-        for (const key of owned) overflow.push({ id: instanceId, key });
+        for (const key of doomed) overflow.push({ id: instanceId, key });
         continue;
       }
-      this.gone.set(instanceId, { keys: owned, deletedAt: undefined });
+      this.gone.set(instanceId, { keys: doomed, deletedAt: undefined });
       added++;
     }
     if (overflow.length > 0) await this.deleteOverflow(overflow);
@@ -387,6 +651,9 @@ export class Registry {
       const todo: { id: string; key: string }[] = [];
       for (const [id, g] of this.gone) if (g.deletedAt === undefined) for (const key of g.keys) todo.push({ id, key });
       if (todo.length === 0 || !this.records) return;
+      // A registration's puts still in flight would land after the delete: let them land first.
+      const landing = [...new Set(todo.map((t) => this.writing.get(t.id)))].filter((p) => p !== undefined);
+      if (landing.length > 0) await Promise.all(landing);
       const failed = new Set<string>();
       let firstError: unknown;
       await pool(todo, REGISTRY_CONCURRENCY, async ({ id, key }) => {
@@ -579,7 +846,7 @@ export class Registry {
 
   private async repair(): Promise<void> {
     this.logger.warn('registry records lost (bucket purged or JetStream restarted); registering again', { instances: this.mine.size });
-    for (const [key, record] of this.mine) await this.put(this.records, key, this.codec.encode(record));
+    for (const { key, value } of this.mine.values()) await this.put(this.records, key, value);
     for (const chunk of this.chunks.keys()) this.dirtyChunks.add(chunk);
     await this.writeChunks();
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));
@@ -629,6 +896,10 @@ export class Registry {
   /** Stops heartbeating and removes the lease and the marker (after every instance deregistered). */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.pending.clear();
+    this.outage = undefined;
     await this.pulse?.stop();
     this.pulse = undefined;
     if (this.timer) clearInterval(this.timer);
@@ -640,10 +911,13 @@ export class Registry {
       const deleting = this.gone.size > 0 ? this.deleteGone() : undefined;
       // The lease goes first: every watcher drops every instance of this process on that one
       // delete, however many record deletes are still on their way.
-      await this.leases?.delete(this.lease);
-      await this.records?.delete(markerKey(this.lease));
-      // Dynamic-property chunks are not kept past the process (the janitors delete those of a killed one).
-      await pool([...this.chunks.keys()], REGISTRY_CONCURRENCY, (chunk) => this.records?.delete(dynKey(this.lease, chunk)) ?? Promise.resolve());
+      // Nothing to remove when no lease write was ever sent (every instance waited for the registry).
+      if (this.seq > 0) {
+        await this.leases?.delete(this.lease);
+        await this.records?.delete(markerKey(this.lease));
+        // Dynamic-property chunks are not kept past the process (the janitors delete those of a killed one).
+        await pool([...this.chunks.keys()], REGISTRY_CONCURRENCY, (chunk) => this.records?.delete(dynKey(this.lease, chunk)) ?? Promise.resolve());
+      }
       // The record deletes get half a heartbeat more (a close is bounded by a one-second step);
       // what the registry has not taken by then is left to the janitors, which delete the
       // records of a dead lease.
@@ -654,13 +928,18 @@ export class Registry {
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight; resolves when all settled (rejects with the first error after that). */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight; resolves when all
+ * settled. After a failure no further item starts (a registry that stopped
+ * answering is not sent the rest, one timeout each); rejects with the first
+ * error once those in flight settled.
+ */
 export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
   let firstError: unknown;
   let failed = false;
   const lane = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const item = items[next++] as T;
       try {
         await fn(item);

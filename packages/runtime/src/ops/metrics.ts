@@ -311,7 +311,21 @@ export class RuntimeMetrics {
       scalar('troupe_discovery_leases', 'Live process leases this runtime sees.', 'gauge', () => discovery.sizes().leases);
     }
     const registry = this.sources.registry;
-    if (registry) scalar('troupe_lease_heartbeat_failures_total', 'Lease heartbeats of this process that failed.', 'counter', () => registry.failures);
+    if (registry) {
+      scalar('troupe_lease_heartbeat_failures_total', 'Lease heartbeats of this process that failed.', 'counter', () => registry.failures);
+      scalar(
+        'troupe_unregistered_instances',
+        'Instances of this runtime that serve but are not in the registry yet: it did not answer (they register when it does).',
+        'gauge',
+        () => registry.unregistered,
+      );
+      scalar(
+        'troupe_registration_failures_total',
+        'Registration attempts the registry did not answer or refused (retried with backoff).',
+        'counter',
+        () => registry.registrationFailures,
+      );
+    }
     const transport = this.sources.transport;
     scalar('troupe_nats_connected', '1 while the connection is up, else 0.', 'gauge', () => (transport.status === TransportStatus.CONNECTED ? 1 : 0));
     scalar('troupe_nats_disconnects_total', 'Times the connection was lost.', 'counter', () => this.disconnects);

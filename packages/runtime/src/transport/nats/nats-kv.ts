@@ -23,6 +23,7 @@ export class NatsPersistence implements Persistence {
       throw new TroupeError(
         'UNAVAILABLE',
         `the NATS server at ${this.nc.getServer()} has no JetStream: Troupe's registry is a JetStream KV bucket. Start nats-server with -js (or "jetstream {}" in its config), or use the embedded runtime`,
+        { data: { noStorage: true } },
       );
     }
     try {
@@ -30,10 +31,19 @@ export class NatsPersistence implements Persistence {
       const kv = await js.views.kv(bucket, { ttl: options.ttlMs > 0 ? options.ttlMs : 0, history: 1, replicas: options.replicas ?? 1 });
       return new NatsBucket(kv, this.nc, bucket);
     } catch (err) {
-      throw new TroupeError('UNAVAILABLE', `cannot open the JetStream KV bucket ${bucket}: ${(err as Error).message}`, { cause: err });
+      // JetStream off for this account: configuration, not an outage (no wait fixes it).
+      const off = JETSTREAM_OFF.has((err as { api_error?: { err_code?: number } })?.api_error?.err_code ?? 0);
+      throw new TroupeError(
+        'UNAVAILABLE',
+        `cannot open the JetStream KV bucket ${bucket}: ${(err as Error).message}${off ? '. Enable JetStream for this account, or use the embedded runtime' : ''}`,
+        { cause: err, ...(off ? { data: { noStorage: true } } : {}) },
+      );
     }
   }
 }
+
+/** JetStream API error codes that mean JetStream is off (not enabled, not enabled for the account). */
+const JETSTREAM_OFF = new Set([10076, 10039]);
 
 /** Delete markers removed per `purgeDeletes` call at most (the rest waits for the next call). */
 const PURGE_BATCH = 10_000;
