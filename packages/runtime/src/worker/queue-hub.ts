@@ -92,6 +92,10 @@ class QueueHub {
       return m.deliver(msg);
     }
     if (this.draining) return this.draining.deliver(msg);
+    // None accepts (starting, or stopping before it leaves the group): the server sent it here, and
+    // a queue-group caller cannot re-route a refusal, so a member still joined handles it, as its
+    // own queue subscription would have until it left the group.
+    if (n > 0) return (this.members[this.next++ % n] as QueueMember).deliver(msg);
     this.refuse(msg);
   }
 
