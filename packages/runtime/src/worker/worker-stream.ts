@@ -279,11 +279,12 @@ function answerProbe(plane: Plane, table: Map<string, WorkerStream>, msg: Transp
 }
 
 /**
- * Items a generator yields within this long of the first item of a tick share
- * its frame; later ones go out at once even if the event loop never turned
- * (a synchronous step between yields), ms.
+ * A step this long between two items (read on the pump's clock checks) means
+ * the generator computes synchronously between yields: the item goes out at
+ * once, with what waited, even if the event loop never turned; ms. Items a
+ * generator yields faster share their tick's frame.
  */
-const TICK_MS = 1;
+const TICK_MS = 4;
 
 /**
  * Whether the pump reads the clock for the item that made the batch this long:
@@ -299,8 +300,8 @@ function clockDue(batchLength: number): boolean {
  * Moves items from the handler's iterable to the caller: never more than
  * the credit window ahead, the first item of a tick at once (no added
  * latency to the first token), the rest of the tick coalesced into one
- * frame; an item that comes more than `TICK_MS` after the tick's first
- * goes out at once, before the generator's next step runs. Returns the number of items sent.
+ * frame; an item that comes more than `TICK_MS` after the previous clock
+ * check goes out at once, before the generator's next step runs. Returns the number of items sent.
  */
 export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
   const codec = plane.codec;
@@ -309,7 +310,10 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
   const encode = codec.encodeShared ? codec.encodeShared.bind(codec) : codec.encode.bind(codec);
   let sent = 0;
   let tickOpen = false;
-  let tickStart = 0;
+  /** When the pump last read the clock (tick open, or a {@link clockDue} item). */
+  let checkedAt = 0;
+  /** Whether the last step measured was slow (assumed at the start: nothing is known yet). */
+  let slowSteps = true;
   const flush = (): void => {
     const n = batch.count;
     if (n === 0) return;
@@ -372,21 +376,27 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
       stream.sentItem(size);
       if (!tickOpen) {
         tickOpen = true;
-        tickStart = performance.now();
+        checkedAt = performance.now();
         setImmediate(closeTick);
         flush();
         // nats.js writes what was published from a microtask: let it run before the handler's next
-        // step, which may be synchronous work that would hold this item back until it ends.
-        await undefined;
+        // step, which may be synchronous work that would hold this item back until it ends (a
+        // generator whose steps measured fast gets there through its own awaits).
+        if (slowSteps) await undefined;
       } else if (batch.count >= MAX_BATCH_ITEMS) {
         flush();
-      } else if (clockDue(batch.count) && performance.now() - tickStart > TICK_MS) {
-        // A generator whose steps are synchronous never lets the tick close: time, not the
-        // event loop, decides that this item is late already and goes out now (and is written
-        // before the next step, as above).
-        tickStart = performance.now();
-        flush();
-        await undefined;
+      } else if (clockDue(batch.count)) {
+        const t = performance.now();
+        const slow = t - checkedAt > TICK_MS;
+        checkedAt = t;
+        slowSteps = slow;
+        if (slow) {
+          // A generator whose steps are synchronous never lets the tick close: the step just
+          // measured says the next one may be as long, so this item goes out now (and is
+          // written before the next step runs, as above). Fast generators never get here.
+          flush();
+          await undefined;
+        }
       }
     }
     if (!stream.aborted) flush();
