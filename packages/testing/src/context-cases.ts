@@ -21,6 +21,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { lastValueFrom, toArray } from 'rxjs';
 import { sleep, waitFor, within } from './wait';
+import { rejection } from './rejection';
 
 /**
  * Request-context cases of the runtime conformance suite: what travels with a
@@ -186,17 +187,6 @@ interface Pair {
 let nsCounter = 0;
 const freshNamespace = (): string => `cx${process.pid}x${Date.now().toString(36)}x${(nsCounter++).toString(36)}`;
 
-async function failure(p: Promise<unknown>, what: string): Promise<TroupeError> {
-  try {
-    await within(p, 5_000, what);
-  } catch (err) {
-    assert.instance(err, TroupeError, `${what}: ${String(err)}`);
-    return err as TroupeError;
-  }
-  assert.unreachable(`${what} succeeded`);
-  throw new Error('unreachable');
-}
-
 /** Adds the request-context cases to the runtime suite `s`. */
 export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: (ctx: C, options?: RuntimeOptions) => Promise<Pair>): void {
   s('deadline - a unary deadline reads as TIMEOUT at every hop, a cancel as CANCELLED (issue #18)', async (ctx) => {
@@ -213,7 +203,7 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
     leaf.aborts.length = 0;
     mid.aborts.length = 0;
 
-    const timedOut = await failure(client.hold(60_000, { timeout: 300 }), 'the timed-out call');
+    const timedOut = await rejection(client.hold(60_000, { timeout: 300 }), 'the timed-out call');
     assert.is(timedOut.code, 'TIMEOUT', timedOut.message);
     // Both deadlines pass at about the same moment: hop 2 is aborted with TIMEOUT; hop 1 is aborted
     // with TIMEOUT or (when hop 2's deadline fired first) sees its nested call fail with TIMEOUT.
@@ -235,7 +225,7 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
     await waitFor(() => leaf.started === 2, 5_000, 'the second call to reach hop 2');
     const t0 = Date.now();
     ac.abort();
-    const cancelled = await failure(call, 'the cancelled call');
+    const cancelled = await rejection(call, 'the cancelled call');
     assert.is(cancelled.code, 'CANCELLED', cancelled.message);
     await waitFor(() => leaf.aborts.length === 1 && mid.aborts.length === 1, 3_000, 'both handlers to see the cancel');
     for (const [name, log] of [
@@ -318,9 +308,9 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
       ['a number value', { n: 1 }],
     ];
     for (const [what, metadata] of cases) {
-      const e = await failure(client.peek(undefined, { metadata: metadata as Metadata }), what);
+      const e = await rejection(client.peek(undefined, { metadata: metadata as Metadata }), what);
       assert.is(e.code, 'BAD_REQUEST', `${what}: ${e.message}`);
-      const st = await failure(lastValueFrom(client.peekStream(undefined, { metadata: metadata as Metadata })), `${what} (stream)`);
+      const st = await rejection(lastValueFrom(client.peekStream(undefined, { metadata: metadata as Metadata })), `${what} (stream)`);
       assert.is(st.code, 'BAD_REQUEST', `${what} (stream): ${st.message}`);
     }
     const raw = await caller.bus.request(`${ns}.tracehop3.peek`, codec.encode(null), { timeoutMs: 5_000, headers: { 'Troupe-Meta': `a=${'x'.repeat(2000)}` } });
@@ -393,7 +383,7 @@ export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: 
 
       // A failed call's span is marked failed with the code.
       otel.exporter.reset();
-      const nobody = await failure(caller.namespace(ns).component('tracehop3').endpoint('nothere').client().call(undefined), 'a call nobody serves');
+      const nobody = await rejection(caller.namespace(ns).component('tracehop3').endpoint('nothere').client().call(undefined), 'a call nobody serves');
       assert.ok(['NO_INSTANCES', 'NOT_FOUND'].includes(nobody.code), nobody.message);
       await waitFor(() => otel.exporter.getFinishedSpans().some((x) => x.kind === 2), 2_000, 'the failed client span');
       const failedSpan = otel.exporter.getFinishedSpans().find((x) => x.kind === 2);

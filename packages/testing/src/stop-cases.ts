@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { component, type Context, endpoint, injectClient, type Runtime, type RuntimeOptions, TroupeError, type TypedClient } from '@troupe/runtime/internal';
 import type { Observable } from 'rxjs';
 import { sleep, waitFor, within } from './wait';
+import { rejection } from './rejection';
 
 /**
  * The two kinds of cancel (issue #17, item 7), after Dynamo's
@@ -120,17 +121,6 @@ function assertContiguous(items: Item[], what: string): void {
     tokens.map((_, k) => k),
     `${what}: tokens contiguous from 0`,
   );
-}
-
-async function rejection(p: Promise<unknown>, what: string): Promise<TroupeError> {
-  try {
-    await within(p, 5_000, what);
-  } catch (err) {
-    assert.instance(err, TroupeError, `${what}: ${String(err)}`);
-    return err as TroupeError;
-  }
-  assert.unreachable(`${what} succeeded`);
-  throw new Error('unreachable');
 }
 
 async function spawnLeaf(worker: Runtime, caller: Runtime, ns: string): Promise<StopLeaf> {

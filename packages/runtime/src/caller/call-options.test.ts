@@ -1,4 +1,4 @@
-import { getEventListeners } from 'node:events';
+import { getEventListeners, setMaxListeners } from 'node:events';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cachedHeaderRecords, DEFAULT_STOP_GRACE_MS, onAbort, onStop, precheck, stopGraceOf, unaryHeaders } from './call-options';
@@ -11,6 +11,7 @@ test('call options - the header record cache stays bounded whatever the budgets 
 
 test('call options - the abort listener remover leaves no listener on a long-lived signal (#16)', () => {
   const controller = new AbortController();
+  setMaxListeners(0, controller.signal); // 1,000 listeners on purpose
   const removers: (() => void)[] = [];
   for (let i = 0; i < 1_000; i++) {
     const remove = onAbort({ signal: controller.signal }, () => undefined);

@@ -137,8 +137,11 @@ export function abortError(options: CallOptions | undefined, message: string, da
 
 /** Listens to the caller's and the parent's abort signals; returns the remover. */
 export function onAbort(options: CallOptions | undefined, fn: () => void): (() => void) | undefined {
-  const a = options?.signal;
-  const b = options?.parent?.signal;
+  return onEither(options?.signal, options?.parent?.signal, fn);
+}
+
+/** Runs `fn` once when either signal aborts; returns the remover (undefined when there is no signal). */
+function onEither(a: AbortSignal | undefined, b: AbortSignal | undefined, fn: () => void): (() => void) | undefined {
   if (!a && !b) return undefined;
   a?.addEventListener('abort', fn, { once: true });
   b?.addEventListener('abort', fn, { once: true });
@@ -155,15 +158,7 @@ export const MAX_STOP_GRACE_MS = 600_000;
 
 /** Listens to the caller's and the parent's stop signals; returns the remover (undefined when there is none). */
 export function onStop(options: CallOptions | undefined, fn: () => void): (() => void) | undefined {
-  const a = options?.stopSignal;
-  const b = options?.parent?.stopSignal;
-  if (!a && !b) return undefined;
-  a?.addEventListener('abort', fn, { once: true });
-  b?.addEventListener('abort', fn, { once: true });
-  return () => {
-    a?.removeEventListener('abort', fn);
-    b?.removeEventListener('abort', fn);
-  };
+  return onEither(options?.stopSignal, options?.parent?.stopSignal, fn);
 }
 
 /**

@@ -57,7 +57,7 @@ const RETRY_MAX_PERIODS = 4;
 
 /**
  * What discovery publishes about one endpoint of one instance. Static after
- * registration; dynamic properties travel in property chunks ({@link DynChunk}).
+ * registration; dynamic properties travel in property chunks (records `_dyn.{lease}.{chunk}`, see docs/discovery.md).
  */
 export interface InstanceRecord {
   readonly namespace: string;
@@ -124,7 +124,7 @@ export interface LeaseValue {
   /**
    * Dynamic properties by instance, as processes of protocol 1 wrote them
    * (every instance's on every lease write). This version writes them in
-   * chunk records ({@link DynChunk}) and leaves this out; watchers still read
+   * chunk records (`_dyn.{lease}.{chunk}`) and leaves this out; watchers still read
    * it from an older process.
    */
   dyn?: Record<string, Record<string, unknown>>;
@@ -185,7 +185,7 @@ export interface DiscoverySettings {
    * returns with them serving unregistered (they register in the background
    * when the registry answers), ms: the bound of opening the buckets and of
    * the lease write that starts a registration (its record writes get
-   * {@link RECORD_WAIT_FACTOR} times it). Default {@link REGISTER_WAIT_MS}.
+   * five times it). Default 2,000.
    */
   registerWaitMs?: number;
 }

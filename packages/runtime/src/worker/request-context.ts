@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Context } from '../component/context';
 import type { InstanceInfo } from '../component/decorators';
 import type { EventPublisher, EventRef, PublishEventOptions } from '../events/events';
@@ -112,6 +113,8 @@ export class RequestContext implements Context {
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
+      // Every nested call made with `parent: ctx` listens to it: a handler fanning out to 11 calls is no leak.
+      setMaxListeners(0, this.controller.signal);
       if (this.abortReason) this.controller.abort(this.abortReason);
     }
     return this.controller.signal;
@@ -122,6 +125,7 @@ export class RequestContext implements Context {
   get stopSignal(): AbortSignal {
     if (!this.stopController) {
       this.stopController = new AbortController();
+      setMaxListeners(0, this.stopController.signal);
       if (this.stopDeadline !== undefined) this.stopController.abort(stopReason());
     }
     return this.stopController.signal;
