@@ -129,6 +129,14 @@ async function spawnLeaf(worker: Runtime, caller: Runtime, ns: string): Promise<
   return h.instance(h.instanceIds[0] as string);
 }
 
+/** The two-hop chain: a leaf, and a `StopMid` whose `endpoint` calls it, both listed for `caller`. */
+async function spawnChain(worker: Runtime, caller: Runtime, ns: string, endpoint: 'relay' | 'hold'): Promise<{ leaf: StopLeaf; mid: StopMid }> {
+  const leaf = await spawnLeaf(worker, caller, ns);
+  const h = await worker.spawn(StopMid, { namespace: ns, concurrency: 8 });
+  await caller.namespace(ns).component('stopmid').endpoint(endpoint).client().waitForInstances(1, { timeout: 5_000 });
+  return { leaf, mid: h.instance(h.instanceIds[0] as string) };
+}
+
 /** Adds the stop-versus-kill cases to the runtime suite `s`. */
 export function addStopCases<C extends { pair?: unknown }>(s: Test<C>, open: (ctx: C, options?: RuntimeOptions) => Promise<Pair>): void {
   s('stop - a stopped stream ends normally with every item, the final one included; the handler is never killed', async (ctx) => {
@@ -193,10 +201,7 @@ export function addStopCases<C extends { pair?: unknown }>(s: Test<C>, open: (ct
   s('stop - a stop reaches the nested streams of the handler (parent: ctx): both end cleanly with every item', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
-    const leaf = await spawnLeaf(worker, caller, ns);
-    const hm = await worker.spawn(StopMid, { namespace: ns, concurrency: 8 });
-    const mid = hm.instance(hm.instanceIds[0] as string);
-    await caller.namespace(ns).component('stopmid').endpoint('relay').client().waitForInstances(1, { timeout: 5_000 });
+    const { leaf, mid } = await spawnChain(worker, caller, ns, 'relay');
     const stop = new AbortController();
     const items: Item[] = [];
     const done = collect(caller.namespace(ns).client(StopMid).relay({}, { stopSignal: stop.signal }), items);
@@ -218,10 +223,7 @@ export function addStopCases<C extends { pair?: unknown }>(s: Test<C>, open: (ct
   s('stop - a kill reaches the nested streams of the handler at once', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
-    const leaf = await spawnLeaf(worker, caller, ns);
-    const hm = await worker.spawn(StopMid, { namespace: ns, concurrency: 8 });
-    const mid = hm.instance(hm.instanceIds[0] as string);
-    await caller.namespace(ns).component('stopmid').endpoint('relay').client().waitForInstances(1, { timeout: 5_000 });
+    const { leaf, mid } = await spawnChain(worker, caller, ns, 'relay');
     const kill = new AbortController();
     const items: Item[] = [];
     const done = collect(caller.namespace(ns).client(StopMid).relay({}, { signal: kill.signal }), items);
@@ -241,11 +243,8 @@ export function addStopCases<C extends { pair?: unknown }>(s: Test<C>, open: (ct
   s('stop - a stopped unary call resolves with what the handler returns, across hops', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();
-    const leaf = await spawnLeaf(worker, caller, ns);
-    const hm = await worker.spawn(StopMid, { namespace: ns, concurrency: 8 });
-    const mid = hm.instance(hm.instanceIds[0] as string);
+    const { leaf, mid } = await spawnChain(worker, caller, ns, 'hold');
     const client = caller.namespace(ns).client(StopMid);
-    await caller.namespace(ns).component('stopmid').endpoint('hold').client().waitForInstances(1, { timeout: 5_000 });
     const stop = new AbortController();
     const call = client.hold({ ms: 60_000 }, { stopSignal: stop.signal, timeout: 10_000 });
     await waitFor(() => leaf.log.started === 1, 3_000, 'the call to reach hop 2');
