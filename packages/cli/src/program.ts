@@ -18,6 +18,14 @@ function positiveInt(what: string) {
   };
 }
 
+/** `--stop-grace`: 0..600 000 ms, the runtime's bounds of `stopGraceMs`. */
+function graceMs(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 600_000)
+    throw new InvalidArgumentError(`--stop-grace takes an integer in 0..600000 (ms), got ${JSON.stringify(text)}`);
+  return n;
+}
+
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -63,12 +71,13 @@ export function program(): Command {
     .action((address: string, body: string | undefined, _o: unknown, cmd: Command) => call(address, body, cmd.optsWithGlobals()));
 
   p.command('stream')
-    .description('call a streaming endpoint and print items as they arrive; Ctrl-C cancels the remote handler')
+    .description('call a streaming endpoint and print items as they arrive; Ctrl-C stops the remote handler, a second Ctrl-C kills it')
     .argument('<endpoint>', 'ns.comp.ep')
     .argument('[body]', 'JSON body, @file.json, or - for stdin (default: no body)')
     .option('-i, --instance <id>', "send to this instance's mailbox instead of the queue group")
     .option('-t, --timeout <ms>', 'deadline of the whole stream', positiveInt('--timeout'), 300_000)
     .option('--window <items>', 'credit window: items the worker may send ahead of this consumer', positiveInt('--window'))
+    .option('--stop-grace <ms>', 'after the first Ctrl-C, how long the handler may take to finish before the worker kills it', graceMs, 2_000)
     .action((address: string, body: string | undefined, _o: unknown, cmd: Command) => stream(address, body, cmd.optsWithGlobals()));
 
   p.command('events')

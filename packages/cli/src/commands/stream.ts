@@ -11,6 +11,7 @@ export interface StreamFlags extends ConnectionFlags, OutputFlags {
   instance?: string;
   timeout: number;
   window?: number;
+  stopGrace: number;
 }
 
 /** How often the progress line on stderr is rewritten. */
@@ -18,10 +19,14 @@ const PROGRESS_MS = 250;
 
 /**
  * `troupe stream ns.comp.ep [json|@file|-]`: prints items as they arrive
- * (one JSON line `{"seq":n,"item":...}` each with `--json`). Ctrl-C
- * unsubscribes, which sends the cancel that aborts the remote handler, then
- * closes the runtime (flushing the cancel) and exits 130. On a terminal a
- * progress line (items, items/s) runs on stderr.
+ * (one JSON line `{"seq":n,"item":...}` each with `--json`). The first Ctrl-C
+ * (or SIGTERM) stops the stream the way Dynamo's `stop_generating` does: the
+ * remote handler sees `ctx.stopSignal`, may send its final items, which are
+ * printed, and the stream ends normally (past `--stop-grace` the worker kills
+ * the handler and the stream still ends with what arrived). A second Ctrl-C
+ * kills at once: unsubscribing sends the cancel that aborts the handler. Either
+ * way the command closes the runtime (flushing the control message) and exits
+ * 130. On a terminal a progress line (items, items/s) runs on stderr.
  */
 export async function stream(address: string, bodyArg: string | undefined, flags: StreamFlags): Promise<void> {
   parseEndpoint(address);
@@ -36,6 +41,7 @@ export async function stream(address: string, bodyArg: string | undefined, flags
   let count = 0;
   let sub: Subscription | undefined;
   let onSignal: (() => void) | undefined;
+  const stop = new AbortController();
   const progress = (): string => {
     const s = Math.max(0.001, (Date.now() - started) / 1000);
     return `${address}: ${count} items, ${Math.round(count / s)} items/s`;
@@ -44,13 +50,25 @@ export async function stream(address: string, bodyArg: string | undefined, flags
   try {
     await new Promise<void>((resolve, reject) => {
       onSignal = () => {
-        // Unsubscribing sends `Troupe-Ctl: cancel`: the worker's ctx.signal aborts.
+        if (!stop.signal.aborted) {
+          // First signal: `Troupe-Ctl: stop`; the handler's ctx.stopSignal aborts and it may finish.
+          if (spinner) spinner.text = `${progress()} (stopping; Ctrl-C again to kill)`;
+          stop.abort();
+          return;
+        }
+        // Second signal: unsubscribing sends `Troupe-Ctl: cancel`; the worker's ctx.signal aborts.
         sub?.unsubscribe();
         reject(new CliError('INTERRUPTED', `stream cancelled after ${count} items`));
       };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      sub = client.stream(body, { timeout: flags.timeout, ...(flags.window !== undefined ? { window: flags.window } : {}) }).subscribe({
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const options = {
+        timeout: flags.timeout,
+        stopSignal: stop.signal,
+        stopGraceMs: flags.stopGrace,
+        ...(flags.window !== undefined ? { window: flags.window } : {}),
+      };
+      sub = client.stream(body, options).subscribe({
         next: (item) => {
           count++;
           // Items and the progress line share the screen only when stdout is the terminal too.
@@ -63,6 +81,10 @@ export async function stream(address: string, bodyArg: string | undefined, flags
         complete: () => resolve(),
       });
     });
+    if (stop.signal.aborted) {
+      spinner?.stop();
+      throw new CliError('INTERRUPTED', `stream stopped after ${count} items`);
+    }
     if (spinner) spinner.succeed(progress());
   } catch (err) {
     spinner?.stop();

@@ -118,20 +118,66 @@ s('stream prints every item (one JSON line each with --json), from the endpoint 
   oneLineError(none.stderr, 'NO_INSTANCES');
 });
 
-s("stream: SIGINT (Ctrl-C) aborts the worker's handler and exits 130", async (ctx) => {
+s("stream: the first SIGINT (Ctrl-C) stops the worker's handler, which sends its final item; exit 130", async (ctx) => {
+  const url = (ctx.server as NatsServer).url;
+  const [w] = await workers(ctx, 'stop');
+  const worker = w as WorkerProcess;
+  const id = worker.ready.instanceIds[0] as string;
+  const cli = CliProcess.start(['stream', 'stop.svc.count', '{"n":100000,"everyMs":5}', '--instance', id, '--json', '--server', url]);
+  ctx.cleanup.add(() => cli.kill());
+  await cli.waitForOut((l) => (JSON.parse(l) as { seq: number }).seq >= 10, 5_000, '10 items');
+  const sentAt = Date.now();
+  cli.signal('SIGINT');
+  const stopped = await worker.waitFor('stopped', 2_000);
+  const exit = await cli.waitExit(5_000);
+  const tookMs = Date.now() - sentAt;
+  const items = cli.out.filter((l) => l.trim() !== '').map((l) => (JSON.parse(l) as { item: number }).item);
+  console.log(`cli stream: handler stopped, exit ${tookMs} ms after SIGINT, ${String(stopped['sent'])} items sent; the CLI printed ${items.length}`);
+  assert.is(stopped['instanceId'], id);
+  assert.is(exit.code, ExitCode.INTERRUPTED);
+  assert.match(cli.err.join('\n'), /stream stopped after \d+ items/);
+  assert.is(items[items.length - 1], -1, 'the final item sent after the stop was printed');
+  assert.is(items.length, (stopped['sent'] as number) + 1, 'every item the handler sent was printed');
+  assert.equal(
+    items.slice(0, -1),
+    items.slice(0, -1).map((_, i) => i + 1),
+    'in order, none lost',
+  );
+  assert.is(worker.messages.filter((m) => m.type === 'aborted').length, 0, 'a stop is not a kill');
+});
+
+s("stream: a second SIGINT kills the worker's handler at once; exit 130", async (ctx) => {
   const url = (ctx.server as NatsServer).url;
   const [w] = await workers(ctx, 'cancel');
   const worker = w as WorkerProcess;
   const id = worker.ready.instanceIds[0] as string;
-  const cli = CliProcess.start(['stream', 'cancel.svc.count', '{"n":100000,"everyMs":5}', '--instance', id, '--json', '--server', url]);
+  // A handler that ignores the stop, and a grace long enough that only the kill can end it within the bounds below.
+  const cli = CliProcess.start([
+    'stream',
+    'cancel.svc.count',
+    '{"n":100000,"everyMs":5,"ignoreStop":true}',
+    '--instance',
+    id,
+    '--json',
+    '--stop-grace',
+    '60000',
+    '--server',
+    url,
+  ]);
   ctx.cleanup.add(() => cli.kill());
   await cli.waitForOut((l) => (JSON.parse(l) as { seq: number }).seq >= 10, 5_000, '10 items');
+  cli.signal('SIGINT');
+  const printed = cli.out.length;
+  // Two signals sent back to back can merge into one delivery: the second goes once items kept coming after the first.
+  await cli.waitForOut(() => cli.out.length >= printed + 10, 5_000, 'items after the ignored stop');
   const sentAt = Date.now();
   cli.signal('SIGINT');
   const aborted = await worker.waitFor('aborted', 2_000);
   const tookMs = Date.now() - sentAt;
   const exit = await cli.waitExit(5_000);
-  console.log(`cli stream: handler aborted ${tookMs} ms after SIGINT, having sent ${String(aborted['sent'])} items; the CLI printed ${cli.out.length}`);
+  console.log(
+    `cli stream: handler aborted ${tookMs} ms after the second SIGINT, having sent ${String(aborted['sent'])} items; the CLI printed ${cli.out.length}`,
+  );
   assert.is(aborted['instanceId'], id);
   assert.ok(tookMs < 1_000, `aborted after ${tookMs} ms`);
   assert.is(exit.code, ExitCode.INTERRUPTED);
