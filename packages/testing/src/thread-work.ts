@@ -73,3 +73,39 @@ export const steps = threadFunction(__filename, 'steps', function* (req: { n: nu
     yield { i, at: Date.now() };
   }
 });
+
+/** What {@link countUntilStopped} returns: how far it got, and whether a stop (not a kill) ended it. */
+export interface Counted {
+  readonly n: number;
+  readonly stopped: boolean;
+  readonly aborted: boolean;
+}
+
+/** Counts in a synchronous loop until the caller stops it (`ctx.stopped`), returning what it has; bounded by `maxMs`. */
+export const countUntilStopped = threadFunction(__filename, 'countUntilStopped', (req: { maxMs: number }, ctx: ThreadContext): Counted => {
+  started.push('countUntilStopped');
+  const end = Date.now() + req.maxMs;
+  let n = 0;
+  while (!ctx.stopped && !ctx.aborted && Date.now() < end) n++;
+  return { n, stopped: ctx.stopped, aborted: ctx.aborted };
+});
+
+/** Yields a token every `stepMs` of CPU; once stopped (seen as the event, on `stopSignal`), yields `'final'` and returns. */
+export const tokensUntilStopped = threadFunction(
+  __filename,
+  'tokensUntilStopped',
+  async function* (req: { stepMs: number }, ctx: ThreadContext): AsyncGenerator<string> {
+    started.push('tokensUntilStopped');
+    let stopEvent = false;
+    ctx.stopSignal.addEventListener('abort', () => (stopEvent = true), { once: true });
+    for (let i = 0; !ctx.aborted; i++) {
+      spin(req.stepMs, ctx);
+      await new Promise<void>((r) => setImmediate(r)); // the loop turns: the stop message is seen as the event
+      if (stopEvent) {
+        yield 'final';
+        return;
+      }
+      yield `t${i}`;
+    }
+  },
+);

@@ -2,7 +2,21 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { component, type Context, endpoint, type RuntimeOptions, threadFunction, TroupeError } from '@troupe/runtime/internal';
 import type { RuntimeFactory, RuntimePair } from './runtime-suite';
-import { burn, type Burned, fail, failure, type Produced, steps, type ThreadReport, unclonable, untilAborted, whichThread } from './thread-work';
+import {
+  burn,
+  type Burned,
+  countUntilStopped,
+  type Counted,
+  fail,
+  failure,
+  type Produced,
+  steps,
+  type ThreadReport,
+  tokensUntilStopped,
+  unclonable,
+  untilAborted,
+  whichThread,
+} from './thread-work';
 import { sleep, within } from './wait';
 
 let nsCounter = 0;
@@ -34,6 +48,12 @@ class Crunch {
   }
   @endpoint({ stream: true }) steps(req: { n: number; stepMs: number }, ctx: Context): AsyncIterable<Produced> {
     return ctx.streamInThread(steps, req);
+  }
+  @endpoint() countUntilStopped(req: { maxMs: number }, ctx: Context): Promise<Counted> {
+    return ctx.runInThread(countUntilStopped, req);
+  }
+  @endpoint({ stream: true }) tokens(req: { stepMs: number }, ctx: Context): AsyncIterable<string> {
+    return ctx.streamInThread(tokensUntilStopped, req);
   }
   @endpoint() ping(): number {
     return Date.now();
@@ -192,6 +212,44 @@ export function threadsSuite(name: string, factory: RuntimeFactory): void {
     }
     console.log(
       `threads[${name}]: ${n} items, window ${window}, 10 ms consumer: produced over ${(producedAt[n - 1] as number) - (producedAt[0] as number)} ms`,
+    );
+  });
+
+  s('threads - a stop reaches the thread (ctx.stopped in a synchronous loop): the call resolves with what it returns, not CANCELLED', async (ctx) => {
+    const { caller, ns } = await open(ctx);
+    const client = caller.namespace(ns).client(Crunch);
+    const first = (await client.whichThread(null)).threadId;
+    const stop = new AbortController();
+    const call = client.countUntilStopped({ maxMs: 20_000 }, { stopSignal: stop.signal, timeout: 30_000 });
+    await sleep(300);
+    const stoppedAt = performance.now();
+    stop.abort();
+    const counted = await within(call, 5_000, 'the stopped call');
+    const took = performance.now() - stoppedAt;
+    assert.is(counted.stopped, true, 'the thread saw the stop');
+    assert.is(counted.aborted, false, 'a stop is not a kill');
+    assert.ok(counted.n > 0);
+    assert.ok(took < 1_000, `resolved ${took.toFixed(0)} ms after the stop (20 s of work were left)`);
+    assert.equal(await client.whichThread(null), { threadId: first, started: ['countUntilStopped'] }, 'the same thread serves the next call');
+  });
+
+  s('threads - a stopped stream in a thread yields its final item and completes normally', async (ctx) => {
+    const { caller, ns } = await open(ctx);
+    const client = caller.namespace(ns).component('crunch').endpoint('tokens').client<{ stepMs: number }, string>();
+    const stop = new AbortController();
+    const items: string[] = [];
+    const done = (async () => {
+      for await (const item of client.iterate({ stepMs: 20 }, { stopSignal: stop.signal, timeout: 30_000 })) {
+        items.push(item);
+        if (items.length === 5) stop.abort();
+      }
+    })();
+    await within(done, 5_000, 'the stopped stream to complete');
+    assert.is(items[items.length - 1], 'final', `the final item arrived last: ${items.join(',')}`);
+    assert.equal(
+      items.slice(0, -1),
+      items.slice(0, -1).map((_, i) => `t${i}`),
+      'in order, then the final item',
     );
   });
 

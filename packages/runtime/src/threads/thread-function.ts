@@ -25,6 +25,17 @@ export interface ThreadContext {
   readonly signal: AbortSignal;
   /** Whether the work was aborted; read from shared memory, so it is current even inside a synchronous loop. */
   readonly aborted: boolean;
+  /**
+   * Aborted when the caller asks the work to *stop* (the request's
+   * `ctx.stopSignal`, Dynamo's `stop_generating`): unlike {@link signal} the
+   * work may finish, returning what it has or yielding its final items, within
+   * the caller's stop grace (past it, the request is killed and
+   * {@link aborted} turns true). Fires only when the thread's loop turns; a
+   * synchronous loop reads {@link stopped}.
+   */
+  readonly stopSignal: AbortSignal;
+  /** Whether the caller asked the work to stop; read from shared memory, current inside a synchronous loop. */
+  readonly stopped: boolean;
   /** When the caller stops waiting, in epoch milliseconds. */
   readonly deadline: number;
   /** Milliseconds left until the deadline (never negative). */

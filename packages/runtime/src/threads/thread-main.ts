@@ -50,14 +50,19 @@ function cloneable(v: unknown): unknown {
   }
 }
 
+/** The reason of an aborted `stopSignal` in a thread: the caller's wish, not an error. */
+const STOPPED = 'stopped by the caller';
+
 async function run(task: TaskMessage): Promise<void> {
   const port = task.port;
   const flag = new Int32Array(task.flag);
   const controller = new AbortController();
+  const stopper = new AbortController();
   let acked = 0;
   let wake: (() => void) | undefined;
   port.on('message', (m: ToThread) => {
     if (m.t === 'abort') controller.abort(new TroupeError(m.code, m.message));
+    else if (m.t === 'stop') stopper.abort(STOPPED);
     else acked = m.n;
     wake?.();
   });
@@ -66,6 +71,10 @@ async function run(task: TaskMessage): Promise<void> {
     signal: controller.signal,
     get aborted() {
       return controller.signal.aborted || Atomics.load(flag, 0) === 1;
+    },
+    stopSignal: stopper.signal,
+    get stopped() {
+      return stopper.signal.aborted || Atomics.load(flag, 1) === 1;
     },
     deadline: task.deadline,
     remainingMs: () => Math.max(0, task.deadline - Date.now()),

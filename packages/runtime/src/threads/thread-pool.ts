@@ -12,6 +12,8 @@ export const THREAD_STREAM_WINDOW = 16;
 export interface ThreadTaskOptions {
   readonly signal: AbortSignal;
   readonly deadline: number;
+  /** The request's stop (`ctx.stopSignal`): the thread's `ctx.stopped` and `ctx.stopSignal` follow it; the work may finish. */
+  readonly stopSignal?: AbortSignal;
 }
 
 /** The pool's settings. */
@@ -104,7 +106,7 @@ export class ThreadPool {
         let port: MessagePort | undefined;
         const local = new AbortController();
         const signal = AbortSignal.any([options.signal, local.signal]);
-        const started = pool.start(f, request, { signal, deadline: options.deadline }, true, {
+        const started = pool.start(f, request, { signal, deadline: options.deadline, stopSignal: options.stopSignal }, true, {
           onMessage: (m) => {
             if (m.t === 'item') items.push(m.v as T);
             else if (m.t === 'end') ended = true;
@@ -175,7 +177,7 @@ export class ThreadPool {
       return void handlers.fail(toTroupeError(err));
     }
     const channel = new MessageChannel();
-    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const flag = new Int32Array(new SharedArrayBuffer(8));
     const running: Running = { port: channel.port1, flag, onMessage: handlers.onMessage, fail: handlers.fail, graceTimer: undefined };
     const task: TaskMessage = {
       port: channel.port2,
@@ -216,9 +218,18 @@ export class ThreadPool {
       running.graceTimer.unref();
     };
     signal.addEventListener('abort', onAbort, { once: true });
+    // A stop is not an abort: the thread is told (shared flag and message) and may finish its work.
+    const { stopSignal } = options;
+    const onStop = (): void => {
+      Atomics.store(flag, 1, 1);
+      post(channel.port1, { t: 'stop' });
+    };
+    if (stopSignal?.aborted) onStop();
+    else stopSignal?.addEventListener('abort', onStop, { once: true });
     channel.port1.on('message', (m: FromThread) => {
       if (m.t !== 'item') {
         signal.removeEventListener('abort', onAbort);
+        stopSignal?.removeEventListener('abort', onStop);
         clearTimeout(running.graceTimer);
         channel.port1.close();
         if (slot.task === running) {

@@ -9,7 +9,7 @@ export interface TaskMessage {
   readonly request: unknown;
   readonly stream: boolean;
   readonly deadline: number;
-  /** One Int32: 0 running, 1 aborted (read synchronously by `ctx.aborted`). */
+  /** Two Int32s: [0] 1 once aborted (read synchronously by `ctx.aborted`), [1] 1 once stopped (`ctx.stopped`). */
   readonly flag: SharedArrayBuffer;
   /** Items the thread may post ahead of the main side's acknowledgements. */
   readonly window: number;
@@ -34,4 +34,5 @@ export type FromThread =
   | { readonly t: 'error'; readonly e: ThreadError };
 
 /** Main → thread, on the task's port. */
-export type ToThread = { readonly t: 'abort'; readonly code: ErrorCode; readonly message: string } | { readonly t: 'ack'; readonly n: number };
+export type ToThread =
+  { readonly t: 'abort'; readonly code: ErrorCode; readonly message: string } | { readonly t: 'stop' } | { readonly t: 'ack'; readonly n: number };

@@ -185,12 +185,12 @@ export class RequestContext implements Context {
   overdueWarned = false;
   runInThread<Req, Res>(fn: ThreadFunction<Req, Res>, request: Req): Promise<Awaited<Res>> {
     if (!isThreadFunction(fn)) return Promise.reject(notThreadFunction('runInThread', fn));
-    return this.owner.threads.run<Req, Res>(fn, request, { signal: this.signal, deadline: this.deadline });
+    return this.owner.threads.run<Req, Res>(fn, request, { signal: this.signal, deadline: this.deadline, stopSignal: this.stopSignal });
   }
 
   streamInThread<Req, T>(fn: ThreadFunction<Req, Iterable<T> | AsyncIterable<T>>, request: Req): AsyncIterable<T> {
     if (!isThreadFunction(fn)) throw notThreadFunction('streamInThread', fn);
-    return this.owner.threads.stream<Req, T>(fn, request, { signal: this.signal, deadline: this.deadline });
+    return this.owner.threads.stream<Req, T>(fn, request, { signal: this.signal, deadline: this.deadline, stopSignal: this.stopSignal });
   }
 
   remainingMs(): number {
