@@ -30,7 +30,9 @@ interface HandlerLog {
 
 function watch(log: HandlerLog, ctx: Context): void {
   log.started++;
-  ctx.stopSignal.addEventListener('abort', () => log.stops++, { once: true });
+  // A request stopped while it waited in the mailbox starts with its stopSignal already aborted.
+  if (ctx.stopSignal.aborted) log.stops++;
+  else ctx.stopSignal.addEventListener('abort', () => log.stops++, { once: true });
   ctx.signal.addEventListener(
     'abort',
     () => {
@@ -123,8 +125,8 @@ function assertContiguous(items: Item[], what: string): void {
   );
 }
 
-async function spawnLeaf(worker: Runtime, caller: Runtime, ns: string): Promise<StopLeaf> {
-  const h = await worker.spawn(StopLeaf, { namespace: ns, concurrency: 8 });
+async function spawnLeaf(worker: Runtime, caller: Runtime, ns: string, concurrency = 8): Promise<StopLeaf> {
+  const h = await worker.spawn(StopLeaf, { namespace: ns, concurrency });
   await caller.namespace(ns).component('stopleaf').endpoint('gen').client().waitForInstances(1, { timeout: 5_000 });
   return h.instance(h.instanceIds[0] as string);
 }
@@ -301,6 +303,38 @@ export function addStopCases<C extends { pair?: unknown }>(s: Test<C>, open: (ct
     assertContiguous(got, 'stream stopped before it started');
     assert.is(leaf.log.stops, 1);
     assert.equal(leaf.log.kills, []);
+  });
+
+  s('stop - a unary call stopped or killed while it waits in the mailbox: it starts stopped, or never starts', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const leaf = await spawnLeaf(worker, caller, ns, 1);
+    const client = caller.namespace(ns).client(StopLeaf);
+    const release = new AbortController();
+    const blocker = client.hold({ ms: 60_000 }, { stopSignal: release.signal, timeout: 10_000 });
+    await waitFor(() => leaf.log.started === 1, 3_000, 'the blocker to occupy the only slot');
+    const stopped = new AbortController();
+    const waitsStopped = client.hold({ ms: 60_000 }, { stopSignal: stopped.signal, timeout: 10_000 });
+    const killed = new AbortController();
+    const waitsKilled = client.hold({ ms: 60_000 }, { signal: killed.signal, timeout: 10_000 });
+    const outOfGrace = new AbortController();
+    const waitsOutOfGrace = client.hold({ ms: 60_000 }, { stopSignal: outOfGrace.signal, stopGraceMs: 50, timeout: 10_000 });
+    await sleep(100); // the three reach the mailbox and wait there
+    stopped.abort();
+    killed.abort();
+    outOfGrace.abort();
+    assert.is((await rejection(waitsKilled, 'the killed call')).code, 'CANCELLED');
+    await sleep(200); // past the 50 ms grace of the third, still waiting
+    release.abort();
+    assert.is(await within(blocker, 3_000, 'the blocker'), 'stopped');
+    assert.is(await within(waitsStopped, 3_000, 'the call stopped while it waited'), 'stopped', 'it ran already stopped and answered at once');
+    const late = await rejection(waitsOutOfGrace, 'the call whose grace ran out while it waited');
+    assert.is(late.code, 'CANCELLED', late.message);
+    assert.equal((late.data as { stopGraceMs?: number } | undefined)?.stopGraceMs, 50);
+    assert.is(await within(client.hold({ ms: 1 }), 3_000, 'a call after them'), 'full');
+    assert.is(leaf.log.started, 3, 'the blocker, the stopped call and the last one ran; the killed call and the one out of grace never started');
+    assert.is(leaf.log.stops, 2, 'the blocker and the stopped call saw their stops');
+    assert.equal(leaf.log.kills, [], 'nothing was killed while running');
   });
 
   s('stop - stopGraceMs out of range is BAD_REQUEST before anything is sent', async (ctx) => {

@@ -122,6 +122,13 @@ export class ActorInstance {
   private get calls(): Map<Reply, RequestContext> {
     return (this.callMap ??= new Map());
   }
+  /**
+   * Unary requests waiting in the mailbox, by reply, with the cancel or stop
+   * that reached them before they started (null: none yet). Made at the first
+   * queued request: a free mailbox slot runs a request at once and never
+   * needs it.
+   */
+  private queuedCalls: Map<Reply, QueuedControl | null> | undefined;
   /** The mailbox subjects this instance listed as in-process targets (see plane/local-calls.ts). */
   private readonly localSubjects: string[] = [];
   private state = State.Starting;
@@ -402,6 +409,8 @@ export class ActorInstance {
       const arrived = Date.now();
       const job = (): void | Promise<void> => this.handle(served, msg, arrived);
       accepted = box.offer(stream ? stream.guard(job) : job);
+      // A unary request waits: a cancel or stop that reaches it before it starts is kept for it.
+      if (accepted && reply && !stream) (this.queuedCalls ??= new Map()).set(reply, null);
     }
     if (!accepted) stream?.forget();
     this.offered(served, accepted, reply);
@@ -413,21 +422,35 @@ export class ActorInstance {
     if (this.brokenReason && this.refusal) return this.sendError(req, this.refusal);
     if (this.state !== State.Serving) return this.sendError(req, refusal(`instance ${this.info.instanceId} is stopping`));
     const arrived = Date.now();
-    this.offered(
-      served,
-      this.mailbox.offer(() => this.handle(served, req, arrived)),
-      req,
-    );
+    const box = this.mailbox;
+    const waits = box.running >= box.concurrency; // offer() runs it at once otherwise
+    const accepted = box.offer(() => this.handle(served, req, arrived));
+    // Queued behind running handlers: a cancel or stop before it starts is kept for it (as for a mailbox message).
+    if (accepted && waits) (this.queuedCalls ??= new Map()).set(req, null);
+    this.offered(served, accepted, req);
   }
 
   /** A cancel of an in-process call: as a cancel control message naming it. */
   private cancelLocal(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void {
-    this.calls.get(req)?.abort(cancelError(code, 'call'));
+    const call = this.calls.get(req);
+    if (call) call.abort(cancelError(code, 'call'));
+    else this.controlQueued(req, { kill: cancelError(code, 'call') });
   }
 
   private stopLocal(req: LocalRequest, graceMs: number): void {
     const call = this.calls.get(req);
     if (call) this.stopCall(call, req, graceMs);
+    else this.controlQueued(req, { stopAt: Date.now(), graceMs });
+  }
+
+  /** A cancel or stop of a request still waiting in the mailbox: kept until it starts (the first of each wins). */
+  private controlQueued(reply: Reply, control: QueuedControl): void {
+    const queued = this.queuedCalls;
+    if (!queued?.has(reply)) return;
+    const had = queued.get(reply);
+    // A kill after a stop is still a kill; a stop after a kill changes nothing.
+    if (had?.kill) return;
+    queued.set(reply, had?.stopAt !== undefined && control.stopAt !== undefined ? had : control);
   }
 
   private unlistLocal(): void {
@@ -574,6 +597,10 @@ export class ActorInstance {
       const call = this.calls.get(msg.header(H.STREAM) ?? '');
       if (call && kind === Ctl.CANCEL) return call.abort(cancelReason(msg, 'call'));
       if (call) return this.stopCall(call, msg.header(H.STREAM) as string, stopGrace(msg));
+      const reply = msg.header(H.STREAM);
+      if (reply !== undefined && this.queuedCalls?.has(reply)) {
+        return this.controlQueued(reply, kind === Ctl.CANCEL ? { kill: cancelReason(msg, 'call') } : { stopAt: Date.now(), graceMs: stopGrace(msg) });
+      }
     }
     streamControl(this.plane, this.streams, kind, msg);
   }
@@ -612,6 +639,11 @@ export class ActorInstance {
     const { ep, meter } = served;
     const local = msg instanceof LocalRequest ? msg : undefined;
     const reply: Reply | undefined = local ?? msg.reply;
+    let control: QueuedControl | null | undefined;
+    if (reply !== undefined && this.queuedCalls !== undefined && this.queuedCalls.size > 0) {
+      control = this.queuedCalls.get(reply);
+      this.queuedCalls.delete(reply);
+    }
     // A stream handed off while it waited in the mailbox: its caller went elsewhere.
     if (this.state !== State.Serving && typeof reply === 'string' && this.streams.get(reply)?.handedOff) return;
     if (this.refusal) {
@@ -619,6 +651,13 @@ export class ActorInstance {
       return;
     }
     const t0 = meter.start();
+    // Killed while it waited (the caller's cancel or deadline, or a stop whose grace ran out there): never started.
+    const killed = control ? queuedKill(control, ep.name) : undefined;
+    if (killed) {
+      meter.finish(t0, killed.code, killed.message);
+      if (reply) this.sendError(reply, killed);
+      return;
+    }
     let request: unknown;
     try {
       request = local ? local.request : this.plane.codec.decode(msg.data);
@@ -655,6 +694,8 @@ export class ActorInstance {
       ctx.traceparent = traceparent;
       ctx.tracestate = msg.header(H.TRACESTATE);
     }
+    // Stopped while it waited: the handler starts stopped, with what is left of the grace.
+    if (control?.stopAt !== undefined && reply !== undefined) this.stopCall(ctx, reply, (control.graceMs as number) - (Date.now() - control.stopAt));
     meter.inFlight++;
     if (tracingActive()) {
       // Nothing of this runs unless the application registered a tracer provider.
@@ -944,4 +985,26 @@ function closeQuietly(v: unknown): void {
     const it = v[Symbol.asyncIterator]();
     void Promise.resolve(it.return?.()).catch(() => undefined);
   }
+}
+
+/** A cancel (`kill`) or a stop that reached a unary request while it waited in the mailbox. */
+interface QueuedControl {
+  readonly kill?: TroupeError;
+  readonly stopAt?: number;
+  readonly graceMs?: number;
+}
+
+/** The error a request killed while it waited answers: its cancel, or a stop whose grace ran out before it started. */
+function queuedKill(control: QueuedControl, endpoint: string): TroupeError | undefined {
+  if (control.kill) return control.kill;
+  if (control.stopAt === undefined) return undefined;
+  const graceMs = control.graceMs as number;
+  if (Date.now() - control.stopAt < graceMs) return undefined;
+  return new TroupeError(
+    'CANCELLED',
+    `the handler of ${endpoint} did not stop within ${graceMs} ms of the caller's stop (it was still waiting in the mailbox)`,
+    {
+      data: { stopGraceMs: graceMs },
+    },
+  );
 }
