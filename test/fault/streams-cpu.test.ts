@@ -6,6 +6,16 @@ import { Cleanup, type NatsServer, serverSuite, WorkerProcess, within } from '@t
 // token must be on the wire before the handler's next step runs: measured
 // before the fix, a token waited for the following step (and some for
 // several): 101, 301, 201, 101 ms at 100 ms per step.
+//
+// What the delay is made of once fixed (traced with sub-ms clocks in both
+// processes, load average 5-6 on 2 cores): the worker's own part, yield to
+// socket write, is 0.3-1 ms (the first item of a fresh process ≈ 1 ms: cold
+// code); the rest is the machine — the worker burns one core, so the server
+// and the caller share the other with everything else, and a wake-up that
+// waits for a time slice adds 3-23 ms to one item now and then, on either
+// side. So no single item is held to 10 ms: most items are (the median), and
+// every item arrives well before the next step ends (half a step), which is
+// what the bug broke — an item held for a step is ≥ stepMs late.
 
 const s = serverSuite('streams - CPU-bound handlers', new Cleanup());
 
@@ -18,12 +28,13 @@ async function startWorker(ctx: { cleanup: Cleanup; server?: NatsServer }, ns: s
 }
 
 for (const stepMs of [100, 400]) {
-  s(`every item arrives within 10 ms of its yield when each step burns ${stepMs} ms of CPU`, async (ctx) => {
+  s(`items arrive within 10 ms of their yield (median), none held for a step, when each step burns ${stepMs} ms of CPU`, async (ctx) => {
     const ns = `cpu${stepMs}`;
     await startWorker(ctx, ns);
     const rt = ctx.cleanup.runtime(await Runtime.connect({ servers: (ctx.server as NatsServer).url }));
     const client = rt.namespace(ns).component('cpu').endpoint('steps').client<{ n: number; stepMs: number }, { i: number; t: number }>();
-    const n = 5;
+    // Nine items: a median that one or two descheduled wake-ups cannot move.
+    const n = 9;
     const delays: number[] = [];
     await within(
       new Promise<void>((resolve, reject) =>
@@ -34,7 +45,10 @@ for (const stepMs of [100, 400]) {
     );
     console.log(`streams: ${stepMs} ms of CPU per step: delay from yield to arrival per item ${delays.map((d) => `${d}`).join(', ')} ms`);
     assert.is(delays.length, n, 'every item arrived');
-    for (const [i, d] of delays.entries()) assert.ok(d <= 10, `item ${i} arrived ${d} ms after its yield (want <= 10 ms)`);
+    const median = [...delays].sort((a, b) => a - b)[n >> 1] as number;
+    assert.ok(median <= 10, `the median item arrived ${median} ms after its yield (want <= 10 ms): ${delays.join(', ')} ms`);
+    for (const [i, d] of delays.entries())
+      assert.ok(d < stepMs / 2, `item ${i} arrived ${d} ms after its yield: it waited for the next step (want < ${stepMs / 2} ms)`);
   });
 }
 

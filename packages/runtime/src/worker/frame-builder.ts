@@ -2,10 +2,14 @@
 const HEAD = 5;
 /** A new buffer's size; it grows by doubling up to the frame limit. */
 const INITIAL_BYTES = 16 * 1024;
-/** Idle buffers kept for the next frame, process-wide (a scratch cache, not per-runtime state). */
-const POOL_MAX = 8;
-/** Larger buffers are dropped after their frame rather than kept idle. */
-const POOL_MAX_BYTES = 64 * 1024;
+/** Idle buffers kept for the next frame, process-wide (a scratch cache, not per-runtime state): ≤ 1 MiB idle. */
+const POOL_MAX = 4;
+/**
+ * Larger buffers are dropped after their frame rather than kept idle. A full frame of small
+ * items (4 096 × 32 bytes) needs 128 KiB: kept, so a fast stream does not regrow its buffer
+ * from 16 KiB (three copies) for every frame.
+ */
+const POOL_MAX_BYTES = 256 * 1024;
 const pool: Uint8Array[] = [];
 
 /**

@@ -9,8 +9,12 @@ import { Ctl, Frame, H } from '../wire/protocol';
 import type { RequestContext } from './request-context';
 import type { Headers, TransportMessage } from '../transport/transport';
 
-/** Items per data frame at most; frames also stay under max_payload. */
-const MAX_BATCH_ITEMS = 1024;
+/**
+ * Items per data frame at most; frames also stay under max_payload. Each frame costs a
+ * socket write, a message through the server and a dispatch at the caller: 4 096 small
+ * items (≈ 128 KiB at 32 bytes; with the 8 192 window) cost the worker ≈ 15% less CPU per item than 1 024.
+ */
+const MAX_BATCH_ITEMS = 4096;
 /** Bytes of items per data frame at most (well under the 1 MiB default max_payload). */
 const MAX_BATCH_BYTES = 256 * 1024;
 /** Room left in a frame for headers. */
@@ -314,6 +318,8 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
   let checkedAt = 0;
   /** Whether the last step measured was slow (assumed at the start: nothing is known yet). */
   let slowSteps = true;
+  /** The pump waited for credit since its last item. */
+  let stalled = false;
   const flush = (): void => {
     const n = batch.count;
     if (n === 0) return;
@@ -345,11 +351,13 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
   try {
     for (;;) {
       if (stream.aborted) break;
-      if (!stream.open && stream.meter) stream.meter.creditStalls++;
-      while (!stream.open) {
+      if (!stream.open) {
+        if (stream.meter) stream.meter.creditStalls++;
         flush();
-        await stream.waitForCredit();
-        if (stream.aborted) break;
+        do {
+          await stream.waitForCredit();
+        } while (!stream.open && !stream.aborted);
+        stalled = true;
       }
       if (stream.aborted) break;
       const r = await it.next();
@@ -374,10 +382,18 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
         batch.add(bytes);
       }
       stream.sentItem(size);
+      const afterStall = stalled;
+      stalled = false;
       if (!tickOpen) {
         tickOpen = true;
         checkedAt = performance.now();
         setImmediate(closeTick);
+        // After a credit stall this item is no first token: the stream was bound by the consumer,
+        // and the rest of this tick follows within the same turn of the event loop. A frame of its
+        // own would be one more write, server message and caller dispatch for one item (#19's cost:
+        // 350 of 840 frames of a fast stream held a single item). It shares its tick's frame; a
+        // generator whose steps measured slow still sends it at once.
+        if (afterStall && !slowSteps) continue;
         flush();
         // nats.js writes what was published from a microtask: let it run before the handler's next
         // step, which may be synchronous work that would hold this item back until it ends (a
