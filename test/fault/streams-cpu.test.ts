@@ -13,9 +13,10 @@ import { Cleanup, type NatsServer, serverSuite, WorkerProcess, within } from '@t
 // code); the rest is the machine — the worker burns one core, so the server
 // and the caller share the other with everything else, and a wake-up that
 // waits for a time slice adds 3-23 ms to one item now and then, on either
-// side. So no single item is held to 10 ms: most items are (the median), and
-// every item arrives well before the next step ends (half a step), which is
-// what the bug broke — an item held for a step is ≥ stepMs late.
+// side. The issue's bound stands for every item (10 ms); a run with an item
+// over it is made once more, and the test fails only if that one does too:
+// the bug it guards against (an item held until the next step ends) is at
+// least a step late on every run, never a single descheduled wake-up.
 
 const s = serverSuite('streams - CPU-bound handlers', new Cleanup());
 
@@ -28,27 +29,31 @@ async function startWorker(ctx: { cleanup: Cleanup; server?: NatsServer }, ns: s
 }
 
 for (const stepMs of [100, 400]) {
-  s(`items arrive within 10 ms of their yield (median), none held for a step, when each step burns ${stepMs} ms of CPU`, async (ctx) => {
+  s(`every item arrives within 10 ms of its yield when each step burns ${stepMs} ms of CPU`, async (ctx) => {
     const ns = `cpu${stepMs}`;
     await startWorker(ctx, ns);
     const rt = ctx.cleanup.runtime(await Runtime.connect({ servers: (ctx.server as NatsServer).url }));
     const client = rt.namespace(ns).component('cpu').endpoint('steps').client<{ n: number; stepMs: number }, { i: number; t: number }>();
-    // Nine items: a median that one or two descheduled wake-ups cannot move.
-    const n = 9;
-    const delays: number[] = [];
-    await within(
-      new Promise<void>((resolve, reject) =>
-        client.stream({ n, stepMs }).subscribe({ next: (item) => delays.push(Date.now() - item.t), error: reject, complete: resolve }),
-      ),
-      n * stepMs + 10_000,
-      `the ${n}-item stream`,
-    );
-    console.log(`streams: ${stepMs} ms of CPU per step: delay from yield to arrival per item ${delays.map((d) => `${d}`).join(', ')} ms`);
-    assert.is(delays.length, n, 'every item arrived');
-    const median = [...delays].sort((a, b) => a - b)[n >> 1] as number;
-    assert.ok(median <= 10, `the median item arrived ${median} ms after its yield (want <= 10 ms): ${delays.join(', ')} ms`);
-    for (const [i, d] of delays.entries())
-      assert.ok(d < stepMs / 2, `item ${i} arrived ${d} ms after its yield: it waited for the next step (want < ${stepMs / 2} ms)`);
+    const run = async (): Promise<number[]> => {
+      const n = 5;
+      const delays: number[] = [];
+      await within(
+        new Promise<void>((resolve, reject) =>
+          client.stream({ n, stepMs }).subscribe({ next: (item) => delays.push(Date.now() - item.t), error: reject, complete: resolve }),
+        ),
+        n * stepMs + 10_000,
+        `the ${n}-item stream`,
+      );
+      assert.is(delays.length, n, 'every item arrived');
+      return delays;
+    };
+    let delays = await run();
+    console.log(`streams: ${stepMs} ms of CPU per step: delay from yield to arrival per item ${delays.join(', ')} ms`);
+    if (delays.some((d) => d > 10)) {
+      delays = await run();
+      console.log(`streams: an item over 10 ms (a wake-up waiting for a time slice?): once more: ${delays.join(', ')} ms`);
+    }
+    for (const [i, d] of delays.entries()) assert.ok(d <= 10, `item ${i} arrived ${d} ms after its yield (want <= 10 ms)`);
   });
 }
 
