@@ -53,8 +53,35 @@ test('copyValue - the copy shares nothing mutable with the original', () => {
 
 test('copyValue - -0 arrives as 0 and undefined as null at the top, as msgpack carries them', () => {
   assert.ok(Object.is(copyValue(codec, -0).value, 0));
+  assert.ok(Object.is((copyValue(codec, [1, -0]).value as number[])[1], 0));
+  assert.ok(Object.is((copyValue(codec, { z: -0 }).value as { z: number }).z, 0));
+  assert.equal(copyValue(codec, [undefined, 1]).value, [null, 1]);
   assert.is(copyValue(codec, undefined).value, null);
   assert.is(copyValue(codec, { u: undefined }).size, 1);
+});
+
+test('copyValue - objects of one shape copy alike whichever values are missing or nested', () => {
+  const shapes: unknown[] = [
+    { a: 1, b: 'x' },
+    { a: 1, b: undefined },
+    { a: undefined, b: undefined },
+    { a: { a: 1, b: [{ a: 2, b: 3 }] }, b: null },
+    Object.freeze({ a: [1.5, 2], b: Object.freeze(['s']) }),
+    { 'a"b': 1, '\u2028': 2, constructor: 3, '1': 4, '0': 5 },
+  ];
+  for (let round = 0; round < 3; round++) {
+    for (const v of shapes) {
+      const bytes = codec.encode(v);
+      const c = copyValue(codec, v);
+      assert.is(c.size, bytes.length);
+      assert.equal(c.value, codec.decode(bytes));
+      assert.is.not(c.value, v);
+    }
+  }
+  const proto = JSON.parse('{"__proto__": {"x": 1}, "y": 2}') as object;
+  // as over the bus: the decoder refuses the key
+  assert.throws(() => codec.decode(codec.encode(proto)));
+  assert.throws(() => copyValue(codec, proto));
 });
 
 test('copyValue - what the codec cannot carry fails with its error', () => {

@@ -219,28 +219,19 @@ function copy(v: unknown, depth: number): unknown {
 
 function copyObject(v: object, depth: number): unknown {
   const proto: unknown = Object.getPrototypeOf(v);
-  if (proto === Array.prototype) {
-    const a = v as unknown[];
-    const n = a.length;
-    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
-    const out = new Array<unknown>(n);
-    for (let i = 0; i < n; i++) out[i] = copy(a[i], depth);
-    return out;
-  }
+  if (proto === Array.prototype) return copyArray(v as unknown[], depth);
   if (proto === Object.prototype || proto === null) {
     const o = v as Record<string, unknown>;
-    const out: Record<string, unknown> = {};
-    let n = 0;
-    for (const k of Object.keys(o)) {
-      const x = o[k];
-      if (x === undefined) continue;
-      if (k === '__proto__') throw NOT_PLAIN;
-      size += strSize(k);
-      out[k] = copy(x, depth);
-      n++;
+    const keys = Object.keys(o);
+    const shape = keys.length === 0 ? undefined : shapeOf(keys);
+    if (shape !== undefined) {
+      const out = shape.copy(o, depth);
+      if (out !== MISSING) {
+        size += shape.keysSize;
+        return out;
+      }
     }
-    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
-    return out;
+    return copyKeys(o, keys, depth);
   }
   if (v instanceof Uint8Array && (proto === Uint8Array.prototype || proto === Buffer.prototype)) {
     const n = v.byteLength;
@@ -254,6 +245,101 @@ function copyObject(v: object, depth: number): unknown {
     return new Date(ms);
   }
   throw NOT_PLAIN;
+}
+
+/**
+ * An array: `slice()` keeps the source's elements kind (a fresh `new Array(n)`
+ * filled element by element walks V8 through kind transitions), then only
+ * what must change is stored — nested objects (copied), and `undefined` or
+ * `-0`, which msgpack carries as `null` and `0`.
+ */
+function copyArray(a: unknown[], depth: number): unknown[] {
+  const n = a.length;
+  size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  const out = a.slice();
+  for (let i = 0; i < n; i++) {
+    const x = out[i];
+    const c = copy(x, depth);
+    if (c !== x || x === 0) out[i] = c; // x === 0 holds for -0 too, which becomes 0
+  }
+  return out;
+}
+
+/** The general object walk: drops `undefined` values, as the codec does (`ignoreUndefined`). */
+function copyKeys(o: Record<string, unknown>, keys: string[], depth: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  let n = 0;
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    if (k === '__proto__') throw NOT_PLAIN;
+    size += strSize(k);
+    out[k] = copy(x, depth);
+    n++;
+  }
+  size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  return out;
+}
+
+/**
+ * One object shape (its own keys, in order) and a copier compiled for it: a
+ * function that reads each key once and returns a new object literal, so the
+ * copy is born with its final hidden class. Building the copy key by key
+ * through a megamorphic keyed store instead costs a map transition and a
+ * property-array growth per key — most of the in-process call's copy time in
+ * profiles (issue #13). The copier returns {@link MISSING} when a value is
+ * `undefined` (the codec drops that key; {@link copyKeys} does it).
+ */
+interface Shape {
+  readonly keys: readonly string[];
+  /** The msgpack size of the keys and the map header, added when a copy succeeds. */
+  readonly keysSize: number;
+  readonly copy: (o: Record<string, unknown>, depth: number) => unknown;
+  /** The next shape with the same first key. */
+  next: Shape | undefined;
+}
+
+const MISSING = Symbol('a value is undefined');
+/** Compiled shapes by first key. Bounded: past {@link MAX_SHAPES} new shapes take the general walk. */
+const shapes = new Map<string, Shape>();
+let shapeCount = 0;
+/** Enough for the message types of an application; a program that makes keys up (ids as keys) stops compiling here. */
+const MAX_SHAPES = 512;
+/** Wider objects take the general walk (a copier's source and parameters grow with its keys). */
+const MAX_SHAPE_KEYS = 64;
+
+function shapeOf(keys: string[]): Shape | undefined {
+  const first = keys[0] as string;
+  let s = shapes.get(first);
+  for (; s !== undefined; s = s.next) if (sameKeys(s.keys, keys)) return s;
+  if (shapeCount >= MAX_SHAPES || keys.length > MAX_SHAPE_KEYS || keys.includes('__proto__')) return undefined;
+  shapeCount++;
+  s = compileShape(keys);
+  s.next = shapes.get(first);
+  shapes.set(first, s);
+  return s;
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function compileShape(keys: string[]): Shape {
+  let keysSize = 0;
+  for (const k of keys) keysSize += strSize(k);
+  const n = keys.length;
+  keysSize += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  // Keys enter the source only as JSON string literals (JSON.stringify escapes them); `__proto__` never gets here.
+  const names = keys.map((k) => JSON.stringify(k));
+  const reads = names.map((k, i) => `const v${i} = o[${k}];`).join(' ');
+  const anyUndefined = names.map((_, i) => `v${i} === undefined`).join(' || ');
+  const fields = names.map((k, i) => `${k}: c(v${i}, d)`).join(', ');
+  const source = `return (o, d) => { ${reads} if (${anyUndefined}) return m; return { ${fields} }; };`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- a copier per shape; its source is built from JSON-escaped keys only
+  const make = new Function('c', 'm', source) as (c: typeof copy, m: typeof MISSING) => Shape['copy'];
+  return { keys, keysSize, copy: make(copy, MISSING), next: undefined };
 }
 
 function strSize(s: string): number {
