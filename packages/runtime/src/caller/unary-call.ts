@@ -3,7 +3,7 @@ import { type DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, fromWire, TroupeError, toTroupeError, type WireError } from '../errors';
-import { type Copied, copyValue, headerBlockSize, LocalRequest, type LocalSink, type LocalTarget, tooLarge } from '../plane/local-calls';
+import { type Copied, copyValue, headerBlockSize, LocalRequest, type LocalSink, type LocalTarget, sizeValue, tooLarge } from '../plane/local-calls';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
 import { type CallMeter, now } from '../plane/meter';
@@ -203,7 +203,19 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   private dispatchLocal(target: LocalTarget, subject: string, budget: number): void {
     const codec = this.plane.codec;
     let c = this.copied;
-    if (c === undefined || this.handed?.started === true) {
+    if (target.immutable && this.data === undefined) {
+      // The endpoint declared its values immutable: the handler gets the caller's object, measured, not copied.
+      if (c === undefined) {
+        try {
+          c = sizeValue(codec, this.request);
+        } catch (err) {
+          this.refuse(toTroupeError(err, 'BAD_REQUEST'));
+          return;
+        }
+        this.request = undefined;
+        this.copied = c;
+      }
+    } else if (c === undefined || this.handed?.started === true) {
       try {
         c = this.data !== undefined ? { value: codec.decode(this.data), size: this.data.length } : copyValue(codec, this.request);
         // A retry may need the request as sent, after a handler has had (and maybe changed) this copy.

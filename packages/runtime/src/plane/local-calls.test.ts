@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MsgpackCodec } from '../codec/msgpack';
 import { TroupeError } from '../errors';
-import { copyValue, headerBlockSize, localWireError } from './local-calls';
+import { copyValue, headerBlockSize, localWireError, sizeValue } from './local-calls';
 
 const codec = new MsgpackCodec();
 
@@ -39,6 +39,16 @@ test('copyValue - gives what the codec delivers and its exact encoded size', () 
     assert.is(c.size, bytes.length, `${name}: size`);
     assert.equal(c.value, codec.decode(bytes), `${name}: value`);
   }
+});
+
+test('sizeValue - gives the value itself and its exact encoded size; what the codec cannot carry fails alike', () => {
+  for (const [name, value] of Object.entries(SAMPLES)) {
+    const c = sizeValue(codec, value);
+    assert.is(c.value, value, `${name}: the same value`);
+    assert.is(c.size, codec.encode(value).length, `${name}: size`);
+  }
+  assert.throws(() => sizeValue(codec, { f: () => 1 }));
+  assert.throws(() => codec.encode({ f: () => 1 }));
 });
 
 test('copyValue - the copy shares nothing mutable with the original', () => {

@@ -12,8 +12,10 @@ import { H } from '../wire/protocol';
  * cancel, errors with their codes and data, the payload limit, metrics,
  * request id, metadata and trace context — only the transport is skipped.
  * Copy semantics are kept too: the handler gets a copy of the request and
- * the caller a copy of the reply, made as msgpack would ({@link copyValue}).
- * What differs is written in docs/design-departures.md.
+ * the caller a copy of the reply, made as msgpack would ({@link copyValue}),
+ * unless the endpoint declares its values immutable (`@endpoint({ immutable:
+ * true })`, as Orleans' `[Immutable]`): then both pass by reference, only
+ * measured ({@link sizeValue}). What differs is written in docs/design-departures.md.
  */
 
 /** An instance endpoint reachable in-process: one mailbox. */
@@ -24,6 +26,8 @@ export interface LocalTarget {
   cancel(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void;
   /** The caller asked the handler to stop: it finishes within `graceMs` or is killed. */
   stop(req: LocalRequest, graceMs: number): void;
+  /** The endpoint declares its requests and replies immutable (`@endpoint({ immutable: true })`): both pass by reference ({@link sizeValue}). */
+  readonly immutable: boolean;
 }
 
 /** Who gets the answer of a {@link LocalRequest}: the caller's unary call. */
@@ -177,6 +181,85 @@ export function copyValue(codec: Codec, value: unknown): Copied {
   }
   const bytes = codec.encode(value);
   return { value: codec.decode(bytes), size: bytes.length };
+}
+
+/**
+ * `value` itself and the size msgpack would encode it to, for an endpoint
+ * that declares its values immutable: nothing is copied. Plain data is
+ * measured by a walk that allocates nothing; anything else is encoded once
+ * for its size, so what the codec cannot carry fails with the codec's own
+ * error, as over the bus.
+ *
+ * @example
+ * sizeValue(codec, { a: 1 }); // { value: <the same object>, size: 4 }
+ */
+export function sizeValue(codec: Codec, value: unknown): Copied {
+  size = 0;
+  try {
+    measure(value, 0);
+    return { value, size };
+  } catch (err) {
+    if (err !== NOT_PLAIN) throw err;
+  }
+  return { value, size: codec.encode(value).length };
+}
+
+/** {@link copy} without the copy: adds `v`'s msgpack size to {@link size}. */
+function measure(v: unknown, depth: number): void {
+  switch (typeof v) {
+    case 'string':
+      size += strSize(v);
+      return;
+    case 'number':
+      size += Number.isSafeInteger(v) ? intSize(v) : 9;
+      return;
+    case 'boolean':
+    case 'undefined':
+      size += 1;
+      return;
+    case 'object':
+      if (v === null) size += 1;
+      else if (depth >= PLAIN_DEPTH) throw NOT_PLAIN;
+      else measureObject(v, depth + 1);
+      return;
+    default:
+      throw NOT_PLAIN;
+  }
+}
+
+function measureObject(v: object, depth: number): void {
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto === Array.prototype) {
+    const a = v as unknown[];
+    const n = a.length;
+    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+    for (let i = 0; i < n; i++) measure(a[i], depth);
+    return;
+  }
+  if (proto === Object.prototype || proto === null) {
+    const o = v as Record<string, unknown>;
+    let n = 0;
+    for (const k of Object.keys(o)) {
+      const x = o[k];
+      if (x === undefined) continue;
+      if (k === '__proto__') throw NOT_PLAIN;
+      size += strSize(k);
+      measure(x, depth);
+      n++;
+    }
+    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+    return;
+  }
+  if (v instanceof Uint8Array && (proto === Uint8Array.prototype || proto === Buffer.prototype)) {
+    const n = v.byteLength;
+    size += n + (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+    return;
+  }
+  if (proto === Date.prototype && Number.isFinite((v as Date).getTime())) {
+    size += dateSize((v as Date).getTime());
+    return;
+  }
+  throw NOT_PLAIN;
 }
 
 /** Thrown inside the walk: this value is not plain data, use the codec. */
