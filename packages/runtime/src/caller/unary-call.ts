@@ -123,7 +123,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   sendRouted(route: Route, data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
     this.route = route;
     this.arm(data, budget, options);
-    this.next();
+    this.next(budget);
   }
 
   private arm(data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
@@ -139,7 +139,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     if (options?.stopSignal || options?.parent?.stopSignal) this.unlistenStop = onStop(options, () => this.stop());
   }
 
-  private next(): void {
+  /** `left`: the budget left, when the caller has just read the clock (the first attempt). */
+  private next(left?: number): void {
     const r = this.route as Route;
     // A retry may go back to an instance already tried when no other is left.
     const among = this.among;
@@ -159,7 +160,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     this.id = id;
     r.view.enter(id, this);
     this.untracked = id;
-    this.publish(r.view.mailbox(id), this.deadline - Date.now());
+    this.publish(r.view.mailbox(id), left ?? this.deadline - Date.now());
   }
 
   private publish(subject: string, budget: number): void {

@@ -238,8 +238,14 @@ function measureObject(v: object, depth: number): void {
   }
   if (proto === Object.prototype || proto === null) {
     const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    const shape = keys.length === 0 ? undefined : shapeOf(keys);
+    if (shape !== undefined && shape.measure(o, depth)) {
+      size += shape.keysSize;
+      return;
+    }
     let n = 0;
-    for (const k of Object.keys(o)) {
+    for (const k of keys) {
       const x = o[k];
       if (x === undefined) continue;
       if (k === '__proto__') throw NOT_PLAIN;
@@ -378,6 +384,8 @@ interface Shape {
   /** The msgpack size of the keys and the map header, added when a copy succeeds. */
   readonly keysSize: number;
   readonly copy: (o: Record<string, unknown>, depth: number) => unknown;
+  /** {@link measure}s each value; false (nothing added) when one is `undefined`. */
+  readonly measure: (o: Record<string, unknown>, depth: number) => boolean;
   /** The next shape with the same first key. */
   next: Shape | undefined;
 }
@@ -420,9 +428,13 @@ function compileShape(keys: string[]): Shape {
   const anyUndefined = names.map((_, i) => `v${i} === undefined`).join(' || ');
   const fields = names.map((k, i) => `${k}: c(v${i}, d)`).join(', ');
   const source = `return (o, d) => { ${reads} if (${anyUndefined}) return m; return { ${fields} }; };`;
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- a copier per shape; its source is built from JSON-escaped keys only
-  const make = new Function('c', 'm', source) as (c: typeof copy, m: typeof MISSING) => Shape['copy'];
-  return { keys, keysSize, copy: make(copy, MISSING), next: undefined };
+  const measures = names.map((_, i) => `c(v${i}, d);`).join(' ');
+  const measureSource = `return (o, d) => { ${reads} if (${anyUndefined}) return false; ${measures} return true; };`;
+  /* eslint-disable @typescript-eslint/no-implied-eval -- a copier per shape; its source is built from JSON-escaped keys only */
+  const makeCopy = new Function('c', 'm', source) as (c: typeof copy, m: typeof MISSING) => Shape['copy'];
+  const makeMeasure = new Function('c', measureSource) as (c: typeof measure) => Shape['measure'];
+  /* eslint-enable @typescript-eslint/no-implied-eval */
+  return { keys, keysSize, copy: makeCopy(copy, MISSING), measure: makeMeasure(measure), next: undefined };
 }
 
 function strSize(s: string): number {

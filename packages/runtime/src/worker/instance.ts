@@ -422,12 +422,16 @@ export class ActorInstance {
     served.meter.bytesIn += req.size;
     if (this.brokenReason && this.refusal) return this.sendError(req, this.refusal);
     if (this.state !== State.Serving) return this.sendError(req, refusal(`instance ${this.info.instanceId} is stopping`));
-    const arrived = Date.now();
     const box = this.mailbox;
-    const waits = box.running >= box.concurrency; // offer() runs it at once otherwise
+    if (box.running < box.concurrency) {
+      // A free slot: run now, without a job closure, as onMessage does.
+      box.runNow(this.handleNow, served, req);
+      return this.offered(served, true, req);
+    }
+    const arrived = Date.now();
     const accepted = box.offer(() => this.handle(served, req, arrived));
     // Queued behind running handlers: a cancel or stop before it starts is kept for it (as for a mailbox message).
-    if (accepted && waits) (this.queuedCalls ??= new Map()).set(req, null);
+    if (accepted) (this.queuedCalls ??= new Map()).set(req, null);
     this.offered(served, accepted, req);
   }
 
@@ -634,9 +638,10 @@ export class ActorInstance {
   }
 
   /** {@link handle} of a message that runs as it arrives (a free mailbox slot). */
-  private readonly handleNow = (served: Served, msg: TransportMessage): void | Promise<void> => this.handle(served, msg, Date.now());
+  private readonly handleNow = (served: Served, msg: TransportMessage): void | Promise<void> => this.handle(served, msg);
 
-  private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
+  /** `arrived`: when a message that waited in the mailbox arrived (ms epoch); undefined when it runs as it arrives. */
+  private handle(served: Served, msg: TransportMessage, arrived?: number): void | Promise<void> {
     const { ep, meter } = served;
     const local = msg instanceof LocalRequest ? msg : undefined;
     const reply: Reply | undefined = local ?? msg.reply;
@@ -671,8 +676,9 @@ export class ActorInstance {
     }
     const budgetHeader = msg.header(H.TIMEOUT);
     const budget = budgetHeader === undefined ? this.plane.settings.requestTimeoutMs : Number(budgetHeader);
-    const deadline = arrived + budget;
-    if (!(budget > 0) || deadline <= Date.now()) {
+    const nowMs = Date.now();
+    const deadline = (arrived ?? nowMs) + budget;
+    if (!(budget > 0) || deadline <= nowMs) {
       // The caller has given up: running the handler would be wasted work.
       const e = new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`);
       meter.finish(t0, e.code, e.message);
