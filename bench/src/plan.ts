@@ -209,7 +209,18 @@ export type MeasureResult =
 export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'llm' | 'none';
 /** Caller-side implementations (see caller.ts). */
 export type DriverKind =
-  'troupe' | 'troupe_queue' | 'troupe_rr' | 'raw_mux' | 'raw_request' | 'raw_pubsub' | 'moleculer' | 'nestjs' | 'troupe_embedded' | 'troupe_embedded_immutable' | 'moleculer_local' | 'llm';
+  | 'troupe'
+  | 'troupe_queue'
+  | 'troupe_rr'
+  | 'raw_mux'
+  | 'raw_request'
+  | 'raw_pubsub'
+  | 'moleculer'
+  | 'nestjs'
+  | 'troupe_embedded'
+  | 'troupe_embedded_immutable'
+  | 'moleculer_local'
+  | 'llm';
 
 /** A runnable system: what serves and what calls. */
 export interface Runner {

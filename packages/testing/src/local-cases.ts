@@ -178,7 +178,7 @@ export function addLocalCases<C extends { pair?: unknown }>(s: Test<C>, open: (c
     assert.equal(await outcome(local.echo(bad)), await outcome(bus.echo(bad)), 'a value the codec cannot carry fails alike');
   });
 
-  s('local - an immutable endpoint gets the caller\'s object in-process and copies over the transport; errors, limits and bytes alike', async (ctx) => {
+  s("local - an immutable endpoint gets the caller's object in-process and copies over the transport; errors, limits and bytes alike", async (ctx) => {
     const { local, bus, twin, worker, ns } = await twins(ctx);
     // A call made before this endpoint's first listing is read encodes its request at call() (it may go anywhere).
     await local.shared(0);

@@ -430,10 +430,9 @@ function compileShape(keys: string[]): Shape {
   const source = `return (o, d) => { ${reads} if (${anyUndefined}) return m; return { ${fields} }; };`;
   const measures = names.map((_, i) => `c(v${i}, d);`).join(' ');
   const measureSource = `return (o, d) => { ${reads} if (${anyUndefined}) return false; ${measures} return true; };`;
-  /* eslint-disable @typescript-eslint/no-implied-eval -- a copier per shape; its source is built from JSON-escaped keys only */
+  // A copier and a measurer per shape, compiled once: their source is built from JSON-escaped keys only.
   const makeCopy = new Function('c', 'm', source) as (c: typeof copy, m: typeof MISSING) => Shape['copy'];
   const makeMeasure = new Function('c', measureSource) as (c: typeof measure) => Shape['measure'];
-  /* eslint-enable @typescript-eslint/no-implied-eval */
   return { keys, keysSize, copy: makeCopy(copy, MISSING), measure: makeMeasure(measure), next: undefined };
 }
 
