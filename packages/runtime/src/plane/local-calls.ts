@@ -404,8 +404,14 @@ function shapeOf(keys: string[]): Shape | undefined {
   let s = shapes.get(first);
   for (; s !== undefined; s = s.next) if (sameKeys(s.keys, keys)) return s;
   if (shapeCount >= MAX_SHAPES || keys.length > MAX_SHAPE_KEYS || keys.includes('__proto__')) return undefined;
+  try {
+    s = compileShape(keys);
+  } catch {
+    // Code generation is off (`node --disallow-code-generation-from-strings`): every object takes the general walk.
+    shapeCount = MAX_SHAPES;
+    return undefined;
+  }
   shapeCount++;
-  s = compileShape(keys);
   s.next = shapes.get(first);
   shapes.set(first, s);
   return s;
