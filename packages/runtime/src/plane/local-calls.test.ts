@@ -124,4 +124,16 @@ test('headerBlockSize - counts the NATS/1.0 block as the transports do', () => {
   assert.is(headerBlockSize({ 'Troupe-Timeout': '30000' }), 12 + 14 + 5 + 4);
 });
 
+// Last: it fills the process-wide shape cache, so what follows it would take the general walk only.
+test('copyValue - past the shape cache bound (ids as keys), objects still copy and measure as the codec does', () => {
+  for (let i = 0; i < 600; i++) {
+    const v = { [`id${i}`]: { n: i, s: 'é'.repeat(i % 40) }, tail: [i, undefined] };
+    const bytes = codec.encode(v);
+    const c = copyValue(codec, v);
+    assert.is(c.size, bytes.length);
+    assert.equal(c.value, codec.decode(bytes));
+    assert.is(sizeValue(codec, v).size, bytes.length);
+  }
+});
+
 test.run();
