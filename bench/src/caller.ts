@@ -24,6 +24,8 @@ function connectorOf(kind: DriverKind): ConnectDriver {
       return (require('./systems/troupe') as typeof import('./systems/troupe')).connectWith('round-robin');
     case 'troupe_embedded':
       return (require('./systems/troupe') as typeof import('./systems/troupe')).connectEmbedded;
+    case 'troupe_embedded_immutable':
+      return (require('./systems/troupe') as typeof import('./systems/troupe')).connectEmbeddedImmutable;
     case 'raw_mux':
       return (require('./systems/raw') as typeof import('./systems/raw')).connectMux;
     case 'raw_request':

@@ -49,6 +49,20 @@ class Twin {
     return Promise.resolve(out);
   }
 
+  /** Declares its values immutable: in-process calls pass request and reply by reference. */
+  @endpoint({ immutable: true }) shared(x: unknown): unknown {
+    this.kept.push(x);
+    return x;
+  }
+
+  @endpoint({ immutable: true }) sharedBig(bytes: number): string {
+    return 'x'.repeat(bytes);
+  }
+
+  @endpoint({ immutable: true }) sharedFail(_: unknown): never {
+    throw new TroupeError('NOT_FOUND', 'no such thing', { data: { id: 7 } });
+  }
+
   @endpoint() fail(kind: string): never {
     if (kind === 'typed') throw new TroupeError('NOT_FOUND', 'no such thing', { data: { id: 7, tags: ['a'] } });
     throw new Error('plain boom');
@@ -162,6 +176,49 @@ export function addLocalCases<C extends { pair?: unknown }>(s: Test<C>, open: (c
     }
     const bad = { f: () => 1 };
     assert.equal(await outcome(local.echo(bad)), await outcome(bus.echo(bad)), 'a value the codec cannot carry fails alike');
+  });
+
+  s("local - an immutable endpoint gets the caller's object in-process and copies over the transport; errors, limits and bytes alike", async (ctx) => {
+    const { local, bus, twin, worker, ns } = await twins(ctx);
+    // A call made before this endpoint's first listing is read encodes its request at call() (it may go anywhere).
+    await local.shared(0);
+    const arg = { list: [1, 2], inner: { n: 1 }, when: new Date(5) };
+    const got = await local.shared(arg);
+    assert.is(twin.kept.at(-1), arg, 'in-process the handler got the very object');
+    assert.is(got, arg, 'in-process the caller got the very object the handler returned');
+    const viaBus = await bus.shared(arg);
+    assert.is.not(twin.kept.at(-1), arg, 'over the transport the handler got a decoded copy');
+    assert.is.not(viaBus, arg);
+    assert.equal(viaBus, arg, 'the same value either way');
+    const bytes = async (client: typeof local): Promise<number> => {
+      const read = async (): Promise<number> => {
+        const text = await worker.metrics.registry.metrics();
+        const re = new RegExp(`^troupe_request_bytes_total\\{[^}]*namespace="${ns}"[^}]*endpoint="shared"[^}]*\\} (\\d+)`, 'gm');
+        let sum = 0;
+        for (const m of text.matchAll(re)) sum += Number(m[1]);
+        return sum;
+      };
+      const before = await read();
+      await client.shared({ a: 'café', b: [1.5, -3], c: null });
+      return (await read()) - before;
+    };
+    const localBytes = await bytes(local);
+    assert.ok(localBytes > 0, 'request bytes counted in-process');
+    assert.is(localBytes, await bytes(bus), 'the msgpack size, counted alike');
+    const max = worker.bus.maxPayload;
+    const cases: Array<[string, (c: typeof local) => Promise<unknown>]> = [
+      ['a request the codec cannot carry', (c) => c.shared({ f: () => 1 })],
+      ['a request past the payload limit', (c) => c.shared('y'.repeat(max + 10))],
+      ['a reply past the payload limit', (c) => c.sharedBig(max + 10)],
+      ['a handler error', (c) => c.sharedFail(undefined)],
+    ];
+    for (const [what, call] of cases) {
+      const a = await outcome(call(local));
+      const b = await outcome(call(bus));
+      assert.ok('code' in a && 'code' in b, `${what} fails either way`);
+      // Messages name the transport's limit in its own words; code, data and the remote mark are the contract.
+      assert.equal({ code: a.code, data: a.data, remote: a.remote }, { code: b.code, data: b.data, remote: b.remote }, `${what}: alike`);
+    }
   });
 
   s('local - handler errors arrive with the same code, message, data and remote mark', async (ctx) => {

@@ -3,7 +3,7 @@ import { type DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
 import type { EndpointView } from '../discovery/endpoint-view';
 import { ErrorCode, fromWire, TroupeError, toTroupeError, type WireError } from '../errors';
-import { type Copied, copyValue, headerBlockSize, LocalRequest, type LocalSink, type LocalTarget, tooLarge } from '../plane/local-calls';
+import { type Copied, copyValue, headerBlockSize, LocalRequest, type LocalSink, type LocalTarget, sizeValue, tooLarge } from '../plane/local-calls';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
 import { type CallMeter, now } from '../plane/meter';
@@ -123,7 +123,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   sendRouted(route: Route, data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
     this.route = route;
     this.arm(data, budget, options);
-    this.next();
+    this.next(budget);
   }
 
   private arm(data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
@@ -139,7 +139,8 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     if (options?.stopSignal || options?.parent?.stopSignal) this.unlistenStop = onStop(options, () => this.stop());
   }
 
-  private next(): void {
+  /** `left`: the budget left, when the caller has just read the clock (the first attempt). */
+  private next(left?: number): void {
     const r = this.route as Route;
     // A retry may go back to an instance already tried when no other is left.
     const among = this.among;
@@ -159,7 +160,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     this.id = id;
     r.view.enter(id, this);
     this.untracked = id;
-    this.publish(r.view.mailbox(id), this.deadline - Date.now());
+    this.publish(r.view.mailbox(id), left ?? this.deadline - Date.now());
   }
 
   private publish(subject: string, budget: number): void {
@@ -203,7 +204,19 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   private dispatchLocal(target: LocalTarget, subject: string, budget: number): void {
     const codec = this.plane.codec;
     let c = this.copied;
-    if (c === undefined || this.handed?.started === true) {
+    if (target.immutable && this.data === undefined) {
+      // The endpoint declared its values immutable: the handler gets the caller's object, measured, not copied.
+      if (c === undefined) {
+        try {
+          c = sizeValue(codec, this.request);
+        } catch (err) {
+          this.refuse(toTroupeError(err, 'BAD_REQUEST'));
+          return;
+        }
+        this.request = undefined;
+        this.copied = c;
+      }
+    } else if (c === undefined || this.handed?.started === true) {
       try {
         c = this.data !== undefined ? { value: codec.decode(this.data), size: this.data.length } : copyValue(codec, this.request);
         // A retry may need the request as sent, after a handler has had (and maybe changed) this copy.

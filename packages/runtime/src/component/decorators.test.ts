@@ -32,6 +32,25 @@ test('decorators - records endpoints, their wire names and whether they stream',
   assert.is(meta.endpoints.get('load_metrics')?.stream, false);
 });
 
+test('decorators - immutable is recorded when true and refused when not a boolean', () => {
+  @component('shared')
+  class Shared {
+    @endpoint({ immutable: true }) a(): number {
+      return 1;
+    }
+    @endpoint({ immutable: false }) b(): number {
+      return 1;
+    }
+  }
+  const meta = componentMeta(Shared);
+  assert.is(meta.endpoints.get('a')?.immutable, true);
+  assert.is(meta.endpoints.get('b')?.immutable, undefined);
+  assert.throws(
+    () => endpoint({ immutable: 'yes' as unknown as boolean }),
+    (e: unknown) => e instanceof TroupeError && /immutable must be a boolean/.test(e.message),
+  );
+});
+
 test('decorators - a class without @component is refused with a clear message', () => {
   class Plain {
     @endpoint() x(): void {}

@@ -17,6 +17,8 @@ export interface EndpointMeta {
   readonly stream: boolean;
   /** The canary check the runtime sends to idle instances (`@endpoint({ healthCheck })`), resolved. */
   readonly healthCheck?: ResolvedHealthCheck;
+  /** Requests and replies are immutable (`@endpoint({ immutable: true })`): in-process calls pass them by reference. */
+  readonly immutable?: boolean;
 }
 
 /**
@@ -65,6 +67,16 @@ export interface EndpointOptions {
   stream?: boolean;
   /** A canary check the runtime sends to idle instances of this endpoint. */
   healthCheck?: HealthCheck;
+  /**
+   * A promise that neither side changes a request or a reply once it is
+   * sent (as Orleans' `[Immutable]`): a unary call from this process then
+   * hands the handler the caller's request object itself, and the caller
+   * the handler's reply object, instead of copies. Over the bus nothing
+   * changes. The payload limit, errors and metrics stay as they are; what
+   * differs (identity, prototypes, `undefined` fields) is in
+   * docs/protocol.md, "In-process calls". Default false: copies.
+   */
+  immutable?: boolean;
 }
 
 function resolveHealthCheck(where: string, hc: HealthCheck | undefined): ResolvedHealthCheck | undefined {
@@ -140,6 +152,9 @@ export function component(name: string): ClassDecorator {
 export function endpoint(nameOrOptions?: string | EndpointOptions): EndpointDecorator {
   const opts: EndpointOptions = typeof nameOrOptions === 'string' ? { name: nameOrOptions } : (nameOrOptions ?? {});
   if (opts.name !== undefined) validateName('endpoint', opts.name);
+  if (opts.immutable !== undefined && typeof opts.immutable !== 'boolean') {
+    throw new TroupeError('BAD_REQUEST', `@endpoint: immutable must be a boolean, got ${String(opts.immutable)}`);
+  }
   return (target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor) => {
     refuseStandardDecorator('@endpoint()', propertyKey);
     if (typeof propertyKey !== 'string') {
@@ -162,7 +177,8 @@ export function endpoint(nameOrOptions?: string | EndpointOptions): EndpointDeco
     const returnType: unknown = Reflect.getMetadata('design:returntype', target, propertyKey);
     const stream = opts.stream ?? (fn.constructor?.name === 'AsyncGeneratorFunction' || returnType === Observable);
     const healthCheck = resolveHealthCheck(`@endpoint ${ctor.name}.${propertyKey}`, opts.healthCheck);
-    list.set(name, healthCheck ? { name, method: propertyKey, stream, healthCheck } : { name, method: propertyKey, stream });
+    const meta: EndpointMeta = { name, method: propertyKey, stream, ...(healthCheck ? { healthCheck } : {}), ...(opts.immutable ? { immutable: true } : {}) };
+    list.set(name, meta);
   };
 }
 

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MsgpackCodec } from '../codec/msgpack';
 import { TroupeError } from '../errors';
-import { copyValue, headerBlockSize, localWireError } from './local-calls';
+import { copyValue, headerBlockSize, localWireError, sizeValue } from './local-calls';
 
 const codec = new MsgpackCodec();
 
@@ -41,6 +41,16 @@ test('copyValue - gives what the codec delivers and its exact encoded size', () 
   }
 });
 
+test('sizeValue - gives the value itself and its exact encoded size; what the codec cannot carry fails alike', () => {
+  for (const [name, value] of Object.entries(SAMPLES)) {
+    const c = sizeValue(codec, value);
+    assert.is(c.value, value, `${name}: the same value`);
+    assert.is(c.size, codec.encode(value).length, `${name}: size`);
+  }
+  assert.throws(() => sizeValue(codec, { f: () => 1 }));
+  assert.throws(() => codec.encode({ f: () => 1 }));
+});
+
 test('copyValue - the copy shares nothing mutable with the original', () => {
   const v = { list: [1, { n: 1 }], at: new Date(5), bin: new Uint8Array([1]) };
   const c = copyValue(codec, v).value as typeof v;
@@ -53,8 +63,35 @@ test('copyValue - the copy shares nothing mutable with the original', () => {
 
 test('copyValue - -0 arrives as 0 and undefined as null at the top, as msgpack carries them', () => {
   assert.ok(Object.is(copyValue(codec, -0).value, 0));
+  assert.ok(Object.is((copyValue(codec, [1, -0]).value as number[])[1], 0));
+  assert.ok(Object.is((copyValue(codec, { z: -0 }).value as { z: number }).z, 0));
+  assert.equal(copyValue(codec, [undefined, 1]).value, [null, 1]);
   assert.is(copyValue(codec, undefined).value, null);
   assert.is(copyValue(codec, { u: undefined }).size, 1);
+});
+
+test('copyValue - objects of one shape copy alike whichever values are missing or nested', () => {
+  const shapes: unknown[] = [
+    { a: 1, b: 'x' },
+    { a: 1, b: undefined },
+    { a: undefined, b: undefined },
+    { a: { a: 1, b: [{ a: 2, b: 3 }] }, b: null },
+    Object.freeze({ a: [1.5, 2], b: Object.freeze(['s']) }),
+    { 'a"b': 1, '\u2028': 2, constructor: 3, '1': 4, '0': 5 },
+  ];
+  for (let round = 0; round < 3; round++) {
+    for (const v of shapes) {
+      const bytes = codec.encode(v);
+      const c = copyValue(codec, v);
+      assert.is(c.size, bytes.length);
+      assert.equal(c.value, codec.decode(bytes));
+      assert.is.not(c.value, v);
+    }
+  }
+  const proto = JSON.parse('{"__proto__": {"x": 1}, "y": 2}') as object;
+  // as over the bus: the decoder refuses the key
+  assert.throws(() => codec.decode(codec.encode(proto)));
+  assert.throws(() => copyValue(codec, proto));
 });
 
 test('copyValue - what the codec cannot carry fails with its error', () => {
@@ -85,6 +122,18 @@ test('localWireError - keeps code, message and data; drops data the codec cannot
 
 test('headerBlockSize - counts the NATS/1.0 block as the transports do', () => {
   assert.is(headerBlockSize({ 'Troupe-Timeout': '30000' }), 12 + 14 + 5 + 4);
+});
+
+// Last: it fills the process-wide shape cache, so what follows it would take the general walk only.
+test('copyValue - past the shape cache bound (ids as keys), objects still copy and measure as the codec does', () => {
+  for (let i = 0; i < 600; i++) {
+    const v = { [`id${i}`]: { n: i, s: 'é'.repeat(i % 40) }, tail: [i, undefined] };
+    const bytes = codec.encode(v);
+    const c = copyValue(codec, v);
+    assert.is(c.size, bytes.length);
+    assert.equal(c.value, codec.decode(bytes));
+    assert.is(sizeValue(codec, v).size, bytes.length);
+  }
 });
 
 test.run();

@@ -12,8 +12,10 @@ import { H } from '../wire/protocol';
  * cancel, errors with their codes and data, the payload limit, metrics,
  * request id, metadata and trace context — only the transport is skipped.
  * Copy semantics are kept too: the handler gets a copy of the request and
- * the caller a copy of the reply, made as msgpack would ({@link copyValue}).
- * What differs is written in docs/design-departures.md.
+ * the caller a copy of the reply, made as msgpack would ({@link copyValue}),
+ * unless the endpoint declares its values immutable (`@endpoint({ immutable:
+ * true })`, as Orleans' `[Immutable]`): then both pass by reference, only
+ * measured ({@link sizeValue}). What differs is written in docs/design-departures.md.
  */
 
 /** An instance endpoint reachable in-process: one mailbox. */
@@ -24,6 +26,8 @@ export interface LocalTarget {
   cancel(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void;
   /** The caller asked the handler to stop: it finishes within `graceMs` or is killed. */
   stop(req: LocalRequest, graceMs: number): void;
+  /** The endpoint declares its requests and replies immutable (`@endpoint({ immutable: true })`): both pass by reference ({@link sizeValue}). */
+  readonly immutable: boolean;
 }
 
 /** Who gets the answer of a {@link LocalRequest}: the caller's unary call. */
@@ -179,6 +183,91 @@ export function copyValue(codec: Codec, value: unknown): Copied {
   return { value: codec.decode(bytes), size: bytes.length };
 }
 
+/**
+ * `value` itself and the size msgpack would encode it to, for an endpoint
+ * that declares its values immutable: nothing is copied. Plain data is
+ * measured by a walk that allocates nothing; anything else is encoded once
+ * for its size, so what the codec cannot carry fails with the codec's own
+ * error, as over the bus.
+ *
+ * @example
+ * sizeValue(codec, { a: 1 }); // { value: <the same object>, size: 4 }
+ */
+export function sizeValue(codec: Codec, value: unknown): Copied {
+  size = 0;
+  try {
+    measure(value, 0);
+    return { value, size };
+  } catch (err) {
+    if (err !== NOT_PLAIN) throw err;
+  }
+  return { value, size: codec.encode(value).length };
+}
+
+/** {@link copy} without the copy: adds `v`'s msgpack size to {@link size}. */
+function measure(v: unknown, depth: number): void {
+  switch (typeof v) {
+    case 'string':
+      size += strSize(v);
+      return;
+    case 'number':
+      size += Number.isSafeInteger(v) ? intSize(v) : 9;
+      return;
+    case 'boolean':
+    case 'undefined':
+      size += 1;
+      return;
+    case 'object':
+      if (v === null) size += 1;
+      else if (depth >= PLAIN_DEPTH) throw NOT_PLAIN;
+      else measureObject(v, depth + 1);
+      return;
+    default:
+      throw NOT_PLAIN;
+  }
+}
+
+function measureObject(v: object, depth: number): void {
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto === Array.prototype) {
+    const a = v as unknown[];
+    const n = a.length;
+    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+    for (let i = 0; i < n; i++) measure(a[i], depth);
+    return;
+  }
+  if (proto === Object.prototype || proto === null) {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    const shape = keys.length === 0 ? undefined : shapeOf(keys);
+    if (shape !== undefined && shape.measure(o, depth)) {
+      size += shape.keysSize;
+      return;
+    }
+    let n = 0;
+    for (const k of keys) {
+      const x = o[k];
+      if (x === undefined) continue;
+      if (k === '__proto__') throw NOT_PLAIN;
+      size += strSize(k);
+      measure(x, depth);
+      n++;
+    }
+    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+    return;
+  }
+  if (v instanceof Uint8Array && (proto === Uint8Array.prototype || proto === Buffer.prototype)) {
+    const n = v.byteLength;
+    size += n + (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+    return;
+  }
+  if (proto === Date.prototype && Number.isFinite((v as Date).getTime())) {
+    size += dateSize((v as Date).getTime());
+    return;
+  }
+  throw NOT_PLAIN;
+}
+
 /** Thrown inside the walk: this value is not plain data, use the codec. */
 const NOT_PLAIN = Symbol('not plain');
 /** Deeper than this takes the codec path (it enforces the real depth limit, 100 by default). */
@@ -219,28 +308,19 @@ function copy(v: unknown, depth: number): unknown {
 
 function copyObject(v: object, depth: number): unknown {
   const proto: unknown = Object.getPrototypeOf(v);
-  if (proto === Array.prototype) {
-    const a = v as unknown[];
-    const n = a.length;
-    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
-    const out = new Array<unknown>(n);
-    for (let i = 0; i < n; i++) out[i] = copy(a[i], depth);
-    return out;
-  }
+  if (proto === Array.prototype) return copyArray(v as unknown[], depth);
   if (proto === Object.prototype || proto === null) {
     const o = v as Record<string, unknown>;
-    const out: Record<string, unknown> = {};
-    let n = 0;
-    for (const k of Object.keys(o)) {
-      const x = o[k];
-      if (x === undefined) continue;
-      if (k === '__proto__') throw NOT_PLAIN;
-      size += strSize(k);
-      out[k] = copy(x, depth);
-      n++;
+    const keys = Object.keys(o);
+    const shape = keys.length === 0 ? undefined : shapeOf(keys);
+    if (shape !== undefined) {
+      const out = shape.copy(o, depth);
+      if (out !== MISSING) {
+        size += shape.keysSize;
+        return out;
+      }
     }
-    size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
-    return out;
+    return copyKeys(o, keys, depth);
   }
   if (v instanceof Uint8Array && (proto === Uint8Array.prototype || proto === Buffer.prototype)) {
     const n = v.byteLength;
@@ -254,6 +334,112 @@ function copyObject(v: object, depth: number): unknown {
     return new Date(ms);
   }
   throw NOT_PLAIN;
+}
+
+/**
+ * An array: `slice()` keeps the source's elements kind (a fresh `new Array(n)`
+ * filled element by element walks V8 through kind transitions), then only
+ * what must change is stored — nested objects (copied), and `undefined` or
+ * `-0`, which msgpack carries as `null` and `0`.
+ */
+function copyArray(a: unknown[], depth: number): unknown[] {
+  const n = a.length;
+  size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  const out = a.slice();
+  for (let i = 0; i < n; i++) {
+    const x = out[i];
+    const c = copy(x, depth);
+    if (c !== x || x === 0) out[i] = c; // x === 0 holds for -0 too, which becomes 0
+  }
+  return out;
+}
+
+/** The general object walk: drops `undefined` values, as the codec does (`ignoreUndefined`). */
+function copyKeys(o: Record<string, unknown>, keys: string[], depth: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  let n = 0;
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    if (k === '__proto__') throw NOT_PLAIN;
+    size += strSize(k);
+    out[k] = copy(x, depth);
+    n++;
+  }
+  size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  return out;
+}
+
+/**
+ * One object shape (its own keys, in order) and a copier compiled for it: a
+ * function that reads each key once and returns a new object literal, so the
+ * copy is born with its final hidden class. Building the copy key by key
+ * through a megamorphic keyed store instead costs a map transition and a
+ * property-array growth per key — most of the in-process call's copy time in
+ * profiles (issue #13). The copier returns {@link MISSING} when a value is
+ * `undefined` (the codec drops that key; {@link copyKeys} does it).
+ */
+interface Shape {
+  readonly keys: readonly string[];
+  /** The msgpack size of the keys and the map header, added when a copy succeeds. */
+  readonly keysSize: number;
+  readonly copy: (o: Record<string, unknown>, depth: number) => unknown;
+  /** {@link measure}s each value; false (nothing added) when one is `undefined`. */
+  readonly measure: (o: Record<string, unknown>, depth: number) => boolean;
+  /** The next shape with the same first key. */
+  next: Shape | undefined;
+}
+
+const MISSING = Symbol('a value is undefined');
+/** Compiled shapes by first key. Bounded: past {@link MAX_SHAPES} new shapes take the general walk. */
+const shapes = new Map<string, Shape>();
+let shapeCount = 0;
+/** Enough for the message types of an application; a program that makes keys up (ids as keys) stops compiling here. */
+const MAX_SHAPES = 512;
+/** Wider objects take the general walk (a copier's source and parameters grow with its keys). */
+const MAX_SHAPE_KEYS = 64;
+
+function shapeOf(keys: string[]): Shape | undefined {
+  const first = keys[0] as string;
+  let s = shapes.get(first);
+  for (; s !== undefined; s = s.next) if (sameKeys(s.keys, keys)) return s;
+  if (shapeCount >= MAX_SHAPES || keys.length > MAX_SHAPE_KEYS || keys.includes('__proto__')) return undefined;
+  try {
+    s = compileShape(keys);
+  } catch {
+    // Code generation is off (`node --disallow-code-generation-from-strings`): every object takes the general walk.
+    shapeCount = MAX_SHAPES;
+    return undefined;
+  }
+  shapeCount++;
+  s.next = shapes.get(first);
+  shapes.set(first, s);
+  return s;
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function compileShape(keys: string[]): Shape {
+  let keysSize = 0;
+  for (const k of keys) keysSize += strSize(k);
+  const n = keys.length;
+  keysSize += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  // Keys enter the source only as JSON string literals (JSON.stringify escapes them); `__proto__` never gets here.
+  const names = keys.map((k) => JSON.stringify(k));
+  const reads = names.map((k, i) => `const v${i} = o[${k}];`).join(' ');
+  const anyUndefined = names.map((_, i) => `v${i} === undefined`).join(' || ');
+  const fields = names.map((k, i) => `${k}: c(v${i}, d)`).join(', ');
+  const source = `return (o, d) => { ${reads} if (${anyUndefined}) return m; return { ${fields} }; };`;
+  const measures = names.map((_, i) => `c(v${i}, d);`).join(' ');
+  const measureSource = `return (o, d) => { ${reads} if (${anyUndefined}) return false; ${measures} return true; };`;
+  // A copier and a measurer per shape, compiled once: their source is built from JSON-escaped keys only.
+  const makeCopy = new Function('c', 'm', source) as (c: typeof copy, m: typeof MISSING) => Shape['copy'];
+  const makeMeasure = new Function('c', measureSource) as (c: typeof measure) => Shape['measure'];
+  return { keys, keysSize, copy: makeCopy(copy, MISSING), measure: makeMeasure(measure), next: undefined };
 }
 
 function strSize(s: string): number {

@@ -19,7 +19,7 @@ import type { ThreadPool } from '../threads/thread-pool';
 import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import type { EndpointMeter } from '../plane/meter';
-import { copyValue, localWireError, LocalRequest, tooLarge } from '../plane/local-calls';
+import { copyValue, localWireError, LocalRequest, sizeValue, tooLarge } from '../plane/local-calls';
 import {
   acceptStream,
   cancelError,
@@ -265,6 +265,7 @@ export class ActorInstance {
           dispatch: (req) => this.onLocal(served, req),
           cancel: (req, code) => this.cancelLocal(req, code),
           stop: (req, graceMs) => this.stopLocal(req, graceMs),
+          immutable: ep.immutable === true,
         });
         this.localSubjects.push(mailbox);
       }
@@ -421,12 +422,16 @@ export class ActorInstance {
     served.meter.bytesIn += req.size;
     if (this.brokenReason && this.refusal) return this.sendError(req, this.refusal);
     if (this.state !== State.Serving) return this.sendError(req, refusal(`instance ${this.info.instanceId} is stopping`));
-    const arrived = Date.now();
     const box = this.mailbox;
-    const waits = box.running >= box.concurrency; // offer() runs it at once otherwise
+    if (box.running < box.concurrency) {
+      // A free slot: run now, without a job closure, as onMessage does.
+      box.runNow(this.handleNow, served, req);
+      return this.offered(served, true, req);
+    }
+    const arrived = Date.now();
     const accepted = box.offer(() => this.handle(served, req, arrived));
     // Queued behind running handlers: a cancel or stop before it starts is kept for it (as for a mailbox message).
-    if (accepted && waits) (this.queuedCalls ??= new Map()).set(req, null);
+    if (accepted) (this.queuedCalls ??= new Map()).set(req, null);
     this.offered(served, accepted, req);
   }
 
@@ -633,9 +638,10 @@ export class ActorInstance {
   }
 
   /** {@link handle} of a message that runs as it arrives (a free mailbox slot). */
-  private readonly handleNow = (served: Served, msg: TransportMessage): void | Promise<void> => this.handle(served, msg, Date.now());
+  private readonly handleNow = (served: Served, msg: TransportMessage): void | Promise<void> => this.handle(served, msg);
 
-  private handle(served: Served, msg: TransportMessage, arrived: number): void | Promise<void> {
+  /** `arrived`: when a message that waited in the mailbox arrived (ms epoch); undefined when it runs as it arrives. */
+  private handle(served: Served, msg: TransportMessage, arrived?: number): void | Promise<void> {
     const { ep, meter } = served;
     const local = msg instanceof LocalRequest ? msg : undefined;
     const reply: Reply | undefined = local ?? msg.reply;
@@ -670,8 +676,9 @@ export class ActorInstance {
     }
     const budgetHeader = msg.header(H.TIMEOUT);
     const budget = budgetHeader === undefined ? this.plane.settings.requestTimeoutMs : Number(budgetHeader);
-    const deadline = arrived + budget;
-    if (!(budget > 0) || deadline <= Date.now()) {
+    const nowMs = Date.now();
+    const deadline = (arrived ?? nowMs) + budget;
+    if (!(budget > 0) || deadline <= nowMs) {
       // The caller has given up: running the handler would be wasted work.
       const e = new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`);
       meter.finish(t0, e.code, e.message);
@@ -732,7 +739,7 @@ export class ActorInstance {
     }
     if (!isPromiseLike(result)) {
       meter.inFlight--;
-      this.answer(meter, t0, reply, result);
+      this.answer(served, t0, reply, result);
       if (ctx.server) ctx.endSpan();
       return;
     }
@@ -743,7 +750,7 @@ export class ActorInstance {
       (value) => {
         this.settled(ctx, reply);
         meter.inFlight--;
-        this.answer(meter, t0, reply, value);
+        this.answer(served, t0, reply, value);
         ctx.endSpan();
       },
       (err: unknown) => {
@@ -765,14 +772,15 @@ export class ActorInstance {
   }
 
   /** Sends a handler's value (when there is a reply subject) and counts the request. */
-  private answer(meter: EndpointMeter, t0: number, reply: Reply | undefined, value: unknown): void {
-    const failed = reply ? this.sendValue(reply, value, meter) : undefined;
+  private answer(served: Served, t0: number, reply: Reply | undefined, value: unknown): void {
+    const meter = served.meter;
+    const failed = reply ? this.sendValue(reply, value, served) : undefined;
     if (failed) meter.finish(t0, failed.code, failed.message);
     else meter.finish(t0);
   }
 
   /** Sends a unary reply; returns the error sent instead when the value could not go. */
-  private sendValue(reply: Reply, value: unknown, meter: EndpointMeter): TroupeError | undefined {
+  private sendValue(reply: Reply, value: unknown, served: Served): TroupeError | undefined {
     let failed: TroupeError | undefined;
     if (isObservable(value) || isAsyncIterable(value)) {
       closeQuietly(value);
@@ -780,7 +788,7 @@ export class ActorInstance {
       this.sendError(reply, failed);
       return failed;
     }
-    if (typeof reply !== 'string') return this.sendLocalValue(reply, value, meter);
+    if (typeof reply !== 'string') return this.sendLocalValue(reply, value, served);
     let data: Uint8Array;
     try {
       data = value === undefined ? EMPTY : this.plane.codec.encode(value);
@@ -791,7 +799,7 @@ export class ActorInstance {
     }
     try {
       this.plane.transport.publish(reply, data);
-      meter.bytesOut += data.length;
+      served.meter.bytesOut += data.length;
     } catch (err) {
       failed = toTroupeError(err);
       this.sendError(reply, failed);
@@ -799,13 +807,18 @@ export class ActorInstance {
     return failed;
   }
 
-  /** {@link sendValue} to an in-process caller: a copy of the value (as msgpack would carry it), within the same payload limit. */
-  private sendLocalValue(req: LocalRequest, value: unknown, meter: EndpointMeter): TroupeError | undefined {
+  /**
+   * {@link sendValue} to an in-process caller: a copy of the value (as msgpack
+   * would carry it), or the value itself for an immutable endpoint, within the
+   * same payload limit.
+   */
+  private sendLocalValue(req: LocalRequest, value: unknown, served: Served): TroupeError | undefined {
+    const meter = served.meter;
     let copied: unknown;
     if (value !== undefined) {
       let failed: TroupeError | undefined;
       try {
-        const c = copyValue(this.plane.codec, value);
+        const c = served.ep.immutable === true ? sizeValue(this.plane.codec, value) : copyValue(this.plane.codec, value);
         const max = this.plane.transport.maxPayload;
         if (c.size > max) failed = tooLarge(c.size, max, 'the caller');
         else meter.bytesOut += c.size;
