@@ -196,7 +196,12 @@ export class SequencedPublisher {
 class SubjectCache {
   /** Created at the first event: by component ('' for the namespace scope), then by event reference; and the last lookup (a publisher mostly repeats one event). */
   private cache:
-    | { scopes: Map<string, Map<EventRef<unknown>, SubjectSeq>>; component: string | undefined; event: EventRef<unknown> | undefined; slot: SubjectSeq | undefined }
+    | {
+        scopes: Map<string, Map<EventRef<unknown>, SubjectSeq>>;
+        component: string | undefined;
+        event: EventRef<unknown> | undefined;
+        slot: SubjectSeq | undefined;
+      }
     | undefined;
 
   constructor(
