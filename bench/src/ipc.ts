@@ -28,7 +28,10 @@ export type ToParent =
   | { type: 'error'; message: string }
   /** The scale case's hosting process: about to spawn (epoch ms), then what it measured. */
   | { type: 'scale-start'; at: number }
-  | { type: 'scale'; figures: HostFigures & { subs_per_instance: number } };
+  | { type: 'scale'; figures: HostFigures & { subs_per_instance: number } }
+  /** A mesh host (mesh-host.ts): its instances are spawned; then, after `calm`, the churn operations it made. */
+  | { type: 'mesh-ready' }
+  | { type: 'mesh-calm'; ops: number };
 
 /** The job of the scale case's hosting process (scale-host.ts). */
 export interface ScaleHostJob {
@@ -38,7 +41,16 @@ export interface ScaleHostJob {
   restMs: number;
 }
 
-export type ToChild = { type: 'stop' };
+/** The job of one hosting process of the mesh case (mesh-host.ts). */
+export interface MeshHostJob {
+  url: string;
+  name: string;
+  namespace: string;
+  instances: number;
+}
+
+/** `stop` to any child; `churn` (one spawn or stop every `everyMs`, alternating) and `calm` to a mesh host. */
+export type ToChild = { type: 'stop' } | { type: 'churn'; everyMs: number } | { type: 'calm' };
 
 export function readJob<T>(): T {
   const raw = process.argv[2];

@@ -43,6 +43,8 @@ export async function measure(driver: Driver, m: Measure, label: string): Promis
       return { kind: 'lifecycle', ...(await need(driver.lifecycle, label, 'lifecycle runs')(m.replicas)) };
     case 'scale':
       return { kind: 'scale', ...(await need(driver.scale, label, 'scale runs')(m.replicas, m.restMs)) };
+    case 'mesh':
+      return { kind: 'mesh', ...(await need(driver.mesh, label, 'mesh runs')(m)) };
     case 'stream':
       return stream(need(driver.stream, label, 'streams'), m, label);
     case 'event_latency':
@@ -68,7 +70,7 @@ export async function probe(driver: Driver, m: Measure, opts: { label: string; t
           ? () => probeEvents(need(driver.events, label, 'events'))
           : m.kind === 'discovery'
             ? () => need(driver.spawnVisible, label, 'spawns')()
-            : m.kind === 'lifecycle' || m.kind === 'scale'
+            : m.kind === 'lifecycle' || m.kind === 'scale' || m.kind === 'mesh'
               ? () => Promise.resolve(need(driver.lifecycle, label, 'lifecycle runs')) // nothing to reach: it spawns its own
               : m.kind === 'llm'
                 ? need(driver.llmProbe, label, 'LLM requests')

@@ -4,6 +4,7 @@
  * scenarios (one worker topology, several measurements in one caller
  * process) and the cases reported in results.json.
  */
+import { meshModel } from './mesh-model';
 
 /** How long and how often; `--quick` is for CI, where figures are not asserted. */
 export interface Settings {
@@ -93,6 +94,7 @@ export type Measure =
   | { kind: 'discovery'; count: number; warmup: number }
   | { kind: 'lifecycle'; replicas: number }
   | { kind: 'scale'; replicas: number; restMs: number }
+  | { kind: 'mesh'; processes: number; instances: number; restMs: number; churnMs: number; churnPerS: number }
   | { kind: 'llm'; requests: number; warmup: number; concurrency: number; prefixes: number; systemChars: number; maxTokens: number };
 
 export interface LatencyResult {
@@ -185,6 +187,30 @@ export interface ScaleResult {
   /** Size of the hosting process's lease record at rest, bytes. */
   lease_bytes: number;
 }
+/**
+ * Issue #13, the mesh: `processes` hosting processes with `instances` idle
+ * instances each, one watching client; discovery messages through the server
+ * (`/varz`) and the client's CPU, at rest and while the hosts spawn and stop
+ * `churnPerS` instances a second between them.
+ */
+export interface MeshResult {
+  kind: 'mesh';
+  processes: number;
+  instances: number;
+  /** Messages per second into the server, cluster-wide, at rest. */
+  rest_in_msgs_per_s: number;
+  /** Messages per second out of the server (deliveries), at rest. */
+  rest_out_msgs_per_s: number;
+  churn_in_msgs_per_s: number;
+  churn_out_msgs_per_s: number;
+  /** The watching client's CPU, % of one core. */
+  client_cpu_rest_pct: number;
+  client_cpu_churn_pct: number;
+  /** Lists the client's watch emitted during the rest window (none expected: nothing changed). */
+  rest_list_emissions: number;
+  /** Spawns and stops the hosts made while churning. */
+  churn_ops: number;
+}
 /** The LLM pipeline under a prefix-sharing load (see examples/llm/src/workload.ts). */
 export interface LlmResult {
   kind: 'llm';
@@ -203,7 +229,16 @@ export interface LlmResult {
   firstError?: string;
 }
 export type MeasureResult =
-  LifecycleResult | ScaleResult | LatencyResult | ThroughputResult | StreamResult | EventLatencyResult | EventRateResult | DiscoveryResult | LlmResult;
+  | LifecycleResult
+  | ScaleResult
+  | MeshResult
+  | LatencyResult
+  | ThroughputResult
+  | StreamResult
+  | EventLatencyResult
+  | EventRateResult
+  | DiscoveryResult
+  | LlmResult;
 
 /** Worker processes; `none` for embedded systems (the driver hosts both sides). */
 export type WorkerKind = 'troupe' | 'raw' | 'moleculer' | 'nestjs' | 'llm' | 'none';
@@ -263,6 +298,8 @@ export type RunnerKey = keyof typeof RUNNERS;
 /** A worker topology and the measurements one caller process makes against it. */
 export interface Scenario {
   workers: number;
+  /** At most this many rounds per mode (a long scenario whose figures vary little between rounds); absent: every round. */
+  maxRounds?: Readonly<Record<Settings['mode'], number>>;
   /** Per worker process, its own arguments (then `workers` is their count): the LLM pipeline's roles. */
   roles?: readonly (readonly string[])[];
   measures: Record<string, (s: Settings) => Measure>;
@@ -278,6 +315,13 @@ const throughput =
     ...(bodyBytes === undefined ? {} : { bodyBytes }),
   });
 const stream = (s: Settings): Measure => ({ kind: 'stream', items: s.streamItems, warmupItems: s.streamWarmupItems });
+
+/** The mesh case's shape, and what the paper model (docs/discovery.md) predicts for it: one watcher, one endpoint. */
+const MESH = { processes: 10, churnPerS: 10 } as const;
+const MESH_MODEL = meshModel(MESH.processes, 1, 1, MESH.churnPerS);
+/** Printed beside a mesh case: what the model predicts (a reference; the goals of the rest cases allow 20% over it). */
+const modelNote = (figure: number, churn: boolean): string =>
+  `the paper model (docs/discovery.md) predicts ${figure} msgs/s for ${MESH.processes} processes, 1 watcher, 1 endpoint${churn ? `, ${MESH.churnPerS} spawns/stops per second (a reference, not a goal)` : ' (the goal: at most 20% over it)'}`;
 
 export const SCENARIOS = {
   unary: {
@@ -306,6 +350,26 @@ export const SCENARIOS = {
   lifecycle: { workers: 0, measures: { life10k: () => ({ kind: 'lifecycle', replicas: 10_000 }) } },
   /** Issue #13: 100,000 instances in one process (on NATS the driver forks the hosting process; no worker of the harness). */
   scale: { workers: 0, measures: { spawn100k: (s) => ({ kind: 'scale', replicas: 100_000, restMs: s.mode === 'quick' ? 3_000 : 10_000 }) } },
+  /**
+   * Issue #13: 10 hosting processes x 1,000 instances, one watching client
+   * (the caller process); the driver forks the hosts. Quick: 200 instances
+   * per process and 3 s windows (the traffic at rest does not depend on the
+   * instance count), one round.
+   */
+  mesh: {
+    workers: 0,
+    maxRounds: { full: 2, quick: 1 },
+    measures: {
+      m10x1000: (s) => ({
+        kind: 'mesh',
+        processes: MESH.processes,
+        instances: s.mode === 'quick' ? 200 : 1_000,
+        restMs: s.mode === 'quick' ? 3_000 : 10_000,
+        churnMs: s.mode === 'quick' ? 3_000 : 10_000,
+        churnPerS: MESH.churnPerS,
+      }),
+    },
+  },
   /**
    * The LLM pipeline, one process per component: frontend, router, two
    * prefill and two decode workers. Eight ~900-token system prompts (~56 KV
@@ -355,7 +419,7 @@ export interface Goal {
 export interface CaseDef {
   key: string;
   title: string;
-  unit: 'µs' | 'ms' | 's' | 'MB' | 'B' | 'count' | 'req/s' | 'items/s' | 'events/s' | 'tokens/s' | 'writes/s' | 'subs' | '%';
+  unit: 'µs' | 'ms' | 's' | 'MB' | 'B' | 'count' | 'req/s' | 'items/s' | 'events/s' | 'tokens/s' | 'writes/s' | 'msgs/s' | 'subs' | '%';
   better: 'lower' | 'higher';
   scenario: ScenarioKey;
   measure: string;
@@ -379,6 +443,7 @@ export interface CaseDef {
     | 'subs_per_instance'
     | 'discovery_writes_per_s'
     | 'lease_bytes'
+    | MeshField
     | 'ttft_p50_ms'
     | 'ttft_p99_ms'
     | 'itl_p50_ms'
@@ -695,6 +760,21 @@ export const CASES: readonly CaseDef[] = [
   },
   scaleCase('discovery_writes_per_s', 'writes/s', 'registry writes per second with 100,000 idle instances', { nats: [{ max: 1 }], embedded: [] }),
   scaleCase('lease_bytes', 'B', 'lease record of the hosting process at rest (100,000 instances)', { nats: [{ max: 1024 }], embedded: [{ max: 1024 }] }),
+  meshCase('rest_in_msgs_per_s', 'msgs/s', 'messages into the server per second at rest, cluster-wide', {
+    // Per process independent of its instances: within the model's 2.5 per process, +20%.
+    goals: [{ max: round2(MESH_MODEL.restIn * 1.2) }],
+    note: modelNote(MESH_MODEL.restIn, false),
+  }),
+  meshCase('rest_out_msgs_per_s', 'msgs/s', 'messages out of the server per second at rest, cluster-wide', {
+    goals: [{ max: round2(MESH_MODEL.restOut * 1.2) }],
+    note: modelNote(MESH_MODEL.restOut, false),
+  }),
+  meshCase('churn_in_msgs_per_s', 'msgs/s', 'messages into the server per second, 10 spawns/stops per second', { note: modelNote(MESH_MODEL.churnIn, true) }),
+  meshCase('churn_out_msgs_per_s', 'msgs/s', 'messages out of the server per second, 10 spawns/stops per second', {
+    note: modelNote(MESH_MODEL.churnOut, true),
+  }),
+  meshCase('client_cpu_rest_pct', '%', "the watching client's CPU at rest (% of one core)", {}),
+  meshCase('client_cpu_churn_pct', '%', "the watching client's CPU, 10 spawns/stops per second (% of one core)", {}),
   { ...lifecycleCase('dereg_failures', 'deregistration failures logged while stopping 10,000 instances', [{ max: 0 }]), unit: 'count' },
   llmCase({
     key: 'llm_ttft_p50_ms',
@@ -758,6 +838,29 @@ function scaleCase(field: 'spawn_s' | 'routable_s' | ScaleField, unit: CaseDef['
   };
 }
 type ScaleField = 'rss_per_instance_b' | 'heap_per_instance_b' | 'subs_per_instance' | 'discovery_writes_per_s' | 'lease_bytes';
+
+type MeshField = 'rest_in_msgs_per_s' | 'rest_out_msgs_per_s' | 'churn_in_msgs_per_s' | 'churn_out_msgs_per_s' | 'client_cpu_rest_pct' | 'client_cpu_churn_pct';
+
+/** A case of the mesh scenario (Troupe on NATS only: the figures are the server's). */
+function meshCase(field: MeshField, unit: CaseDef['unit'], title: string, extra: { goals?: Goal[]; note?: string }): CaseDef {
+  return {
+    key: `mesh_10x1000_${field}`,
+    title: `10 processes x 1,000 idle instances, one watching client: ${title}`,
+    unit,
+    better: 'lower',
+    scenario: 'mesh',
+    measure: 'm10x1000',
+    field,
+    systems: { troupe: 'troupe' },
+    troupe: 'troupe',
+    goals: extra.goals ?? [],
+    ...(extra.note === undefined ? {} : { note: extra.note }),
+  };
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
 
 /** Systems the issue names that cannot be measured yet; reported, never faked. */
 export const PENDING_SYSTEMS: ReadonlyArray<{ system: string; cases: readonly string[]; why: string }> = [];

@@ -99,6 +99,16 @@ export class Child {
     });
   }
 
+  /** Sends a message to the child (false when its channel is closed). */
+  send(msg: ToChild): boolean {
+    if (this.exitInfo !== undefined || !this.proc.connected) return false;
+    try {
+      return this.proc.send(msg);
+    } catch {
+      return false;
+    }
+  }
+
   /** Asks the child to close and exit; SIGKILL by pid if it has not within the grace period. Never rejects. */
   async stop(graceMs = STOP_GRACE_MS): Promise<void> {
     if (this.exitInfo === undefined && this.proc.connected) {

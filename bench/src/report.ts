@@ -292,7 +292,7 @@ export function goalLine(g: GoalOutcome): string {
 }
 
 /** Units whose figures keep two decimals (lifecycle phases are ~1 s; registry writes and subscriptions per instance are ~1). */
-const TWO_DECIMALS: ReadonlySet<string> = new Set(['s', 'writes/s', 'subs']);
+const TWO_DECIMALS: ReadonlySet<string> = new Set(['s', 'writes/s', 'msgs/s', 'subs']);
 
 function fmt(v: number): string {
   return Math.round(v).toLocaleString('en-US');

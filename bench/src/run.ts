@@ -28,6 +28,7 @@ import {
   RUNNERS,
   type RunnerKey,
   runnersOf,
+  type Scenario,
   SCENARIOS,
   type ScenarioKey,
   type Settings,
@@ -172,6 +173,8 @@ async function runRounds(server: NatsServer, s: Settings, cases: readonly CaseDe
   const scenarios = (Object.keys(SCENARIOS) as ScenarioKey[]).filter((k) => cases.some((c) => c.scenario === k));
   for (let round = 0; round < s.rounds; round++) {
     for (const scenario of scenarios) {
+      const shape: Scenario = SCENARIOS[scenario];
+      if (shape.maxRounds !== undefined && round >= shape.maxRounds[s.mode]) continue;
       const runners = rotate(runnersOf(scenario, cases), round);
       for (const runner of runners) {
         const names = measuresOf(scenario, runner, cases);
@@ -264,6 +267,7 @@ function callerBound(job: CallerJob): number {
     else if (m.kind === 'discovery') ms += 60_000 + (m.count + m.warmup) * 25_000;
     else if (m.kind === 'lifecycle') ms += 60_000 + m.replicas * 30;
     else if (m.kind === 'scale') ms += 120_000 + m.restMs + m.replicas * 3;
+    else if (m.kind === 'mesh') ms += 300_000 + m.restMs + m.churnMs;
     else if (m.kind === 'llm') ms += 60_000 + (m.requests + m.warmup) * 1_000;
     else ms += 40_000 + ((m.items + m.warmupItems) / 5_000) * 1000;
   }
@@ -337,6 +341,8 @@ function describe(names: string[], results: MeasureResult[]): string {
           return `${n} spawn ${r.spawn_s.toFixed(2)} s, routable ${r.routable_s.toFixed(2)} s, stop ${r.stop_s.toFixed(2)} s, close ${r.close_s.toFixed(2)} s, ${r.dereg_failures} deregistration failures`;
         case 'scale':
           return `${n} spawn ${r.spawn_s.toFixed(2)} s, routable ${r.routable_s.toFixed(2)} s, ${Math.round(r.rss_per_instance_b)} B RSS and ${Math.round(r.heap_per_instance_b)} B heap per instance, ${r.subs_per_instance.toFixed(2)} subscriptions per instance, ${r.discovery_writes_per_s.toFixed(2)} registry writes/s at rest, lease ${r.lease_bytes} B`;
+        case 'mesh':
+          return `${n} (${r.processes} × ${r.instances} instances${r.instances === 1_000 ? '' : ', fewer in quick mode'}) at rest ${r.rest_in_msgs_per_s.toFixed(1)} msgs/s in, ${r.rest_out_msgs_per_s.toFixed(1)} out, client CPU ${r.client_cpu_rest_pct.toFixed(2)}%, ${r.rest_list_emissions} list emissions · churning (${r.churn_ops} spawns/stops) ${r.churn_in_msgs_per_s.toFixed(1)} in, ${r.churn_out_msgs_per_s.toFixed(1)} out, client CPU ${r.client_cpu_churn_pct.toFixed(2)}%`;
         case 'llm':
           return `${n} TTFT p50 ${r.ttft_p50_ms.toFixed(1)} ms p99 ${r.ttft_p99_ms.toFixed(1)} ms · ITL p50 ${r.itl_p50_ms.toFixed(1)} ms p99 ${r.itl_p99_ms.toFixed(1)} ms · ${Math.round(r.output_tokens_per_s)} tokens/s · KV hit ${r.kv_hit_pct.toFixed(1)}% (${r.requests} requests, ${r.errors} errors)`;
       }

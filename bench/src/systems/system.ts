@@ -5,7 +5,7 @@
  * process; their driver hosts both sides in-process.
  */
 import type { EventPayload, Item, Payload, PublishReport, PublishSpec } from '../payload';
-import type { LlmResult, Measure, ScaleResult } from '../plan';
+import type { LlmResult, Measure, MeshResult, ScaleResult } from '../plan';
 
 /** A running worker: closing it releases its connection. */
 export interface Worker {
@@ -53,6 +53,12 @@ export interface Driver {
    * all, lets them idle for `restMs`, and reports what they cost.
    */
   scale?(replicas: number, restMs: number): Promise<Omit<ScaleResult, 'kind'>>;
+  /**
+   * Forks the mesh case's hosting processes, watches their instances from
+   * this process, and measures discovery traffic and this process's CPU at
+   * rest and while the hosts churn.
+   */
+  mesh?(m: Extract<Measure, { kind: 'mesh' }>): Promise<Omit<MeshResult, 'kind'>>;
   /** Runs an LLM load against the pipeline's HTTP frontend. */
   llm?(m: Extract<Measure, { kind: 'llm' }>): Promise<LlmResult>;
   /** One small request that must succeed before anything is timed (LLM pipeline). */

@@ -38,6 +38,7 @@ import type { ScaleHostJob } from '../ipc';
 import type { ScaleResult } from '../plan';
 import { Child } from '../procs';
 import { hostMany, memory } from '../scale';
+import { meshOnNats } from '../mesh';
 import { join } from 'node:path';
 
 const SCALE_HOST_JS = join(__dirname, '..', 'scale-host.js');
@@ -138,7 +139,7 @@ export function connectWith(router?: RouterSpec): ConnectDriver {
   return async (url) => {
     const runtime = await Runtime.connect({ servers: url, name: `bench-troupe-caller-${process.pid}` });
     const driver = driverOf(runtime, router, (logger) => Runtime.connect({ servers: url, name: `bench-troupe-life-${process.pid}`, logger }));
-    return { ...driver, scale: (replicas, restMs) => scaleOnNats(runtime, url, replicas, restMs) };
+    return { ...driver, scale: (replicas, restMs) => scaleOnNats(runtime, url, replicas, restMs), mesh: (m) => meshOnNats(runtime, url, m) };
   };
 }
 

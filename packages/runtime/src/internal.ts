@@ -109,6 +109,7 @@ export { TransportStatus } from './transport/transport';
 export type {
   Transport,
   Headers,
+  HeaderBlock,
   PublishOptions,
   SubscribeOptions,
   RequestOptions,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Transport, type TransportMessage, TransportStatus, TroupeError } from '@troupe/runtime/internal';
+import { type HeaderBlock, type Transport, type TransportMessage, TransportStatus, TroupeError } from '@troupe/runtime/internal';
 import { waitFor, within } from './wait';
 
 /** Two connections to one bus: tests publish on one and subscribe on the other. */
@@ -25,6 +25,7 @@ export const TRANSPORT_CASES = [
   'headers arrive',
   'header lookups match whole names, with one header or several',
   'copies headers at publish',
+  'takes pre-encoded header blocks, read during publish only',
   'refuses a payload over maxPayload with PAYLOAD_TOO_LARGE at once',
   'counts headers toward maxPayload',
   'keeps per-publisher order',
@@ -313,6 +314,28 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       assert.is(many.header('k'), 'caf\u00e9');
       for (const name of ['Troupe-I', 'Troupe', 'no', 'd', 'Troupe-Timeout']) assert.is(many.header(name), undefined, `${JSON.stringify(name)}`);
       assert.equal([...one.data, ...many.data], [1, 2]);
+    },
+
+    'takes pre-encoded header blocks, read during publish only': async (ctx) => {
+      const { a, b, subject } = await open(ctx);
+      const got: TransportMessage[] = [];
+      b.subscribe(subject('p'), (m) => got.push(m));
+      await ready(b);
+      // One object reused for every publish, as an event publisher does: each message keeps its own values.
+      let n = 0;
+      const block: HeaderBlock = {
+        block: () => new TextEncoder().encode(`NATS/1.0\r\nTroupe-Event: p1 ${n} 1700000000000\r\n\r\n`),
+        record: () => ({ 'Troupe-Event': `p1 ${n} 1700000000000` }),
+      };
+      for (n = 1; n <= 2; n++) a.publish(subject('p'), bytes(n), { headerBlock: block });
+      await waitFor(() => got.length === 2, WAIT_MS, 'two messages with pre-encoded headers');
+      assert.equal(
+        got.map((m) => [m.header('Troupe-Event'), m.header('Troupe-Id'), [...m.data]]),
+        [
+          ['p1 1 1700000000000', undefined, [1]],
+          ['p1 2 1700000000000', undefined, [2]],
+        ],
+      );
     },
 
     'copies headers at publish': async (ctx) => {

@@ -194,26 +194,50 @@ export class EventStreams {
   }
 }
 
-/** Remembers the last sequence number seen per publisher and subject. */
-class GapTracker {
-  private readonly last = new Map<string, number>();
+/** The last sequence number seen of one publisher on one subject. */
+interface SeqSeen {
+  seq: number;
+  /** The tracker's tick when this entry last moved to the recent end. */
+  moved: number;
+}
 
-  /** Events missed before `seq` (0 for the first one seen, or an old or repeated one). */
-  gap(key: string, seq: number): number {
-    const prev = this.last.get(key);
-    return prev === undefined || seq <= prev ? 0 : seq - prev - 1;
+/**
+ * Remembers the last sequence number seen per publisher and subject, for
+ * {@link GAP_KEYS_MAX} of them. An entry moves to the recent end of the map
+ * at most once per half the bound of commits, not at every event: every
+ * entry seen within the last `GAP_KEYS_MAX / 2` commits is kept (a key can
+ * only reach the old end after that many others moved past it).
+ */
+class GapTracker {
+  private readonly last = new Map<string, SeqSeen>();
+  private tick = 0;
+
+  /** The entry of `key`, undefined before its first commit. */
+  entry(key: string): SeqSeen | undefined {
+    return this.last.get(key);
   }
 
-  commit(key: string, seq: number): void {
-    const prev = this.last.get(key);
-    if (prev !== undefined) {
-      if (seq <= prev) return;
-      this.last.delete(key); // re-inserted last: Map order is recency
-    } else if (this.last.size >= GAP_KEYS_MAX) {
+  /** Events missed before `seq` (0 for the first one seen, or an old or repeated one). */
+  static gap(entry: SeqSeen | undefined, seq: number): number {
+    return entry === undefined || seq <= entry.seq ? 0 : seq - entry.seq - 1;
+  }
+
+  commit(key: string, entry: SeqSeen | undefined, seq: number): void {
+    const tick = ++this.tick;
+    if (entry !== undefined) {
+      if (seq > entry.seq) entry.seq = seq;
+      if (tick - entry.moved > GAP_KEYS_MAX / 2) {
+        entry.moved = tick;
+        this.last.delete(key); // re-inserted last: Map order is recency
+        this.last.set(key, entry);
+      }
+      return;
+    }
+    if (this.last.size >= GAP_KEYS_MAX) {
       const oldest = this.last.keys().next().value;
       if (oldest !== undefined) this.last.delete(oldest);
     }
-    this.last.set(key, seq);
+    this.last.set(key, { seq, moved: tick });
   }
 }
 
@@ -242,6 +266,8 @@ export class EventSubscription {
     private readonly hooks: SubscriptionHooks,
   ) {
     this.tracker = plan.gaps ? new GapTracker() : undefined;
+    const only = plan.subjects.length === 1 && plan.target.event !== undefined ? plan.subjects[0] : undefined;
+    this.fixedParts = only === undefined ? undefined : parseEventSubject(only);
     this.ready = plan.log ? this.consumeLog() : this.subscribeLive();
     this.ready.catch(() => undefined); // the owner reads it; never an unhandled rejection
   }
@@ -312,6 +338,9 @@ export class EventSubscription {
     return `${this.plan.target.namespace}/${this.plan.durable ?? ''}`;
   }
 
+  /** The parts of the one subject of a live subscription to one event name; undefined with wildcards (read per message). */
+  private readonly fixedParts: EventSubjectParts | undefined;
+
   /** The last subject parsed and its parts: a subscription mostly sees one subject, parsed once instead of per event. */
   private lastSubject = '';
   private lastParts: EventSubjectParts | undefined;
@@ -326,11 +355,12 @@ export class EventSubscription {
 
   private readonly onLive = (msg: TransportMessage): void => {
     if (this.stopped) return;
-    const parts = this.subjectParts(msg.subject);
+    // A subscription to one event name knows its subject: the message's is not read (nats.js decodes it per read).
+    const parts = this.fixedParts ?? this.subjectParts(msg.subject);
     if (parts === undefined) return;
     const data = this.decode(msg, parts);
     if (data === NOTHING) return;
-    const { env, key } = this.envelope(msg, parts, data);
+    const env = this.envelope(msg, parts, data);
     const accepted = this.deliver(env, parts.event);
     if (accepted === false) {
       // Not committed: the next event of this publisher reports the gap.
@@ -340,8 +370,14 @@ export class EventSubscription {
       }
       return;
     }
-    if (key !== undefined) this.tracker?.commit(key, env.seq);
+    this.commit(env.seq);
   };
+
+  /** Records the sequence of the event {@link envelope} built last as seen (gap tracking on and a key made). */
+  private commit(seq: number): void {
+    const key = this.gapKey;
+    if (key !== undefined) this.tracker?.commit(key, this.gapEntry, seq);
+  }
 
   /** Hands one envelope to the sink; a sink that throws is logged, never breaks delivery. */
   private deliver(env: Parameters<EventSink>[0], event: string): ReturnType<EventSink> {
@@ -366,13 +402,13 @@ export class EventSubscription {
       m.ack(); // never deliverable: do not let it come back
       return;
     }
-    const { env, key } = this.envelope(m, parts, data);
+    const env = this.envelope(m, parts, data);
     const accepted = this.deliver(env, parts.event);
     if (accepted === false) {
       m.nak(REFUSED_NAK_MS);
       return;
     }
-    if (key !== undefined) this.tracker?.commit(key, env.seq);
+    this.commit(env.seq);
     if (accepted !== undefined && accepted !== true && typeof accepted.then === 'function') {
       const working = this.keepInProgress(m);
       accepted.then(
@@ -419,16 +455,30 @@ export class EventSubscription {
     }
   }
 
-  private envelope(msg: EventMessage, parts: EventSubjectParts, data: unknown): { env: EventEnvelope<unknown>; key: string | undefined } {
-    const meta = eventMeta(msg);
-    const publisher = meta.publisher;
-    const rawSeq = Number(meta.seq);
-    const seq = Number.isSafeInteger(rawSeq) && rawSeq > 0 ? rawSeq : 0;
-    const rawTime = Number(meta.time);
-    const timestamp = Number.isFinite(rawTime) && rawTime > 0 ? rawTime : Date.now();
-    const key = this.tracker !== undefined && publisher !== '' && seq > 0 ? `${publisher} ${msg.subject}` : undefined;
-    const gap = key === undefined ? 0 : (this.tracker as GapTracker).gap(key, seq);
-    const env: EventEnvelope<unknown> = {
+  /** The gap key and tracker entry of the event {@link envelope} built last (read by {@link commit}). */
+  private gapKey: string | undefined;
+  private gapEntry: SeqSeen | undefined;
+  /** Scratch of {@link readMeta}: the last event's metadata. */
+  private readonly meta: EventMeta = { publisher: '', seq: 0, time: 0 };
+
+  private envelope(msg: EventMessage, parts: EventSubjectParts, data: unknown): EventEnvelope<unknown> {
+    const meta = readMeta(msg, this.meta);
+    const { publisher, seq } = meta;
+    const timestamp = meta.time > 0 ? meta.time : Date.now();
+    let gap = 0;
+    if (this.tracker !== undefined && publisher !== '' && seq > 0) {
+      // One subject per subscription (the usual case): the publisher alone is the key.
+      const key = this.fixedParts === undefined ? `${publisher} ${msg.subject}` : publisher;
+      // The same key as the last event's (one publisher's run): its entry, without a lookup.
+      const entry = key === this.gapKey && this.gapEntry !== undefined ? this.gapEntry : this.tracker.entry(key);
+      gap = GapTracker.gap(entry, seq);
+      this.gapKey = key;
+      this.gapEntry = entry;
+    } else {
+      this.gapKey = undefined;
+      this.gapEntry = undefined;
+    }
+    const env: { -readonly [K in keyof EventEnvelope<unknown>]: EventEnvelope<unknown>[K] } = {
       event: parts.event,
       scope: parts.component === undefined ? EventScope.NAMESPACE : EventScope.COMPONENT,
       namespace: parts.namespace,
@@ -437,28 +487,66 @@ export class EventSubscription {
       seq,
       timestamp,
       data,
-      ...(gap > 0 ? { gap } : {}),
     };
-    return { env, key };
+    if (gap > 0) env.gap = gap;
+    return env;
   }
 }
 
 const NOTHING: unique symbol = Symbol('nothing');
 
+/** An event's publisher, sequence (0: none) and time (0: none), as {@link readMeta} finds them. */
+interface EventMeta {
+  publisher: string;
+  seq: number;
+  time: number;
+}
+
 /**
- * An event's publisher, sequence and time, from the packed `Troupe-Event`
- * header (`{publisher} {seq} {time}`; the publisher is what precedes the
- * last two fields), else from the three separate headers other publishers
- * may send. Missing or malformed parts read as absent.
+ * An event's publisher, sequence and time into `out`, from the packed
+ * `Troupe-Event` header (`{publisher} {seq} {time}`; the publisher is what
+ * precedes the last two fields), else from the three separate headers other
+ * publishers may send. Missing or malformed parts read as absent: publisher
+ * '', seq and time 0.
  */
-function eventMeta(msg: EventMessage): { publisher: string; seq: string | undefined; time: string | undefined } {
+function readMeta(msg: EventMessage, out: EventMeta): EventMeta {
   const packed = msg.header(H.EVENT);
   if (packed !== undefined) {
     const b = packed.lastIndexOf(' ');
     const a = b > 0 ? packed.lastIndexOf(' ', b - 1) : -1;
-    if (a > 0) return { publisher: packed.slice(0, a), seq: packed.slice(a + 1, b), time: packed.slice(b + 1) };
+    if (a > 0) {
+      // Events mostly come from the publisher of the last one: its string is kept (no slice, the map key's hash is cached).
+      const last = out.publisher;
+      out.publisher = a === last.length && packed.startsWith(last) ? last : packed.slice(0, a);
+      out.seq = seqOf(digits(packed, a + 1, b));
+      out.time = timeOf(digits(packed, b + 1, packed.length));
+      return out;
+    }
   }
-  return { publisher: msg.header(H.PUBLISHER) ?? '', seq: msg.header(H.EVENT_SEQ), time: msg.header(H.TIME) };
+  out.publisher = msg.header(H.PUBLISHER) ?? '';
+  out.seq = seqOf(Number(msg.header(H.EVENT_SEQ)));
+  out.time = timeOf(Number(msg.header(H.TIME)));
+  return out;
+}
+
+/** The number written in decimal digits from `from` to `to`; NaN when empty or anything else is there (then `Number()` of the text decides). */
+function digits(s: string, from: number, to: number): number {
+  if (to <= from || to - from > 15) return Number(s.slice(from, to));
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return Number(s.slice(from, to));
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+function seqOf(n: number): number {
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
+function timeOf(n: number): number {
+  return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
 /**

@@ -3,6 +3,7 @@ import { TroupeError } from '../errors';
 import { validateName } from '../names';
 import type { Plane } from '../plane/plane';
 import { H } from '../wire/protocol';
+import { EventHeader } from './event-header';
 import { componentEventSubject, eventLogName, eventLogSubjects, namespaceEventSubject } from '../wire/subjects';
 import type { MessageLog } from '../transport/transport';
 
@@ -141,54 +142,107 @@ export const DEFAULT_EVENT_LOG: Required<EventLogOptions> = {
   maxBytes: 256 * 1024 * 1024,
 };
 
+/** One subject a publisher sends to, and the sequence number of the last event it sent there. */
+interface SubjectSeq {
+  readonly subject: string;
+  seq: number;
+}
+
 /** Stamps events with a publisher id and a sequence number per subject, and sends them. */
 export class SequencedPublisher {
-  /** Created at the first event (an instance that never publishes, most of 100,000, holds no map). */
-  private seqs: Map<string, number> | undefined;
+  /**
+   * Created at the first event (an instance that never publishes, most of
+   * 100,000, holds none): the sequence of each subject (never evicted: a
+   * sequence never restarts) and the `Troupe-Event` line, encoded up to the
+   * publisher id, so only the numbers are written per event.
+   */
+  private sending: { seqs: Map<string, SubjectSeq>; options: { headerBlock: EventHeader } } | undefined;
 
   constructor(
     private readonly plane: Plane,
     readonly id: string,
   ) {}
 
-  send(subject: string, data: unknown): void {
+  /** The sequence of one subject (created at its first event). */
+  slot(subject: string): SubjectSeq {
+    const { seqs } = (this.sending ??= { seqs: new Map(), options: { headerBlock: new EventHeader(this.id) } });
+    let slot = seqs.get(subject);
+    if (slot === undefined) {
+      slot = { subject, seq: 0 };
+      seqs.set(subject, slot);
+    }
+    return slot;
+  }
+
+  /** Sends one event to the subject of `slot` (from {@link slot}) as its next in sequence. */
+  send(slot: SubjectSeq, data: unknown): void {
     const body = this.plane.codec.encode(data);
-    const seqs = (this.seqs ??= new Map());
-    const seq = (seqs.get(subject) ?? 0) + 1;
-    this.plane.transport.publish(subject, body, {
-      // One header, not three: the subscriber parses (and NATS carries) one line per event.
-      headers: { [H.EVENT]: `${this.id} ${seq} ${Date.now()}` },
-    });
+    const seq = slot.seq + 1;
+    // One header, not three: the subscriber parses (and NATS carries) one line per event.
+    const options = (this.sending as NonNullable<SequencedPublisher['sending']>).options;
+    options.headerBlock.stamp(seq, Date.now());
+    this.plane.transport.publish(slot.subject, body, options);
     // Counted only once sent: a refused publish (too large, disconnected) is no gap.
-    seqs.set(subject, seq);
+    slot.seq = seq;
     this.plane.meter.eventsPublished++;
   }
 }
 
-/** The subject of an event of `namespace` (and `component`, if given), cached per publisher. */
+/**
+ * The subject (and sequence) of each event a publisher sends in one
+ * namespace, by event reference (the name string or the token itself, so a
+ * publish looks up what it was given without building a key).
+ */
 class SubjectCache {
-  private map: Map<string, string> | undefined;
-  get(namespace: string, component: string | undefined, event: EventRef<unknown>): string {
-    const name = typeof event === 'string' ? event : (event as EventToken<unknown> | undefined)?.name;
-    const key = `${component ?? ''}/${String(name)}`;
-    const map = (this.map ??= new Map());
-    let subject = map.get(key);
-    if (subject === undefined) {
-      subject = component === undefined ? namespaceEventSubject(namespace, eventName(event)) : componentEventSubject(namespace, component, eventName(event));
-      if (map.size >= 1024) map.clear();
-      map.set(key, subject);
+  /** Created at the first event: by component ('' for the namespace scope), then by event reference; and the last lookup (a publisher mostly repeats one event). */
+  private cache:
+    | {
+        scopes: Map<string, Map<EventRef<unknown>, SubjectSeq>>;
+        component: string | undefined;
+        event: EventRef<unknown> | undefined;
+        slot: SubjectSeq | undefined;
+      }
+    | undefined;
+
+  constructor(
+    private readonly publisher: SequencedPublisher,
+    private readonly ns: string,
+  ) {}
+
+  get(component: string | undefined, event: EventRef<unknown>): SubjectSeq {
+    const cache = (this.cache ??= { scopes: new Map(), component: undefined, event: undefined, slot: undefined });
+    if (cache.slot !== undefined && event === cache.event && component === cache.component) return cache.slot;
+    const scopes = cache.scopes;
+    let map = scopes.get(component ?? '');
+    if (map === undefined) {
+      if (scopes.size >= 1024) scopes.clear();
+      map = new Map<EventRef<unknown>, SubjectSeq>();
+      scopes.set(component ?? '', map);
     }
-    return subject;
+    let slot = map.get(event);
+    if (slot === undefined) {
+      const name = eventName(event);
+      slot = this.publisher.slot(component === undefined ? namespaceEventSubject(this.ns, name) : componentEventSubject(this.ns, component, name));
+      // Bounded: a publisher naming endless distinct events forgets the lookups (never the sequences).
+      if (map.size >= 1024) map.clear();
+      map.set(event, slot);
+    }
+    cache.component = component;
+    cache.event = event;
+    cache.slot = slot;
+    return slot;
   }
 }
 
 class InstancePublisher implements EventPublisher {
-  private readonly subjects = new SubjectCache();
+  private readonly subjects: SubjectCache;
 
   constructor(
     private readonly core: SequencedPublisher,
     private readonly info: InstanceInfo,
-  ) {}
+  ) {
+    this.subjects = new SubjectCache(core, info.namespace);
+  }
 
   get id(): string {
     return this.core.id;
@@ -209,7 +263,7 @@ class InstancePublisher implements EventPublisher {
         throw new TroupeError('BAD_REQUEST', `unknown event scope ${JSON.stringify(never)}: 'component' or 'namespace'`);
       }
     }
-    this.core.send(this.subjects.get(this.info.namespace, component, event), data);
+    this.core.send(this.subjects.get(component, event), data);
   }
 }
 
@@ -251,10 +305,10 @@ export class RuntimeEvents {
     let cache = this.subjects.get(namespace);
     if (cache === undefined) {
       if (this.subjects.size >= 1024) this.subjects.clear();
-      cache = new SubjectCache();
+      cache = new SubjectCache(this.publisher, namespace);
       this.subjects.set(namespace, cache);
     }
-    this.publisher.send(cache.get(namespace, component, event), data);
+    this.publisher.send(cache.get(component, event), data);
   }
 }
 

@@ -243,10 +243,25 @@ export type TransportStatus = (typeof TransportStatus)[keyof typeof TransportSta
 /** Headers as plain string pairs (NATS headers; the memory network copies them). */
 export type Headers = Readonly<Record<string, string>>;
 
-/** Options of {@link Transport.publish}. */
+/**
+ * Headers a sender encodes itself, for metadata rewritten per message (an
+ * event's `Troupe-Event` line, where only the numbers change): `block()` is
+ * the whole `NATS/1.0` header block, names and values already checked;
+ * `record()` the same headers as a record, for transports that do not speak
+ * the NATS wire. A transport calls one of them during `publish` and keeps
+ * nothing of the object.
+ */
+export interface HeaderBlock {
+  block(): Uint8Array;
+  record(): Headers;
+}
+
+/** Options of {@link Transport.publish}. The transport reads them during the call and keeps nothing of them (a caller may reuse them). */
 export interface PublishOptions {
   reply?: string;
   headers?: Headers;
+  /** Pre-encoded headers, in place of `headers` (ignored when `headers` is given). */
+  headerBlock?: HeaderBlock;
 }
 
 /** Options of {@link Transport.subscribe}. */

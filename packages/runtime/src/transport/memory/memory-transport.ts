@@ -111,7 +111,7 @@ export class MemoryTransport implements Transport {
     const bus = this.bus;
     const route = bus.route(subject);
     const reply = options?.reply;
-    const headers = options?.headers;
+    const headers = options?.headers ?? options?.headerBlock?.record();
     let copied: Record<string, string> | undefined;
     let size = data.length;
     if (headers !== undefined) {

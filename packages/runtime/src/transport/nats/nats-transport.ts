@@ -4,6 +4,7 @@ import { settlesWithin } from '../../settle';
 import { TroupeError } from '../../errors';
 import { checkHeader } from '../../wire/header-grammar';
 import type {
+  HeaderBlock,
   Headers,
   MessageHandler,
   PublishOptions,
@@ -113,9 +114,13 @@ export class NatsTransport implements Transport {
       // nats.js has no reconnect buffer: a publish during an outage is dropped silently.
       throw new TroupeError('UNAVAILABLE', `not connected to NATS (${this.statusSubject.value}); message to ${subject} not sent`);
     }
-    checkSubject(subject);
+    // A run of publishes to one subject (an event publisher's) checks it once.
+    if (subject !== lastChecked) {
+      checkSubject(subject);
+      lastChecked = subject;
+    }
     if (options?.reply !== undefined) checkSubject(options.reply);
-    const hdrs = options?.headers ? encodeHeaders(options.headers) : undefined;
+    const hdrs = options?.headers ? encodeHeaders(options.headers) : options?.headerBlock ? preEncoded(options.headerBlock) : undefined;
     let opts: { reply: string; headers: MsgHdrs | undefined } | undefined;
     if (hdrs || options?.reply) {
       // One options object for every publish: nats.js reads it synchronously and keeps nothing of it.
@@ -217,7 +222,26 @@ function checkSubject(subject: string): void {
   }
 }
 
+/** The last publish subject that passed {@link checkSubject}. */
+let lastChecked: string | undefined;
+
 const PUBLISH_OPTIONS: { reply: string; headers: MsgHdrs | undefined } = { reply: '', headers: undefined };
+
+/** What nats.js reads of its headers (`encode()`, once, inside `publish`): one reused wrapper for pre-encoded blocks. */
+const PRE_ENCODED = {
+  bytes: new Uint8Array(0) as Uint8Array,
+  get size(): number {
+    return this.bytes.length;
+  },
+  encode(): Uint8Array {
+    return this.bytes;
+  },
+};
+
+function preEncoded(h: HeaderBlock): typeof PRE_ENCODED {
+  PRE_ENCODED.bytes = h.block();
+  return PRE_ENCODED;
+}
 
 /** Encodings of frozen header records (callers reuse them for identical metadata). */
 const encodedCache = new WeakMap<Headers, EncodedHeaders>();
