@@ -91,7 +91,9 @@ s(`kill -9 of the worker after 20 of 1,000 items: INSTANCE_LOST { delivered: 20 
     `more than one run past ${KILL_BOUND_MS} ms: ${latencies.map((l) => l.toFixed(0)).join(' ')}`,
   );
   assert.ok((latencies.at(-1) as number) < 1_500, 'every run within the idle bound');
-  assert.is(caller.pendingReplies, 0, 'nothing left behind');
+  // A liveness probe sent just before the last kill is still waiting for its answer (bounded by the probe's own
+  // timeout): nothing may be left once that has passed.
+  await waitFor(() => caller.pendingReplies === 0, 1_500, `nothing left behind (${caller.pendingReplies} replies pending)`);
 });
 
 s('kill -9 with migrate: the stream completes from another instance with contiguous items', async (ctx) => {
