@@ -427,8 +427,17 @@ export class Runtime {
     checkPositiveInt('stuckAfterMs', stuckAfterMs, 0);
 
     const record: SpawnRecord = { instances: [], replicas: [] };
+    const statics = { ...options.properties };
     this.spawns.add(record);
-    const host = this.replicaHost(record, target, meta.name, namespace, options, { concurrency, mailboxCapacity, failures, stuckAfterMs, queues: this.queues });
+    const host = this.replicaHost(record, target, { component: meta.name, namespace, statics }, options, {
+      concurrency,
+      mailboxCapacity,
+      failures,
+      stuckAfterMs,
+      queues: this.queues,
+      addresses: [...meta.endpoints.values()].map((ep) => endpointAddress(namespace, meta.name, ep.name)),
+      logger: this.logger,
+    });
     try {
       const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host, restart));
       const failed: Array<{ replica: number; error: unknown }> = [];
@@ -458,7 +467,8 @@ export class Runtime {
       // A registry that does not answer within registerWaitMs does not fail the spawn: the instances serve
       // their queue groups and mailboxes now and are registered in the background when it answers.
       await this.registry?.registerMany(
-        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: { ...options.properties } })),
+        // The spawn's static properties: one object for all its instances (the registry only reads them).
+        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: statics })),
       );
       for (const instance of record.instances) {
         this.micro?.add(instance, version);
@@ -497,29 +507,26 @@ export class Runtime {
   private replicaHost(
     record: SpawnRecord,
     target: Class,
-    component: string,
-    namespace: string,
+    spawn: { component: string; namespace: string; statics: Record<string, unknown> },
     options: SpawnOptions,
     settings: ConstructorParameters<typeof ActorInstance>[4],
   ): ReplicaHost {
+    const { component, namespace, statics } = spawn;
     const meta = componentMeta(target);
+    const registry = this.registry;
+    // One per spawn, shared by its instances' property boards.
+    const sink = registry ? (id: string, k: string, v: unknown) => registry.setDynamic(id, k, v) : undefined;
     return {
       build: () => {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component };
-        const logger = lazyChild(this.logger, { namespace, component, instance: info.instanceId });
-        const registry = this.registry;
-        const properties = new PropertyBoard(
-          info.instanceId,
-          { ...options.properties },
-          registry ? (k, v) => registry.setDynamic(info.instanceId, k, v) : undefined,
-        );
-        const actor = this.construct(target, { info, logger, config: options.config, properties });
-        const instance = new ActorInstance(this.plane, meta, actor as object, info, settings, logger);
+        const properties = new PropertyBoard(info.instanceId, statics, sink);
+        const actor = this.construct(target, { info, config: options.config, properties });
+        const instance = new ActorInstance(this.plane, meta, actor as object, info, settings);
         instance.properties = properties;
         return instance;
       },
       register: async (i) => {
-        await this.registry?.register(i.addresses, i.info.instanceId, { ...options.properties });
+        await this.registry?.register(i.addresses, i.info.instanceId, statics);
       },
       deregister: async (i) => {
         if (!this.registry) return;
@@ -588,14 +595,16 @@ export class Runtime {
     );
   }
 
-  private construct(target: Class, deps: { info: InstanceInfo; logger: Logger; config: unknown; properties: PropertyBoard }): unknown {
-    const { info, logger, config } = deps;
+  private construct(target: Class, deps: { info: InstanceInfo; config: unknown; properties: PropertyBoard }): unknown {
+    const { info, config } = deps;
     const child = this.container.createChildContainer();
     child.registerInstance(CONFIG, config);
-    child.registerInstance(LOGGER, logger);
+    // Made only when the class injects it.
+    child.register(LOGGER, { useFactory: () => lazyChild(this.logger, { namespace: info.namespace, component: info.component, instance: info.instanceId }) });
     child.registerInstance(INSTANCE, info);
     child.registerInstance(PROPERTIES, deps.properties);
-    child.registerInstance(PUBLISHER, this.plane.events.publisherOf(info));
+    // Made only when the class injects it (most actors never publish): 100,000 idle instances hold no publisher.
+    child.register(PUBLISHER, { useFactory: () => this.plane.events.publisherOf(info) });
     child.registerInstance(METRICS, this.runtimeMetrics);
     for (const dep of clientDependencies(target)) {
       child.registerInstance(dep.token, typedClient(this.plane, { namespace: dep.namespace ?? info.namespace, target: dep.target }));

@@ -145,10 +145,24 @@ export interface Registration {
   readonly properties: Record<string, unknown>;
 }
 
-/** An instance waiting for the registry: its id and its records (encoded once, at spawn). */
+/** An instance waiting for the registry: its id and its records (encoded once, at spawn), and what they were made of. */
 interface Waiting {
   readonly id: string;
   readonly entries: readonly { key: string; value: Uint8Array }[];
+  readonly registration: Registration;
+  readonly startedAt: number;
+}
+
+/**
+ * An instance this process registered: what its records were encoded from,
+ * so a repair writes them again. Not their bytes nor their keys: 100,000
+ * instances keep a small object each (its addresses and properties are its
+ * spawn's, shared) instead of a copy of every record the registry holds.
+ */
+interface Mine {
+  readonly addresses: readonly EndpointAddress[];
+  readonly startedAt: number;
+  readonly properties: Record<string, unknown>;
 }
 
 /** One instance to deregister. */
@@ -224,7 +238,8 @@ export class Registry {
   private leases: KvBucket | undefined;
   private opening: Promise<void> | undefined;
   /** This process's instance records by registry key (kept as objects: encoded again only by a repair). */
-  private readonly mine = new Map<string, { key: string; value: Uint8Array }>();
+  /** Registered instances by id. */
+  private readonly mine = new Map<string, Mine>();
   private readonly dyn = new Map<string, Record<string, unknown>>();
   /** The dynamic-property chunk of each instance that set a property, the ids of each chunk, and the chunks to write. */
   private readonly chunkOf = new Map<string, number>();
@@ -380,7 +395,7 @@ export class Registry {
     const startedAt = Date.now();
     for (const r of batch) {
       this.gone.delete(r.instanceId);
-      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r, startedAt) });
+      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r, startedAt), registration: r, startedAt });
     }
     if (this.outage) {
       // Known down: no spawn waits for it; the next retry takes these too.
@@ -423,7 +438,8 @@ export class Registry {
           // Stopped meanwhile: its deregistration deletes what was just written (see deregisterMany).
           if (this.pending.get(w.id) !== w) continue;
           this.pending.delete(w.id);
-          for (const e of w.entries) this.mine.set(e.key, e);
+          const { addresses, properties } = w.registration;
+          this.mine.set(w.id, { addresses, startedAt: w.startedAt, properties });
           registered++;
         }
       }
@@ -476,21 +492,27 @@ export class Registry {
   }
 
   private entriesOf(r: Registration, startedAt: number): { key: string; value: Uint8Array }[] {
-    return r.addresses.map((a) => {
-      const record: InstanceRecord = {
-        namespace: a.namespace,
-        component: a.component,
-        endpoint: a.endpoint,
-        instanceId: r.instanceId,
-        lease: this.lease,
-        host: this.host,
-        pid: process.pid,
-        startedAt,
-        proto: PROTOCOL_VERSION,
-        properties: r.properties,
-      };
-      return { key: registryKey(a, r.instanceId), value: this.codec.encode(record) };
-    });
+    return r.addresses.map((a) => ({
+      key: registryKey(a, r.instanceId),
+      value: this.recordBytes(a, r.instanceId, { addresses: r.addresses, startedAt, properties: r.properties }),
+    }));
+  }
+
+  /** The encoded record of one endpoint `a` of instance `instanceId`. */
+  private recordBytes(a: EndpointAddress, instanceId: string, m: Mine): Uint8Array {
+    const record: InstanceRecord = {
+      namespace: a.namespace,
+      component: a.component,
+      endpoint: a.endpoint,
+      instanceId,
+      lease: this.lease,
+      host: this.host,
+      pid: process.pid,
+      startedAt: m.startedAt,
+      proto: PROTOCOL_VERSION,
+      properties: m.properties,
+    };
+    return this.codec.encode(record);
   }
 
   /** A registration attempt failed: say so once per outage, retry with backoff. */
@@ -557,8 +579,7 @@ export class Registry {
 
   /** Whether an instance's records are registered by this process (health). */
   has(instanceId: string): boolean {
-    for (const k of this.mine.keys()) if (k.endsWith(instanceId)) return true;
-    return false;
+    return this.mine.has(instanceId);
   }
 
   /** Removes one instance (graceful stop: before it stops serving); false when the registry did not take the leave. */
@@ -586,7 +607,8 @@ export class Registry {
       // Waiting to be registered: it never will be.
       this.pending.delete(instanceId);
       const keys = addresses.map((a) => registryKey(a, instanceId));
-      const owned = keys.filter((k) => this.mine.delete(k));
+      // Registered: every record of it is (an instance's records are registered together).
+      const owned = this.mine.delete(instanceId) ? keys : [];
       // Its records may be on their way (a registration racing this stop): delete them once they land.
       if (owned.length === 0 && !this.writing.has(instanceId)) continue; // never registered, or left already
       const doomed = owned.length > 0 ? owned : keys;
@@ -846,7 +868,9 @@ export class Registry {
 
   private async repair(): Promise<void> {
     this.logger.warn('registry records lost (bucket purged or JetStream restarted); registering again', { instances: this.mine.size });
-    for (const { key, value } of this.mine.values()) await this.put(this.records, key, value);
+    for (const [id, m] of this.mine) {
+      for (const a of m.addresses) await this.put(this.records, registryKey(a, id), this.recordBytes(a, id, m));
+    }
     for (const chunk of this.chunks.keys()) this.dirtyChunks.add(chunk);
     await this.writeChunks();
     await this.put(this.records, markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }));

@@ -55,7 +55,7 @@ export class HealthChecker {
       const hc = ep.healthCheck;
       if (!hc) continue;
       const client = new EndpointClient(this.plane, endpointAddress(namespace, instance.component.name, ep.name), instanceId, { router: 'queue' });
-      list.push({ instance, ep, hc, client, seen: instance.meters.get(ep.name)?.requests ?? 0, quietSince: Date.now(), running: false });
+      list.push({ instance, ep, hc, client, seen: instance.meterOf(ep.name)?.requests ?? 0, quietSince: Date.now(), running: false });
       // A quarter of the shortest interval: a check starts at most that late.
       this.tickMs = Math.min(this.tickMs, Math.max(10, Math.floor(hc.intervalMs / 4)));
     }
@@ -86,7 +86,7 @@ export class HealthChecker {
     for (const list of this.checks.values()) {
       for (const c of list) {
         if (c.running || !c.instance.serving) continue;
-        const m = c.instance.meters.get(c.ep.name);
+        const m = c.instance.meterOf(c.ep.name);
         const unhealthy = c.instance.checks.get(c.ep.name)?.ok === false;
         if (m && !unhealthy && (m.requests !== c.seen || m.inFlight > 0)) {
           c.seen = m.requests;
@@ -108,7 +108,7 @@ export class HealthChecker {
     }
     c.running = false;
     c.quietSince = Date.now();
-    c.seen = c.instance.meters.get(c.ep.name)?.requests ?? c.seen;
+    c.seen = c.instance.meterOf(c.ep.name)?.requests ?? c.seen;
     if (!this.checks.has(c.instance.info.instanceId)) return; // stopped meanwhile
     await this.record(c, error);
   }

@@ -2,7 +2,7 @@ import { Counter, type CounterConfiguration, Gauge, type GaugeConfiguration, His
 import type { Subscription } from 'rxjs';
 import type { Discovery } from '../discovery/discovery';
 import type { Registry as DiscoveryRegistry } from '../discovery/registry';
-import { DURATION_BUCKETS, type Durations, EndpointMeter, type Meter } from '../plane/meter';
+import { DURATION_BUCKETS, Durations, type EndpointMeter, type Meter } from '../plane/meter';
 import type { RuntimeStats } from '../plane/stats';
 import { type Transport, TransportStatus } from '../transport/transport';
 import type { ActorInstance } from '../worker/instance';
@@ -174,7 +174,7 @@ export class RuntimeMetrics {
       }
       g.meters.push(m);
     };
-    for (const [id, eps] of this.sources.meter.live) for (const m of eps.values()) add(m, perInstance ? id : undefined);
+    for (const [id, eps] of this.sources.meter.live) for (const m of eps) add(m, perInstance ? id : undefined);
     for (const m of this.sources.meter.retired.values()) add(m, perInstance ? 'stopped' : undefined);
     return [...groups.values()];
   }
@@ -185,11 +185,13 @@ export class RuntimeMetrics {
     };
     const perEndpoint = (pick: (m: EndpointMeter) => number) => (): Sample[] =>
       this.endpointGroups(perInstance).map((g) => ({ labels: g.labels, value: g.meters.reduce((n, m) => n + pick(m), 0) }));
-    const merged = (pick: (m: EndpointMeter) => Durations, name: string) => (): Sample[] =>
+    const merged = (pick: (m: EndpointMeter) => Durations | undefined, name: string) => (): Sample[] =>
       this.endpointGroups(perInstance).flatMap((g) => {
-        const total = new EndpointMeter('', '', '');
-        const d = pick(total);
-        for (const m of g.meters) d.add(pick(m));
+        const d = new Durations();
+        for (const m of g.meters) {
+          const seen = pick(m);
+          if (seen) d.add(seen);
+        }
         return histogramSamples(name, g.labels, d);
       });
 
@@ -210,7 +212,7 @@ export class RuntimeMetrics {
       'troupe_request_duration_seconds',
       'Handler time of a request (a stream: until its last frame), seconds.',
       'histogram',
-      merged((m) => m.durations, 'troupe_request_duration_seconds'),
+      merged((m) => m.durationsSeen, 'troupe_request_duration_seconds'),
     );
     reg(
       'troupe_requests_in_flight',
@@ -258,7 +260,7 @@ export class RuntimeMetrics {
       'troupe_stream_first_item_seconds',
       'Time from handler start to the first stream item sent, seconds.',
       'histogram',
-      merged((m) => m.firstItem, 'troupe_stream_first_item_seconds'),
+      merged((m) => m.firstItemSeen, 'troupe_stream_first_item_seconds'),
     );
     reg('troupe_mailbox_depth', "Requests waiting in the mailboxes of a component's instances.", 'gauge', () => {
       const by = new Map<string, Sample>();

@@ -38,12 +38,16 @@ export function microServiceName(namespace: string, component: string): string {
   return `${namespace}_${component}`;
 }
 
-/** One instance as a micro service: the instance and what it reports besides its counters. */
+/** One instance as a micro service: the instance and its service (shared by the instances of a spawn). */
 interface Entry {
   readonly instance: ActorInstance;
+  readonly service: Service;
+}
+
+/** What the instances of one component and version report alike: the service name and version. */
+interface Service {
   readonly name: string;
   readonly version: string;
-  readonly metadata: Readonly<Record<string, string>>;
 }
 
 const encoder = new TextEncoder();
@@ -59,7 +63,10 @@ const encoder = new TextEncoder();
 export class MicroResponder {
   private sub: TransportSubscription | undefined;
   private readonly entries = new Map<string, Entry>();
+  /** Services by `name@version`: one object for the instances of a spawn, not one each. */
+  private readonly services = new Map<string, Service>();
   private readonly host = hostname();
+  private readonly pid = String(process.pid);
 
   constructor(
     private readonly transport: Transport,
@@ -70,12 +77,11 @@ export class MicroResponder {
   /** Answers for `instance` from now on (call once it serves). */
   add(instance: ActorInstance, version: string): void {
     const { namespace, component, instanceId } = instance.info;
-    this.entries.set(instanceId, {
-      instance,
-      name: microServiceName(namespace, component),
-      version,
-      metadata: { namespace, component, instance_id: instanceId, host: this.host, pid: String(process.pid), runtime: this.runtimeId, troupe: '1' },
-    });
+    const name = microServiceName(namespace, component);
+    const key = `${name}@${version}`;
+    let service = this.services.get(key);
+    if (!service) this.services.set(key, (service = { name, version }));
+    this.entries.set(instanceId, { instance, service });
     this.sub ??= this.transport.subscribe(`${SERVICE_API_PREFIX}.>`, (msg) => this.onRequest(msg));
   }
 
@@ -83,6 +89,7 @@ export class MicroResponder {
   remove(instanceId: string): void {
     this.entries.delete(instanceId);
     if (this.entries.size === 0) {
+      this.services.clear();
       this.sub?.unsubscribe();
       this.sub = undefined;
     }
@@ -93,6 +100,7 @@ export class MicroResponder {
     this.sub?.unsubscribe();
     this.sub = undefined;
     this.entries.clear();
+    this.services.clear();
   }
 
   private onRequest(msg: TransportMessage): void {
@@ -104,7 +112,7 @@ export class MicroResponder {
     const name = parts[2];
     const id = parts[3];
     for (const e of this.entries.values()) {
-      if (name !== undefined && e.name !== name) continue;
+      if (name !== undefined && e.service.name !== name) continue;
       if (id !== undefined && e.instance.info.instanceId !== id) continue;
       let body: object;
       switch (verb) {
@@ -131,7 +139,14 @@ export class MicroResponder {
 
   /** Fields every response starts with (ADR-32 `ServiceIdentity`). */
   private identity(e: Entry): { name: string; id: string; version: string; metadata: Readonly<Record<string, string>> } {
-    return { name: e.name, id: e.instance.info.instanceId, version: e.version, metadata: e.metadata };
+    // Built per answer (a discovery verb is rare), not kept per instance.
+    const { namespace, component, instanceId } = e.instance.info;
+    return {
+      name: e.service.name,
+      id: instanceId,
+      version: e.service.version,
+      metadata: { namespace, component, instance_id: instanceId, host: this.host, pid: this.pid, runtime: this.runtimeId, troupe: '1' },
+    };
   }
 
   private ping(e: Entry): object {
@@ -167,7 +182,7 @@ export class MicroResponder {
       started: e.instance.started,
       endpoints: [...meta.endpoints.values()].map((ep) => {
         const addr = endpointAddress(namespace, meta.name, ep.name);
-        const m = e.instance.meters.get(ep.name);
+        const m = e.instance.meterOf(ep.name);
         const requests = m?.requests ?? 0;
         // micro reports durations as integer nanoseconds (Go's time.Duration)
         const processingNs = Math.round((m?.processingMs ?? 0) * 1e6);

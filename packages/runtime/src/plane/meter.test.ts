@@ -17,7 +17,7 @@ test('meter - a duration lands in the first bucket whose bound it does not excee
 test('meter - a stopped instance folds into its endpoint totals, so counters never go down', () => {
   const m = new Meter();
   const eps = m.instance('a'.repeat(16), 'ns', 'comp', ['ep']);
-  const e = eps.get('ep');
+  const e = eps[0];
   e?.finish(0);
   e?.finish(0, 'INTERNAL', 'boom');
   m.retire('a'.repeat(16));
@@ -29,7 +29,7 @@ test('meter - a stopped instance folds into its endpoint totals, so counters nev
   assert.is(r?.lastError, 'boom');
   assert.is(r?.durations.count, 2);
   const again = m.instance('b'.repeat(16), 'ns', 'comp', ['ep']);
-  again.get('ep')?.finish(0);
+  again[0]?.finish(0);
   m.retire('b'.repeat(16));
   assert.is(m.retired.get('ns.comp.ep')?.requests, 3);
 });

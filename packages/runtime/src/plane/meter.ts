@@ -65,7 +65,15 @@ export class EndpointMeter {
   private codes: Map<string, number> | undefined;
   /** Handler time in ms (summed; micro reports nanoseconds). */
   processingMs = 0;
-  readonly durations = new Durations();
+  /** Handler times (created at the first timed request: an idle instance holds no bucket arrays). */
+  get durations(): Durations {
+    return (this.handled ??= new Durations());
+  }
+  /** {@link durations} when any request was timed (what a scrape reads without creating them). */
+  get durationsSeen(): Durations | undefined {
+    return this.handled;
+  }
+  private handled: Durations | undefined;
   /** Handlers running now. */
   inFlight = 0;
   /** Requests refused at once because the mailbox was full. */
@@ -80,8 +88,15 @@ export class EndpointMeter {
   streamFrames = 0;
   /** Times a producer had to wait for the caller's credit. */
   creditStalls = 0;
-  /** Time from handler start to the first stream item leaving. */
-  readonly firstItem = new Durations();
+  /** Time from handler start to the first stream item leaving (created at the first stream item). */
+  get firstItem(): Durations {
+    return (this.firstItems ??= new Durations());
+  }
+  /** {@link firstItem} when any stream sent an item. */
+  get firstItemSeen(): Durations | undefined {
+    return this.firstItems;
+  }
+  private firstItems: Durations | undefined;
   /** Whether requests are timed (off with `metrics: false`: no clock read on the hot path; counts stay). */
   timed = true;
 
@@ -125,14 +140,14 @@ export class EndpointMeter {
       for (const [c, n] of o.codes) codes.set(c, (codes.get(c) ?? 0) + n);
     }
     this.processingMs += o.processingMs;
-    this.durations.add(o.durations);
+    if (o.handled) this.durations.add(o.handled);
     this.overloaded += o.overloaded;
     this.bytesIn += o.bytesIn;
     this.bytesOut += o.bytesOut;
     this.streamItems += o.streamItems;
     this.streamFrames += o.streamFrames;
     this.creditStalls += o.creditStalls;
-    this.firstItem.add(o.firstItem);
+    if (o.firstItems) this.firstItem.add(o.firstItems);
   }
 }
 
@@ -165,8 +180,8 @@ export class CallMeter {
  * exporter reads it at scrape time. Internal.
  */
 export class Meter {
-  /** Live instances' meters, by instance id then endpoint name. */
-  readonly live = new Map<string, Map<string, EndpointMeter>>();
+  /** Live instances' meters, by instance id: one per endpoint, in the component's endpoint order. */
+  readonly live = new Map<string, readonly EndpointMeter[]>();
   /** Totals of stopped instances, by `ns.comp.ep`. */
   readonly retired = new Map<string, EndpointMeter>();
   /** Client meters by `ns.comp.ep`. */
@@ -177,14 +192,14 @@ export class Meter {
   /** Whether requests and calls are timed and client calls counted (false with `metrics: false`). */
   timed = true;
 
-  /** The meters of a new instance, one per endpoint. */
-  instance(instanceId: string, namespace: string, component: string, endpoints: Iterable<string>): Map<string, EndpointMeter> {
-    const m = new Map<string, EndpointMeter>();
-    for (const ep of endpoints) {
+  /** The meters of a new instance, one per endpoint in `endpoints` order (an array, not a map: most components have one or two). */
+  instance(instanceId: string, namespace: string, component: string, endpoints: Iterable<string>): readonly EndpointMeter[] {
+    // Mapped from an array, so exactly as long as needed (an array pushed to keeps room for 16).
+    const m = [...endpoints].map((ep) => {
       const e = new EndpointMeter(namespace, component, ep);
       e.timed = this.timed;
-      m.set(ep, e);
-    }
+      return e;
+    });
     this.live.set(instanceId, m);
     return m;
   }
@@ -194,7 +209,7 @@ export class Meter {
     const m = this.live.get(instanceId);
     if (!m) return;
     this.live.delete(instanceId);
-    for (const e of m.values()) {
+    for (const e of m) {
       const key = `${e.namespace}.${e.component}.${e.endpoint}`;
       let r = this.retired.get(key);
       if (!r) this.retired.set(key, (r = new EndpointMeter(e.namespace, e.component, e.endpoint)));

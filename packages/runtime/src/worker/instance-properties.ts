@@ -41,19 +41,21 @@ export interface InstanceProperties {
  * Shared by `ctx.setProperty` and `@injectProperties()`. Internal.
  */
 export class PropertyBoard implements InstanceProperties {
-  private readonly values: Record<string, unknown>;
+  /** What `set` changed (created at the first set: most instances never set one). */
+  private changed: Record<string, unknown> | undefined;
   private left = false;
   /** The dynamic properties set so far (what `$SRV.STATS` reports as `data`). */
-  readonly dynamic: Record<string, unknown> = {};
+  get dynamic(): Readonly<Record<string, unknown>> {
+    return this.changed ?? NO_PROPERTIES;
+  }
 
   constructor(
     private readonly instanceId: string,
-    /** The static properties from `spawn` (registered with the instance's records). */
+    /** The static properties from `spawn` (registered with the instance's records; shared by the instances of a spawn, never written). */
     readonly statics: Readonly<Record<string, unknown>>,
-    private readonly sink: ((key: string, value: unknown) => void) | undefined,
-  ) {
-    this.values = { ...statics };
-  }
+    /** Where a change goes: the registry's dynamic properties of `instanceId` (one function per spawn). */
+    private readonly sink: ((instanceId: string, key: string, value: unknown) => void) | undefined,
+  ) {}
 
   set(key: string, value: unknown): void {
     if (typeof key !== 'string' || key === '') {
@@ -65,13 +67,13 @@ export class PropertyBoard implements InstanceProperties {
         `cannot set property ${key} of instance ${this.instanceId}: the runtime runs with { discovery: false }, so there is no registry to publish properties to`,
       );
     }
-    this.values[key] = value;
-    this.dynamic[key] = value;
-    if (!this.left) this.sink(key, value);
+    (this.changed ??= {})[key] = value;
+    if (!this.left) this.sink(this.instanceId, key, value);
   }
 
   get(key: string): unknown {
-    return this.values[key];
+    const changed = this.changed;
+    return changed !== undefined && Object.hasOwn(changed, key) ? changed[key] : this.statics[key];
   }
 
   /** The instance is leaving the registry: later changes are kept locally only. */
@@ -79,3 +81,5 @@ export class PropertyBoard implements InstanceProperties {
     this.left = true;
   }
 }
+
+const NO_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});

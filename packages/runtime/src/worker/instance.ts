@@ -3,11 +3,11 @@ import { isObservable } from 'rxjs';
 import type { Context } from '../component/context';
 import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/decorators';
 import { isRemoteError, TroupeError, toTroupeError, type WireError } from '../errors';
-import type { Logger } from '../logger';
+import { lazyChild, type Logger } from '../logger';
 import { settlesWithin } from '../settle';
 import type { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
-import type { QueueHubs, QueueMembership } from './queue-hub';
+import type { QueueHubs, QueueMember, QueueMembership } from './queue-hub';
 import type { Plane } from '../plane/plane';
 import { Ctl, Frame, H, handoff, MODE_STREAM, refusal } from '../wire/protocol';
 import { endpointAddress, type EndpointAddress, ownMailboxSubject, queueGroup, queueSubject } from '../wire/subjects';
@@ -16,10 +16,10 @@ import { RequestContext } from './request-context';
 import { callAttributes, runInContext, startServerSpan, tracingActive } from '../plane/telemetry';
 import { METADATA_LIMITS, parseTraceparent } from '../wire/trace-context';
 import type { ThreadPool } from '../threads/thread-pool';
-import { type EventHandlers, startEventHandlers } from '../events/event-handlers';
+import { eventHandlers, type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import type { EndpointMeter } from '../plane/meter';
-import { copyValue, localWireError, LocalRequest, sizeValue, tooLarge } from '../plane/local-calls';
+import { copyValue, localWireError, LocalRequest, type LocalTarget, sizeValue, tooLarge } from '../plane/local-calls';
 import {
   acceptStream,
   cancelError,
@@ -53,6 +53,10 @@ export interface InstanceSettings {
   stuckAfterMs?: number;
   /** The process's queue subscriptions, one per endpoint shared by its instances; none: one of its own per endpoint. */
   queues?: QueueHubs;
+  /** The addresses of the component's endpoints in this namespace (the same for every instance of a spawn); computed when absent. */
+  addresses?: readonly EndpointAddress[];
+  /** The spawn's logger: an instance logs through a child of it naming the instance, made at its first use. */
+  logger: Logger;
 }
 
 /**
@@ -78,11 +82,64 @@ type Handler = (req: unknown, ctx: Context) => unknown;
 /** Where a unary answer goes: a reply subject on the transport, or an in-process caller (plane/local-calls.ts). */
 type Reply = string | LocalRequest;
 
-/** One endpoint as served: its metadata, the bound method and its counters (looked up once at start, not per message). */
-interface Served {
-  readonly ep: EndpointMeta;
-  readonly handler: Handler;
+/**
+ * One endpoint of one instance as served: its metadata, the method and its
+ * counters (looked up once at start, not per message), and everything that
+ * reaches the instance through it — its place in the process's queue
+ * subscription ({@link QueueMember}), its in-process target (plane/local-calls.ts)
+ * and its subscriptions. The methods live on the prototype, so 100,000 idle
+ * instances hold one small object per endpoint, not a closure per role.
+ */
+class Served implements QueueMember, LocalTarget {
   readonly meter: EndpointMeter;
+  /** `ns.comp.ep.<instance_id>`: its mailbox subject (also its key among the in-process targets). */
+  mailbox = '';
+  /** Its mailbox subscription, while subscribed. */
+  sub: TransportSubscription | undefined;
+  /** Its own queue subscription (only without shared {@link InstanceSettings.queues}), or its place in the shared one. */
+  queue: TransportSubscription | QueueMembership | undefined;
+  hubSlot = -1;
+  /** `@endpoint({ immutable: true })`: in-process requests and replies pass by reference ({@link LocalTarget.immutable}). */
+  readonly immutable: boolean;
+
+  constructor(
+    readonly instance: ActorInstance,
+    readonly ep: EndpointMeta,
+    readonly handler: Handler,
+  ) {
+    this.meter = instance.meterOf(ep.name) as EndpointMeter;
+    this.immutable = ep.immutable === true;
+  }
+
+  get accepting(): boolean {
+    return this.instance.accepting;
+  }
+
+  deliver(msg: TransportMessage): void {
+    this.instance.onMessage(this, msg);
+  }
+
+  dispatch(req: LocalRequest): void {
+    this.instance.onLocal(this, req);
+  }
+
+  cancel(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void {
+    this.instance.cancelLocal(req, code);
+  }
+
+  stop(req: LocalRequest, graceMs: number): void {
+    this.instance.stopLocal(req, graceMs);
+  }
+}
+
+/** A subscription's handler for `served` (made here: a closure in `start` would hold its whole scope). */
+function deliverTo(served: Served): (msg: TransportMessage) => void {
+  return (msg) => served.deliver(msg);
+}
+
+/** {@link ActorInstance.handle} of a message that runs as it arrives (a free mailbox slot): a plain function, no closure per instance. */
+function handleNow(served: Served, msg: TransportMessage): void | Promise<void> {
+  return served.instance.handle(served, msg);
 }
 
 const enum State {
@@ -99,13 +156,21 @@ const enum State {
  */
 export class ActorInstance {
   readonly info: InstanceInfo;
-  private readonly mailbox: Mailbox;
-  /** Queue subscriptions of its own (only without shared {@link InstanceSettings.queues}). */
-  private subs: TransportSubscription[] = [];
-  /** Its places in the process's shared queue subscriptions. */
-  private memberships: QueueMembership[] = [];
-  private mailboxSubs: TransportSubscription[] = [];
-  private readonly queues: QueueHubs | undefined;
+  /** Its mailbox, made at the first message (see {@link mailbox}). */
+  private box: Mailbox | undefined;
+  /** Its bounded mailbox; an idle instance (most of 100,000) has none yet. */
+  private get mailbox(): Mailbox {
+    return (this.box ??= new Mailbox(this.settings.concurrency, this.settings.mailboxCapacity));
+  }
+  private log: Logger | undefined;
+  /** Its logger (fields namespace, component, instance), made at first use. */
+  get logger(): Logger {
+    const { namespace, component, instanceId } = this.info;
+    return (this.log ??= lazyChild(this.settings.logger, { namespace, component, instance: instanceId }));
+  }
+  /** Its endpoints as served (each with its subscriptions), once {@link start} subscribed them. */
+  private served: readonly Served[] = NO_SERVED;
+
   // What an instance holds while it works is created at first use: 100,000 idle instances hold none of it.
   private activeSet: Set<RequestContext> | undefined;
   private streamMap: Map<string, WorkerStream> | undefined;
@@ -129,8 +194,6 @@ export class ActorInstance {
    * needs it.
    */
   private queuedCalls: Map<Reply, QueuedControl | null> | undefined;
-  /** The mailbox subjects this instance listed as in-process targets (see plane/local-calls.ts). */
-  private readonly localSubjects: string[] = [];
   private state = State.Starting;
   /** Set once the grace period ran out: queued requests are refused with it. */
   private refusal: TroupeError | undefined;
@@ -147,29 +210,37 @@ export class ActorInstance {
   /** Set once the instance is declared broken (see {@link broken}). */
   brokenReason: TroupeError | undefined;
   /** Told once when the instance is declared broken; set by its supervisor. */
-  onBroken: ((reason: TroupeError, kind: BrokenKind) => void) | undefined;
-  private readonly failures: FailureThreshold | undefined;
-  private readonly stuckAfterMs: number;
+  supervisor: { broke(instance: ActorInstance, reason: TroupeError, kind: BrokenKind): void } | undefined;
+  // Read from the spawn's settings (one object for all its instances), not copied into each.
+  private get failures(): FailureThreshold | undefined {
+    return this.settings.failures;
+  }
+  private get stuckAfterMs(): number {
+    return this.settings.stuckAfterMs ?? 0;
+  }
+  private get queues(): QueueHubs | undefined {
+    return this.settings.queues;
+  }
 
   constructor(
     private readonly plane: Plane,
     private readonly meta: ComponentMeta,
     readonly actor: object,
     info: InstanceInfo,
-    settings: InstanceSettings,
-    readonly logger: Logger,
+    private readonly settings: InstanceSettings,
   ) {
     this.info = info;
-    this.mailbox = new Mailbox(settings.concurrency, settings.mailboxCapacity);
-    this.failures = settings.failures;
-    this.stuckAfterMs = settings.stuckAfterMs ?? 0;
-    this.queues = settings.queues;
-    this.publisher = plane.events.publisherOf(info);
     this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
   }
 
-  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus). */
-  readonly meters: ReadonlyMap<string, EndpointMeter>;
+  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus), in the component's endpoint order. */
+  readonly meters: readonly EndpointMeter[];
+
+  /** The counters of one endpoint of this instance; undefined for an endpoint it does not have. */
+  meterOf(endpoint: string): EndpointMeter | undefined {
+    for (const m of this.meters) if (m.endpoint === endpoint) return m;
+    return undefined;
+  }
   /** This instance's dynamic properties as last set (`$SRV.STATS` `data`); empty before any. */
   get dynamic(): Readonly<Record<string, unknown>> {
     return this.properties?.dynamic ?? NO_PROPERTIES;
@@ -191,7 +262,7 @@ export class ActorInstance {
 
   /** Requests waiting in the mailbox now. */
   get queued(): number {
-    return this.mailbox.queued;
+    return this.box?.queued ?? 0;
   }
 
   /** Whether the instance is serving (started, not stopping). */
@@ -199,17 +270,20 @@ export class ActorInstance {
     return this.state === State.Serving;
   }
 
-  /** Publishes this instance's events (`ctx.publish`, `@injectPublisher()`). */
-  readonly publisher: EventPublisher;
+  /** Publishes this instance's events (`ctx.publish`, `@injectPublisher()`); made at first use (most idle instances never publish). */
+  get publisher(): EventPublisher {
+    return (this.pub ??= this.plane.events.publisherOf(this.info));
+  }
+  private pub: EventPublisher | undefined;
   /** The subscriptions of the class's `@on` handlers while the instance runs. */
   private eventHandlers: EventHandlers | undefined;
 
   /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
   properties: PropertyBoard | undefined;
 
-  /** The addresses of this instance's endpoints. */
-  get addresses(): EndpointAddress[] {
-    return [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
+  /** The addresses of this instance's endpoints (the spawn's, shared by its instances). */
+  get addresses(): readonly EndpointAddress[] {
+    return this.settings.addresses ?? [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
   }
 
   /** The runtime's worker threads (`ctx.runInThread`). */
@@ -237,8 +311,8 @@ export class ActorInstance {
     const hook = (this.actor as Partial<OnStart>).onStart;
     if (typeof hook === 'function') await hook.call(this.actor);
     const t = this.plane.transport;
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the queue member reads the instance's state when a message arrives
-    const self = this;
+    const served: Served[] = [];
+    this.served = served;
     try {
       for (const ep of this.meta.endpoints.values()) {
         const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
@@ -246,50 +320,37 @@ export class ActorInstance {
         if (typeof handler !== 'function') {
           throw new TroupeError('INTERNAL', `${this.meta.name}.${ep.method} is not a function on the instance`);
         }
-        const served: Served = { ep, handler: handler as Handler, meter: this.meters.get(ep.name) as EndpointMeter };
-        const onMsg = (msg: TransportMessage): void => this.onMessage(served, msg);
-        if (this.queues)
-          this.memberships.push(
-            this.queues.join(addr, {
-              deliver: onMsg,
-              get accepting() {
-                return self.accepting;
-              },
-            }),
-          );
-        else this.subs.push(t.subscribe(queueSubject(addr), onMsg, { queue: queueGroup(addr) }));
-        const mailbox = ownMailboxSubject(addr, this.info.instanceId);
-        this.mailboxSubs.push(t.subscribe(mailbox, onMsg));
+        const s = new Served(this, ep, handler as Handler);
+        served.push(s);
+        if (this.queues) s.queue = this.queues.join(addr, s);
+        else s.queue = t.subscribe(queueSubject(addr), deliverTo(s), { queue: queueGroup(addr) });
+        s.mailbox = ownMailboxSubject(addr, this.info.instanceId);
+        s.sub = t.subscribe(s.mailbox, deliverTo(s));
         // Reachable in-process for exactly as long as its mailbox subscription (callers of this runtime skip the transport).
-        this.plane.local.add(mailbox, {
-          dispatch: (req) => this.onLocal(served, req),
-          cancel: (req, code) => this.cancelLocal(req, code),
-          stop: (req, graceMs) => this.stopLocal(req, graceMs),
-          immutable: ep.immutable === true,
-        });
-        this.localSubjects.push(mailbox);
+        this.plane.local.add(s.mailbox, s);
       }
       // `@on` handlers subscribe before the instance counts as started, and run in its mailbox.
-      this.eventHandlers = await startEventHandlers({
-        plane: this.plane,
-        actor: this.actor,
-        info: this.info,
-        logger: this.logger,
-        mailbox: this.mailbox,
-        refused: () => this.refusal !== undefined,
-      });
+      if (eventHandlers(this.actor.constructor).length > 0) {
+        this.eventHandlers = await startEventHandlers({
+          plane: this.plane,
+          actor: this.actor,
+          info: this.info,
+          logger: this.logger,
+          mailbox: this.mailbox,
+          refused: () => this.refusal !== undefined,
+        });
+      }
       if (flush) await t.flush();
     } catch (err) {
       this.unlistLocal();
-      for (const s of [...this.subs, ...this.mailboxSubs]) s.unsubscribe();
+      for (const s of served) s.sub?.unsubscribe();
+      this.unsubscribeQueues();
       void this.leaveQueues(false);
       await this.eventHandlers?.stop();
       throw err;
     }
     // Exactly as long as needed (an array that was pushed to keeps room for 16).
-    this.subs = this.subs.length === 0 ? NO_SUBS : [...this.subs];
-    this.memberships = this.memberships.length === 0 ? NO_MEMBERSHIPS : [...this.memberships];
-    this.mailboxSubs = [...this.mailboxSubs];
+    this.served = [...served];
     this.state = State.Serving;
     this.startedAt = Date.now();
   }
@@ -322,23 +383,24 @@ export class ActorInstance {
     // Messages the server already delivered to the queue subscription are still handled. A
     // drain waits for the server's answer: a dead or frozen server must not hold the stop
     // past `drainWithinMs` (within the grace period; the connection is closed after it anyway).
-    const leaving = Promise.all([...this.subs.map((s) => s.drain()), this.leaveQueues(true)])
+    const leaving = Promise.all([...this.ownQueueSubs().map((s) => s.drain()), this.leaveQueues(true)])
       .then(() => this.eventHandlers?.stop())
       .catch(() => undefined);
     const drainMs = Math.min(graceMs, drainWithinMs);
     if (!(await settlesWithin(leaving, drainMs))) {
-      for (const s of this.subs) s.unsubscribe();
+      this.unsubscribeQueues();
       void this.leaveQueues(false);
       this.logger.warn(`queue subscriptions did not drain within ${drainMs} ms (server not answering); stopped without`);
     }
     // Only now: a migrated stream re-sent to the queue group must not land here again.
-    const moving = [...this.streams.values()].filter((st) => st.migrate);
+    const moving = this.streamMap ? [...this.streamMap.values()].filter((st) => st.migrate) : [];
     if (moving.length > 0) {
       const reason = handoff(`instance ${this.info.instanceId} is draining: the stream continues on another instance`);
       for (const st of moving) this.handOff(st, reason);
       this.logger.info('streams handed off', { streams: moving.length });
     }
-    const finished = await settlesWithin(this.mailbox.idle(), deadline - Date.now());
+    // An instance that never got a message has no mailbox to wait for.
+    const finished = await settlesWithin(this.box?.idle() ?? Promise.resolve(), deadline - Date.now());
     if (!finished) {
       const lost = new TroupeError('UNAVAILABLE', `instance ${this.info.instanceId} stopped before the request finished (grace period ${graceMs} ms)`);
       this.refusal = lost;
@@ -350,9 +412,11 @@ export class ActorInstance {
       await settlesWithin(this.mailbox.idle(), Math.min(1000, graceMs));
     }
     this.unlistLocal();
-    for (const s of this.mailboxSubs) s.unsubscribe();
+    for (const s of this.served) s.sub?.unsubscribe();
     this.state = State.Stopped;
     this.plane.meter.retire(this.info.instanceId);
+    // Kept here before the runtime forgets it: a handler still running publishes on with the same sequence.
+    this.pub ??= this.plane.events.publisherOf(this.info);
     this.plane.events.release(this.info.instanceId);
     const hook = (this.actor as Partial<OnStop>).onStop;
     if (typeof hook === 'function') {
@@ -364,17 +428,33 @@ export class ActorInstance {
     }
   }
 
-  /** Whether the shared queue subscription may hand it a new message: serving, not withdrawn. */
-  private get accepting(): boolean {
+  /** Whether the shared queue subscription may hand it a new message: serving, not withdrawn. Internal ({@link Served}). */
+  get accepting(): boolean {
     return this.state === State.Serving && this.brokenReason === undefined;
   }
 
   /** Leaves the shared queue subscriptions (see {@link QueueMembership.leave}); settles when they drained. */
   private leaveQueues(drain: boolean): Promise<void> {
-    return Promise.all(this.memberships.map((m) => m.leave(drain))).then(() => undefined);
+    if (!this.queues) return Promise.resolve();
+    return Promise.all(this.served.map((s) => (s.queue as QueueMembership | undefined)?.leave(drain))).then(() => undefined);
   }
 
-  private onMessage(served: Served, msg: TransportMessage): void {
+  /** Queue subscriptions of its own (only without shared {@link InstanceSettings.queues}). */
+  private ownQueueSubs(): TransportSubscription[] {
+    if (this.queues) return [];
+    const out: TransportSubscription[] = [];
+    for (const s of this.served) if (s.queue) out.push(s.queue as TransportSubscription);
+    return out;
+  }
+
+  /** Unsubscribes its own queue subscriptions at once, and forgets them (a later stop does not drain them). */
+  private unsubscribeQueues(): void {
+    for (const sub of this.ownQueueSubs()) sub.unsubscribe();
+    if (!this.queues) for (const s of this.served) s.queue = undefined;
+  }
+
+  /** A message on one of its subscriptions. Internal ({@link Served}). */
+  onMessage(served: Served, msg: TransportMessage): void {
     const ctl = msg.header(H.CTL);
     if (ctl !== undefined) return this.onControl(ctl, msg);
     const reply = msg.reply;
@@ -403,7 +483,7 @@ export class ActorInstance {
     let accepted: boolean;
     if (!stream && box.running < box.concurrency) {
       // A free slot: run now, without a job closure (the unary hot path).
-      box.runNow(this.handleNow, served, msg);
+      box.runNow(handleNow, served, msg);
       accepted = true;
     } else {
       // The budget counts from arrival: time spent waiting in the mailbox is spent.
@@ -417,15 +497,15 @@ export class ActorInstance {
     this.offered(served, accepted, reply);
   }
 
-  /** An in-process request (plane/local-calls.ts): the same admission as {@link onMessage} for a mailbox message. */
-  private onLocal(served: Served, req: LocalRequest): void {
+  /** An in-process request (plane/local-calls.ts): the same admission as {@link onMessage} for a mailbox message. Internal ({@link Served}). */
+  onLocal(served: Served, req: LocalRequest): void {
     served.meter.bytesIn += req.size;
     if (this.brokenReason && this.refusal) return this.sendError(req, this.refusal);
     if (this.state !== State.Serving) return this.sendError(req, refusal(`instance ${this.info.instanceId} is stopping`));
     const box = this.mailbox;
     if (box.running < box.concurrency) {
       // A free slot: run now, without a job closure, as onMessage does.
-      box.runNow(this.handleNow, served, req);
+      box.runNow(handleNow, served, req);
       return this.offered(served, true, req);
     }
     const arrived = Date.now();
@@ -435,14 +515,15 @@ export class ActorInstance {
     this.offered(served, accepted, req);
   }
 
-  /** A cancel of an in-process call: as a cancel control message naming it. */
-  private cancelLocal(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void {
+  /** A cancel of an in-process call: as a cancel control message naming it. Internal ({@link Served}). */
+  cancelLocal(req: LocalRequest, code: 'TIMEOUT' | 'CANCELLED'): void {
     const call = this.calls.get(req);
     if (call) call.abort(cancelError(code, 'call'));
     else this.controlQueued(req, { kill: cancelError(code, 'call') });
   }
 
-  private stopLocal(req: LocalRequest, graceMs: number): void {
+  /** A stop of an in-process call. Internal ({@link Served}). */
+  stopLocal(req: LocalRequest, graceMs: number): void {
     const call = this.calls.get(req);
     if (call) this.stopCall(call, req, graceMs);
     else this.controlQueued(req, { stopAt: Date.now(), graceMs });
@@ -459,8 +540,7 @@ export class ActorInstance {
   }
 
   private unlistLocal(): void {
-    for (const subject of this.localSubjects) this.plane.local.delete(subject);
-    this.localSubjects.length = 0;
+    for (const s of this.served) if (s.mailbox !== '') this.plane.local.delete(s.mailbox);
   }
 
   /** After a message was offered to the mailbox: the queue and progress watches, and OVERLOADED when it was not accepted. */
@@ -486,7 +566,8 @@ export class ActorInstance {
 
   /** Requests served or waiting now (running handlers, streams included, and queued messages). */
   get inFlight(): number {
-    return this.mailbox.running + this.mailbox.queued;
+    const box = this.box;
+    return box === undefined ? 0 : box.running + box.queued;
   }
 
   /**
@@ -589,11 +670,10 @@ export class ActorInstance {
     this.progressWatch = undefined;
     this.refusal = refusal(`instance ${this.info.instanceId} of ${this.meta.name} was withdrawn: ${reason.message}`);
     // Unsubscribed, not drained: nothing more should reach a broken instance through its groups.
-    for (const s of this.subs) s.unsubscribe();
-    this.subs = NO_SUBS;
+    this.unsubscribeQueues();
     void this.leaveQueues(false);
     for (const job of this.mailbox.takeQueued()) void job();
-    if (this.onBroken) this.onBroken(reason, kind);
+    if (this.supervisor) this.supervisor.broke(this, reason, kind);
     else this.logger.error('instance broken with no supervisor', { kind, error: reason.message });
   }
 
@@ -637,11 +717,12 @@ export class ActorInstance {
     }
   }
 
-  /** {@link handle} of a message that runs as it arrives (a free mailbox slot). */
-  private readonly handleNow = (served: Served, msg: TransportMessage): void | Promise<void> => this.handle(served, msg);
-
-  /** `arrived`: when a message that waited in the mailbox arrived (ms epoch); undefined when it runs as it arrives. */
-  private handle(served: Served, msg: TransportMessage, arrived?: number): void | Promise<void> {
+  /**
+   * Runs one request that left the mailbox. `arrived`: when a message that
+   * waited in the mailbox arrived (ms epoch); undefined when it runs as it
+   * arrives. Internal ({@link handleNow}).
+   */
+  handle(served: Served, msg: TransportMessage, arrived?: number): void | Promise<void> {
     const { ep, meter } = served;
     const local = msg instanceof LocalRequest ? msg : undefined;
     const reply: Reply | undefined = local ?? msg.reply;
@@ -980,8 +1061,7 @@ export class ActorInstance {
 }
 
 const EMPTY = new Uint8Array(0);
-const NO_SUBS: TransportSubscription[] = [];
-const NO_MEMBERSHIPS: QueueMembership[] = [];
+const NO_SERVED: readonly Served[] = [];
 const NO_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
 /** How often the progress watch looks while something runs: a quarter of the stuck bound, within 20 ms..1 s. */
 function progressCheckMs(stuckAfterMs: number): number {

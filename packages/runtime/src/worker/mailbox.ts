@@ -16,10 +16,11 @@ export type Job = () => void | Promise<void>;
  * if (!box.offer(() => handle(msg))) replyOverloaded(msg);
  */
 export class Mailbox {
-  private readonly queue: Job[] = [];
+  // Created at first use: an idle instance's mailbox is a few numbers (100,000 of them hold no arrays).
+  private queue: Job[] | undefined;
   private head = 0;
   private active = 0;
-  private idleWaiters: Array<() => void> = [];
+  private idleWaiters: Array<() => void> | undefined;
 
   constructor(
     readonly concurrency: number,
@@ -42,7 +43,7 @@ export class Mailbox {
 
   /** Jobs waiting. */
   get queued(): number {
-    return this.queue.length - this.head;
+    return this.queue === undefined ? 0 : this.queue.length - this.head;
   }
 
   /** Runs or queues `job`; false when the mailbox is full. */
@@ -53,18 +54,19 @@ export class Mailbox {
     }
     if (this.queued >= this.capacity) return false;
     if (this.queued === 0) this.waitingSince = Date.now();
-    this.queue.push(job);
+    (this.queue ??= []).push(job);
     return true;
   }
 
   /** Resolves when nothing runs and nothing waits. */
   idle(): Promise<void> {
     if (this.active === 0 && this.queued === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return new Promise((resolve) => (this.idleWaiters ??= []).push(resolve));
   }
 
   /** Removes every waiting job and returns them (used to refuse them on shutdown). */
   takeQueued(): Job[] {
+    if (this.queue === undefined) return [];
     const out = this.queue.slice(this.head);
     this.queue.length = 0;
     this.head = 0;
@@ -109,46 +111,51 @@ export class Mailbox {
   /** A job returned: its slot frees now (synchronous) or when its promise settles. */
   private ran(result: void | Promise<void>): void {
     if (result && typeof (result as Promise<void>).then === 'function') {
-      (result as Promise<void>).then(this.onAsyncDone, this.onAsyncDone);
+      const done = (this.asyncDone ??= () => {
+        this.active--;
+        this.progress++;
+        this.pump();
+      });
+      (result as Promise<void>).then(done, done);
     } else {
       this.active--;
       this.progress++;
       // Nothing waits and nobody awaits idle (the unary hot path): no pump.
-      if (this.head < this.queue.length || this.idleWaiters.length > 0) this.pump();
+      if (this.queued > 0 || this.idleWaiters !== undefined) this.pump();
     }
   }
 
-  private readonly onAsyncDone = (): void => {
-    this.active--;
-    this.progress++;
-    this.pump();
-  };
+  /** Frees the slot of an async job when it settles (one closure per mailbox, made at its first async job). */
+  private asyncDone: (() => void) | undefined;
 
   /** Starts waiting jobs while slots are free; iterative so long runs of synchronous jobs never grow the stack. */
   private pump(): void {
     if (this.draining) return;
     this.draining = true;
+    const q = this.queue;
     try {
-      while (this.active < this.concurrency && this.head < this.queue.length) {
-        const next = this.queue[this.head] as Job;
-        this.queue[this.head] = undefined as unknown as Job;
-        this.head++;
-        this.run(next);
-      }
-      if (this.head >= this.queue.length) {
-        this.queue.length = 0;
-        this.head = 0;
-        this.waitingSince = 0;
-      } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-        this.queue.splice(0, this.head);
-        this.head = 0;
+      if (q !== undefined) {
+        while (this.active < this.concurrency && this.head < q.length) {
+          const next = q[this.head] as Job;
+          q[this.head] = undefined as unknown as Job;
+          this.head++;
+          this.run(next);
+        }
+        if (this.head >= q.length) {
+          q.length = 0;
+          this.head = 0;
+          this.waitingSince = 0;
+        } else if (this.head > 1024 && this.head * 2 > q.length) {
+          q.splice(0, this.head);
+          this.head = 0;
+        }
       }
     } finally {
       this.draining = false;
     }
-    if (this.active === 0 && this.queued === 0 && this.idleWaiters.length > 0) {
+    if (this.active === 0 && this.queued === 0 && this.idleWaiters !== undefined) {
       const waiters = this.idleWaiters;
-      this.idleWaiters = [];
+      this.idleWaiters = undefined;
       for (const w of waiters) w();
     }
   }

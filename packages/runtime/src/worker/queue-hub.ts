@@ -7,6 +7,8 @@ export interface QueueMember {
   readonly accepting: boolean;
   /** Handles one message (the instance's own mailbox path). */
   deliver(msg: TransportMessage): void;
+  /** Where it is in its hub's member list, -1 outside one: kept by the hub (a member joins one hub), so a stop of 100,000 removes each in O(1) without a map. */
+  hubSlot: number;
 }
 
 /** A member's place in its endpoint's queue subscription. */
@@ -42,27 +44,13 @@ export class QueueHubs {
     const subject = queueSubject(address);
     let hub = this.hubs.get(subject);
     if (!hub || hub.closing) {
-      const fresh = new QueueHub(this.refuse);
+      const fresh = new QueueHub(subject, this.refuse);
       fresh.sub = this.transport.subscribe(subject, (msg) => fresh.dispatch(msg), { queue: queueGroup(address) });
       this.hubs.set(subject, fresh);
       hub = fresh;
     }
-    const joined = hub;
-    joined.add(member);
-    let left = false;
-    return {
-      leave: async (drain) => {
-        // Left already (a broken instance, then its stop): only the last member closes the subscription.
-        if (left) return joined.draining === member ? joined.close(drain) : undefined;
-        left = true;
-        if (!joined.remove(member)) return;
-        // The last member: the subscription leaves the group. What the server already sent goes to this member.
-        joined.closing = true;
-        joined.draining = member;
-        if (this.hubs.get(subject) === joined) this.hubs.delete(subject);
-        await joined.close(drain);
-      },
-    };
+    hub.add(member);
+    return new Membership(this.hubs, hub, member);
   }
 
   /** Subscriptions held now (tests and the scale figures). */
@@ -71,17 +59,43 @@ export class QueueHubs {
   }
 }
 
+/** A member's place: one object with the method on its prototype (no closure per instance of 100,000). */
+class Membership implements QueueMembership {
+  private left = false;
+
+  constructor(
+    /** The process's subscriptions by subject (the last member to leave removes its own). */
+    private readonly hubs: Map<string, QueueHub>,
+    private readonly joined: QueueHub,
+    private readonly member: QueueMember,
+  ) {}
+
+  async leave(drain: boolean): Promise<void> {
+    const { joined, member } = this;
+    // Left already (a broken instance, then its stop): only the last member closes the subscription.
+    if (this.left) return joined.draining === member ? joined.close(drain) : undefined;
+    this.left = true;
+    if (!joined.remove(member)) return;
+    // The last member: the subscription leaves the group. What the server already sent goes to this member.
+    joined.closing = true;
+    joined.draining = member;
+    if (this.hubs.get(joined.subject) === joined) this.hubs.delete(joined.subject);
+    await joined.close(drain);
+  }
+}
+
 class QueueHub {
   private readonly members: QueueMember[] = [];
-  /** Where each member is in {@link members} (a stop of 100,000 removes each in O(1)). */
-  private readonly index = new Map<QueueMember, number>();
   sub: TransportSubscription | undefined;
   closing = false;
   /** The last member, while the subscription drains: what the server already sent is still its. */
   draining: QueueMember | undefined;
   private next = 0;
 
-  constructor(private readonly refuse: (msg: TransportMessage) => void) {}
+  constructor(
+    readonly subject: string,
+    private readonly refuse: (msg: TransportMessage) => void,
+  ) {}
 
   dispatch(msg: TransportMessage): void {
     const n = this.members.length;
@@ -100,20 +114,20 @@ class QueueHub {
   }
 
   add(member: QueueMember): void {
-    this.index.set(member, this.members.length);
+    member.hubSlot = this.members.length;
     this.members.push(member);
   }
 
   /** Removes a member; true when it was the last one. */
   remove(member: QueueMember): boolean {
-    const i = this.index.get(member);
-    if (i !== undefined) {
+    const i = member.hubSlot;
+    if (i >= 0 && this.members[i] === member) {
       // Order does not matter for round-robin: the last member takes the free place.
-      this.index.delete(member);
+      member.hubSlot = -1;
       const last = this.members.pop() as QueueMember;
       if (last !== member) {
         this.members[i] = last;
-        this.index.set(last, i);
+        last.hubSlot = i;
       }
     }
     return this.members.length === 0;

@@ -171,11 +171,14 @@ export class Replica {
   private adopt(instance: ActorInstance): void {
     this.current = instance;
     this.startedAt = Date.now();
-    instance.onBroken = (reason, kind) => {
-      this.restarting ??= this.onBroken(instance, reason, kind).finally(() => {
-        this.restarting = undefined;
-      });
-    };
+    instance.supervisor = this;
+  }
+
+  /** Told by an adopted instance that it broke (once): withdraws, stops and maybe replaces it. */
+  broke(instance: ActorInstance, reason: TroupeError, kind: BrokenKind): void {
+    this.restarting ??= this.onBroken(instance, reason, kind).finally(() => {
+      this.restarting = undefined;
+    });
   }
 
   /** The wait before the next restart in a row, or undefined when the supervisor must give up. */

@@ -57,6 +57,10 @@ export interface MemorySubSpec {
   handler: MessageHandler;
 }
 
+/** A token that is `*` or `>`: the subject is a wildcard. */
+const WILDCARD_TOKEN = /(?:^|\.)[*>](?:\.|$)/;
+const NO_TOKENS: readonly string[] = [];
+
 /** @internal One subscription on the bus. */
 export class MemorySub implements TransportSubscription {
   closed = false;
@@ -67,6 +71,7 @@ export class MemorySub implements TransportSubscription {
   private draining: Promise<void> | undefined;
   readonly conn: MemoryTransport;
   readonly subject: string;
+  /** The subject's tokens, for a wildcard subscription; none for a literal one. */
   readonly tokens: readonly string[];
   readonly wildcard: boolean;
   readonly queue: string | undefined;
@@ -78,8 +83,9 @@ export class MemorySub implements TransportSubscription {
   ) {
     this.conn = spec.conn;
     this.subject = spec.subject;
-    this.tokens = spec.subject.split('.');
-    this.wildcard = this.tokens.some((t) => t === '*' || t === '>');
+    // Only a wildcard matches by tokens: a literal subscription (100,000 instance mailboxes) keeps none.
+    this.wildcard = WILDCARD_TOKEN.test(spec.subject);
+    this.tokens = this.wildcard ? spec.subject.split('.') : NO_TOKENS;
     this.queue = spec.queue;
     this.handler = spec.handler;
   }
