@@ -312,106 +312,161 @@ interface RawMsg {
   _rdata?: Uint8Array;
 }
 
-/** The status code of a `NATS/1.0 [status [description]]` header block; undefined when it has none. */
-function statusOf(block: string): string | undefined {
-  let eol = block.indexOf('\r\n');
-  if (eol < 0) eol = block.length;
-  const status = block.slice(8, eol).trim(); // after 'NATS/1.0'
-  return status ? (status.split(' ', 1)[0] as string) : undefined;
+const CR = 13;
+const LF = 10;
+const COLON = 58;
+/** Values this short and plain ASCII are built in JS: cheaper than a call into the Buffer binding. */
+const SHORT_VALUE = 16;
+
+/** Where the CRLF at or after `from` starts, before `end`; `end` when there is none. */
+function lineEnd(d: Uint8Array, from: number, end: number): number {
+  for (let i = from; i + 1 < end; i++) if (d[i] === CR && d[i + 1] === LF) return i;
+  return end;
 }
 
-/**
- * The value of header `name` in a header block: the first line `name: value`
- * (exact, case-sensitive name), trimmed. A scan of the block, not a parse
- * into a map: a request carries one to three headers and the worker asks for
- * six or seven names, most of them absent; a Map with its key and value
- * strings per message was a measurable share of a worker's allocations.
- */
-function headerIn(block: string, name: string): string | undefined {
-  if (name === ':status') return statusOf(block);
-  const len = name.length;
-  // Most names asked for are absent: one native substring search says so.
-  for (let at = block.indexOf(name, 10); at >= 0; at = block.indexOf(name, at + 1)) {
-    if (block.charCodeAt(at - 1) !== 10 || block.charCodeAt(at + len) !== 58) continue; // not a whole name at a line start
-    return valueAt(block, at + len + 1);
+/** Whether bytes `d[from..from+name.length)` spell `name` (a header name: printable ASCII). */
+function spells(d: Uint8Array, from: number, name: string): boolean {
+  for (let k = 0; k < name.length; k++) if (d[from + k] !== name.charCodeAt(k)) return false;
+  return true;
+}
+
+/** The UTF-8 text of `d[from..to)`. */
+function textOf(d: Uint8Array, from: number, to: number): string {
+  if (to - from <= SHORT_VALUE) {
+    let s = '';
+    for (let i = from; i < to; i++) {
+      const c = d[i] as number;
+      if (c >= 0x80) return utf8Of(d, from, to);
+      s += String.fromCharCode(c);
+    }
+    return s;
   }
-  return undefined;
+  return utf8Of(d, from, to);
 }
 
-/** The trimmed value that starts at `from` and ends at the line's end. */
-function valueAt(block: string, from: number): string {
-  let to = block.indexOf('\r\n', from);
-  if (to < 0) to = block.length;
-  while (from < to && isBlank(block.charCodeAt(from))) from++;
-  while (to > from && isBlank(block.charCodeAt(to - 1))) to--;
-  return block.slice(from, to);
+function utf8Of(d: Uint8Array, from: number, to: number): string {
+  return Buffer.isBuffer(d) ? d.toString('utf8', from, to) : Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('utf8', from, to);
 }
 
-/** The start of the only header line of a block ending in an empty line; -1 when it has more lines (or none). */
-function singleLine(block: string): number {
-  const first = block.indexOf('\r\n') + 2;
-  if (first < 2) return -1;
-  const end = block.indexOf('\r\n', first);
-  return end > first && end === block.length - 4 && block.endsWith('\r\n\r\n') ? first : -1;
-}
-
-function isBlank(c: number): boolean {
+function isBlank(c: number | undefined): boolean {
   return c === 32 || c === 9;
 }
 
+/**
+ * A received message. Headers are read straight from the raw header block
+ * (`NATS/1.0[ status]\r\n` then `Name: value\r\n` lines): its lines are
+ * indexed once, at the first lookup, and a lookup compares the name's
+ * length, then its bytes, and decodes only the value it returns — no
+ * string of the block, no Map, no MsgHdrs per message. A request carries
+ * one to three headers and the worker asks for six or seven names, most
+ * of them absent, which one length comparison answers.
+ */
 class NatsMessage implements TransportMessage {
-  /** The raw header block as text ('' without headers); undefined until first asked. */
-  private block: string | undefined;
+  /** The raw message bytes (header block, then body); undefined when nats.js internals are not as expected. */
+  private bytes: Uint8Array | undefined;
+  /** Length of the header block (0: no headers); -1 until indexed. */
+  private hdrLen = -1;
+  /** The first header line: where its name starts, its colon, where the line ends (-1: no header line). */
+  private s0 = -1;
+  private c0 = 0;
+  private e0 = 0;
+  /** Further header lines, as (name start, colon, line end) triples. */
+  private more: number[] | undefined;
   /** Headers read through nats.js's public API, if its internals ever change. */
   private hmap: ReadonlyMap<string, string> | undefined;
   private body: Uint8Array | undefined;
-  /** Where the one header line of the block starts; -1 when there are several (or none). */
-  private single: number | undefined;
+  /** The reply subject ('' for none) once read. */
+  private replyTo: string | undefined;
   constructor(private readonly m: Msg) {}
-  private headerBlock(): string | undefined {
-    if (this.block !== undefined) return this.block;
+
+  /** Indexes the header block's lines; false when the block must be read through the public API. */
+  private index(): boolean {
     const raw = this.m as unknown as RawMsg;
-    if (raw._msg && raw._rdata instanceof Uint8Array) {
-      const n = raw._msg.hdr;
-      const d = raw._rdata;
-      this.block = n <= 0 ? '' : Buffer.isBuffer(d) ? d.toString('utf8', 0, n) : Buffer.from(d.buffer, d.byteOffset, n).toString('utf8');
-      return this.block;
+    const d = raw._rdata;
+    if (!raw._msg || !(d instanceof Uint8Array)) {
+      this.hmap ??= publicHeaders(this.m);
+      return false;
     }
-    if (!this.hmap) {
-      // Fallback through the public API if nats.js internals change.
-      const h = this.m.headers;
-      const map = new Map<string, string>();
-      if (h) {
-        for (const k of h.keys()) map.set(k, h.get(k));
-        if (h.code) map.set(':status', String(h.code));
+    const n = raw._msg.hdr > 0 ? raw._msg.hdr : 0;
+    this.bytes = d;
+    this.hdrLen = n;
+    if (n === 0) return true;
+    let at = lineEnd(d, 0, n) + 2; // past the status line
+    while (at < n) {
+      const end = lineEnd(d, at, n);
+      if (end === at) break; // the empty line that ends the block
+      let colon = at;
+      while (colon < end && d[colon] !== COLON) colon++;
+      if (colon < end) {
+        if (this.s0 < 0) {
+          this.s0 = at;
+          this.c0 = colon;
+          this.e0 = end;
+        } else {
+          (this.more ??= []).push(at, colon, end);
+        }
       }
-      this.hmap = map;
+      at = end + 2;
     }
-    return undefined;
+    return true;
   }
+
   get subject(): string {
     return this.m.subject;
   }
   get reply(): string | undefined {
-    return this.m.reply || undefined;
+    return (this.replyTo ??= this.m.reply) || undefined;
   }
   get data(): Uint8Array {
     // nats.js makes a new subarray per read; the worker reads it twice.
     return (this.body ??= this.m.data);
   }
   header(name: string): string | undefined {
-    const block = this.headerBlock();
-    if (block === undefined) return this.hmap?.get(name);
-    if (block.length === 0) return undefined;
-    if (this.single === undefined) this.single = singleLine(block);
-    const at = this.single;
-    if (at < 0 || name === ':status') return headerIn(block, name);
-    // One header line (a plain call's `Troupe-Timeout`): every other name is absent without a search.
-    return block.charCodeAt(at + name.length) === 58 && block.startsWith(name, at) ? valueAt(block, at + name.length + 1) : undefined;
+    if (this.hdrLen < 0 && !this.index()) return this.hmap?.get(name);
+    const d = this.bytes as Uint8Array;
+    if (name === ':status') return this.hdrLen === 0 ? undefined : statusOf(d, this.hdrLen);
+    const len = name.length;
+    if (this.s0 >= 0 && this.c0 - this.s0 === len && spells(d, this.s0, name)) return valueOf(d, this.c0 + 1, this.e0);
+    const more = this.more;
+    if (more === undefined) return undefined;
+    for (let i = 0; i < more.length; i += 3) {
+      const s = more[i] as number;
+      const c = more[i + 1] as number;
+      if (c - s === len && spells(d, s, name)) return valueOf(d, c + 1, more[i + 2] as number);
+    }
+    return undefined;
   }
   get noResponders(): boolean {
     return this.header(':status') === '503' && this.m.data.length === 0;
   }
+}
+
+/** The trimmed value between a header line's colon and its end. */
+function valueOf(d: Uint8Array, from: number, to: number): string {
+  while (from < to && isBlank(d[from])) from++;
+  while (to > from && isBlank(d[to - 1])) to--;
+  return textOf(d, from, to);
+}
+
+/** The status code of a `NATS/1.0 [status [description]]` block of `n` bytes; undefined when it has none. */
+function statusOf(d: Uint8Array, n: number): string | undefined {
+  const end = lineEnd(d, 0, n);
+  let from = 8; // after 'NATS/1.0'
+  while (from < end && isBlank(d[from])) from++;
+  let to = from;
+  while (to < end && !isBlank(d[to])) to++;
+  return to > from ? textOf(d, from, to) : undefined;
+}
+
+/** A message's headers through nats.js's public API (the fallback if its internals change). */
+function publicHeaders(m: Msg): ReadonlyMap<string, string> {
+  const h = m.headers;
+  const map = new Map<string, string>();
+  if (h) {
+    for (const k of h.keys()) map.set(k, h.get(k));
+    if (h.code) map.set(':status', String(h.code));
+  }
+  return map;
 }
 
 class NatsSubscription implements TransportSubscription {
