@@ -895,7 +895,7 @@ export class ActorInstance {
     if (value !== undefined) {
       let failed: TroupeError | undefined;
       try {
-        const c = served.ep.immutable === true ? sizeValue(this.plane.codec, value) : copyValue(this.plane.codec, value);
+        const c = served.immutable ? sizeValue(this.plane.codec, value) : copyValue(this.plane.codec, value);
         const max = this.plane.transport.maxPayload;
         if (c.size > max) failed = tooLarge(c.size, max, 'the caller');
         else meter.bytesOut += c.size;
