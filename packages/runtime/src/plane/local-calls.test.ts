@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MsgpackCodec } from '../codec/msgpack';
@@ -123,6 +124,30 @@ test('localWireError - keeps code, message and data; drops data the codec cannot
 test('headerBlockSize - counts the NATS/1.0 block as the transports do', () => {
   assert.is(headerBlockSize({ 'Troupe-Timeout': '30000' }), 12 + 14 + 5 + 4);
 });
+
+/** Set in the child of the test below: this file run again with code generation disallowed. */
+const NO_CODEGEN_CHILD = process.env.TROUPE_LOCAL_CALLS_NO_CODEGEN === '1';
+
+if (NO_CODEGEN_CHILD) {
+  test('(no code generation) - this process really refuses code from strings', () => {
+    assert.throws(() => new Function('return 1'), /Code generation from strings disallowed/);
+  });
+} else {
+  test('copyValue - with code generation disallowed, every test of this file passes on the general walk', () => {
+    // `node --disallow-code-generation-from-strings` makes the per-shape copier's `new Function` throw; the file's
+    // tests run again in such a child and must all pass, the copies taking the general walk.
+    const child = spawnSync(process.execPath, ['--disallow-code-generation-from-strings', __filename], {
+      env: { ...process.env, TROUPE_LOCAL_CALLS_NO_CODEGEN: '1' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const out = `${child.stdout}${child.stderr}`;
+    assert.is(child.status, 0, out);
+    const passed = /Passed:\s+(\d+)/.exec(out);
+    assert.ok(passed !== null && Number(passed[1]) >= 10, out);
+    assert.match(out, /Skipped:\s+0/);
+  });
+}
 
 // Last: it fills the process-wide shape cache, so what follows it would take the general walk only.
 test('copyValue - past the shape cache bound (ids as keys), objects still copy and measure as the codec does', () => {
