@@ -79,4 +79,27 @@ test('reply inbox - string keys (streams) and tickets share the slots; keys neve
   assert.equal(abandoned, ['UNAVAILABLE'], 'stop fails what still waits');
 });
 
+test('reply inbox - a slot reused past 2^30 still gets its ticket as decimal text, and replies reach it', () => {
+  const t = fakeTransport();
+  const inbox = new ReplyInbox(t, '_INBOX');
+  const h = recorder();
+  let ticket = -1;
+  // One slot, reused: its generation grows by one each time, and past 63 the ticket is no small integer.
+  for (let i = 0; i < 200; i++) {
+    if (ticket >= 0) inbox.release(ticket);
+    ticket = inbox.take(h);
+    const subject = inbox.subjectOf(ticket);
+    assert.is(replyKeyOf(subject), String(ticket), `ticket ${ticket}`);
+  }
+  assert.ok(ticket > 2 ** 30, 'the last ticket is past the small-integer range');
+  t.send(inbox.subjectOf(ticket), 7);
+  assert.equal(h.got, [7]);
+  const [key, reply] = inbox.open(h);
+  assert.is(reply, `${inbox.root}.${key}`);
+  assert.ok(/^[0-9]+$/.test(key), `key ${key} is decimal`);
+  inbox.release(ticket);
+  inbox.close(key);
+  assert.is(inbox.pending, 0);
+});
+
 test.run();

@@ -79,7 +79,7 @@ export class ReplyInbox {
 
   /** Registers `handler` and returns `[key, replySubject]`. */
   open(handler: ReplyHandler): [string, string] {
-    const key = String(this.take(handler));
+    const key = decimalOf(this.take(handler));
     return [key, this.prefix + key];
   }
 
@@ -99,8 +99,7 @@ export class ReplyInbox {
 
   /** The reply subject of a ticket. */
   subjectOf(ticket: number): string {
-    // Decimal: V8 turns a number into decimal text far faster than into base 36.
-    return this.prefix + ticket;
+    return this.prefix + decimalOf(ticket);
   }
 
   /** Forgets a ticket; later messages to it are dropped. Closing one twice (or a stale one) does nothing. */
@@ -165,6 +164,24 @@ export class ReplyInbox {
       }
     }
   }
+}
+
+/** Zeros that pad the low nine digits of a ticket, by the length of their text. */
+const PADS = ['', '00000000', '0000000', '000000', '00000', '0000', '000', '00', '0', ''];
+const SMI_MAX = 0x3fffffff;
+
+/**
+ * A ticket's decimal text. A ticket past 2^30 (any slot reused more than 63
+ * times, so nearly every ticket of a busy runtime) is a heap number, and V8
+ * prints those through its double-to-text path, several times slower than
+ * two small integers: the text is built from the digits above and the nine
+ * below 10^9, each a small integer.
+ */
+function decimalOf(ticket: number): string {
+  if (ticket <= SMI_MAX) return String(ticket);
+  const hi = Math.floor(ticket / 1e9);
+  const lo = String(ticket - hi * 1e9);
+  return String(hi) + (PADS[lo.length] as string) + lo;
 }
 
 /** The ticket a decimal key (from `from` to the end of `s`) names; -1 when it is not one. */
