@@ -91,7 +91,8 @@ type Reply = string | LocalRequest;
  * instances hold one small object per endpoint, not a closure per role.
  */
 class Served implements QueueMember, LocalTarget {
-  readonly meter: EndpointMeter;
+  /** Its counters, made at the first message (see {@link meter}). */
+  private counters: EndpointMeter | undefined;
   /** `ns.comp.ep.<instance_id>`: its mailbox subject (also its key among the in-process targets). */
   mailbox = '';
   /** Its mailbox subscription, while subscribed. */
@@ -107,8 +108,12 @@ class Served implements QueueMember, LocalTarget {
     readonly ep: EndpointMeta,
     readonly handler: Handler,
   ) {
-    this.meter = instance.meterOf(ep.name) as EndpointMeter;
     this.immutable = ep.immutable === true;
+  }
+
+  /** Its endpoint's counters (the instance's meters are made when the first of its endpoints counts something). */
+  get meter(): EndpointMeter {
+    return (this.counters ??= this.instance.ownMeterOf(this.ep.name));
   }
 
   get accepting(): boolean {
@@ -230,16 +235,27 @@ export class ActorInstance {
     private readonly settings: InstanceSettings,
   ) {
     this.info = info;
-    this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
+    plane.meter.instance(info.instanceId, this);
   }
 
-  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus), in the component's endpoint order. */
-  readonly meters: readonly EndpointMeter[];
+  /** Its own counters, made when it first counts anything: an idle instance (most of 100,000) has none. */
+  private ownMeters: EndpointMeter[] | undefined;
 
-  /** The counters of one endpoint of this instance; undefined for an endpoint it does not have. */
+  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus), in the component's endpoint order; shared zeros before it counted anything. */
+  get meters(): readonly EndpointMeter[] {
+    return this.ownMeters ?? this.plane.meter.zeros(this.info.namespace, this.meta.name, this.meta.endpoints.keys());
+  }
+
+  /** The counters of one endpoint of this instance; undefined for an endpoint it does not have, or before it counted anything (all zero). */
   meterOf(endpoint: string): EndpointMeter | undefined {
-    for (const m of this.meters) if (m.endpoint === endpoint) return m;
+    if (this.ownMeters) for (const m of this.ownMeters) if (m.endpoint === endpoint) return m;
     return undefined;
+  }
+
+  /** The counters of one of its endpoints, to count into (its meters are made now if they were not). Internal ({@link Served}). */
+  ownMeterOf(endpoint: string): EndpointMeter {
+    this.ownMeters ??= this.plane.meter.endpointMeters(this.info.namespace, this.meta.name, this.meta.endpoints.keys());
+    return this.meterOf(endpoint) as EndpointMeter;
   }
   /** This instance's dynamic properties as last set (`$SRV.STATS` `data`); empty before any. */
   get dynamic(): Readonly<Record<string, unknown>> {
