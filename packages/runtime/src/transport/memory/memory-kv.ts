@@ -2,40 +2,12 @@ import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence 
 import { MemoryLogs } from './memory-log';
 import { subjectMatches } from '../../wire/subject-grammar';
 import { checkBucketName, checkKvKey } from '../kv-names';
+import { slabCopy } from '../../codec/slab';
 
 interface Stored {
   value: Uint8Array;
   revision: number;
   at: number;
-}
-
-/** Values up to this size are copied into a shared slab (below), larger ones into a buffer of their own. */
-const SLAB_VALUE_MAX = 512;
-/** Size of one slab of stored values. */
-const SLAB_BYTES = 8 * 1024;
-let slab = new Uint8Array(0);
-let slabUsed = 0;
-
-/**
- * The bucket's own copy of a value (the caller may reuse its bytes). A small
- * value is a view into a shared 8 KiB slab, as Node's `Buffer` pool does: a
- * registry record of ~100 B copied into an `ArrayBuffer` of its own costs
- * ~250 B more of native memory (the backing store, its C++ record and the
- * `ArrayBuffer` object) — per instance, with 100,000 instances. A slab is
- * freed once no value in it is referenced any more.
- */
-function stored(value: Uint8Array): Uint8Array {
-  const n = value.length;
-  if (n === 0 || n > SLAB_VALUE_MAX) return value.slice();
-  if (slabUsed + n > slab.length) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabUsed = 0;
-  }
-  const copy = slab.subarray(slabUsed, slabUsed + n);
-  copy.set(value);
-  // 8-byte aligned, as Buffer's pool.
-  slabUsed = (slabUsed + n + 7) & ~7;
-  return copy;
 }
 
 interface Watcher {
@@ -71,7 +43,8 @@ class MemoryBucket implements KvBucket {
   async put(key: string, value: Uint8Array): Promise<number> {
     checkKvKey(key);
     const revision = ++this.revision;
-    const copy = stored(value);
+    // Its own copy (the caller may reuse its bytes); a registry record of ~100 B in an `ArrayBuffer` of its own costs ~250 B more of native memory.
+    const copy = slabCopy(value);
     this.entries.set(key, { value: copy, revision, at: Date.now() });
     this.notify({ key, value: copy, revision, operation: 'PUT' });
     return revision;
