@@ -6,6 +6,7 @@ import type { Logger } from '../logger';
 import { withTimeout } from '../timeout';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, leaseBeatSubject, registryKey } from '../wire/subjects';
+import { slabCopy } from '../codec/slab';
 import type { KvBucket, Persistence, Pulse, PulseOptions } from '../transport/transport';
 
 /** Bucket of instance records, keyed `{ns}.{comp}.{ep}.{instance_id}`; no max age (leases carry liveness). */
@@ -512,7 +513,8 @@ export class Registry {
       proto: PROTOCOL_VERSION,
       properties: m.properties,
     };
-    return this.codec.encode(record);
+    // One per instance and endpoint (100,000 in one spawn): copied out of the encoder's buffer into a shared slab, not an `ArrayBuffer` each.
+    return this.codec.encodeShared ? slabCopy(this.codec.encodeShared(record)) : this.codec.encode(record);
   }
 
   /** A registration attempt failed: say so once per outage, retry with backoff. */

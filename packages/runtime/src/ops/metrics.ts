@@ -174,7 +174,7 @@ export class RuntimeMetrics {
       }
       g.meters.push(m);
     };
-    for (const [id, eps] of this.sources.meter.live) for (const m of eps) add(m, perInstance ? id : undefined);
+    for (const [id, source] of this.sources.meter.live) for (const m of source.meters) add(m, perInstance ? id : undefined);
     for (const m of this.sources.meter.retired.values()) add(m, perInstance ? 'stopped' : undefined);
     return [...groups.values()];
   }

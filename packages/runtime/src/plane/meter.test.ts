@@ -16,7 +16,8 @@ test('meter - a duration lands in the first bucket whose bound it does not excee
 
 test('meter - a stopped instance folds into its endpoint totals, so counters never go down', () => {
   const m = new Meter();
-  const eps = m.instance('a'.repeat(16), 'ns', 'comp', ['ep']);
+  const eps = m.endpointMeters('ns', 'comp', ['ep']);
+  m.instance('a'.repeat(16), { meters: eps });
   const e = eps[0];
   e?.finish(0);
   e?.finish(0, 'INTERNAL', 'boom');
@@ -28,10 +29,28 @@ test('meter - a stopped instance folds into its endpoint totals, so counters nev
   assert.is(r?.errorCodes.get('INTERNAL'), 1);
   assert.is(r?.lastError, 'boom');
   assert.is(r?.durations.count, 2);
-  const again = m.instance('b'.repeat(16), 'ns', 'comp', ['ep']);
+  const again = m.endpointMeters('ns', 'comp', ['ep']);
+  m.instance('b'.repeat(16), { meters: again });
   again[0]?.finish(0);
   m.retire('b'.repeat(16));
   assert.is(m.retired.get('ns.comp.ep')?.requests, 3);
+});
+
+test('meter - an instance that counted nothing reads as shared zero meters, and stops into its endpoint totals', () => {
+  const m = new Meter();
+  const zeros = m.zeros('ns', 'comp', ['a', 'b']);
+  assert.is(m.zeros('ns', 'comp', ['a', 'b']), zeros);
+  assert.equal(
+    zeros.map((z) => [z.namespace, z.component, z.endpoint, z.requests]),
+    [
+      ['ns', 'comp', 'a', 0],
+      ['ns', 'comp', 'b', 0],
+    ],
+  );
+  m.instance('c'.repeat(16), { meters: zeros });
+  m.retire('c'.repeat(16));
+  assert.is(m.retired.get('ns.comp.b')?.requests, 0);
+  assert.is(zeros[0]?.requests, 0);
 });
 
 test('meter - client outcomes: successes in a plain field, failures by code; one meter per endpoint', () => {

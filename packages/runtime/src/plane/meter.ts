@@ -174,6 +174,15 @@ export class CallMeter {
 }
 
 /**
+ * What the meter reads an instance's counters from: its own meters once it
+ * counted anything, before that the component's shared zero meters
+ * ({@link Meter.zeros}) — 100,000 idle instances hold no meter object.
+ */
+export interface MeterSource {
+  readonly meters: readonly EndpointMeter[];
+}
+
+/**
  * Every plain counter of one runtime, a field of its plane: per-endpoint
  * worker meters (live instances and the folded totals of stopped ones),
  * client call meters, event and discovery counts, connection figures. The
@@ -181,35 +190,48 @@ export class CallMeter {
  */
 export class Meter {
   /** Live instances' meters, by instance id: one per endpoint, in the component's endpoint order. */
-  readonly live = new Map<string, readonly EndpointMeter[]>();
+  readonly live = new Map<string, MeterSource>();
   /** Totals of stopped instances, by `ns.comp.ep`. */
   readonly retired = new Map<string, EndpointMeter>();
   /** Client meters by `ns.comp.ep`. */
   readonly calls = new Map<string, CallMeter>();
+  /** The all-zero meters an instance reads as before its first request, by `ns.comp` (never written: see {@link MeterSource}). */
+  private readonly zeroMeters = new Map<string, readonly EndpointMeter[]>();
   eventsPublished = 0;
   eventsDelivered = 0;
   eventGaps = 0;
   /** Whether requests and calls are timed and client calls counted (false with `metrics: false`). */
   timed = true;
 
-  /** The meters of a new instance, one per endpoint in `endpoints` order (an array, not a map: most components have one or two). */
-  instance(instanceId: string, namespace: string, component: string, endpoints: Iterable<string>): readonly EndpointMeter[] {
+  /** Counts a new instance's endpoints (read through `source` at scrape time). */
+  instance(instanceId: string, source: MeterSource): void {
+    this.live.set(instanceId, source);
+  }
+
+  /** The meters of one instance, one per endpoint in `endpoints` order (an array, not a map: most components have one or two). */
+  endpointMeters(namespace: string, component: string, endpoints: Iterable<string>): EndpointMeter[] {
     // Mapped from an array, so exactly as long as needed (an array pushed to keeps room for 16).
-    const m = [...endpoints].map((ep) => {
+    return [...endpoints].map((ep) => {
       const e = new EndpointMeter(namespace, component, ep);
       e.timed = this.timed;
       return e;
     });
-    this.live.set(instanceId, m);
-    return m;
+  }
+
+  /** Zero meters of a component's endpoints, shared by every instance that has counted nothing yet; read-only. */
+  zeros(namespace: string, component: string, endpoints: Iterable<string>): readonly EndpointMeter[] {
+    const key = `${namespace}\u0000${component}`;
+    let z = this.zeroMeters.get(key);
+    if (!z) this.zeroMeters.set(key, (z = this.endpointMeters(namespace, component, endpoints)));
+    return z;
   }
 
   /** Folds a stopped instance's counts into its endpoints' totals. */
   retire(instanceId: string): void {
-    const m = this.live.get(instanceId);
-    if (!m) return;
+    const source = this.live.get(instanceId);
+    if (!source) return;
     this.live.delete(instanceId);
-    for (const e of m) {
+    for (const e of source.meters) {
       const key = `${e.namespace}.${e.component}.${e.endpoint}`;
       let r = this.retired.get(key);
       if (!r) this.retired.set(key, (r = new EndpointMeter(e.namespace, e.component, e.endpoint)));

@@ -91,7 +91,8 @@ type Reply = string | LocalRequest;
  * instances hold one small object per endpoint, not a closure per role.
  */
 class Served implements QueueMember, LocalTarget {
-  readonly meter: EndpointMeter;
+  /** Its counters, made at the first message (see {@link meter}). */
+  private counters: EndpointMeter | undefined;
   /** `ns.comp.ep.<instance_id>`: its mailbox subject (also its key among the in-process targets). */
   mailbox = '';
   /** Its mailbox subscription, while subscribed. */
@@ -107,8 +108,12 @@ class Served implements QueueMember, LocalTarget {
     readonly ep: EndpointMeta,
     readonly handler: Handler,
   ) {
-    this.meter = instance.meterOf(ep.name) as EndpointMeter;
     this.immutable = ep.immutable === true;
+  }
+
+  /** Its endpoint's counters (the instance's meters are made when the first of its endpoints counts something). */
+  get meter(): EndpointMeter {
+    return (this.counters ??= this.instance.ownMeterOf(this.ep.name));
   }
 
   get accepting(): boolean {
@@ -132,14 +137,60 @@ class Served implements QueueMember, LocalTarget {
   }
 }
 
-/** A subscription's handler for `served` (made here: a closure in `start` would hold its whole scope). */
+/** A subscription's handler for `served`: bound (48 B), not a closure and its context (96 B; one in `start` would also hold its whole scope). */
 function deliverTo(served: Served): (msg: TransportMessage) => void {
-  return (msg) => served.deliver(msg);
+  return served.deliver.bind(served);
 }
 
 /** {@link ActorInstance.handle} of a message that runs as it arrives (a free mailbox slot): a plain function, no closure per instance. */
 function handleNow(served: Served, msg: TransportMessage): void | Promise<void> {
   return served.instance.handle(served, msg);
+}
+
+/**
+ * What an instance holds only once it works, is stopped or is watched (its
+ * mailbox, logger, in-flight maps, watchdogs, meters, publisher): one object
+ * made at the first of them. An idle instance (most of 100,000) holds one
+ * empty field instead of eighteen (8 B each). Read and written through the
+ * accessors of {@link ActorInstance}, which read the defaults here without
+ * making it.
+ */
+class Busy {
+  /** Its mailbox, made at the first message (see `mailbox`). */
+  box: Mailbox | undefined;
+  /** Its child logger, made at first use. */
+  log: Logger | undefined;
+  activeSet: Set<RequestContext> | undefined;
+  streamMap: Map<string, WorkerStream> | undefined;
+  callMap: Map<Reply, RequestContext> | undefined;
+  checkMap: Map<string, { ok: boolean; lastError?: string; at: number }> | undefined;
+  /**
+   * Unary requests waiting in the mailbox, by reply, with the cancel or stop
+   * that reached them before they started (null: none yet). Made at the first
+   * queued request: a free mailbox slot runs a request at once and never
+   * needs it.
+   */
+  queuedCalls: Map<Reply, QueuedControl | null> | undefined;
+  /** Set once the grace period ran out: queued requests are refused with it. */
+  refusal: TroupeError | undefined;
+  /** Watches a mailbox queue that is not draining (see `watchQueue`); undefined while idle or once warned. */
+  queueWatch: NodeJS.Timeout | undefined;
+  queueWarned = false;
+  /** Watches running handlers for overdue ones and the mailbox for progress (see `watchProgress`); armed only while something runs. */
+  progressWatch: NodeJS.Timeout | undefined;
+  /** The mailbox's progress count at the last check, and when it last changed. */
+  lastProgress = -1;
+  lastProgressAt = 0;
+  /** Times of recent unexpected handler throws (only with a `failures` threshold). */
+  recentFailures: number[] | undefined;
+  /** Its own counters, made when it first counts anything. */
+  ownMeters: EndpointMeter[] | undefined;
+  /** Its event publisher, made at first use. */
+  pub: EventPublisher | undefined;
+  /** The subscriptions of the class's `@on` handlers while the instance runs. */
+  eventHandlers: EventHandlers | undefined;
+  /** Its stop, once asked for (a second caller waits for the same). */
+  stopping: Promise<void> | undefined;
 }
 
 const enum State {
@@ -156,13 +207,124 @@ const enum State {
  */
 export class ActorInstance {
   readonly info: InstanceInfo;
+  /** See {@link Busy}; undefined while the instance never worked. */
+  private more: Busy | undefined;
+  private get busy(): Busy {
+    return (this.more ??= new Busy());
+  }
+  private get box(): Mailbox | undefined {
+    return this.more?.box;
+  }
+  private set box(v: Mailbox | undefined) {
+    this.busy.box = v;
+  }
+  private get log(): Logger | undefined {
+    return this.more?.log;
+  }
+  private set log(v: Logger | undefined) {
+    this.busy.log = v;
+  }
+  private get activeSet(): Set<RequestContext> | undefined {
+    return this.more?.activeSet;
+  }
+  private set activeSet(v: Set<RequestContext> | undefined) {
+    this.busy.activeSet = v;
+  }
+  private get streamMap(): Map<string, WorkerStream> | undefined {
+    return this.more?.streamMap;
+  }
+  private set streamMap(v: Map<string, WorkerStream> | undefined) {
+    this.busy.streamMap = v;
+  }
+  private get callMap(): Map<Reply, RequestContext> | undefined {
+    return this.more?.callMap;
+  }
+  private set callMap(v: Map<Reply, RequestContext> | undefined) {
+    this.busy.callMap = v;
+  }
+  private get checkMap(): Map<string, { ok: boolean; lastError?: string; at: number }> | undefined {
+    return this.more?.checkMap;
+  }
+  private set checkMap(v: Map<string, { ok: boolean; lastError?: string; at: number }> | undefined) {
+    this.busy.checkMap = v;
+  }
+  private get queuedCalls(): Map<Reply, QueuedControl | null> | undefined {
+    return this.more?.queuedCalls;
+  }
+  private set queuedCalls(v: Map<Reply, QueuedControl | null> | undefined) {
+    this.busy.queuedCalls = v;
+  }
+  private get refusal(): TroupeError | undefined {
+    return this.more?.refusal;
+  }
+  private set refusal(v: TroupeError | undefined) {
+    this.busy.refusal = v;
+  }
+  private get queueWatch(): NodeJS.Timeout | undefined {
+    return this.more?.queueWatch;
+  }
+  private set queueWatch(v: NodeJS.Timeout | undefined) {
+    this.busy.queueWatch = v;
+  }
+  private get queueWarned(): boolean {
+    return this.more?.queueWarned ?? false;
+  }
+  private set queueWarned(v: boolean) {
+    this.busy.queueWarned = v;
+  }
+  private get progressWatch(): NodeJS.Timeout | undefined {
+    return this.more?.progressWatch;
+  }
+  private set progressWatch(v: NodeJS.Timeout | undefined) {
+    this.busy.progressWatch = v;
+  }
+  private get lastProgress(): number {
+    return this.more?.lastProgress ?? -1;
+  }
+  private set lastProgress(v: number) {
+    this.busy.lastProgress = v;
+  }
+  private get lastProgressAt(): number {
+    return this.more?.lastProgressAt ?? 0;
+  }
+  private set lastProgressAt(v: number) {
+    this.busy.lastProgressAt = v;
+  }
+  private get recentFailures(): number[] | undefined {
+    return this.more?.recentFailures;
+  }
+  private set recentFailures(v: number[] | undefined) {
+    this.busy.recentFailures = v;
+  }
+  private get ownMeters(): EndpointMeter[] | undefined {
+    return this.more?.ownMeters;
+  }
+  private set ownMeters(v: EndpointMeter[] | undefined) {
+    this.busy.ownMeters = v;
+  }
+  private get pub(): EventPublisher | undefined {
+    return this.more?.pub;
+  }
+  private set pub(v: EventPublisher | undefined) {
+    this.busy.pub = v;
+  }
+  private get eventHandlers(): EventHandlers | undefined {
+    return this.more?.eventHandlers;
+  }
+  private set eventHandlers(v: EventHandlers | undefined) {
+    this.busy.eventHandlers = v;
+  }
+  private get stopping(): Promise<void> | undefined {
+    return this.more?.stopping;
+  }
+  private set stopping(v: Promise<void> | undefined) {
+    this.busy.stopping = v;
+  }
   /** Its mailbox, made at the first message (see {@link mailbox}). */
-  private box: Mailbox | undefined;
   /** Its bounded mailbox; an idle instance (most of 100,000) has none yet. */
   private get mailbox(): Mailbox {
     return (this.box ??= new Mailbox(this.settings.concurrency, this.settings.mailboxCapacity));
   }
-  private log: Logger | undefined;
   /** Its logger (fields namespace, component, instance), made at first use. */
   get logger(): Logger {
     const { namespace, component, instanceId } = this.info;
@@ -172,10 +334,6 @@ export class ActorInstance {
   private served: readonly Served[] = NO_SERVED;
 
   // What an instance holds while it works is created at first use: 100,000 idle instances hold none of it.
-  private activeSet: Set<RequestContext> | undefined;
-  private streamMap: Map<string, WorkerStream> | undefined;
-  private callMap: Map<Reply, RequestContext> | undefined;
-  private checkMap: Map<string, { ok: boolean; lastError?: string; at: number }> | undefined;
   private startedAt = 0;
   private get active(): Set<RequestContext> {
     return (this.activeSet ??= new Set());
@@ -187,26 +345,7 @@ export class ActorInstance {
   private get calls(): Map<Reply, RequestContext> {
     return (this.callMap ??= new Map());
   }
-  /**
-   * Unary requests waiting in the mailbox, by reply, with the cancel or stop
-   * that reached them before they started (null: none yet). Made at the first
-   * queued request: a free mailbox slot runs a request at once and never
-   * needs it.
-   */
-  private queuedCalls: Map<Reply, QueuedControl | null> | undefined;
   private state = State.Starting;
-  /** Set once the grace period ran out: queued requests are refused with it. */
-  private refusal: TroupeError | undefined;
-  /** Watches a mailbox queue that is not draining (see {@link watchQueue}); undefined while idle or once warned. */
-  private queueWatch: NodeJS.Timeout | undefined;
-  private queueWarned = false;
-  /** Watches running handlers for overdue ones and the mailbox for progress (see {@link watchProgress}); armed only while something runs. */
-  private progressWatch: NodeJS.Timeout | undefined;
-  /** The mailbox's progress count at the last check, and when it last changed. */
-  private lastProgress = -1;
-  private lastProgressAt = 0;
-  /** Times of recent unexpected handler throws (only with a `failures` threshold). */
-  private recentFailures: number[] | undefined;
   /** Set once the instance is declared broken (see {@link broken}). */
   brokenReason: TroupeError | undefined;
   /** Told once when the instance is declared broken; set by its supervisor. */
@@ -230,16 +369,24 @@ export class ActorInstance {
     private readonly settings: InstanceSettings,
   ) {
     this.info = info;
-    this.meters = plane.meter.instance(info.instanceId, info.namespace, meta.name, meta.endpoints.keys());
+    plane.meter.instance(info.instanceId, this);
   }
 
-  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus), in the component's endpoint order. */
-  readonly meters: readonly EndpointMeter[];
+  /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus), in the component's endpoint order; shared zeros before it counted anything. */
+  get meters(): readonly EndpointMeter[] {
+    return this.ownMeters ?? this.plane.meter.zeros(this.info.namespace, this.meta.name, this.meta.endpoints.keys());
+  }
 
-  /** The counters of one endpoint of this instance; undefined for an endpoint it does not have. */
+  /** The counters of one endpoint of this instance; undefined for an endpoint it does not have, or before it counted anything (all zero). */
   meterOf(endpoint: string): EndpointMeter | undefined {
-    for (const m of this.meters) if (m.endpoint === endpoint) return m;
+    if (this.ownMeters) for (const m of this.ownMeters) if (m.endpoint === endpoint) return m;
     return undefined;
+  }
+
+  /** The counters of one of its endpoints, to count into (its meters are made now if they were not). Internal ({@link Served}). */
+  ownMeterOf(endpoint: string): EndpointMeter {
+    this.ownMeters ??= this.plane.meter.endpointMeters(this.info.namespace, this.meta.name, this.meta.endpoints.keys());
+    return this.meterOf(endpoint) as EndpointMeter;
   }
   /** This instance's dynamic properties as last set (`$SRV.STATS` `data`); empty before any. */
   get dynamic(): Readonly<Record<string, unknown>> {
@@ -274,10 +421,6 @@ export class ActorInstance {
   get publisher(): EventPublisher {
     return (this.pub ??= this.plane.events.publisherOf(this.info));
   }
-  private pub: EventPublisher | undefined;
-  /** The subscriptions of the class's `@on` handlers while the instance runs. */
-  private eventHandlers: EventHandlers | undefined;
-
   /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
   properties: PropertyBoard | undefined;
 
@@ -371,8 +514,6 @@ export class ActorInstance {
     return this.stopping;
   }
 
-  private stopping: Promise<void> | undefined;
-
   private async stopNow(graceMs: number, drainWithinMs: number): Promise<void> {
     this.state = State.Stopping;
     clearTimeout(this.queueWatch);
@@ -433,10 +574,11 @@ export class ActorInstance {
     return this.state === State.Serving && this.brokenReason === undefined;
   }
 
-  /** Leaves the shared queue subscriptions (see {@link QueueMembership.leave}); settles when they drained. */
+  /** Leaves the shared queue subscriptions (see {@link QueueHubs.leave}); settles when they drained. */
   private leaveQueues(drain: boolean): Promise<void> {
     if (!this.queues) return Promise.resolve();
-    return Promise.all(this.served.map((s) => (s.queue as QueueMembership | undefined)?.leave(drain))).then(() => undefined);
+    const hubs = this.queues;
+    return Promise.all(this.served.map((s) => (s.queue ? hubs.leave(s.queue as QueueMembership, s, drain) : undefined))).then(() => undefined);
   }
 
   /** Queue subscriptions of its own (only without shared {@link InstanceSettings.queues}). */

@@ -11,16 +11,12 @@ export interface QueueMember {
   hubSlot: number;
 }
 
-/** A member's place in its endpoint's queue subscription. */
-export interface QueueMembership {
-  /**
-   * Leaves: no new queue message goes to this member. When it was the last
-   * one, the subscription leaves the server's queue group — drained (`drain`:
-   * what the server already sent is still delivered, to this member) or
-   * unsubscribed at once.
-   */
-  leave(drain: boolean): Promise<void>;
-}
+/**
+ * A member's place in its endpoint's queue subscription: the hub it joined
+ * (shared by every member; the member's own state is its {@link QueueMember.hubSlot}),
+ * so 100,000 members hold no object each. Left through {@link QueueHubs.leave}.
+ */
+export type QueueMembership = QueueHub;
 
 /**
  * The queue-group side of every instance of this process, one subscription
@@ -50,37 +46,29 @@ export class QueueHubs {
       hub = fresh;
     }
     hub.add(member);
-    return new Membership(this.hubs, hub, member);
+    return hub;
   }
 
-  /** Subscriptions held now (tests and the scale figures). */
-  get size(): number {
-    return this.hubs.size;
-  }
-}
-
-/** A member's place: one object with the method on its prototype (no closure per instance of 100,000). */
-class Membership implements QueueMembership {
-  private left = false;
-
-  constructor(
-    /** The process's subscriptions by subject (the last member to leave removes its own). */
-    private readonly hubs: Map<string, QueueHub>,
-    private readonly joined: QueueHub,
-    private readonly member: QueueMember,
-  ) {}
-
-  async leave(drain: boolean): Promise<void> {
-    const { joined, member } = this;
+  /**
+   * `member` leaves `joined`: no new queue message goes to it. When it was the
+   * last member, the subscription leaves the server's queue group — drained
+   * (`drain`: what the server already sent is still delivered, to this
+   * member) or unsubscribed at once.
+   */
+  async leave(joined: QueueMembership, member: QueueMember, drain: boolean): Promise<void> {
     // Left already (a broken instance, then its stop): only the last member closes the subscription.
-    if (this.left) return joined.draining === member ? joined.close(drain) : undefined;
-    this.left = true;
+    if (member.hubSlot < 0) return joined.draining === member ? joined.close(drain) : undefined;
     if (!joined.remove(member)) return;
     // The last member: the subscription leaves the group. What the server already sent goes to this member.
     joined.closing = true;
     joined.draining = member;
     if (this.hubs.get(joined.subject) === joined) this.hubs.delete(joined.subject);
     await joined.close(drain);
+  }
+
+  /** Subscriptions held now (tests and the scale figures). */
+  get size(): number {
+    return this.hubs.size;
   }
 }
 
