@@ -235,6 +235,15 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     const view = this.view();
     const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
     const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
+    if (view.synced) {
+      // The hot path: the first list is read, no `go` closure.
+      return new Promise<Res>((resolve, reject) => {
+        const c = this.unary(resolve, reject);
+        c.carried = carried;
+        c.request = request;
+        c.sendRouted(route, data, budget, options);
+      });
+    }
     const go = (left: number) =>
       new Promise<Res>((resolve, reject) => {
         const c = this.unary(resolve, reject);
@@ -242,7 +251,6 @@ export class EndpointClient<Req = unknown, Res = unknown> {
         c.request = request;
         c.sendRouted(route, data, left, options);
       });
-    if (view.synced) return go(budget);
     const started = Date.now();
     return untilReady(view, budget, this.subject).then(() => {
       const left = budget - (Date.now() - started);

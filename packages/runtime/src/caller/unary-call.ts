@@ -228,13 +228,14 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
       this.request = undefined;
       this.copied = c;
     }
-    const headers = unaryHeaders(Math.max(1, Math.floor(budget)), this.carried);
-    const size = c.size + headerBlockSize(headers);
+    const ms = Math.max(1, Math.floor(budget));
+    const headers = unaryHeaders(ms, this.carried);
+    const size = c.size + (this.carried === undefined ? plainHeaderSize(headers) : headerBlockSize(headers));
     if (size > this.plane.transport.maxPayload) {
       this.finish(tooLarge(size, this.plane.transport.maxPayload, subject));
       return;
     }
-    const req = new LocalRequest(this, c, { subject, headers });
+    const req = new LocalRequest(this, c, { subject, headers, budget: ms, deadline: this.deadline });
     this.local = req;
     this.handed = req;
     this.localTarget = target;
@@ -245,9 +246,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     return req === this.local && !this.done;
   }
 
-  localReply(req: LocalRequest, value: unknown): void {
-    if (req !== this.local || this.done) return;
-    this.succeed(value);
+  localReply(req: LocalRequest, value: unknown): number {
+    if (req !== this.local || this.done) return Number.NaN;
+    return this.succeed(value);
   }
 
   localError(req: LocalRequest, wire: WireError): void {
@@ -274,14 +275,16 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     this.succeed(value);
   }
 
-  private succeed(value: unknown): void {
+  /** Returns the clock reading the meter took (NaN without a meter), for an in-process handler's own meter. */
+  private succeed(value: unknown): number {
     if (this.id !== undefined) this.route?.view.succeeded(this.id);
     this.done = true;
     const resolve = this.resolve;
     this.cleanup();
-    this.meter?.finish(this.startedAt, 'OK');
+    const at = this.meter ? this.meter.finish(this.startedAt, 'OK') : Number.NaN;
     this.recycle();
     resolve(value as Res);
+    return at;
   }
 
   /** The runtime closed: fail now. */
@@ -448,3 +451,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** {@link headerBlockSize} of a plain call's headers (the budget alone, ASCII digits): no per-call byte count. */
+function plainHeaderSize(headers: Headers): number {
+  return PLAIN_HEADER_BASE + (headers[H.TIMEOUT] as string).length;
+}
+
+/** The block's fixed part (`NATS/1.0` line and end) and the budget header's name and separators. */
+const PLAIN_HEADER_BASE = 12 + H.TIMEOUT.length + 4;

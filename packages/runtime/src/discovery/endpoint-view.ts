@@ -25,8 +25,8 @@ export class EndpointView implements RouterContext {
   private readonly subject: BehaviorSubject<InstanceRecord[]>;
   private readonly inhibited = new Map<string, number>();
   private readonly strikes = new Map<string, number>();
-  private readonly inflightCount = new Map<string, number>();
-  private readonly inflightSets = new Map<string, Set<InFlight>>();
+  /** What is in flight per instance: one entry holds the count and the set (one map lookup per enter and per untrack). */
+  private readonly inflights = new Map<string, Tracked>();
   private readonly mailboxes = new Map<string, string>();
   private counter = 0;
   private stopWatch: (() => void) | undefined;
@@ -178,7 +178,7 @@ export class EndpointView implements RouterContext {
       // Its lease died (or was never seen) while the record stays: ask its mailbox before failing
       // what is in flight to it (a lease can lapse while the instance lives: a blip, a busy watcher).
       // One the lease names gone left gracefully: its in-flight work finishes.
-      if (r && this.inflightSets.get(id)?.size && !this.discovery.isGone(r.lease, id)) void this.checkLost(id);
+      if (r && this.inflights.get(id)?.set?.size && !this.discovery.isGone(r.lease, id)) void this.checkLost(id);
       return;
     }
     const dyn = this.discovery.dynamicOf(r, lease);
@@ -220,11 +220,15 @@ export class EndpointView implements RouterContext {
   /** @internal What this view holds per instance and per call now (leak tests). */
   retained(): { records: number; tracked: number; trackedInstances: number; mailboxes: number; inhibited: number; strikes: number } {
     let tracked = 0;
-    for (const set of this.inflightSets.values()) tracked += set.size;
+    let trackedInstances = 0;
+    for (const t of this.inflights.values()) {
+      tracked += t.set?.size ?? 0;
+      trackedInstances++;
+    }
     return {
       records: this.records.size,
       tracked,
-      trackedInstances: Math.max(this.inflightSets.size, this.inflightCount.size),
+      trackedInstances,
       mailboxes: this.mailboxes.size,
       inhibited: this.inhibited.size,
       strikes: this.strikes.size,
@@ -313,9 +317,11 @@ export class EndpointView implements RouterContext {
   }
 
   private loseAll(id: string, err: TroupeError): void {
-    const set = this.inflightSets.get(id);
-    if (!set) return;
-    this.inflightSets.delete(id);
+    const t = this.inflights.get(id);
+    const set = t?.set;
+    if (!t || !set) return;
+    // The count stays: it drops as these calls settle (untrack), as before the loss.
+    t.set = undefined;
     for (const f of set) f.lose(err);
   }
 
@@ -379,7 +385,7 @@ export class EndpointView implements RouterContext {
   }
 
   inflight(instanceId: string): number {
-    return this.inflightCount.get(instanceId) ?? 0;
+    return this.inflights.get(instanceId)?.n ?? 0;
   }
 
   next(): number {
@@ -394,23 +400,23 @@ export class EndpointView implements RouterContext {
 
   /** {@link track} without the remover closure (the unary hot path calls {@link untrack} itself). */
   enter(id: string, f: InFlight): void {
-    this.inflightCount.set(id, (this.inflightCount.get(id) ?? 0) + 1);
-    let set = this.inflightSets.get(id);
-    if (!set) {
-      set = new Set();
-      this.inflightSets.set(id, set);
+    let t = this.inflights.get(id);
+    if (t === undefined) {
+      t = { n: 0, set: undefined };
+      this.inflights.set(id, t);
     }
-    set.add(f);
+    t.n++;
+    (t.set ??= new Set()).add(f);
   }
 
   /** Ends the tracking of `f` at `id`. */
   untrack(id: string, f: InFlight): void {
-    const n = (this.inflightCount.get(id) ?? 1) - 1;
-    if (n <= 0) this.inflightCount.delete(id);
-    else this.inflightCount.set(id, n);
-    const s = this.inflightSets.get(id);
-    // An emptied set goes too: one per instance ever called would pile up with instance churn.
-    if (s && s.delete(f) && s.size === 0) this.inflightSets.delete(id);
+    const t = this.inflights.get(id);
+    if (t === undefined) return;
+    t.set?.delete(f);
+    // An emptied entry goes: one per instance ever called would pile up with instance churn.
+    if (--t.n <= 0) this.inflights.delete(id);
+    else if (t.set?.size === 0) t.set = undefined;
   }
 
   close(): void {
@@ -421,6 +427,12 @@ export class EndpointView implements RouterContext {
     this.stopWatch?.();
     this.subject.complete();
   }
+}
+
+/** In flight to one instance: the count (least-loaded routing) and what to fail if it is lost (undefined once failed, or empty). */
+interface Tracked {
+  n: number;
+  set: Set<InFlight> | undefined;
 }
 
 /** More changes than this in one burst rebuild the snapshot with one sort instead of patching it. */

@@ -33,7 +33,8 @@ export interface LocalTarget {
 /** Who gets the answer of a {@link LocalRequest}: the caller's unary call. */
 export interface LocalSink {
   waiting(req: LocalRequest): boolean;
-  localReply(req: LocalRequest, value: unknown): void;
+  /** Takes the reply; returns the clock reading (`now()`) the caller's meter took, NaN when none. */
+  localReply(req: LocalRequest, value: unknown): number;
   localError(req: LocalRequest, err: WireError): void;
 }
 
@@ -80,9 +81,15 @@ export class LocalTargets {
   private readonly drain = (): void => {
     const batch = this.pending;
     this.pending = [];
+    // A request that finished synchronously hands the next one the clock reading its caller took as it ended, as the
+    // next one's start (nothing but this loop runs in between): one clock read fewer per request on each side.
+    let at = Number.NaN;
     for (let i = 0; i < batch.length; i += 2) {
       const req = batch[i + 1] as LocalRequest;
-      if (req.live) (batch[i] as LocalTarget).dispatch(req);
+      if (!req.live) continue;
+      req.at = at;
+      (batch[i] as LocalTarget).dispatch(req);
+      at = req.endedAt;
     }
   };
 
@@ -101,6 +108,10 @@ export class LocalTargets {
 export class LocalRequest implements TransportMessage {
   /** Set by the instance when the handler got `request` (a later attempt then needs a fresh copy). */
   started = false;
+  /** A `now()` reading made just before this request was dispatched (the drain's), NaN when none: its start time. */
+  at = Number.NaN;
+  /** The `now()` reading its caller's meter took as it received the reply, NaN when none. */
+  endedAt = Number.NaN;
   readonly reply = undefined;
   readonly data = EMPTY;
   readonly noResponders = false;
@@ -111,17 +122,23 @@ export class LocalRequest implements TransportMessage {
   readonly request: unknown;
   /** The request's encoded size (msgpack), for byte counters. */
   readonly size: number;
+  /** The budget its header carries (ms, at least 1). */
+  readonly budget: number;
+  /** The caller's deadline (epoch ms): the handler's, when it runs as it arrives. */
+  readonly deadline: number;
   private readonly headers: Record<string, string>;
 
   constructor(
     private readonly sink: LocalSink,
     copied: Copied,
-    to: { readonly subject: string; readonly headers: Record<string, string> },
+    to: { readonly subject: string; readonly headers: Record<string, string>; readonly budget: number; readonly deadline: number },
   ) {
     this.subject = to.subject;
     this.request = copied.value;
     this.size = copied.size;
     this.headers = to.headers;
+    this.budget = to.budget;
+    this.deadline = to.deadline;
   }
 
   header(name: string): string | undefined {
@@ -140,7 +157,7 @@ export class LocalRequest implements TransportMessage {
 
   /** The handler's value, already copied ({@link copyValue}). */
   answer(value: unknown): void {
-    this.sink.localReply(this, value);
+    this.endedAt = this.sink.localReply(this, value);
   }
 
   /** An error, as the bus would carry it ({@link localWireError}). */

@@ -122,6 +122,20 @@ export class EndpointMeter {
     if (code !== undefined) this.error(code, message ?? code);
   }
 
+  /**
+   * {@link finish} of a request that succeeded, ending at `endedAt` (a `now()`
+   * reading made just now: an in-process caller's, taken as its reply was
+   * handed over synchronously), or NaN to read the clock.
+   */
+  finishAt(startedAt: number, endedAt: number): void {
+    this.requests++;
+    if (this.timed) {
+      const ms = (endedAt === endedAt ? endedAt : now()) - startedAt;
+      this.processingMs += ms;
+      this.durations.observeMs(ms);
+    }
+  }
+
   /** Counts one error answer. */
   error(code: string, message: string): void {
     this.errors++;
@@ -165,11 +179,13 @@ export class CallMeter {
     readonly endpoint: string,
   ) {}
 
-  /** Counts one finished call that started at `startedAt` (from `now()`). */
-  finish(startedAt: number, code: string): void {
-    this.durations.observeMs(now() - startedAt);
+  /** Counts one finished call that started at `startedAt` (from `now()`); returns the clock reading it ended at. */
+  finish(startedAt: number, code: string): number {
+    const t = now();
+    this.durations.observeMs(t - startedAt);
     if (code === 'OK') this.ok++;
     else this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
+    return t;
   }
 }
 

@@ -434,6 +434,11 @@ export class ActorInstance {
     return this.plane.threads;
   }
 
+  /** A fresh request id (a request context's, made when first read). Internal ({@link RequestContext}). */
+  nextRequestId(): string {
+    return this.plane.nextRequestId();
+  }
+
   /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
   setProperty(key: string, value: unknown): void {
     if (!this.properties) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
@@ -879,7 +884,9 @@ export class ActorInstance {
       if (reply) this.sendError(reply, this.refusal);
       return;
     }
-    const t0 = meter.start();
+    // An in-process request run as it arrives may start at the reading its drain handed it (plane/local-calls.ts): one clock read fewer.
+    const at = local !== undefined && arrived === undefined ? local.at : Number.NaN;
+    const t0 = at === at && meter.timed ? at : meter.start();
     // Killed while it waited (the caller's cancel or deadline, or a stop whose grace ran out there): never started.
     const killed = control ? queuedKill(control, ep.name) : undefined;
     if (killed) {
@@ -897,11 +904,21 @@ export class ActorInstance {
       else this.logger.warn('malformed request without a reply subject dropped', { endpoint: ep.name });
       return;
     }
-    const budgetHeader = msg.header(H.TIMEOUT);
-    const budget = budgetHeader === undefined ? this.plane.settings.requestTimeoutMs : budgetOf(budgetHeader);
-    const nowMs = Date.now();
-    const deadline = (arrived ?? nowMs) + budget;
-    if (!(budget > 0) || deadline <= nowMs) {
+    let budget: number;
+    let deadline: number;
+    if (local !== undefined && arrived === undefined) {
+      // In-process, run as it arrives: the caller's own deadline (what the bus's arrival + budget stands for, without a
+      // clock read or the budget header's parse); its budget is at least 1 ms, as in the header, so it has not passed here.
+      budget = local.budget;
+      deadline = local.deadline;
+    } else {
+      const budgetHeader = msg.header(H.TIMEOUT);
+      budget = budgetHeader === undefined ? this.plane.settings.requestTimeoutMs : budgetOf(budgetHeader);
+      const nowMs = Date.now();
+      deadline = (arrived ?? nowMs) + budget;
+      if (deadline <= nowMs) budget = 0;
+    }
+    if (!(budget > 0)) {
       // The caller has given up: running the handler would be wasted work.
       const e = new TroupeError('TIMEOUT', `deadline passed before ${ep.name} started (it waited in the mailbox)`);
       meter.finish(t0, e.code, e.message);
@@ -916,7 +933,8 @@ export class ActorInstance {
       return;
     }
     // Without a propagated id the unique reply subject names the request.
-    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? (local ? this.plane.nextRequestId() : msg.reply) ?? '', deadline);
+    // In-process without one: made when first read (RequestContext.requestId).
+    const ctx = new RequestContext(this, ep.name, msg.header(H.ID) ?? (local ? undefined : (msg.reply ?? '')), deadline);
     ctx.budgetMs = budget;
     ctx.metaHeader = meta;
     const traceparent = msg.header(H.TRACEPARENT);
@@ -995,6 +1013,8 @@ export class ActorInstance {
     const meter = served.meter;
     const failed = reply ? this.sendValue(reply, value, served) : undefined;
     if (failed) meter.finish(t0, failed.code, failed.message);
+    // In-process: the caller read the clock as it took the reply, just now (NaN when it did not).
+    else if (typeof reply === 'object') meter.finishAt(t0, reply.endedAt);
     else meter.finish(t0);
   }
 

@@ -18,6 +18,8 @@ export interface ContextOwner {
   /** Marks the instance broken (see {@link Context.fail}). */
   broken(reason: TroupeError): void;
   readonly threads: ThreadPool;
+  /** A fresh request id, for a request that arrived without one (made when first read). */
+  nextRequestId(): string;
 }
 
 /**
@@ -48,12 +50,21 @@ export class RequestContext implements Context {
   server: ServerSpan | undefined;
   private spanEnded = false;
 
+  /**
+   * `id`: the request's id, or undefined for an in-process request that
+   * carried none: one is made from the owner at the first read (most
+   * handlers never log or trace, and the string costs per call).
+   */
   constructor(
     private readonly owner: ContextOwner,
     readonly endpoint: string,
-    readonly requestId: string,
+    private id: string | undefined,
     readonly deadline: number,
   ) {}
+
+  get requestId(): string {
+    return (this.id ??= this.owner.nextRequestId());
+  }
 
   get instanceId(): string {
     return this.owner.info.instanceId;
