@@ -181,7 +181,11 @@ export class WorkerStream {
 
   /** Publishes the end frame after `sent` items. */
   sendEnd(sent: number): void {
-    this.send(sent < END_CACHED ? (END_HEADERS[sent] ??= Object.freeze({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) })) : { [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
+    this.send(
+      sent < END_CACHED
+        ? (END_HEADERS[sent] ??= Object.freeze({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) }))
+        : { [H.FRAME]: Frame.END, [H.SEQ]: String(sent) },
+    );
   }
 
   /** The instance id still to announce on the first frame. */
