@@ -269,7 +269,8 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     } catch {
       return this.finish(new TroupeError('INTERNAL', `stream start frame from ${a.subject} names no valid instance`));
     }
-    a.ctlSubject = ownMailboxSubject(this.address, a.instanceId);
+    // A routed request named the picked instance's mailbox already: built again only when another instance answered.
+    if (a.ctlSubject === undefined || a.instanceId !== a.picked) a.ctlSubject = ownMailboxSubject(this.address, a.instanceId);
     if (this.stopPending) this.sendStop();
   }
 

@@ -24,13 +24,13 @@ const MAX_KEYS_PER_BEAT = 8_192;
 export class Heartbeats {
   private readonly groups = new Map<string, HeartbeatGroup>();
 
-  constructor(private readonly plane: Plane) {}
+  constructor(readonly plane: Plane) {}
 
   add(stream: WorkerStream): void {
     const subject = heartbeatSubjectOf(stream.reply);
     let g = this.groups.get(subject);
     if (!g) {
-      g = new HeartbeatGroup(this.plane, subject, stream.heartbeatMs);
+      g = new HeartbeatGroup(this, subject, stream.heartbeatMs);
       this.groups.set(subject, g);
     }
     g.add(stream);
@@ -47,11 +47,20 @@ export class Heartbeats {
     return this.groups.size;
   }
 
+  /**
+   * Takes a finished stream out of its group. A group left empty stays until
+   * its next beat (which closes it if no stream came back meanwhile): a caller
+   * that runs its streams one after another reuses one group, its inbox key
+   * and its timer instead of opening and closing them per stream.
+   */
   remove(stream: WorkerStream): void {
-    const subject = heartbeatSubjectOf(stream.reply);
-    const g = this.groups.get(subject);
-    if (!g || !g.remove(stream)) return;
-    g.close();
+    this.groups.get(heartbeatSubjectOf(stream.reply))?.remove(stream);
+  }
+
+  /** Called by an empty group's beat: it closes and leaves the table. */
+  retire(subject: string, group: HeartbeatGroup): void {
+    if (this.groups.get(subject) !== group) return;
+    group.close();
     this.groups.delete(subject);
   }
 }
@@ -63,13 +72,15 @@ class HeartbeatGroup implements ReplyHandler {
   private readonly reply: string;
   private timer: NodeJS.Timeout;
   private intervalMs: number;
+  private readonly plane: Plane;
 
   constructor(
-    private readonly plane: Plane,
+    private readonly owner: Heartbeats,
     private readonly subject: string,
     intervalMs: number,
   ) {
-    [this.key, this.reply] = plane.inbox.open(this);
+    this.plane = owner.plane;
+    [this.key, this.reply] = this.plane.inbox.open(this);
     this.intervalMs = intervalMs;
     this.timer = this.schedule();
   }
@@ -83,10 +94,8 @@ class HeartbeatGroup implements ReplyHandler {
     }
   }
 
-  /** Returns true when the group became empty. */
-  remove(stream: WorkerStream): boolean {
+  remove(stream: WorkerStream): void {
     if (this.streams.get(stream.key) === stream) this.streams.delete(stream.key);
-    return this.streams.size === 0;
   }
 
   close(): void {
@@ -101,6 +110,7 @@ class HeartbeatGroup implements ReplyHandler {
   }
 
   private readonly beat = (): void => {
+    if (this.streams.size === 0) return this.owner.retire(this.subject, this);
     const keys = [...this.streams.keys()];
     const stats = this.plane.stats;
     for (let i = 0; i < keys.length; i += MAX_KEYS_PER_BEAT) {

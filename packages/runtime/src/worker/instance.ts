@@ -858,7 +858,7 @@ export class ActorInstance {
   private endStopped(stream: WorkerStream, ctx: RequestContext): void {
     ctx.logger.warn('stopped handler killed before it finished', { reason: ctx.reason.message, items: stream.sent });
     try {
-      stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(stream.sent) });
+      stream.sendEnd(stream.sent);
     } catch {
       // not connected: the caller's liveness check reports the stream lost
     }
@@ -1198,7 +1198,7 @@ export class ActorInstance {
           if (!stream.handedOff) this.sendError(reply, counted, true);
         }
       } else {
-        stream.send({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) });
+        stream.sendEnd(sent);
       }
     } catch (err) {
       const e = ctx.aborted ? ctx.reason : this.handlerFailed(ctx, err);

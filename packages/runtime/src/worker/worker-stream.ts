@@ -27,6 +27,23 @@ const MIN_HEARTBEAT_MS = 10;
 const MAX_HEARTBEAT_MS = 60_000;
 
 /**
+ * Frozen header records of the frames every short stream sends: the transport
+ * encodes a frozen record once and reuses its header block, so a stream's
+ * first data frame and its end frame cost no header encoding per stream.
+ */
+const END_CACHED = 64;
+const END_HEADERS: Headers[] = [];
+/** The first data frame's headers (naming the instance) of the last instance that sent one. */
+let firstData: { instanceId: string; headers: Headers } | undefined;
+
+function firstDataHeaders(instanceId: string): Headers {
+  if (firstData?.instanceId !== instanceId) {
+    firstData = { instanceId, headers: Object.freeze({ [H.FRAME]: Frame.DATA, [H.SEQ]: '0', [H.INSTANCE]: instanceId }) };
+  }
+  return firstData.headers;
+}
+
+/**
  * Worker-side state of one stream, from the moment the instance accepts the
  * request (before it waits in the mailbox) until its last frame: credit and
  * its waiter, the request context once the handler runs, and its place in
@@ -149,6 +166,26 @@ export class WorkerStream {
       this.instanceId = undefined;
     }
     this.plane.transport.publish(this.reply, data, { headers });
+  }
+
+  /** Publishes a data frame whose first item has sequence number `first`. */
+  sendData(first: number, frame: Uint8Array): void {
+    if (first === 0 && this.instanceId !== undefined) {
+      const headers = firstDataHeaders(this.instanceId);
+      this.instanceId = undefined;
+      this.plane.transport.publish(this.reply, frame, { headers });
+    } else {
+      this.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
+    }
+  }
+
+  /** Publishes the end frame after `sent` items. */
+  sendEnd(sent: number): void {
+    this.send(
+      sent < END_CACHED
+        ? (END_HEADERS[sent] ??= Object.freeze({ [H.FRAME]: Frame.END, [H.SEQ]: String(sent) }))
+        : { [H.FRAME]: Frame.END, [H.SEQ]: String(sent) },
+    );
   }
 
   /** The instance id still to announce on the first frame. */
@@ -326,7 +363,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
     const frame = batch.take();
     const first = sent;
     sent += n;
-    stream.send({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, frame);
+    stream.sendData(first, frame);
     stream.sent = sent;
     const m = stream.meter;
     if (m) {
