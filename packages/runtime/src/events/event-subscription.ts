@@ -540,6 +540,35 @@ const span: ByteSpan = { bytes: new Uint8Array(0), from: 0, to: 0 };
  * (then the string form decides).
  */
 function readPackedBytes(s: ByteSpan, out: EventMeta): boolean {
+  return sameRun(s, out) || readPackedAny(s, out);
+}
+
+/**
+ * The usual event: the last one's publisher, then two plain decimal
+ * numbers, read in one pass from the start (what {@link readPackedAny}
+ * finds for this line). False for anything else.
+ */
+function sameRun(s: ByteSpan, out: EventMeta): boolean {
+  const d = s.bytes;
+  const to = s.to;
+  const last = out.publisher;
+  let at = s.from + last.length;
+  if (last.length === 0 || at >= to || d[at] !== SPACE || !spellsAscii(d, s.from, last)) return false;
+  let seq = 0;
+  const seqFrom = ++at;
+  for (let c = (d[at] as number) - 48; at < to && c >= 0 && c <= 9; c = (d[++at] as number) - 48) seq = seq * 10 + c;
+  if (at === seqFrom || at - seqFrom > 15 || at >= to || d[at] !== SPACE) return false;
+  let time = 0;
+  const timeFrom = ++at;
+  for (let c = (d[at] as number) - 48; at < to && c >= 0 && c <= 9; c = (d[++at] as number) - 48) time = time * 10 + c;
+  if (at !== to || at === timeFrom || at - timeFrom > 15) return false;
+  out.seq = seqOf(seq);
+  out.time = timeOf(time);
+  return true;
+}
+
+/** {@link readPackedBytes} of any line: the publisher is what precedes the last two fields. */
+function readPackedAny(s: ByteSpan, out: EventMeta): boolean {
   const d = s.bytes;
   const from = s.from;
   let b = s.to - 1;
