@@ -445,6 +445,45 @@ export function eventsSuite(name: string, factory: EventsFactory): void {
     );
   });
 
+  s(
+    "packed header - a foreign publisher's Troupe-Event line is read as publisher, seq and time; a malformed one falls back to the three headers",
+    async (ctx) => {
+      const { caller, worker } = await open(ctx);
+      const ns = freshNamespace();
+      const got = await collect(ctx, (o) => caller.namespace(ns).component('backend').events(KvEvents, o));
+      const codec = new MsgpackCodec();
+      const subject = componentEventSubject(ns, 'backend', 'kv_events');
+      const send = (headers: Record<string, string>): void => worker.bus.publish(subject, codec.encode({ i: 0, blocks: [] }), { headers });
+      const packed = (line: string): void => send({ [EVENT_HEADERS.EVENT]: line });
+      packed('00000000000000aa 1 1700000000001');
+      packed('00000000000000aa 3 1700000000002'); // seq 2 lost
+      packed('00000000000000ab 1 1700000000003'); // same length, another publisher
+      packed('caf\u00e9 1 1700000000004'); // not ASCII
+      packed('caf\u00e9 2 1700000000005');
+      packed('00000000000000aa 4 1700000000006');
+      packed('x y z 7 1700000000007'); // spaces in the publisher: the last two fields are the numbers
+      packed('p 0x10 12345678901234567'); // not decimal digits; over 15 digits: read as Number() reads them
+      packed('nospace'); // malformed: the three headers decide (none here)
+      send({ [EVENT_HEADERS.EVENT]: ' 9 9', [EVENT_HEADERS.PUBLISHER]: 'three', [EVENT_HEADERS.SEQ]: '5', [EVENT_HEADERS.TIME]: '1700000000009' });
+      await waitFor(() => got.length >= 10, 5_000, '10 events');
+      assert.equal(
+        got.map((e) => `${e.publisher}:${e.seq}:${e.gap ?? 0}:${e.publisher === '' || e.publisher === 'nospace' ? '-' : e.timestamp}`),
+        [
+          '00000000000000aa:1:0:1700000000001',
+          '00000000000000aa:3:1:1700000000002',
+          '00000000000000ab:1:0:1700000000003',
+          'caf\u00e9:1:0:1700000000004',
+          'caf\u00e9:2:0:1700000000005',
+          '00000000000000aa:4:0:1700000000006',
+          'x y z:7:0:1700000000007',
+          'p:16:0:12345678901234568',
+          ':0:0:-',
+          'three:5:0:1700000000009',
+        ],
+      );
+    },
+  );
+
   s('publish - fails at once with typed errors and consumes no sequence number when refused', async (ctx) => {
     const { caller } = await open(ctx);
     const ns = freshNamespace();

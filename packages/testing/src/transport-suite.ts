@@ -296,7 +296,20 @@ export function transportSuite(name: string, factory: TransportFactory): void {
     'header lookups match whole names, with one header or several': async (ctx) => {
       const { a, b, subject } = await open(ctx);
       const got: TransportMessage[] = [];
-      b.subscribe(subject('w'), (m) => got.push(m));
+      const spans: string[][] = [];
+      const names = ['Troupe-Timeout', 'Troupe-Timeou', 'Troupe-Timeout2', 'troupe-timeout', 'Troupe-Id', 'Troupe-Idx', 'Id', 'k', 'Troupe', ''];
+      b.subscribe(subject('w'), (m) => {
+        got.push(m);
+        // Where the transport has them, the raw bytes of each header say what header() says (read in the handler: valid until it returns).
+        if (m.headerBytes === undefined) return;
+        const out = { bytes: new Uint8Array(0), from: 0, to: 0 };
+        spans.push(
+          names.map((name) => {
+            const found = (m.headerBytes as NonNullable<TransportMessage['headerBytes']>).call(m, name, out);
+            return `${name}=${found ? new TextDecoder().decode(out.bytes.subarray(out.from, out.to)) : '-'}|${m.header(name) ?? '-'}`;
+          }),
+        );
+      });
       await ready(b);
       // One header (the NATS transport answers other names without a search), then several whose names nest and recur in values.
       a.publish(subject('w'), bytes(1), { headers: { 'Troupe-Timeout': '300' } });
@@ -314,6 +327,11 @@ export function transportSuite(name: string, factory: TransportFactory): void {
       assert.is(many.header('k'), 'caf\u00e9');
       for (const name of ['Troupe-I', 'Troupe', 'no', 'd', 'Troupe-Timeout']) assert.is(many.header(name), undefined, `${JSON.stringify(name)}`);
       assert.equal([...one.data, ...many.data], [1, 2]);
+      if (one.headerBytes !== undefined) assert.is(spans.length, 2);
+      for (const line of spans.flat()) {
+        const [seen, read] = line.split('|');
+        assert.is(seen?.slice(seen.indexOf('=') + 1), read, line);
+      }
     },
 
     'takes pre-encoded header blocks, read during publish only': async (ctx) => {

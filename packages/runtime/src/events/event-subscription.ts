@@ -14,7 +14,7 @@ import {
   namespaceEventWildcard,
   parseEventSubject,
 } from '../wire/subjects';
-import { type LogConsumer, type LogMessage, type TransportMessage, TransportStatus, type TransportSubscription } from '../transport/transport';
+import { type ByteSpan, type LogConsumer, type LogMessage, type TransportMessage, TransportStatus, type TransportSubscription } from '../transport/transport';
 
 /**
  * Options of `events()`: broadcast by default (every subscriber gets every
@@ -242,7 +242,7 @@ class GapTracker {
 }
 
 /** A message as both the bus and the log give it. */
-type EventMessage = Pick<TransportMessage, 'subject' | 'data' | 'header'>;
+type EventMessage = Pick<TransportMessage, 'subject' | 'data' | 'header' | 'headerBytes'>;
 
 /**
  * One live event subscription: core subscriptions (broadcast, balanced) or
@@ -510,6 +510,7 @@ interface EventMeta {
  * '', seq and time 0.
  */
 function readMeta(msg: EventMessage, out: EventMeta): EventMeta {
+  if (msg.headerBytes?.(H.EVENT, span) === true && readPackedBytes(span, out)) return out;
   const packed = msg.header(H.EVENT);
   if (packed !== undefined) {
     const b = packed.lastIndexOf(' ');
@@ -527,6 +528,86 @@ function readMeta(msg: EventMessage, out: EventMeta): EventMeta {
   out.seq = seqOf(Number(msg.header(H.EVENT_SEQ)));
   out.time = timeOf(Number(msg.header(H.TIME)));
   return out;
+}
+
+/** Scratch of {@link readMeta}: where the packed header lies in the message's bytes. */
+const span: ByteSpan = { bytes: new Uint8Array(0), from: 0, to: 0 };
+
+/**
+ * {@link readMeta} of the packed header from the message's bytes: no
+ * string of the line, and the publisher's string only when it is not the
+ * last event's. False when the line is not `{publisher} {seq} {time}`
+ * (then the string form decides).
+ */
+function readPackedBytes(s: ByteSpan, out: EventMeta): boolean {
+  return sameRun(s, out) || readPackedAny(s, out);
+}
+
+/**
+ * The usual event: the last one's publisher, then two plain decimal
+ * numbers, read in one pass from the start (what {@link readPackedAny}
+ * finds for this line). False for anything else.
+ */
+function sameRun(s: ByteSpan, out: EventMeta): boolean {
+  const d = s.bytes;
+  const to = s.to;
+  const last = out.publisher;
+  let at = s.from + last.length;
+  if (last.length === 0 || at >= to || d[at] !== SPACE || !spellsAscii(d, s.from, last)) return false;
+  let seq = 0;
+  const seqFrom = ++at;
+  for (let c = (d[at] as number) - 48; at < to && c >= 0 && c <= 9; c = (d[++at] as number) - 48) seq = seq * 10 + c;
+  if (at === seqFrom || at - seqFrom > 15 || at >= to || d[at] !== SPACE) return false;
+  let time = 0;
+  const timeFrom = ++at;
+  for (let c = (d[at] as number) - 48; at < to && c >= 0 && c <= 9; c = (d[++at] as number) - 48) time = time * 10 + c;
+  if (at !== to || at === timeFrom || at - timeFrom > 15) return false;
+  out.seq = seqOf(seq);
+  out.time = timeOf(time);
+  return true;
+}
+
+/** {@link readPackedBytes} of any line: the publisher is what precedes the last two fields. */
+function readPackedAny(s: ByteSpan, out: EventMeta): boolean {
+  const d = s.bytes;
+  const from = s.from;
+  let b = s.to - 1;
+  while (b >= from && d[b] !== SPACE) b--;
+  let a = b - 1;
+  while (a >= from && d[a] !== SPACE) a--;
+  if (!(a > from)) return false;
+  const last = out.publisher;
+  out.publisher = a - from === last.length && spellsAscii(d, from, last) ? last : utf8(d, from, a);
+  out.seq = seqOf(digitBytes(d, a + 1, b));
+  out.time = timeOf(digitBytes(d, b + 1, s.to));
+  return true;
+}
+
+const SPACE = 32;
+
+/** Whether `d[from..from+text.length)` is `text`, all of it ASCII. */
+function spellsAscii(d: Uint8Array, from: number, text: string): boolean {
+  for (let k = 0; k < text.length; k++) {
+    const c = d[from + k] as number;
+    if (c >= 0x80 || c !== text.charCodeAt(k)) return false;
+  }
+  return true;
+}
+
+function utf8(d: Uint8Array, from: number, to: number): string {
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('utf8', from, to);
+}
+
+/** {@link digits} of bytes. */
+function digitBytes(d: Uint8Array, from: number, to: number): number {
+  if (to <= from || to - from > 15) return Number(utf8(d, from, to));
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = (d[i] as number) - 48;
+    if (c < 0 || c > 9) return Number(utf8(d, from, to));
+    n = n * 10 + c;
+  }
+  return n;
 }
 
 /** The number written in decimal digits from `from` to `to`; NaN when empty or anything else is there (then `Number()` of the text decides). */

@@ -275,6 +275,13 @@ export interface RequestOptions {
   headers?: Headers;
 }
 
+/** A range of bytes, `bytes[from..to)`, filled in by {@link TransportMessage.headerBytes}. */
+export interface ByteSpan {
+  bytes: Uint8Array;
+  from: number;
+  to: number;
+}
+
 /** One received message. Header lookup is lazy so the hot path pays only for what it reads. */
 export interface TransportMessage {
   readonly subject: string;
@@ -282,6 +289,13 @@ export interface TransportMessage {
   readonly data: Uint8Array;
   /** One header's value, or undefined. */
   header(name: string): string | undefined;
+  /**
+   * Where one header's value (trimmed) lies in the message's own bytes,
+   * into `out`, without decoding it to a string: false when the header is
+   * absent or the transport keeps no header bytes (read {@link header}
+   * then). `out.bytes` is valid only until the handler returns.
+   */
+  headerBytes?(name: string, out: ByteSpan): boolean;
   /** True for the bus's "no responders" status reply (NATS 503). */
   readonly noResponders: boolean;
 }

@@ -4,6 +4,7 @@ import { settlesWithin } from '../../settle';
 import { TroupeError } from '../../errors';
 import { checkHeader } from '../../wire/header-grammar';
 import type {
+  ByteSpan,
   HeaderBlock,
   Headers,
   MessageHandler,
@@ -435,6 +436,35 @@ class NatsMessage implements TransportMessage {
       if (c - s === len && spells(d, s, name)) return valueOf(d, c + 1, more[i + 2] as number);
     }
     return undefined;
+  }
+  headerBytes(name: string, out: ByteSpan): boolean {
+    if (this.hdrLen < 0 && !this.index()) return false;
+    const d = this.bytes as Uint8Array;
+    const len = name.length;
+    let c = -1;
+    let e = 0;
+    if (this.s0 >= 0 && this.c0 - this.s0 === len && spells(d, this.s0, name)) {
+      c = this.c0;
+      e = this.e0;
+    } else if (this.more !== undefined) {
+      const more = this.more;
+      for (let i = 0; i < more.length; i += 3) {
+        const s = more[i] as number;
+        if ((more[i + 1] as number) - s === len && spells(d, s, name)) {
+          c = more[i + 1] as number;
+          e = more[i + 2] as number;
+          break;
+        }
+      }
+    }
+    if (c < 0) return false;
+    let from = c + 1;
+    while (from < e && isBlank(d[from])) from++;
+    while (e > from && isBlank(d[e - 1])) e--;
+    out.bytes = d;
+    out.from = from;
+    out.to = e;
+    return true;
   }
   get noResponders(): boolean {
     return this.header(':status') === '503' && this.m.data.length === 0;
