@@ -20,22 +20,34 @@ import { copyValue, sizeValue } from './local-calls';
 
 const EMPTY = new Uint8Array(0);
 
+/** What a local frame carries: a data frame's copied items, or another frame's body bytes; and its msgpack size. */
+export interface LocalBody {
+  /** A data frame's items (the caller's own copies); empty for other frames. */
+  readonly items: unknown[];
+  /** The msgpack size of the frame's body (the items array), for byte windows and counters. */
+  readonly size: number;
+  /** The body of a frame without items (an error frame's error), as on the bus; absent for data frames. */
+  readonly data?: Uint8Array;
+}
+
 /** A frame handed to an in-process caller: the bus message's headers, and its items already copied. */
 export class LocalFrame implements TransportMessage {
   readonly reply = undefined;
   readonly noResponders = false;
+  readonly data: Uint8Array;
+  readonly items: unknown[];
+  readonly size: number;
 
   constructor(
     /** The caller's reply subject. */
     readonly subject: string,
     private readonly headers: Record<string, string>,
-    /** The body of a frame without items (an error frame's error), as on the bus; empty for data frames. */
-    readonly data: Uint8Array,
-    /** A data frame's items (the caller's own copies); empty for other frames. */
-    readonly items: unknown[],
-    /** The msgpack size of the frame's body (the items array), for byte windows and counters. */
-    readonly size: number,
-  ) {}
+    body: LocalBody,
+  ) {
+    this.items = body.items;
+    this.size = body.size;
+    this.data = body.data ?? EMPTY;
+  }
 
   header(name: string): string | undefined {
     return this.headers[name];
@@ -44,12 +56,7 @@ export class LocalFrame implements TransportMessage {
 
 /** A frame without items (start, end, handoff): its body travels as bytes, as on the bus. */
 export function localControlFrame(subject: string, headers: Record<string, string>, data: Uint8Array): LocalFrame {
-  return new LocalFrame(subject, headers, data, NO_ITEMS, data.length);
-}
-
-/** A data frame of copied items. */
-export function localDataFrame(subject: string, headers: Record<string, string>, items: unknown[], size: number): LocalFrame {
-  return new LocalFrame(subject, headers, EMPTY, items, size);
+  return new LocalFrame(subject, headers, { items: NO_ITEMS, size: data.length, data });
 }
 
 const NO_ITEMS: unknown[] = [];
@@ -95,7 +102,7 @@ export class CopiedItems {
   }
 
   /** The pending items and their frame's size (array header included); empty again. */
-  take(): { items: unknown[]; size: number } {
+  take(): LocalBody {
     const items = this.items;
     const n = items.length;
     const size = this.bytes + (n < 16 ? 1 : n < 0x10000 ? 3 : 5);

@@ -3,7 +3,7 @@ import { isObservable, type Observable } from 'rxjs';
 import { TroupeError, toTroupeError } from '../errors';
 import { packTokens, type ReplyInbox, replyKeyOf, unpackTokens } from '../plane/reply-inbox';
 import { FrameBuilder } from './frame-builder';
-import { CopiedItems, localControlFrame, localDataFrame } from '../plane/local-streams';
+import { CopiedItems, type LocalBody, LocalFrame, localControlFrame } from '../plane/local-streams';
 import type { Job } from './mailbox';
 import type { Plane } from '../plane/plane';
 import { Ctl, Frame, H } from '../wire/protocol';
@@ -161,12 +161,12 @@ export class WorkerStream {
   }
 
   /** Hands one data frame of copied items to the in-process caller ({@link local}). */
-  sendCopied(headers: Record<string, string>, items: unknown[], size: number): void {
+  sendCopied(headers: Record<string, string>, body: LocalBody): void {
     if (this.instanceId !== undefined) {
       headers[H.INSTANCE] = this.instanceId;
       this.instanceId = undefined;
     }
-    (this.local as ReplyInbox).deliver(localDataFrame(this.reply, headers, items, size));
+    (this.local as ReplyInbox).deliver(new LocalFrame(this.reply, headers, body));
   }
 
   /** The instance id still to announce on the first frame. */
@@ -534,9 +534,9 @@ class CopiedBatch implements Batch {
   }
 
   send(stream: WorkerStream, first: number): number {
-    const { items, size } = this.items.take();
-    stream.sendCopied({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, items, size);
-    return size;
+    const body = this.items.take();
+    stream.sendCopied({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, body);
+    return body.size;
   }
 }
 
