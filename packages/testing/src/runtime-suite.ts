@@ -23,6 +23,7 @@ import { addSupervisionCases } from './supervision-cases';
 import { addContextCases } from './context-cases';
 import { addStopCases } from './stop-cases';
 import { addLocalCases } from './local-cases';
+import { addLocalStreamCases } from './local-stream-cases';
 import { sleep, waitFor, within } from './wait';
 import { captureLogger, type LogLine } from './capture-logger';
 
@@ -673,6 +674,7 @@ export function runtimeSuite(name: string, factory: RuntimeFactory): void {
   addContextCases(s, open);
   addStopCases(s, open);
   addLocalCases(s, open);
+  addLocalStreamCases(s, open);
 
   s.run();
 }

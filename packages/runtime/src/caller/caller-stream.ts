@@ -27,6 +27,7 @@ import { type EndpointAddress, ownMailboxSubject } from '../wire/subjects';
 import type { Headers, TransportMessage } from '../transport/transport';
 import { type AttemptOwner, StreamAttempt } from './stream-attempt';
 import { explainNoInstances } from './not-found';
+import { LocalFrame } from '../plane/local-streams';
 
 const EMPTY = new Uint8Array(0);
 /** Re-sends of a request that never reached an instance ("no responders", refused while stopping). */
@@ -280,10 +281,18 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       return this.lost(new TroupeError('INSTANCE_LOST', `stream from ${a.instanceId ?? a.subject} lost frames: expected item ${a.received}, got ${seq}`));
     }
     let items: unknown;
-    try {
-      items = this.plane.codec.decode(msg.data);
-    } catch (err) {
-      return this.finish(toTroupeError(err, 'INTERNAL'));
+    let bytes: number;
+    if (msg instanceof LocalFrame) {
+      // From an instance of this runtime: the items are copies already (plane/local-streams.ts); the size is msgpack's.
+      items = msg.items;
+      bytes = msg.size;
+    } else {
+      try {
+        items = this.plane.codec.decode(msg.data);
+      } catch (err) {
+        return this.finish(toTroupeError(err, 'INTERNAL'));
+      }
+      bytes = msg.data.length;
     }
     if (!Array.isArray(items)) {
       return this.finish(new TroupeError('INTERNAL', `malformed data frame from ${a.subject}: not an array`));
@@ -298,10 +307,10 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     }
     // After delivery: time a synchronous consumer spent on these items is not the worker's silence.
     a.heard();
-    a.receivedBytes += msg.data.length;
+    a.receivedBytes += bytes;
     if (!this.sink.pull) {
       a.consumedSinceGrant += items.length;
-      a.bytesSinceGrant += msg.data.length;
+      a.bytesSinceGrant += bytes;
       this.grant(a);
     }
   }

@@ -123,8 +123,31 @@ export class ReplyInbox {
     return this.open_;
   }
 
+  /** Whether `subject` is one of this inbox's reply subjects (its caller is this runtime). */
+  owns(subject: string): boolean {
+    return subject.length > this.cut && subject.startsWith(this.prefix);
+  }
+
+  /**
+   * Hands a frame to the handler of its subject directly, as if it had
+   * arrived on the subscription (plane/local-streams.ts): a closed key drops
+   * it, as on the bus; nothing arrives once the inbox stopped. Never throws.
+   */
+  deliver(msg: TransportMessage): void {
+    if (this.stopped) return;
+    try {
+      this.dispatch(msg);
+    } catch (e) {
+      // As a transport delivers: a handler must not throw; one that does loses this message only.
+      process.emitWarning(`troupe: reply handler for ${msg.subject} threw: ${(e as Error)?.message ?? String(e)}`);
+    }
+  }
+
+  private stopped = false;
+
   /** Stops receiving; everything still awaiting a reply fails with `err`. */
   stop(err: TroupeError): void {
+    this.stopped = true;
     this.sub.unsubscribe();
     const waiting = this.handlers.filter((h) => h !== undefined);
     for (const h of waiting) h.abandon?.(err);

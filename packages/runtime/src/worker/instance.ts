@@ -1175,6 +1175,7 @@ export class ActorInstance {
     const stream = this.streams.get(reply) ?? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply);
     stream.attach(ctx); // a cancel (or a vanished caller) while it waited in the mailbox aborts it here
     stream.meter = meter;
+    stream.immutable = served.immutable;
     stream.startedAt = t0;
     this.active.add(ctx);
     ctx.armDeadline();

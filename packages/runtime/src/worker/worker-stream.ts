@@ -1,8 +1,9 @@
 import { type EndpointMeter, now } from '../plane/meter';
 import { isObservable, type Observable } from 'rxjs';
 import { TroupeError, toTroupeError } from '../errors';
-import { packTokens, replyKeyOf, unpackTokens } from '../plane/reply-inbox';
+import { packTokens, type ReplyInbox, replyKeyOf, unpackTokens } from '../plane/reply-inbox';
 import { FrameBuilder } from './frame-builder';
+import { CopiedItems, type LocalBody, LocalFrame, localControlFrame } from '../plane/local-streams';
 import type { Job } from './mailbox';
 import type { Plane } from '../plane/plane';
 import { Ctl, Frame, H } from '../wire/protocol';
@@ -63,6 +64,13 @@ export class WorkerStream {
   sent = 0;
   /** Ended by a handoff frame (the instance drains): nothing more goes to the caller. */
   handedOff = false;
+  /**
+   * The caller is this runtime (its reply subject is this runtime's inbox, local calls on): frames go
+   * straight to that inbox, data frames with copied items instead of encoded ones (plane/local-streams.ts).
+   */
+  local: ReplyInbox | undefined;
+  /** The endpoint declares its values immutable: in-process items pass by reference ({@link local}). */
+  immutable = false;
   private ctx: RequestContext | undefined;
   /** Why the stream was aborted before its handler ran (cancelled, or the caller left, while queued). */
   private early: TroupeError | undefined;
@@ -165,12 +173,22 @@ export class WorkerStream {
       headers = { ...headers, [H.INSTANCE]: this.instanceId };
       this.instanceId = undefined;
     }
-    this.plane.transport.publish(this.reply, data, { headers });
+    if (this.local) this.local.deliver(localControlFrame(this.reply, headers, data));
+    else this.plane.transport.publish(this.reply, data, { headers });
+  }
+
+  /** Hands one data frame of copied items to the in-process caller ({@link local}). */
+  sendCopied(headers: Record<string, string>, body: LocalBody): void {
+    if (this.instanceId !== undefined) {
+      headers[H.INSTANCE] = this.instanceId;
+      this.instanceId = undefined;
+    }
+    (this.local as ReplyInbox).deliver(new LocalFrame(this.reply, headers, body));
   }
 
   /** Publishes a data frame whose first item has sequence number `first`. */
   sendData(first: number, frame: Uint8Array): void {
-    if (first === 0 && this.instanceId !== undefined) {
+    if (first === 0 && this.instanceId !== undefined && this.local === undefined) {
       const headers = firstDataHeaders(this.instanceId);
       this.instanceId = undefined;
       this.plane.transport.publish(this.reply, frame, { headers });
@@ -257,6 +275,8 @@ export function acceptStream(plane: Plane, table: Map<string, WorkerStream>, ins
   const askedBytes = Number(msg.header(H.WINDOW_BYTES));
   if (Number.isInteger(askedBytes) && askedBytes >= 1024) stream.limitBytes(askedBytes);
   stream.migrate = msg.header(H.MIGRATE) !== undefined;
+  // A caller of this runtime: frames skip the transport, items are copied, not encoded (plane/local-streams.ts).
+  if (plane.local.enabled && plane.inbox.owns(reply)) stream.local = plane.inbox;
   table.set(reply, stream);
   stream.announce(instanceId);
   plane.heartbeats.add(stream);
@@ -345,10 +365,8 @@ function clockDue(batchLength: number): boolean {
  * check goes out at once, before the generator's next step runs. Returns the number of items sent.
  */
 export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
-  const codec = plane.codec;
   const maxBytes = Math.min(MAX_BATCH_BYTES, plane.transport.maxPayload - HEADER_ROOM);
-  const batch = new FrameBuilder();
-  const encode = codec.encodeShared ? codec.encodeShared.bind(codec) : codec.encode.bind(codec);
+  const batch: Batch = stream.local ? new CopiedBatch(plane, stream.immutable) : new EncodedBatch(plane);
   let sent = 0;
   let tickOpen = false;
   /** When the pump last read the clock (tick open, or a {@link clockDue} item). */
@@ -360,17 +378,16 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
   const flush = (): void => {
     const n = batch.count;
     if (n === 0) return;
-    const frame = batch.take();
     const first = sent;
     sent += n;
-    stream.sendData(first, frame);
+    const frameBytes = batch.send(stream, first);
     stream.sent = sent;
     const m = stream.meter;
     if (m) {
       if (first === 0 && m.timed) m.firstItem.observeMs(now() - stream.startedAt);
       m.streamItems += n;
       m.streamFrames++;
-      m.bytesOut += frame.length;
+      m.bytesOut += frameBytes;
     }
   };
   const closeTick = (): void => {
@@ -403,21 +420,18 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
         finished = true;
         break;
       }
-      const bytes = r.value === undefined ? NIL : encode(r.value);
-      if (bytes.length > maxBytes) {
-        throw new TroupeError('PAYLOAD_TOO_LARGE', `stream item ${sent + batch.count} is ${bytes.length} bytes; a frame holds at most ${maxBytes}`, {
-          data: { size: bytes.length, max: maxBytes },
+      const size = batch.prepare(r.value);
+      if (size > maxBytes) {
+        throw new TroupeError('PAYLOAD_TOO_LARGE', `stream item ${sent + batch.count} is ${size} bytes; a frame holds at most ${maxBytes}`, {
+          data: { size, max: maxBytes },
         });
       }
-      const size = bytes.length;
       if (batch.bytes + size > maxBytes) {
         // flush() may run other code that encodes (a metric, a nested frame): keep this item's bytes
-        const own = bytes.slice();
+        batch.hold();
         flush();
-        batch.add(own);
-      } else {
-        batch.add(bytes);
       }
+      batch.add(size);
       stream.sentItem(size);
       const afterStall = stalled;
       stalled = false;
@@ -467,6 +481,100 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
     if (!finished) void Promise.resolve(it.return?.()).catch(() => undefined);
   }
   return sent;
+}
+
+/**
+ * The pump's data frame in the making: items encoded into one msgpack frame
+ * (a caller elsewhere), or copied into an array (a caller in this runtime,
+ * plane/local-streams.ts) — with the same sizes, so windows, limits and
+ * counters do not depend on the path.
+ */
+interface Batch {
+  readonly count: number;
+  /** Encoded bytes pending (without the array header). */
+  readonly bytes: number;
+  /** Encodes (or copies) `value` for the next {@link add}; returns its msgpack size. Throws the codec's error. */
+  prepare(value: unknown): number;
+  /** Makes the prepared item survive a flush that comes before its {@link add}. */
+  hold(): void;
+  /** Adds the prepared item, of `size` bytes. */
+  add(size: number): void;
+  /** Sends the pending items as the data frame numbered from `first`; returns the frame's size in bytes. Throws what sending throws. */
+  send(stream: WorkerStream, first: number): number;
+}
+
+class EncodedBatch implements Batch {
+  private readonly frame = new FrameBuilder();
+  private readonly encode: (value: unknown) => Uint8Array;
+  private pending: Uint8Array = NIL;
+
+  constructor(plane: Plane) {
+    const codec = plane.codec;
+    this.encode = codec.encodeShared ? codec.encodeShared.bind(codec) : codec.encode.bind(codec);
+  }
+
+  get count(): number {
+    return this.frame.count;
+  }
+
+  get bytes(): number {
+    return this.frame.bytes;
+  }
+
+  prepare(value: unknown): number {
+    this.pending = value === undefined ? NIL : this.encode(value);
+    return this.pending.length;
+  }
+
+  hold(): void {
+    // The shared encoder's buffer is overwritten by the next encode.
+    this.pending = this.pending.slice();
+  }
+
+  add(): void {
+    this.frame.add(this.pending);
+    this.pending = NIL;
+  }
+
+  send(stream: WorkerStream, first: number): number {
+    const frame = this.frame.take();
+    stream.sendData(first, frame);
+    return frame.length;
+  }
+}
+
+class CopiedBatch implements Batch {
+  private readonly items: CopiedItems;
+
+  constructor(plane: Plane, immutable: boolean) {
+    this.items = new CopiedItems(plane.codec, immutable);
+  }
+
+  get count(): number {
+    return this.items.count;
+  }
+
+  get bytes(): number {
+    return this.items.bytes;
+  }
+
+  prepare(value: unknown): number {
+    return this.items.prepare(value);
+  }
+
+  hold(): void {
+    // a copy is the caller's already
+  }
+
+  add(size: number): void {
+    this.items.add(size);
+  }
+
+  send(stream: WorkerStream, first: number): number {
+    const body = this.items.take();
+    stream.sendCopied({ [H.FRAME]: Frame.DATA, [H.SEQ]: String(first) }, body);
+    return body.size;
+  }
 }
 
 /**
