@@ -85,12 +85,13 @@ class Twin {
 }
 
 let counter = 0;
-const freshNamespace = (): string => `l${process.pid}x${Date.now().toString(36)}x${(counter++).toString(36)}`;
+/** A namespace no other test uses: `prefix`, the pid, the time and a counter. */
+export const freshNamespace = (prefix = 'l'): string => `${prefix}${process.pid}x${Date.now().toString(36)}x${(counter++).toString(36)}`;
 
-type Pair = { worker: Runtime; caller: Runtime };
+export type Pair = { worker: Runtime; caller: Runtime };
 
 /** `value` with every Uint8Array (or Buffer) as a plain array of its bytes, for comparing across transports. */
-function plainBinary(value: unknown): unknown {
+export function plainBinary(value: unknown): unknown {
   if (value instanceof Uint8Array) return { bytes: [...value] };
   if (Array.isArray(value)) return value.map(plainBinary);
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {

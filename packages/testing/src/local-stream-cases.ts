@@ -2,6 +2,7 @@ import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { component, type Context, endpoint, isRemoteError, type Runtime, type RuntimeOptions, TroupeError } from '@troupe/runtime/internal';
 import { sleep, waitFor, within } from './wait';
+import { freshNamespace, type Pair, plainBinary } from './local-cases';
 
 /**
  * In-process stream cases of the runtime conformance suite. The worker
@@ -79,21 +80,6 @@ class Streams {
   }
 }
 
-let counter = 0;
-const freshNamespace = (): string => `ls${process.pid}x${Date.now().toString(36)}x${(counter++).toString(36)}`;
-
-type Pair = { worker: Runtime; caller: Runtime };
-
-/** `value` with every Uint8Array (or Buffer) as a plain array of its bytes, for comparing across transports. */
-function plainBinary(value: unknown): unknown {
-  if (value instanceof Uint8Array) return { bytes: [...value] };
-  if (Array.isArray(value)) return value.map(plainBinary);
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plainBinary(v)]));
-  }
-  return value;
-}
-
 interface Ended {
   items: unknown[];
   end: 'completed' | { code: string; message: string; data: unknown; remote: boolean };
@@ -118,7 +104,7 @@ export function addLocalStreamCases<C extends { pair?: unknown }>(s: Test<C>, op
   /** Spawns Streams on the worker; `local` streams from the worker runtime, `bus` from the caller runtime. */
   const twins = async (ctx: C, options?: RuntimeOptions) => {
     const pair = await open(ctx, options);
-    const ns = freshNamespace();
+    const ns = freshNamespace('ls');
     const h = await pair.worker.spawn(Streams, { namespace: ns, concurrency: 4 });
     const id = h.instanceIds[0] as string;
     const local = pair.worker.namespace(ns).client(Streams);
