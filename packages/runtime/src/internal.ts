@@ -77,6 +77,7 @@ export type { StatusOptions, RuntimeHealth, InstanceHealth } from './ops/status-
 export { microServiceName } from './ops/micro';
 export { MicroType, SERVICE_API_PREFIX } from './ops/micro';
 export { Meter, EndpointMeter, CallMeter, Durations, DURATION_BUCKETS } from './plane/meter';
+export type { MeterSource } from './plane/meter';
 export { Routers, resolveRouter } from './discovery/routers';
 export type { Router, RouterSpec, RouteFunction, RouterContext } from './discovery/routers';
 export type { InstanceRecord, DiscoverySettings, LeaseBeat } from './discovery/registry';
@@ -114,6 +115,7 @@ export type {
   SubscribeOptions,
   RequestOptions,
   TransportMessage,
+  ByteSpan,
   MessageHandler,
   TransportSubscription,
   LogOptions,
