@@ -90,6 +90,23 @@ export const freshNamespace = (prefix = 'l'): string => `${prefix}${process.pid}
 
 export type Pair = { worker: Runtime; caller: Runtime };
 
+/** Counts what `rt` publishes on its transport until `restore()`. */
+export function countPublishes(rt: Runtime): { readonly count: number; restore(): void } {
+  const bus = rt.bus as { publish: (...args: unknown[]) => void };
+  const publish = bus.publish.bind(bus);
+  const counter = {
+    count: 0,
+    restore: (): void => {
+      bus.publish = publish;
+    },
+  };
+  bus.publish = (...args: unknown[]) => {
+    counter.count++;
+    publish(...args);
+  };
+  return counter;
+}
+
 /** `value` with every Uint8Array (or Buffer) as a plain array of its bytes, for comparing across transports. */
 export function plainBinary(value: unknown): unknown {
   if (value instanceof Uint8Array) return { bytes: [...value] };
@@ -126,19 +143,13 @@ export function addLocalCases<C extends { pair?: unknown }>(s: Test<C>, open: (c
 
   s('local - a call to an instance of the same runtime does not use the transport', async (ctx) => {
     const { worker, local } = await twins(ctx);
-    const bus = worker.bus as { publish: (...args: unknown[]) => void };
-    const publish = bus.publish.bind(bus);
-    let published = 0;
-    bus.publish = (...args: unknown[]) => {
-      published++;
-      publish(...args);
-    };
+    const published = countPublishes(worker);
     try {
       for (let i = 0; i < 20; i++) assert.is(await local.echo(i), i);
     } finally {
-      bus.publish = publish;
+      published.restore();
     }
-    assert.is(published, 0, 'no message published for 20 in-process calls');
+    assert.is(published.count, 0, 'no message published for 20 in-process calls');
   });
 
   s('local - values arrive as over the transport (codec rules), and neither side sees the other mutate', async (ctx) => {

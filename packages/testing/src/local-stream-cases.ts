@@ -2,7 +2,7 @@ import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { component, type Context, endpoint, isRemoteError, type Runtime, type RuntimeOptions, TroupeError } from '@troupe/runtime/internal';
 import { sleep, waitFor, within } from './wait';
-import { freshNamespace, type Pair, plainBinary } from './local-cases';
+import { countPublishes, freshNamespace, type Pair, plainBinary } from './local-cases';
 
 /**
  * In-process stream cases of the runtime conformance suite. The worker
@@ -117,40 +117,28 @@ export function addLocalStreamCases<C extends { pair?: unknown }>(s: Test<C>, op
   s('local streams - frames to a caller of the same runtime do not use the transport', async (ctx) => {
     const { worker, caller, local, bus } = await twins(ctx);
     const count = async (rt: Runtime, client: typeof local): Promise<{ published: number; got: Ended }> => {
-      const b = rt.bus as { publish: (...args: unknown[]) => void };
-      const publish = b.publish.bind(b);
-      let published = 0;
-      b.publish = (...args: unknown[]) => {
-        published++;
-        publish(...args);
-      };
+      const published = countPublishes(rt);
       try {
         const got = await within(collect(client.gen({ n: 20_000, delayMs: 0 }, { window: 256 })), 20_000, 'the stream');
-        return { published, got };
+        return { published: published.count, got };
       } finally {
-        b.publish = publish;
+        published.restore();
       }
     };
     // Frames are published by the worker runtime, credits by the caller's: counted on both sides.
     const l = await count(worker, local);
-    const w = worker.bus as { publish: (...args: unknown[]) => void };
-    const wPublish = w.publish.bind(w);
-    let workerPublished = 0;
-    w.publish = (...args: unknown[]) => {
-      workerPublished++;
-      wPublish(...args);
-    };
+    const workerPublished = countPublishes(worker);
     let viaBus: { published: number; got: Ended };
     try {
       viaBus = await count(caller, bus);
     } finally {
-      w.publish = wPublish;
+      workerPublished.restore();
     }
     assert.is(l.got.items.length, 20_000);
     assert.equal(l.got, viaBus.got, 'the same items and end either way');
     // In-process: the request and the credits (one per half window) are messages; no frame is.
     assert.ok(l.published <= 1 + Math.ceil(20_000 / 128) + 5, `${l.published} messages for an in-process stream of 20,000 items (window 256)`);
-    assert.ok(workerPublished > 20_000 / 4096, `over the transport the worker published its frames (${workerPublished})`);
+    assert.ok(workerPublished.count > 20_000 / 4096, `over the transport the worker published its frames (${workerPublished.count})`);
   });
 
   s('local streams - items arrive as over the transport (codec rules), as copies neither side sees the other change', async (ctx) => {
