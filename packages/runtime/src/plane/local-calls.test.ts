@@ -13,6 +13,13 @@ const SAMPLES: Record<string, unknown> = {
   ints: [0, -0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 31) - 1],
   floats: [0.5, -1.25, Number.MAX_SAFE_INTEGER + 2, Number.NaN, Number.POSITIVE_INFINITY],
   strings: ['', 'a'.repeat(31), 'a'.repeat(32), 'a'.repeat(255), 'a'.repeat(256), 'a'.repeat(65_535), 'a'.repeat(65_536), 'café ✓ 日本', '😀'.repeat(20)],
+  // arrays are walked by their first element's type (numbers, else the rest): every kind after either first
+  mixed: [
+    [1, 'a', -0, undefined, 1.5, true, null, { x: -0 }, [2]],
+    ['a', -0, 1.5, undefined, true, null, 'é', [-0]],
+    [undefined, -0],
+    [null, 'b'],
+  ],
   undefinedRules: { a: undefined, b: [undefined, null], c: { d: undefined } },
   arrays: [Array.from({ length: 15 }, (_, i) => i), Array.from({ length: 16 }, (_, i) => i), Array.from({ length: 70_000 }, () => 1)],
   maps: [Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`k${i}`, i])), Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, i]))],

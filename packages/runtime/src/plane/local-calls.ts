@@ -250,17 +250,16 @@ function measureObject(v: object, depth: number): void {
     const a = v as unknown[];
     const n = a.length;
     size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
-    for (let i = 0; i < n; i++) measure(a[i], depth);
+    // Numbers and strings inline, in two walks as in copyArray (one element kind each).
+    if (typeof a[0] === 'number') measureNumbers(a, depth);
+    else measureElements(a, depth);
     return;
   }
   if (proto === Object.prototype || proto === null) {
     const o = v as Record<string, unknown>;
     const keys = Object.keys(o);
     const shape = keys.length === 0 ? undefined : shapeOf(keys);
-    if (shape !== undefined && shape.measure(o, depth)) {
-      size += shape.keysSize;
-      return;
-    }
+    if (shape !== undefined && shape.measure(o, depth)) return;
     let n = 0;
     for (const k of keys) {
       const x = o[k];
@@ -283,6 +282,26 @@ function measureObject(v: object, depth: number): void {
     return;
   }
   throw NOT_PLAIN;
+}
+
+function measureNumbers(a: unknown[], depth: number): void {
+  let sz = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    if (typeof x === 'number') sz += numSize(x);
+    else measure(x, depth);
+  }
+  size += sz;
+}
+
+function measureElements(a: unknown[], depth: number): void {
+  let sz = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    if (typeof x === 'string') sz += strSize(x);
+    else measure(x, depth);
+  }
+  size += sz;
 }
 
 /** Thrown inside the walk: this value is not plain data, use the codec. */
@@ -332,10 +351,7 @@ function copyObject(v: object, depth: number): unknown {
     const shape = keys.length === 0 ? undefined : shapeOf(keys);
     if (shape !== undefined) {
       const out = shape.copy(o, depth);
-      if (out !== MISSING) {
-        size += shape.keysSize;
-        return out;
-      }
+      if (out !== MISSING) return out;
     }
     return copyKeys(o, keys, depth);
   }
@@ -362,12 +378,39 @@ function copyObject(v: object, depth: number): unknown {
 function copyArray(a: unknown[], depth: number): unknown[] {
   const n = a.length;
   size += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
-  const out = a.slice();
-  for (let i = 0; i < n; i++) {
+  // Two walks, each with its own type feedback: arrays of numbers (often unboxed doubles) and the rest. One walk seeing
+  // both element kinds reads every element polymorphically, boxing doubles — 4× slower on a two-element array.
+  return typeof a[0] === 'number' ? copyNumbers(a.slice(), depth) : copyElements(a.slice(), depth);
+}
+
+function copyNumbers(out: unknown[], depth: number): unknown[] {
+  let sz = 0;
+  for (let i = 0; i < out.length; i++) {
     const x = out[i];
-    const c = copy(x, depth);
-    if (c !== x || x === 0) out[i] = c; // x === 0 holds for -0 too, which becomes 0
+    if (typeof x === 'number') {
+      sz += numSize(x);
+      if (x === 0) out[i] = 0; // -0 too, which becomes 0
+    } else {
+      const c = copy(x, depth);
+      if (c !== x) out[i] = c;
+    }
   }
+  size += sz;
+  return out;
+}
+
+function copyElements(out: unknown[], depth: number): unknown[] {
+  let sz = 0;
+  for (let i = 0; i < out.length; i++) {
+    const x = out[i];
+    // Strings inline (most elements): no call into the general walk.
+    if (typeof x === 'string') sz += strSize(x);
+    else {
+      const c = copy(x, depth);
+      if (c !== x || x === 0) out[i] = c; // x === 0 holds for -0 too, which becomes 0
+    }
+  }
+  size += sz;
   return out;
 }
 
@@ -398,10 +441,8 @@ function copyKeys(o: Record<string, unknown>, keys: string[], depth: number): Re
  */
 interface Shape {
   readonly keys: readonly string[];
-  /** The msgpack size of the keys and the map header, added when a copy succeeds. */
-  readonly keysSize: number;
   readonly copy: (o: Record<string, unknown>, depth: number) => unknown;
-  /** {@link measure}s each value; false (nothing added) when one is `undefined`. */
+  /** {@link measure}s each value (and the keys and map header); false (nothing added) when one is `undefined`. */
   readonly measure: (o: Record<string, unknown>, depth: number) => boolean;
   /** The next shape with the same first key. */
   next: Shape | undefined;
@@ -447,16 +488,36 @@ function compileShape(keys: string[]): Shape {
   keysSize += n < 16 ? 1 : n < 0x10000 ? 3 : 5;
   // Keys enter the source only as JSON string literals (JSON.stringify escapes them); `__proto__` never gets here.
   const names = keys.map((k) => JSON.stringify(k));
-  const reads = names.map((k, i) => `const v${i} = o[${k}];`).join(' ');
+  const reads = (decl: string): string => names.map((k, i) => `${decl} v${i} = o[${k}];`).join(' ');
   const anyUndefined = names.map((_, i) => `v${i} === undefined`).join(' || ');
-  const fields = names.map((k, i) => `${k}: c(v${i}, d)`).join(', ');
-  const source = `return (o, d) => { ${reads} if (${anyUndefined}) return m; return { ${fields} }; };`;
-  const measures = names.map((_, i) => `c(v${i}, d);`).join(' ');
-  const measureSource = `return (o, d) => { ${reads} if (${anyUndefined}) return false; ${measures} return true; };`;
-  // A copier and a measurer per shape, compiled once: their source is built from JSON-escaped keys only.
-  const makeCopy = new Function('c', 'm', source) as (c: typeof copy, m: typeof MISSING) => Shape['copy'];
-  const makeMeasure = new Function('c', measureSource) as (c: typeof measure) => Shape['measure'];
-  return { keys, keysSize, copy: makeCopy(copy, MISSING), measure: makeMeasure(measure), next: undefined };
+  // Strings, numbers and booleans are sized inline, each field at its own site (so each site sees one type), into a
+  // local sum added once; only objects go through the general walk (which adds to the module's size itself).
+  const inline = (i: number, num: string, other: string): string =>
+    `if (typeof v${i} === 'string') s += S(v${i}); ` +
+    `else if (typeof v${i} === 'number') { s += N(v${i}); ${num}} ` +
+    `else if (typeof v${i} !== 'boolean') ${other}`;
+  // -0 is encoded as the integer 0; booleans are 1 byte, counted with the keys below.
+  const copies = names.map((_, i) => inline(i, `if (v${i} === 0) v${i} = 0; `, `v${i} = c(v${i}, d); else s += 1;`)).join(' ');
+  const fields = names.map((k, i) => `${k}: v${i}`).join(', ');
+  const source = `return (o, d) => { ${reads('let')} if (${anyUndefined}) return m; let s = ${keysSize}; ${copies} z(s); return { ${fields} }; };`;
+  const measures = names.map((_, i) => inline(i, '', `c(v${i}, d); else s += 1;`)).join(' ');
+  const measureSource = `return (o, d) => { ${reads('const')} if (${anyUndefined}) return false; let s = ${keysSize}; ${measures} z(s); return true; };`;
+  // A copier and a measurer per shape, compiled once: their source is built from JSON-escaped keys and numbers only.
+  const makeCopy = new Function('c', 'm', 'S', 'N', 'z', source) as (c: typeof copy, m: typeof MISSING, ...h: Helpers) => Shape['copy'];
+  const makeMeasure = new Function('c', 'S', 'N', 'z', measureSource) as (c: typeof measure, ...h: Helpers) => Shape['measure'];
+  return { keys, copy: makeCopy(copy, MISSING, strSize, numSize, addSize), measure: makeMeasure(measure, strSize, numSize, addSize), next: undefined };
+}
+
+/** What a compiled shape calls: a string's size, a number's size, and the add to the module's {@link size}. */
+type Helpers = [typeof strSize, typeof numSize, typeof addSize];
+
+function addSize(n: number): void {
+  size += n;
+}
+
+/** A number's msgpack size: an integer format when it is a safe integer, else a float64. */
+function numSize(v: number): number {
+  return Number.isSafeInteger(v) ? intSize(v) : 9;
 }
 
 function strSize(s: string): number {
