@@ -31,6 +31,9 @@ const TRACER_NAME = 'troupe';
 /** The no-op provider a ProxyTracerProvider without a delegate hands out (a singleton of the API). */
 const NOOP_PROVIDER: TracerProvider = new ProxyTracerProvider().getDelegate();
 
+/** Where @opentelemetry/api 1.x registers its globals (`Symbol.for('opentelemetry.js.api.<major>')`, internal/global-utils). */
+const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+
 /**
  * Whether the application registered a tracer provider. The global provider
  * is always a ProxyTracerProvider; without a delegate it hands out the API's
@@ -42,6 +45,11 @@ const NOOP_PROVIDER: TracerProvider = new ProxyTracerProvider().getDelegate();
  * const span = tracingActive() ? startClientSpan(subject, parent, attrs) : undefined;
  */
 export function tracingActive(): boolean {
+  // Nothing registered a global tracer provider (`trace.setGlobalTracerProvider` writes it under this key, and
+  // `trace.disable()` deletes it): the API hands out its no-op provider. One property read instead of the API's lookup
+  // and version check (≈ 3% of an in-process call's CPU, read once on each side).
+  const registered = (globalThis as { [OTEL_GLOBAL]?: { trace?: unknown } })[OTEL_GLOBAL];
+  if (registered?.trace === undefined) return false;
   const p = trace.getTracerProvider() as TracerProvider & { getDelegate?: () => TracerProvider };
   const d = typeof p.getDelegate === 'function' ? p.getDelegate() : p;
   // Another copy of @opentelemetry/api has its own no-op singleton: recognise it by name.
