@@ -52,24 +52,32 @@ const SLOT_MS = 5;
  * wheel.add(call, Date.now() + 300); // later, when the reply came: wheel.remove(call)
  */
 export class DeadlineWheel {
-  /** The first entry of each slot's list (slots are `ceil(deadline / 5 ms)`; a few hundred exist at most). */
+  /**
+   * The first entry of each slot's list (a few hundred exist at most), keyed by the slot (`ceil(deadline / 5 ms)`)
+   * less {@link base}: epoch slots (≈ 3.5e11) are past V8's small-integer range, so each Map operation would hash a
+   * heap number (allocated for the key); from the wheel's birth they stay small for 62 days.
+   */
   private readonly slots = new Map<number, Expirable>();
+  private readonly base: number;
   private count = 0;
   private timer: WheelTimer | undefined;
   private nextDue = Infinity;
 
-  constructor(private readonly clock: WheelClock = SYSTEM_CLOCK) {}
+  constructor(private readonly clock: WheelClock = SYSTEM_CLOCK) {
+    this.base = Math.floor(clock.now() / SLOT_MS);
+  }
 
   /** Schedules `item` to expire at `deadline` (epoch ms of the wheel's clock); an item already scheduled moves. */
   add(item: Expirable, deadline: number): void {
     if (item.wheelSlot) this.remove(item);
     const slot = Math.max(1, Math.ceil(deadline / SLOT_MS));
-    const head = this.slots.get(slot);
+    const key = slot - this.base;
+    const head = this.slots.get(key);
     item.wheelSlot = slot;
     item.wheelPrev = undefined;
     item.wheelNext = head;
     if (head) head.wheelPrev = item;
-    this.slots.set(slot, item);
+    this.slots.set(key, item);
     if (this.count++ === 0) this.timer?.ref?.();
     const due = slot * SLOT_MS;
     if (due < this.nextDue) this.arm(due);
@@ -83,8 +91,8 @@ export class DeadlineWheel {
     const next = item.wheelNext;
     if (next) next.wheelPrev = prev;
     if (prev) prev.wheelNext = next;
-    else if (next) this.slots.set(slot, next);
-    else this.slots.delete(slot);
+    else if (next) this.slots.set(slot - this.base, next);
+    else this.slots.delete(slot - this.base);
     item.wheelSlot = 0;
     item.wheelPrev = undefined;
     item.wheelNext = undefined;
@@ -114,17 +122,18 @@ export class DeadlineWheel {
     this.nextDue = Infinity;
     const now = this.clock.now();
     const due: number[] = [];
-    for (const slot of this.slots.keys()) if (slot * SLOT_MS <= now) due.push(slot);
-    for (const slot of due) {
+    const nowKey = Math.floor(now / SLOT_MS) - this.base;
+    for (const key of this.slots.keys()) if (key <= nowKey) due.push(key);
+    for (const key of due) {
       // Unlinked one at a time: an expiry may settle (remove) other entries of the same slot.
-      for (let item = this.slots.get(slot); item; item = this.slots.get(slot)) {
+      for (let item = this.slots.get(key); item; item = this.slots.get(key)) {
         this.remove(item);
         item.expire();
       }
     }
     let earliest = Infinity;
-    for (const slot of this.slots.keys()) if (slot < earliest) earliest = slot;
-    if (earliest !== Infinity) this.arm(earliest * SLOT_MS);
+    for (const key of this.slots.keys()) if (key < earliest) earliest = key;
+    if (earliest !== Infinity) this.arm((earliest + this.base) * SLOT_MS);
   };
 
   /** Entries waiting for their deadline (settled ones are gone) — for tests and leak checks. */
