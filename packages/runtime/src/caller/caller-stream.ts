@@ -71,6 +71,10 @@ export interface StreamSink<T> {
  * numbers and credit, dropped when it ends.
  */
 export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOwner {
+  /** The endpoint view's in-flight links (see {@link InFlight}). */
+  flightIn: object | undefined = undefined;
+  flightPrev: InFlight | undefined = undefined;
+  flightNext: InFlight | undefined = undefined;
   private readonly monitor: CallerMonitor;
   private request!: Req;
   private options: StreamOptions<Req, Res> | undefined;

@@ -80,6 +80,10 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   /** The client's counters of this endpoint; set by the client before sending. */
   meter: CallMeter | undefined;
   private startedAt = 0;
+  /** The endpoint view's in-flight links (see {@link InFlight}). */
+  flightIn: object | undefined = undefined;
+  flightPrev: InFlight | undefined = undefined;
+  flightNext: InFlight | undefined = undefined;
   /** The deadline wheel's links (see {@link Expirable}). */
   wheelSlot = 0;
   wheelPrev: Expirable | undefined = undefined;
@@ -235,7 +239,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
       this.finish(tooLarge(size, this.plane.transport.maxPayload, subject));
       return;
     }
-    const req = new LocalRequest(this, c, { subject, headers, budget: ms, deadline: this.deadline });
+    const req = new LocalRequest(this, c, { subject, headers, plain: this.carried === undefined, budget: ms, deadline: this.deadline });
     this.local = req;
     this.handed = req;
     this.localTarget = target;

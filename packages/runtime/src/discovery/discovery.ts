@@ -23,6 +23,13 @@ import { type KvBucket, type KvEntry, type Persistence, TransportStatus } from '
 /** Something in flight to one instance that can be failed when the instance is lost. */
 export interface InFlight {
   lose(err: TroupeError): void;
+  /**
+   * The endpoint view's: the instance entry this is linked into while tracked, and its neighbours there (an intrusive
+   * list). A class tracked often should initialise them in its constructor so its shape never changes.
+   */
+  flightIn?: object | undefined;
+  flightPrev?: InFlight | undefined;
+  flightNext?: InFlight | undefined;
 }
 
 interface LeaseState {

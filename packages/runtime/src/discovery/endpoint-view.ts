@@ -178,7 +178,7 @@ export class EndpointView implements RouterContext {
       // Its lease died (or was never seen) while the record stays: ask its mailbox before failing
       // what is in flight to it (a lease can lapse while the instance lives: a blip, a busy watcher).
       // One the lease names gone left gracefully: its in-flight work finishes.
-      if (r && this.inflights.get(id)?.set?.size && !this.discovery.isGone(r.lease, id)) void this.checkLost(id);
+      if (r && this.inflights.get(id)?.head !== undefined && !this.discovery.isGone(r.lease, id)) void this.checkLost(id);
       return;
     }
     const dyn = this.discovery.dynamicOf(r, lease);
@@ -222,7 +222,7 @@ export class EndpointView implements RouterContext {
     let tracked = 0;
     let trackedInstances = 0;
     for (const t of this.inflights.values()) {
-      tracked += t.set?.size ?? 0;
+      for (let f = t.head; f !== undefined; f = f.flightNext) tracked++;
       trackedInstances++;
     }
     return {
@@ -318,11 +318,18 @@ export class EndpointView implements RouterContext {
 
   private loseAll(id: string, err: TroupeError): void {
     const t = this.inflights.get(id);
-    const set = t?.set;
-    if (!t || !set) return;
-    // The count stays: it drops as these calls settle (untrack), as before the loss.
-    t.set = undefined;
-    for (const f of set) f.lose(err);
+    if (!t || t.head === undefined) return;
+    // Detached whole before any is failed (a failed call may re-route, even back here). The count stays: it drops as
+    // these calls settle (untrack), as before the loss.
+    const lost: InFlight[] = [];
+    for (let f: InFlight | undefined = t.head; f !== undefined; f = f.flightNext) lost.push(f);
+    t.head = undefined;
+    for (const f of lost) {
+      f.flightIn = undefined;
+      f.flightPrev = undefined;
+      f.flightNext = undefined;
+    }
+    for (const f of lost) f.lose(err);
   }
 
   /** The mailbox subject of one listed instance (cached: no string building per request). */
@@ -402,21 +409,25 @@ export class EndpointView implements RouterContext {
   enter(id: string, f: InFlight): void {
     let t = this.inflights.get(id);
     if (t === undefined) {
-      t = { n: 0, set: undefined };
+      t = { n: 0, head: undefined };
       this.inflights.set(id, t);
     }
     t.n++;
-    (t.set ??= new Set()).add(f);
+    if (f.flightIn !== undefined) unlink(f);
+    f.flightIn = t;
+    f.flightPrev = undefined;
+    f.flightNext = t.head;
+    if (t.head !== undefined) t.head.flightPrev = f;
+    t.head = f;
   }
 
   /** Ends the tracking of `f` at `id`. */
   untrack(id: string, f: InFlight): void {
     const t = this.inflights.get(id);
     if (t === undefined) return;
-    t.set?.delete(f);
+    if (f.flightIn === t) unlink(f);
     // An emptied entry goes: one per instance ever called would pile up with instance churn.
     if (--t.n <= 0) this.inflights.delete(id);
-    else if (t.set?.size === 0) t.set = undefined;
   }
 
   close(): void {
@@ -429,10 +440,25 @@ export class EndpointView implements RouterContext {
   }
 }
 
-/** In flight to one instance: the count (least-loaded routing) and what to fail if it is lost (undefined once failed, or empty). */
+/**
+ * In flight to one instance: the count (least-loaded routing) and what to fail if it is lost, linked through the
+ * calls' own `flight*` fields (an intrusive list, as the deadline wheel's: no Set entry per call; empty once failed).
+ */
 interface Tracked {
   n: number;
-  set: Set<InFlight> | undefined;
+  head: InFlight | undefined;
+}
+
+function unlink(f: InFlight): void {
+  const t = f.flightIn as Tracked;
+  const prev = f.flightPrev;
+  const next = f.flightNext;
+  if (prev !== undefined) prev.flightNext = next;
+  else if (t.head === f) t.head = next;
+  if (next !== undefined) next.flightPrev = prev;
+  f.flightIn = undefined;
+  f.flightPrev = undefined;
+  f.flightNext = undefined;
 }
 
 /** More changes than this in one burst rebuild the snapshot with one sort instead of patching it. */

@@ -127,21 +127,26 @@ export class LocalRequest implements TransportMessage {
   /** The caller's deadline (epoch ms): the handler's, when it runs as it arrives. */
   readonly deadline: number;
   private readonly headers: Record<string, string>;
+  /** The headers carry the budget alone (a plain call): {@link header} answers without a keyed lookup. */
+  private readonly plain: boolean;
 
   constructor(
     private readonly sink: LocalSink,
     copied: Copied,
-    to: { readonly subject: string; readonly headers: Record<string, string>; readonly budget: number; readonly deadline: number },
+    to: { readonly subject: string; readonly headers: Record<string, string>; readonly plain: boolean; readonly budget: number; readonly deadline: number },
   ) {
     this.subject = to.subject;
     this.request = copied.value;
     this.size = copied.size;
     this.headers = to.headers;
+    this.plain = to.plain;
     this.budget = to.budget;
     this.deadline = to.deadline;
   }
 
   header(name: string): string | undefined {
+    // The instance asks for several names per request: one keyed load site seeing them all goes megamorphic.
+    if (this.plain) return name === H.TIMEOUT ? this.headers[H.TIMEOUT] : undefined;
     return this.headers[name];
   }
 
