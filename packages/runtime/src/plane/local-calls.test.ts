@@ -96,6 +96,19 @@ test('copyValue - objects of one shape copy alike whichever values are missing o
       assert.is.not(c.value, v);
     }
   }
+  // A compiled shape is found by for…in, which lists inherited enumerable keys too: with a polluted prototype the
+  // same object still copies and measures its own keys only (the general walk), as before the pollution.
+  const own = { a: 1, b: 'x' };
+  const before = copyValue(codec, own);
+  Object.defineProperty(Object.prototype, 'polluted', { value: 1, enumerable: true, configurable: true });
+  try {
+    const c = copyValue(codec, own);
+    assert.is(c.size, before.size);
+    assert.equal(Object.keys(c.value as object), ['a', 'b']);
+    assert.is(sizeValue(codec, own).size, before.size);
+  } finally {
+    delete (Object.prototype as Record<string, unknown>).polluted;
+  }
   const proto = JSON.parse('{"__proto__": {"x": 1}, "y": 2}') as object;
   // as over the bus: the decoder refuses the key
   assert.throws(() => codec.decode(codec.encode(proto)));
