@@ -1,3 +1,4 @@
+import type { Expirable } from '../plane/deadline-wheel';
 import { type CallMeter, now } from '../plane/meter';
 import type { CallerMonitor } from './caller-monitor';
 import {
@@ -70,7 +71,7 @@ export interface StreamSink<T> {
  * migration) is a {@link StreamAttempt} with its own reply key, sequence
  * numbers and credit, dropped when it ends.
  */
-export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOwner {
+export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOwner, Expirable {
   /** The endpoint view's in-flight links (see {@link InFlight}). */
   flightIn: object | undefined = undefined;
   flightPrev: InFlight | undefined = undefined;
@@ -95,7 +96,12 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   private items: Res[] | undefined;
   private migrations = 0;
   private reroutes = 0;
+  /** The deadline's timer, for a budget beyond the deadline wheel's reach (else the stream is on the wheel). */
   private timer: NodeJS.Timeout | undefined;
+  /** The deadline wheel's links (the stream's deadline is on the plane's wheel while it runs). */
+  wheelSlot = 0;
+  wheelPrev: Expirable | undefined = undefined;
+  wheelNext: Expirable | undefined = undefined;
   private unlisten: (() => void) | undefined;
   private unlistenStop: (() => void) | undefined;
   /** The caller (or the parent) asked the handler to stop: the grace it gives, ms; no migration after it. */
@@ -169,7 +175,9 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       this.handoffAtOnce = this.maxMigrations > 0 && migrate.onDrain !== 'finish' && route !== undefined;
       this.items = [];
     }
-    this.timer = setTimeout(this.onTimeout, this.budget);
+    // On the plane's deadline wheel (one timer for all calls) rather than a setTimeout per stream.
+    if (this.budget <= MAX_TIMER_MS) this.plane.wheel.add(this, this.deadline);
+    else this.timer = setTimeout(this.onTimeout, this.budget);
     this.unlisten = onAbort(options, this.onAbortSignal);
     this.unlistenStop = onStop(options, this.onStopSignal);
     this.send(target, request);
@@ -458,6 +466,11 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     return { delivered: this.delivered, instanceId, migrations: this.migrations };
   }
 
+  /** The deadline passed (the wheel's call). */
+  expire(): void {
+    this.onTimeout();
+  }
+
   private readonly onTimeout = (): void => {
     this.timer = undefined;
     this.sendCtl(Ctl.CANCEL, undefined, 'TIMEOUT');
@@ -585,6 +598,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   }
 
   private clearTimers(): void {
+    if (this.wheelSlot) this.plane.wheel.remove(this);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.unlisten?.();
@@ -593,6 +607,9 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
     this.unlistenStop = undefined;
   }
 }
+
+/** The longest delay a timer (and so the deadline wheel's timer) takes; a longer one would fire at once. */
+const MAX_TIMER_MS = 0x7fffffff;
 
 function checkMigrate(m: MigrateOptions<unknown, unknown> | undefined): TroupeError | undefined {
   if (m === undefined) return undefined;

@@ -1178,7 +1178,7 @@ export class ActorInstance {
     stream.immutable = served.immutable;
     stream.startedAt = t0;
     this.active.add(ctx);
-    ctx.armDeadline();
+    stream.armDeadline(ctx);
     // A stopped handler killed at the end of its grace may hang in an await: the caller asked for the end, so it gets it now.
     ctx.onAbort(() => {
       if (ctx.stopped && ctx.reason.code === 'CANCELLED') this.endStopped(stream, ctx);

@@ -1,3 +1,4 @@
+import type { Expirable } from '../plane/deadline-wheel';
 import { type EndpointMeter, now } from '../plane/meter';
 import { isObservable, type Observable } from 'rxjs';
 import { TroupeError, toTroupeError } from '../errors';
@@ -23,6 +24,8 @@ export const HEADER_ROOM = 512;
 
 const NIL = new Uint8Array([0xc0]);
 const EMPTY = new Uint8Array(0);
+/** The longest delay a timer (and so the deadline wheel's timer) takes; a longer one would fire at once. */
+const MAX_TIMER_MS = 0x7fffffff;
 /** Bounds on the heartbeat interval a caller may ask for. */
 const MIN_HEARTBEAT_MS = 10;
 const MAX_HEARTBEAT_MS = 60_000;
@@ -50,7 +53,7 @@ function firstDataHeaders(instanceId: string): Headers {
  * its waiter, the request context once the handler runs, and its place in
  * the instance's stream table and in the heartbeats to its caller.
  */
-export class WorkerStream {
+export class WorkerStream implements Expirable {
   credit: number;
   /** The endpoint's counters, set when the handler starts (items, frames, first-item time, stalls). */
   meter: EndpointMeter | undefined;
@@ -78,6 +81,14 @@ export class WorkerStream {
   private earlyStop: number | undefined;
   private wake: (() => void) | undefined;
   private forgotten = false;
+  /** The start-frame check of {@link announce} has not run yet (it ends the tick the stream was accepted in). */
+  private checkPending = false;
+  /** What the pump asked to run at the end of that tick ({@link atTickEnd}). */
+  private tickEnd: (() => void) | undefined;
+  /** The deadline wheel's links ({@link armDeadline}); initialised here so the shape never changes. */
+  wheelSlot = 0;
+  wheelPrev: Expirable | undefined = undefined;
+  wheelNext: Expirable | undefined = undefined;
 
   constructor(
     private readonly plane: Plane,
@@ -94,6 +105,22 @@ export class WorkerStream {
 
   get aborted(): boolean {
     return this.ctx ? this.ctx.aborted : this.early !== undefined;
+  }
+
+  /**
+   * Aborts the handler with `TIMEOUT` at the request's deadline: on the plane's deadline wheel
+   * (one timer for all), not a `setTimeout` per stream; {@link forget} takes it off.
+   */
+  armDeadline(ctx: RequestContext): void {
+    // A budget beyond a timer's reach (or none: `Infinity`) keeps the context's own timer, as before.
+    if (ctx.deadline - Date.now() <= MAX_TIMER_MS) this.plane.wheel.add(this, ctx.deadline);
+    else ctx.armDeadline();
+  }
+
+  /** The deadline passed (the wheel's call). */
+  expire(): void {
+    const ctx = this.ctx;
+    ctx?.abort(new TroupeError('TIMEOUT', `deadline of ${ctx.endpoint} passed`));
   }
 
   /** Binds the request context once the handler is about to run; an earlier abort applies at once. */
@@ -216,15 +243,34 @@ export class WorkerStream {
    */
   announce(instanceId: string): void {
     this.instanceId = instanceId;
-    setImmediate(() => {
-      if (this.instanceId === undefined || this.forgotten) return;
+    this.checkPending = true;
+    setImmediate(startCheck, this);
+  }
+
+  /** The end of the accepting tick: the start frame unless a frame named the instance already, then the pump's {@link atTickEnd}. */
+  checkStart(): void {
+    this.checkPending = false;
+    if (this.instanceId !== undefined && !this.forgotten) {
       try {
         this.send({ [H.FRAME]: Frame.START });
       } catch (err) {
         // Not connected: the caller hears nothing and reports the stream lost; the handler's first frame fails too.
         this.plane.logger.warn('stream start frame not sent', { error: (err as Error).message });
       }
-    });
+    }
+    const fn = this.tickEnd;
+    this.tickEnd = undefined;
+    fn?.();
+  }
+
+  /**
+   * Runs `fn` at the end of this tick: with the start-frame check when that is still to run
+   * (a handler that produces in the tick its request arrived — one immediate per stream, not two),
+   * else on an immediate of its own.
+   */
+  atTickEnd(fn: () => void): void {
+    if (this.checkPending && this.tickEnd === undefined) this.tickEnd = fn;
+    else setImmediate(fn);
   }
 
   /** Removes the stream from the table and the heartbeats; later control messages and probes find nothing. */
@@ -232,6 +278,7 @@ export class WorkerStream {
     if (this.forgotten) return;
     this.forgotten = true;
     if (this.table.get(this.reply) === this) this.table.delete(this.reply);
+    if (this.wheelSlot) this.plane.wheel.remove(this);
     this.plane.heartbeats.remove(this);
     this.release();
   }
@@ -257,6 +304,11 @@ export class WorkerStream {
     this.wake = undefined;
     w?.();
   }
+}
+
+/** The immediate of {@link WorkerStream.announce} (a function, not a closure per stream). */
+function startCheck(stream: WorkerStream): void {
+  stream.checkStart();
 }
 
 /**
@@ -438,7 +490,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
       if (!tickOpen) {
         tickOpen = true;
         checkedAt = performance.now();
-        setImmediate(closeTick);
+        stream.atTickEnd(closeTick);
         // After a credit stall this item is no first token: the stream was bound by the consumer,
         // and the rest of this tick follows within the same turn of the event loop. A frame of its
         // own would be one more write, server message and caller dispatch for one item (#19's cost:
