@@ -21,13 +21,44 @@ let slabUsed = 0;
 export function slabCopy(value: Uint8Array): Uint8Array {
   const n = value.length;
   if (n === 0 || n > SLAB_VALUE_MAX) return value.slice();
+  const at = slabPut(value);
+  return slab.subarray(at, at + n);
+}
+
+/**
+ * Copies `value` as {@link slabCopy} does and tells where, without making a
+ * view: `into.bytes.subarray(into.offset, into.offset + value.length)` reads
+ * it back. A store of many values keeps that pair instead of a view (a
+ * `Uint8Array` view is 96 B of heap beside the bytes); `into` receives it,
+ * so no object is made per call. `into.bytes` is a shared slab, or the
+ * value's own copy when it is large or empty.
+ *
+ * @example
+ * const place = { bytes: EMPTY, offset: 0 };
+ * slabPlace(value, place);
+ * store(key, place.bytes, place.offset, value.length);
+ */
+export function slabPlace(value: Uint8Array, into: { bytes: Uint8Array; offset: number }): void {
+  const n = value.length;
+  if (n === 0 || n > SLAB_VALUE_MAX) {
+    into.bytes = value.slice();
+    into.offset = 0;
+    return;
+  }
+  into.offset = slabPut(value);
+  into.bytes = slab;
+}
+
+/** Copies a small value into the current slab (a new one when it is full) and returns its offset there. */
+function slabPut(value: Uint8Array): number {
+  const n = value.length;
   if (slabUsed + n > slab.length) {
     slab = new Uint8Array(SLAB_BYTES);
     slabUsed = 0;
   }
-  const copy = slab.subarray(slabUsed, slabUsed + n);
-  copy.set(value);
+  const at = slabUsed;
+  slab.set(value, at);
   // 8-byte aligned, as Buffer's pool.
   slabUsed = (slabUsed + n + 7) & ~7;
-  return copy;
+  return at;
 }
