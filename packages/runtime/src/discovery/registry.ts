@@ -150,15 +150,16 @@ export interface Registration {
 interface Waiting {
   readonly id: string;
   readonly entries: readonly { key: string; value: Uint8Array }[];
-  readonly registration: Registration;
-  readonly startedAt: number;
+  /** What its records were made of (one object for the instances of a batch with the same addresses and properties: a spawn's). */
+  readonly mine: Mine;
 }
 
 /**
  * An instance this process registered: what its records were encoded from,
- * so a repair writes them again. Not their bytes nor their keys: 100,000
- * instances keep a small object each (its addresses and properties are its
- * spawn's, shared) instead of a copy of every record the registry holds.
+ * so a repair writes them again. Not their bytes nor their keys, and not an
+ * object each: the instances of one spawn registered in one batch share
+ * their addresses, properties and start time, so 100,000 of them hold one
+ * `Mine` (and a map entry each) instead of a copy of every record.
  */
 interface Mine {
   readonly addresses: readonly EndpointAddress[];
@@ -394,9 +395,11 @@ export class Registry {
   async registerMany(batch: readonly Registration[]): Promise<boolean> {
     if (this.closed || batch.length === 0) return !this.closed;
     const startedAt = Date.now();
+    let mine: Mine | undefined;
     for (const r of batch) {
       this.gone.delete(r.instanceId);
-      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r, startedAt), registration: r, startedAt });
+      if (mine?.addresses !== r.addresses || mine.properties !== r.properties) mine = { addresses: r.addresses, startedAt, properties: r.properties };
+      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r.instanceId, mine), mine });
     }
     if (this.outage) {
       // Known down: no spawn waits for it; the next retry takes these too.
@@ -439,8 +442,7 @@ export class Registry {
           // Stopped meanwhile: its deregistration deletes what was just written (see deregisterMany).
           if (this.pending.get(w.id) !== w) continue;
           this.pending.delete(w.id);
-          const { addresses, properties } = w.registration;
-          this.mine.set(w.id, { addresses, startedAt: w.startedAt, properties });
+          this.mine.set(w.id, w.mine);
           registered++;
         }
       }
@@ -492,11 +494,8 @@ export class Registry {
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
-  private entriesOf(r: Registration, startedAt: number): { key: string; value: Uint8Array }[] {
-    return r.addresses.map((a) => ({
-      key: registryKey(a, r.instanceId),
-      value: this.recordBytes(a, r.instanceId, { addresses: r.addresses, startedAt, properties: r.properties }),
-    }));
+  private entriesOf(instanceId: string, m: Mine): { key: string; value: Uint8Array }[] {
+    return m.addresses.map((a) => ({ key: registryKey(a, instanceId), value: this.recordBytes(a, instanceId, m) }));
   }
 
   /** The encoded record of one endpoint `a` of instance `instanceId`. */

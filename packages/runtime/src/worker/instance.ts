@@ -5,7 +5,8 @@ import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/dec
 import { isRemoteError, TroupeError, toTroupeError, type WireError } from '../errors';
 import { lazyChild, type Logger } from '../logger';
 import { settlesWithin } from '../settle';
-import type { PropertyBoard } from './instance-properties';
+import { clockMs, clockWall } from '../clock';
+import { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { QueueHubs, QueueMember, QueueMembership } from './queue-hub';
 import type { Plane } from '../plane/plane';
@@ -57,7 +58,16 @@ export interface InstanceSettings {
   addresses?: readonly EndpointAddress[];
   /** The spawn's logger: an instance logs through a child of it naming the instance, made at its first use. */
   logger: Logger;
+  /**
+   * What an instance's {@link PropertyBoard} is made of, at its first use (most instances never
+   * set a property): the spawn's static properties and where a change goes (the registry's
+   * dynamic properties; undefined with discovery off). Absent: not spawned by a runtime, no properties.
+   */
+  properties?: { readonly statics: Readonly<Record<string, unknown>>; readonly sink: PropertySink | undefined };
 }
+
+/** Where an instance's changed property goes: the registry's dynamic properties of `instanceId` (one function per spawn). */
+export type PropertySink = (instanceId: string, key: string, value: unknown) => void;
 
 /**
  * `failures` of a spawn: this many unexpected handler throws (not a
@@ -191,6 +201,10 @@ class Busy {
   eventHandlers: EventHandlers | undefined;
   /** Its stop, once asked for (a second caller waits for the same). */
   stopping: Promise<void> | undefined;
+  /** Its properties, made at first use (see {@link ActorInstance.properties}). */
+  board: PropertyBoard | undefined;
+  /** Its records are leaving the registry: a board made from now on no longer publishes. */
+  left = false;
 }
 
 const enum State {
@@ -334,6 +348,7 @@ export class ActorInstance {
   private served: readonly Served[] = NO_SERVED;
 
   // What an instance holds while it works is created at first use: 100,000 idle instances hold none of it.
+  /** When it started serving ({@link clockMs}: a small integer, not a boxed double); 0 before. */
   private startedAt = 0;
   private get active(): Set<RequestContext> {
     return (this.activeSet ??= new Set());
@@ -390,11 +405,11 @@ export class ActorInstance {
   }
   /** This instance's dynamic properties as last set (`$SRV.STATS` `data`); empty before any. */
   get dynamic(): Readonly<Record<string, unknown>> {
-    return this.properties?.dynamic ?? NO_PROPERTIES;
+    return this.more?.board?.dynamic ?? NO_PROPERTIES;
   }
   /** When the instance started serving (ISO 8601; '' before), for `$SRV.STATS` `started`. */
   get started(): string {
-    return this.startedAt === 0 ? '' : new Date(this.startedAt).toISOString();
+    return this.startedAt === 0 ? '' : new Date(clockWall(this.startedAt)).toISOString();
   }
 
   /** The component's metadata (name, endpoints). */
@@ -421,8 +436,31 @@ export class ActorInstance {
   get publisher(): EventPublisher {
     return (this.pub ??= this.plane.events.publisherOf(this.info));
   }
-  /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
-  properties: PropertyBoard | undefined;
+  /**
+   * The instance's properties (and the registry behind them): the board `@injectProperties()`
+   * gave its actor, else one made now from the spawn's settings; undefined for an instance not
+   * spawned by a runtime.
+   */
+  get properties(): PropertyBoard | undefined {
+    const made = this.more?.board;
+    if (made !== undefined) return made;
+    const p = this.settings.properties;
+    if (p === undefined) return undefined;
+    const board = new PropertyBoard(this.info.instanceId, p.statics, p.sink);
+    if (this.more?.left === true) board.leave();
+    return (this.busy.board = board);
+  }
+  /** The board its actor was given (`@injectProperties()`); set by the runtime before `start()`. */
+  set properties(board: PropertyBoard | undefined) {
+    this.busy.board = board;
+  }
+
+  /** Its records are leaving the registry: later property changes are kept locally only (see {@link PropertyBoard.leave}). */
+  leaveRegistry(): void {
+    const busy = this.busy;
+    busy.left = true;
+    busy.board?.leave();
+  }
 
   /** The addresses of this instance's endpoints (the spawn's, shared by its instances). */
   get addresses(): readonly EndpointAddress[] {
@@ -441,8 +479,9 @@ export class ActorInstance {
 
   /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
   setProperty(key: string, value: unknown): void {
-    if (!this.properties) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
-    this.properties.set(key, value);
+    const board = this.properties;
+    if (!board) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
+    board.set(key, value);
   }
 
   /** Requests being handled and streams open here now (leak tests). */
@@ -500,7 +539,7 @@ export class ActorInstance {
     // Exactly as long as needed (an array that was pushed to keeps room for 16).
     this.served = [...served];
     this.state = State.Serving;
-    this.startedAt = Date.now();
+    this.startedAt = clockMs();
   }
 
   /**

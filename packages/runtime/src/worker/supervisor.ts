@@ -1,5 +1,6 @@
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { clockMs } from '../clock';
 import type { RuntimeStats } from '../plane/stats';
 import type { ActorInstance, BrokenKind, FailureThreshold } from './instance';
 
@@ -111,6 +112,7 @@ export class Replica {
   current: ActorInstance | undefined;
   /** Restarts in a row (reset once an instance served `resetAfterMs`). */
   private restarts = 0;
+  /** When its instance was adopted ({@link clockMs}: a small integer, not a boxed double); 0 before. */
   private startedAt = 0;
   private stopped = false;
   private backoff: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
@@ -170,7 +172,7 @@ export class Replica {
 
   private adopt(instance: ActorInstance): void {
     this.current = instance;
-    this.startedAt = Date.now();
+    this.startedAt = clockMs();
     instance.supervisor = this;
   }
 
@@ -185,7 +187,7 @@ export class Replica {
   private nextDelay(): number | undefined {
     const p = this.policy;
     if (!p) return undefined;
-    if (this.startedAt > 0 && Date.now() - this.startedAt >= p.resetAfterMs) this.restarts = 0;
+    if (this.startedAt > 0 && clockMs() - this.startedAt >= p.resetAfterMs) this.restarts = 0;
     if (this.restarts >= p.attempts) return undefined;
     this.restarts++;
     return Math.min(p.backoffMs * 2 ** (this.restarts - 1), p.maxBackoffMs);

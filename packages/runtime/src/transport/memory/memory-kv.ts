@@ -3,9 +3,8 @@ import { MemoryLogs } from './memory-log';
 import { subjectMatches } from '../../wire/subject-grammar';
 import { checkBucketName, checkKvKey } from '../kv-names';
 import { slabPlace } from '../../codec/slab';
+import { clockMs } from '../../clock';
 
-/** Times are kept as milliseconds since this (a small integer, not a boxed double per entry). */
-const EPOCH = Date.now();
 const EMPTY = new Uint8Array(0);
 
 /**
@@ -19,7 +18,7 @@ class Stored {
     private readonly offset: number,
     private readonly length: number,
     readonly revision: number,
-    /** When written, in ms since {@link EPOCH}. */
+    /** When written ({@link clockMs}: a small integer, not a boxed double per entry). */
     readonly at: number,
   ) {}
 
@@ -51,7 +50,7 @@ class MemoryBucket implements KvBucket {
     this.ttlMs = ttlMs;
   }
 
-  private live(key: string, now = Date.now() - EPOCH): Stored | undefined {
+  private live(key: string, now = clockMs()): Stored | undefined {
     const e = this.entries.get(key);
     if (e && this.ttlMs > 0 && now - e.at > this.ttlMs) {
       this.entries.delete(key); // expired: no delete marker, like JetStream
@@ -66,7 +65,7 @@ class MemoryBucket implements KvBucket {
     // Its own copy (the caller may reuse its bytes); a registry record of ~100 B in an `ArrayBuffer` of its own costs ~250 B more of native memory.
     const place = this.place;
     slabPlace(value, place);
-    const stored = new Stored(place.bytes, place.offset, value.length, revision, Date.now() - EPOCH);
+    const stored = new Stored(place.bytes, place.offset, value.length, revision, clockMs());
     place.bytes = EMPTY;
     this.entries.set(key, stored);
     if (this.watchers.size > 0) this.notify({ key, value: stored.value, revision, operation: 'PUT' });
@@ -96,7 +95,7 @@ class MemoryBucket implements KvBucket {
 
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
     const w: Watcher = { filter, handler };
-    const now = Date.now() - EPOCH;
+    const now = clockMs();
     const initial: KvEntry[] = [];
     for (const key of [...this.entries.keys()]) {
       const e = this.live(key, now);
