@@ -13,8 +13,13 @@ const BASE = Date.now() - 1;
  * const wall = new Date(clockWall(at)); // the wall time it was read at
  */
 export function clockMs(): number {
-  return Date.now() - BASE;
+  const t = Date.now() - BASE;
+  // `| 0` makes it a small integer: a difference of two doubles is a (boxed) double even when whole.
+  return t <= SMI_MAX ? t | 0 : t;
 }
+
+/** The largest V8 small integer on 64-bit builds without pointer compression (Node's). */
+const SMI_MAX = 0x7fffffff;
 
 /** The wall time (ms since 1970, as `Date.now()`) of a {@link clockMs} reading. */
 export function clockWall(t: number): number {

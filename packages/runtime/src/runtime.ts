@@ -469,7 +469,7 @@ export class Runtime {
       // their queue groups and mailboxes now and are registered in the background when it answers.
       await this.registry?.registerMany(
         // The spawn's static properties: one object for all its instances (the registry only reads them).
-        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: statics })),
+        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: statics, keys: i.mailboxSubjects })),
       );
       for (const instance of record.instances) {
         this.micro?.add(instance, version);

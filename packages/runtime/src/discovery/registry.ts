@@ -144,6 +144,12 @@ export interface Registration {
   readonly addresses: readonly EndpointAddress[];
   readonly instanceId: string;
   readonly properties: Record<string, unknown>;
+  /**
+   * The instance's mailbox subjects, in the order of `addresses`, when the caller holds them: its
+   * records' keys are the same text ({@link registryKey}), and a bucket that keeps its keys in this
+   * process (the memory network's) then keeps these strings, not a second copy of each.
+   */
+  readonly keys?: readonly string[];
 }
 
 /** An instance waiting for the registry: its id and its records (encoded once, at spawn), and what they were made of. */
@@ -399,7 +405,7 @@ export class Registry {
     for (const r of batch) {
       this.gone.delete(r.instanceId);
       if (mine?.addresses !== r.addresses || mine.properties !== r.properties) mine = { addresses: r.addresses, startedAt, properties: r.properties };
-      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r.instanceId, mine), mine });
+      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r.instanceId, mine, r.keys), mine });
     }
     if (this.outage) {
       // Known down: no spawn waits for it; the next retry takes these too.
@@ -494,8 +500,8 @@ export class Registry {
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
-  private entriesOf(instanceId: string, m: Mine): { key: string; value: Uint8Array }[] {
-    return m.addresses.map((a) => ({ key: registryKey(a, instanceId), value: this.recordBytes(a, instanceId, m) }));
+  private entriesOf(instanceId: string, m: Mine, keys: readonly string[] | undefined): { key: string; value: Uint8Array }[] {
+    return m.addresses.map((a, i) => ({ key: sameKey(keys?.[i], a, instanceId), value: this.recordBytes(a, instanceId, m) }));
   }
 
   /** The encoded record of one endpoint `a` of instance `instanceId`. */
@@ -976,4 +982,10 @@ export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) 
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
   if (failed) throw firstError;
+}
+
+/** The record key of endpoint `a` of `instanceId`: `held` when it is that text (the caller's string, not a copy), else a new one. */
+function sameKey(held: string | undefined, a: EndpointAddress, instanceId: string): string {
+  const key = registryKey(a, instanceId);
+  return held === key ? held : key;
 }

@@ -467,6 +467,11 @@ export class ActorInstance {
     return this.settings.addresses ?? [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
   }
 
+  /** Its mailbox subjects, in endpoint order (empty before {@link start}); the same text as its registry keys. */
+  get mailboxSubjects(): string[] {
+    return this.served.map((s) => s.mailbox);
+  }
+
   /** The runtime's worker threads (`ctx.runInThread`). */
   get threads(): ThreadPool {
     return this.plane.threads;
