@@ -429,7 +429,7 @@ export class Runtime {
     const record: SpawnRecord = { instances: [], replicas: [] };
     const statics = { ...options.properties };
     this.spawns.add(record);
-    const host = this.replicaHost(record, target, { component: meta.name, namespace, statics }, options, {
+    const host = this.replicaHost(record, target, { component: meta.name, namespace, statics, policy: restart }, options, {
       concurrency,
       mailboxCapacity,
       failures,
@@ -440,7 +440,7 @@ export class Runtime {
       properties: { statics, sink: this.propertySink() },
     });
     try {
-      const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host, restart));
+      const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host));
       const failed: Array<{ replica: number; error: unknown }> = [];
       // Start hooks run concurrently (bounded), each retried per the restart policy; the
       // subscriptions reach the server with one flush for all.
@@ -514,11 +514,11 @@ export class Runtime {
   private replicaHost(
     record: SpawnRecord,
     target: Class,
-    spawn: { component: string; namespace: string; statics: Record<string, unknown> },
+    spawn: { component: string; namespace: string; statics: Record<string, unknown>; policy: ReplicaHost['policy'] },
     options: SpawnOptions,
     settings: ConstructorParameters<typeof ActorInstance>[4],
   ): ReplicaHost {
-    const { component, namespace, statics } = spawn;
+    const { component, namespace, statics, policy } = spawn;
     const meta = componentMeta(target);
     const sink = settings.properties?.sink;
     return {
@@ -560,6 +560,7 @@ export class Runtime {
       stats: this.plane.stats,
       logger: this.logger.child({ namespace, component }),
       component,
+      policy,
     };
   }
 

@@ -110,15 +110,16 @@ class Served implements QueueMember, LocalTarget {
   /** Its own queue subscription (only without shared {@link InstanceSettings.queues}), or its place in the shared one. */
   queue: TransportSubscription | QueueMembership | undefined;
   hubSlot = -1;
-  /** `@endpoint({ immutable: true })`: in-process requests and replies pass by reference ({@link LocalTarget.immutable}). */
-  readonly immutable: boolean;
 
   constructor(
     readonly instance: ActorInstance,
     readonly ep: EndpointMeta,
     readonly handler: Handler,
-  ) {
-    this.immutable = ep.immutable === true;
+  ) {}
+
+  /** `@endpoint({ immutable: true })`: in-process requests and replies pass by reference ({@link LocalTarget.immutable}). Read from its metadata, not kept. */
+  get immutable(): boolean {
+    return this.ep.immutable === true;
   }
 
   /** Its endpoint's counters (the instance's meters are made when the first of its endpoints counts something). */
@@ -410,6 +411,11 @@ export class ActorInstance {
   /** When the instance started serving (ISO 8601; '' before), for `$SRV.STATS` `started`. */
   get started(): string {
     return this.startedAt === 0 ? '' : new Date(clockWall(this.startedAt)).toISOString();
+  }
+
+  /** When the instance started serving ({@link clockMs}); 0 before. */
+  get startedMs(): number {
+    return this.startedAt;
   }
 
   /** The component's metadata (name, endpoints). */

@@ -94,6 +94,8 @@ export interface ReplicaHost {
   readonly logger: Logger;
   /** The component's name, for messages. */
   readonly component: string;
+  /** The spawn's restart policy (undefined: never restart). */
+  readonly policy: ResolvedPolicy | undefined;
 }
 
 /**
@@ -112,8 +114,6 @@ export class Replica {
   current: ActorInstance | undefined;
   /** Restarts in a row (reset once an instance served `resetAfterMs`). */
   private restarts = 0;
-  /** When its instance was adopted ({@link clockMs}: a small integer, not a boxed double); 0 before. */
-  private startedAt = 0;
   private stopped = false;
   private backoff: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
   /** A restart under way (withdraw, stop, backoff, start, register). */
@@ -123,8 +123,12 @@ export class Replica {
     /** The replica's index in its spawn (0-based), for messages. */
     readonly index: number,
     private readonly host: ReplicaHost,
-    private readonly policy: ResolvedPolicy | undefined,
   ) {}
+
+  /** The spawn's restart policy (its host's: one for all the replicas of a spawn). */
+  private get policy(): ResolvedPolicy | undefined {
+    return this.host.policy;
+  }
 
   /**
    * Builds and starts the replica's first instance, retrying a throwing
@@ -172,7 +176,6 @@ export class Replica {
 
   private adopt(instance: ActorInstance): void {
     this.current = instance;
-    this.startedAt = clockMs();
     instance.supervisor = this;
   }
 
@@ -187,7 +190,9 @@ export class Replica {
   private nextDelay(): number | undefined {
     const p = this.policy;
     if (!p) return undefined;
-    if (this.startedAt > 0 && clockMs() - this.startedAt >= p.resetAfterMs) this.restarts = 0;
+    // Since the last adopted instance started serving (0: none yet).
+    const startedAt = this.current?.startedMs ?? 0;
+    if (startedAt > 0 && clockMs() - startedAt >= p.resetAfterMs) this.restarts = 0;
     if (this.restarts >= p.attempts) return undefined;
     this.restarts++;
     return Math.min(p.backoffMs * 2 ** (this.restarts - 1), p.maxBackoffMs);
