@@ -2,63 +2,63 @@
 const SLAB_VALUE_MAX = 512;
 /** Size of one slab. */
 const SLAB_BYTES = 8 * 1024;
-let slab = new Uint8Array(0);
-let slabUsed = 0;
 
 /**
- * A copy of `value` that owns no `ArrayBuffer` of its own when small: a view
- * into a shared 8 KiB slab, as Node's `Buffer` pool does. An `ArrayBuffer`
- * per small value costs its backing store, its C++ record and the
- * `ArrayBuffer` object (~250 B of native and heap memory beside ~100 B of
- * bytes), and 100,000 of them made and dropped leave glibc's heap
- * fragmented. A slab is freed once no view into it is referenced any more.
- * The copy's `buffer` is the slab: read it through `byteOffset` and
- * `byteLength`, never whole.
+ * Copies of small values that own no `ArrayBuffer` each: views into shared
+ * 8 KiB slabs, as Node's `Buffer` pool does. An `ArrayBuffer` per small
+ * value costs its backing store, its C++ record and the `ArrayBuffer` object
+ * (~250 B of native and heap memory beside ~100 B of bytes), and 100,000 of
+ * them made and dropped leave glibc's heap fragmented. A slab is freed once
+ * no copy in it is referenced any more, and a region once written is never
+ * reused. Keep copies that live long and copies that go soon in different
+ * pools: a slab is kept whole as long as one of its copies lives.
  *
  * @example
- * const kept = slabCopy(codec.encodeShared(record)); // the shared encode buffer is overwritten by the next encode
+ * const slabs = new Slabs();
+ * const kept = slabs.copy(codec.encodeShared(record)); // the shared encode buffer is overwritten by the next encode
  */
-export function slabCopy(value: Uint8Array): Uint8Array {
-  const n = value.length;
-  if (n === 0 || n > SLAB_VALUE_MAX) return value.slice();
-  const at = slabPut(value);
-  return slab.subarray(at, at + n);
-}
+export class Slabs {
+  private slab = new Uint8Array(0);
+  private used = 0;
 
-/**
- * Copies `value` as {@link slabCopy} does and tells where, without making a
- * view: `into.bytes.subarray(into.offset, into.offset + value.length)` reads
- * it back. A store of many values keeps that pair instead of a view (a
- * `Uint8Array` view is 96 B of heap beside the bytes); `into` receives it,
- * so no object is made per call. `into.bytes` is a shared slab, or the
- * value's own copy when it is large or empty.
- *
- * @example
- * const place = { bytes: EMPTY, offset: 0 };
- * slabPlace(value, place);
- * store(key, place.bytes, place.offset, value.length);
- */
-export function slabPlace(value: Uint8Array, into: { bytes: Uint8Array; offset: number }): void {
-  const n = value.length;
-  if (n === 0 || n > SLAB_VALUE_MAX) {
-    into.bytes = value.slice();
-    into.offset = 0;
-    return;
+  /** A copy of `value`: a view into a slab when small (its `buffer` is the slab: read it through `byteOffset` and `byteLength`, never whole). */
+  copy(value: Uint8Array): Uint8Array {
+    const n = value.length;
+    if (n === 0 || n > SLAB_VALUE_MAX) return value.slice();
+    const at = this.put(value);
+    return this.slab.subarray(at, at + n);
   }
-  into.offset = slabPut(value);
-  into.bytes = slab;
-}
 
-/** Copies a small value into the current slab (a new one when it is full) and returns its offset there. */
-function slabPut(value: Uint8Array): number {
-  const n = value.length;
-  if (slabUsed + n > slab.length) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabUsed = 0;
+  /**
+   * Copies `value` as {@link copy} does and tells where, without making a
+   * view: `into.bytes.subarray(into.offset, into.offset + value.length)` reads
+   * it back. A store of many values keeps that pair instead of a view (a
+   * `Uint8Array` view is 96 B of heap beside the bytes); `into` receives it,
+   * so no object is made per call. `into.bytes` is a slab, or the value's
+   * own copy when it is large or empty.
+   */
+  place(value: Uint8Array, into: { bytes: Uint8Array; offset: number }): void {
+    const n = value.length;
+    if (n === 0 || n > SLAB_VALUE_MAX) {
+      into.bytes = value.slice();
+      into.offset = 0;
+      return;
+    }
+    into.offset = this.put(value);
+    into.bytes = this.slab;
   }
-  const at = slabUsed;
-  slab.set(value, at);
-  // 8-byte aligned, as Buffer's pool.
-  slabUsed = (slabUsed + n + 7) & ~7;
-  return at;
+
+  /** Copies a small value into the current slab (a new one when it is full) and returns its offset there. */
+  private put(value: Uint8Array): number {
+    const n = value.length;
+    if (this.used + n > this.slab.length) {
+      this.slab = new Uint8Array(SLAB_BYTES);
+      this.used = 0;
+    }
+    const at = this.used;
+    this.slab.set(value, at);
+    // 8-byte aligned, as Buffer's pool.
+    this.used = (at + n + 7) & ~7;
+    return at;
+  }
 }

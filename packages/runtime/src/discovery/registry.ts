@@ -6,7 +6,7 @@ import type { Logger } from '../logger';
 import { withTimeout } from '../timeout';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, leaseBeatSubject, registryKey } from '../wire/subjects';
-import { slabCopy } from '../codec/slab';
+import { Slabs } from '../codec/slab';
 import type { KvBucket, Persistence, Pulse, PulseOptions } from '../transport/transport';
 
 /** Bucket of instance records, keyed `{ns}.{comp}.{ep}.{instance_id}`; no max age (leases carry liveness). */
@@ -152,12 +152,17 @@ export interface Registration {
   readonly keys?: readonly string[];
 }
 
-/** An instance waiting for the registry: its id and its records (encoded once, at spawn), and what they were made of. */
+/**
+ * An instance waiting for the registry: its id and what its records are made of (encoded as
+ * they are written, not all at spawn: 100,000 encoded records held until written and then
+ * dropped leave that much native memory behind in glibc's heap).
+ */
 interface Waiting {
   readonly id: string;
-  readonly entries: readonly { key: string; value: Uint8Array }[];
-  /** What its records were made of (one object for the instances of a batch with the same addresses and properties: a spawn's). */
+  /** One object for the instances of a batch with the same addresses and properties (a spawn's). */
   readonly mine: Mine;
+  /** Its records' keys when the caller held them ({@link Registration.keys}). */
+  readonly keys: readonly string[] | undefined;
 }
 
 /**
@@ -248,6 +253,8 @@ export class Registry {
   /** This process's instance records by registry key (kept as objects: encoded again only by a repair). */
   /** Registered instances by id. */
   private readonly mine = new Map<string, Mine>();
+  /** Where records are encoded to as they are written (dropped once written: slabs of their own, not a long-lived store's). */
+  private readonly slabs = new Slabs();
   private readonly dyn = new Map<string, Record<string, unknown>>();
   /** The dynamic-property chunk of each instance that set a property, the ids of each chunk, and the chunks to write. */
   private readonly chunkOf = new Map<string, number>();
@@ -404,8 +411,12 @@ export class Registry {
     let mine: Mine | undefined;
     for (const r of batch) {
       this.gone.delete(r.instanceId);
-      if (mine?.addresses !== r.addresses || mine.properties !== r.properties) mine = { addresses: r.addresses, startedAt, properties: r.properties };
-      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r.instanceId, mine, r.keys), mine });
+      if (mine?.addresses !== r.addresses || mine.properties !== r.properties) {
+        mine = { addresses: r.addresses, startedAt, properties: r.properties };
+        // Encoded now once, so properties that cannot be encoded fail the spawn (the records are encoded as they are written).
+        for (const a of mine.addresses) this.recordBytes(a, r.instanceId, mine);
+      }
+      this.pending.set(r.instanceId, { id: r.instanceId, mine, keys: r.keys });
     }
     if (this.outage) {
       // Known down: no spawn waits for it; the next retry takes these too.
@@ -465,7 +476,7 @@ export class Registry {
   private async writeRegistrations(batch: readonly Waiting[]): Promise<void> {
     await this.within(this.writeLease(), 'the lease write');
     this.ensureHeartbeat();
-    const entries = batch.flatMap((w) => w.entries.map((e) => ({ ...e, w })));
+    const entries = batch.flatMap((w) => w.mine.addresses.map((a, i) => ({ a, i, w })));
     const records = this.records;
     // Every put sent, settled: one given up on (bounded) may still land later.
     const sent: Promise<unknown>[] = [];
@@ -480,8 +491,10 @@ export class Registry {
       await pool(entries, REGISTRY_CONCURRENCY, async (e) => {
         if (this.closed) throw new TroupeError('UNAVAILABLE', 'the registry closed during a registration');
         // Stopped meanwhile: the rest of its records need not go out (those on their way are deleted once landed).
-        if (this.pending.get(e.w.id) !== e.w) return;
-        await put(e.key, e.value, `the record write ${e.key}`);
+        const w = e.w;
+        if (this.pending.get(w.id) !== w) return;
+        const key = sameKey(w.keys?.[e.i], e.a, w.id);
+        await put(key, this.recordBytes(e.a, w.id, w.mine), `the record write ${key}`);
       });
       await put(markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }), 'the marker write');
     })();
@@ -500,10 +513,6 @@ export class Registry {
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
-  private entriesOf(instanceId: string, m: Mine, keys: readonly string[] | undefined): { key: string; value: Uint8Array }[] {
-    return m.addresses.map((a, i) => ({ key: sameKey(keys?.[i], a, instanceId), value: this.recordBytes(a, instanceId, m) }));
-  }
-
   /** The encoded record of one endpoint `a` of instance `instanceId`. */
   private recordBytes(a: EndpointAddress, instanceId: string, m: Mine): Uint8Array {
     const record: InstanceRecord = {
@@ -518,8 +527,9 @@ export class Registry {
       proto: PROTOCOL_VERSION,
       properties: m.properties,
     };
-    // One per instance and endpoint (100,000 in one spawn): copied out of the encoder's buffer into a shared slab, not an `ArrayBuffer` each.
-    return this.codec.encodeShared ? slabCopy(this.codec.encodeShared(record)) : this.codec.encode(record);
+    // One per instance and endpoint (100,000 in one spawn): copied out of the encoder's buffer into a slab of the
+    // registry's own (it drops them once written), not an `ArrayBuffer` each.
+    return this.codec.encodeShared ? this.slabs.copy(this.codec.encodeShared(record)) : this.codec.encode(record);
   }
 
   /** A registration attempt failed: say so once per outage, retry with backoff. */

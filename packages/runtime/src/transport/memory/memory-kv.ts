@@ -2,7 +2,7 @@ import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence 
 import { MemoryLogs } from './memory-log';
 import { subjectMatches } from '../../wire/subject-grammar';
 import { checkBucketName, checkKvKey } from '../kv-names';
-import { slabPlace } from '../../codec/slab';
+import { Slabs } from '../../codec/slab';
 import { clockMs } from '../../clock';
 
 const EMPTY = new Uint8Array(0);
@@ -44,7 +44,11 @@ class MemoryBucket implements KvBucket {
   /** Where the last put copied its value (one object reused, not one per put). */
   private readonly place = { bytes: EMPTY, offset: 0 };
 
-  constructor(private ttlMs: number) {}
+  constructor(
+    private ttlMs: number,
+    /** Where values are copied (the network's: records live long, so they share slabs with nothing transient). */
+    private readonly slabs: Slabs,
+  ) {}
 
   setTtl(ttlMs: number): void {
     this.ttlMs = ttlMs;
@@ -64,7 +68,7 @@ class MemoryBucket implements KvBucket {
     const revision = ++this.revision;
     // Its own copy (the caller may reuse its bytes); a registry record of ~100 B in an `ArrayBuffer` of its own costs ~250 B more of native memory.
     const place = this.place;
-    slabPlace(value, place);
+    this.slabs.place(value, place);
     const stored = new Stored(place.bytes, place.offset, value.length, revision, clockMs());
     place.bytes = EMPTY;
     this.entries.set(key, stored);
@@ -131,6 +135,8 @@ class MemoryBucket implements KvBucket {
  */
 export class MemoryPersistence implements Persistence {
   private readonly buckets = new Map<string, MemoryBucket>();
+  /** The buckets' values, copied into shared slabs. */
+  private readonly slabs = new Slabs();
   /** Durable logs (events); the bus hands them every publish while one exists. */
   readonly logs = new MemoryLogs();
 
@@ -142,7 +148,7 @@ export class MemoryPersistence implements Persistence {
     checkBucketName(bucket);
     let b = this.buckets.get(bucket);
     if (!b) {
-      b = new MemoryBucket(options.ttlMs);
+      b = new MemoryBucket(options.ttlMs, this.slabs);
       this.buckets.set(bucket, b);
     }
     return b;
