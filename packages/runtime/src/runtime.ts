@@ -430,6 +430,8 @@ export class Runtime {
     const statics = { ...options.properties };
     this.spawns.add(record);
     const host = this.replicaHost(record, target, { component: meta.name, namespace, statics, policy: restart }, options, {
+      plane: this.plane,
+      meta,
       concurrency,
       mailboxCapacity,
       failures,
@@ -516,10 +518,9 @@ export class Runtime {
     target: Class,
     spawn: { component: string; namespace: string; statics: Record<string, unknown>; policy: ReplicaHost['policy'] },
     options: SpawnOptions,
-    settings: ConstructorParameters<typeof ActorInstance>[4],
+    settings: ConstructorParameters<typeof ActorInstance>[2],
   ): ReplicaHost {
     const { component, namespace, statics, policy } = spawn;
-    const meta = componentMeta(target);
     const sink = settings.properties?.sink;
     return {
       build: () => {
@@ -528,7 +529,7 @@ export class Runtime {
         let injected: PropertyBoard | undefined;
         const properties = (): PropertyBoard => (injected ??= new PropertyBoard(info.instanceId, statics, sink));
         const actor = this.construct(target, { info, config: options.config, properties });
-        const instance = new ActorInstance(this.plane, meta, actor as object, info, settings);
+        const instance = new ActorInstance(actor as object, info, settings);
         if (injected) instance.properties = injected;
         return instance;
       },

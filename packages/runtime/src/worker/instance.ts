@@ -44,8 +44,12 @@ export interface OnStop {
   onStop(): void | Promise<void>;
 }
 
-/** Per-instance settings resolved at spawn. */
+/** Per-instance settings resolved at spawn: one object shared by the instances of a spawn, with the runtime's plane and the component's metadata. */
 export interface InstanceSettings {
+  /** The runtime's services (transport, codec, meters, in-process targets). */
+  plane: Plane;
+  /** The component's metadata (name, endpoints). */
+  meta: ComponentMeta;
   concurrency: number;
   mailboxCapacity: number;
   /** Unexpected handler throws that make the instance broken (undefined: only a declared break does). */
@@ -202,6 +206,8 @@ class Busy {
   eventHandlers: EventHandlers | undefined;
   /** Its stop, once asked for (a second caller waits for the same). */
   stopping: Promise<void> | undefined;
+  /** Set once the instance is declared broken (see {@link ActorInstance.brokenReason}). */
+  brokenReason: TroupeError | undefined;
   /** Its properties, made at first use (see {@link ActorInstance.properties}). */
   board: PropertyBoard | undefined;
   /** Its records are leaving the registry: a board made from now on no longer publishes. */
@@ -345,8 +351,12 @@ export class ActorInstance {
     const { namespace, component, instanceId } = this.info;
     return (this.log ??= lazyChild(this.settings.logger, { namespace, component, instance: instanceId }));
   }
-  /** Its endpoints as served (each with its subscriptions), once {@link start} subscribed them. */
-  private served: readonly Served[] = NO_SERVED;
+  /** Its endpoints as served (each with its subscriptions), once {@link start} subscribed them: the one itself for a component of one endpoint, not an array of one. */
+  private servedRef: Served | readonly Served[] = NO_SERVED;
+  private get served(): readonly Served[] {
+    const s = this.servedRef;
+    return s instanceof Served ? [s] : s;
+  }
 
   // What an instance holds while it works is created at first use: 100,000 idle instances hold none of it.
   /** When it started serving ({@link clockMs}: a small integer, not a boxed double); 0 before. */
@@ -363,7 +373,12 @@ export class ActorInstance {
   }
   private state = State.Starting;
   /** Set once the instance is declared broken (see {@link broken}). */
-  brokenReason: TroupeError | undefined;
+  get brokenReason(): TroupeError | undefined {
+    return this.more?.brokenReason;
+  }
+  set brokenReason(v: TroupeError | undefined) {
+    this.busy.brokenReason = v;
+  }
   /** Told once when the instance is declared broken; set by its supervisor. */
   supervisor: { broke(instance: ActorInstance, reason: TroupeError, kind: BrokenKind): void } | undefined;
   // Read from the spawn's settings (one object for all its instances), not copied into each.
@@ -378,14 +393,20 @@ export class ActorInstance {
   }
 
   constructor(
-    private readonly plane: Plane,
-    private readonly meta: ComponentMeta,
     readonly actor: object,
     info: InstanceInfo,
     private readonly settings: InstanceSettings,
   ) {
     this.info = info;
-    plane.meter.instance(info.instanceId, this);
+    settings.plane.meter.instance(info.instanceId, this);
+  }
+
+  // The spawn's, read from its settings (one object for all its instances), not kept in each.
+  private get plane(): Plane {
+    return this.settings.plane;
+  }
+  private get meta(): ComponentMeta {
+    return this.settings.meta;
   }
 
   /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus), in the component's endpoint order; shared zeros before it counted anything. */
@@ -510,7 +531,7 @@ export class ActorInstance {
     if (typeof hook === 'function') await hook.call(this.actor);
     const t = this.plane.transport;
     const served: Served[] = [];
-    this.served = served;
+    this.servedRef = served;
     try {
       for (const ep of this.meta.endpoints.values()) {
         const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
@@ -547,8 +568,8 @@ export class ActorInstance {
       await this.eventHandlers?.stop();
       throw err;
     }
-    // Exactly as long as needed (an array that was pushed to keeps room for 16).
-    this.served = [...served];
+    // Exactly as long as needed (an array that was pushed to keeps room for 16), and no array for one.
+    this.servedRef = served.length === 1 ? (served[0] as Served) : [...served];
     this.state = State.Serving;
     this.startedAt = clockMs();
   }
