@@ -2,6 +2,8 @@
 const SLAB_VALUE_MAX = 512;
 /** Size of one slab. */
 const SLAB_BYTES = 8 * 1024;
+/** A span is offset × this + length (lengths are at most {@link SLAB_VALUE_MAX}): at most 2^23, a small integer. */
+const SPAN_LENGTHS = 1024;
 
 /**
  * Copies of small values that own no `ArrayBuffer` each: views into shared
@@ -31,21 +33,29 @@ export class Slabs {
 
   /**
    * Copies `value` as {@link copy} does and tells where, without making a
-   * view: `into.bytes.subarray(into.offset, into.offset + value.length)` reads
-   * it back. A store of many values keeps that pair instead of a view (a
-   * `Uint8Array` view is 96 B of heap beside the bytes); `into` receives it,
-   * so no object is made per call. `into.bytes` is a slab, or the value's
-   * own copy when it is large or empty.
+   * view: {@link Slabs.view}`(into.bytes, into.span)` reads it back. A store
+   * of many values keeps that pair instead of a view (a `Uint8Array` view is
+   * 96 B of heap beside the bytes, the pair two fields); `into` receives it,
+   * so no object is made per call. `into.bytes` is a slab and `into.span`
+   * the copy's offset and length in it packed in one small integer, or
+   * `into.bytes` is the value's own copy (large or empty) and `span` is -1.
    */
-  place(value: Uint8Array, into: { bytes: Uint8Array; offset: number }): void {
+  place(value: Uint8Array, into: { bytes: Uint8Array; span: number }): void {
     const n = value.length;
     if (n === 0 || n > SLAB_VALUE_MAX) {
       into.bytes = value.slice();
-      into.offset = 0;
+      into.span = -1;
       return;
     }
-    into.offset = this.put(value);
+    into.span = this.put(value) * SPAN_LENGTHS + n;
     into.bytes = this.slab;
+  }
+
+  /** The bytes {@link place} told of. */
+  static view(bytes: Uint8Array, span: number): Uint8Array {
+    if (span < 0) return bytes;
+    const at = Math.floor(span / SPAN_LENGTHS);
+    return bytes.subarray(at, at + (span % SPAN_LENGTHS));
   }
 
   /** Copies a small value into the current slab (a new one when it is full) and returns its offset there. */

@@ -60,13 +60,17 @@ export interface MemorySubSpec {
 /** A token that is `*` or `>`: the subject is a wildcard. */
 const WILDCARD_TOKEN = /(?:^|\.)[*>](?:\.|$)/;
 
-/** @internal One subscription on the bus: 100,000 instance mailboxes hold one each, so it is kept small (8 fields). */
+/** A subscription's state: routed, draining (unrouted, deliveries still queued), or closed. */
+const OPEN = 0;
+const DRAINING = 1;
+const CLOSED = 2;
+
+/** @internal One subscription on the bus: 100,000 instance mailboxes hold one each, so it is kept small (7 fields). */
 export class MemorySub implements TransportSubscription {
-  closed = false;
+  /** {@link OPEN}, {@link DRAINING} (its wait is its connection's, see `MemoryTransport.draining`) or {@link CLOSED}. */
+  private state = OPEN;
   /** Deliveries queued for this subscription and not yet made. */
   pending = 0;
-  /** Set while draining with deliveries queued: resolved by {@link release} once `pending` reaches 0. */
-  drainWait: DrainWait | undefined;
   readonly conn: MemoryTransport;
   readonly subject: string;
   /** The subject's tokens, for a wildcard subscription; undefined for a literal one (it matches by the whole subject). */
@@ -83,41 +87,52 @@ export class MemorySub implements TransportSubscription {
     this.handler = spec.handler;
   }
 
+  /** Closed for good: queued deliveries to it are skipped. */
+  get closed(): boolean {
+    return this.state === CLOSED;
+  }
+
+  /** Draining, and the last delivery queued for it was made: it closes now. */
+  get drained(): boolean {
+    return this.state === DRAINING && this.pending === 0;
+  }
+
   unsubscribe(): void {
-    if (this.closed) return;
-    if (this.drainWait === undefined) this.conn.bus.unroute(this);
+    if (this.state === CLOSED) return;
+    if (this.state === OPEN) this.conn.bus.unroute(this);
     this.release();
   }
 
   drain(): Promise<void> {
-    if (this.drainWait !== undefined) return this.drainWait.promise;
-    if (this.closed) return Promise.resolve();
+    if (this.state === DRAINING) return (this.conn.draining.get(this) as DrainWait).promise;
+    if (this.state === CLOSED) return Promise.resolve();
     this.conn.bus.unroute(this);
     if (this.pending === 0) {
       this.release();
       return Promise.resolve();
     }
     const wait = new DrainWait();
-    this.drainWait = wait;
-    this.conn.draining.add(this);
+    this.conn.draining.set(this, wait);
+    this.state = DRAINING;
     return wait.promise;
   }
 
   /** Closes for good; queued deliveries to a closed subscription are skipped. */
   release(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.state === CLOSED) return;
+    const was = this.state;
+    this.state = CLOSED;
     this.conn.bus.subscriptionCount--;
-    const wait = this.drainWait;
-    if (wait !== undefined) {
+    if (was === DRAINING) {
+      const wait = this.conn.draining.get(this);
       this.conn.draining.delete(this);
-      wait.resolve();
+      wait?.resolve();
     }
   }
 }
 
-/** A drain waiting for the deliveries already queued (made only for a subscription that drains with some). */
-class DrainWait {
+/** @internal A drain waiting for the deliveries already queued (made only for a subscription that drains with some). */
+export class DrainWait {
   resolve!: () => void;
   readonly promise = new Promise<void>((resolve) => {
     this.resolve = resolve;
@@ -331,7 +346,7 @@ export class MemoryBus {
           // A handler must not throw; one that does never stops delivery to others.
           process.emitWarning(`troupe: message handler for ${sub.subject} threw: ${(e as Error)?.message ?? String(e)}`);
         }
-        if (sub.pending === 0 && sub.drainWait !== undefined) sub.release();
+        if (sub.drained) sub.release();
       }
     }
     this.scheduled = false;

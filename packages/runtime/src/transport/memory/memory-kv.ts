@@ -14,16 +14,17 @@ const EMPTY = new Uint8Array(0);
  */
 class Stored {
   constructor(
+    /** The slab it sits in, or its own copy (see {@link Slabs.place}). */
     private readonly bytes: Uint8Array,
-    private readonly offset: number,
-    private readonly length: number,
+    /** Its offset and length in the slab, packed ({@link Slabs.place}); -1: all of `bytes`. */
+    private readonly span: number,
     readonly revision: number,
     /** When written ({@link clockMs}: a small integer, not a boxed double per entry). */
     readonly at: number,
   ) {}
 
   get value(): Uint8Array {
-    return this.bytes.subarray(this.offset, this.offset + this.length);
+    return Slabs.view(this.bytes, this.span);
   }
 }
 
@@ -42,7 +43,7 @@ class MemoryBucket implements KvBucket {
   private readonly watchers = new Set<Watcher>();
   private revision = 0;
   /** Where the last put copied its value (one object reused, not one per put). */
-  private readonly place = { bytes: EMPTY, offset: 0 };
+  private readonly place = { bytes: EMPTY, span: -1 };
 
   constructor(
     private ttlMs: number,
@@ -69,7 +70,7 @@ class MemoryBucket implements KvBucket {
     // Its own copy (the caller may reuse its bytes); a registry record of ~100 B in an `ArrayBuffer` of its own costs ~250 B more of native memory.
     const place = this.place;
     this.slabs.place(value, place);
-    const stored = new Stored(place.bytes, place.offset, value.length, revision, clockMs());
+    const stored = new Stored(place.bytes, place.span, revision, clockMs());
     place.bytes = EMPTY;
     this.entries.set(key, stored);
     if (this.watchers.size > 0) this.notify({ key, value: stored.value, revision, operation: 'PUT' });

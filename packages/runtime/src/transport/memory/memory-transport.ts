@@ -14,7 +14,7 @@ import type {
   TransportSubscription,
 } from '../transport';
 import { TransportStatus } from '../transport';
-import { EMPTY, type MemoryBus, MemoryMessage, MemorySub } from './memory-bus';
+import { type DrainWait, EMPTY, type MemoryBus, MemoryMessage, MemorySub } from './memory-bus';
 
 // setTimeout fires at once (with a warning) past 2^31 - 1 ms.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -36,8 +36,8 @@ export class MemoryTransport implements Transport {
   readonly persistence: Persistence;
   private readonly statusSubject = new BehaviorSubject<TransportStatus>(TransportStatus.CONNECTED);
   readonly status$: Observable<TransportStatus> = this.statusSubject.asObservable();
-  /** @internal Subscriptions of this connection draining with deliveries queued (for close(); the routed ones are the bus's). */
-  readonly draining = new Set<MemorySub>();
+  /** @internal Subscriptions of this connection draining with deliveries queued, and their waits (for close(); the routed ones are the bus's). */
+  readonly draining = new Map<MemorySub, DrainWait>();
   /** Rejecters of requests awaiting a reply (for close()). */
   private readonly requests = new Set<(err: unknown) => void>();
   private readonly inboxRoot = `_INBOX.${randomBytes(9).toString('base64url').replace(/[-_]/g, 'x')}`;
@@ -148,7 +148,7 @@ export class MemoryTransport implements Transport {
 
   private async shutdown(): Promise<void> {
     // As nats.js drain(): no new publishes, deliver what already arrived, then close.
-    await Promise.all([...this.bus.routedOf(this), ...this.draining].map((s) => s.drain()));
+    await Promise.all([...this.bus.routedOf(this), ...this.draining.keys()].map((s) => s.drain()));
     for (const fail of [...this.requests]) fail(this.unavailable('connection closed before the reply arrived'));
     this.bus.openConnections--;
     this.statusSubject.next(TransportStatus.CLOSED);
