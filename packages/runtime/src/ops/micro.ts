@@ -131,14 +131,15 @@ export class MicroResponder {
     const id = parts[3];
     for (const { service, instances } of this.groups.values()) {
       if (name !== undefined && service.name !== name) continue;
-      if (!this.answer(verb, id === undefined ? instances.values() : onlyOne(instances.get(id)), service, msg)) return;
+      if (!this.answer(msg, verb, { service, instances: id === undefined ? instances.values() : onlyOne(instances.get(id)) })) return;
     }
   }
 
   /** Answers `verb` for each of `instances`; false when the verb is not ours or a reply could not be sent (stop answering). */
-  private answer(verb: string | undefined, instances: Iterable<ActorInstance>, service: Service, msg: TransportMessage): boolean {
+  private answer(msg: TransportMessage, verb: string | undefined, to: { service: Service; instances: Iterable<ActorInstance> }): boolean {
     const reply = msg.reply as string;
-    for (const instance of instances) {
+    const service = to.service;
+    for (const instance of to.instances) {
       const e: Entry = { instance, service };
       let body: object;
       switch (verb) {

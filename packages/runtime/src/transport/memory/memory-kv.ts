@@ -13,15 +13,20 @@ const EMPTY = new Uint8Array(0);
  * records embedded); a view is made when it is read.
  */
 class Stored {
+  /** The slab it sits in, or its own copy (see {@link Slabs.place}). */
+  private readonly bytes: Uint8Array;
+  /** Its offset and length in the slab, packed ({@link Slabs.place}); -1: all of `bytes`. */
+  private readonly span: number;
+
   constructor(
-    /** The slab it sits in, or its own copy (see {@link Slabs.place}). */
-    private readonly bytes: Uint8Array,
-    /** Its offset and length in the slab, packed ({@link Slabs.place}); -1: all of `bytes`. */
-    private readonly span: number,
+    place: { readonly bytes: Uint8Array; readonly span: number },
     readonly revision: number,
     /** When written ({@link clockMs}: a small integer, not a boxed double per entry). */
     readonly at: number,
-  ) {}
+  ) {
+    this.bytes = place.bytes;
+    this.span = place.span;
+  }
 
   get value(): Uint8Array {
     return Slabs.view(this.bytes, this.span);
@@ -70,7 +75,7 @@ class MemoryBucket implements KvBucket {
     // Its own copy (the caller may reuse its bytes); a registry record of ~100 B in an `ArrayBuffer` of its own costs ~250 B more of native memory.
     const place = this.place;
     this.slabs.place(value, place);
-    const stored = new Stored(place.bytes, place.span, revision, clockMs());
+    const stored = new Stored(place, revision, clockMs());
     place.bytes = EMPTY;
     this.entries.set(key, stored);
     if (this.watchers.size > 0) this.notify({ key, value: stored.value, revision, operation: 'PUT' });
