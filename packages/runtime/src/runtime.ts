@@ -38,7 +38,7 @@ import type { NatsTransportOptions } from './transport/nats/nats-transport';
 import { startPulse } from './transport/pulse';
 import { type Transport, TransportStatus } from './transport/transport';
 import { Heartbeats } from './worker/heartbeats';
-import { ActorInstance, type FailureThreshold } from './worker/instance';
+import { ActorInstance, type FailureThreshold, type PropertySink } from './worker/instance';
 import { Replica, type ReplicaHost, type RestartOption, resolveFailures, resolveRestart, spawnFailure } from './worker/supervisor';
 import { isSemver, MicroResponder } from './ops/micro';
 import { HealthChecker } from './ops/health-checks';
@@ -429,7 +429,9 @@ export class Runtime {
     const record: SpawnRecord = { instances: [], replicas: [] };
     const statics = { ...options.properties };
     this.spawns.add(record);
-    const host = this.replicaHost(record, target, { component: meta.name, namespace, statics }, options, {
+    const host = this.replicaHost(record, target, { component: meta.name, namespace, statics, policy: restart }, options, {
+      plane: this.plane,
+      meta,
       concurrency,
       mailboxCapacity,
       failures,
@@ -437,9 +439,10 @@ export class Runtime {
       queues: this.queues,
       addresses: [...meta.endpoints.values()].map((ep) => endpointAddress(namespace, meta.name, ep.name)),
       logger: this.logger,
+      properties: { statics, sink: this.propertySink() },
     });
     try {
-      const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host, restart));
+      const slots = Array.from({ length: replicas }, (_, i) => new Replica(i, host));
       const failed: Array<{ replica: number; error: unknown }> = [];
       // Start hooks run concurrently (bounded), each retried per the restart policy; the
       // subscriptions reach the server with one flush for all.
@@ -468,7 +471,7 @@ export class Runtime {
       // their queue groups and mailboxes now and are registered in the background when it answers.
       await this.registry?.registerMany(
         // The spawn's static properties: one object for all its instances (the registry only reads them).
-        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: statics })),
+        record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: statics, keys: i.mailboxSubjects })),
       );
       for (const instance of record.instances) {
         this.micro?.add(instance, version);
@@ -503,26 +506,31 @@ export class Runtime {
     };
   }
 
+  /** Where the property boards of one spawn's instances send a change (one function per spawn); undefined with discovery off. */
+  private propertySink(): PropertySink | undefined {
+    const registry = this.registry;
+    return registry ? (id, k, v) => registry.setDynamic(id, k, v) : undefined;
+  }
+
   /** What the supervisors of one spawn's replicas use: build through DI, register, withdraw, stop, and the spawn's instance list. */
   private replicaHost(
     record: SpawnRecord,
     target: Class,
-    spawn: { component: string; namespace: string; statics: Record<string, unknown> },
+    spawn: { component: string; namespace: string; statics: Record<string, unknown>; policy: ReplicaHost['policy'] },
     options: SpawnOptions,
-    settings: ConstructorParameters<typeof ActorInstance>[4],
+    settings: ConstructorParameters<typeof ActorInstance>[2],
   ): ReplicaHost {
-    const { component, namespace, statics } = spawn;
-    const meta = componentMeta(target);
-    const registry = this.registry;
-    // One per spawn, shared by its instances' property boards.
-    const sink = registry ? (id: string, k: string, v: unknown) => registry.setDynamic(id, k, v) : undefined;
+    const { component, namespace, statics, policy } = spawn;
+    const sink = settings.properties?.sink;
     return {
       build: () => {
         const info: InstanceInfo = { instanceId: newInstanceId(), namespace, component };
-        const properties = new PropertyBoard(info.instanceId, statics, sink);
+        // Made here only when the class injects it; otherwise the instance makes it at first use (most never set a property).
+        let injected: PropertyBoard | undefined;
+        const properties = (): PropertyBoard => (injected ??= new PropertyBoard(info.instanceId, statics, sink));
         const actor = this.construct(target, { info, config: options.config, properties });
-        const instance = new ActorInstance(this.plane, meta, actor as object, info, settings);
-        instance.properties = properties;
+        const instance = new ActorInstance(actor as object, info, settings);
+        if (injected) instance.properties = injected;
         return instance;
       },
       register: async (i) => {
@@ -530,7 +538,7 @@ export class Runtime {
       },
       deregister: async (i) => {
         if (!this.registry) return;
-        i.properties?.leave();
+        i.leaveRegistry();
         await settlesWithin(this.registry.deregister(i.addresses, i.info.instanceId), SHUTDOWN_STEP_MS);
       },
       // Bounded: an onStop hook that never returns must not hold the replica's restart.
@@ -553,6 +561,7 @@ export class Runtime {
       stats: this.plane.stats,
       logger: this.logger.child({ namespace, component }),
       component,
+      policy,
     };
   }
 
@@ -575,7 +584,7 @@ export class Runtime {
     let left = true;
     if (this.registry) {
       // The records are going: a later property change must not bring them back to the lease.
-      for (const i of list) i.properties?.leave();
+      for (const i of list) i.leaveRegistry();
       const leaving = this.registry.deregisterMany(list.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId })));
       left = (await settlesWithin(leaving, leaveWithinMs)) && (await leaving);
       // Keep serving while watchers see them go, so clients stop routing here before they
@@ -595,14 +604,14 @@ export class Runtime {
     );
   }
 
-  private construct(target: Class, deps: { info: InstanceInfo; config: unknown; properties: PropertyBoard }): unknown {
+  private construct(target: Class, deps: { info: InstanceInfo; config: unknown; properties: () => PropertyBoard }): unknown {
     const { info, config } = deps;
     const child = this.container.createChildContainer();
     child.registerInstance(CONFIG, config);
     // Made only when the class injects it.
     child.register(LOGGER, { useFactory: () => lazyChild(this.logger, { namespace: info.namespace, component: info.component, instance: info.instanceId }) });
     child.registerInstance(INSTANCE, info);
-    child.registerInstance(PROPERTIES, deps.properties);
+    child.register(PROPERTIES, { useFactory: deps.properties });
     // Made only when the class injects it (most actors never publish): 100,000 idle instances hold no publisher.
     child.register(PUBLISHER, { useFactory: () => this.plane.events.publisherOf(info) });
     child.registerInstance(METRICS, this.runtimeMetrics);

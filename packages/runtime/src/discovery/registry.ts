@@ -6,7 +6,7 @@ import type { Logger } from '../logger';
 import { withTimeout } from '../timeout';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, leaseBeatSubject, registryKey } from '../wire/subjects';
-import { slabCopy } from '../codec/slab';
+import { Slabs } from '../codec/slab';
 import type { KvBucket, Persistence, Pulse, PulseOptions } from '../transport/transport';
 
 /** Bucket of instance records, keyed `{ns}.{comp}.{ep}.{instance_id}`; no max age (leases carry liveness). */
@@ -144,21 +144,33 @@ export interface Registration {
   readonly addresses: readonly EndpointAddress[];
   readonly instanceId: string;
   readonly properties: Record<string, unknown>;
+  /**
+   * The instance's mailbox subjects, in the order of `addresses`, when the caller holds them: its
+   * records' keys are the same text ({@link registryKey}), and a bucket that keeps its keys in this
+   * process (the memory network's) then keeps these strings, not a second copy of each.
+   */
+  readonly keys?: readonly string[];
 }
 
-/** An instance waiting for the registry: its id and its records (encoded once, at spawn), and what they were made of. */
+/**
+ * An instance waiting for the registry: its id and what its records are made of (encoded as
+ * they are written, not all at spawn: 100,000 encoded records held until written and then
+ * dropped leave that much native memory behind in glibc's heap).
+ */
 interface Waiting {
   readonly id: string;
-  readonly entries: readonly { key: string; value: Uint8Array }[];
-  readonly registration: Registration;
-  readonly startedAt: number;
+  /** One object for the instances of a batch with the same addresses and properties (a spawn's). */
+  readonly mine: Mine;
+  /** Its records' keys when the caller held them ({@link Registration.keys}). */
+  readonly keys: readonly string[] | undefined;
 }
 
 /**
  * An instance this process registered: what its records were encoded from,
- * so a repair writes them again. Not their bytes nor their keys: 100,000
- * instances keep a small object each (its addresses and properties are its
- * spawn's, shared) instead of a copy of every record the registry holds.
+ * so a repair writes them again. Not their bytes nor their keys, and not an
+ * object each: the instances of one spawn registered in one batch share
+ * their addresses, properties and start time, so 100,000 of them hold one
+ * `Mine` (and a map entry each) instead of a copy of every record.
  */
 interface Mine {
   readonly addresses: readonly EndpointAddress[];
@@ -241,6 +253,8 @@ export class Registry {
   /** This process's instance records by registry key (kept as objects: encoded again only by a repair). */
   /** Registered instances by id. */
   private readonly mine = new Map<string, Mine>();
+  /** Where records are encoded to as they are written (dropped once written: slabs of their own, not a long-lived store's). */
+  private readonly slabs = new Slabs();
   private readonly dyn = new Map<string, Record<string, unknown>>();
   /** The dynamic-property chunk of each instance that set a property, the ids of each chunk, and the chunks to write. */
   private readonly chunkOf = new Map<string, number>();
@@ -394,9 +408,15 @@ export class Registry {
   async registerMany(batch: readonly Registration[]): Promise<boolean> {
     if (this.closed || batch.length === 0) return !this.closed;
     const startedAt = Date.now();
+    let mine: Mine | undefined;
     for (const r of batch) {
       this.gone.delete(r.instanceId);
-      this.pending.set(r.instanceId, { id: r.instanceId, entries: this.entriesOf(r, startedAt), registration: r, startedAt });
+      if (mine?.addresses !== r.addresses || mine.properties !== r.properties) {
+        mine = { addresses: r.addresses, startedAt, properties: r.properties };
+        // Encoded now once, so properties that cannot be encoded fail the spawn (the records are encoded as they are written).
+        for (const a of mine.addresses) this.recordBytes(a, r.instanceId, mine);
+      }
+      this.pending.set(r.instanceId, { id: r.instanceId, mine, keys: r.keys });
     }
     if (this.outage) {
       // Known down: no spawn waits for it; the next retry takes these too.
@@ -439,8 +459,7 @@ export class Registry {
           // Stopped meanwhile: its deregistration deletes what was just written (see deregisterMany).
           if (this.pending.get(w.id) !== w) continue;
           this.pending.delete(w.id);
-          const { addresses, properties } = w.registration;
-          this.mine.set(w.id, { addresses, startedAt: w.startedAt, properties });
+          this.mine.set(w.id, w.mine);
           registered++;
         }
       }
@@ -457,7 +476,7 @@ export class Registry {
   private async writeRegistrations(batch: readonly Waiting[]): Promise<void> {
     await this.within(this.writeLease(), 'the lease write');
     this.ensureHeartbeat();
-    const entries = batch.flatMap((w) => w.entries.map((e) => ({ ...e, w })));
+    const entries = batch.flatMap((w) => w.mine.addresses.map((a, i) => ({ a, i, w })));
     const records = this.records;
     // Every put sent, settled: one given up on (bounded) may still land later.
     const sent: Promise<unknown>[] = [];
@@ -472,8 +491,10 @@ export class Registry {
       await pool(entries, REGISTRY_CONCURRENCY, async (e) => {
         if (this.closed) throw new TroupeError('UNAVAILABLE', 'the registry closed during a registration');
         // Stopped meanwhile: the rest of its records need not go out (those on their way are deleted once landed).
-        if (this.pending.get(e.w.id) !== e.w) return;
-        await put(e.key, e.value, `the record write ${e.key}`);
+        const w = e.w;
+        if (this.pending.get(w.id) !== w) return;
+        const key = sameKey(w.keys?.[e.i], e.a, w.id);
+        await put(key, this.recordBytes(e.a, w.id, w.mine), `the record write ${key}`);
       });
       await put(markerKey(this.lease), this.codec.encode({ lease: this.lease, pid: process.pid, host: this.host }), 'the marker write');
     })();
@@ -492,13 +513,6 @@ export class Registry {
     this.pulse?.set({ rrev: this.recordsRev }, true);
   }
 
-  private entriesOf(r: Registration, startedAt: number): { key: string; value: Uint8Array }[] {
-    return r.addresses.map((a) => ({
-      key: registryKey(a, r.instanceId),
-      value: this.recordBytes(a, r.instanceId, { addresses: r.addresses, startedAt, properties: r.properties }),
-    }));
-  }
-
   /** The encoded record of one endpoint `a` of instance `instanceId`. */
   private recordBytes(a: EndpointAddress, instanceId: string, m: Mine): Uint8Array {
     const record: InstanceRecord = {
@@ -513,8 +527,9 @@ export class Registry {
       proto: PROTOCOL_VERSION,
       properties: m.properties,
     };
-    // One per instance and endpoint (100,000 in one spawn): copied out of the encoder's buffer into a shared slab, not an `ArrayBuffer` each.
-    return this.codec.encodeShared ? slabCopy(this.codec.encodeShared(record)) : this.codec.encode(record);
+    // One per instance and endpoint (100,000 in one spawn): copied out of the encoder's buffer into a slab of the
+    // registry's own (it drops them once written), not an `ArrayBuffer` each.
+    return this.codec.encodeShared ? this.slabs.copy(this.codec.encodeShared(record)) : this.codec.encode(record);
   }
 
   /** A registration attempt failed: say so once per outage, retry with backoff. */
@@ -977,4 +992,10 @@ export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) 
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
   if (failed) throw firstError;
+}
+
+/** The record key of endpoint `a` of `instanceId`: `held` when it is that text (the caller's string, not a copy), else a new one. */
+function sameKey(held: string | undefined, a: EndpointAddress, instanceId: string): string {
+  const key = registryKey(a, instanceId);
+  return held === key ? held : key;
 }

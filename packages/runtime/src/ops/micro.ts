@@ -38,10 +38,16 @@ export function microServiceName(namespace: string, component: string): string {
   return `${namespace}_${component}`;
 }
 
-/** One instance as a micro service: the instance and its service (shared by the instances of a spawn). */
+/** One instance as a micro service: the instance and its service (made per answer, not kept). */
 interface Entry {
   readonly instance: ActorInstance;
   readonly service: Service;
+}
+
+/** The instances that report one service (a spawn's, usually), by instance id: a map entry each, no object each. */
+interface Group {
+  readonly service: Service;
+  readonly instances: Map<string, ActorInstance>;
 }
 
 /** What the instances of one component and version report alike: the service name and version. */
@@ -62,9 +68,10 @@ const encoder = new TextEncoder();
  */
 export class MicroResponder {
   private sub: TransportSubscription | undefined;
-  private readonly entries = new Map<string, Entry>();
-  /** Services by `name@version`: one object for the instances of a spawn, not one each. */
-  private readonly services = new Map<string, Service>();
+  /** Instances by service `name@version` (one group for the instances of a spawn), then by id. */
+  private readonly groups = new Map<string, Group>();
+  /** Instances in all groups. */
+  private count = 0;
   private readonly host = hostname();
   private readonly pid = String(process.pid);
 
@@ -79,19 +86,30 @@ export class MicroResponder {
     const { namespace, component, instanceId } = instance.info;
     const name = microServiceName(namespace, component);
     const key = `${name}@${version}`;
-    let service = this.services.get(key);
-    if (!service) this.services.set(key, (service = { name, version }));
-    this.entries.set(instanceId, { instance, service });
+    let group = this.groups.get(key);
+    if (!group) this.groups.set(key, (group = { service: { name, version }, instances: new Map() }));
+    this.forget(instanceId);
+    group.instances.set(instanceId, instance);
+    this.count++;
     this.sub ??= this.transport.subscribe(`${SERVICE_API_PREFIX}.>`, (msg) => this.onRequest(msg));
   }
 
   /** Stops answering for an instance (it stopped); the subscription goes with the last one, so a runtime without instances holds none. */
   remove(instanceId: string): void {
-    this.entries.delete(instanceId);
-    if (this.entries.size === 0) {
-      this.services.clear();
+    this.forget(instanceId);
+    if (this.count === 0) {
       this.sub?.unsubscribe();
       this.sub = undefined;
+    }
+  }
+
+  /** Takes `instanceId` out of its group (a group per service: a few). */
+  private forget(instanceId: string): void {
+    for (const [key, group] of this.groups) {
+      if (!group.instances.delete(instanceId)) continue;
+      this.count--;
+      if (group.instances.size === 0) this.groups.delete(key);
+      return;
     }
   }
 
@@ -99,8 +117,8 @@ export class MicroResponder {
   close(): void {
     this.sub?.unsubscribe();
     this.sub = undefined;
-    this.entries.clear();
-    this.services.clear();
+    this.groups.clear();
+    this.count = 0;
   }
 
   private onRequest(msg: TransportMessage): void {
@@ -111,9 +129,18 @@ export class MicroResponder {
     const verb = parts[1];
     const name = parts[2];
     const id = parts[3];
-    for (const e of this.entries.values()) {
-      if (name !== undefined && e.service.name !== name) continue;
-      if (id !== undefined && e.instance.info.instanceId !== id) continue;
+    for (const { service, instances } of this.groups.values()) {
+      if (name !== undefined && service.name !== name) continue;
+      if (!this.answer(msg, verb, { service, instances: id === undefined ? instances.values() : onlyOne(instances.get(id)) })) return;
+    }
+  }
+
+  /** Answers `verb` for each of `instances`; false when the verb is not ours or a reply could not be sent (stop answering). */
+  private answer(msg: TransportMessage, verb: string | undefined, to: { service: Service; instances: Iterable<ActorInstance> }): boolean {
+    const reply = msg.reply as string;
+    const service = to.service;
+    for (const instance of to.instances) {
+      const e: Entry = { instance, service };
       let body: object;
       switch (verb) {
         case 'PING':
@@ -126,15 +153,16 @@ export class MicroResponder {
           body = this.stats(e);
           break;
         default:
-          return; // another verb (a newer protocol): not ours to answer
+          return false; // another verb (a newer protocol): not ours to answer
       }
       try {
         this.transport.publish(reply, encoder.encode(JSON.stringify(body)));
       } catch (err) {
         this.logger.warn('$SRV reply not sent', { subject: msg.subject, error: (err as Error).message });
-        return;
+        return false;
       }
     }
+    return true;
   }
 
   /** Fields every response starts with (ADR-32 `ServiceIdentity`). */
@@ -200,4 +228,11 @@ export class MicroResponder {
       }),
     };
   }
+}
+
+const NONE: readonly ActorInstance[] = [];
+
+/** `instance` as a list of one, or none. */
+function onlyOne(instance: ActorInstance | undefined): readonly ActorInstance[] {
+  return instance === undefined ? NONE : [instance];
 }

@@ -5,7 +5,8 @@ import type { ComponentMeta, EndpointMeta, InstanceInfo } from '../component/dec
 import { isRemoteError, TroupeError, toTroupeError, type WireError } from '../errors';
 import { lazyChild, type Logger } from '../logger';
 import { settlesWithin } from '../settle';
-import type { PropertyBoard } from './instance-properties';
+import { clockMs, clockWall } from '../clock';
+import { PropertyBoard } from './instance-properties';
 import { Mailbox } from './mailbox';
 import type { QueueHubs, QueueMember, QueueMembership } from './queue-hub';
 import type { Plane } from '../plane/plane';
@@ -43,8 +44,12 @@ export interface OnStop {
   onStop(): void | Promise<void>;
 }
 
-/** Per-instance settings resolved at spawn. */
+/** Per-instance settings resolved at spawn: one object shared by the instances of a spawn, with the runtime's plane and the component's metadata. */
 export interface InstanceSettings {
+  /** The runtime's services (transport, codec, meters, in-process targets). */
+  plane: Plane;
+  /** The component's metadata (name, endpoints). */
+  meta: ComponentMeta;
   concurrency: number;
   mailboxCapacity: number;
   /** Unexpected handler throws that make the instance broken (undefined: only a declared break does). */
@@ -57,7 +62,16 @@ export interface InstanceSettings {
   addresses?: readonly EndpointAddress[];
   /** The spawn's logger: an instance logs through a child of it naming the instance, made at its first use. */
   logger: Logger;
+  /**
+   * What an instance's {@link PropertyBoard} is made of, at its first use (most instances never
+   * set a property): the spawn's static properties and where a change goes (the registry's
+   * dynamic properties; undefined with discovery off). Absent: not spawned by a runtime, no properties.
+   */
+  properties?: { readonly statics: Readonly<Record<string, unknown>>; readonly sink: PropertySink | undefined };
 }
+
+/** Where an instance's changed property goes: the registry's dynamic properties of `instanceId` (one function per spawn). */
+export type PropertySink = (instanceId: string, key: string, value: unknown) => void;
 
 /**
  * `failures` of a spawn: this many unexpected handler throws (not a
@@ -100,15 +114,16 @@ class Served implements QueueMember, LocalTarget {
   /** Its own queue subscription (only without shared {@link InstanceSettings.queues}), or its place in the shared one. */
   queue: TransportSubscription | QueueMembership | undefined;
   hubSlot = -1;
-  /** `@endpoint({ immutable: true })`: in-process requests and replies pass by reference ({@link LocalTarget.immutable}). */
-  readonly immutable: boolean;
 
   constructor(
     readonly instance: ActorInstance,
     readonly ep: EndpointMeta,
     readonly handler: Handler,
-  ) {
-    this.immutable = ep.immutable === true;
+  ) {}
+
+  /** `@endpoint({ immutable: true })`: in-process requests and replies pass by reference ({@link LocalTarget.immutable}). Read from its metadata, not kept. */
+  get immutable(): boolean {
+    return this.ep.immutable === true;
   }
 
   /** Its endpoint's counters (the instance's meters are made when the first of its endpoints counts something). */
@@ -191,6 +206,12 @@ class Busy {
   eventHandlers: EventHandlers | undefined;
   /** Its stop, once asked for (a second caller waits for the same). */
   stopping: Promise<void> | undefined;
+  /** Set once the instance is declared broken (see {@link ActorInstance.brokenReason}). */
+  brokenReason: TroupeError | undefined;
+  /** Its properties, made at first use (see {@link ActorInstance.properties}). */
+  board: PropertyBoard | undefined;
+  /** Its records are leaving the registry: a board made from now on no longer publishes. */
+  left = false;
 }
 
 const enum State {
@@ -330,10 +351,15 @@ export class ActorInstance {
     const { namespace, component, instanceId } = this.info;
     return (this.log ??= lazyChild(this.settings.logger, { namespace, component, instance: instanceId }));
   }
-  /** Its endpoints as served (each with its subscriptions), once {@link start} subscribed them. */
-  private served: readonly Served[] = NO_SERVED;
+  /** Its endpoints as served (each with its subscriptions), once {@link start} subscribed them: the one itself for a component of one endpoint, not an array of one. */
+  private servedRef: Served | readonly Served[] = NO_SERVED;
+  private get served(): readonly Served[] {
+    const s = this.servedRef;
+    return s instanceof Served ? [s] : s;
+  }
 
   // What an instance holds while it works is created at first use: 100,000 idle instances hold none of it.
+  /** When it started serving ({@link clockMs}: a small integer, not a boxed double); 0 before. */
   private startedAt = 0;
   private get active(): Set<RequestContext> {
     return (this.activeSet ??= new Set());
@@ -347,7 +373,12 @@ export class ActorInstance {
   }
   private state = State.Starting;
   /** Set once the instance is declared broken (see {@link broken}). */
-  brokenReason: TroupeError | undefined;
+  get brokenReason(): TroupeError | undefined {
+    return this.more?.brokenReason;
+  }
+  set brokenReason(v: TroupeError | undefined) {
+    this.busy.brokenReason = v;
+  }
   /** Told once when the instance is declared broken; set by its supervisor. */
   supervisor: { broke(instance: ActorInstance, reason: TroupeError, kind: BrokenKind): void } | undefined;
   // Read from the spawn's settings (one object for all its instances), not copied into each.
@@ -362,14 +393,20 @@ export class ActorInstance {
   }
 
   constructor(
-    private readonly plane: Plane,
-    private readonly meta: ComponentMeta,
     readonly actor: object,
     info: InstanceInfo,
     private readonly settings: InstanceSettings,
   ) {
     this.info = info;
-    plane.meter.instance(info.instanceId, this);
+    settings.plane.meter.instance(info.instanceId, this);
+  }
+
+  // The spawn's, read from its settings (one object for all its instances), not kept in each.
+  private get plane(): Plane {
+    return this.settings.plane;
+  }
+  private get meta(): ComponentMeta {
+    return this.settings.meta;
   }
 
   /** Per-endpoint counters of this instance (`$SRV.STATS`, Prometheus), in the component's endpoint order; shared zeros before it counted anything. */
@@ -390,11 +427,16 @@ export class ActorInstance {
   }
   /** This instance's dynamic properties as last set (`$SRV.STATS` `data`); empty before any. */
   get dynamic(): Readonly<Record<string, unknown>> {
-    return this.properties?.dynamic ?? NO_PROPERTIES;
+    return this.more?.board?.dynamic ?? NO_PROPERTIES;
   }
   /** When the instance started serving (ISO 8601; '' before), for `$SRV.STATS` `started`. */
   get started(): string {
-    return this.startedAt === 0 ? '' : new Date(this.startedAt).toISOString();
+    return this.startedAt === 0 ? '' : new Date(clockWall(this.startedAt)).toISOString();
+  }
+
+  /** When the instance started serving ({@link clockMs}); 0 before. */
+  get startedMs(): number {
+    return this.startedAt;
   }
 
   /** The component's metadata (name, endpoints). */
@@ -421,12 +463,40 @@ export class ActorInstance {
   get publisher(): EventPublisher {
     return (this.pub ??= this.plane.events.publisherOf(this.info));
   }
-  /** The instance's properties (and the registry behind them); set by the runtime before `start()`. */
-  properties: PropertyBoard | undefined;
+  /**
+   * The instance's properties (and the registry behind them): the board `@injectProperties()`
+   * gave its actor, else one made now from the spawn's settings; undefined for an instance not
+   * spawned by a runtime.
+   */
+  get properties(): PropertyBoard | undefined {
+    const made = this.more?.board;
+    if (made !== undefined) return made;
+    const p = this.settings.properties;
+    if (p === undefined) return undefined;
+    const board = new PropertyBoard(this.info.instanceId, p.statics, p.sink);
+    if (this.more?.left === true) board.leave();
+    return (this.busy.board = board);
+  }
+  /** The board its actor was given (`@injectProperties()`); set by the runtime before `start()`. */
+  set properties(board: PropertyBoard | undefined) {
+    this.busy.board = board;
+  }
+
+  /** Its records are leaving the registry: later property changes are kept locally only (see {@link PropertyBoard.leave}). */
+  leaveRegistry(): void {
+    const busy = this.busy;
+    busy.left = true;
+    busy.board?.leave();
+  }
 
   /** The addresses of this instance's endpoints (the spawn's, shared by its instances). */
   get addresses(): readonly EndpointAddress[] {
     return this.settings.addresses ?? [...this.meta.endpoints.values()].map((ep) => endpointAddress(this.info.namespace, this.meta.name, ep.name));
+  }
+
+  /** Its mailbox subjects, in endpoint order (empty before {@link start}); the same text as its registry keys. */
+  get mailboxSubjects(): string[] {
+    return this.served.map((s) => s.mailbox);
   }
 
   /** The runtime's worker threads (`ctx.runInThread`). */
@@ -441,8 +511,9 @@ export class ActorInstance {
 
   /** Sets a dynamic property (published with the process heartbeat, throttled); see {@link PropertyBoard.set}. */
   setProperty(key: string, value: unknown): void {
-    if (!this.properties) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
-    this.properties.set(key, value);
+    const board = this.properties;
+    if (!board) throw new TroupeError('BAD_REQUEST', `instance ${this.info.instanceId} has no properties (it was not spawned by a runtime)`);
+    board.set(key, value);
   }
 
   /** Requests being handled and streams open here now (leak tests). */
@@ -460,7 +531,7 @@ export class ActorInstance {
     if (typeof hook === 'function') await hook.call(this.actor);
     const t = this.plane.transport;
     const served: Served[] = [];
-    this.served = served;
+    this.servedRef = served;
     try {
       for (const ep of this.meta.endpoints.values()) {
         const addr = endpointAddress(this.info.namespace, this.meta.name, ep.name);
@@ -497,10 +568,10 @@ export class ActorInstance {
       await this.eventHandlers?.stop();
       throw err;
     }
-    // Exactly as long as needed (an array that was pushed to keeps room for 16).
-    this.served = [...served];
+    // Exactly as long as needed (an array that was pushed to keeps room for 16), and no array for one.
+    this.servedRef = served.length === 1 ? (served[0] as Served) : [...served];
     this.state = State.Serving;
-    this.startedAt = Date.now();
+    this.startedAt = clockMs();
   }
 
   /**

@@ -1,5 +1,6 @@
 import { TroupeError, toTroupeError } from '../errors';
 import type { Logger } from '../logger';
+import { clockMs } from '../clock';
 import type { RuntimeStats } from '../plane/stats';
 import type { ActorInstance, BrokenKind, FailureThreshold } from './instance';
 
@@ -93,6 +94,8 @@ export interface ReplicaHost {
   readonly logger: Logger;
   /** The component's name, for messages. */
   readonly component: string;
+  /** The spawn's restart policy (undefined: never restart). */
+  readonly policy: ResolvedPolicy | undefined;
 }
 
 /**
@@ -111,7 +114,6 @@ export class Replica {
   current: ActorInstance | undefined;
   /** Restarts in a row (reset once an instance served `resetAfterMs`). */
   private restarts = 0;
-  private startedAt = 0;
   private stopped = false;
   private backoff: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
   /** A restart under way (withdraw, stop, backoff, start, register). */
@@ -121,8 +123,12 @@ export class Replica {
     /** The replica's index in its spawn (0-based), for messages. */
     readonly index: number,
     private readonly host: ReplicaHost,
-    private readonly policy: ResolvedPolicy | undefined,
   ) {}
+
+  /** The spawn's restart policy (its host's: one for all the replicas of a spawn). */
+  private get policy(): ResolvedPolicy | undefined {
+    return this.host.policy;
+  }
 
   /**
    * Builds and starts the replica's first instance, retrying a throwing
@@ -170,7 +176,6 @@ export class Replica {
 
   private adopt(instance: ActorInstance): void {
     this.current = instance;
-    this.startedAt = Date.now();
     instance.supervisor = this;
   }
 
@@ -185,7 +190,9 @@ export class Replica {
   private nextDelay(): number | undefined {
     const p = this.policy;
     if (!p) return undefined;
-    if (this.startedAt > 0 && Date.now() - this.startedAt >= p.resetAfterMs) this.restarts = 0;
+    // Since the last adopted instance started serving (0: none yet).
+    const startedAt = this.current?.startedMs ?? 0;
+    if (startedAt > 0 && clockMs() - startedAt >= p.resetAfterMs) this.restarts = 0;
     if (this.restarts >= p.attempts) return undefined;
     this.restarts++;
     return Math.min(p.backoffMs * 2 ** (this.restarts - 1), p.maxBackoffMs);

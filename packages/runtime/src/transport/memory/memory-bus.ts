@@ -59,68 +59,84 @@ export interface MemorySubSpec {
 
 /** A token that is `*` or `>`: the subject is a wildcard. */
 const WILDCARD_TOKEN = /(?:^|\.)[*>](?:\.|$)/;
-const NO_TOKENS: readonly string[] = [];
 
-/** @internal One subscription on the bus. */
+/** A subscription's state: routed, draining (unrouted, deliveries still queued), or closed. */
+const OPEN = 0;
+const DRAINING = 1;
+const CLOSED = 2;
+
+/** @internal One subscription on the bus: 100,000 instance mailboxes hold one each, so it is kept small (7 fields). */
 export class MemorySub implements TransportSubscription {
-  closed = false;
+  /** {@link OPEN}, {@link DRAINING} (its wait is its connection's, see `MemoryTransport.draining`) or {@link CLOSED}. */
+  private state = OPEN;
   /** Deliveries queued for this subscription and not yet made. */
   pending = 0;
-  /** Set while draining: resolves drain() once `pending` reaches 0. */
-  drained: (() => void) | undefined;
-  private draining: Promise<void> | undefined;
   readonly conn: MemoryTransport;
   readonly subject: string;
-  /** The subject's tokens, for a wildcard subscription; none for a literal one. */
-  readonly tokens: readonly string[];
-  readonly wildcard: boolean;
+  /** The subject's tokens, for a wildcard subscription; undefined for a literal one (it matches by the whole subject). */
+  readonly tokens: readonly string[] | undefined;
   readonly queue: string | undefined;
   readonly handler: MessageHandler;
 
-  constructor(
-    private readonly bus: MemoryBus,
-    spec: MemorySubSpec,
-  ) {
+  constructor(spec: MemorySubSpec) {
     this.conn = spec.conn;
     this.subject = spec.subject;
     // Only a wildcard matches by tokens: a literal subscription (100,000 instance mailboxes) keeps none.
-    this.wildcard = WILDCARD_TOKEN.test(spec.subject);
-    this.tokens = this.wildcard ? spec.subject.split('.') : NO_TOKENS;
+    this.tokens = WILDCARD_TOKEN.test(spec.subject) ? spec.subject.split('.') : undefined;
     this.queue = spec.queue;
     this.handler = spec.handler;
   }
 
+  /** Closed for good: queued deliveries to it are skipped. */
+  get closed(): boolean {
+    return this.state === CLOSED;
+  }
+
+  /** Draining, and the last delivery queued for it was made: it closes now. */
+  get drained(): boolean {
+    return this.state === DRAINING && this.pending === 0;
+  }
+
   unsubscribe(): void {
-    if (this.closed) return;
-    if (this.draining === undefined) this.bus.unroute(this);
+    if (this.state === CLOSED) return;
+    if (this.state === OPEN) this.conn.bus.unroute(this);
     this.release();
   }
 
   drain(): Promise<void> {
-    if (this.draining !== undefined) return this.draining;
-    if (this.closed) return Promise.resolve();
-    this.bus.unroute(this);
+    if (this.state === DRAINING) return (this.conn.draining.get(this) as DrainWait).promise;
+    if (this.state === CLOSED) return Promise.resolve();
+    this.conn.bus.unroute(this);
     if (this.pending === 0) {
       this.release();
-      this.draining = Promise.resolve();
-    } else {
-      this.draining = new Promise<void>((resolve) => {
-        this.drained = resolve;
-      });
+      return Promise.resolve();
     }
-    return this.draining;
+    const wait = new DrainWait();
+    this.conn.draining.set(this, wait);
+    this.state = DRAINING;
+    return wait.promise;
   }
 
   /** Closes for good; queued deliveries to a closed subscription are skipped. */
   release(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.conn.subs.delete(this);
-    this.bus.subscriptionCount--;
-    const done = this.drained;
-    this.drained = undefined;
-    done?.();
+    if (this.state === CLOSED) return;
+    const was = this.state;
+    this.state = CLOSED;
+    this.conn.bus.subscriptionCount--;
+    if (was === DRAINING) {
+      const wait = this.conn.draining.get(this);
+      this.conn.draining.delete(this);
+      wait?.resolve();
+    }
   }
+}
+
+/** @internal A drain waiting for the deliveries already queued (made only for a subscription that drains with some). */
+export class DrainWait {
+  resolve!: () => void;
+  readonly promise = new Promise<void>((resolve) => {
+    this.resolve = resolve;
+  });
 }
 
 /** Who receives a message published to one subject: every plain subscriber, one member per queue group. */
@@ -138,7 +154,8 @@ export interface Route {
 export class MemoryBus {
   openConnections = 0;
   subscriptionCount = 0;
-  private readonly literal = new Map<string, MemorySub[]>();
+  /** Literal subscriptions by subject: the subscription itself when it is the only one (an instance's mailbox), not an array of one. */
+  private readonly literal = new Map<string, MemorySub | MemorySub[]>();
   private wildcards: MemorySub[] = [];
   private readonly routes = new Map<string, Route>();
 
@@ -200,35 +217,48 @@ export class MemoryBus {
     if (queue !== undefined && (queue.length === 0 || WHITESPACE.test(queue))) {
       throw new TroupeError('BAD_REQUEST', `invalid queue group ${JSON.stringify(queue)}: must be non-empty without whitespace`);
     }
-    if (sub.wildcard) {
+    if (sub.tokens !== undefined) {
       // Copy on write: a route being built never sees the list change under it.
       this.wildcards = [...this.wildcards, sub];
       this.invalidateMatching(sub.tokens);
     } else {
-      const list = this.literal.get(sub.subject);
-      if (list === undefined) this.literal.set(sub.subject, [sub]);
-      else list.push(sub);
+      const had = this.literal.get(sub.subject);
+      if (had === undefined) this.literal.set(sub.subject, sub);
+      else if (Array.isArray(had)) had.push(sub);
+      else this.literal.set(sub.subject, [had, sub]);
       this.routes.delete(sub.subject);
     }
-    sub.conn.subs.add(sub);
     this.subscriptionCount++;
     return sub;
   }
 
   /** Removes a subscription from routing; queued deliveries stay queued (drain) or are skipped (closed). */
   unroute(sub: MemorySub): void {
-    if (sub.wildcard) {
+    if (sub.tokens !== undefined) {
       this.wildcards = this.wildcards.filter((s) => s !== sub);
       this.invalidateMatching(sub.tokens);
     } else {
-      const list = this.literal.get(sub.subject);
-      if (list !== undefined) {
-        const i = list.indexOf(sub);
-        if (i >= 0) list.splice(i, 1);
-        if (list.length === 0) this.literal.delete(sub.subject);
+      const had = this.literal.get(sub.subject);
+      if (had === sub) this.literal.delete(sub.subject);
+      else if (Array.isArray(had)) {
+        const i = had.indexOf(sub);
+        if (i >= 0) had.splice(i, 1);
+        if (had.length === 1) this.literal.set(sub.subject, had[0] as MemorySub);
       }
       this.routes.delete(sub.subject);
     }
+  }
+
+  /** The subscriptions of `conn` still routed (for its close; draining ones it keeps itself). */
+  routedOf(conn: MemoryTransport): MemorySub[] {
+    const out: MemorySub[] = [];
+    for (const had of this.literal.values()) {
+      if (!Array.isArray(had)) {
+        if (had.conn === conn) out.push(had);
+      } else for (const s of had) if (s.conn === conn) out.push(s);
+    }
+    for (const s of this.wildcards) if (s.conn === conn) out.push(s);
+    return out;
   }
 
   /** Resolves once every delivery queued so far has been made. */
@@ -265,8 +295,9 @@ export class MemoryBus {
       else g.push(s);
     };
     const literal = this.literal.get(subject);
-    if (literal !== undefined) for (const s of literal) add(s);
-    for (const s of this.wildcards) if (tokensMatch(s.tokens, tokens)) add(s);
+    if (Array.isArray(literal)) for (const s of literal) add(s);
+    else if (literal !== undefined) add(literal);
+    for (const s of this.wildcards) if (tokensMatch(s.tokens as readonly string[], tokens)) add(s);
     const route: Route = { tokens, plain, groups: [...groups.values()], empty: plain.length === 0 && groups.size === 0 };
     if (this.routes.size >= ROUTE_CACHE_MAX) {
       // Maps iterate in insertion order: drop the oldest quarter.
@@ -315,7 +346,7 @@ export class MemoryBus {
           // A handler must not throw; one that does never stops delivery to others.
           process.emitWarning(`troupe: message handler for ${sub.subject} threw: ${(e as Error)?.message ?? String(e)}`);
         }
-        if (sub.pending === 0 && sub.drained !== undefined) sub.release();
+        if (sub.drained) sub.release();
       }
     }
     this.scheduled = false;

@@ -2,12 +2,35 @@ import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence 
 import { MemoryLogs } from './memory-log';
 import { subjectMatches } from '../../wire/subject-grammar';
 import { checkBucketName, checkKvKey } from '../kv-names';
-import { slabCopy } from '../../codec/slab';
+import { Slabs } from '../../codec/slab';
+import { clockMs } from '../../clock';
 
-interface Stored {
-  value: Uint8Array;
-  revision: number;
-  at: number;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * One stored value: where its bytes sit in a shared slab (or its own copy
+ * when large), not a `Uint8Array` view of them (96 B each, 100,000 registry
+ * records embedded); a view is made when it is read.
+ */
+class Stored {
+  /** The slab it sits in, or its own copy (see {@link Slabs.place}). */
+  private readonly bytes: Uint8Array;
+  /** Its offset and length in the slab, packed ({@link Slabs.place}); -1: all of `bytes`. */
+  private readonly span: number;
+
+  constructor(
+    place: { readonly bytes: Uint8Array; readonly span: number },
+    readonly revision: number,
+    /** When written ({@link clockMs}: a small integer, not a boxed double per entry). */
+    readonly at: number,
+  ) {
+    this.bytes = place.bytes;
+    this.span = place.span;
+  }
+
+  get value(): Uint8Array {
+    return Slabs.view(this.bytes, this.span);
+  }
 }
 
 interface Watcher {
@@ -24,14 +47,20 @@ class MemoryBucket implements KvBucket {
   private readonly entries = new Map<string, Stored>();
   private readonly watchers = new Set<Watcher>();
   private revision = 0;
+  /** Where the last put copied its value (one object reused, not one per put). */
+  private readonly place = { bytes: EMPTY, span: -1 };
 
-  constructor(private ttlMs: number) {}
+  constructor(
+    private ttlMs: number,
+    /** Where values are copied (the network's: records live long, so they share slabs with nothing transient). */
+    private readonly slabs: Slabs,
+  ) {}
 
   setTtl(ttlMs: number): void {
     this.ttlMs = ttlMs;
   }
 
-  private live(key: string, now = Date.now()): Stored | undefined {
+  private live(key: string, now = clockMs()): Stored | undefined {
     const e = this.entries.get(key);
     if (e && this.ttlMs > 0 && now - e.at > this.ttlMs) {
       this.entries.delete(key); // expired: no delete marker, like JetStream
@@ -44,9 +73,12 @@ class MemoryBucket implements KvBucket {
     checkKvKey(key);
     const revision = ++this.revision;
     // Its own copy (the caller may reuse its bytes); a registry record of ~100 B in an `ArrayBuffer` of its own costs ~250 B more of native memory.
-    const copy = slabCopy(value);
-    this.entries.set(key, { value: copy, revision, at: Date.now() });
-    this.notify({ key, value: copy, revision, operation: 'PUT' });
+    const place = this.place;
+    this.slabs.place(value, place);
+    const stored = new Stored(place, revision, clockMs());
+    place.bytes = EMPTY;
+    this.entries.set(key, stored);
+    if (this.watchers.size > 0) this.notify({ key, value: stored.value, revision, operation: 'PUT' });
     return revision;
   }
 
@@ -73,7 +105,7 @@ class MemoryBucket implements KvBucket {
 
   async watch(filter: string, handler: (entry: KvEntry) => void, onSynced?: () => void): Promise<() => void> {
     const w: Watcher = { filter, handler };
-    const now = Date.now();
+    const now = clockMs();
     const initial: KvEntry[] = [];
     for (const key of [...this.entries.keys()]) {
       const e = this.live(key, now);
@@ -109,6 +141,8 @@ class MemoryBucket implements KvBucket {
  */
 export class MemoryPersistence implements Persistence {
   private readonly buckets = new Map<string, MemoryBucket>();
+  /** The buckets' values, copied into shared slabs. */
+  private readonly slabs = new Slabs();
   /** Durable logs (events); the bus hands them every publish while one exists. */
   readonly logs = new MemoryLogs();
 
@@ -120,7 +154,7 @@ export class MemoryPersistence implements Persistence {
     checkBucketName(bucket);
     let b = this.buckets.get(bucket);
     if (!b) {
-      b = new MemoryBucket(options.ttlMs);
+      b = new MemoryBucket(options.ttlMs, this.slabs);
       this.buckets.set(bucket, b);
     }
     return b;

@@ -14,7 +14,7 @@ import type {
   TransportSubscription,
 } from '../transport';
 import { TransportStatus } from '../transport';
-import { EMPTY, type MemoryBus, MemoryMessage, MemorySub } from './memory-bus';
+import { type DrainWait, EMPTY, type MemoryBus, MemoryMessage, MemorySub } from './memory-bus';
 
 // setTimeout fires at once (with a warning) past 2^31 - 1 ms.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -36,8 +36,8 @@ export class MemoryTransport implements Transport {
   readonly persistence: Persistence;
   private readonly statusSubject = new BehaviorSubject<TransportStatus>(TransportStatus.CONNECTED);
   readonly status$: Observable<TransportStatus> = this.statusSubject.asObservable();
-  /** @internal Subscriptions of this connection still receiving (for close()). */
-  readonly subs = new Set<MemorySub>();
+  /** @internal Subscriptions of this connection draining with deliveries queued, and their waits (for close(); the routed ones are the bus's). */
+  readonly draining = new Map<MemorySub, DrainWait>();
   /** Rejecters of requests awaiting a reply (for close()). */
   private readonly requests = new Set<(err: unknown) => void>();
   private readonly inboxRoot = `_INBOX.${randomBytes(9).toString('base64url').replace(/[-_]/g, 'x')}`;
@@ -46,7 +46,8 @@ export class MemoryTransport implements Transport {
 
   /** Use {@link MemoryNetwork.connect}. */
   constructor(
-    private readonly bus: MemoryBus,
+    /** @internal */
+    readonly bus: MemoryBus,
     name: string,
   ) {
     this.persistence = bus.persistence;
@@ -69,7 +70,7 @@ export class MemoryTransport implements Transport {
 
   subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): TransportSubscription {
     if (this.closing !== undefined) throw this.unavailable(`cannot subscribe to ${subject}`);
-    return this.bus.subscribe(new MemorySub(this.bus, { conn: this, subject, queue: options?.queue, handler }));
+    return this.bus.subscribe(new MemorySub({ conn: this, subject, queue: options?.queue, handler }));
   }
 
   request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportMessage> {
@@ -87,7 +88,7 @@ export class MemoryTransport implements Transport {
         if (msg.noResponders) reject(new TroupeError('NO_INSTANCES', `no responders on ${subject}`));
         else resolve(msg);
       };
-      const sub = this.bus.subscribe(new MemorySub(this.bus, { conn: this, subject: inbox, queue: undefined, handler }));
+      const sub = this.bus.subscribe(new MemorySub({ conn: this, subject: inbox, queue: undefined, handler }));
       const fail = (err: unknown): void => {
         finish();
         reject(err);
@@ -147,7 +148,7 @@ export class MemoryTransport implements Transport {
 
   private async shutdown(): Promise<void> {
     // As nats.js drain(): no new publishes, deliver what already arrived, then close.
-    await Promise.all([...this.subs].map((s) => s.drain()));
+    await Promise.all([...this.bus.routedOf(this), ...this.draining.keys()].map((s) => s.drain()));
     for (const fail of [...this.requests]) fail(this.unavailable('connection closed before the reply arrived'));
     this.bus.openConnections--;
     this.statusSubject.next(TransportStatus.CLOSED);
