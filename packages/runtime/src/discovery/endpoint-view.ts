@@ -398,24 +398,33 @@ export class EndpointView implements RouterContext {
     return () => this.untrack(id, f);
   }
 
-  /** {@link track} without the remover closure (the unary hot path calls {@link untrack} itself). */
-  enter(id: string, f: InFlight): void {
+  /**
+   * {@link track} without the remover closure (the unary hot path): returns the
+   * instance's entry, which also carries its mailbox subject; the call hands it
+   * back to {@link leave}, so neither needs a lookup by id.
+   */
+  enter(id: string, f: InFlight): Tracked {
     let t = this.inflights.get(id);
     if (t === undefined) {
-      t = { n: 0, set: undefined };
+      t = { id, n: 0, set: undefined, mailbox: this.mailbox(id) };
       this.inflights.set(id, t);
     }
     t.n++;
     (t.set ??= new Set()).add(f);
+    return t;
   }
 
   /** Ends the tracking of `f` at `id`. */
   untrack(id: string, f: InFlight): void {
     const t = this.inflights.get(id);
-    if (t === undefined) return;
+    if (t !== undefined) this.leave(t, f);
+  }
+
+  /** Ends the tracking of `f` in the entry {@link enter} returned. */
+  leave(t: Tracked, f: InFlight): void {
     t.set?.delete(f);
     // An emptied entry goes: one per instance ever called would pile up with instance churn.
-    if (--t.n <= 0) this.inflights.delete(id);
+    if (--t.n <= 0) this.inflights.delete(t.id);
     else if (t.set?.size === 0) t.set = undefined;
   }
 
@@ -430,9 +439,12 @@ export class EndpointView implements RouterContext {
 }
 
 /** In flight to one instance: the count (least-loaded routing) and what to fail if it is lost (undefined once failed, or empty). */
-interface Tracked {
+export interface Tracked {
+  readonly id: string;
   n: number;
   set: Set<InFlight> | undefined;
+  /** The instance's mailbox subject. */
+  readonly mailbox: string;
 }
 
 /** More changes than this in one burst rebuild the snapshot with one sort instead of patching it. */
