@@ -5,7 +5,7 @@ import type { Plane } from '../plane/plane';
 import type { ClientSpan } from '../plane/telemetry';
 import { Ctl, H } from '../wire/protocol';
 import { encodeMetadata, formatTraceparent, type Metadata, mergeMetadata } from '../wire/trace-context';
-import type { Headers, TransportMessage } from '../transport/transport';
+import type { HeaderBlock, Headers, TransportMessage } from '../transport/transport';
 
 /** Options of a unary call. */
 export interface CallOptions {
@@ -217,7 +217,7 @@ export function requestHeaders(plane: Plane, budget: number, carried: Record<str
   return { [H.ID]: plane.nextRequestId(), ...carried, [H.TIMEOUT]: String(budget) };
 }
 
-const cachedUnaryHeaders = new Map<number, Headers>();
+const cachedUnaryHeaders = new Map<number, PlainHeaders>();
 /** Budgets whose header record is kept: a process sees few distinct ones, a pathological one clears the cache instead of growing it. */
 const HEADER_CACHE_MAX = 512;
 
@@ -227,21 +227,49 @@ export function cachedHeaderRecords(): number {
 }
 
 /**
- * Headers of a unary request: the remaining budget, and what the call
- * carries (request id, trace context, metadata) when it carries anything
- * (otherwise the worker names the request by its unique reply subject).
- * Records of a plain call are cached per budget and frozen, so the NATS
- * transport encodes each one once.
+ * The headers of a plain call with one budget: the frozen record, and its
+ * `NATS/1.0` block encoded at the first send over NATS, so a publish hands
+ * the transport the bytes (no lookup of the record's encoding per call).
  */
-export function unaryHeaders(budget: number, carried: Record<string, string> | undefined): Headers {
-  if (carried !== undefined) return { ...carried, [H.TIMEOUT]: String(budget) };
+class PlainHeaders implements HeaderBlock {
+  readonly record_: Headers;
+  private bytes: Uint8Array | undefined;
+  constructor(budget: number) {
+    this.record_ = Object.freeze({ [H.TIMEOUT]: String(budget) });
+  }
+  block(): Uint8Array {
+    // The budget is ASCII digits and the name a constant: nothing to check.
+    return (this.bytes ??= Buffer.from(`NATS/1.0\r\n${H.TIMEOUT}: ${this.record_[H.TIMEOUT]}\r\n\r\n`, 'latin1'));
+  }
+  record(): Headers {
+    return this.record_;
+  }
+}
+
+function plainHeaders(budget: number): PlainHeaders {
   let h = cachedUnaryHeaders.get(budget);
   if (!h) {
     if (cachedUnaryHeaders.size >= HEADER_CACHE_MAX) cachedUnaryHeaders.clear();
-    h = Object.freeze({ [H.TIMEOUT]: String(budget) });
+    h = new PlainHeaders(budget);
     cachedUnaryHeaders.set(budget, h);
   }
   return h;
+}
+
+/**
+ * Headers of a unary request: the remaining budget, and what the call
+ * carries (request id, trace context, metadata) when it carries anything
+ * (otherwise the worker names the request by its unique reply subject).
+ * Records of a plain call are cached per budget and frozen.
+ */
+export function unaryHeaders(budget: number, carried: Record<string, string> | undefined): Headers {
+  if (carried !== undefined) return { ...carried, [H.TIMEOUT]: String(budget) };
+  return plainHeaders(budget).record_;
+}
+
+/** {@link unaryHeaders} of a plain call (it carries nothing but its budget) as a pre-encoded block, cached per budget. */
+export function plainUnaryBlock(budget: number): HeaderBlock {
+  return plainHeaders(budget);
 }
 
 export function decodeError(plane: Plane, msg: TransportMessage): TroupeError {

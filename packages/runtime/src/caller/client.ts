@@ -42,6 +42,8 @@ export class EndpointClient<Req = unknown, Res = unknown> {
   readonly subject: string;
   private readonly router: Router | 'queue';
   private viewCache: EndpointView | undefined;
+  /** The route of a call with the client's own router and retry options (see {@link callRouted}). */
+  private routeCache: Route | undefined;
   /** Client-side counters of this endpoint (shared by every client of it in this runtime). */
   private readonly meter: CallMeter | undefined;
 
@@ -233,8 +235,14 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     carried: Record<string, string> | undefined,
   ): Promise<Res> {
     const view = this.view();
-    const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
-    const route: Route = { view, router, request, filter: this.options.filter, retry, subject: this.subject };
+    let route: Route;
+    if (options?.retry === undefined && router === this.router) {
+      // The client's own router and retry: one route for all such calls (no object per call).
+      route = this.routeCache ??= { view, router, filter: this.options.filter, retry: this.options.retry, subject: this.subject };
+    } else {
+      const retry = options?.retry === false ? undefined : (options?.retry ?? this.options.retry);
+      route = { view, router, filter: this.options.filter, retry, subject: this.subject };
+    }
     if (view.synced) {
       // The hot path: the first list is read, no `go` closure.
       return new Promise<Res>((resolve, reject) => {

@@ -1,7 +1,18 @@
-import { abortCode, type CallOptions, decodeError, onAbort, onStop, type RetryOptions, stopGraceOf, stopHeaders, unaryHeaders } from './call-options';
+import {
+  abortCode,
+  type CallOptions,
+  decodeError,
+  onAbort,
+  onStop,
+  plainUnaryBlock,
+  type RetryOptions,
+  stopGraceOf,
+  stopHeaders,
+  unaryHeaders,
+} from './call-options';
 import { type DeadlineWheel, type Expirable } from '../plane/deadline-wheel';
 import type { InFlight } from '../discovery/discovery';
-import type { EndpointView } from '../discovery/endpoint-view';
+import type { EndpointView, Tracked } from '../discovery/endpoint-view';
 import { ErrorCode, fromWire, TroupeError, toTroupeError, type WireError } from '../errors';
 import { type Copied, copyValue, headerBlockSize, LocalRequest, type LocalSink, type LocalTarget, sizeValue, tooLarge } from '../plane/local-calls';
 import type { ReplyHandler } from '../plane/reply-inbox';
@@ -10,7 +21,7 @@ import { type CallMeter, now } from '../plane/meter';
 import { Ctl, H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
-import type { Headers, TransportMessage } from '../transport/transport';
+import type { HeaderBlock, Headers, TransportMessage } from '../transport/transport';
 import type { EndpointAddress } from '../wire/subjects';
 import { explainNoInstances } from './not-found';
 
@@ -18,7 +29,6 @@ import { explainNoInstances } from './not-found';
 export interface Route {
   readonly view: EndpointView;
   readonly router: Router;
-  readonly request: unknown;
   readonly filter: ((r: InstanceRecord) => boolean) | undefined;
   readonly retry: RetryOptions | undefined;
   /** For messages. */
@@ -45,7 +55,6 @@ const NO_PLANE = undefined as unknown as Plane;
 export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalSink {
   /** The inbox ticket of the current attempt; -1 when none is open. */
   private ticket = -1;
-  private untracked: string | undefined;
   private unlisten: (() => void) | undefined;
   private unlistenStop: (() => void) | undefined;
   private subject = '';
@@ -65,7 +74,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   private localTarget: LocalTarget | undefined;
   private options: CallOptions | undefined;
   private route: Route | undefined;
+  /** The request as the router sees it (kept when {@link request} is cleared by encoding). */
+  private routed: unknown;
   private id: string | undefined;
+  /** The in-flight entry of the current attempt at its instance (see {@link EndpointView.enter}). */
+  private tracked: Tracked | undefined;
   private tried: Set<string> | undefined;
   private retries = 0;
   /** The backoff before a retry: cleared when the call settles meanwhile, so it does not hold the call. */
@@ -89,7 +102,11 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   wheelPrev: Expirable | undefined = undefined;
   wheelNext: Expirable | undefined = undefined;
   /** The publish options of an attempt, reused (the transport reads them during `publish` only). */
-  private readonly pub: { reply: string; headers: Headers | undefined } = { reply: '', headers: undefined };
+  private readonly pub: { reply: string; headers: Headers | undefined; headerBlock: HeaderBlock | undefined } = {
+    reply: '',
+    headers: undefined,
+    headerBlock: undefined,
+  };
   /** The pick options of an attempt, reused. */
   private readonly among: { filter: ((r: InstanceRecord) => boolean) | undefined; exclude: ReadonlySet<string> | undefined } = {
     filter: undefined,
@@ -126,6 +143,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   /** Picks an instance through `route` and sends to its mailbox. */
   sendRouted(route: Route, data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
     this.route = route;
+    this.routed = this.request;
     this.arm(data, budget, options);
     this.next(budget);
   }
@@ -150,10 +168,10 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     const among = this.among;
     among.filter = r.filter;
     among.exclude = this.tried;
-    let id = r.view.pick(r.router, r.request, among);
+    let id = r.view.pick(r.router, this.routed, among);
     if (id === undefined && this.retries > 0) {
       among.exclude = undefined;
-      id = r.view.pick(r.router, r.request, among);
+      id = r.view.pick(r.router, this.routed, among);
     }
     among.filter = undefined;
     among.exclude = undefined;
@@ -162,9 +180,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
       return;
     }
     this.id = id;
-    r.view.enter(id, this);
-    this.untracked = id;
-    this.publish(r.view.mailbox(id), left ?? this.deadline - Date.now());
+    const t = r.view.enter(id, this);
+    this.tracked = t;
+    this.publish(t.mailbox, left ?? this.deadline - Date.now());
   }
 
   private publish(subject: string, budget: number): void {
@@ -177,7 +195,9 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     this.reply = inbox.subjectOf(this.ticket);
     const pub = this.pub;
     pub.reply = this.reply;
-    pub.headers = unaryHeaders(Math.max(1, Math.floor(budget)), this.carried);
+    const ms = Math.max(1, Math.floor(budget));
+    if (this.carried === undefined) pub.headerBlock = plainUnaryBlock(ms);
+    else pub.headers = unaryHeaders(ms, this.carried);
     try {
       this.plane.transport.publish(subject, this.data as Uint8Array, pub);
     } catch (err) {
@@ -403,12 +423,13 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
 
   /** Ends the current attempt (inbox key, in-flight tracking). */
   private release(): void {
-    if (this.untracked !== undefined) this.route?.view.untrack(this.untracked, this);
-    this.untracked = undefined;
+    if (this.tracked !== undefined) this.route?.view.leave(this.tracked, this);
+    this.tracked = undefined;
     if (this.ticket >= 0) this.plane.inbox.release(this.ticket);
     this.ticket = -1;
     this.pub.reply = '';
     this.pub.headers = undefined;
+    this.pub.headerBlock = undefined;
     this.local = undefined;
   }
 
@@ -431,6 +452,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
     this.options = undefined;
     this.carried = undefined;
     this.route = undefined;
+    this.routed = undefined;
     this.tried = undefined;
     this.lastErr = undefined;
   }

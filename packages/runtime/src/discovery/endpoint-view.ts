@@ -405,11 +405,15 @@ export class EndpointView implements RouterContext {
     return () => this.untrack(id, f);
   }
 
-  /** {@link track} without the remover closure (the unary hot path calls {@link untrack} itself). */
-  enter(id: string, f: InFlight): void {
+  /**
+   * {@link track} without the remover closure (the unary hot path): returns the
+   * instance's entry, which also carries its mailbox subject; the call hands it
+   * back to {@link leave}, so neither needs a lookup by id.
+   */
+  enter(id: string, f: InFlight): Tracked {
     let t = this.inflights.get(id);
     if (t === undefined) {
-      t = { n: 0, head: undefined };
+      t = { id, n: 0, head: undefined, mailbox: this.mailbox(id) };
       this.inflights.set(id, t);
     }
     t.n++;
@@ -419,15 +423,20 @@ export class EndpointView implements RouterContext {
     f.flightNext = t.head;
     if (t.head !== undefined) t.head.flightPrev = f;
     t.head = f;
+    return t;
   }
 
   /** Ends the tracking of `f` at `id`. */
   untrack(id: string, f: InFlight): void {
     const t = this.inflights.get(id);
-    if (t === undefined) return;
+    if (t !== undefined) this.leave(t, f);
+  }
+
+  /** Ends the tracking of `f` in the entry {@link enter} returned. */
+  leave(t: Tracked, f: InFlight): void {
     if (f.flightIn === t) unlink(f);
     // An emptied entry goes: one per instance ever called would pile up with instance churn.
-    if (--t.n <= 0) this.inflights.delete(id);
+    if (--t.n <= 0) this.inflights.delete(t.id);
   }
 
   close(): void {
@@ -444,9 +453,12 @@ export class EndpointView implements RouterContext {
  * In flight to one instance: the count (least-loaded routing) and what to fail if it is lost, linked through the
  * calls' own `flight*` fields (an intrusive list, as the deadline wheel's: no Set entry per call; empty once failed).
  */
-interface Tracked {
+export interface Tracked {
+  readonly id: string;
   n: number;
   head: InFlight | undefined;
+  /** The instance's mailbox subject. */
+  readonly mailbox: string;
 }
 
 function unlink(f: InFlight): void {
