@@ -37,6 +37,17 @@ export interface ClientOptions {
  * const gen = runtime.namespace('llama_8b').component('decode').endpoint('generate').client();
  * gen.stream({ prompt: 'hi' }).subscribe((token) => process.stdout.write(token));
  */
+/** The arguments of the next {@link EndpointClient.startRouted}; set just before the promise that runs it is made. */
+const nextRouted: {
+  client: EndpointClient | undefined;
+  route: Route | undefined;
+  request: unknown;
+  data: Uint8Array | undefined;
+  budget: number;
+  options: CallOptions | undefined;
+  carried: Record<string, string> | undefined;
+} = { client: undefined, route: undefined, request: undefined, data: undefined, budget: 0, options: undefined, carried: undefined };
+
 export class EndpointClient<Req = unknown, Res = unknown> {
   /** The subject requests are published to when no client-side router picks an instance. */
   readonly subject: string;
@@ -244,14 +255,48 @@ export class EndpointClient<Req = unknown, Res = unknown> {
       route = { view, router, filter: this.options.filter, retry, subject: this.subject };
     }
     if (view.synced) {
-      // The hot path: the first list is read, no `go` closure.
-      return new Promise<Res>((resolve, reject) => {
-        const c = this.unary(resolve, reject);
-        c.carried = carried;
-        c.request = request;
-        c.sendRouted(route, data, budget, options);
-      });
+      // The hot path: the first list is read; the executor is one shared function (no closure, no context per call).
+      const next = nextRouted;
+      next.client = this as EndpointClient;
+      next.route = route;
+      next.request = request;
+      next.data = data;
+      next.budget = budget;
+      next.options = options;
+      next.carried = carried;
+      return new Promise<Res>(EndpointClient.startRouted as (resolve: (v: Res) => void, reject: (e: TroupeError) => void) => void);
     }
+    return this.callRoutedLater(route, request, data, budget, options, carried);
+  }
+
+  /** The executor of a {@link callRouted} hot-path promise: runs synchronously inside `new Promise`, taking its arguments from {@link nextRouted}. */
+  private static startRouted(this: void, resolve: (v: unknown) => void, reject: (e: TroupeError) => void): void {
+    const next = nextRouted;
+    const client = next.client as EndpointClient;
+    const { route, request, data, budget, options, carried } = next;
+    // Cleared before sending: an in-process handler run from here may make calls of its own.
+    next.client = undefined;
+    next.route = undefined;
+    next.request = undefined;
+    next.data = undefined;
+    next.options = undefined;
+    next.carried = undefined;
+    const c = client.unary(resolve, reject);
+    c.carried = carried;
+    c.request = request;
+    c.sendRouted(route as Route, data, budget, options);
+  }
+
+  /** {@link callRouted} before the first list of instances is read: waits for it within the budget. */
+  private callRoutedLater(
+    route: Route,
+    request: Req,
+    data: Uint8Array | undefined,
+    budget: number,
+    options: CallOptions | undefined,
+    carried: Record<string, string> | undefined,
+  ): Promise<Res> {
+    const view = route.view;
     const go = (left: number) =>
       new Promise<Res>((resolve, reject) => {
         const c = this.unary(resolve, reject);

@@ -17,7 +17,7 @@ import { ErrorCode, fromWire, TroupeError, toTroupeError, type WireError } from 
 import { type Copied, copyValue, headerBlockSize, LocalRequest, type LocalSink, type LocalTarget, sizeValue, tooLarge } from '../plane/local-calls';
 import type { ReplyHandler } from '../plane/reply-inbox';
 import type { Plane } from '../plane/plane';
-import { type CallMeter, now } from '../plane/meter';
+import { type CallMeter, now, wallAt } from '../plane/meter';
 import { Ctl, H, isRefusal } from '../wire/protocol';
 import type { InstanceRecord } from '../discovery/registry';
 import type { Router } from '../discovery/routers';
@@ -149,11 +149,12 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   }
 
   private arm(data: Uint8Array | undefined, budget: number, options: CallOptions | undefined): void {
-    if (this.meter) this.startedAt = now();
+    // With a meter, the deadline derives from its reading (one clock read per call, not two).
+    if (this.meter) this.deadline = wallAt((this.startedAt = now())) + budget;
+    else this.deadline = Date.now() + budget;
     this.data = data;
     this.budget = budget;
     this.options = options;
-    this.deadline = Date.now() + budget;
     this.wheel = this.plane.wheel;
     this.wheel.add(this, this.deadline);
     // The listener closure only when there is a signal: most calls have none, and one closure per call is garbage at 30k calls/s.

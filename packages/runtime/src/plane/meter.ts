@@ -10,6 +10,27 @@ export const DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005
 /** A monotonic clock in ms with sub-ms resolution (what every meter measures with). */
 export const now: () => number = () => performance.now();
 
+/** The last `Date.now()` read by {@link wallAt}, and the {@link now} reading it was taken at. */
+let wallBase = 0;
+let wallBaseAt = Number.NEGATIVE_INFINITY;
+/** How long {@link wallAt} counts on from one wall-clock read (ms): a stepped wall clock is seen within this. */
+const WALL_RESYNC_MS = 100;
+
+/**
+ * `Date.now()` at the {@link now} reading `t` the caller has just taken: the
+ * last wall-clock read plus the whole milliseconds elapsed on the monotonic
+ * clock since, the wall clock read again every {@link WALL_RESYNC_MS}. It reads
+ * the same as `Date.now()` or one less (each truncates its own fraction), as
+ * two `Date.now()` calls a moment apart may; one clock read fewer per call.
+ */
+export function wallAt(t: number): number {
+  const elapsed = t - wallBaseAt;
+  if (elapsed >= 0 && elapsed < WALL_RESYNC_MS) return wallBase + Math.floor(elapsed);
+  wallBase = Date.now();
+  wallBaseAt = t;
+  return wallBase;
+}
+
 /**
  * A duration histogram in plain integers: counts per bucket (not
  * cumulative; the exporter sums them at scrape time), the sum in seconds and
