@@ -58,6 +58,12 @@ class Leaf implements AbortLog {
     await sleep(ms, ctx.signal);
     return ms;
   }
+
+  @endpoint() async *holdStream(ms: number, ctx: Context): AsyncGenerator<number> {
+    recordAborts(this, ctx);
+    await sleep(ms, ctx.signal);
+    yield ms;
+  }
 }
 
 @component('ctxmid')
@@ -189,6 +195,22 @@ const freshNamespace = (): string => `cx${process.pid}x${Date.now().toString(36)
 
 /** Adds the request-context cases to the runtime suite `s`. */
 export function addContextCases<C extends { pair?: unknown }>(s: Test<C>, open: (ctx: C, options?: RuntimeOptions) => Promise<Pair>): void {
+  s("deadline - a budget beyond a timer's reach (2^31 ms and more, or Infinity) does not fire at once", async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const hl = await worker.spawn(Leaf, { namespace: ns });
+    const leaf = hl.instance(hl.instanceIds[0] as string);
+    const client = caller.namespace(ns).client(Leaf);
+    assert.is(await within(client.hold(1), 10_000, 'the warm-up call'), 1);
+    // Node fires a timer of more than 2^31 - 1 ms after 1 ms: each deadline timer must wait in steps instead.
+    for (const timeout of [2 ** 31 + 5_000, 1e12, Number.POSITIVE_INFINITY]) {
+      assert.is(await within(client.hold(50, { timeout }), 10_000, `a unary call with timeout ${timeout}`), 50);
+      const items = await within(lastValueFrom(client.holdStream(50, { timeout }).pipe(toArray())), 10_000, `a stream with timeout ${timeout}`);
+      assert.equal(items, [50], `the stream's items with timeout ${timeout}`);
+    }
+    assert.equal(leaf.aborts, [], 'no handler saw its deadline pass');
+  });
+
   s('deadline - a unary deadline reads as TIMEOUT at every hop, a cancel as CANCELLED (issue #18)', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();

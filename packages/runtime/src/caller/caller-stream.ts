@@ -96,8 +96,6 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
   private items: Res[] | undefined;
   private migrations = 0;
   private reroutes = 0;
-  /** The deadline's timer, for a budget beyond the deadline wheel's reach (else the stream is on the wheel). */
-  private timer: NodeJS.Timeout | undefined;
   /** The deadline wheel's links (the stream's deadline is on the plane's wheel while it runs). */
   wheelSlot = 0;
   wheelPrev: Expirable | undefined = undefined;
@@ -176,8 +174,7 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       this.items = [];
     }
     // On the plane's deadline wheel (one timer for all calls) rather than a setTimeout per stream.
-    if (this.budget <= MAX_TIMER_MS) this.plane.wheel.add(this, this.deadline);
-    else this.timer = setTimeout(this.onTimeout, this.budget);
+    this.plane.wheel.add(this, this.deadline);
     this.unlisten = onAbort(options, this.onAbortSignal);
     this.unlistenStop = onStop(options, this.onStopSignal);
     this.send(target, request);
@@ -468,14 +465,9 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
 
   /** The deadline passed (the wheel's call). */
   expire(): void {
-    this.onTimeout();
-  }
-
-  private readonly onTimeout = (): void => {
-    this.timer = undefined;
     this.sendCtl(Ctl.CANCEL, undefined, 'TIMEOUT');
     this.finish(new TroupeError('TIMEOUT', `stream from ${this.subject} did not finish within ${this.budget} ms`, { data: this.progress(this.instanceId) }));
-  };
+  }
 
   private readonly onAbortSignal = (): void => {
     // The parent's deadline passing reads as TIMEOUT downstream, not as a cancel (#18).
@@ -599,17 +591,12 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
 
   private clearTimers(): void {
     if (this.wheelSlot) this.plane.wheel.remove(this);
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
     this.unlisten?.();
     this.unlisten = undefined;
     this.unlistenStop?.();
     this.unlistenStop = undefined;
   }
 }
-
-/** The longest delay a timer (and so the deadline wheel's timer) takes; a longer one would fire at once. */
-const MAX_TIMER_MS = 0x7fffffff;
 
 function checkMigrate(m: MigrateOptions<unknown, unknown> | undefined): TroupeError | undefined {
   if (m === undefined) return undefined;

@@ -1,14 +1,17 @@
 import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DeadlineWheel, type Expirable, type WheelClock } from './deadline-wheel';
+import { DeadlineWheel, type Expirable, MAX_TIMER_MS, type WheelClock } from './deadline-wheel';
 
 /** A clock the test drives: timers fire only when `advance` passes their time. */
 class DrivenClock implements WheelClock {
   t = 1_000_000;
   private timers: { at: number; fn: () => void }[] = [];
+  /** Every delay a timer was asked for. */
+  readonly requested: number[] = [];
   now = (): number => this.t;
   setTimeout = (fn: () => void, ms: number): object => {
+    this.requested.push(ms);
     const timer = { at: this.t + ms, fn };
     this.timers.push(timer);
     return timer;
@@ -125,6 +128,34 @@ test('deadline wheel - an expiry that settles others of its slot, and an entry a
   assert.equal(fired, ['a', 'c']);
   assert.is(wheel.scheduled, 0);
   assert.is(a.wheelNext, undefined, 'a fired entry keeps no link to others');
+});
+
+test("deadline wheel - a deadline past a timer's reach waits in steps; Infinity never arms", () => {
+  const clock = new DrivenClock();
+  const wheel = new DeadlineWheel(clock);
+  const t0 = clock.now();
+  const never = item(clock);
+  wheel.add(never, Number.POSITIVE_INFINITY);
+  assert.is(clock.pending, 0, 'no timer for a deadline that never comes');
+  const far = item(clock);
+  const deadline = t0 + 3 * MAX_TIMER_MS;
+  wheel.add(far, deadline);
+  assert.ok(
+    clock.requested.every((ms) => ms <= MAX_TIMER_MS),
+    `timer delays within reach: ${clock.requested.join(', ')}`,
+  );
+  clock.advance(MAX_TIMER_MS + 1);
+  assert.is(far.at, 0, 'not at the first step');
+  clock.advance(2 * MAX_TIMER_MS + 10);
+  assert.ok(far.at >= deadline && far.at <= deadline + 5, `fired at +${far.at - t0} for +${deadline - t0}`);
+  assert.ok(
+    clock.requested.every((ms) => ms <= MAX_TIMER_MS),
+    `timer delays within reach: ${clock.requested.join(', ')}`,
+  );
+  assert.is(never.at, 0);
+  assert.is(wheel.scheduled, 1, 'the Infinity entry stays until removed');
+  wheel.remove(never);
+  assert.is(wheel.scheduled, 0);
 });
 
 test.run();

@@ -39,6 +39,12 @@ export const SYSTEM_CLOCK: WheelClock = {
 const SLOT_MS = 5;
 
 /**
+ * The longest delay a timer takes (2^31 − 1 ms, ≈ 24.8 days): Node fires a longer one after 1 ms. A later deadline
+ * waits in steps of this (a tick that finds nothing due arms the next step); `Infinity` never fires.
+ */
+export const MAX_TIMER_MS = 0x7fffffff;
+
+/**
  * One timer for every unary deadline of a runtime instead of a `setTimeout`
  * plus `clearTimeout` per call (the Timeout object and the timer-list
  * bookkeeping are a measurable share of a caller's CPU at tens of thousands
@@ -113,7 +119,7 @@ export class DeadlineWheel {
   private arm(due: number): void {
     if (this.timer) this.clock.clearTimeout(this.timer);
     this.nextDue = due;
-    this.timer = this.clock.setTimeout(this.tick, Math.max(0, due - this.clock.now()));
+    this.timer = this.clock.setTimeout(this.tick, Math.min(MAX_TIMER_MS, Math.max(0, due - this.clock.now())));
     if (this.count === 0) this.timer.unref?.();
   }
 

@@ -5,6 +5,7 @@ import type { EventPublisher, EventRef, PublishEventOptions } from '../events/ev
 import { TroupeError } from '../errors';
 import type { Logger } from '../logger';
 import { endSpan, type ServerSpan } from '../plane/telemetry';
+import { MAX_TIMER_MS } from '../plane/deadline-wheel';
 import { decodeMetadata, type Metadata, newSpanId, parseTraceparent, type TraceContext } from '../wire/trace-context';
 import { isThreadFunction, type ThreadFunction } from '../threads/thread-function';
 import type { ThreadPool } from '../threads/thread-pool';
@@ -221,7 +222,9 @@ export class RequestContext implements Context {
 
   armDeadline(): void {
     const ms = this.deadline - Date.now();
-    this.timer = setTimeout(() => this.abort(new TroupeError('TIMEOUT', `deadline of ${this.endpoint} passed`)), Math.max(0, ms));
+    // Node fires a timer longer than MAX_TIMER_MS after 1 ms: a later deadline (or none, `Infinity`) waits in steps.
+    if (ms > MAX_TIMER_MS) this.timer = setTimeout(() => this.armDeadline(), MAX_TIMER_MS);
+    else this.timer = setTimeout(() => this.abort(new TroupeError('TIMEOUT', `deadline of ${this.endpoint} passed`)), Math.max(0, ms));
   }
 
   dispose(): void {

@@ -24,8 +24,6 @@ export const HEADER_ROOM = 512;
 
 const NIL = new Uint8Array([0xc0]);
 const EMPTY = new Uint8Array(0);
-/** The longest delay a timer (and so the deadline wheel's timer) takes; a longer one would fire at once. */
-const MAX_TIMER_MS = 0x7fffffff;
 /** Bounds on the heartbeat interval a caller may ask for. */
 const MIN_HEARTBEAT_MS = 10;
 const MAX_HEARTBEAT_MS = 60_000;
@@ -112,9 +110,7 @@ export class WorkerStream implements Expirable {
    * (one timer for all), not a `setTimeout` per stream; {@link forget} takes it off.
    */
   armDeadline(ctx: RequestContext): void {
-    // A budget beyond a timer's reach (or none: `Infinity`) keeps the context's own timer, as before.
-    if (ctx.deadline - Date.now() <= MAX_TIMER_MS) this.plane.wheel.add(this, ctx.deadline);
-    else ctx.armDeadline();
+    this.plane.wheel.add(this, ctx.deadline);
   }
 
   /** The deadline passed (the wheel's call). */
