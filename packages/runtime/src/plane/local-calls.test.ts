@@ -59,6 +59,20 @@ test('sizeValue - gives the value itself and its exact encoded size; what the co
   assert.throws(() => codec.encode({ f: () => 1 }));
 });
 
+test('copyValue - a string field sized once is sized again when its value changes (repeats, same length, non-ASCII, long)', () => {
+  const values = ['echo', 'echo', 'ecHo', 'écho', 'écho', 'x'.repeat(31), 'é'.repeat(31), 'x'.repeat(40), 'é'.repeat(40), '', 'echo', '日本'];
+  for (const [i, s] of values.entries()) {
+    // One shape (keys k, n) throughout: its compiled copier and measurer see every value at the same field.
+    const v = { k: s, n: i };
+    const size = codec.encode(v).length;
+    const c = copyValue(codec, v);
+    assert.is(c.size, size, `copy of ${JSON.stringify(s)}`);
+    assert.equal(c.value, v);
+    assert.is(sizeValue(codec, v).size, size, `measure of ${JSON.stringify(s)}`);
+    assert.is(copyValue(codec, c.value).size, size, `copy of the copy of ${JSON.stringify(s)}`);
+  }
+});
+
 test('copyValue - the copy shares nothing mutable with the original', () => {
   const v = { list: [1, { n: 1 }], at: new Date(5), bin: new Uint8Array([1]) };
   const c = copyValue(codec, v).value as typeof v;
