@@ -24,32 +24,45 @@ export interface ContextOwner {
 }
 
 /**
+ * What a request rarely needs: abort and stop state, its timers, the child
+ * logger, parsed trace context and metadata. Made at first use, so a
+ * synchronous handler that reads none of it allocates one small context
+ * instead of one with all these slots (an in-process call makes one per
+ * call; issue #13).
+ */
+class RareState {
+  controller: AbortController | undefined = undefined;
+  timer: NodeJS.Timeout | undefined = undefined;
+  abortReason: TroupeError | undefined = undefined;
+  listeners: Array<() => void> | undefined = undefined;
+  stopController: AbortController | undefined = undefined;
+  stopTimer: NodeJS.Timeout | undefined = undefined;
+  stopListeners: Array<() => void> | undefined = undefined;
+  stopDeadline: number | undefined = undefined;
+  log: Logger | undefined = undefined;
+  /** `null`: the request is not traced (computed once, on first use). */
+  traceCache: TraceContext | null | undefined = undefined;
+  meta: Metadata | undefined = undefined;
+  tracestate: string | undefined = undefined;
+  spanEnded = false;
+  overdueWarned = false;
+}
+
+/**
  * The {@link Context} of one request. The AbortController and the deadline
  * timer are created only when needed (a synchronous unary handler that never
- * reads `signal` costs neither).
+ * reads `signal` costs neither); so is the rest of its rarely used state
+ * ({@link RareState}).
  */
 export class RequestContext implements Context {
-  private controller: AbortController | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private abortReason: TroupeError | undefined;
-  private listeners: Array<() => void> | undefined;
-  /** Created on first use, like `controller`: most handlers never read `stopSignal`. */
-  private stopController: AbortController | undefined;
-  private stopTimer: NodeJS.Timeout | undefined;
-  private stopListeners: Array<() => void> | undefined;
-  /** When a stop turns into a kill (epoch ms); undefined until the caller asks the handler to stop. */
-  stopDeadline: number | undefined;
-  private log: Logger | undefined;
-  /** `null`: the request is not traced (computed once, on first use). */
-  private traceCache: TraceContext | null | undefined;
-  private meta: Metadata | undefined;
-  /** The request's `traceparent`, `tracestate` and `Troupe-Meta` headers as they arrived (parsed on first use). */
-  traceparent: string | undefined;
-  tracestate: string | undefined;
-  metaHeader: string | undefined;
+  private rareState: RareState | undefined = undefined;
+  /** The request's `traceparent` and `Troupe-Meta` headers as they arrived (parsed on first use). */
+  traceparent: string | undefined = undefined;
+  metaHeader: string | undefined = undefined;
   /** The server span, when a tracer provider is registered. */
-  server: ServerSpan | undefined;
-  private spanEnded = false;
+  server: ServerSpan | undefined = undefined;
+  /** The request's budget (deadline minus arrival), ms; set by the instance. */
+  budgetMs = 0;
 
   /**
    * `id`: the request's id, or undefined for an in-process request that
@@ -62,6 +75,31 @@ export class RequestContext implements Context {
     private id: string | undefined,
     readonly deadline: number,
   ) {}
+
+  private get rare(): RareState {
+    return (this.rareState ??= new RareState());
+  }
+
+  /** The request's `tracestate` header as it arrived. */
+  get tracestate(): string | undefined {
+    return this.rareState?.tracestate;
+  }
+  set tracestate(v: string | undefined) {
+    if (v !== undefined || this.rareState !== undefined) this.rare.tracestate = v;
+  }
+
+  /** When a stop turns into a kill (epoch ms); undefined until the caller asks the handler to stop. */
+  get stopDeadline(): number | undefined {
+    return this.rareState?.stopDeadline;
+  }
+
+  /** Warned once as overdue (running well past its deadline); set by the instance's watchdog. */
+  get overdueWarned(): boolean {
+    return this.rareState?.overdueWarned === true;
+  }
+  set overdueWarned(v: boolean) {
+    this.rare.overdueWarned = v;
+  }
 
   get requestId(): string {
     return (this.id ??= this.owner.nextRequestId());
@@ -78,23 +116,26 @@ export class RequestContext implements Context {
   }
   /** Created on first use: a handler that never logs pays nothing for its child logger. */
   get logger(): Logger {
-    if (!this.log) {
+    const r = this.rare;
+    if (!r.log) {
       const t = this.trace;
-      this.log = this.owner.logger.child(
+      r.log = this.owner.logger.child(
         t
           ? { endpoint: this.endpoint, requestId: this.requestId, traceId: t.traceId, spanId: t.spanId }
           : { endpoint: this.endpoint, requestId: this.requestId },
       );
     }
-    return this.log;
+    return r.log;
   }
   get trace(): TraceContext | undefined {
-    if (this.traceCache === undefined) this.traceCache = this.traceContext() ?? null;
-    return this.traceCache ?? undefined;
+    const r = this.rare;
+    if (r.traceCache === undefined) r.traceCache = this.traceContext() ?? null;
+    return r.traceCache ?? undefined;
   }
   get metadata(): Metadata {
-    this.meta ??= decodeMetadata(this.metaHeader);
-    return this.meta;
+    const r = this.rare;
+    r.meta ??= decodeMetadata(this.metaHeader);
+    return r.meta;
   }
 
   private traceContext(): TraceContext | undefined {
@@ -118,38 +159,42 @@ export class RequestContext implements Context {
   /** Ends the server span (if any), failed with `err` when given. */
   endSpan(err?: TroupeError): void {
     const s = this.server;
-    if (!s || this.spanEnded) return;
-    this.spanEnded = true;
+    if (!s) return;
+    const r = this.rare;
+    if (r.spanEnded) return;
+    r.spanEnded = true;
     endSpan(s.span, err);
   }
   get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
+    const r = this.rare;
+    if (!r.controller) {
+      r.controller = new AbortController();
       // Every nested call made with `parent: ctx` listens to it: a handler fanning out to 11 calls is no leak.
-      setMaxListeners(0, this.controller.signal);
-      if (this.abortReason) this.controller.abort(this.abortReason);
+      setMaxListeners(0, r.controller.signal);
+      if (r.abortReason) r.controller.abort(r.abortReason);
     }
-    return this.controller.signal;
+    return r.controller.signal;
   }
   get aborted(): boolean {
-    return this.abortReason !== undefined;
+    return this.rareState?.abortReason !== undefined;
   }
   get stopSignal(): AbortSignal {
-    if (!this.stopController) {
-      this.stopController = new AbortController();
-      setMaxListeners(0, this.stopController.signal);
-      if (this.stopDeadline !== undefined) this.stopController.abort(stopReason());
+    const r = this.rare;
+    if (!r.stopController) {
+      r.stopController = new AbortController();
+      setMaxListeners(0, r.stopController.signal);
+      if (r.stopDeadline !== undefined) r.stopController.abort(stopReason());
     }
-    return this.stopController.signal;
+    return r.stopController.signal;
   }
   /** The caller asked the handler to stop (see {@link Context.stopSignal}). */
   get stopped(): boolean {
-    return this.stopDeadline !== undefined;
+    return this.rareState?.stopDeadline !== undefined;
   }
 
   /** Runs `fn` when the caller asks the handler to stop. */
   onStop(fn: () => void): void {
-    (this.stopListeners ??= []).push(fn);
+    (this.rare.stopListeners ??= []).push(fn);
   }
 
   /**
@@ -158,21 +203,22 @@ export class RequestContext implements Context {
    * the handler still runs. A second stop, or a stop after a kill, changes nothing.
    */
   stop(graceMs: number): void {
-    if (this.stopDeadline !== undefined || this.abortReason) return;
-    this.stopDeadline = Date.now() + graceMs;
-    this.stopController?.abort(stopReason());
-    this.stopTimer = setTimeout(() => {
-      this.stopTimer = undefined;
+    const r = this.rare;
+    if (r.stopDeadline !== undefined || r.abortReason) return;
+    r.stopDeadline = Date.now() + graceMs;
+    r.stopController?.abort(stopReason());
+    r.stopTimer = setTimeout(() => {
+      r.stopTimer = undefined;
       this.abort(
         new TroupeError('CANCELLED', `the handler of ${this.endpoint} did not stop within ${graceMs} ms of the caller's stop`, {
           data: { stopGraceMs: graceMs },
         }),
       );
     }, graceMs);
-    for (const fn of this.stopListeners ?? []) fn();
+    for (const fn of r.stopListeners ?? []) fn();
   }
   get reason(): TroupeError {
-    return this.abortReason ?? new TroupeError('INTERNAL', 'not aborted');
+    return this.rareState?.abortReason ?? new TroupeError('INTERNAL', 'not aborted');
   }
 
   setProperty(key: string, value: unknown): void {
@@ -190,11 +236,6 @@ export class RequestContext implements Context {
     throw err;
   }
 
-  /** The request's budget (deadline minus arrival), ms; set by the instance. */
-  budgetMs = 0;
-
-  /** Warned once as overdue (running well past its deadline); set by the instance's watchdog. */
-  overdueWarned = false;
   runInThread<Req, Res>(fn: ThreadFunction<Req, Res>, request: Req): Promise<Awaited<Res>> {
     if (!isThreadFunction(fn)) return Promise.reject(notThreadFunction('runInThread', fn));
     return this.owner.threads.run<Req, Res>(fn, request, { signal: this.signal, deadline: this.deadline, stopSignal: this.stopSignal });
@@ -210,28 +251,32 @@ export class RequestContext implements Context {
   }
 
   onAbort(fn: () => void): void {
-    (this.listeners ??= []).push(fn);
+    (this.rare.listeners ??= []).push(fn);
   }
 
   abort(reason: TroupeError): void {
-    if (this.abortReason) return;
-    this.abortReason = reason;
-    this.controller?.abort(reason);
-    for (const fn of this.listeners ?? []) fn();
+    const r = this.rare;
+    if (r.abortReason) return;
+    r.abortReason = reason;
+    r.controller?.abort(reason);
+    for (const fn of r.listeners ?? []) fn();
   }
 
   armDeadline(): void {
     const ms = this.deadline - Date.now();
+    const r = this.rare;
     // Node fires a timer longer than MAX_TIMER_MS after 1 ms: a later deadline (or none, `Infinity`) waits in steps.
-    if (ms > MAX_TIMER_MS) this.timer = setTimeout(() => this.armDeadline(), MAX_TIMER_MS);
-    else this.timer = setTimeout(() => this.abort(new TroupeError('TIMEOUT', `deadline of ${this.endpoint} passed`)), Math.max(0, ms));
+    if (ms > MAX_TIMER_MS) r.timer = setTimeout(() => this.armDeadline(), MAX_TIMER_MS);
+    else r.timer = setTimeout(() => this.abort(new TroupeError('TIMEOUT', `deadline of ${this.endpoint} passed`)), Math.max(0, ms));
   }
 
   dispose(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.stopTimer) clearTimeout(this.stopTimer);
-    this.stopTimer = undefined;
+    const r = this.rareState;
+    if (r === undefined) return;
+    if (r.timer) clearTimeout(r.timer);
+    r.timer = undefined;
+    if (r.stopTimer) clearTimeout(r.stopTimer);
+    r.stopTimer = undefined;
   }
 }
 
