@@ -45,4 +45,29 @@ test('request context - a stop after a kill, and a kill timer after dispose, cha
   assert.ok(finished.stopSignal.aborted, 'read after the stop: already aborted');
 });
 
+test('request context - its rarely used state reads as empty until set, and a signal read after an abort or a stop is already aborted', () => {
+  const ctx = context();
+  assert.not.ok(ctx.aborted);
+  assert.not.ok(ctx.stopped);
+  assert.is(ctx.stopDeadline, undefined);
+  assert.not.ok(ctx.overdueWarned);
+  assert.is(ctx.tracestate, undefined);
+  assert.is(ctx.reason.code, 'INTERNAL', 'not aborted');
+  ctx.dispose(); // nothing armed: nothing to clear
+  ctx.overdueWarned = true;
+  ctx.tracestate = 'k=v';
+  assert.ok(ctx.overdueWarned);
+  assert.is(ctx.tracestate, 'k=v');
+  const aborted = context();
+  aborted.abort(new TroupeError('TIMEOUT', 'late'));
+  assert.ok(aborted.aborted);
+  assert.ok(aborted.signal.aborted, 'made after the abort: already aborted');
+  assert.is(aborted.reason.code, 'TIMEOUT');
+  const stopped = context();
+  const before = Date.now();
+  stopped.stop(1_000);
+  assert.ok((stopped.stopDeadline as number) >= before + 1_000);
+  stopped.dispose();
+});
+
 test.run();
