@@ -73,6 +73,22 @@ test('copyValue - a string field sized once is sized again when its value change
   }
 });
 
+test('copyValue - a string field whose values keep changing (it stops and resumes remembering) is sized exactly throughout', () => {
+  // Distinct values past the misses that stop the field's remembering and the count that resumes it, then repeats.
+  const values = [
+    ...Array.from({ length: 150 }, (_, i) => (i % 3 === 0 ? `é${i}` : `v${String(i).padStart(3, '0')}`)),
+    ...Array.from({ length: 10 }, () => 'same'),
+    'samé',
+    'same',
+  ];
+  for (const s of values) {
+    const v = { rotating: s, n: 1 };
+    const size = codec.encode(v).length;
+    assert.is(copyValue(codec, v).size, size, `copy of ${s}`);
+    assert.is(sizeValue(codec, v).size, size, `measure of ${s}`);
+  }
+});
+
 test('copyValue - the copy shares nothing mutable with the original', () => {
   const v = { list: [1, { n: 1 }], at: new Date(5), bin: new Uint8Array([1]) };
   const c = copyValue(codec, v).value as typeof v;

@@ -540,15 +540,18 @@ function compileShape(keys: string[]): Shape {
   // Each string field remembers its last short string and that string's size (`l`/`z`, in the compiled closure): a
   // field whose value repeats — an enum-like field, or a reply carrying the request's strings back, whose copy the
   // request's copy just sized — skips the ASCII scan, a third of a copy's time (issue #13). Only strings the scan
-  // would size (< 32 units) are kept, so what a shape retains is bounded by its field count.
+  // would size (< 32 units) are kept, so what a shape retains is bounded by its field count. A field whose values
+  // keep changing stops remembering (`m`, misses since the last hit): storing a fresh string into the long-lived
+  // closure is an old-to-new write, dearer than the scan it saves; it tries again every CACHE_RETRY values.
   const inline = (i: number, num: string, other: string): string =>
-    `if (typeof v${i} === 'string') { if (v${i} === l${i}) s += z${i}; else { const t = S(v${i}); s += t; if (v${i}.length < ${ASCII_SCAN_MAX}) { l${i} = v${i}; z${i} = t; } } } ` +
+    `if (typeof v${i} === 'string') { if (m${i} < ${CACHE_MISSES} && v${i} === l${i}) { s += z${i}; m${i} = 0; } else { const t = S(v${i}); s += t; ` +
+    `if (++m${i} <= ${CACHE_MISSES}) { if (v${i}.length < ${ASCII_SCAN_MAX}) { l${i} = v${i}; z${i} = t; } } else if (m${i} >= ${CACHE_RETRY}) m${i} = 0; } } ` +
     `else if (typeof v${i} === 'number') { s += N(v${i}); ${num}} ` +
     `else if (typeof v${i} !== 'boolean') ${other}`;
   // -0 is encoded as the integer 0; booleans are 1 byte, counted with the keys below.
   const copies = names.map((_, i) => inline(i, `if (v${i} === 0) v${i} = 0; `, `v${i} = c(v${i}, d); else s += 1;`)).join(' ');
   const fields = names.map((k, i) => `${k}: v${i}`).join(', ');
-  const cache = names.map((_, i) => `let l${i} = null, z${i} = 0;`).join(' ');
+  const cache = names.map((_, i) => `let l${i} = null, z${i} = 0, m${i} = 0;`).join(' ');
   const source = `${cache} return (o, d) => { ${reads('let')} if (${anyUndefined}) return m; let s = ${keysSize}; ${copies} z(s); return { ${fields} }; };`;
   const measures = names.map((_, i) => inline(i, '', `c(v${i}, d); else s += 1;`)).join(' ');
   const measureSource = `${cache} return (o, d) => { ${reads('const')} if (${anyUndefined}) return false; let s = ${keysSize}; ${measures} z(s); return true; };`;
@@ -569,6 +572,11 @@ function addSize(n: number): void {
 function numSize(v: number): number {
   return Number.isSafeInteger(v) ? intSize(v) : 9;
 }
+
+/** A compiled shape's string field stops remembering its last string after this many misses in a row (see compileShape)… */
+const CACHE_MISSES = 4;
+/** …and tries again after this many values. */
+const CACHE_RETRY = 64;
 
 /** Shorter strings are sized by a scan for non-ASCII units; longer ones by `Buffer.byteLength` (a native call). */
 const ASCII_SCAN_MAX = 32;
