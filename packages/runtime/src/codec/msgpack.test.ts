@@ -202,7 +202,9 @@ test('codec - edge values encode as @msgpack/msgpack does', () => {
   const sparse = [1, , 3]; // eslint-disable-line no-sparse-arrays
   const withGetter = { get g() { return 'got'; }, n: 1 };
   const values: unknown[] = [...NUMBERS, ...STRINGS, sparse, withGetter, [undefined, { a: undefined }], { a: new Date(0), b: 1n, c: [new Date(-1)] },
-    Object.assign(Object.create(null), { a: 1 }), new Point(2, 3), new Map(), new Set([1]), { d: new (class extends Date {})(5) }, 'x'.repeat(1 << 20)];
+    Object.assign(Object.create(null), { a: 1 }), new Point(2, 3), new Map(), new Set([1]), { d: new (class extends Date {})(5) }, 'x'.repeat(1 << 20),
+    // An extension whose bytes depend on their offset in the output (the library passes it).
+    { pad: 'ab', e: [1, new ExtData(-5, (at: number) => new Uint8Array([at & 0xff, 9]))] }];
   values.forEach((v, i) => assert.equal(Buffer.from(codec.encode(v)), Buffer.from(reference.encode(v)), `value ${i}`));
 });
 

@@ -76,10 +76,25 @@ export class OnePassEncoder {
 
   /** The library's order: extensions (Date, then ExtData) first, then arrays, binary, maps. */
   private object(o: object, depth: number): void {
-    if (o instanceof Date || o instanceof ExtData) this.delegate(o);
+    if (o instanceof ExtData && typeof o.data === 'function') this.positioned(o.type, o.data);
+    else if (o instanceof Date || o instanceof ExtData) this.delegate(o);
     else if (Array.isArray(o)) this.array(o, depth);
     else if (ArrayBuffer.isView(o)) this.binary(o);
     else this.map(o as Record<string, unknown>, depth);
+  }
+
+  /** An `ExtData` whose bytes depend on where they land (the library passes the data's offset in its output: this one's). */
+  private positioned(type: number, data: (dataPos: number) => Uint8Array): void {
+    const bytes = data(this.pos + 6);
+    const size = bytes.length;
+    if (size >= 0x100000000) throw new Error(`Too large extension object: ${size}`);
+    this.ensure(6 + size);
+    const b = this.bytes;
+    b[this.pos] = 0xc9;
+    this.view.setUint32(this.pos + 1, size);
+    b[this.pos + 5] = type;
+    b.set(bytes, this.pos + 6);
+    this.pos += 6 + size;
   }
 
   private delegate(v: unknown): void {
