@@ -109,12 +109,64 @@ function prng(seed: number): () => number {
 
 /** Every integer and float boundary of msgpack's number formats, each side of it. */
 const NUMBERS = [
-  0, -0, 1, -1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xffffffff, 0x100000000, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1,
-  -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -0x80000000, -0x80000001, Number.MIN_SAFE_INTEGER, Number.MIN_SAFE_INTEGER - 1,
-  0.5, -2.25, 1e300, -1e-300, Number.EPSILON, NaN, Infinity, -Infinity, 2 ** 53, -(2 ** 63), 2 ** 64, 3.4028234663852886e38,
+  0,
+  -0,
+  1,
+  -1,
+  0x7f,
+  0x80,
+  0xff,
+  0x100,
+  0xffff,
+  0x10000,
+  0xffffffff,
+  0x100000000,
+  Number.MAX_SAFE_INTEGER,
+  Number.MAX_SAFE_INTEGER + 1,
+  -0x20,
+  -0x21,
+  -0x80,
+  -0x81,
+  -0x8000,
+  -0x8001,
+  -0x80000000,
+  -0x80000001,
+  Number.MIN_SAFE_INTEGER,
+  Number.MIN_SAFE_INTEGER - 1,
+  0.5,
+  -2.25,
+  1e300,
+  -1e-300,
+  Number.EPSILON,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 53,
+  -(2 ** 63),
+  2 ** 64,
+  3.4028234663852886e38,
 ];
-const STRINGS = ['', 'a', 'é', '€', '😀', 'x'.repeat(31), 'x'.repeat(32), 'é'.repeat(16), 'x'.repeat(50), 'x'.repeat(51), '€'.repeat(51),
-  'x'.repeat(255), 'x'.repeat(256), 'x'.repeat(65_535), 'x'.repeat(65_536), '\ud800', 'a\udc00b', 'x'.repeat(60) + '\ud83d', '😀'.repeat(20) + '\ud800'];
+const STRINGS = [
+  '',
+  'a',
+  'é',
+  '€',
+  '😀',
+  'x'.repeat(31),
+  'x'.repeat(32),
+  'é'.repeat(16),
+  'x'.repeat(50),
+  'x'.repeat(51),
+  '€'.repeat(51),
+  'x'.repeat(255),
+  'x'.repeat(256),
+  'x'.repeat(65_535),
+  'x'.repeat(65_536),
+  '\ud800',
+  'a\udc00b',
+  'x'.repeat(60) + '\ud83d',
+  '😀'.repeat(20) + '\ud800',
+];
 
 class Point {
   constructor(
@@ -200,15 +252,32 @@ test('codec - encodes byte for byte as @msgpack/msgpack for random values', () =
 test('codec - edge values encode as @msgpack/msgpack does', () => {
   const reference = libraryEncoder();
   const sparse = [1, , 3]; // eslint-disable-line no-sparse-arrays
-  const withGetter = { get g() { return 'got'; }, n: 1 };
-  const values: unknown[] = [...NUMBERS, ...STRINGS, sparse, withGetter, [undefined, { a: undefined }], { a: new Date(0), b: 1n, c: [new Date(-1)] },
-    Object.assign(Object.create(null), { a: 1 }), new Point(2, 3), new Map(), new Set([1]), { d: new (class extends Date {})(5) }, 'x'.repeat(1 << 20),
+  const withGetter = {
+    get g() {
+      return 'got';
+    },
+    n: 1,
+  };
+  const values: unknown[] = [
+    ...NUMBERS,
+    ...STRINGS,
+    sparse,
+    withGetter,
+    [undefined, { a: undefined }],
+    { a: new Date(0), b: 1n, c: [new Date(-1)] },
+    Object.assign(Object.create(null), { a: 1 }),
+    new Point(2, 3),
+    new Map(),
+    new Set([1]),
+    { d: new (class extends Date {})(5) },
+    'x'.repeat(1 << 20),
     // An extension whose bytes depend on their offset in the output (the library passes it).
-    { pad: 'ab', e: [1, new ExtData(-5, (at: number) => new Uint8Array([at & 0xff, 9]))] }];
+    { pad: 'ab', e: [1, new ExtData(-5, (at: number) => new Uint8Array([at & 0xff, 9]))] },
+  ];
   values.forEach((v, i) => assert.equal(Buffer.from(codec.encode(v)), Buffer.from(reference.encode(v)), `value ${i}`));
 });
 
-test('codec - the depth limit and its error are the library\'s', () => {
+test("codec - the depth limit and its error are the library's", () => {
   const small = new MsgpackCodec({ maxDepth: 5 });
   const reference = libraryEncoder(5);
   let ok: unknown = 1;
@@ -236,7 +305,10 @@ test('codec - the depth limit and its error are the library\'s', () => {
     } catch (err) {
       message = (err as Error).message;
     }
-    assert.throws(() => codec.encode(bad), (err: Error) => err.message === `cannot encode value: ${message}`);
+    assert.throws(
+      () => codec.encode(bad),
+      (err: Error) => err.message === `cannot encode value: ${message}`,
+    );
   }
 });
 
