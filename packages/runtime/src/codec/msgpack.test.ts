@@ -1,3 +1,4 @@
+import { Encoder, ExtData, ExtensionCodec } from '@msgpack/msgpack';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TroupeError } from '../errors';
@@ -81,6 +82,245 @@ test('codec - values it cannot carry are BAD_REQUEST', () => {
   } catch (err) {
     assert.is((err as TroupeError).code, 'BAD_REQUEST');
   }
+});
+
+/** The library's encoder as the codec configured it before the one-pass encoder: the reference for byte-identical output. */
+function libraryEncoder(maxDepth = 100): Encoder {
+  const extensionCodec = new ExtensionCodec();
+  extensionCodec.register({
+    type: 0,
+    encode: (v: unknown) => (typeof v === 'bigint' ? Buffer.from(v.toString(), 'utf8') : null),
+    decode: () => null,
+  });
+  return new Encoder({ extensionCodec, ignoreUndefined: true, maxDepth });
+}
+
+/** mulberry32: a seeded generator, so a failing value can be rebuilt from its seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Every integer and float boundary of msgpack's number formats, each side of it. */
+const NUMBERS = [
+  0,
+  -0,
+  1,
+  -1,
+  0x7f,
+  0x80,
+  0xff,
+  0x100,
+  0xffff,
+  0x10000,
+  0xffffffff,
+  0x100000000,
+  Number.MAX_SAFE_INTEGER,
+  Number.MAX_SAFE_INTEGER + 1,
+  -0x20,
+  -0x21,
+  -0x80,
+  -0x81,
+  -0x8000,
+  -0x8001,
+  -0x80000000,
+  -0x80000001,
+  Number.MIN_SAFE_INTEGER,
+  Number.MIN_SAFE_INTEGER - 1,
+  0.5,
+  -2.25,
+  1e300,
+  -1e-300,
+  Number.EPSILON,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 53,
+  -(2 ** 63),
+  2 ** 64,
+  3.4028234663852886e38,
+];
+const STRINGS = [
+  '',
+  'a',
+  'é',
+  '€',
+  '😀',
+  'x'.repeat(31),
+  'x'.repeat(32),
+  'é'.repeat(16),
+  'x'.repeat(50),
+  'x'.repeat(51),
+  '€'.repeat(51),
+  'x'.repeat(255),
+  'x'.repeat(256),
+  'x'.repeat(65_535),
+  'x'.repeat(65_536),
+  '\ud800',
+  'a\udc00b',
+  'x'.repeat(60) + '\ud83d',
+  '😀'.repeat(20) + '\ud800',
+];
+
+class Point {
+  constructor(
+    readonly x: number,
+    readonly y?: number,
+  ) {}
+}
+
+function randomValue(rnd: () => number, depth: number): unknown {
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)] as T;
+  const leaf = depth > 4 || rnd() < 0.45;
+  const kind = Math.floor(rnd() * (leaf ? 11 : 17));
+  switch (kind) {
+    case 0:
+      return pick(NUMBERS);
+    case 1:
+      return Math.floor((rnd() - 0.5) * 2 ** Math.floor(rnd() * 60));
+    case 2:
+      return (rnd() - 0.5) * 10 ** Math.floor(rnd() * 20);
+    case 3:
+      return pick(STRINGS);
+    case 4: {
+      let s = '';
+      const n = Math.floor(rnd() * 70);
+      for (let i = 0; i < n; i++) s += String.fromCharCode(rnd() < 0.7 ? 32 + Math.floor(rnd() * 95) : Math.floor(rnd() * 0x10000));
+      return s;
+    }
+    case 5:
+      return pick([true, false, null, undefined]);
+    case 6:
+      return new Date(Math.floor((rnd() - 0.3) * 2 ** 45) + pick([0, 0.5]));
+    case 7:
+      return pick([0n, 1n, -1n, 2n ** 64n, -(2n ** 70n), 12345678901234567890n]);
+    case 8:
+      return Uint8Array.from({ length: pick([0, 1, 255, 256, 70_000]) }, (_, i) => i & 0xff);
+    case 9:
+      return pick([new Float64Array([1.5, -2]), Buffer.from('buf'), new DataView(new ArrayBuffer(3)), new Uint8Array(8).subarray(2, 5)]);
+    case 10:
+      return new ExtData(7, new Uint8Array([1, 2, 3]));
+    case 11:
+    case 12: {
+      const n = pick([0, 1, 3, 15, 16, 17]);
+      const o: Record<string, unknown> = {};
+      for (let i = 0; i < n; i++) o[pick(['a', 'id', 'é', 'key' + i, 'k'.repeat(40) + i, String(i)])] = randomValue(rnd, depth + 1);
+      return o;
+    }
+    case 13: {
+      const n = pick([0, 2, 15, 16, 17]);
+      return Array.from({ length: n }, () => randomValue(rnd, depth + 1));
+    }
+    case 14: {
+      const o = Object.create(null) as Record<string, unknown>;
+      o.x = randomValue(rnd, depth + 1);
+      o.u = undefined;
+      return o;
+    }
+    case 15:
+      return rnd() < 0.5 ? new Point(1, undefined) : new Map([['a', 1]]);
+    default: {
+      // Objects whose defined values fall under a header boundary of their key count (17 keys, 2 defined; 65,536 keys, 15 defined).
+      const o: Record<string, unknown> = {};
+      const keys = rnd() < 0.9 ? 17 : 65_536;
+      for (let i = 0; i < keys; i++) o['k' + i] = i % (keys > 17 ? 4_000 : 8) === 0 ? randomValue(rnd, depth + 1) : undefined;
+      return o;
+    }
+  }
+}
+
+test('codec - encodes byte for byte as @msgpack/msgpack for random values', () => {
+  const reference = libraryEncoder();
+  const fresh = new MsgpackCodec();
+  for (let seed = 1; seed <= 3_000; seed++) {
+    const value = randomValue(prng(seed), 0);
+    const want = reference.encode(value);
+    const got = fresh.encode(value);
+    if (Buffer.compare(Buffer.from(got), Buffer.from(want)) !== 0) {
+      assert.unreachable(`seed ${seed}: ${Buffer.from(got).toString('hex').slice(0, 200)} != ${Buffer.from(want).toString('hex').slice(0, 200)}`);
+    }
+    assert.equal(Buffer.from(fresh.encodeShared(value)), Buffer.from(want), `seed ${seed}, shared`);
+  }
+});
+
+test('codec - edge values encode as @msgpack/msgpack does', () => {
+  const reference = libraryEncoder();
+  const sparse = [1, , 3]; // eslint-disable-line no-sparse-arrays
+  const withGetter = {
+    get g() {
+      return 'got';
+    },
+    n: 1,
+  };
+  const values: unknown[] = [
+    ...NUMBERS,
+    ...STRINGS,
+    sparse,
+    withGetter,
+    [undefined, { a: undefined }],
+    { a: new Date(0), b: 1n, c: [new Date(-1)] },
+    Object.assign(Object.create(null), { a: 1 }),
+    new Point(2, 3),
+    new Map(),
+    new Set([1]),
+    { d: new (class extends Date {})(5) },
+    'x'.repeat(1 << 20),
+    // An extension whose bytes depend on their offset in the output (the library passes it).
+    { pad: 'ab', e: [1, new ExtData(-5, (at: number) => new Uint8Array([at & 0xff, 9]))] },
+  ];
+  values.forEach((v, i) => assert.equal(Buffer.from(codec.encode(v)), Buffer.from(reference.encode(v)), `value ${i}`));
+});
+
+test("codec - the depth limit and its error are the library's", () => {
+  const small = new MsgpackCodec({ maxDepth: 5 });
+  const reference = libraryEncoder(5);
+  let ok: unknown = 1;
+  for (let i = 0; i < 3; i++) ok = [ok]; // the 1 at depth 5 in { a: ok }
+  assert.equal(Buffer.from(small.encode({ a: ok })), Buffer.from(reference.encode({ a: ok })), 'at the limit');
+  for (const deep of [[[ok]], { a: { b: ok } }, [[[[[null]]]]]]) {
+    let message = '';
+    try {
+      reference.encode(deep);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    try {
+      small.encode(deep);
+      assert.unreachable('encoded past the depth limit');
+    } catch (err) {
+      assert.is((err as TroupeError).code, 'BAD_REQUEST');
+      assert.is((err as Error).message, `cannot encode value: ${message}`);
+    }
+  }
+  for (const bad of [{ f: () => 1 }, [Symbol('s')]]) {
+    let message = '';
+    try {
+      reference.encode(bad);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    assert.throws(
+      () => codec.encode(bad),
+      (err: Error) => err.message === `cannot encode value: ${message}`,
+    );
+  }
+});
+
+test('codec - a getter that encodes while encoding gets its own bytes', () => {
+  const inner = { n: 1 };
+  const outer = {
+    get nested() {
+      return codec.decode(codec.encodeShared(inner));
+    },
+    after: 'x',
+  };
+  assert.equal(codec.decode(codec.encode(outer)), { nested: { n: 1 }, after: 'x' });
 });
 
 test.run();

@@ -1,6 +1,7 @@
 import { DecodeError, Decoder, Encoder, ExtensionCodec } from '@msgpack/msgpack';
 import { TroupeError } from '../errors';
 import { type Codec, DEFAULT_DECODE_LIMITS, type DecodeLimits } from './codec';
+import { OnePassEncoder } from './one-pass-encoder';
 
 /** msgpack extension type for bigint (the value's decimal string as UTF-8). */
 const BIGINT_EXT = 0;
@@ -32,14 +33,16 @@ function extensions(): ExtensionCodec {
  * codec.decode(codec.encode({ at: new Date(), n: 2n ** 70n }));
  */
 export class MsgpackCodec implements Codec {
-  private readonly encoder: Encoder;
+  /** Writes the bytes `Encoder` would (in one pass over each object's keys), handing it dates, bigints and errors. */
+  private readonly encoder: OnePassEncoder;
   private readonly decoder: Decoder;
   readonly limits: DecodeLimits;
 
   constructor(limits: Partial<DecodeLimits> = {}) {
     this.limits = { ...DEFAULT_DECODE_LIMITS, ...limits };
     const extensionCodec = extensions();
-    this.encoder = new Encoder({ extensionCodec, ignoreUndefined: true, maxDepth: this.limits.maxDepth });
+    const library = new Encoder({ extensionCodec, ignoreUndefined: true, maxDepth: this.limits.maxDepth });
+    this.encoder = new OnePassEncoder(library, this.limits.maxDepth);
     this.decoder = new Decoder({
       extensionCodec,
       maxStrLength: this.limits.maxStrLength,
@@ -61,7 +64,7 @@ export class MsgpackCodec implements Codec {
 
   encodeShared(value: unknown): Uint8Array {
     try {
-      return this.encoder.encodeSharedRef(value);
+      return this.encoder.encodeShared(value);
     } catch (err) {
       throw new TroupeError('BAD_REQUEST', `cannot encode value: ${(err as Error).message}`, { cause: err });
     }
