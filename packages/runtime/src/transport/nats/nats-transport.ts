@@ -17,6 +17,7 @@ import type {
 } from '../transport';
 import { TransportStatus, type Persistence } from '../transport';
 import { NatsPersistence } from './nats-kv';
+import { fastPublish, fastPublisher, type RawProtocol } from './fast-publish';
 import { MainLoopPulse } from '../pulse';
 import { ThreadPulse, threadConnectOptions } from './thread-pulse';
 import type { Pulse, PulseOptions } from '../transport';
@@ -59,7 +60,11 @@ export class NatsTransport implements Transport {
   /** What the beat thread connects with (undefined: the options need a function, e.g. an authenticator). */
   private pulseConnect: Partial<ConnectionOptions> | undefined;
 
+  /** nats.js's protocol handler when {@link fastPublish} may write to it; undefined: the public `publish` only. */
+  private readonly raw: RawProtocol | undefined;
+
   private constructor(readonly nc: NatsConnection) {
+    this.raw = fastPublisher(nc);
     this.describe = `nats ${nc.getServer()}`;
     this.persistence = new NatsPersistence(nc);
     void this.watchStatus();
@@ -121,6 +126,10 @@ export class NatsTransport implements Transport {
       lastChecked = subject;
     }
     if (options?.reply !== undefined) checkSubject(options.reply);
+    if (this.raw !== undefined) {
+      const block = options?.headers ? encodeHeaders(options.headers).encode() : options?.headerBlock?.block();
+      if (fastPublish(this.raw, subject, options?.reply, block, data)) return;
+    }
     const hdrs = options?.headers ? encodeHeaders(options.headers) : options?.headerBlock ? preEncoded(options.headerBlock) : undefined;
     let opts: { reply: string; headers: MsgHdrs | undefined } | undefined;
     if (hdrs || options?.reply) {
