@@ -96,11 +96,15 @@ interface Seen {
 
 async function roundTrip(a: NatsTransport, b: NatsTransport, subject: string): Promise<Seen[]> {
   const seen: Seen[] = [];
-  const sub = b.subscribe(subject, (m) => seen.push({ subject: m.subject, reply: m.reply, header: m.header('Troupe-Timeout'), body: Buffer.from(m.data).toString() }));
+  const sub = b.subscribe(subject, (m) =>
+    seen.push({ subject: m.subject, reply: m.reply, header: m.header('Troupe-Timeout'), body: Buffer.from(m.data).toString() }),
+  );
   try {
     await b.flush();
     a.publish(subject, Buffer.from('with headers'), { reply: `${subject}.reply.1`, headers: Object.freeze({ 'Troupe-Timeout': '30000' }) });
-    a.publish(subject, Buffer.from('with a block'), { headerBlock: { block: () => Buffer.from('NATS/1.0\r\nTroupe-Timeout: 5\r\n\r\n'), record: () => ({ 'Troupe-Timeout': '5' }) } });
+    a.publish(subject, Buffer.from('with a block'), {
+      headerBlock: { block: () => Buffer.from('NATS/1.0\r\nTroupe-Timeout: 5\r\n\r\n'), record: () => ({ 'Troupe-Timeout': '5' }) },
+    });
     a.publish(subject, Buffer.from('plain'), { reply: `${subject}.reply.2` });
     a.publish(subject, new Uint8Array(0));
     await a.flush();
@@ -119,7 +123,12 @@ const expected = (subject: string): Seen[] => [
 ];
 
 /** Bodies and header blocks of {@link roundTrip}'s messages, as nats.js counts them in `outBytes`. */
-const SENT_BYTES = 'with headers'.length + 'NATS/1.0\r\nTroupe-Timeout: 30000\r\n\r\n'.length + 'with a block'.length + 'NATS/1.0\r\nTroupe-Timeout: 5\r\n\r\n'.length + 'plain'.length;
+const SENT_BYTES =
+  'with headers'.length +
+  'NATS/1.0\r\nTroupe-Timeout: 30000\r\n\r\n'.length +
+  'with a block'.length +
+  'NATS/1.0\r\nTroupe-Timeout: 5\r\n\r\n'.length +
+  'plain'.length;
 
 /** Counts the publishes that go through nats.js's public `publish`. */
 function countPublic(t: NatsTransport): { n: number } {
@@ -141,7 +150,12 @@ natsInternals('the pinned nats.js takes the fast path, and the messages are thos
     const pub = countPublic(a);
     const before = a.nc.stats();
     assert.equal(await roundTrip(a, b, subject), expected(subject));
-    assert.is(pub.n, 0, 'no publish went through nats.js\'s public publish: the guard accepted nats.js ' + String((a.nc as unknown as { protocol: { transport: { version: string } } }).protocol.transport.version));
+    assert.is(
+      pub.n,
+      0,
+      "no publish went through nats.js's public publish: the guard accepted nats.js " +
+        String((a.nc as unknown as { protocol: { transport: { version: string } } }).protocol.transport.version),
+    );
     const after = a.nc.stats();
     assert.is(after.outMsgs - before.outMsgs, 4, 'nats.js counted the messages');
     assert.is(after.outBytes - before.outBytes, SENT_BYTES, 'and their bytes (header blocks included)');
@@ -162,7 +176,7 @@ natsInternals('when nats.js internals are not the expected ones, publish goes th
     const before = a.nc.stats();
     const subject = `internals.${process.pid}.fallback`;
     assert.equal(await roundTrip(changed, b, subject), expected(subject));
-    assert.is(pub.n, 4, 'every publish went through nats.js\'s public publish');
+    assert.is(pub.n, 4, "every publish went through nats.js's public publish");
     const after = a.nc.stats();
     assert.is(after.outMsgs - before.outMsgs, 4);
     assert.is(after.outBytes - before.outBytes, SENT_BYTES, 'the count the fast path keeps too');

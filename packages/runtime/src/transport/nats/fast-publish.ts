@@ -55,6 +55,15 @@ export function fastPublisher(nc: NatsConnection): RawProtocol | undefined {
 
 const CRLF = new Uint8Array([13, 10]);
 
+/** One message for {@link fastPublish}: read during the call, nothing of it kept (a caller may reuse it). */
+export interface OutMessage {
+  /** The reply subject; '' or undefined for none. */
+  reply: string | undefined;
+  /** The encoded `NATS/1.0` header block (HPUB), or undefined (PUB). */
+  hdr: Uint8Array | undefined;
+  data: Uint8Array;
+}
+
 /**
  * What nats.js's `publish(subject, data, { reply, headers })` does once its
  * checks pass — count the message, queue the command line, the header block,
@@ -63,36 +72,40 @@ const CRLF = new Uint8Array([13, 10]);
  * caller then publishes through nats.js, which sends it or throws its error.
  *
  * @example
- * if (!fastPublish(raw, 'a.b', '_INBOX.x.1', block, body)) nc.publish('a.b', body, { reply: '_INBOX.x.1', headers });
+ * if (!fastPublish(raw, 'a.b', { reply: '_INBOX.x.1', hdr: block, data })) nc.publish('a.b', data, { reply: '_INBOX.x.1', headers });
  */
-export function fastPublish(p: RawProtocol, subject: string, reply: string | undefined, hdr: Uint8Array | undefined, data: Uint8Array): boolean {
+export function fastPublish(p: RawProtocol, subject: string, m: OutMessage): boolean {
   const info = p.info;
   if (p._closed || p.noMorePublishing || info === undefined) return false;
-  const hlen = hdr === undefined ? -1 : hdr.length;
-  const len = hdr === undefined ? data.length : data.length + hlen;
+  const hdr = m.hdr;
+  const len = hdr === undefined ? m.data.length : m.data.length + hdr.length;
   if (len > info.max_payload || (hdr !== undefined && !info.headers)) return false;
-  const line = commandLine(subject, reply || '', hlen, len);
+  const line = commandLine(subject, m);
   if (line === undefined) return false;
   p.outBytes += len;
   p.outMsgs++;
-  if (hdr === undefined) p.sendCommand(line, data, CRLF);
-  else p.sendCommand(line, hdr, data, CRLF);
+  if (hdr === undefined) p.sendCommand(line, m.data, CRLF);
+  else p.sendCommand(line, hdr, m.data, CRLF);
   return true;
 }
 
 /**
- * `PUB <subject> [<reply>] <len>\r\n`, or with `hlen` ≥ 0
+ * `PUB <subject> [<reply>] <len>\r\n`, or with a header block
  * `HPUB <subject> [<reply>] <hlen> <len>\r\n`, as nats.js writes it;
  * undefined when the subject or the reply is not ASCII (nats.js encodes it
  * as UTF-8).
  *
  * @example
- * commandLine('a.b', '', -1, 5) // the bytes of 'PUB a.b 5\r\n'
+ * commandLine('a.b', { reply: undefined, hdr: undefined, data }) // the bytes of 'PUB a.b 5\r\n' for a 5-byte body
  */
-export function commandLine(subject: string, reply: string, hlen: number, len: number): Uint8Array | undefined {
+export function commandLine(subject: string, m: OutMessage): Uint8Array | undefined {
+  const reply = m.reply ?? '';
+  const hlen = m.hdr === undefined ? -1 : m.hdr.length;
+  const len = hlen < 0 ? m.data.length : m.data.length + hlen;
   const head = hlen < 0 ? 4 : 5;
   const size = head + subject.length + (reply.length > 0 ? reply.length + 1 : 0) + (hlen < 0 ? 0 : digits(hlen) + 1) + 1 + digits(len) + 2;
-  // One exact-size array: nats.js keeps it until the flush, so it cannot be reused.
+  // One exact-size array: nats.js keeps it until the flush, so it cannot be reused. At ≤ 64 bytes
+  // V8 allocates it on the heap; TextEncoder's result has an off-heap backing store (slower to make and to collect).
   const b = new Uint8Array(size);
   let at = 0;
   if (hlen >= 0) b[at++] = 72; // H
