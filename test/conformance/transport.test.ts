@@ -84,4 +84,106 @@ isolation('request leaves no subscription behind', async () => {
   }
 });
 
+// nats.js's publish through Troupe's guarded path into its internals (transport/nats/fast-publish.ts), and the fallback.
+const natsInternals = suite('nats transport internals');
+
+interface Seen {
+  subject: string;
+  reply: string | undefined;
+  header: string | undefined;
+  body: string;
+}
+
+async function roundTrip(a: NatsTransport, b: NatsTransport, subject: string): Promise<Seen[]> {
+  const seen: Seen[] = [];
+  const sub = b.subscribe(subject, (m) =>
+    seen.push({ subject: m.subject, reply: m.reply, header: m.header('Troupe-Timeout'), body: Buffer.from(m.data).toString() }),
+  );
+  try {
+    await b.flush();
+    a.publish(subject, Buffer.from('with headers'), { reply: `${subject}.reply.1`, headers: Object.freeze({ 'Troupe-Timeout': '30000' }) });
+    a.publish(subject, Buffer.from('with a block'), {
+      headerBlock: { block: () => Buffer.from('NATS/1.0\r\nTroupe-Timeout: 5\r\n\r\n'), record: () => ({ 'Troupe-Timeout': '5' }) },
+    });
+    a.publish(subject, Buffer.from('plain'), { reply: `${subject}.reply.2` });
+    a.publish(subject, new Uint8Array(0));
+    await a.flush();
+    await waitFor(() => seen.length === 4, 2_000, 'the four messages');
+  } finally {
+    sub.unsubscribe();
+  }
+  return seen;
+}
+
+const expected = (subject: string): Seen[] => [
+  { subject, reply: `${subject}.reply.1`, header: '30000', body: 'with headers' },
+  { subject, reply: undefined, header: '5', body: 'with a block' },
+  { subject, reply: `${subject}.reply.2`, header: undefined, body: 'plain' },
+  { subject, reply: undefined, header: undefined, body: '' },
+];
+
+/** Bodies and header blocks of {@link roundTrip}'s messages, as nats.js counts them in `outBytes`. */
+const SENT_BYTES =
+  'with headers'.length +
+  'NATS/1.0\r\nTroupe-Timeout: 30000\r\n\r\n'.length +
+  'with a block'.length +
+  'NATS/1.0\r\nTroupe-Timeout: 5\r\n\r\n'.length +
+  'plain'.length;
+
+/** Counts the publishes that go through nats.js's public `publish`. */
+function countPublic(t: NatsTransport): { n: number } {
+  const count = { n: 0 };
+  const nc = t.nc as unknown as { publish: (...a: unknown[]) => void };
+  const real = nc.publish.bind(nc);
+  nc.publish = (...a: unknown[]) => {
+    count.n++;
+    real(...a);
+  };
+  return count;
+}
+
+natsInternals('the pinned nats.js takes the fast path, and the messages are those its public publish sends', async () => {
+  const a = await NatsTransport.connect({ servers, name: 'internals-a' });
+  const b = await NatsTransport.connect({ servers, name: 'internals-b' });
+  try {
+    const subject = `internals.${process.pid}.fast`;
+    const pub = countPublic(a);
+    const before = a.nc.stats();
+    assert.equal(await roundTrip(a, b, subject), expected(subject));
+    assert.is(
+      pub.n,
+      0,
+      "no publish went through nats.js's public publish: the guard accepted nats.js " +
+        String((a.nc as unknown as { protocol: { transport: { version: string } } }).protocol.transport.version),
+    );
+    const after = a.nc.stats();
+    assert.is(after.outMsgs - before.outMsgs, 4, 'nats.js counted the messages');
+    assert.is(after.outBytes - before.outBytes, SENT_BYTES, 'and their bytes (header blocks included)');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+natsInternals('when nats.js internals are not the expected ones, publish goes through its public publish', async () => {
+  const a = await NatsTransport.connect({ servers, name: 'internals-a' });
+  const b = await NatsTransport.connect({ servers, name: 'internals-b' });
+  try {
+    // A release the fast path was not written against: the guard in the constructor must refuse it.
+    (a.nc as unknown as { protocol: { transport: { version: string } } }).protocol.transport.version = '3.0.0';
+    const Ctor = NatsTransport as unknown as new (nc: NatsTransport['nc']) => NatsTransport;
+    const changed = new Ctor(a.nc);
+    const pub = countPublic(changed);
+    const before = a.nc.stats();
+    const subject = `internals.${process.pid}.fallback`;
+    assert.equal(await roundTrip(changed, b, subject), expected(subject));
+    assert.is(pub.n, 4, "every publish went through nats.js's public publish");
+    const after = a.nc.stats();
+    assert.is(after.outMsgs - before.outMsgs, 4);
+    assert.is(after.outBytes - before.outBytes, SENT_BYTES, 'the count the fast path keeps too');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
 isolation.run();
+natsInternals.run();

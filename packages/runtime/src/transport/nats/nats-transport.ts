@@ -17,6 +17,7 @@ import type {
 } from '../transport';
 import { TransportStatus, type Persistence } from '../transport';
 import { NatsPersistence } from './nats-kv';
+import { fastPublish, fastPublisher, type OutMessage, type RawProtocol } from './fast-publish';
 import { MainLoopPulse } from '../pulse';
 import { ThreadPulse, threadConnectOptions } from './thread-pulse';
 import type { Pulse, PulseOptions } from '../transport';
@@ -59,7 +60,11 @@ export class NatsTransport implements Transport {
   /** What the beat thread connects with (undefined: the options need a function, e.g. an authenticator). */
   private pulseConnect: Partial<ConnectionOptions> | undefined;
 
+  /** nats.js's protocol handler when {@link fastPublish} may write to it; undefined: the public `publish` only. */
+  private readonly raw: RawProtocol | undefined;
+
   private constructor(readonly nc: NatsConnection) {
+    this.raw = fastPublisher(nc);
     this.describe = `nats ${nc.getServer()}`;
     this.persistence = new NatsPersistence(nc);
     void this.watchStatus();
@@ -121,6 +126,15 @@ export class NatsTransport implements Transport {
       lastChecked = subject;
     }
     if (options?.reply !== undefined) checkSubject(options.reply);
+    if (this.raw !== undefined) {
+      const m = OUT_MESSAGE;
+      m.reply = options?.reply;
+      m.hdr = options?.headers ? encodeHeaders(options.headers).encode() : options?.headerBlock?.block();
+      m.data = data;
+      const sent = fastPublish(this.raw, subject, m);
+      m.data = EMPTY_BODY; // keep no reference to the caller's body
+      if (sent) return;
+    }
     const hdrs = options?.headers ? encodeHeaders(options.headers) : options?.headerBlock ? preEncoded(options.headerBlock) : undefined;
     let opts: { reply: string; headers: MsgHdrs | undefined } | undefined;
     if (hdrs || options?.reply) {
@@ -218,6 +232,10 @@ const INVALID_SUBJECT = /[^!-~\u0080-\uffff]|\.\.|^\.|\.$|^$|(?:^|\.)[*>](?:\.|$
 
 /** The last publish subject that passed {@link checkSubject}. */
 let lastChecked: string | undefined;
+
+/** One message record for every fast publish: {@link fastPublish} reads it synchronously and keeps nothing of it. */
+const EMPTY_BODY = new Uint8Array(0);
+const OUT_MESSAGE: OutMessage = { reply: undefined, hdr: undefined, data: EMPTY_BODY };
 
 const PUBLISH_OPTIONS: { reply: string; headers: MsgHdrs | undefined } = { reply: '', headers: undefined };
 
