@@ -398,7 +398,6 @@ export class ActorInstance {
     private readonly settings: InstanceSettings,
   ) {
     this.info = info;
-    settings.plane.meter.instance(info.instanceId, this);
   }
 
   // The spawn's, read from its settings (one object for all its instances), not kept in each.
@@ -452,6 +451,11 @@ export class ActorInstance {
   /** Requests waiting in the mailbox now. */
   get queued(): number {
     return this.box?.queued ?? 0;
+  }
+
+  /** Whether the instance has stopped (its counts are then in its endpoints' totals: {@link Meter.retire}). */
+  get stopped(): boolean {
+    return this.state === State.Stopped;
   }
 
   /** Whether the instance is serving (started, not stopping). */
@@ -631,7 +635,7 @@ export class ActorInstance {
     this.unlistLocal();
     for (const s of this.served) s.sub?.unsubscribe();
     this.state = State.Stopped;
-    this.plane.meter.retire(this.info.instanceId);
+    this.plane.meter.retire(this);
     // Kept here before the runtime forgets it: a handler still running publishes on with the same sequence.
     this.pub ??= this.plane.events.publisherOf(this.info);
     this.plane.events.release(this.info.instanceId);
