@@ -152,11 +152,6 @@ class Served implements QueueMember, LocalTarget {
   }
 }
 
-/** A subscription's handler for `served`: bound (48 B), not a closure and its context (96 B; one in `start` would also hold its whole scope). */
-function deliverTo(served: Served): (msg: TransportMessage) => void {
-  return served.deliver.bind(served);
-}
-
 /** {@link ActorInstance.handle} of a message that runs as it arrives (a free mailbox slot): a plain function, no closure per instance. */
 function handleNow(served: Served, msg: TransportMessage): void | Promise<void> {
   return served.instance.handle(served, msg);
@@ -546,9 +541,9 @@ export class ActorInstance {
         const s = new Served(this, ep, handler as Handler);
         served.push(s);
         if (this.queues) s.queue = this.queues.join(addr, s);
-        else s.queue = t.subscribe(queueSubject(addr), deliverTo(s), { queue: queueGroup(addr) });
+        else s.queue = t.subscribe(queueSubject(addr), s, { queue: queueGroup(addr) });
         s.mailbox = ownMailboxSubject(addr, this.info.instanceId);
-        s.sub = t.subscribe(s.mailbox, deliverTo(s));
+        s.sub = t.subscribe(s.mailbox, s);
         // Reachable in-process for exactly as long as its mailbox subscription (callers of this runtime skip the transport).
         this.plane.local.add(s.mailbox, s);
       }

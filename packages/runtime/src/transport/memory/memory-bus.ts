@@ -1,6 +1,6 @@
 import { TroupeError } from '../../errors';
 import { subjectError, tokensMatch, WHITESPACE } from '../../wire/subject-grammar';
-import type { MessageHandler, TransportMessage, TransportSubscription } from '../transport';
+import { deliverTo, type MessageHandler, type MessageTarget, type TransportMessage, type TransportSubscription } from '../transport';
 import { DeliveryQueue } from './delivery-queue';
 import { MemoryPersistence } from './memory-kv';
 import type { MemoryTransport } from './memory-transport';
@@ -54,7 +54,7 @@ export interface MemorySubSpec {
   conn: MemoryTransport;
   subject: string;
   queue: string | undefined;
-  handler: MessageHandler;
+  handler: MessageHandler | MessageTarget;
 }
 
 /** A token that is `*` or `>`: the subject is a wildcard. */
@@ -78,7 +78,7 @@ export class MemorySub implements TransportSubscription {
    * literal subscription without a queue group (100,000 instance mailboxes: −8 B each).
    */
   private readonly shape: { readonly tokens: readonly string[] | undefined; readonly queue: string | undefined } | undefined;
-  readonly handler: MessageHandler;
+  readonly handler: MessageHandler | MessageTarget;
 
   constructor(spec: MemorySubSpec) {
     this.conn = spec.conn;
@@ -352,7 +352,7 @@ export class MemoryBus {
       sub.pending--;
       if (!sub.closed) {
         try {
-          sub.handler(msg);
+          deliverTo(sub.handler, msg);
         } catch (e) {
           // A handler must not throw; one that does never stops delivery to others.
           process.emitWarning(`troupe: message handler for ${sub.subject} threw: ${(e as Error)?.message ?? String(e)}`);
