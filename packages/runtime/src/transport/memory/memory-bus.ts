@@ -65,12 +65,28 @@ const OPEN = 0;
 const DRAINING = 1;
 const CLOSED = 2;
 
-/** @internal One subscription on the bus: 100,000 instance mailboxes hold one each, so it is kept small (7 fields). */
+/** @internal One subscription on the bus: 100,000 instance mailboxes hold one each, so it is kept small (5 fields). */
 export class MemorySub implements TransportSubscription {
+  /**
+   * Its state and its pending deliveries in one number, not two fields (−8 B per subscription):
+   * `pending × 4 + state`. Arithmetic, not bit operations: no 32-bit overflow however many are queued.
+   */
+  private packed = OPEN;
+
   /** {@link OPEN}, {@link DRAINING} (its wait is its connection's, see `MemoryTransport.draining`) or {@link CLOSED}. */
-  private state = OPEN;
+  private get state(): number {
+    return this.packed % 4;
+  }
+  private set state(v: number) {
+    this.packed += v - (this.packed % 4);
+  }
   /** Deliveries queued for this subscription and not yet made. */
-  pending = 0;
+  get pending(): number {
+    return (this.packed - (this.packed % 4)) / 4;
+  }
+  set pending(n: number) {
+    this.packed = n * 4 + (this.packed % 4);
+  }
   readonly conn: MemoryTransport;
   readonly subject: string;
   /**
