@@ -18,7 +18,7 @@ async function main(job: ScaleHostJob): Promise<void> {
   const warm = await rt.spawn(Life, { namespace: `${NAMES.troupeNamespace}_warm${process.pid}` });
   await warm.stop();
   const subs0 = (await subscriptionsOf(job.name)) ?? 0;
-  const before = memory();
+  const before = await memory();
   const namespace = `${NAMES.troupeNamespace}_scale${process.pid}`;
   const figures = await hostMany(
     rt,

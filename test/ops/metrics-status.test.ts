@@ -58,6 +58,34 @@ s('counts of stopped instances stay in the totals (counters never go down)', asy
   assert.is(sample(await rt.metrics.text(), 'troupe_requests_total', { namespace: 'm2', endpoint: 'tokenize' }), 3);
 });
 
+s('a scrape while a spawn stops or the runtime closes counts each request once (never down, never twice)', async (ctx) => {
+  // Live instances are read from the runtime's spawns, stopped ones from the totals: an instance is in
+  // exactly one of them whenever a scrape runs, also between "stopped" and "out of its spawn".
+  const rt = ctx.cleanup.runtime(await Runtime.embedded());
+  const scrapeUntil = async (done: Promise<unknown>, ep: Record<string, string>): Promise<Array<number | undefined>> => {
+    let over = false;
+    void done.finally(() => (over = true));
+    const seen: Array<number | undefined> = [];
+    for (let i = 0; i < 5_000 && !over; i++) {
+      seen.push(sample(await rt.metrics.text(), 'troupe_requests_total', ep));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await done;
+    seen.push(sample(await rt.metrics.text(), 'troupe_requests_total', ep));
+    return seen;
+  };
+  const h = await rt.spawn(Prep, { namespace: 'm5', replicas: 2 });
+  const prep = rt.namespace('m5').component('prep').endpoint('tokenize').client<TokenizeRequest, string[]>();
+  for (let i = 0; i < 4; i++) await prep.call({ text: 'a' });
+  const whileStopping = await scrapeUntil(h.stop(), { namespace: 'm5', endpoint: 'tokenize' });
+  assert.ok(whileStopping.length >= 2 && whileStopping.every((n) => n === 4), JSON.stringify(whileStopping));
+  await rt.spawn(Prep, { namespace: 'm6', replicas: 2 });
+  const other = rt.namespace('m6').component('prep').endpoint('tokenize').client<TokenizeRequest, string[]>();
+  for (let i = 0; i < 3; i++) await other.call({ text: 'a' });
+  const whileClosing = await scrapeUntil(rt.close(), { namespace: 'm6', endpoint: 'tokenize' });
+  assert.ok(whileClosing.length >= 2 && whileClosing.every((n) => n === 3), JSON.stringify(whileClosing));
+});
+
 s('a user metric lives in the runtime registry; metrics: false leaves only it', async (ctx) => {
   const rt = ctx.cleanup.runtime(await Runtime.embedded({ metrics: false }));
   const tokens = new Counter({ name: 'app_tokens_total', help: 'tokens generated', registers: [rt.metrics.registry] });

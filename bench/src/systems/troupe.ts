@@ -212,7 +212,7 @@ async function scaleEmbedded(watcher: Runtime, replicas: number, restMs: number)
     const warm = await rt.spawn(Life, { namespace: `${NAMES.troupeNamespace}_warm` });
     await warm.stop();
     const namespace = `${NAMES.troupeNamespace}_scale${Date.now().toString(36)}`;
-    const before = memory();
+    const before = await memory();
     let listedS = 0;
     const routable = async (): Promise<void> => {
       // A client that starts watching now: how long it takes to list them all.

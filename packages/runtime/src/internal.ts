@@ -106,7 +106,7 @@ export { inject } from 'tsyringe';
 export { MsgpackCodec } from './codec/msgpack';
 export { DEFAULT_DECODE_LIMITS } from './codec/codec';
 export type { Codec, DecodeLimits } from './codec/codec';
-export { TransportStatus } from './transport/transport';
+export { TransportStatus, deliverTo } from './transport/transport';
 export type {
   Transport,
   Headers,
@@ -117,6 +117,7 @@ export type {
   TransportMessage,
   ByteSpan,
   MessageHandler,
+  MessageTarget,
   TransportSubscription,
   LogOptions,
   MessageLog,

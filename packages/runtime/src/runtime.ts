@@ -176,6 +176,8 @@ export class Runtime {
   readonly logger: Logger;
   private readonly plane: Plane;
   private readonly spawns = new Set<SpawnRecord>();
+  /** The instances a close is stopping (out of {@link spawns}, not yet all stopped), for the metrics. */
+  private closingInstances: readonly ActorInstance[] = [];
   private readonly container: DependencyContainer;
   private closing: Promise<void> | undefined;
   /** Removers of the process signal handlers {@link closeOnSignals} installed: process-wide state, released by close(). */
@@ -275,7 +277,8 @@ export class Runtime {
         transport,
         discovery,
         registry: this.registry,
-        instances: () => [...this.spawns].flatMap((s) => s.instances),
+        // With those a close is stopping: their counts go into the totals only at their stop (a scrape must not see a counter drop).
+        instances: () => [...this.spawns].flatMap((s) => s.instances).concat(this.closingInstances),
       },
       options.metrics ?? {},
     );
@@ -665,6 +668,7 @@ export class Runtime {
     // Supervisors first: no restart may start an instance once the list is taken.
     await settlesWithin(Promise.all([...this.spawns].flatMap((s) => s.replicas.map((r) => r.stop()))), leaveMs);
     const instances = [...this.spawns].flatMap((s) => s.instances);
+    this.closingInstances = instances;
     this.spawns.clear();
     let notLeft = 0;
     // One batch: one lease write for all of them, one leave delay, one grace period in parallel.

@@ -1,5 +1,7 @@
 import {
+  deliverTo,
   type MessageHandler,
+  type MessageTarget,
   type PublishOptions,
   type RequestOptions,
   type SubscribeOptions,
@@ -101,11 +103,11 @@ export class SeverableTransport implements Transport {
     this.inner.publish(subject, data, options);
   }
 
-  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): TransportSubscription {
+  subscribe(subject: string, handler: MessageHandler | MessageTarget, options?: SubscribeOptions): TransportSubscription {
     const inner = this.inner.subscribe(
       subject,
       (msg) => {
-        if (this.state === Severed.NO) handler(msg);
+        if (this.state === Severed.NO) deliverTo(handler, msg);
       },
       options,
     );

@@ -15,6 +15,7 @@ export interface TransportPair {
 /** The cases of {@link transportSuite}, named as behaviour. */
 export const TRANSPORT_CASES = [
   'delivers to a literal subject',
+  "delivers to an object target's deliver, on a literal subject and in a queue group",
   'matches * and > wildcards',
   'queue group delivers each message to exactly one member',
   'no responders reply arrives at once',
@@ -156,6 +157,27 @@ export function transportSuite(name: string, factory: TransportFactory): void {
   const ready = (...ts: Transport[]): Promise<unknown> => within(Promise.all(ts.map((t) => t.flush())), WAIT_MS, 'subscriptions to register');
 
   const cases: Record<TransportCase, (ctx: Ctx) => Promise<void>> = {
+    "delivers to an object target's deliver, on a literal subject and in a queue group": async (ctx) => {
+      const { a, b, subject } = await open(ctx);
+      // An instance's endpoint subscribes with itself (a MessageTarget), not a bound function.
+      class Target {
+        readonly got: TransportMessage[] = [];
+        deliver(m: TransportMessage): void {
+          this.got.push(m);
+        }
+      }
+      const literal = new Target();
+      const queued = new Target();
+      b.subscribe(subject('t.literal'), literal);
+      b.subscribe(subject('t.queued'), queued, { queue: 'q' });
+      await ready(b);
+      a.publish(subject('t.literal'), bytes(1));
+      a.publish(subject('t.queued'), bytes(2), { reply: subject('reply.to') });
+      await waitFor(() => literal.got.length === 1 && queued.got.length === 1, WAIT_MS, 'one message to each target');
+      assert.equal([...(literal.got[0] as TransportMessage).data], [1]);
+      assert.is((queued.got[0] as TransportMessage).reply, subject('reply.to'));
+      assert.equal([...(queued.got[0] as TransportMessage).data], [2]);
+    },
     'delivers to a literal subject': async (ctx) => {
       const { a, b, subject } = await open(ctx);
       const got: TransportMessage[] = [];

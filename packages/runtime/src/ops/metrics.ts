@@ -174,7 +174,8 @@ export class RuntimeMetrics {
       }
       g.meters.push(m);
     };
-    for (const [id, source] of this.sources.meter.live) for (const m of source.meters) add(m, perInstance ? id : undefined);
+    // A stopped instance still in its spawn's list was folded into the totals below.
+    for (const i of this.sources.instances()) if (!i.stopped) for (const m of i.meters) add(m, perInstance ? i.info.instanceId : undefined);
     for (const m of this.sources.meter.retired.values()) add(m, perInstance ? 'stopped' : undefined);
     return [...groups.values()];
   }

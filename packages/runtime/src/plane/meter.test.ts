@@ -17,12 +17,10 @@ test('meter - a duration lands in the first bucket whose bound it does not excee
 test('meter - a stopped instance folds into its endpoint totals, so counters never go down', () => {
   const m = new Meter();
   const eps = m.endpointMeters('ns', 'comp', ['ep']);
-  m.instance('a'.repeat(16), { meters: eps });
   const e = eps[0];
   e?.finish(0);
   e?.finish(0, 'INTERNAL', 'boom');
-  m.retire('a'.repeat(16));
-  assert.is(m.live.size, 0);
+  m.retire({ meters: eps });
   const r = m.retired.get('ns.comp.ep');
   assert.is(r?.requests, 2);
   assert.is(r?.errors, 1);
@@ -30,9 +28,8 @@ test('meter - a stopped instance folds into its endpoint totals, so counters nev
   assert.is(r?.lastError, 'boom');
   assert.is(r?.durations.count, 2);
   const again = m.endpointMeters('ns', 'comp', ['ep']);
-  m.instance('b'.repeat(16), { meters: again });
   again[0]?.finish(0);
-  m.retire('b'.repeat(16));
+  m.retire({ meters: again });
   assert.is(m.retired.get('ns.comp.ep')?.requests, 3);
 });
 
@@ -47,8 +44,7 @@ test('meter - an instance that counted nothing reads as shared zero meters, and 
       ['ns', 'comp', 'b', 0],
     ],
   );
-  m.instance('c'.repeat(16), { meters: zeros });
-  m.retire('c'.repeat(16));
+  m.retire({ meters: zeros });
   assert.is(m.retired.get('ns.comp.b')?.requests, 0);
   assert.is(zeros[0]?.requests, 0);
 });

@@ -152,11 +152,6 @@ class Served implements QueueMember, LocalTarget {
   }
 }
 
-/** A subscription's handler for `served`: bound (48 B), not a closure and its context (96 B; one in `start` would also hold its whole scope). */
-function deliverTo(served: Served): (msg: TransportMessage) => void {
-  return served.deliver.bind(served);
-}
-
 /** {@link ActorInstance.handle} of a message that runs as it arrives (a free mailbox slot): a plain function, no closure per instance. */
 function handleNow(served: Served, msg: TransportMessage): void | Promise<void> {
   return served.instance.handle(served, msg);
@@ -398,7 +393,6 @@ export class ActorInstance {
     private readonly settings: InstanceSettings,
   ) {
     this.info = info;
-    settings.plane.meter.instance(info.instanceId, this);
   }
 
   // The spawn's, read from its settings (one object for all its instances), not kept in each.
@@ -452,6 +446,11 @@ export class ActorInstance {
   /** Requests waiting in the mailbox now. */
   get queued(): number {
     return this.box?.queued ?? 0;
+  }
+
+  /** Whether the instance has stopped (its counts are then in its endpoints' totals: {@link Meter.retire}). */
+  get stopped(): boolean {
+    return this.state === State.Stopped;
   }
 
   /** Whether the instance is serving (started, not stopping). */
@@ -542,9 +541,9 @@ export class ActorInstance {
         const s = new Served(this, ep, handler as Handler);
         served.push(s);
         if (this.queues) s.queue = this.queues.join(addr, s);
-        else s.queue = t.subscribe(queueSubject(addr), deliverTo(s), { queue: queueGroup(addr) });
+        else s.queue = t.subscribe(queueSubject(addr), s, { queue: queueGroup(addr) });
         s.mailbox = ownMailboxSubject(addr, this.info.instanceId);
-        s.sub = t.subscribe(s.mailbox, deliverTo(s));
+        s.sub = t.subscribe(s.mailbox, s);
         // Reachable in-process for exactly as long as its mailbox subscription (callers of this runtime skip the transport).
         this.plane.local.add(s.mailbox, s);
       }
@@ -631,7 +630,7 @@ export class ActorInstance {
     this.unlistLocal();
     for (const s of this.served) s.sub?.unsubscribe();
     this.state = State.Stopped;
-    this.plane.meter.retire(this.info.instanceId);
+    this.plane.meter.retire(this);
     // Kept here before the runtime forgets it: a handler still running publishes on with the same sequence.
     this.pub ??= this.plane.events.publisherOf(this.info);
     this.plane.events.release(this.info.instanceId);

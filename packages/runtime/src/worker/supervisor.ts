@@ -98,6 +98,15 @@ export interface ReplicaHost {
   readonly policy: ResolvedPolicy | undefined;
 }
 
+/** What a {@link Replica} holds only once it restarts or stops. */
+class RestartState {
+  /** Restarts in a row (reset once an instance served `resetAfterMs`). */
+  restarts = 0;
+  stopped = false;
+  backoff: { timer: NodeJS.Timeout; resolve: () => void } | undefined = undefined;
+  restarting: Promise<void> | undefined = undefined;
+}
+
 /**
  * The supervisor of one replica slot of a spawn: starts it (retrying a
  * throwing `onStart` per the policy), and when its instance breaks,
@@ -112,12 +121,31 @@ export interface ReplicaHost {
 export class Replica {
   /** The serving instance; undefined before the first start and after a give-up. */
   current: ActorInstance | undefined;
-  /** Restarts in a row (reset once an instance served `resetAfterMs`). */
-  private restarts = 0;
-  private stopped = false;
-  private backoff: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  /** Its restart state, made at its first restart or stop: a replica that never broke (most of 100,000) holds none (−24 B each). */
+  private more: RestartState | undefined;
+
+  private get restarts(): number {
+    return this.more?.restarts ?? 0;
+  }
+  private set restarts(v: number) {
+    (this.more ??= new RestartState()).restarts = v;
+  }
+  private get stopped(): boolean {
+    return this.more?.stopped ?? false;
+  }
+  private get backoff(): RestartState['backoff'] {
+    return this.more?.backoff;
+  }
+  private set backoff(v: RestartState['backoff']) {
+    (this.more ??= new RestartState()).backoff = v;
+  }
   /** A restart under way (withdraw, stop, backoff, start, register). */
-  private restarting: Promise<void> | undefined;
+  private get restarting(): Promise<void> | undefined {
+    return this.more?.restarting;
+  }
+  private set restarting(v: Promise<void> | undefined) {
+    (this.more ??= new RestartState()).restarting = v;
+  }
 
   constructor(
     /** The replica's index in its spawn (0-based), for messages. */
@@ -166,7 +194,7 @@ export class Replica {
 
   /** No more restarts; waits for one under way (its instance is then stopped by the caller through {@link current}). */
   async stop(): Promise<void> {
-    this.stopped = true;
+    (this.more ??= new RestartState()).stopped = true;
     if (this.backoff) {
       clearTimeout(this.backoff.timer);
       this.backoff.resolve();

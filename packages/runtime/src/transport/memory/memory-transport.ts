@@ -5,6 +5,7 @@ import { checkHeader } from '../../wire/header-grammar';
 import type {
   Headers,
   MessageHandler,
+  MessageTarget,
   Persistence,
   PublishOptions,
   RequestOptions,
@@ -68,7 +69,7 @@ export class MemoryTransport implements Transport {
     this.send(subject, data, options);
   }
 
-  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): TransportSubscription {
+  subscribe(subject: string, handler: MessageHandler | MessageTarget, options?: SubscribeOptions): TransportSubscription {
     if (this.closing !== undefined) throw this.unavailable(`cannot subscribe to ${subject}`);
     return this.bus.subscribe(new MemorySub({ conn: this, subject, queue: options?.queue, handler }));
   }

@@ -3,6 +3,7 @@ import { BehaviorSubject, type Observable } from 'rxjs';
 import { settlesWithin } from '../../settle';
 import { TroupeError } from '../../errors';
 import { checkHeader } from '../../wire/header-grammar';
+import { deliverTo, type MessageTarget } from '../transport';
 import type {
   ByteSpan,
   HeaderBlock,
@@ -151,14 +152,14 @@ export class NatsTransport implements Transport {
     }
   }
 
-  subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): TransportSubscription {
+  subscribe(subject: string, handler: MessageHandler | MessageTarget, options?: SubscribeOptions): TransportSubscription {
     if (this.nc.isClosed()) throw new TroupeError('UNAVAILABLE', `NATS connection closed; cannot subscribe to ${subject}`);
     const sub = this.nc.subscribe(subject, {
       queue: options?.queue,
       callback: (err, msg) => {
         if (err) return; // permission errors are reported on the connection's status
         try {
-          handler(new NatsMessage(msg));
+          deliverTo(handler, new NatsMessage(msg));
         } catch (e) {
           // A handler must not throw; never let one take the connection down.
           process.emitWarning(`troupe: message handler for ${subject} threw: ${(e as Error)?.message ?? e}`);
