@@ -500,13 +500,28 @@ function shapeOf(keys: string[]): Shape | undefined {
  * keys, so an object with any (a polluted prototype) matches no shape here and takes {@link shapeOf} with its own keys.
  */
 function knownShape(o: Record<string, unknown>): Shape | undefined {
-  let first: string | undefined;
+  // One walk: the first key picks the newest shape with that first key and the rest are compared against it as they
+  // come (reading the first key alone, then walking again to compare, was half of this function's time; issue #13).
+  // Only a mismatch walks again, over the older shapes with the same first key.
+  let s: Shape | undefined;
+  let keys: readonly string[] = NO_KEYS;
+  let i = 0;
   for (const k in o) {
-    first = k;
-    break;
+    if (i === 0) {
+      s = shapes.get(k);
+      if (s === undefined) return undefined;
+      keys = s.keys;
+    } else if (i === keys.length || k !== keys[i]) return olderShape(o, s);
+    i++;
   }
-  if (first === undefined) return undefined;
-  for (let s = shapes.get(first); s !== undefined; s = s.next) if (hasKeys(o, s.keys)) return s;
+  return i === keys.length ? s : olderShape(o, s);
+}
+
+const NO_KEYS: readonly string[] = [];
+
+/** {@link knownShape}'s slow path: the shapes after `s` with the same first key, each compared by a walk of its own. */
+function olderShape(o: Record<string, unknown>, s: Shape | undefined): Shape | undefined {
+  for (s = s?.next; s !== undefined; s = s.next) if (hasKeys(o, s.keys)) return s;
   return undefined;
 }
 
