@@ -491,6 +491,7 @@ function shapeOf(keys: string[]): Shape | undefined {
   shapeCount++;
   s.next = shapes.get(first);
   shapes.set(first, s);
+  lastFirst = undefined; // the chain's head changed
   return s;
 }
 
@@ -508,8 +509,11 @@ function knownShape(o: Record<string, unknown>): Shape | undefined {
   let i = 0;
   for (const k in o) {
     if (i === 0) {
-      s = shapes.get(k);
+      // The last first key looked up, checked before the map (keys from for…in are internalized: a pointer compare).
+      s = k === lastFirst ? lastFirstShape : shapes.get(k);
       if (s === undefined) return undefined;
+      lastFirst = k;
+      lastFirstShape = s;
       keys = s.keys;
     } else if (i === keys.length || k !== keys[i]) return olderShape(o, s);
     i++;
@@ -518,6 +522,9 @@ function knownShape(o: Record<string, unknown>): Shape | undefined {
 }
 
 const NO_KEYS: readonly string[] = [];
+/** {@link knownShape}'s last hit by first key: the newest shape with the first key `lastFirst` (see {@link shapeOf}). */
+let lastFirst: string | undefined;
+let lastFirstShape: Shape | undefined;
 
 /** {@link knownShape}'s slow path: the shapes after `s` with the same first key, each compared by a walk of its own. */
 function olderShape(o: Record<string, unknown>, s: Shape | undefined): Shape | undefined {
