@@ -145,6 +145,35 @@ test('copyValue - objects of one shape copy alike whichever values are missing o
   assert.throws(() => copyValue(codec, proto));
 });
 
+test('copyValue - objects whose keys share a first key (prefixes, longer, diverging, alternating) each copy their own keys', () => {
+  // The shape lookup compares keys (names and order) against the newest shape with the same first key as it walks them, and only on a
+  // mismatch walks again over the older ones: every variant must find its own shape (or none), never a neighbour's.
+  const variants: Array<() => Record<string, unknown>> = [
+    () => ({ k: 1 }),
+    () => ({ k: 1, m: 'x' }),
+    () => ({ k: 1, m: 'x', n: [1, 'y'] }),
+    () => ({ k: 1, n: [1, 'y'], m: 'x' }), // the same keys in another order: a copy in the wrong order differs
+    () => ({ k: 1, n: 2 }),
+    () => ({ k: 1, m: 'x', p: true }),
+    () => ({ k: { k: 1, m: 'x' }, m: [{ k: 1 }, { k: 2, n: 3 }] }),
+    () => ({}),
+    () => Object.assign(Object.create(null) as Record<string, unknown>, { k: 1, m: 2 }),
+  ];
+  for (let round = 0; round < 4; round++) {
+    // forwards then backwards: each shape is met both as the newest and as an older one with its first key
+    const order = round % 2 === 0 ? variants : [...variants].reverse();
+    for (const make of order) {
+      const v = make();
+      const bytes = codec.encode(v);
+      const c = copyValue(codec, v);
+      assert.is(c.size, bytes.length, JSON.stringify(v));
+      assert.equal(c.value, codec.decode(bytes));
+      assert.equal(Object.keys(c.value as object), Object.keys(v));
+      assert.is(sizeValue(codec, v).size, bytes.length);
+    }
+  }
+});
+
 test('copyValue - what the codec cannot carry fails with its error', () => {
   const fails = (v: unknown): TroupeError => {
     try {

@@ -491,6 +491,7 @@ function shapeOf(keys: string[]): Shape | undefined {
   shapeCount++;
   s.next = shapes.get(first);
   shapes.set(first, s);
+  lastFirst = undefined; // the chain's head changed
   return s;
 }
 
@@ -500,13 +501,34 @@ function shapeOf(keys: string[]): Shape | undefined {
  * keys, so an object with any (a polluted prototype) matches no shape here and takes {@link shapeOf} with its own keys.
  */
 function knownShape(o: Record<string, unknown>): Shape | undefined {
-  let first: string | undefined;
+  // One walk: the first key picks the newest shape with that first key and the rest are compared against it as they
+  // come (reading the first key alone, then walking again to compare, was half of this function's time; issue #13).
+  // Only a mismatch walks again, over the older shapes with the same first key.
+  let s: Shape | undefined;
+  let keys: readonly string[] = NO_KEYS;
+  let i = 0;
   for (const k in o) {
-    first = k;
-    break;
+    if (i === 0) {
+      // The last first key looked up, checked before the map (keys from for…in are internalized: a pointer compare).
+      s = k === lastFirst ? lastFirstShape : shapes.get(k);
+      if (s === undefined) return undefined;
+      lastFirst = k;
+      lastFirstShape = s;
+      keys = s.keys;
+    } else if (i === keys.length || k !== keys[i]) return olderShape(o, s);
+    i++;
   }
-  if (first === undefined) return undefined;
-  for (let s = shapes.get(first); s !== undefined; s = s.next) if (hasKeys(o, s.keys)) return s;
+  return i === keys.length ? s : olderShape(o, s);
+}
+
+const NO_KEYS: readonly string[] = [];
+/** {@link knownShape}'s last hit by first key: the newest shape with the first key `lastFirst` (see {@link shapeOf}). */
+let lastFirst: string | undefined;
+let lastFirstShape: Shape | undefined;
+
+/** {@link knownShape}'s slow path: the shapes after `s` with the same first key, each compared by a walk of its own. */
+function olderShape(o: Record<string, unknown>, s: Shape | undefined): Shape | undefined {
+  for (s = s?.next; s !== undefined; s = s.next) if (hasKeys(o, s.keys)) return s;
   return undefined;
 }
 
