@@ -381,7 +381,10 @@ export function transportSuite(name: string, factory: TransportFactory): void {
         ['NATS/1.0\r\nTroupe-Event2: no\r\n\r\n', ''],
       ];
       for (const [text, value] of blocks) {
-        const block: HeaderBlock = { block: () => new TextEncoder().encode(text), record: (): Record<string, string> => (value === '' ? { 'Troupe-Event2': 'no' } : { 'Troupe-Event': value }) };
+        const block: HeaderBlock = {
+          block: () => new TextEncoder().encode(text),
+          record: (): Record<string, string> => (value === '' ? { 'Troupe-Event2': 'no' } : { 'Troupe-Event': value }),
+        };
         a.publish(subject('f'), bytes(1), { headerBlock: block });
       }
       await waitFor(() => got.length === blocks.length, WAIT_MS, 'the messages with pre-encoded headers');
