@@ -27,6 +27,7 @@ export const TRANSPORT_CASES = [
   'header lookups match whole names, with one header or several',
   'copies headers at publish',
   'takes pre-encoded header blocks, read during publish only',
+  'header bytes read before any other lookup say what header() says (first line, status line, other first lines)',
   'refuses a payload over maxPayload with PAYLOAD_TOO_LARGE at once',
   'counts headers toward maxPayload',
   'keeps per-publisher order',
@@ -376,6 +377,48 @@ export function transportSuite(name: string, factory: TransportFactory): void {
           ['p1 2 1700000000000', undefined, [2]],
         ],
       );
+    },
+
+    'header bytes read before any other lookup say what header() says (first line, status line, other first lines)': async (ctx) => {
+      const { a, b, subject } = await open(ctx);
+      const got: TransportMessage[] = [];
+      const spans: string[] = [];
+      // Read in the handler, the event's name first (the NATS transport reads a first line without indexing the block), then names that are not it.
+      const names = ['Troupe-Event', 'Troupe-Even', 'Troupe-Event2', 'troupe-event', 'X', 'Troupe-Event'];
+      b.subscribe(subject('f'), (m) => {
+        got.push(m);
+        if (m.headerBytes === undefined) return;
+        const out = { bytes: new Uint8Array(0), from: 0, to: 0 };
+        for (const name of names) {
+          const found = (m.headerBytes as NonNullable<TransportMessage['headerBytes']>).call(m, name, out);
+          spans.push(`${name}=${found ? new TextDecoder().decode(out.bytes.subarray(out.from, out.to)) : '-'}|${m.header(name) ?? '-'}`);
+        }
+      });
+      await ready(b);
+      const blocks: [string, string][] = [
+        ['NATS/1.0\r\nTroupe-Event:  p1 7 9 \t\r\n\r\n', 'p1 7 9'],
+        ['NATS/1.0\r\nTroupe-Event:p1 8 9\r\nX: y\r\n\r\n', 'p1 8 9'],
+        ['NATS/1.0 100 Idle\r\nTroupe-Event: p1 9 9\r\n\r\n', 'p1 9 9'],
+        ['NATS/1.0\r\nX: y\r\nTroupe-Event: p1 10 9\r\n\r\n', 'p1 10 9'],
+        ['NATS/1.0\r\nTroupe-Event2: no\r\n\r\n', ''],
+      ];
+      for (const [text, value] of blocks) {
+        const block: HeaderBlock = {
+          block: () => new TextEncoder().encode(text),
+          record: (): Record<string, string> => (value === '' ? { 'Troupe-Event2': 'no' } : { 'Troupe-Event': value }),
+        };
+        a.publish(subject('f'), bytes(1), { headerBlock: block });
+      }
+      await waitFor(() => got.length === blocks.length, WAIT_MS, 'the messages with pre-encoded headers');
+      assert.equal(
+        got.map((m) => m.header('Troupe-Event') ?? ''),
+        blocks.map(([, value]) => value),
+      );
+      if (got[0]?.headerBytes !== undefined) assert.is(spans.length, names.length * blocks.length);
+      for (const line of spans) {
+        const [seen, read] = line.split('|');
+        assert.is(seen?.slice(seen.indexOf('=') + 1), read, line);
+      }
     },
 
     'copies headers at publish': async (ctx) => {

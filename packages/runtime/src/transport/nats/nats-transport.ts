@@ -328,6 +328,8 @@ interface RawMsg {
 const CR = 13;
 const LF = 10;
 const COLON = 58;
+/** The status line of a header block without a status. */
+const NO_STATUS = 'NATS/1.0\r\n';
 /** Values this short and plain ASCII are built in JS: cheaper than a call into the Buffer binding. */
 const SHORT_VALUE = 16;
 
@@ -450,6 +452,8 @@ class NatsMessage implements TransportMessage {
     return undefined;
   }
   headerBytes(name: string, out: ByteSpan): boolean {
+    // Not indexed yet and the first line is `name`: read it without indexing the block (an event's one line).
+    if (this.hdrLen < 0 && this.firstLine(name, out)) return true;
     if (this.hdrLen < 0 && !this.index()) return false;
     const d = this.bytes as Uint8Array;
     const len = name.length;
@@ -475,6 +479,30 @@ class NatsMessage implements TransportMessage {
     while (e > from && isBlank(d[e - 1])) e--;
     out.bytes = d;
     out.from = from;
+    out.to = e;
+    return true;
+  }
+  /**
+   * {@link headerBytes} when the block is `NATS/1.0\r\n` (no status) and
+   * its first line is `name` — what {@link index} would find first, in one
+   * pass over that line only. False otherwise (the index decides then). A
+   * header name has no colon (the header grammar), so the colon after it
+   * is the line's first, as the index reads it.
+   */
+  private firstLine(name: string, out: ByteSpan): boolean {
+    const raw = this.m as unknown as RawMsg;
+    const d = raw._rdata;
+    const n = raw._msg?.hdr;
+    const from = NO_STATUS.length;
+    const len = name.length;
+    if (!(d instanceof Uint8Array) || n === undefined || n <= from + len) return false;
+    if (d[from + len] !== COLON || !spells(d, from, name) || !spells(d, 0, NO_STATUS)) return false;
+    let at = from + len + 1;
+    let e = lineEnd(d, at, n);
+    while (at < e && isBlank(d[at])) at++;
+    while (e > at && isBlank(d[e - 1])) e--;
+    out.bytes = d;
+    out.from = at;
     out.to = e;
     return true;
   }
