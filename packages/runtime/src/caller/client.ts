@@ -192,7 +192,7 @@ export class EndpointClient<Req = unknown, Res = unknown> {
     // once it knows where it goes (in-process: no encoding); a call that waits for discovery encodes it now.
     if (this.plane.local.size === 0 || !(pinned || this.view().synced)) {
       try {
-        data = this.plane.encodeRequest(request);
+        data = this.plane.codec.encode(request);
       } catch (err) {
         return Promise.reject(toTroupeError(err, 'BAD_REQUEST'));
       }

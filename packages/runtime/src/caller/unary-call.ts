@@ -211,7 +211,7 @@ export class UnaryCall<Res> implements ReplyHandler, InFlight, Expirable, LocalS
   /** Encodes the request for a transport attempt; false (and the call failed) when it cannot be encoded. */
   private encodeRequest(): boolean {
     try {
-      this.data = this.plane.encodeRequest(this.copied ? this.copied.value : this.request);
+      this.data = this.plane.codec.encode(this.copied ? this.copied.value : this.request);
     } catch (err) {
       this.refuse(toTroupeError(err, 'BAD_REQUEST'));
       return false;

@@ -1,5 +1,4 @@
 import type { Codec } from '../codec/codec';
-import { Slabs } from '../codec/slab';
 import type { CallerMonitor } from '../caller/caller-monitor';
 import { TroupeError } from '../errors';
 import type { EventStreams } from '../events/event-subscription';
@@ -119,10 +118,6 @@ export class Plane {
   readonly eventStreams: EventStreams;
   /** Worker threads for CPU-bound handler work; none start until a handler asks. */
   readonly threads: ThreadPool;
-  /** Unary request bodies sent over the transport: kept by their call until it settles (for a retry). */
-  private readonly requestBodies = new Slabs();
-  /** Unary reply bodies: dropped once the transport has written them (a pool apart from the requests, which live longer). */
-  private readonly replyBodies = new Slabs();
   private requestSeq = 0;
   private readonly requestPrefix = newToken();
   private readonly owner: string;
@@ -145,25 +140,6 @@ export class Plane {
     this.heartbeats = s.heartbeats;
     this.events = s.events;
     this.eventStreams = s.eventStreams;
-  }
-
-  /**
-   * A unary request's msgpack bytes, for the transport. Encoded into the
-   * codec's shared buffer and copied into a slab instead of `encode`'s
-   * `ArrayBuffer` of its own per body (above V8's 64-byte on-heap limit a
-   * backing store each, as for event bodies in `events.ts`). Safe to hand
-   * the transport: a slab region is never reused, nats.js holds the view
-   * until its socket write, and the memory transport copies what it keeps.
-   */
-  encodeRequest(value: unknown): Uint8Array {
-    const codec = this.codec;
-    return codec.encodeShared ? this.requestBodies.copy(codec.encodeShared(value)) : codec.encode(value);
-  }
-
-  /** A unary reply's msgpack bytes, for the transport: as {@link encodeRequest}, in a pool of its own. */
-  encodeReply(value: unknown): Uint8Array {
-    const codec = this.codec;
-    return codec.encodeShared ? this.replyBodies.copy(codec.encodeShared(value)) : codec.encode(value);
   }
 
   /**

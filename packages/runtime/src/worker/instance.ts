@@ -1101,7 +1101,7 @@ export class ActorInstance {
     if (typeof reply !== 'string') return this.sendLocalValue(reply, value, served);
     let data: Uint8Array;
     try {
-      data = value === undefined ? EMPTY : this.plane.encodeReply(value);
+      data = value === undefined ? EMPTY : this.plane.codec.encode(value);
     } catch (err) {
       failed = new TroupeError('INTERNAL', `cannot encode the reply: ${(err as Error).message}`);
       this.sendError(reply, failed);
