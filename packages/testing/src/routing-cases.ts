@@ -52,6 +52,11 @@ class Routed {
     return this.me.instanceId;
   }
 
+  /** Answers with the serving instance's id and the request's text. */
+  @endpoint() echo(req: { text: string }): { id: string; text: string } {
+    return { id: this.me.instanceId, text: req.text };
+  }
+
   /** Publishes `load` as a dynamic property of the instance. */
   @endpoint() setLoad(value: number, ctx: Context): string {
     ctx.setProperty('load', value);
@@ -244,6 +249,31 @@ export function addRoutingCases<C extends object>(s: Test<C>, open: (ctx: C, opt
     await expectCode(client.call({}, { router: preferFull }), 'OVERLOADED', 'without retries the refusal reaches the caller');
     const answered = await within(client.call({}, { router: preferFull, retry: { attempts: 1, backoffMs: 1 } }), 5_000, 'the retried call');
     assert.is(answered, roomy.instanceIds[0], 'the retry went to the other instance');
+    assert.is(await occupying, fullId);
+  });
+
+  s('routing - a retry sends the request as first encoded, after other calls have encoded theirs in between', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    const full = await worker.spawn(Routed, { namespace: ns, concurrency: 1, mailboxCapacity: 0 });
+    const roomy = await worker.spawn(Routed, { namespace: ns });
+    const fullId = full.instanceIds[0] as string;
+    const roomyId = roomy.instanceIds[0] as string;
+    const target = caller.namespace(ns).component('routed');
+    const echo = target.endpoint('echo').client<{ text: string }, { id: string; text: string }>();
+    await echo.waitForInstances(2, { timeout: 5_000 });
+    const occupying = target.endpoint('who').client<{ ms?: number }, string>().direct(fullId).call({ ms: 1_000 });
+    const occupied = full.instance(fullId);
+    await waitFor(() => occupied.running === 1, 5_000, 'the occupying request to run on the full instance');
+    const preferFull = (xs: readonly InstanceRecord[]): string | undefined => (xs.find((x) => x.instanceId === fullId) ?? xs[0])?.instanceId;
+    // Bodies of 100-400 bytes (over V8's on-heap limit), 200 of them encoded while the retried call waits out its
+    // backoff: a request path that keeps its bytes in a shared buffer or slab must still resend its own.
+    const text = (i: number) => `${i}:`.padEnd(100 + (i % 300), String.fromCharCode(97 + (i % 26)));
+    const retried = echo.call({ text: text(7) }, { router: preferFull, retry: { attempts: 1, backoffMs: 200 } });
+    const others = await Promise.all(Array.from({ length: 200 }, (_, i) => echo.direct(roomyId).call({ text: text(1000 + i) })));
+    others.forEach((r, i) => assert.is(r.text, text(1000 + i)));
+    const answered = await within(retried, 5_000, 'the retried call');
+    assert.equal(answered, { id: roomyId, text: text(7) }, 'the retry went to the other instance with the request as sent');
     assert.is(await occupying, fullId);
   });
 }
