@@ -177,21 +177,8 @@ export class OnePassEncoder {
     }
     const size = utf8Count(s);
     this.ensure(5 + size);
+    const p = this.header(this.pos, size, STR);
     const b = this.bytes;
-    let p = this.pos;
-    if (size < 32) b[p++] = 0xa0 + size;
-    else if (size < 0x100) {
-      b[p++] = 0xd9;
-      b[p++] = size;
-    } else if (size < 0x10000) {
-      b[p++] = 0xda;
-      b[p++] = size >>> 8;
-      b[p++] = size;
-    } else if (size < 0x100000000) {
-      b[p++] = 0xdb;
-      this.view.setUint32(p, size);
-      p += 4;
-    } else throw new Error(`Too long string: ${size} bytes in UTF-8`);
     if (length > TEXT_ENCODER_THRESHOLD) textEncoder.encodeInto(s, b.subarray(p));
     else utf8Write(s, b, p);
     this.pos = p + size;
@@ -200,17 +187,9 @@ export class OnePassEncoder {
   private array(a: unknown[], depth: number): void {
     const size = a.length;
     this.ensure(5);
-    const b = this.bytes;
-    if (size < 16) b[this.pos++] = 0x90 + size;
-    else if (size < 0x10000) {
-      b[this.pos++] = 0xdc;
-      b[this.pos++] = size >>> 8;
-      b[this.pos++] = size;
-    } else if (size < 0x100000000) {
-      b[this.pos++] = 0xdd;
-      this.view.setUint32(this.pos, size);
-      this.pos += 4;
-    } else throw new Error(`Too large array: ${size}`);
+    // The fix form inline: the common case stays off the general header path.
+    if (size < 16) this.bytes[this.pos++] = 0x90 + size;
+    else this.pos = this.header(this.pos, size, ARR);
     // The library iterates with for…of (holes read as undefined, written as nil).
     for (const item of a) this.value(item, depth + 1);
   }
@@ -218,19 +197,8 @@ export class OnePassEncoder {
   private binary(v: ArrayBufferView): void {
     const size = v.byteLength;
     this.ensure(5 + size);
+    this.pos = this.header(this.pos, size, BIN);
     const b = this.bytes;
-    if (size < 0x100) {
-      b[this.pos++] = 0xc4;
-      b[this.pos++] = size;
-    } else if (size < 0x10000) {
-      b[this.pos++] = 0xc5;
-      b[this.pos++] = size >>> 8;
-      b[this.pos++] = size;
-    } else if (size < 0x100000000) {
-      b[this.pos++] = 0xc6;
-      this.view.setUint32(this.pos, size);
-      this.pos += 4;
-    } else throw new Error(`Too large binary: ${size}`);
     b.set(v instanceof Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, size), this.pos);
     this.pos += size;
   }
@@ -256,16 +224,27 @@ export class OnePassEncoder {
       this.bytes.copyWithin(start + size, start + reserved, this.pos);
       this.pos -= reserved - size;
     }
+    if (count < 16) this.bytes[start] = 0x80 + count;
+    else this.header(start, count, MAP);
+  }
+
+  /** Writes the header of a value of `size` of `kind` at `at` (the shortest form, as the library); the index past it. */
+  private header(at: number, size: number, kind: HeaderKind): number {
     const b = this.bytes;
-    if (count < 16) b[start] = 0x80 + count;
-    else if (count < 0x10000) {
-      b[start] = 0xde;
-      b[start + 1] = count >>> 8;
-      b[start + 2] = count;
-    } else {
-      b[start] = 0xdf;
-      this.view.setUint32(start + 1, count);
-    }
+    if (size < kind.fixBelow) b[at++] = kind.fix + size;
+    else if (size < 0x100 && kind.c8 >= 0) {
+      b[at++] = kind.c8;
+      b[at++] = size;
+    } else if (size < 0x10000) {
+      b[at++] = kind.c16;
+      b[at++] = size >>> 8;
+      b[at++] = size;
+    } else if (size < 0x100000000) {
+      b[at++] = kind.c32;
+      this.view.setUint32(at, size);
+      at += 4;
+    } else throw new Error(kind.tooLarge(size));
+    return at;
   }
 
   private u8(byte: number): void {
@@ -283,6 +262,22 @@ export class OnePassEncoder {
     this.view = new DataView(grown.buffer);
   }
 }
+
+/** A msgpack length header: the fix form (`fix + size` below `fixBelow`), then 8-bit (`c8`, -1 for none), 16- and 32-bit. */
+interface HeaderKind {
+  fix: number;
+  fixBelow: number;
+  c8: number;
+  c16: number;
+  c32: number;
+  /** The library's error for a size past 32 bits. */
+  tooLarge(size: number): string;
+}
+
+const STR: HeaderKind = { fix: 0xa0, fixBelow: 32, c8: 0xd9, c16: 0xda, c32: 0xdb, tooLarge: (n) => `Too long string: ${n} bytes in UTF-8` };
+const BIN: HeaderKind = { fix: 0, fixBelow: 0, c8: 0xc4, c16: 0xc5, c32: 0xc6, tooLarge: (n) => `Too large binary: ${n}` };
+const ARR: HeaderKind = { fix: 0x90, fixBelow: 16, c8: -1, c16: 0xdc, c32: 0xdd, tooLarge: (n) => `Too large array: ${n}` };
+const MAP: HeaderKind = { fix: 0x80, fixBelow: 16, c8: -1, c16: 0xde, c32: 0xdf, tooLarge: (n) => `Too large map object: ${n}` };
 
 function mapHeaderSize(count: number): number {
   return count < 16 ? 1 : count < 0x10000 ? 3 : 5;
