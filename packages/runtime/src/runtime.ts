@@ -698,6 +698,7 @@ export class Runtime {
     this.micro?.close();
     this.checker.close();
     this.runtimeMetrics.close();
+    this.closingInstances = []; // nothing scrapes them any more
     await this.status?.detach();
     // Durable consumers give back what they hold before the drain; waiting replies fail now.
     const consumersMs = bound();
