@@ -15,7 +15,11 @@ export interface Settings {
   warmupMs: number;
   /** Throughput: the measured window. */
   durationMs: number;
-  /** Sequential latency: calls measured, after `seqWarmup` unmeasured ones. */
+  /**
+   * Sequential latency: calls measured, after `seqWarmup` unmeasured ones. The
+   * warm-up takes a fresh caller/worker pair past V8's tier-up (see bench/README.md,
+   * "Warm-up"), as the throughput cases' `warmupMs` does.
+   */
   seqCount: number;
   seqWarmup: number;
   /** Items of the measured stream, after one unmeasured stream of `streamWarmupItems`. */
@@ -45,7 +49,7 @@ export const FULL: Settings = {
   warmupMs: 1_000,
   durationMs: 3_000,
   seqCount: 5_000,
-  seqWarmup: 500,
+  seqWarmup: 5_000,
   streamItems: 1_000_000,
   streamWarmupItems: 100_000,
   firstCount: 2_000,
