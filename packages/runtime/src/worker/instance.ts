@@ -698,9 +698,12 @@ export class ActorInstance {
         ? acceptStream(this.plane, this.streams, this.info.instanceId, msg, reply)
         : undefined;
     let accepted: boolean;
-    if (!stream && box.running < box.concurrency) {
-      // A free slot: run now, without a job closure (the unary hot path).
+    if (box.running < box.concurrency) {
+      // A free slot: run now, without a job closure (the unary hot path, and a stream's first item).
       box.runNow(handleNow, served, msg);
+      // Never handed to its handler (refused, killed, malformed, out of time): what `guard` does for a queued stream.
+      // A stream that started is forgotten by `serveStream` whichever way it ends.
+      if (stream !== undefined && !stream.started) stream.forget();
       accepted = true;
     } else {
       // The budget counts from arrival: time spent waiting in the mailbox is spent.

@@ -79,6 +79,8 @@ export class WorkerStream implements Expirable {
   private earlyStop: number | undefined;
   private wake: (() => void) | undefined;
   private forgotten = false;
+  /** In the heartbeats toward its caller (from the end of the tick it was accepted in, {@link checkStart}). */
+  private beating = false;
   /** The start-frame check of {@link announce} has not run yet (it ends the tick the stream was accepted in). */
   private checkPending = false;
   /** What the pump asked to run at the end of that tick ({@link atTickEnd}). */
@@ -99,6 +101,11 @@ export class WorkerStream implements Expirable {
   ) {
     this.credit = window;
     this.key = replyKeyOf(reply);
+  }
+
+  /** Whether its handler started (its request context is attached): `serveStream` then forgets it whichever way it ends. */
+  get started(): boolean {
+    return this.ctx !== undefined;
   }
 
   get aborted(): boolean {
@@ -246,6 +253,13 @@ export class WorkerStream implements Expirable {
   /** The end of the accepting tick: the start frame unless a frame named the instance already, then the pump's {@link atTickEnd}. */
   checkStart(): void {
     this.checkPending = false;
+    if (!this.forgotten) {
+      // Named in the heartbeats from here, after its first frame's write: a stream that ended within the tick it
+      // arrived in (a single item) never joins, and a beat before now would tell its caller nothing (the caller
+      // counts a stream's silence from its start, and probes only after 1.25 intervals).
+      this.beating = true;
+      this.plane.heartbeats.add(this);
+    }
     if (this.instanceId !== undefined && !this.forgotten) {
       try {
         this.send({ [H.FRAME]: Frame.START });
@@ -275,7 +289,7 @@ export class WorkerStream implements Expirable {
     this.forgotten = true;
     if (this.table.get(this.reply) === this) this.table.delete(this.reply);
     if (this.wheelSlot) this.plane.wheel.remove(this);
-    this.plane.heartbeats.remove(this);
+    if (this.beating) this.plane.heartbeats.remove(this);
     this.release();
   }
 
@@ -311,7 +325,7 @@ function startCheck(stream: WorkerStream): void {
  * Accepts a stream request as it arrives, before it waits in the mailbox:
  * registers it (so credit, cancel and probes find it), sends the start frame
  * naming this instance (so the caller can cancel and probe it even while it
- * waits), and adds it to the heartbeats toward its caller.
+ * waits), and adds it to the heartbeats toward its caller at the end of the tick.
  */
 export function acceptStream(plane: Plane, table: Map<string, WorkerStream>, instanceId: string, msg: TransportMessage, reply: string): WorkerStream {
   const settings = plane.settings;
@@ -326,8 +340,8 @@ export function acceptStream(plane: Plane, table: Map<string, WorkerStream>, ins
   // A caller of this runtime: frames skip the transport, items are copied, not encoded (plane/local-streams.ts).
   if (plane.local.enabled && plane.inbox.owns(reply)) stream.local = plane.inbox;
   table.set(reply, stream);
+  // Joins the heartbeats at the end of this tick, after the first frame's write (`checkStart`).
   stream.announce(instanceId);
-  plane.heartbeats.add(stream);
   return stream;
 }
 
