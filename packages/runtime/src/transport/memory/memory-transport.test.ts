@@ -206,7 +206,7 @@ test('delivery - a chatty pair of handlers does not starve timers', async () => 
   await t.close();
 });
 
-test('targetOf - the object target of this connection\'s own literal subscription, while it is routed', async () => {
+test("targetOf - the object target of this connection's own literal subscription, while it is routed", async () => {
   const net = new MemoryNetwork();
   const a = net.connect();
   const b = net.connect();
@@ -216,8 +216,8 @@ test('targetOf - the object target of this connection\'s own literal subscriptio
   a.subscribe('svc.ep.fn', () => undefined);
   a.subscribe('svc.ep.queued', { deliver: () => undefined }, { queue: 'q' });
   assert.is(a.targetOf('svc.ep.mailbox1'), target);
-  assert.is(b.targetOf('svc.ep.mailbox1'), undefined, 'another connection\'s subscription');
-  assert.is(a.targetOf('svc.ep.mailbox2'), undefined, 'another connection\'s subscription');
+  assert.is(b.targetOf('svc.ep.mailbox1'), undefined, "another connection's subscription");
+  assert.is(a.targetOf('svc.ep.mailbox2'), undefined, "another connection's subscription");
   assert.is(a.targetOf('svc.ep.fn'), undefined, 'a function handler');
   assert.is(a.targetOf('svc.ep.queued'), undefined, 'a queue subscription');
   assert.is(a.targetOf('svc.ep.none'), undefined);
