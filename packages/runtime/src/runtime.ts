@@ -476,11 +476,10 @@ export class Runtime {
         // The spawn's static properties: one object for all its instances (the registry only reads them).
         record.instances.map((i) => ({ addresses: i.addresses, instanceId: i.info.instanceId, properties: statics, keys: i.mailboxSubjects })),
       );
-      for (const instance of record.instances) {
-        this.micro?.add(instance, version);
-        this.checker.add(instance);
-      }
+      this.micro?.add(record, version);
+      for (const instance of record.instances) this.checker.add(instance);
     } catch (err) {
+      this.micro?.remove(record);
       await Promise.all(record.replicas.map((r) => r.stop()));
       await this.stopInstances(record.instances);
       this.spawns.delete(record);
@@ -503,6 +502,7 @@ export class Runtime {
         (stopping ??= (async () => {
           // No restart may start an instance once the stop took the list.
           await settlesWithin(Promise.all(record.replicas.map((r) => r.stop())), SHUTDOWN_STEP_MS);
+          this.micro?.remove(record);
           await this.stopInstances(record.instances);
           this.spawns.delete(record);
         })()),
@@ -553,13 +553,16 @@ export class Runtime {
       replaced: (old, next) => {
         const k = record.instances.indexOf(old);
         if (k < 0) return;
-        this.micro?.remove(old.info.instanceId);
+        // Micro reads the spawn's list as it is: the replacement answers in its place from now on.
         this.checker.remove(old.info.instanceId);
         if (next) {
           record.instances[k] = next;
-          this.micro?.add(next, options.version ?? '0.0.0');
           this.checker.add(next);
-        } else record.instances.splice(k, 1);
+        } else {
+          record.instances.splice(k, 1);
+          // Its last replica given up: no subscription kept for a list that stays empty.
+          if (record.instances.length === 0) this.micro?.remove(record);
+        }
       },
       stats: this.plane.stats,
       logger: this.logger.child({ namespace, component }),
@@ -580,10 +583,8 @@ export class Runtime {
    */
   private async stopInstances(list: readonly ActorInstance[], leaveWithinMs = Infinity, onNotLeft?: () => void): Promise<void> {
     if (list.length === 0) return;
-    for (const i of list) {
-      this.micro?.remove(i.info.instanceId);
-      this.checker.remove(i.info.instanceId);
-    }
+    // Micro stopped answering for them already (its caller removed their spawn's list).
+    for (const i of list) this.checker.remove(i.info.instanceId);
     let left = true;
     if (this.registry) {
       // The records are going: a later property change must not bring them back to the lease.
@@ -668,6 +669,7 @@ export class Runtime {
     // Supervisors first: no restart may start an instance once the list is taken.
     await settlesWithin(Promise.all([...this.spawns].flatMap((s) => s.replicas.map((r) => r.stop()))), leaveMs);
     const instances = [...this.spawns].flatMap((s) => s.instances);
+    for (const s of this.spawns) this.micro?.remove(s);
     this.closingInstances = instances;
     this.spawns.clear();
     let notLeft = 0;

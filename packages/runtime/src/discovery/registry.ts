@@ -7,6 +7,7 @@ import { withTimeout } from '../timeout';
 import { PROTOCOL_VERSION } from '../wire/protocol';
 import { type EndpointAddress, leaseBeatSubject, registryKey } from '../wire/subjects';
 import { Slabs } from '../codec/slab';
+import { OwnedIds } from './owned-ids';
 import type { KvBucket, Persistence, Pulse, PulseOptions } from '../transport/transport';
 
 /** Bucket of instance records, keyed `{ns}.{comp}.{ep}.{instance_id}`; no max age (leases carry liveness). */
@@ -251,8 +252,8 @@ export class Registry {
   private leases: KvBucket | undefined;
   private opening: Promise<void> | undefined;
   /** This process's instance records by registry key (kept as objects: encoded again only by a repair). */
-  /** Registered instances by id. */
-  private readonly mine = new Map<string, Mine>();
+  /** Registered instances by id (a spawn's as one sorted run: no hash-table entry each). */
+  private readonly mine = new OwnedIds<Mine>();
   /** Where records are encoded to as they are written (dropped once written: slabs of their own, not a long-lived store's). */
   private readonly slabs = new Slabs();
   private readonly dyn = new Map<string, Record<string, unknown>>();
@@ -455,13 +456,18 @@ export class Registry {
       while (!this.closed && this.pending.size > 0) {
         const batch = [...this.pending.values()];
         await this.writeRegistrations(batch);
+        // The ids of each registration (a spawn's share one), added together.
+        const taken = new Map<Mine, string[]>();
         for (const w of batch) {
           // Stopped meanwhile: its deregistration deletes what was just written (see deregisterMany).
           if (this.pending.get(w.id) !== w) continue;
           this.pending.delete(w.id);
-          this.mine.set(w.id, w.mine);
+          const ids = taken.get(w.mine);
+          if (ids === undefined) taken.set(w.mine, [w.id]);
+          else ids.push(w.id);
           registered++;
         }
+        for (const [m, ids] of taken) this.mine.addMany(ids, m);
       }
       if (!this.closed) this.recovered(registered);
       return true;
@@ -885,7 +891,7 @@ export class Registry {
 
   private async repair(): Promise<void> {
     this.logger.warn('registry records lost (bucket purged or JetStream restarted); registering again', { instances: this.mine.size });
-    for (const [id, m] of this.mine) {
+    for (const [id, m] of this.mine.entries()) {
       for (const a of m.addresses) await this.put(this.records, registryKey(a, id), this.recordBytes(a, id, m));
     }
     for (const chunk of this.chunks.keys()) this.dirtyChunks.add(chunk);

@@ -44,10 +44,13 @@ interface Entry {
   readonly service: Service;
 }
 
-/** The instances that report one service (a spawn's, usually), by instance id: a map entry each, no object each. */
-interface Group {
-  readonly service: Service;
-  readonly instances: Map<string, ActorInstance>;
+/**
+ * The instances that report one service: a spawn's, as the runtime keeps them (a restart replaces one
+ * in place, a replica given up leaves the list). No entry per instance here: 100,000 idle instances
+ * hold no hash-table entry for micro (≈ 37 B each).
+ */
+export interface MicroGroup {
+  readonly instances: readonly ActorInstance[];
 }
 
 /** What the instances of one component and version report alike: the service name and version. */
@@ -68,10 +71,8 @@ const encoder = new TextEncoder();
  */
 export class MicroResponder {
   private sub: TransportSubscription | undefined;
-  /** Instances by service `name@version` (one group for the instances of a spawn), then by id. */
-  private readonly groups = new Map<string, Group>();
-  /** Instances in all groups. */
-  private count = 0;
+  /** The groups answered for (a spawn's instances each), with their service. */
+  private readonly groups = new Map<MicroGroup, Service>();
   private readonly host = hostname();
   private readonly pid = String(process.pid);
 
@@ -81,35 +82,25 @@ export class MicroResponder {
     private readonly logger: Logger,
   ) {}
 
-  /** Answers for `instance` from now on (call once it serves). */
-  add(instance: ActorInstance, version: string): void {
-    const { namespace, component, instanceId } = instance.info;
-    const name = microServiceName(namespace, component);
-    const key = `${name}@${version}`;
-    let group = this.groups.get(key);
-    if (!group) this.groups.set(key, (group = { service: { name, version }, instances: new Map() }));
-    this.forget(instanceId);
-    group.instances.set(instanceId, instance);
-    this.count++;
+  /**
+   * Answers for the instances of `group` from now on (call once they serve), as services named after
+   * their component and `version`; whatever the list holds when a request arrives (it is read, not copied).
+   */
+  add(group: MicroGroup, version: string): void {
+    if (this.groups.has(group)) return;
+    const first = group.instances[0];
+    if (first === undefined) return;
+    const { namespace, component } = first.info;
+    this.groups.set(group, { name: microServiceName(namespace, component), version });
     this.sub ??= this.transport.subscribe(`${SERVICE_API_PREFIX}.>`, (msg) => this.onRequest(msg));
   }
 
-  /** Stops answering for an instance (it stopped); the subscription goes with the last one, so a runtime without instances holds none. */
-  remove(instanceId: string): void {
-    this.forget(instanceId);
-    if (this.count === 0) {
+  /** Stops answering for the instances of `group` (they stop); the subscription goes with the last group, so a runtime without instances holds none. */
+  remove(group: MicroGroup): void {
+    this.groups.delete(group);
+    if (this.groups.size === 0) {
       this.sub?.unsubscribe();
       this.sub = undefined;
-    }
-  }
-
-  /** Takes `instanceId` out of its group (a group per service: a few). */
-  private forget(instanceId: string): void {
-    for (const [key, group] of this.groups) {
-      if (!group.instances.delete(instanceId)) continue;
-      this.count--;
-      if (group.instances.size === 0) this.groups.delete(key);
-      return;
     }
   }
 
@@ -118,7 +109,6 @@ export class MicroResponder {
     this.sub?.unsubscribe();
     this.sub = undefined;
     this.groups.clear();
-    this.count = 0;
   }
 
   private onRequest(msg: TransportMessage): void {
@@ -129,9 +119,11 @@ export class MicroResponder {
     const verb = parts[1];
     const name = parts[2];
     const id = parts[3];
-    for (const { service, instances } of this.groups.values()) {
+    for (const [group, service] of this.groups) {
       if (name !== undefined && service.name !== name) continue;
-      if (!this.answer(msg, verb, { service, instances: id === undefined ? instances.values() : onlyOne(instances.get(id)) })) return;
+      // One instance by id: a scan of its spawn's list (a request naming an instance is rare; no index is kept for it).
+      const instances = id === undefined ? group.instances : onlyOne(group.instances.find((i) => i.info.instanceId === id));
+      if (!this.answer(msg, verb, { service, instances })) return;
     }
   }
 

@@ -43,23 +43,49 @@ export interface LocalSink {
  * the instance endpoint. An instance is listed from the moment it serves
  * until just before its mailbox subscription goes (so a call to it then sees
  * "no responders" on the bus, as any caller would). Held by the plane.
+ *
+ * A listed endpoint is the target its mailbox subscription delivers to. On a
+ * transport that indexes its own subscriptions by subject (the memory
+ * network: `Transport.targetOf`) they are looked up there and only counted
+ * here: 100,000 idle embedded instances hold no second hash-table entry each
+ * (≈ 37 B). Otherwise (NATS) they are kept in a map by subject.
  */
 export class LocalTargets {
-  private readonly targets = new Map<string, LocalTarget>();
+  private readonly targets: Map<string, LocalTarget> | undefined;
+  /** Listed now, when {@link targets} is the transport's. */
+  private listed = 0;
 
-  /** `enabled` false (runtime option `localCalls: false`): every call goes over the transport. */
-  constructor(readonly enabled: boolean) {}
+  /**
+   * `enabled` false (runtime option `localCalls: false`): every call goes over the transport.
+   * `targetOf`: the transport's own lookup of what its subscription to a literal subject delivers to.
+   */
+  constructor(
+    readonly enabled: boolean,
+    private readonly targetOf?: (subject: string) => object | undefined,
+  ) {
+    this.targets = targetOf === undefined ? new Map() : undefined;
+  }
 
   get(subject: string): LocalTarget | undefined {
-    return this.targets.size === 0 ? undefined : this.targets.get(subject);
+    if (this.targets !== undefined) return this.targets.size === 0 ? undefined : this.targets.get(subject);
+    // Listed targets are the only mailbox subscriptions of this connection that deliver to an object with `dispatch`.
+    if (this.listed === 0) return undefined;
+    const t = (this.targetOf as (subject: string) => object | undefined)(subject);
+    return t !== undefined && typeof (t as Partial<LocalTarget>).dispatch === 'function' ? (t as LocalTarget) : undefined;
   }
 
+  /** Lists `target` under `subject`: call once its mailbox subscription (to `target`) is made. */
   add(subject: string, target: LocalTarget): void {
-    if (this.enabled) this.targets.set(subject, target);
+    if (!this.enabled) return;
+    if (this.targets !== undefined) this.targets.set(subject, target);
+    else this.listed++;
   }
 
-  delete(subject: string): void {
-    this.targets.delete(subject);
+  /** Unlists `target`: call just before its mailbox subscription goes (a second call for it is a no-op). */
+  delete(subject: string, target: LocalTarget): void {
+    if (this.targets !== undefined) {
+      if (this.targets.get(subject) === target) this.targets.delete(subject);
+    } else if (this.enabled && this.listed > 0 && this.get(subject) === target) this.listed--;
   }
 
   /**
@@ -95,7 +121,7 @@ export class LocalTargets {
 
   /** Instance endpoints listed now (leak tests). */
   get size(): number {
-    return this.targets.size;
+    return this.targets !== undefined ? this.targets.size : this.listed;
   }
 }
 

@@ -133,7 +133,7 @@ export class Plane {
     this.owner = parts.owner;
     this.inbox = new ReplyInbox(parts.transport, parts.inboxPrefix);
     this.wheel = new DeadlineWheel();
-    this.local = new LocalTargets(parts.settings.localCalls);
+    this.local = new LocalTargets(parts.settings.localCalls, parts.transport.targetOf?.bind(parts.transport));
     this.threads = new ThreadPool({ size: parts.settings.threadPoolSize, abortGraceMs: parts.settings.threadAbortGraceMs }, parts.logger);
     const s = services(this);
     this.monitor = s.monitor;

@@ -36,6 +36,16 @@ export interface Transport {
   subscribe(subject: string, handler: MessageHandler | MessageTarget, options?: SubscribeOptions): TransportSubscription;
 
   /**
+   * Optional: the target (not a function) this connection subscribed to the
+   * literal `subject` with, found in the transport's own index of its
+   * subscriptions. The memory network has that index (its routing table);
+   * in-process calls then keep no index of their own beside it (a hash-table
+   * entry per instance mailbox, 100,000 of them in one process). nats.js
+   * keeps its subscriptions by sid, not subject: the NATS transport has none.
+   */
+  targetOf?(subject: string): MessageTarget | undefined;
+
+  /**
    * Request/reply with one answer: resolves with the reply, rejects with a
    * TroupeError `NO_INSTANCES` at once when nothing listens, `TIMEOUT` after
    * `timeoutMs`. Used for probes; the hot paths use a muxed inbox.

@@ -760,7 +760,7 @@ export class ActorInstance {
   }
 
   private unlistLocal(): void {
-    for (const s of this.served) if (s.mailbox !== '') this.plane.local.delete(s.mailbox);
+    for (const s of this.served) if (s.mailbox !== '') this.plane.local.delete(s.mailbox, s);
   }
 
   /** After a message was offered to the mailbox: the queue and progress watches, and OVERLOADED when it was not accepted. */

@@ -276,6 +276,15 @@ export class MemoryBus {
     }
   }
 
+  /** The target (not a function) a routed subscription of `conn` to the literal `subject` delivers to (see `Transport.targetOf`). */
+  targetOf(conn: MemoryTransport, subject: string): MessageTarget | undefined {
+    const had = this.literal.get(subject);
+    if (had === undefined) return undefined;
+    if (!Array.isArray(had)) return had.conn === conn && typeof had.handler === 'object' && had.queue === undefined ? had.handler : undefined;
+    for (const s of had) if (s.conn === conn && typeof s.handler === 'object' && s.queue === undefined) return s.handler;
+    return undefined;
+  }
+
   /** The subscriptions of `conn` still routed (for its close; draining ones it keeps itself). */
   routedOf(conn: MemoryTransport): MemorySub[] {
     const out: MemorySub[] = [];

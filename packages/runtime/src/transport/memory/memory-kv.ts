@@ -10,7 +10,9 @@ const EMPTY = new Uint8Array(0);
 /**
  * One stored value: where its bytes sit in a shared slab (or its own copy
  * when large), not a `Uint8Array` view of them (96 B each, 100,000 registry
- * records embedded); a view is made when it is read.
+ * records embedded); a view is made when it is read. No write time in a
+ * bucket without a max age (the registry's records: 100,000 of them embedded,
+ * −8 B each): see {@link TimedStored}.
  */
 class Stored {
   /** The slab it sits in, or its own copy (see {@link Slabs.place}). */
@@ -21,8 +23,6 @@ class Stored {
   constructor(
     place: { readonly bytes: Uint8Array; readonly span: number },
     readonly revision: number,
-    /** When written ({@link clockMs}: a small integer, not a boxed double per entry). */
-    readonly at: number,
   ) {
     this.bytes = place.bytes;
     this.span = place.span;
@@ -30,6 +30,27 @@ class Stored {
 
   get value(): Uint8Array {
     return Slabs.view(this.bytes, this.span);
+  }
+
+  /** When written ({@link clockMs}); `untimed` for a value written while its bucket had no max age. */
+  writtenAt(untimed: number): number {
+    return untimed;
+  }
+}
+
+/** A value of a bucket with a max age: with its write time. */
+class TimedStored extends Stored {
+  constructor(
+    place: { readonly bytes: Uint8Array; readonly span: number },
+    revision: number,
+    /** When written ({@link clockMs}: a small integer, not a boxed double per entry). */
+    private readonly at: number,
+  ) {
+    super(place, revision);
+  }
+
+  override writtenAt(): number {
+    return this.at;
   }
 }
 
@@ -57,12 +78,17 @@ class MemoryBucket implements KvBucket {
   ) {}
 
   setTtl(ttlMs: number): void {
+    // Values written without a max age have no write time: they age from now.
+    if (this.ttlMs <= 0 && ttlMs > 0) this.ttlSince = clockMs();
     this.ttlMs = ttlMs;
   }
 
+  /** When the bucket got its max age ({@link setTtl}): the age of values written before without one. */
+  private ttlSince = 0;
+
   private live(key: string, now = clockMs()): Stored | undefined {
     const e = this.entries.get(key);
-    if (e && this.ttlMs > 0 && now - e.at > this.ttlMs) {
+    if (e && this.ttlMs > 0 && now - e.writtenAt(this.ttlSince) > this.ttlMs) {
       this.entries.delete(key); // expired: no delete marker, like JetStream
       return undefined;
     }
@@ -75,7 +101,7 @@ class MemoryBucket implements KvBucket {
     // Its own copy (the caller may reuse its bytes); a registry record of ~100 B in an `ArrayBuffer` of its own costs ~250 B more of native memory.
     const place = this.place;
     this.slabs.place(value, place);
-    const stored = new Stored(place, revision, clockMs());
+    const stored = this.ttlMs > 0 ? new TimedStored(place, revision, clockMs()) : new Stored(place, revision);
     place.bytes = EMPTY;
     this.entries.set(key, stored);
     if (this.watchers.size > 0) this.notify({ key, value: stored.value, revision, operation: 'PUT' });

@@ -206,4 +206,25 @@ test('delivery - a chatty pair of handlers does not starve timers', async () => 
   await t.close();
 });
 
+test("targetOf - the object target of this connection's own literal subscription, while it is routed", async () => {
+  const net = new MemoryNetwork();
+  const a = net.connect();
+  const b = net.connect();
+  const target = { deliver: (_m: TransportMessage): void => undefined };
+  const sub = a.subscribe('svc.ep.mailbox1', target);
+  b.subscribe('svc.ep.mailbox2', { deliver: () => undefined });
+  a.subscribe('svc.ep.fn', () => undefined);
+  a.subscribe('svc.ep.queued', { deliver: () => undefined }, { queue: 'q' });
+  assert.is(a.targetOf('svc.ep.mailbox1'), target);
+  assert.is(b.targetOf('svc.ep.mailbox1'), undefined, "another connection's subscription");
+  assert.is(a.targetOf('svc.ep.mailbox2'), undefined, "another connection's subscription");
+  assert.is(a.targetOf('svc.ep.fn'), undefined, 'a function handler');
+  assert.is(a.targetOf('svc.ep.queued'), undefined, 'a queue subscription');
+  assert.is(a.targetOf('svc.ep.none'), undefined);
+  sub.unsubscribe();
+  assert.is(a.targetOf('svc.ep.mailbox1'), undefined, 'after unsubscribe');
+  await a.close();
+  await b.close();
+});
+
 test.run();

@@ -74,6 +74,10 @@ export class MemoryTransport implements Transport {
     return this.bus.subscribe(new MemorySub({ conn: this, subject, queue: options?.queue, handler }));
   }
 
+  targetOf(subject: string): MessageTarget | undefined {
+    return this.bus.targetOf(this, subject);
+  }
+
   request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportMessage> {
     if (this.closing !== undefined) return Promise.reject(this.unavailable(`request to ${subject} not sent`));
     const timeoutMs = options.timeoutMs;
