@@ -1,8 +1,10 @@
-import { Encoder, ExtData, ExtensionCodec } from '@msgpack/msgpack';
+import { DecodeError, Decoder, Encoder, ExtData, ExtensionCodec } from '@msgpack/msgpack';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TroupeError } from '../errors';
+import { DEFAULT_DECODE_LIMITS } from './codec';
 import { MsgpackCodec } from './msgpack';
+import { OnePassDecoder } from './one-pass-decoder';
 
 const codec = new MsgpackCodec();
 
@@ -321,6 +323,206 @@ test('codec - a getter that encodes while encoding gets its own bytes', () => {
     after: 'x',
   };
   assert.equal(codec.decode(codec.encode(outer)), { nested: { n: 1 }, after: 'x' });
+});
+
+/** The library's decoder as the codec configured it before the one-pass decoder (its depth limit aside): the reference for decoded values and errors. */
+function libraryDecoder(extensionCodec = bigintExtensions()): Decoder {
+  const l = DEFAULT_DECODE_LIMITS;
+  return new Decoder({
+    extensionCodec,
+    maxStrLength: l.maxStrLength,
+    maxBinLength: l.maxBinLength,
+    maxArrayLength: l.maxArrayLength,
+    maxMapLength: l.maxMapLength,
+    maxExtLength: l.maxExtLength,
+  });
+}
+
+function bigintExtensions(): ExtensionCodec {
+  const ext = new ExtensionCodec();
+  ext.register({
+    type: 0,
+    encode: () => null,
+    decode: (data: Uint8Array) => {
+      const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+      if (!/^-?\d{1,4096}$/.test(text)) throw new DecodeError(`malformed bigint extension`);
+      return BigInt(text);
+    },
+  });
+  return ext;
+}
+
+/** A one-pass decoder over the reference, counting the inputs it hands the library. */
+function countingDecoder(): { decoder: OnePassDecoder; fallbacks: () => number } {
+  const extensionCodec = bigintExtensions();
+  const library = libraryDecoder(extensionCodec);
+  let fallbacks = 0;
+  const counting = {
+    decode: (bytes: Uint8Array) => {
+      fallbacks++;
+      return library.decode(bytes);
+    },
+  } as unknown as Decoder;
+  return { decoder: new OnePassDecoder({ library: counting, extensionCodec, limits: DEFAULT_DECODE_LIMITS }), fallbacks: () => fallbacks };
+}
+
+/** Deep equality that tells -0 from 0, NaN from a number, a Uint8Array from an array, and compares key order and prototypes. */
+function same(a: unknown, b: unknown, path = '$'): string | undefined {
+  if (typeof a !== typeof b) return `${path}: ${typeof a} != ${typeof b}`;
+  if (typeof a !== 'object' || a === null || b === null) return Object.is(a, b) ? undefined : `${path}: ${String(a)} != ${String(b)}`;
+  if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return `${path}: prototypes differ`;
+  if (a instanceof Date) return Object.is(a.getTime(), (b as Date).getTime()) ? undefined : `${path}: dates differ`;
+  if (a instanceof Uint8Array) {
+    const c = b as Uint8Array;
+    if (a.byteOffset !== c.byteOffset || a.buffer.byteLength !== c.buffer.byteLength) return `${path}: a view and a copy`;
+    return a.length === c.length && a.every((x, i) => x === c[i]) ? undefined : `${path}: bytes differ`;
+  }
+  if (a instanceof ExtData) return a.type === (b as ExtData).type ? same(a.data, (b as ExtData).data, `${path}.data`) : `${path}: ext types differ`;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b as object);
+  if (ka.join('\u0000') !== kb.join('\u0000')) return `${path}: keys ${ka.join(',')} != ${kb.join(',')}`;
+  for (const k of ka) {
+    const d = same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`);
+    if (d !== undefined) return d;
+  }
+  return undefined;
+}
+
+/** What decoding `bytes` gives: the value, or the thrown error's class and message. */
+function outcome(decode: (bytes: Uint8Array) => unknown, bytes: Uint8Array): { value?: unknown; error?: string } {
+  try {
+    return { value: decode(bytes) };
+  } catch (err) {
+    return { error: `${(err as Error).constructor.name}: ${(err as Error).message}` };
+  }
+}
+
+test('codec - decodes as @msgpack/msgpack for random values, without handing them to it', () => {
+  const { decoder, fallbacks } = countingDecoder();
+  const reference = libraryDecoder();
+  for (let seed = 1; seed <= 3_000; seed++) {
+    const bytes = codec.encode(randomValue(prng(seed), 0));
+    const diff = same(decoder.decode(bytes), reference.decode(bytes));
+    if (diff !== undefined) assert.unreachable(`seed ${seed}: ${diff}`);
+  }
+  assert.is(fallbacks(), 0, 'plain encodings are decoded by the one-pass decoder itself');
+});
+
+test('codec - decodes what its encoder never writes as @msgpack/msgpack does', () => {
+  const { decoder } = countingDecoder();
+  const reference = libraryDecoder();
+  const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/ /g, ''), 'hex'));
+  const cases = [
+    'ca 3f c0 00 00', // float 32
+    'ca ff c0 00 00', // float 32 NaN
+    'cf ff ff ff ff ff ff ff ff', // uint 64 above 2^53
+    'd3 80 00 00 00 00 00 00 01', // int 64 near its minimum
+    'd3 ff ff ff ff ff ff ff fe', // int 64 -2
+    'd0 80 d1 80 00 d2 80 00 00 00'.slice(0, 5), // int 8 -128
+    'd1 80 00',
+    'd2 80 00 00 00',
+    '82 01 a1 61 cb 3f f8 00 00 00 00 00 00 a1 62', // map with a number key, then a float key
+    '82 a1 62 01 a1 61 02', // key order as written
+    '82 a1 61 01 a1 61 02', // a duplicate key: the last wins
+    'a3 e2 82 ac', // €
+    'a2 c3 28', // invalid continuation
+    'a2 80 81', // stray continuation bytes
+    'a4 f4 90 80 80', // past U+10FFFF
+    'a3 ed a0 80', // an encoded surrogate
+    'a4 f8 88 80 80', // 0xf8 lead
+    'd9 d2 ef bb bf' + '61'.repeat(207), // a BOM in a long string (TextDecoder)
+    'd9 10 ef bb bf' + '61'.repeat(13), // a BOM in a short one
+    'c4 03 01 02 03', // bin 8
+    'd6 ff 00 00 00 01', // timestamp 32
+    'd7 ff 00 00 00 04 00 00 00 01', // timestamp 64
+    'c7 0c ff 00 00 00 01 00 00 00 00 00 00 00 02', // timestamp 96
+    'd4 05 07', // an unknown extension
+    'c7 02 00 31 32', // bigint 12
+    'dc 00 01 c0', // array 16
+    'de 00 01 a1 61 c2', // map 16
+    'df 00 00 00 01 a1 61 c3', // map 32
+    'dd 00 00 00 01 90', // array 32
+    '80',
+    '90',
+    // Refused: the library's own errors.
+    'c1',
+    '81 a9 5f 5f 70 72 6f 74 6f 5f 5f 01', // __proto__
+    '81 c0 01', // a nil key
+    '81 90 01', // an array key
+    '81 c3 01', // a bool key
+    '01 02', // trailing bytes
+    'a2 e2 82', // a sequence past its string, at the end
+    '92 a2 e2 82 ac', // a sequence past its string, into the next value
+    'd6 00 00 00 00 01', // a malformed bigint
+    'd6 ff 00 00', // a truncated timestamp
+    'c7 05 ff 00 00 00 00 00', // a timestamp of a bad size
+    'dd ff ff ff ff', // an array past its limit
+    'df 00 10 00 01', // a map past its limit
+    'dc 00 05 01',
+    'cb 00',
+    'cf 00 00',
+    'd9',
+  ];
+  for (const c of cases) {
+    const bytes = hex(c);
+    const got = outcome((b) => decoder.decode(b), bytes);
+    const want = outcome((b) => reference.decode(b), bytes);
+    assert.is(got.error, want.error, c);
+    const diff = same(got.value, want.value);
+    if (diff !== undefined) assert.unreachable(`${c}: ${diff}`);
+  }
+});
+
+test('codec - short strings that share a cache slot decode as themselves', () => {
+  const { decoder } = countingDecoder();
+  const strings = Array.from({ length: 5_000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
+  const bytes = codec.encode([strings, Object.fromEntries(strings.map((k, i) => [k, i]))]);
+  for (let round = 0; round < 2; round++) {
+    const diff = same(decoder.decode(bytes), libraryDecoder().decode(bytes));
+    if (diff !== undefined) assert.unreachable(`round ${round}: ${diff}`);
+  }
+});
+
+test('codec - truncated and corrupted bytes decode or fail as @msgpack/msgpack does', () => {
+  const { decoder } = countingDecoder();
+  const reference = libraryDecoder();
+  let refused = 0;
+  for (let seed = 1; seed <= 3_000; seed++) {
+    const rnd = prng(seed * 7919);
+    const good = codec.encode(randomValue(prng(seed), 0));
+    if (good.length > 4_096) continue;
+    const bytes = Uint8Array.from(good);
+    let bad: Uint8Array;
+    const how = Math.floor(rnd() * 4);
+    if (how === 0) bad = bytes.subarray(0, Math.floor(rnd() * bytes.length));
+    else if (how === 1) bad = Uint8Array.from([...bytes, Math.floor(rnd() * 256)]);
+    else {
+      for (let i = 0; i < how; i++) bytes[Math.floor(rnd() * bytes.length)] = Math.floor(rnd() * 256);
+      bad = bytes;
+    }
+    if (bad.length === 0) continue;
+    const got = outcome((b) => decoder.decode(b), bad);
+    const want = outcome((b) => reference.decode(b), bad);
+    if (got.error !== want.error) assert.unreachable(`seed ${seed}: ${String(got.error)} != ${String(want.error)}`);
+    const diff = same(got.value, want.value);
+    if (diff !== undefined) assert.unreachable(`seed ${seed}: ${diff}`);
+    if (want.error !== undefined) refused++;
+  }
+  assert.ok(refused > 1_000, `most corruptions are refused (${refused})`);
+});
+
+test('codec - the decode depth limit is the same at its edge', () => {
+  const small = new MsgpackCodec({ maxDepth: 5 });
+  const nest = (n: number, leaf: number[]) => Uint8Array.from([...new Array<number>(n).fill(0x91), ...leaf]);
+  assert.equal(small.decode(nest(5, [0x01])), [[[[[1]]]]]);
+  assert.equal(small.decode(nest(5, [0x90])), [[[[[[]]]]]], 'an empty array adds no depth');
+  assert.equal(small.decode(nest(4, [0x81, 0xa1, 0x61, 0x01])), [[[[{ a: 1 }]]]]);
+  for (const deep of [nest(6, [0x01]), nest(5, [0x81, 0xa1, 0x61, 0x01]), nest(4, [0x81, 0x91, 0x01, 0x01])]) {
+    assert.throws(
+      () => small.decode(deep),
+      (err: Error) => err.message === 'malformed msgpack body: max depth exceeded: nesting deeper than 5' || err.message.includes('key must be string'),
+    );
+  }
 });
 
 test.run();

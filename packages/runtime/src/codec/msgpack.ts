@@ -1,6 +1,7 @@
 import { DecodeError, Decoder, Encoder, ExtensionCodec } from '@msgpack/msgpack';
 import { TroupeError } from '../errors';
 import { type Codec, DEFAULT_DECODE_LIMITS, type DecodeLimits } from './codec';
+import { OnePassDecoder } from './one-pass-decoder';
 import { OnePassEncoder } from './one-pass-encoder';
 
 /** msgpack extension type for bigint (the value's decimal string as UTF-8). */
@@ -35,15 +36,16 @@ function extensions(): ExtensionCodec {
 export class MsgpackCodec implements Codec {
   /** Writes the bytes `Encoder` would (in one pass over each object's keys), handing it dates, bigints and errors. */
   private readonly encoder: OnePassEncoder;
-  private readonly decoder: Decoder;
+  /** Returns what the library's `Decoder` (below, limits and depth limit set) returns, and hands it what it refuses. */
+  private readonly decoder: OnePassDecoder;
   readonly limits: DecodeLimits;
 
   constructor(limits: Partial<DecodeLimits> = {}) {
     this.limits = { ...DEFAULT_DECODE_LIMITS, ...limits };
     const extensionCodec = extensions();
-    const library = new Encoder({ extensionCodec, ignoreUndefined: true, maxDepth: this.limits.maxDepth });
-    this.encoder = new OnePassEncoder(library, this.limits.maxDepth);
-    this.decoder = new Decoder({
+    const encoder = new Encoder({ extensionCodec, ignoreUndefined: true, maxDepth: this.limits.maxDepth });
+    this.encoder = new OnePassEncoder(encoder, this.limits.maxDepth);
+    const decoder = new Decoder({
       extensionCodec,
       maxStrLength: this.limits.maxStrLength,
       maxBinLength: this.limits.maxBinLength,
@@ -51,7 +53,8 @@ export class MsgpackCodec implements Codec {
       maxMapLength: this.limits.maxMapLength,
       maxExtLength: this.limits.maxExtLength,
     });
-    limitDepth(this.decoder, this.limits.maxDepth);
+    limitDepth(decoder, this.limits.maxDepth);
+    this.decoder = new OnePassDecoder({ library: decoder, extensionCodec, limits: this.limits });
   }
 
   encode(value: unknown): Uint8Array {
