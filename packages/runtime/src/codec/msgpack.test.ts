@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { TroupeError } from '../errors';
 import { DEFAULT_DECODE_LIMITS } from './codec';
 import { MsgpackCodec } from './msgpack';
-import { OnePassDecoder } from './one-pass-decoder';
+import { OnePassDecoder, portableLatin1Slice } from './one-pass-decoder';
 
 const codec = new MsgpackCodec();
 
@@ -522,6 +522,19 @@ test('codec - the decode depth limit is the same at its edge', () => {
       () => small.decode(deep),
       (err: Error) => err.message === 'malformed msgpack body: max depth exceeded: nesting deeper than 5' || err.message.includes('key must be string'),
     );
+  }
+});
+
+test("codec - the portable Latin-1 slice builds the strings Node's native one does", () => {
+  const native = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, s: number, e: number): string }).latin1Slice;
+  const bytes = new Uint8Array(256).map((_, i) => (i * 7 + 3) & 0x7f);
+  for (const [start, end] of [
+    [0, 0],
+    [0, 33],
+    [5, 200],
+    [100, 256],
+  ] as const) {
+    assert.is(portableLatin1Slice.call(bytes, start, end), native.call(bytes, start, end));
   }
 });
 
