@@ -62,6 +62,12 @@ export interface StreamSink<T> {
   readonly closed: boolean;
   /** Pull mode: credit is granted as the consumer reports items consumed ({@link CallerStream.consumed}), not as they are delivered. */
   readonly pull?: boolean;
+  /**
+   * Optional, for a sink that only buffers (runs no consumer code): a data
+   * frame's items at once, in place of `next` per item. The array is the
+   * sink's from then on (it may clear taken slots); the stream never reads it again.
+   */
+  nextAll?(items: T[]): void;
 }
 
 /**
@@ -307,12 +313,22 @@ export class CallerStream<Req, Res> implements ReplyHandler, InFlight, AttemptOw
       return this.finish(new TroupeError('INTERNAL', `malformed data frame from ${a.subject}: not an array`));
     }
     const keep = this.items;
-    for (const item of items) {
-      a.received++;
-      this.delivered++;
-      keep?.push(item as Res);
-      this.sink.next(item as Res);
-      if (this.done || this.attempt !== a) return; // unsubscribed (or errored, or migrated) inside next()
+    const sink = this.sink;
+    if (sink.nextAll !== undefined) {
+      // A buffering sink: no consumer code runs inside it, so nothing can end the stream between two items.
+      a.received += items.length;
+      this.delivered += items.length;
+      if (keep) for (const item of items) keep.push(item as Res);
+      sink.nextAll(items as Res[]);
+      if (this.done || this.attempt !== a) return;
+    } else {
+      for (const item of items) {
+        a.received++;
+        this.delivered++;
+        keep?.push(item as Res);
+        sink.next(item as Res);
+        if (this.done || this.attempt !== a) return; // unsubscribed (or errored, or migrated) inside next()
+      }
     }
     // After delivery: time a synchronous consumer spent on these items is not the worker's silence.
     a.heard();

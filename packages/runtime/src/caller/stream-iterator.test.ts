@@ -99,4 +99,70 @@ test('stream tokens - keys and subjects round-trip through the space-separated w
   assert.equal(unpackTokens(packTokens([])), []);
 });
 
+test('stream iterator - takes a frame handed whole in order, a pending read first, and keeps no taken item alive', async () => {
+  const f = fake();
+  const it = new StreamIterator<{ i: number }>(f.open as never);
+  const first = it.next();
+  const sink = f.sink() as unknown as StreamSink<{ i: number }>;
+  assert.ok(sink.nextAll, 'the pull sink takes whole frames');
+  const frame = [{ i: 1 }, { i: 2 }, { i: 3 }];
+  sink.nextAll?.(frame);
+  sink.nextAll?.([]);
+  sink.nextAll?.([{ i: 4 }]);
+  assert.equal(await first, { value: { i: 1 }, done: false });
+  assert.equal(await it.next(), { value: { i: 2 }, done: false });
+  assert.is(frame[1], undefined, 'the frame lets go of a taken item');
+  assert.equal((await it.next()).value, { i: 3 });
+  assert.equal((await it.next()).value, { i: 4 }, 'an empty frame is skipped');
+  assert.equal(f.consumed, [1, 1, 1, 1], 'each taken item is reported once');
+  sink.error(new TroupeError('INSTANCE_LOST', 'gone'));
+  await it.next().then(
+    () => assert.unreachable('expected the error'),
+    (e: unknown) => assert.is((e as TroupeError).code, 'INSTANCE_LOST'),
+  );
+});
+
+test('stream iterator - an error after whole frames comes after all their items; several pending reads take one item each', async () => {
+  const f = fake();
+  const it = new StreamIterator<number>(f.open);
+  const reads = [it.next(), it.next()];
+  const sink = f.sink();
+  sink.nextAll?.([1, 2, 3]);
+  sink.nextAll?.([4]);
+  sink.error(new TroupeError('INSTANCE_LOST', 'gone'));
+  assert.equal(await Promise.all(reads), [
+    { value: 1, done: false },
+    { value: 2, done: false },
+  ]);
+  assert.equal((await it.next()).value, 3);
+  assert.equal((await it.next()).value, 4);
+  await it.next().then(
+    () => assert.unreachable('expected the error after the items'),
+    (e: unknown) => assert.is((e as TroupeError).code, 'INSTANCE_LOST'),
+  );
+  assert.equal(await it.next(), { value: undefined, done: true });
+});
+
+test('stream iterator - keeps item order across many frames queued behind a busy consumer', async () => {
+  const f = fake();
+  const it = new StreamIterator<number>(f.open);
+  const first = it.next();
+  const sink = f.sink();
+  let n = 0;
+  const frame = (k: number): number[] => Array.from({ length: k }, () => n++);
+  sink.nextAll?.(frame(3));
+  const got: number[] = [(await first).value as number];
+  for (let round = 0; round < 50; round++) {
+    for (let q = 0; q < 5; q++) sink.nextAll?.(frame(q)); // frames of 0–4 items queue up behind the current one
+    for (let k = 0; k < 8; k++) got.push((await it.next()).value as number);
+  }
+  sink.complete();
+  for (let r = await it.next(); !r.done; r = await it.next()) got.push(r.value);
+  assert.equal(
+    got,
+    Array.from({ length: n }, (_, i) => i),
+  );
+  assert.is(f.consumed.length, n, 'each item reported consumed once');
+});
+
 test.run();

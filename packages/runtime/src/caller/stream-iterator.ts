@@ -36,16 +36,24 @@ export function streamObservable<T>(open: StreamOpener<T>): StreamObservable<T> 
 
 type Waiter<T> = { resolve(r: IteratorResult<T>): void; reject(e: unknown): void };
 
+const NONE: never[] = [];
+
 /**
  * The pull side of a stream: sends the request on the first `next()`,
  * buffers what the worker sent (never more than the credit window: the
  * worker sends no further ahead), and grants credit as the consumer takes
  * items. `return()` (a `break` out of `for await`) cancels the remote handler.
+ * A data frame's items are kept as the array they were decoded into (no copy
+ * per item); `next()` takes from it and returns an already-resolved promise.
  */
 export class StreamIterator<T> implements AsyncIterator<T> {
   private handle: StreamHandle | undefined;
-  private buffer: T[] = [];
-  private head = 0;
+  /** The frame items are taken from, and the index of the next one. */
+  private frame: T[] = NONE;
+  private pos = 0;
+  /** Frames delivered after the current one, oldest first, from `qHead` on. */
+  private queue: T[][] = [];
+  private qHead = 0;
   private failure: { error: unknown } | undefined;
   private ended = false;
   private waiters: Waiter<T>[] = [];
@@ -53,7 +61,8 @@ export class StreamIterator<T> implements AsyncIterator<T> {
   private readonly sink: StreamSink<T> & { closed: boolean } = {
     pull: true,
     closed: false,
-    next: (item) => this.push(item),
+    next: (item) => this.pushAll([item]),
+    nextAll: (items) => this.pushAll(items),
     error: (err) => this.fail(err),
     complete: () => this.end(),
   };
@@ -62,16 +71,9 @@ export class StreamIterator<T> implements AsyncIterator<T> {
 
   next(): Promise<IteratorResult<T>> {
     if (!this.handle && !this.sink.closed) this.handle = this.open(this.sink);
-    if (this.head < this.buffer.length) {
-      const value = this.buffer[this.head] as T;
-      this.buffer[this.head++] = undefined as T;
-      if (this.head >= this.buffer.length) {
-        this.buffer.length = 0;
-        this.head = 0;
-      } else if (this.head > 1024 && this.head * 2 > this.buffer.length) {
-        this.buffer.splice(0, this.head);
-        this.head = 0;
-      }
+    if (this.pos < this.frame.length || this.advance()) {
+      const value = this.frame[this.pos] as T;
+      this.frame[this.pos++] = undefined as T; // a taken item is not kept alive by its frame
       this.handle?.consumed(1);
       return Promise.resolve({ value, done: false });
     }
@@ -92,25 +94,64 @@ export class StreamIterator<T> implements AsyncIterator<T> {
     }
     this.ended = true;
     this.failure = undefined;
-    this.buffer = [];
-    this.head = 0;
+    this.clear();
     for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
     return Promise.resolve({ value: undefined, done: true });
   }
 
-  private push(item: T): void {
-    const w = this.waiters.shift();
-    if (w) {
-      this.handle?.consumed(1);
-      w.resolve({ value: item, done: false });
-    } else {
-      this.buffer.push(item);
+  /** The current frame is used up: moves to the next queued one; false when none holds an item. */
+  private advance(): boolean {
+    while (this.qHead < this.queue.length) {
+      const f = this.queue[this.qHead] as T[];
+      this.queue[this.qHead++] = NONE;
+      if (f.length > 0) {
+        this.frame = f;
+        this.pos = 0;
+        // A consumer that never catches up never empties the queue: drop the taken slots now and then.
+        if (this.qHead >= 64 && this.qHead * 2 >= this.queue.length) {
+          this.queue.splice(0, this.qHead);
+          this.qHead = 0;
+        }
+        return true;
+      }
     }
+    this.clear();
+    return false;
+  }
+
+  private clear(): void {
+    this.frame = NONE;
+    this.pos = 0;
+    this.queue.length = 0;
+    this.qHead = 0;
+  }
+
+  /** Items arrived: waiting reads take the first, the rest wait in the frame (kept, not copied: the stream hands over a frame's own array). */
+  private pushAll(items: T[]): void {
+    let i = 0;
+    while (i < items.length && this.waiters.length > 0) {
+      const w = this.waiters.shift() as Waiter<T>;
+      this.handle?.consumed(1);
+      w.resolve({ value: items[i++] as T, done: false });
+    }
+    if (i === items.length) return;
+    if (this.pos >= this.frame.length && this.qHead >= this.queue.length) {
+      this.frame = items;
+      this.pos = i;
+      this.queue.length = 0;
+      this.qHead = 0;
+    } else this.queue.push(i === 0 ? items : items.slice(i));
+  }
+
+  private buffered(): boolean {
+    if (this.pos < this.frame.length) return true;
+    for (let k = this.qHead; k < this.queue.length; k++) if ((this.queue[k] as T[]).length > 0) return true;
+    return false;
   }
 
   private fail(err: unknown): void {
     this.sink.closed = true;
-    if (this.head < this.buffer.length || this.waiters.length === 0) {
+    if (this.buffered() || this.waiters.length === 0) {
       this.failure = { error: err }; // after the buffered items
       return;
     }
