@@ -111,6 +111,7 @@ test('stream iterator - takes a frame handed whole in order, a pending read firs
   sink.nextAll?.([{ i: 4 }]);
   assert.equal(await first, { value: { i: 1 }, done: false });
   assert.equal(await it.next(), { value: { i: 2 }, done: false });
+  assert.is(frame[0], undefined, 'the frame lets go of the item a pending read took');
   assert.is(frame[1], undefined, 'the frame lets go of a taken item');
   assert.equal((await it.next()).value, { i: 3 });
   assert.equal((await it.next()).value, { i: 4 }, 'an empty frame is skipped');

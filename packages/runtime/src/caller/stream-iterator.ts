@@ -132,7 +132,9 @@ export class StreamIterator<T> implements AsyncIterator<T> {
     while (i < items.length && this.waiters.length > 0) {
       const w = this.waiters.shift() as Waiter<T>;
       this.handle?.consumed(1);
-      w.resolve({ value: items[i++] as T, done: false });
+      const value = items[i] as T;
+      items[i++] = undefined as T; // the frame may stay as the current one: it keeps no item already handed out
+      w.resolve({ value, done: false });
     }
     if (i === items.length) return;
     if (this.pos >= this.frame.length && this.qHead >= this.queue.length) {

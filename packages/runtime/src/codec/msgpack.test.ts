@@ -72,6 +72,22 @@ test('codec - length limits apply', () => {
   }
 });
 
+test('codec - an extension longer than maxBinLength is refused as the library refuses it', () => {
+  const limits = { maxBinLength: 16 };
+  const small = new MsgpackCodec(limits);
+  const bytes = new Uint8Array([0xc7, 32, 5, ...new Uint8Array(32)]);
+  const library = new Decoder({ ...DEFAULT_DECODE_LIMITS, ...limits });
+  assert.throws(() => library.decode(bytes), /maxBinLength/);
+  try {
+    small.decode(bytes);
+    assert.unreachable('decoded an extension over maxBinLength');
+  } catch (err) {
+    assert.is((err as TroupeError).code, 'BAD_REQUEST');
+    assert.match((err as Error).message, /maxBinLength/);
+  }
+  assert.ok(new MsgpackCodec().decode(bytes) instanceof ExtData, 'within the default limits it decodes');
+});
+
 test('codec - undefined map values are dropped and empty bytes decode to undefined', () => {
   assert.equal(codec.decode(codec.encode({ a: 1, b: undefined })), { a: 1 });
   assert.is(codec.decode(new Uint8Array(0)), undefined);

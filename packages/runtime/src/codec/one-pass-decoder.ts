@@ -233,7 +233,8 @@ export class OnePassDecoder {
 
   private extension(size: number): unknown {
     const p = this.pos;
-    if (size > this.limits.maxExtLength || p + 1 + size > this.bytes.length) throw ANOMALY;
+    // The library reads an extension's data as a binary: `maxBinLength` bounds it too.
+    if (size > this.limits.maxExtLength || size > this.limits.maxBinLength || p + 1 + size > this.bytes.length) throw ANOMALY;
     const type = ((this.bytes[p] as number) << 24) >> 24;
     this.pos = p + 1 + size;
     return this.extensionCodec.decode(this.bytes.subarray(p + 1, p + 1 + size), type, undefined);

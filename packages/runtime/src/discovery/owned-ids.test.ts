@@ -42,4 +42,18 @@ test('owned ids - small batches and runs side by side; an id added again takes t
   assert.not.ok(o.has('s1'));
 });
 
+test('owned ids - many runs: each id found in its own run whichever run the last lookup hit, and gone once its run is', () => {
+  const o = new OwnedIds<number>();
+  const spawns = Array.from({ length: 20 }, (_, k) => ids(RUN_MIN, `r${k}-`));
+  spawns.forEach((batch, k) => o.addMany(batch, k));
+  // In spawn order (one run after another) and interleaved across runs.
+  spawns.forEach((batch, k) => batch.forEach((id) => assert.is(o.get(id), k)));
+  for (let i = 0; i < RUN_MIN; i++) spawns.forEach((batch, k) => assert.is(o.get(batch[i] as string), k));
+  // A whole run leaves while it is the last one looked up; the others are still found.
+  for (const id of spawns[7] as string[]) assert.ok(o.delete(id));
+  assert.not.ok(o.has((spawns[7] as string[])[0] as string));
+  assert.is(o.get((spawns[8] as string[])[0] as string), 8);
+  assert.is(o.size, 19 * RUN_MIN);
+});
+
 test.run();

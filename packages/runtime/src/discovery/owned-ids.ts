@@ -4,8 +4,8 @@
  * properties, start time). A batch of {@link RUN_MIN} or more is kept as a
  * sorted array of its ids, a byte per id saying whether it left, and the one
  * value: ≈ 9 B per id, against ≈ 37 B for an entry in a `Map` of 100,000
- * (its hash table). Smaller batches go to a map. Lookups are a binary search
- * per run (a process holds a run per large spawn: a few).
+ * (its hash table). Smaller batches go to a map. A lookup is a binary search
+ * in the run the last lookup hit, then in the others (a run per large spawn).
  *
  * @example
  * const ids = new OwnedIds<string>();
@@ -16,6 +16,8 @@ export class OwnedIds<V> {
   private readonly single = new Map<string, V>();
   private runs: Run<V>[] = [];
   private count = 0;
+  /** The run the last lookup found its id in. */
+  private last: Run<V> | undefined;
 
   /** Ids held now. */
   get size(): number {
@@ -58,7 +60,10 @@ export class OwnedIds<V> {
     run.gone[at.index] = 1;
     this.count--;
     // A run whose ids all left goes (its arrays with it).
-    if (--run.live === 0) this.runs = this.runs.filter((r) => r !== run);
+    if (--run.live === 0) {
+      this.runs = this.runs.filter((r) => r !== run);
+      if (this.last === run) this.last = undefined;
+    }
     return true;
   }
 
@@ -74,26 +79,44 @@ export class OwnedIds<V> {
     this.single.clear();
     this.runs = [];
     this.count = 0;
+    this.last = undefined;
   }
 
+  /**
+   * The run holding `id`, the last run found first: lookups in a spawn's order (a health report, a stop) search
+   * one run each, not every run a process with many large spawns holds.
+   */
   private find(id: string): { run: Run<V>; index: number } | undefined {
+    const last = this.last;
+    if (last !== undefined) {
+      const index = indexIn(last, id);
+      if (index >= 0) return { run: last, index };
+    }
     for (const run of this.runs) {
-      const ids = run.ids;
-      let lo = 0;
-      let hi = ids.length - 1;
-      while (lo <= hi) {
-        const mid = (lo + hi) >>> 1;
-        const m = ids[mid] as string;
-        if (m === id) {
-          if (run.gone[mid] === 0) return { run, index: mid };
-          break; // left this run; it may be held in a later one
-        }
-        if (m < id) lo = mid + 1;
-        else hi = mid - 1;
+      if (run === last) continue;
+      const index = indexIn(run, id);
+      if (index >= 0) {
+        this.last = run;
+        return { run, index };
       }
     }
     return undefined;
   }
+}
+
+/** Where `run` holds `id` (not left), or -1. */
+function indexIn<V>(run: Run<V>, id: string): number {
+  const ids = run.ids;
+  let lo = 0;
+  let hi = ids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const m = ids[mid] as string;
+    if (m === id) return run.gone[mid] === 0 ? mid : -1; // left this run; it may be held in a later one
+    if (m < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
 }
 
 /** Batches from this size on are kept as a sorted run; smaller ones in the map. */

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MsgpackCodec } from '../codec/msgpack';
 import { TroupeError } from '../errors';
-import { copyValue, headerBlockSize, localWireError, sizeValue } from './local-calls';
+import { copyValue, headerBlockSize, type LocalTarget, LocalTargets, localWireError, sizeValue } from './local-calls';
 
 const codec = new MsgpackCodec();
 
@@ -238,6 +238,23 @@ test('copyValue - past the shape cache bound (ids as keys), objects still copy a
     assert.equal(c.value, codec.decode(bytes));
     assert.is(sizeValue(codec, v).size, bytes.length);
   }
+});
+
+test('LocalTargets - on a shared transport, only targets listed in this runtime are in-process', () => {
+  const routing = new Map<string, object>();
+  const mine = new LocalTargets(true, (subject) => routing.get(subject));
+  const theirs = new LocalTargets(true, (subject) => routing.get(subject));
+  const target = (listedIn: LocalTargets): LocalTarget => ({ dispatch() {}, cancel() {}, stop() {}, immutable: false, listedIn });
+  const a = target(mine);
+  const b = target(theirs);
+  routing.set('ns.c.ep.a', a).set('ns.c.ep.b', b);
+  mine.add('ns.c.ep.a', a);
+  theirs.add('ns.c.ep.b', b);
+  assert.is(mine.get('ns.c.ep.a'), a, 'its own target');
+  assert.is(mine.get('ns.c.ep.b'), undefined, "another runtime's target on the same transport goes over it");
+  assert.is(theirs.get('ns.c.ep.a'), undefined);
+  mine.delete('ns.c.ep.a', a);
+  assert.is(mine.get('ns.c.ep.a'), undefined, 'unlisted');
 });
 
 test.run();

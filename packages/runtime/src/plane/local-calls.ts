@@ -28,6 +28,8 @@ export interface LocalTarget {
   stop(req: LocalRequest, graceMs: number): void;
   /** The endpoint declares its requests and replies immutable (`@endpoint({ immutable: true })`): both pass by reference ({@link sizeValue}). */
   readonly immutable: boolean;
+  /** The in-process targets it is listed in: its own runtime's (a transport shared by two runtimes delivers to both's). */
+  readonly listedIn: LocalTargets;
 }
 
 /** Who gets the answer of a {@link LocalRequest}: the caller's unary call. */
@@ -71,7 +73,9 @@ export class LocalTargets {
     // Listed targets are the only mailbox subscriptions of this connection that deliver to an object with `dispatch`.
     if (this.listed === 0) return undefined;
     const t = (this.targetOf as (subject: string) => object | undefined)(subject);
-    return t !== undefined && typeof (t as Partial<LocalTarget>).dispatch === 'function' ? (t as LocalTarget) : undefined;
+    return t !== undefined && typeof (t as Partial<LocalTarget>).dispatch === 'function' && (t as LocalTarget).listedIn === this
+      ? (t as LocalTarget)
+      : undefined;
   }
 
   /** Lists `target` under `subject`: call once its mailbox subscription (to `target`) is made. */

@@ -10,7 +10,8 @@ const MAX_KEYS_PER_BEAT = 8_192;
 
 /**
  * The worker side of stream liveness for one runtime. Every open stream,
- * from acceptance to its last frame, is named in a heartbeat to its caller at
+ * from the end of the tick it was accepted in to its last frame, is named
+ * in a heartbeat to its caller at
  * the interval the caller asked for: one message per caller runtime per
  * interval (`{callerInbox}._hb`, body = the stream keys), not one per stream,
  * so 10,000 streams to one caller cost one small message per interval.
@@ -23,10 +24,13 @@ const MAX_KEYS_PER_BEAT = 8_192;
  */
 export class Heartbeats {
   private readonly groups = new Map<string, HeartbeatGroup>();
+  private closed = false;
 
   constructor(readonly plane: Plane) {}
 
+  /** Names `stream` in its caller's heartbeats; after {@link close} (the runtime closed in the tick it was accepted in) it is not. */
   add(stream: WorkerStream): void {
+    if (this.closed) return;
     const subject = heartbeatSubjectOf(stream.reply);
     let g = this.groups.get(subject);
     if (!g) {
@@ -38,6 +42,7 @@ export class Heartbeats {
 
   /** Stops every heartbeat timer (the runtime closes). */
   close(): void {
+    this.closed = true;
     for (const g of this.groups.values()) g.close();
     this.groups.clear();
   }

@@ -20,7 +20,7 @@ import type { ThreadPool } from '../threads/thread-pool';
 import { eventHandlers, type EventHandlers, startEventHandlers } from '../events/event-handlers';
 import type { EventPublisher } from '../events/events';
 import type { EndpointMeter } from '../plane/meter';
-import { copyValue, localWireError, LocalRequest, type LocalTarget, sizeValue, tooLarge } from '../plane/local-calls';
+import { copyValue, localWireError, LocalRequest, type LocalTarget, type LocalTargets, sizeValue, tooLarge } from '../plane/local-calls';
 import {
   acceptStream,
   cancelError,
@@ -124,6 +124,11 @@ class Served implements QueueMember, LocalTarget {
   /** `@endpoint({ immutable: true })`: in-process requests and replies pass by reference ({@link LocalTarget.immutable}). Read from its metadata, not kept. */
   get immutable(): boolean {
     return this.ep.immutable === true;
+  }
+
+  /** Its runtime's in-process targets ({@link LocalTarget.listedIn}), read through its instance, not kept. */
+  get listedIn(): LocalTargets {
+    return this.instance.localTargets;
   }
 
   /** Its endpoint's counters (the instance's meters are made when the first of its endpoints counts something). */
@@ -398,6 +403,10 @@ export class ActorInstance {
   // The spawn's, read from its settings (one object for all its instances), not kept in each.
   private get plane(): Plane {
     return this.settings.plane;
+  }
+  /** Its runtime's in-process targets. */
+  get localTargets(): LocalTargets {
+    return this.settings.plane.local;
   }
   private get meta(): ComponentMeta {
     return this.settings.meta;
