@@ -22,6 +22,13 @@ class Keeper {
   @endpoint() async *count(n: number): AsyncGenerator<number> {
     for (let i = 0; i < n; i++) yield i;
   }
+
+  /** Two items `gapMs` apart: open across ticks. */
+  @endpoint() async *slow(gapMs: number): AsyncGenerator<number> {
+    yield 0;
+    await new Promise((resolve) => setTimeout(resolve, gapMs));
+    yield 1;
+  }
 }
 
 /** Heap growth allowed across a whole run once garbage is collected (the brief of #16). */
@@ -239,6 +246,23 @@ export function retentionSuite(name: string, factory: RuntimeFactory): void {
     );
     assertNothingLeft(caller, 'caller');
     assertNothingLeft(worker, 'worker');
+  });
+
+  s('stream - one that ends in the tick it arrived in never joins the heartbeats; one open across ticks does', async (ctx) => {
+    ctx.pair = await factory.open();
+    const { worker, caller } = ctx.pair;
+    const ns = freshNamespace();
+    await worker.spawn(Keeper, { namespace: ns });
+    const client = caller.namespace(ns).client(Keeper);
+    await listed(caller, ns, 1);
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await within(lastValueFrom(client.count(1).pipe(toArray())), 5_000, 'a one-item stream'), [0]);
+      // Joined at acceptance, a caller's group would stay until its next beat (a caller of back-to-back streams reuses it).
+      assert.is(retainedState(worker).heartbeatGroups, 0, `one-item stream ${i} joined the heartbeats`);
+    }
+    const open = lastValueFrom(client.slow(300).pipe(toArray()));
+    await waitFor(() => retainedState(worker).heartbeatGroups === 1, 5_000, "the open stream to join its caller's heartbeats");
+    assert.equal(await within(open, 5_000, 'the two-item stream'), [0, 1]);
   });
 
   s('discovery - instances that come and go leave no cached mailbox, strike or tracker in the caller (#16)', async (ctx) => {

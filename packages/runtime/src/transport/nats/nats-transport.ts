@@ -367,6 +367,16 @@ function isBlank(c: number | undefined): boolean {
   return c === 32 || c === 9;
 }
 
+/** Sets `out` to the header value between `from` (after the colon) and `e` (its line's end), blanks trimmed; true. */
+function trimmedValue(d: Uint8Array, from: number, e: number, out: ByteSpan): true {
+  while (from < e && isBlank(d[from])) from++;
+  while (e > from && isBlank(d[e - 1])) e--;
+  out.bytes = d;
+  out.from = from;
+  out.to = e;
+  return true;
+}
+
 /**
  * A received message. Headers are read straight from the raw header block
  * (`NATS/1.0[ status]\r\n` then `Name: value\r\n` lines): its lines are
@@ -474,13 +484,7 @@ class NatsMessage implements TransportMessage {
       }
     }
     if (c < 0) return false;
-    let from = c + 1;
-    while (from < e && isBlank(d[from])) from++;
-    while (e > from && isBlank(d[e - 1])) e--;
-    out.bytes = d;
-    out.from = from;
-    out.to = e;
-    return true;
+    return trimmedValue(d, c + 1, e, out);
   }
   /**
    * {@link headerBytes} when the block is `NATS/1.0\r\n` (no status) and
@@ -497,14 +501,8 @@ class NatsMessage implements TransportMessage {
     const len = name.length;
     if (!(d instanceof Uint8Array) || n === undefined || n <= from + len) return false;
     if (d[from + len] !== COLON || !spells(d, from, name) || !spells(d, 0, NO_STATUS)) return false;
-    let at = from + len + 1;
-    let e = lineEnd(d, at, n);
-    while (at < e && isBlank(d[at])) at++;
-    while (e > at && isBlank(d[e - 1])) e--;
-    out.bytes = d;
-    out.from = at;
-    out.to = e;
-    return true;
+    const at = from + len + 1;
+    return trimmedValue(d, at, lineEnd(d, at, n), out);
   }
   get noResponders(): boolean {
     return this.header(':status') === '503' && this.m.data.length === 0;
