@@ -101,8 +101,11 @@ const addr = (endpoint: string): EndpointAddress => ({ namespace: 'ns', componen
 const batchOf = (n: number): { addresses: EndpointAddress[]; instanceId: string; properties: Record<string, unknown> }[] =>
   Array.from({ length: n }, (_, i) => ({ addresses: [addr('a'), addr('b')], instanceId: i.toString(16).padStart(16, '0'), properties: {} }));
 
+// A heartbeat period no test outlasts: a beat's own lease write would be counted as the batch's.
+const NO_BEAT_MS = 600_000;
+
 test('registry - a batch registers with one lease write and bounded pipelined record puts (#14)', async () => {
-  const { registry, records, leases } = fixture();
+  const { registry, records, leases } = fixture(NO_BEAT_MS);
   await registry.registerMany(batchOf(1_000));
   assert.is(leases.puts, 1, 'lease writes');
   assert.is(records.data.size, 2_001, 'two records per instance and the process marker');
@@ -112,7 +115,7 @@ test('registry - a batch registers with one lease write and bounded pipelined re
 });
 
 test('registry - a batch stop names every instance gone in one lease write, then deletes their records (#14)', async () => {
-  const { registry, records, leases, lease } = fixture();
+  const { registry, records, leases, lease } = fixture(NO_BEAT_MS);
   const batch = batchOf(500);
   await registry.registerMany(batch);
   const writes = leases.puts;
@@ -126,7 +129,7 @@ test('registry - a batch stop names every instance gone in one lease write, then
 });
 
 test('registry - deletes the registry refuses are retried at the heartbeat while the lease keeps the instances gone (#14)', async () => {
-  const { registry, records, lease, warnings } = fixture(20);
+  const { registry, records, lease, warnings } = fixture(100);
   const batch = batchOf(50);
   await registry.registerMany(batch);
   records.failDeletes = true;
@@ -144,7 +147,9 @@ test('registry - deletes the registry refuses are retried at the heartbeat while
     void registry.heartbeat();
     return lease().gone === undefined;
   }, 'the lease to stop naming them');
-  assert.equal(warnings, [], 'no deregistration reported as failed');
+  // A beat's lease write that outlived its period on a loaded machine is reported as such; not a deregistration.
+  const others = warnings.filter((w) => !w.startsWith('registry heartbeat failed'));
+  assert.equal(others, [], 'no deregistration reported as failed');
   await registry.close();
 });
 
@@ -201,17 +206,18 @@ test('registry - pool runs everything with at most the limit in flight and repor
 });
 
 test('registry - instances the registry does not take in time serve unregistered and register in the background when it answers (#17.3)', async () => {
-  const { registry, records, leases, warnings } = fixture(40, 30);
+  // registerWaitMs long enough that not waiting it is told apart from a loaded machine's delay.
+  const { registry, records, leases, warnings } = fixture(40, 300);
   const release = leases.hold();
   const t0 = Date.now();
   assert.is(await registry.registerMany(batchOf(3)), false, 'not registered');
   const took = Date.now() - t0;
-  assert.ok(took < 30 + 200, `registerMany returned after ${took} ms (bound: registerWaitMs 30 ms)`);
+  assert.ok(took >= 290 && took < 300 + 300, `registerMany returned after ${took} ms (bound: registerWaitMs 300 ms)`);
   assert.is(registry.unregistered, 3, 'three waiting');
   // Known down: a later spawn does not wait again.
   const t1 = Date.now();
   assert.is(await registry.registerMany(batchOf(5).slice(3)), false);
-  assert.ok(Date.now() - t1 < 20, `a second registration waited ${Date.now() - t1} ms for a registry known down`);
+  assert.ok(Date.now() - t1 < 150, `a second registration waited ${Date.now() - t1} ms for a registry known down (registerWaitMs 300)`);
   assert.is(registry.unregistered, 5);
   await waitUntil(() => registry.registrationFailures >= 2, 'a retry that fails too');
   assert.is(warnings.filter((w) => /registry not answering/.test(w)).length, 1, `one warning for the outage: ${warnings.join(' | ')}`);

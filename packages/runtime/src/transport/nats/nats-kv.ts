@@ -1,4 +1,4 @@
-import type { KV, KvEntry as NatsKvEntry, NatsConnection } from 'nats';
+import type { KV, KvEntry as NatsKvEntry, NatsConnection, StoredMsg } from 'nats';
 import { TroupeError } from '../../errors';
 import { withTimeout } from '../../timeout';
 import type { KvBucket, KvEntry, KvOptions, LogOptions, MessageLog, Persistence } from '../transport';
@@ -58,7 +58,13 @@ const WATCH_RETRY_MS = 250;
 /** How long a consumer check may take before the watch is doubled by a fresh consumer, ms. */
 const CHECK_TIMEOUT_MS = 500;
 
+/** Entries one catch-up read delivers at most (see `catchUp`). */
+const CATCH_UP_MAX = 1_000;
+
 type Iter = { stop(err?: Error): void };
+
+/** nats.js's direct and stream message-get APIs with the `next_by_subj` query both servers take (2.9+). */
+type MsgGetter = { getMessage(stream: string, query: { seq: number; next_by_subj: string }): Promise<StoredMsg> };
 
 /** One live watch of a {@link NatsBucket}. */
 interface WatchState {
@@ -154,7 +160,8 @@ class NatsBucket implements KvBucket {
         clearTimeout(guard);
         iter.stop();
       }
-      const jsm = await this.nc.jetstreamManager();
+      // No API check: it is an account-info request, which waits for the meta leader.
+      const jsm = await this.nc.jetstreamManager({ checkAPI: false });
       const stream = `KV_${this.name}`;
       let purged = 0;
       for (let i = 0; i < old.length; i += PURGE_IN_FLIGHT) {
@@ -201,12 +208,7 @@ class NatsBucket implements KvBucket {
     if (state.iters.length > 2) state.iters.shift()?.stop();
     void (async () => {
       try {
-        for await (const e of iter) {
-          if (e.revision <= state.last) continue;
-          state.last = e.revision;
-          if (!state.synced && e.operation !== 'PUT') continue;
-          state.handler(toEntry(e));
-        }
+        for await (const e of iter) if (e.revision > state.last) deliver(state, toEntry(e));
       } catch {
         // ended with an error: resumed below like a plain end
       }
@@ -227,6 +229,43 @@ class NatsBucket implements KvBucket {
         return this.pump(state, next);
       }
     })();
+  }
+
+  /**
+   * Reads the entries a watch missed (after its last revision, matching its filter) one by
+   * one from the stream — a direct get, which any replica answers without the JetStream meta
+   * leader — and delivers them. For a watch whose consumer died with the meta leader: no new
+   * consumer can be made until the election ends, but the stream's leader and replicas serve
+   * reads. At most {@link CATCH_UP_MAX} entries per call (the next announcement reads on).
+   * Resolves with whether it delivered anything; never rejects.
+   */
+  private async catchUp(w: WatchState): Promise<boolean> {
+    const stream = `KV_${this.name}`;
+    const prefix = `$KV.${this.name}.`;
+    const subject = prefix + w.filter;
+    let delivered = false;
+    try {
+      // No API check: it is an account-info request, which waits for the meta leader.
+      const jsm = await this.nc.jetstreamManager({ checkAPI: false });
+      // nats.js keeps the direct API off its interface; a bucket without direct access (a
+      // pre-2.9 server) is read through the stream leader's message-get API instead.
+      const direct = (this.kv as { direct?: boolean }).direct === true ? (jsm as unknown as { direct?: MsgGetter }).direct : undefined;
+      const api = direct ?? (jsm.streams as unknown as MsgGetter);
+      for (let i = 0; i < CATCH_UP_MAX && !w.stopped; i++) {
+        const m = await withTimeout(api.getMessage(stream, { seq: w.last + 1, next_by_subj: subject }), CHECK_TIMEOUT_MS, () => {
+          throw new Error(`direct get did not answer within ${CHECK_TIMEOUT_MS} ms`);
+        });
+        const op = m.header?.get('KV-Operation') ?? '';
+        const operation = op === 'DEL' || op === 'PURGE' ? 'DEL' : 'PUT';
+        const before = w.last;
+        deliver(w, { key: m.subject.slice(prefix.length), value: m.data, revision: m.seq, operation });
+        if (w.last === before) break; // nothing newer (a replica behind the watch)
+        delivered = true;
+      }
+    } catch {
+      // 404 (nothing newer), no replica answering, or direct gets off: what was read stays delivered.
+    }
+    return delivered;
   }
 
   /**
@@ -260,20 +299,36 @@ class NatsBucket implements KvBucket {
           w.checking = false;
         }
         if (w.stopped) return;
+        // While a new consumer is made, read what the watch missed from the stream itself: no
+        // consumer can be made while JetStream has no meta leader (the lost node held it; the
+        // election takes 4-9 s on nats-server 2.9, and a create request waits that long). A
+        // merely slow consumer delivers the same revisions later; they are skipped.
+        const caught = this.catchUp(w);
+        let created = false;
         try {
           const next = await this.kv.watch({ key: w.filter, resumeFromRevision: w.last + 1 });
           if (w.stopped) return next.stop();
           this.pump(w, next);
-          resumed++;
+          created = true;
           if (!all) w.checked = Math.max(w.checked, revision);
           if (gone && current) current.stop();
         } catch {
-          // No consumer could be created now (an election): the next announcement retries.
+          // No consumer now: the next announcement checks again; the old iterator's own retry
+          // (nats.js ends it after missed heartbeats) resumes it later.
         }
+        if ((await caught) || created) resumed++;
       }),
     );
     return resumed;
   }
+}
+
+/** Delivers one entry to a watch unless an iterator (or a catch-up) delivered its revision already. */
+function deliver(state: WatchState, entry: KvEntry): void {
+  if (entry.revision <= state.last || state.stopped) return;
+  state.last = entry.revision;
+  if (!state.synced && entry.operation !== 'PUT') return;
+  state.handler(entry);
 }
 
 function toEntry(e: NatsKvEntry): KvEntry {
