@@ -238,6 +238,35 @@ export function addStreamCases<C extends object>(s: Test<C>, open: (ctx: C, opti
     assert.ok(worstLead <= windowBytes / size + 1, `the worker led by ${worstLead} items of ${size} bytes with a ${windowBytes}-byte window`);
   });
 
+  s('stream - small items travel in frames of at most 60 KiB of items (issue #13)', async (ctx) => {
+    const { worker, caller } = await open(ctx);
+    const ns = freshNamespace();
+    await worker.spawn(Source, { namespace: ns });
+    const read = async (): Promise<{ bytes: number; frames: number }> => {
+      const text = await worker.metrics.registry.metrics();
+      const sum = (name: string): number => {
+        const re = new RegExp(`^${name}\\{[^}]*namespace="${ns}"[^}]*endpoint="blobs"[^}]*\\} (\\d+)`, 'gm');
+        let n = 0;
+        for (const m of text.matchAll(re)) n += Number(m[1]);
+        return n;
+      };
+      return { bytes: sum('troupe_response_bytes_total'), frames: sum('troupe_stream_frames_total') };
+    };
+    const before = await read();
+    // 200 items of 1,003 msgpack bytes, produced without a pause: they used to share one 199-item frame.
+    const r = collect(caller.namespace(ns).client(Source).blobs({ n: 200, size: 1000 }));
+    assert.is(await within(r.done, 10_000, 'the stream'), undefined, 'completed');
+    assert.is(r.items.length, 200, 'every item');
+    r.items.forEach((b, i) => assert.is((b as Uint8Array)[0], i & 0xff, 'in order'));
+    const after = await read();
+    const frames = after.frames - before.frames;
+    const bytes = after.bytes - before.bytes;
+    assert.ok(bytes >= 200 * 1003, `bytes counted (${bytes})`);
+    // worker-stream.ts FRAME_FILL_BYTES: a frame's message stays under 64 KiB (each frame adds a ≤ 5-byte array header).
+    const least = Math.ceil(bytes / (60 * 1024 + 5));
+    assert.ok(frames >= least, `${frames} frames carried ${bytes} bytes: more than 60 KiB of items in a frame`);
+  });
+
   s('stream - leaving a for-await loop early cancels the remote handler', async (ctx) => {
     const { worker, caller } = await open(ctx);
     const ns = freshNamespace();

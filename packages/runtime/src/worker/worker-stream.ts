@@ -14,11 +14,23 @@ import type { Headers, TransportMessage } from '../transport/transport';
 /**
  * Items per data frame at most; frames also stay under max_payload. Each frame costs a
  * socket write, a message through the server and a dispatch at the caller: 4 096 small
- * items (≈ 128 KiB at 32 bytes; with the 8 192 window) cost the worker ≈ 15% less CPU per item than 1 024.
+ * items (with the 8 192 window) cost the worker ≈ 15% less CPU per item than 1 024; on the
+ * bus {@link FRAME_FILL_BYTES} ends a frame of small items first (≈ 1 900 of 32 bytes).
  */
 const MAX_BATCH_ITEMS = 4096;
-/** Bytes of items per data frame at most (well under the 1 MiB default max_payload). */
+/** Bytes of items per data frame at most (well under the 1 MiB default max_payload): also the largest item a stream sends. */
 const MAX_BATCH_BYTES = 256 * 1024;
+/**
+ * Bytes of items after which a frame to another runtime is sent and the next begins: a frame's
+ * message (items, headers, command line) stays under 64 KiB, nats-server's largest read buffer
+ * (`maxBufSize` in its client.go; that this is why it helps was not isolated). An item past this
+ * still travels, in a frame of its own, up to {@link MAX_BATCH_BYTES}.
+ * Measured on the bench's stream (32-byte items, window 8 192; bench/ANALYSIS.md, "strfl"): frames
+ * of ≈ 1,900 items instead of up to 4,096 (≈ 128 KiB) cost the worker, the server and the caller
+ * less CPU per item and raised items/s; 96 KiB frames did not, 16 and 32 KiB ones cost more frames.
+ * Frames to this runtime's own inbox (in-process, {@link WorkerStream.local}) keep the larger bound.
+ */
+const FRAME_FILL_BYTES = 60 * 1024;
 /** Room left in a frame for headers. */
 export const HEADER_ROOM = 512;
 
@@ -428,6 +440,7 @@ function clockDue(batchLength: number): boolean {
  */
 export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, stream: WorkerStream): Promise<number> {
   const maxBytes = Math.min(MAX_BATCH_BYTES, plane.transport.maxPayload - HEADER_ROOM);
+  const fillBytes = stream.local ? maxBytes : Math.min(FRAME_FILL_BYTES, maxBytes);
   const batch: Batch = stream.local ? new CopiedBatch(plane, stream.immutable) : new EncodedBatch(plane);
   let sent = 0;
   let tickOpen = false;
@@ -488,7 +501,7 @@ export async function pump(plane: Plane, iterable: AsyncIterable<unknown>, strea
           data: { size, max: maxBytes },
         });
       }
-      if (batch.bytes + size > maxBytes) {
+      if (batch.count > 0 && batch.bytes + size > fillBytes) {
         // flush() may run other code that encodes (a metric, a nested frame): keep this item's bytes
         batch.hold();
         flush();
