@@ -9,8 +9,14 @@ import { meshModel } from './mesh-model';
 /** How long and how often; `--quick` is for CI, where figures are not asserted. */
 export interface Settings {
   mode: 'full' | 'quick';
-  /** Each scenario runs every system once per round, in rotated order. */
+  /**
+   * Each scenario runs every system once per round, in rotated order; an
+   * `interleaved` scenario runs its systems side by side in `latencyBlocks`
+   * blocks each (see `Scenario.interleaved`).
+   */
   rounds: number;
+  /** Blocks per system and round of an interleaved scenario: its calls are split evenly between them. */
+  latencyBlocks: number;
   /** Throughput: load before the window opens. */
   warmupMs: number;
   /** Throughput: the measured window. */
@@ -46,6 +52,7 @@ export interface Settings {
 export const FULL: Settings = {
   mode: 'full',
   rounds: 5,
+  latencyBlocks: 20,
   warmupMs: 1_000,
   durationMs: 3_000,
   seqCount: 5_000,
@@ -68,6 +75,7 @@ export const FULL: Settings = {
 export const QUICK: Settings = {
   mode: 'quick',
   rounds: 2,
+  latencyBlocks: 10,
   warmupMs: 300,
   durationMs: 1_000,
   seqCount: 1_000,
@@ -306,6 +314,14 @@ export interface Scenario {
   maxRounds?: Readonly<Record<Settings['mode'], number>>;
   /** Per worker process, its own arguments (then `workers` is their count): the LLM pipeline's roles. */
   roles?: readonly (readonly string[])[];
+  /**
+   * One sequential latency measure whose systems run side by side: every
+   * system's worker and caller up at once, each warmed up in turn, then the
+   * orchestrator alternates blocks of calls between them (order rotated per
+   * block), so every system sees the same machine state; each system's
+   * percentiles are over all its calls of the round.
+   */
+  interleaved?: boolean;
   measures: Record<string, (s: Settings) => Measure>;
 }
 
@@ -328,17 +344,18 @@ const modelNote = (figure: number, churn: boolean): string =>
   `the paper model (docs/discovery.md) predicts ${figure} msgs/s for ${MESH.processes} processes, 1 watcher, 1 endpoint${churn ? `, ${MESH.churnPerS} spawns/stops per second (a reference, not a goal)` : ' (the goal: at most 20% over it)'}`;
 
 export const SCENARIOS = {
+  /** One request in flight; the systems interleaved in blocks (a system's window alone swung the ratio by half). */
+  unary_seq: { workers: 1, interleaved: true, measures: { seq: (s) => ({ kind: 'latency', count: s.seqCount, warmup: s.seqWarmup }) } },
   unary: {
     workers: 1,
     measures: {
-      seq: (s) => ({ kind: 'latency', count: s.seqCount, warmup: s.seqWarmup }),
       c16: throughput(16),
       c256: throughput(256),
     },
   },
   unary_queue2: { workers: 2, measures: { c256: throughput(256) } },
   stream: { workers: 1, measures: { items: stream } },
-  first_item: { workers: 1, measures: { first: (s) => ({ kind: 'first_item', count: s.firstCount, warmup: s.firstWarmup }) } },
+  first_item: { workers: 1, interleaved: true, measures: { first: (s) => ({ kind: 'first_item', count: s.firstCount, warmup: s.firstWarmup }) } },
   embedded: { workers: 0, measures: { unary: throughput(256), stream } },
   events: {
     workers: 1,
@@ -515,7 +532,7 @@ export const CASES: readonly CaseDef[] = [
     title: 'unary, 1 in flight, p50',
     unit: 'µs',
     better: 'lower',
-    scenario: 'unary',
+    scenario: 'unary_seq',
     measure: 'seq',
     field: 'p50_us',
     systems: SEQ_SYSTEMS,
@@ -528,7 +545,7 @@ export const CASES: readonly CaseDef[] = [
     title: 'unary, 1 in flight, p99',
     unit: 'µs',
     better: 'lower',
-    scenario: 'unary',
+    scenario: 'unary_seq',
     measure: 'seq',
     field: 'p99_us',
     systems: SEQ_SYSTEMS,
