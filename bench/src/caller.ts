@@ -50,8 +50,8 @@ async function main(job: CallerJob): Promise<void> {
     const first = job.measures[0];
     if (first) await probe(driver, first, { label, timeoutMs: PROBE_TIMEOUT_MS });
     if (job.interleaved) {
-      if (!first || job.measures.length !== 1) throw new Error(`${label}: an interleaved run makes exactly one measure`);
-      await inBlocks(driver, first, label);
+      if (!first) throw new Error(`${label}: an interleaved run needs a measure`);
+      await inBlocks(driver, job.measures, label);
       return;
     }
     const results: MeasureResult[] = [];
@@ -63,12 +63,13 @@ async function main(job: CallerJob): Promise<void> {
 }
 
 /**
- * An interleaved scenario: reports `ready`, then makes its warm-up and each
- * block when the orchestrator says (answering `done`), and its result on
- * `finish`. The orchestrator sends one command at a time.
+ * An interleaved scenario: reports `ready`, then makes its first measure's
+ * warm-up and each block when the orchestrator says (answering `done`), that
+ * measure's result on `finish`, and its other measures, in order, on `rest`.
+ * The orchestrator sends one command at a time.
  */
-async function inBlocks(driver: Driver, m: CallerJob['measures'][number], label: string): Promise<void> {
-  const run = blockRun(driver, m, label);
+async function inBlocks(driver: Driver, measures: CallerJob['measures'], label: string): Promise<void> {
+  const run = blockRun(driver, measures[0] as CallerJob['measures'][number], label);
   const commands: ToChild[] = [];
   let wake: (() => void) | undefined;
   process.on('message', (c: ToChild) => {
@@ -89,7 +90,13 @@ async function inBlocks(driver: Driver, m: CallerJob['measures'][number], label:
         break;
       case 'finish':
         await send({ type: 'result', results: [run.result()] });
+        break;
+      case 'rest': {
+        const results: MeasureResult[] = [];
+        for (const m of measures.slice(1)) results.push(await measure(driver, m, label));
+        await send({ type: 'result', results });
         return;
+      }
       case 'stop':
       case 'churn':
       case 'calm':

@@ -20,7 +20,7 @@ export interface CallerJob {
   measures: Measure[];
   /** Where the caller sends its load when a worker serves HTTP (the LLM pipeline's frontend). */
   endpoint?: string;
-  /** An interleaved scenario: one measure, run at the orchestrator's word (`warmup`, `block`s, `finish`). */
+  /** An interleaved scenario: the first measure runs at the orchestrator's word (`warmup`, `block`s, `finish`), the others on `rest`. */
   interleaved?: boolean;
 }
 
@@ -55,10 +55,16 @@ export interface MeshHostJob {
 
 /**
  * `stop` to any child; `churn` (one spawn or stop every `everyMs`, alternating) and `calm` to a mesh host;
- * `warmup`, `block` and `finish` to the caller of an interleaved scenario.
+ * `warmup`, `block`, `finish` and `rest` to the caller of an interleaved scenario.
  */
 export type ToChild =
-  { type: 'stop' } | { type: 'churn'; everyMs: number } | { type: 'calm' } | { type: 'warmup' } | { type: 'block'; calls: number } | { type: 'finish' };
+  | { type: 'stop' }
+  | { type: 'churn'; everyMs: number }
+  | { type: 'calm' }
+  | { type: 'warmup' }
+  | { type: 'block'; calls: number }
+  | { type: 'finish' }
+  | { type: 'rest' };
 
 export function readJob<T>(): T {
   const raw = process.argv[2];

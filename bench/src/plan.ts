@@ -10,9 +10,9 @@ import { meshModel } from './mesh-model';
 export interface Settings {
   mode: 'full' | 'quick';
   /**
-   * Each scenario runs every system once per round, in rotated order; an
-   * `interleaved` scenario runs its systems side by side in `latencyBlocks`
-   * blocks each (see `Scenario.interleaved`).
+   * Each scenario runs every system once per round, in rotated order; a
+   * scenario's `interleaved` measure runs its systems side by side in
+   * `latencyBlocks` blocks each (see `Scenario.interleaved`).
    */
   rounds: number;
   /** Blocks per system and round of an interleaved scenario: its calls are split evenly between them. */
@@ -315,13 +315,14 @@ export interface Scenario {
   /** Per worker process, its own arguments (then `workers` is their count): the LLM pipeline's roles. */
   roles?: readonly (readonly string[])[];
   /**
-   * One sequential latency measure whose systems run side by side: every
+   * A sequential latency measure whose systems run side by side: every
    * system's worker and caller up at once, each warmed up in turn, then the
    * orchestrator alternates blocks of calls between them (order rotated per
    * block), so every system sees the same machine state; each system's
-   * percentiles are over all its calls of the round.
+   * percentiles are over all its calls of the round. A system's other
+   * measures follow in its own processes, one system at a time as usual.
    */
-  interleaved?: boolean;
+  interleaved?: string;
   measures: Record<string, (s: Settings) => Measure>;
 }
 
@@ -344,18 +345,19 @@ const modelNote = (figure: number, churn: boolean): string =>
   `the paper model (docs/discovery.md) predicts ${figure} msgs/s for ${MESH.processes} processes, 1 watcher, 1 endpoint${churn ? `, ${MESH.churnPerS} spawns/stops per second (a reference, not a goal)` : ' (the goal: at most 20% over it)'}`;
 
 export const SCENARIOS = {
-  /** One request in flight; the systems interleaved in blocks (a system's window alone swung the ratio by half). */
-  unary_seq: { workers: 1, interleaved: true, measures: { seq: (s) => ({ kind: 'latency', count: s.seqCount, warmup: s.seqWarmup }) } },
   unary: {
     workers: 1,
+    /** One request in flight: the systems interleaved in blocks (a system's window alone swung the ratio by half). */
+    interleaved: 'seq',
     measures: {
+      seq: (s) => ({ kind: 'latency', count: s.seqCount, warmup: s.seqWarmup }),
       c16: throughput(16),
       c256: throughput(256),
     },
   },
   unary_queue2: { workers: 2, measures: { c256: throughput(256) } },
   stream: { workers: 1, measures: { items: stream } },
-  first_item: { workers: 1, interleaved: true, measures: { first: (s) => ({ kind: 'first_item', count: s.firstCount, warmup: s.firstWarmup }) } },
+  first_item: { workers: 1, interleaved: 'first', measures: { first: (s) => ({ kind: 'first_item', count: s.firstCount, warmup: s.firstWarmup }) } },
   embedded: { workers: 0, measures: { unary: throughput(256), stream } },
   events: {
     workers: 1,
@@ -532,7 +534,7 @@ export const CASES: readonly CaseDef[] = [
     title: 'unary, 1 in flight, p50',
     unit: 'µs',
     better: 'lower',
-    scenario: 'unary_seq',
+    scenario: 'unary',
     measure: 'seq',
     field: 'p50_us',
     systems: SEQ_SYSTEMS,
@@ -545,7 +547,7 @@ export const CASES: readonly CaseDef[] = [
     title: 'unary, 1 in flight, p99',
     unit: 'µs',
     better: 'lower',
-    scenario: 'unary_seq',
+    scenario: 'unary',
     measure: 'seq',
     field: 'p99_us',
     systems: SEQ_SYSTEMS,
