@@ -3,8 +3,8 @@
  * the worker answers, makes the job's measurements in order, reports them
  * and exits. Embedded drivers host the worker side in this process too.
  */
-import { type CallerJob, errorText, onStop, readJob, send, type ToChild } from './ipc';
-import { blockRun, measure, probe } from './load';
+import { type CallerJob, errorText, onStop, readJob, send } from './ipc';
+import { measure, probe } from './load';
 import type { DriverKind, MeasureResult } from './plan';
 import type { ConnectDriver, Driver } from './systems/system';
 import { within } from './time';
@@ -49,59 +49,11 @@ async function main(job: CallerJob): Promise<void> {
   try {
     const first = job.measures[0];
     if (first) await probe(driver, first, { label, timeoutMs: PROBE_TIMEOUT_MS });
-    if (job.interleaved) {
-      if (!first) throw new Error(`${label}: an interleaved run needs a measure`);
-      await inBlocks(driver, job.measures, label);
-      return;
-    }
     const results: MeasureResult[] = [];
     for (const m of job.measures) results.push(await measure(driver, m, label));
     await send({ type: 'result', results });
   } finally {
     await within(driver.close(), CLOSE_TIMEOUT_MS, `${label} caller to close`).catch((err: unknown) => console.error(errorText(err)));
-  }
-}
-
-/**
- * An interleaved scenario: reports `ready`, then makes its first measure's
- * warm-up and each block when the orchestrator says (answering `done`), that
- * measure's result on `finish`, and its other measures, in order, on `rest`.
- * The orchestrator sends one command at a time.
- */
-async function inBlocks(driver: Driver, measures: CallerJob['measures'], label: string): Promise<void> {
-  const run = blockRun(driver, measures[0] as CallerJob['measures'][number], label);
-  const commands: ToChild[] = [];
-  let wake: (() => void) | undefined;
-  process.on('message', (c: ToChild) => {
-    commands.push(c);
-    wake?.();
-  });
-  await send({ type: 'ready' });
-  for (;;) {
-    while (commands.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-    const c = commands.shift() as ToChild;
-    switch (c.type) {
-      case 'warmup':
-        await run.warmup();
-        await send({ type: 'done' });
-        break;
-      case 'block':
-        await send({ type: 'done', p50_us: await run.block(c.calls) });
-        break;
-      case 'finish':
-        await send({ type: 'result', results: [run.result()] });
-        break;
-      case 'rest': {
-        const results: MeasureResult[] = [];
-        for (const m of measures.slice(1)) results.push(await measure(driver, m, label));
-        await send({ type: 'result', results });
-        return;
-      }
-      case 'stop':
-      case 'churn':
-      case 'calm':
-        break; // stop: onStop exits; the mesh host's commands are not for a caller
-    }
   }
 }
 

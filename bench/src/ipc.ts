@@ -20,15 +20,11 @@ export interface CallerJob {
   measures: Measure[];
   /** Where the caller sends its load when a worker serves HTTP (the LLM pipeline's frontend). */
   endpoint?: string;
-  /** An interleaved scenario: the first measure runs at the orchestrator's word (`warmup`, `block`s, `finish`), the others on `rest`. */
-  interleaved?: boolean;
 }
 
 export type ToParent =
   | { type: 'ready'; endpoint?: string }
   | { type: 'result'; results: MeasureResult[] }
-  /** An interleaved caller: connected and probed (`ready`), then its warm-up or a block done (with the block's p50, µs). */
-  | { type: 'done'; p50_us?: number }
   | { type: 'error'; message: string }
   /** The scale case's hosting process: about to spawn (epoch ms), then what it measured. */
   | { type: 'scale-start'; at: number }
@@ -53,18 +49,8 @@ export interface MeshHostJob {
   instances: number;
 }
 
-/**
- * `stop` to any child; `churn` (one spawn or stop every `everyMs`, alternating) and `calm` to a mesh host;
- * `warmup`, `block`, `finish` and `rest` to the caller of an interleaved scenario.
- */
-export type ToChild =
-  | { type: 'stop' }
-  | { type: 'churn'; everyMs: number }
-  | { type: 'calm' }
-  | { type: 'warmup' }
-  | { type: 'block'; calls: number }
-  | { type: 'finish' }
-  | { type: 'rest' };
+/** `stop` to any child; `churn` (one spawn or stop every `everyMs`, alternating) and `calm` to a mesh host. */
+export type ToChild = { type: 'stop' } | { type: 'churn'; everyMs: number } | { type: 'calm' };
 
 export function readJob<T>(): T {
   const raw = process.argv[2];

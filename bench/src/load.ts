@@ -125,62 +125,6 @@ async function firstItem(call: () => Promise<number>, m: Extract<Measure, { kind
   return summarize(samples);
 }
 
-/**
- * A sequential latency measure run in blocks at the orchestrator's word (an
- * interleaved scenario): `warmup()` makes the unmeasured calls, each `block(n)`
- * the next `n` measured ones, timed as `latency` and `firstItem` time them;
- * `result()` summarizes every measured call.
- */
-export interface BlockRun {
-  warmup(): Promise<void>;
-  /** Resolves with the block's p50, µs. */
-  block(calls: number): Promise<number>;
-  result(): LatencyResult;
-}
-
-export function blockRun(driver: Driver, m: Measure, label: string): BlockRun {
-  const timed: () => Promise<number> =
-    m.kind === 'first_item'
-      ? need(driver.firstItem, label, 'single-item calls')
-      : m.kind === 'latency'
-        ? timedCall(need(driver.unary, label, 'unary calls'))
-        : (): never => {
-            throw new Error(`${label}: a ${m.kind} measure cannot run in blocks`);
-          };
-  const { count, warmup } = m as Extract<Measure, { kind: 'latency' | 'first_item' }>;
-  const samples = new Float64Array(count);
-  let n = 0;
-  return {
-    warmup: () => within(repeat(timed, warmup), loopBound(warmup), `${label}: ${warmup} unmeasured calls`),
-    block: async (calls) => {
-      if (n + calls > count) throw new Error(`${label}: a block of ${calls} calls after ${n} overruns the ${count} measured`);
-      const from = n;
-      const loop = async (): Promise<void> => {
-        for (let i = 0; i < calls; i++) samples[n++] = await timed();
-      };
-      await within(loop(), loopBound(calls), `${label}: a block of ${calls} calls`);
-      return percentile(sortNumbers(samples.subarray(from, n)), 50);
-    },
-    result: () => {
-      if (n !== count) throw new Error(`${label}: ${n} of ${count} measured calls made`);
-      return summarize(samples);
-    },
-  };
-}
-
-/** A unary call timed as `latency` times it (µs). */
-function timedCall(call: () => Promise<unknown>): () => Promise<number> {
-  return async () => {
-    const t0 = process.hrtime.bigint();
-    await call();
-    return Number(process.hrtime.bigint() - t0) / 1000;
-  };
-}
-
-async function repeat(call: () => Promise<unknown>, times: number): Promise<void> {
-  for (let i = 0; i < times; i++) await call();
-}
-
 function summarize(samples: Float64Array): LatencyResult {
   const sorted = sortNumbers(samples);
   const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;

@@ -56,25 +56,14 @@ export interface StreamRequest {
   n: number;
 }
 
-/**
- * In an interleaved round (bench/src/run.ts) every system is up at once on one
- * server, and `raw_mux` and `raw_request` run the same raw worker: the
- * orchestrator gives each system's processes a tag of their own
- * (`SUBJECT_TAG_ENV`), which the raw subjects end with, so a system's calls
- * reach its own worker only.
- */
-export const SUBJECT_TAG_ENV = 'BENCH_SUBJECT_TAG';
-const subjectTag = process.env[SUBJECT_TAG_ENV];
-const rawSubject = (subject: string): string => (subjectTag ? `${subject}.${subjectTag}` : subject);
-
 /** Subjects and names the workers serve (one namespace, so runs never cross). */
 export const NAMES = {
   /** Troupe namespace and component of the bench worker. */
   troupeNamespace: 'bench',
   troupeComponent: 'bench',
-  rawEcho: rawSubject('bench.raw.echo'),
-  rawItems: rawSubject('bench.raw.items'),
-  rawFirst: rawSubject('bench.raw.first'),
+  rawEcho: 'bench.raw.echo',
+  rawItems: 'bench.raw.items',
+  rawFirst: 'bench.raw.first',
   rawQueue: 'bench-raw',
   moleculerService: 'bench',
   nestEcho: 'bench.nest.echo',

@@ -9,14 +9,8 @@ import { meshModel } from './mesh-model';
 /** How long and how often; `--quick` is for CI, where figures are not asserted. */
 export interface Settings {
   mode: 'full' | 'quick';
-  /**
-   * Each scenario runs every system once per round, in rotated order; a
-   * scenario's `interleaved` measure runs its systems side by side in
-   * `latencyBlocks` blocks each (see `Scenario.interleaved`).
-   */
+  /** Each scenario runs every system once per round, in rotated order. */
   rounds: number;
-  /** Blocks per system and round of an interleaved scenario: its calls are split evenly between them. */
-  latencyBlocks: number;
   /** Throughput: load before the window opens. */
   warmupMs: number;
   /** Throughput: the measured window. */
@@ -52,7 +46,6 @@ export interface Settings {
 export const FULL: Settings = {
   mode: 'full',
   rounds: 5,
-  latencyBlocks: 20,
   warmupMs: 1_000,
   durationMs: 3_000,
   seqCount: 5_000,
@@ -75,7 +68,6 @@ export const FULL: Settings = {
 export const QUICK: Settings = {
   mode: 'quick',
   rounds: 2,
-  latencyBlocks: 10,
   warmupMs: 300,
   durationMs: 1_000,
   seqCount: 1_000,
@@ -314,15 +306,6 @@ export interface Scenario {
   maxRounds?: Readonly<Record<Settings['mode'], number>>;
   /** Per worker process, its own arguments (then `workers` is their count): the LLM pipeline's roles. */
   roles?: readonly (readonly string[])[];
-  /**
-   * A sequential latency measure whose systems run side by side: every
-   * system's worker and caller up at once, each warmed up in turn, then the
-   * orchestrator alternates blocks of calls between them (order rotated per
-   * block), so every system sees the same machine state; each system's
-   * percentiles are over all its calls of the round. A system's other
-   * measures follow in its own processes, one system at a time as usual.
-   */
-  interleaved?: string;
   measures: Record<string, (s: Settings) => Measure>;
 }
 
@@ -347,8 +330,6 @@ const modelNote = (figure: number, churn: boolean): string =>
 export const SCENARIOS = {
   unary: {
     workers: 1,
-    /** One request in flight: the systems interleaved in blocks (a system's window alone swung the ratio by half). */
-    interleaved: 'seq',
     measures: {
       seq: (s) => ({ kind: 'latency', count: s.seqCount, warmup: s.seqWarmup }),
       c16: throughput(16),
@@ -357,7 +338,7 @@ export const SCENARIOS = {
   },
   unary_queue2: { workers: 2, measures: { c256: throughput(256) } },
   stream: { workers: 1, measures: { items: stream } },
-  first_item: { workers: 1, interleaved: 'first', measures: { first: (s) => ({ kind: 'first_item', count: s.firstCount, warmup: s.firstWarmup }) } },
+  first_item: { workers: 1, measures: { first: (s) => ({ kind: 'first_item', count: s.firstCount, warmup: s.firstWarmup }) } },
   embedded: { workers: 0, measures: { unary: throughput(256), stream } },
   events: {
     workers: 1,

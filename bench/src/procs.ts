@@ -17,8 +17,6 @@ const live = new Set<Child>();
 export interface ForkOptions {
   job: unknown;
   execArgv?: string[];
-  /** Added to the orchestrator's environment. */
-  env?: Record<string, string>;
 }
 
 /**
@@ -39,12 +37,8 @@ export class Child {
     file: string,
     opts: ForkOptions,
   ) {
-    const { job, execArgv = [], env } = opts;
-    this.proc = fork(file, [JSON.stringify(job)], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      execArgv,
-      ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
-    });
+    const { job, execArgv = [] } = opts;
+    this.proc = fork(file, [JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv });
     if (this.proc.pid === undefined) throw new Error(`could not fork ${label} (${file})`);
     this.pid = this.proc.pid;
     live.add(this);

@@ -3,8 +3,7 @@
  * OS-assigned port, then for each round and scenario runs every system in
  * its own processes (worker(s) forked from worker.js, the caller forked from
  * caller.js), in an order rotated per round so Troupe and its anchors
- * alternate (an interleaved scenario's systems run side by side, block by
- * block: `runInterleaved`); this process only coordinates. A full run of every case
+ * alternate; this process only coordinates. A full run of every case
  * writes bench/results.json and bench/RESULTS.md; `--quick`, `--only` and
  * `--rounds` runs write results.tmp-<mode>.* instead, so CI and local smoke
  * runs never overwrite the committed figures.
@@ -18,7 +17,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NatsServer } from '@troupe/testing';
-import type { CallerJob, ToChild, ToParent, WorkerJob } from './ipc';
+import type { CallerJob, WorkerJob } from './ipc';
 import {
   CASES,
   type CaseDef,
@@ -36,7 +35,6 @@ import {
 } from './plan';
 import { cpuMark, foreignCores } from './cpu';
 import { MONITOR_ENV } from './scale';
-import { SUBJECT_TAG_ENV } from './payload';
 import { Child, killAllChildren, liveChildren } from './procs';
 import { profileMarkdown, summarizeProfile } from './profile';
 import { buildResults, type Collected, goalLine, markdown, table, writeAtomic } from './report';
@@ -47,7 +45,7 @@ const WORKER_JS = path.join(__dirname, 'worker.js');
 const CALLER_JS = path.join(__dirname, 'caller.js');
 const READY_TIMEOUT_MS = 30_000;
 /** Whole-run bound, so a hang nobody anticipated still ends with an error. */
-const RUN_LIMIT_MS = { full: 45 * 60_000, quick: 8 * 60_000 } as const; // full: ~27 min since the latency cases interleave (2026-12-01); quick: ~2 min, ~3.5 on a busy machine with the LLM cases
+const RUN_LIMIT_MS = { full: 45 * 60_000, quick: 8 * 60_000 } as const; // full: ~25 min with every case (a 25 min bound stopped one on 2026-12-01); quick: ~2 min, ~3.5 on a busy machine with the LLM cases
 
 interface Options {
   settings: Settings;
@@ -178,175 +176,23 @@ async function runRounds(server: NatsServer, s: Settings, cases: readonly CaseDe
       const shape: Scenario = SCENARIOS[scenario];
       if (shape.maxRounds !== undefined && round >= shape.maxRounds[s.mode]) continue;
       const runners = rotate(runnersOf(scenario, cases), round);
-      const at = { server, s, cases, data, round, scenario };
-      const interleaved = shape.interleaved;
-      const together = interleaved === undefined ? [] : runners.filter((r) => measuresOf(scenario, r, cases).includes(interleaved));
-      if (interleaved !== undefined && together.length > 0) await runInterleaved(at, interleaved, together, runners);
-      else for (const runner of runners) await runAlone(at, runner);
+      for (const runner of runners) {
+        const names = measuresOf(scenario, runner, cases);
+        const started = Date.now();
+        const mark = cpuMark([server.pid]);
+        const results = await runOnce({ url: server.url, scenario, runner, names, settings: s });
+        const foreign = foreignCores(mark, cpuMark([server.pid]));
+        record(data, cases, { scenario, runner, names, results });
+        if (foreign !== undefined) data.foreignCpu.push({ round: round + 1, scenario, system: runner, cores: Math.round(foreign * 100) / 100 });
+        const other = foreign === undefined ? '' : `, other processes ${foreign.toFixed(2)} cores`;
+        console.log(
+          `[round ${round + 1}/${s.rounds}] ${scenario} · ${runner}: ${describe(names, results)} (${((Date.now() - started) / 1000).toFixed(1)} s${other})`,
+        );
+      }
     }
   }
   if (liveChildren() !== 0) throw new Error(`${liveChildren()} child processes still alive after the last run`);
   return data;
-}
-
-/** Where a run stands: the server, the settings, the cases and what is collected, the round and the scenario. */
-interface RoundAt {
-  server: NatsServer;
-  s: Settings;
-  cases: readonly CaseDef[];
-  data: Collected;
-  round: number;
-  scenario: ScenarioKey;
-}
-
-/** One system of a scenario in its own window: its processes started, its measures made, its processes stopped. */
-async function runAlone(at: RoundAt, runner: RunnerKey): Promise<void> {
-  const { server, s, cases, data, round, scenario } = at;
-  const names = measuresOf(scenario, runner, cases);
-  const started = Date.now();
-  const mark = cpuMark([server.pid]);
-  const results = await runOnce({ url: server.url, scenario, runner, names, settings: s });
-  const foreign = foreignCores(mark, cpuMark([server.pid]));
-  record(data, cases, { scenario, runner, names, results });
-  if (foreign !== undefined) data.foreignCpu.push({ round: round + 1, scenario, system: runner, cores: Math.round(foreign * 100) / 100 });
-  const other = foreign === undefined ? '' : `, other processes ${foreign.toFixed(2)} cores`;
-  console.log(
-    `[round ${round + 1}/${s.rounds}] ${scenario} · ${runner}: ${describe(names, results)} (${((Date.now() - started) / 1000).toFixed(1)} s${other})`,
-  );
-}
-
-/** A system of an interleaved round: its processes, its measures (the interleaved one first) and its blocks' p50s. */
-interface Together {
-  runner: RunnerKey;
-  names: string[];
-  caller: Child;
-  workers: Child[];
-  p50s: number[];
-  stopped: boolean;
-}
-
-/**
- * One round of a scenario with an interleaved measure (`Scenario.interleaved`):
- * the systems that make it are started at once on the round's server, warmed
- * up in turn, then given `latencyBlocks` blocks each, the orchestrator
- * alternating systems block by block (order rotated per block), so a drift
- * of the machine's state (load, CPU frequency, whatever runs beside) falls on
- * every system alike instead of on whichever system's window it met. Each
- * system's percentiles are over all its measured calls of the round. Then,
- * in the round's order, each system makes its other measures in its own
- * processes (the ones that are not interleaved: in processes of their own, as
- * usual) and is stopped.
- */
-async function runInterleaved(at: RoundAt, interleaved: string, together: RunnerKey[], runners: RunnerKey[]): Promise<void> {
-  const { server, s, cases, data, round, scenario } = at;
-  const started = Date.now();
-  const up: Together[] = [];
-  try {
-    const booted = await Promise.allSettled(
-      together.map(async (runner): Promise<Together> => {
-        const names = [interleaved, ...measuresOf(scenario, runner, cases).filter((n) => n !== interleaved)];
-        // Every system's processes get subjects of their own: raw_mux and raw_request run the same raw worker.
-        const env = { [SUBJECT_TAG_ENV]: runner };
-        const spec: RunSpec = { url: server.url, scenario, runner, names, settings: s, env };
-        const { workers, endpoint } = await startWorkers(spec);
-        const caller = Child.fork(`${runner} caller`, CALLER_JS, { job: { ...callerJob(spec, endpoint), interleaved: true }, env });
-        return { runner, names, caller, workers, p50s: [], stopped: false };
-      }),
-    );
-    for (const b of booted) if (b.status === 'fulfilled') up.push(b.value);
-    for (const b of booted) if (b.status === 'rejected') throw b.reason;
-    await Promise.all(up.map((u) => u.caller.waitFor('ready', READY_TIMEOUT_MS + 30_000, 'connected and probed')));
-    const count = countOf(scenario, interleaved, s);
-    for (const u of up) await command(u.caller, { type: 'warmup' }, 30_000 + count * 20, 'its warm-up');
-    const sizes = blockSizes(count, s.latencyBlocks);
-    // The bench's own live processes are not "other processes": the server and every system's, at both marks.
-    const mark = cpuMark([server.pid, ...livePids(up)]);
-    for (let b = 0; b < sizes.length; b++) {
-      const calls = sizes[b] as number;
-      for (const u of rotate(up, b)) {
-        const done = await command(u.caller, { type: 'block', calls }, 30_000 + calls * 20, `block ${b + 1}`);
-        if (done.p50_us !== undefined) u.p50s.push(done.p50_us);
-      }
-    }
-    const foreign = foreignCores(mark, cpuMark([server.pid, ...livePids(up)]));
-    for (const u of up) {
-      u.caller.send({ type: 'finish' });
-      const msg = await u.caller.waitFor('result', 30_000, `its ${interleaved} results`);
-      record(data, cases, { scenario, runner: u.runner, names: [interleaved], results: msg.results });
-      if (foreign !== undefined) data.foreignCpu.push({ round: round + 1, scenario, system: u.runner, cores: Math.round(foreign * 100) / 100 });
-      const spread = u.p50s.length === 0 ? '' : `, block p50 ${Math.round(Math.min(...u.p50s))}–${Math.round(Math.max(...u.p50s))} µs`;
-      console.log(`[round ${round + 1}/${s.rounds}] ${scenario} · ${u.runner}: ${describe([interleaved], msg.results)}${spread}`);
-      if (process.env['BENCH_VERBOSE']) console.log(`  block p50s, µs: ${u.p50s.map((x) => x.toFixed(1)).join(' ')}`);
-    }
-    await Promise.all(up.filter((u) => u.names.length === 1).map(stopTogether)); // nothing else to measure: not left idling beside the others
-    const other = foreign === undefined ? '' : `, other processes ${foreign.toFixed(2)} cores`;
-    console.log(
-      `[round ${round + 1}/${s.rounds}] ${scenario}: ${up.length} systems' ${interleaved} interleaved in ${sizes.length} blocks of ${sizes[0]} calls each (${((Date.now() - started) / 1000).toFixed(1)} s${other})`,
-    );
-    for (const runner of runners) {
-      const u = up.find((x) => x.runner === runner);
-      if (!u) {
-        await runAlone(at, runner);
-        continue;
-      }
-      if (u.names.length === 1) continue;
-      await restOf(at, u, up);
-      await stopTogether(u);
-    }
-  } finally {
-    await Promise.all(up.map(stopTogether));
-  }
-}
-
-/** A system of an interleaved round makes its other measures in its own window, as `runAlone` would. */
-async function restOf(at: RoundAt, u: Together, up: readonly Together[]): Promise<void> {
-  const rest = u.names.slice(1);
-  const { server, s, cases, data, round, scenario } = at;
-  const started = Date.now();
-  const pids = [server.pid, ...livePids(up)];
-  const mark = cpuMark(pids);
-  u.caller.send({ type: 'rest' });
-  const bound = callerBound(callerJob({ url: server.url, scenario, runner: u.runner, names: rest, settings: s }, undefined));
-  const msg = await u.caller.waitFor('result', bound, `its ${scenario} results`);
-  const foreign = foreignCores(mark, cpuMark(pids));
-  record(data, cases, { scenario, runner: u.runner, names: rest, results: msg.results });
-  if (foreign !== undefined) data.foreignCpu.push({ round: round + 1, scenario, system: u.runner, cores: Math.round(foreign * 100) / 100 });
-  const other = foreign === undefined ? '' : `, other processes ${foreign.toFixed(2)} cores`;
-  console.log(
-    `[round ${round + 1}/${s.rounds}] ${scenario} · ${u.runner}: ${describe(rest, msg.results)} (${((Date.now() - started) / 1000).toFixed(1)} s${other})`,
-  );
-}
-
-/** The processes of the round's systems not stopped yet. */
-function livePids(up: readonly Together[]): number[] {
-  return up.filter((u) => !u.stopped).flatMap((u) => [u.caller.pid, ...u.workers.map((w) => w.pid)]);
-}
-
-async function stopTogether(u: Together): Promise<void> {
-  u.stopped = true;
-  await u.caller.stop();
-  await Promise.all(u.workers.map((w) => w.stop()));
-}
-
-/** Sends one command to an interleaved caller and waits for its `done`. */
-async function command(caller: Child, msg: ToChild, timeoutMs: number, what: string): Promise<Extract<ToParent, { type: 'done' }>> {
-  if (!caller.send(msg)) throw new Error(`${caller.label} (pid ${caller.pid}): its channel is closed before ${what}`);
-  return caller.waitFor('done', timeoutMs, what);
-}
-
-/** The measured calls of an interleaved measure. */
-function countOf(scenario: ScenarioKey, name: string, s: Settings): number {
-  const make = (SCENARIOS[scenario].measures as Record<string, (s: Settings) => CallerJob['measures'][number]>)[name];
-  const m = make?.(s);
-  if (!m || (m.kind !== 'latency' && m.kind !== 'first_item'))
-    throw new Error(`${scenario}: the interleaved measure ${name} is not a sequential latency measure`);
-  return m.count;
-}
-
-/** `count` calls in `blocks` blocks, as even as they divide (the first ones one call larger). */
-function blockSizes(count: number, blocks: number): number[] {
-  const n = Math.max(1, Math.min(blocks, count));
-  return Array.from({ length: n }, (_, i) => Math.floor(count / n) + (i < count % n ? 1 : 0));
 }
 
 function rotate<T>(list: T[], by: number): T[] {
@@ -363,61 +209,44 @@ interface RunSpec {
   names: string[];
   settings: Settings;
   execArgv?: (role: string) => string[];
-  /** Added to the environment of the system's processes. */
-  env?: Record<string, string>;
 }
 
 let runCount = 0;
 
-/** Forks the system's workers and waits until they are ready; on failure they are stopped before it throws. */
-async function startWorkers(spec: RunSpec): Promise<{ workers: Child[]; endpoint: string | undefined }> {
-  const { url, scenario, runner } = spec;
+/** Starts the system's workers, runs its caller, stops everything by pid. */
+async function runOnce(spec: RunSpec): Promise<MeasureResult[]> {
+  const { url, scenario, runner, names, settings } = spec;
   const execArgv = spec.execArgv ?? (() => []);
   const def = RUNNERS[runner];
   const shape = SCENARIOS[scenario];
   const workers: Child[] = [];
-  if (def.worker === 'none') return { workers, endpoint: undefined };
+  let endpoint: string | undefined;
   try {
-    // A scenario with roles gives each worker process its own arguments; each run gets a namespace of its own.
-    const roles: ReadonlyArray<readonly string[]> = 'roles' in shape ? shape.roles : Array.from({ length: shape.workers }, () => []);
-    const runArgs = 'roles' in shape ? ['--namespace', `bench_${runner}_${++runCount}`] : [];
-    const runnerArgs: readonly string[] = 'args' in def ? def.args : [];
-    roles.forEach((role, i) => {
-      const args = [...role, ...runnerArgs, ...runArgs];
-      const job: WorkerJob = args.length === 0 ? { worker: def.worker, url } : { worker: def.worker, url, args };
-      const label = `${runner} worker ${i + 1}${role.length ? ` (${role.join(' ')})` : ''}`;
-      workers.push(Child.fork(label, WORKER_JS, { job, execArgv: execArgv(`worker${i + 1}`), ...(spec.env === undefined ? {} : { env: spec.env }) }));
+    if (def.worker !== 'none') {
+      // A scenario with roles gives each worker process its own arguments; each run gets a namespace of its own.
+      const roles: ReadonlyArray<readonly string[]> = 'roles' in shape ? shape.roles : Array.from({ length: shape.workers }, () => []);
+      const runArgs = 'roles' in shape ? ['--namespace', `bench_${runner}_${++runCount}`] : [];
+      const runnerArgs: readonly string[] = 'args' in def ? def.args : [];
+      roles.forEach((role, i) => {
+        const args = [...role, ...runnerArgs, ...runArgs];
+        const job: WorkerJob = args.length === 0 ? { worker: def.worker, url } : { worker: def.worker, url, args };
+        workers.push(
+          Child.fork(`${runner} worker ${i + 1}${role.length ? ` (${role.join(' ')})` : ''}`, WORKER_JS, { job, execArgv: execArgv(`worker${i + 1}`) }),
+        );
+      });
+      const ready = await Promise.all(workers.map((w) => w.waitFor('ready', READY_TIMEOUT_MS, 'ready')));
+      endpoint = ready.map((m) => m.endpoint).find((e) => e !== undefined);
+    }
+    const makers = shape.measures as Record<string, (s: Settings) => CallerJob['measures'][number]>;
+    const measures = names.map((n) => {
+      const make = makers[n];
+      if (!make) throw new Error(`scenario ${scenario} has no measure ${n}`);
+      return make(settings);
     });
-    const ready = await Promise.all(workers.map((w) => w.waitFor('ready', READY_TIMEOUT_MS, 'ready')));
-    return { workers, endpoint: ready.map((m) => m.endpoint).find((e) => e !== undefined) };
-  } catch (err) {
-    await Promise.all(workers.map((w) => w.stop()));
-    throw err;
-  }
-}
-
-/** The caller's job: the system's driver and the scenario's measures it makes. */
-function callerJob(spec: RunSpec, endpoint: string | undefined): CallerJob {
-  const { url, scenario, runner, names, settings } = spec;
-  const def = RUNNERS[runner];
-  const makers = SCENARIOS[scenario].measures as Record<string, (s: Settings) => CallerJob['measures'][number]>;
-  const measures = names.map((n) => {
-    const make = makers[n];
-    if (!make) throw new Error(`scenario ${scenario} has no measure ${n}`);
-    return make(settings);
-  });
-  return { driver: def.driver, url: def.worker === 'none' ? '' : url, measures, ...(endpoint === undefined ? {} : { endpoint }) };
-}
-
-/** Starts the system's workers, runs its caller, stops everything by pid. */
-async function runOnce(spec: RunSpec): Promise<MeasureResult[]> {
-  const execArgv = spec.execArgv ?? (() => []);
-  const { workers, endpoint } = await startWorkers(spec);
-  try {
-    const job = callerJob(spec, endpoint);
-    const caller = Child.fork(`${spec.runner} caller`, CALLER_JS, { job, execArgv: execArgv('caller') });
+    const job: CallerJob = { driver: def.driver, url: def.worker === 'none' ? '' : url, measures, ...(endpoint === undefined ? {} : { endpoint }) };
+    const caller = Child.fork(`${runner} caller`, CALLER_JS, { job, execArgv: execArgv('caller') });
     try {
-      const msg = await caller.waitFor('result', callerBound(job), `its ${spec.scenario} results`);
+      const msg = await caller.waitFor('result', callerBound(job), `its ${scenario} results`);
       return msg.results;
     } finally {
       await caller.stop();
